@@ -1,0 +1,150 @@
+/* The op library: forward and backward of every layer the model uses, on an oclseg_ctx.
+ *
+ * Conventions (all ops):
+ *  - float32, NCHW, tensors are views (buffer + element offset), shapes are checked and a
+ *    mismatch returns OCLSEG_ERR_INVALID_ARG with a message naming the op and the shapes;
+ *  - outputs are overwritten (never accumulated into) unless the name says otherwise;
+ *  - gradients follow PyTorch's definitions; optional gradient outputs may be NULL (not computed);
+ *  - reductions are deterministic (fixed-order two-pass, no atomics): same inputs, same bits;
+ *  - ops only enqueue work; they never block on the device (except where documented). */
+#ifndef OCLSEG_OPS_H
+#define OCLSEG_OPS_H
+
+#include <stdint.h>
+
+#include "oclseg/tensor.h"
+
+/* ---- elementwise: cl/eltwise.cl, src/ops/eltwise.c ------------------------------------- */
+/* y = max(x, 0). y may alias x. */
+int op_relu_forward(oclseg_ctx *ctx, const oclseg_tensor *x, oclseg_tensor *y);
+/* dx = dy * (y > 0), from the forward *output* y (as PyTorch's threshold_backward). dx may alias dy. */
+int op_relu_backward(oclseg_ctx *ctx, const oclseg_tensor *y, const oclseg_tensor *dy,
+                     oclseg_tensor *dx);
+/* y = min(max(x, 0), 6). y may alias x. */
+int op_relu6_forward(oclseg_ctx *ctx, const oclseg_tensor *x, oclseg_tensor *y);
+/* dx = dy * (0 < y < 6) (PyTorch hardtanh_backward: strict inequalities). dx may alias dy. */
+int op_relu6_backward(oclseg_ctx *ctx, const oclseg_tensor *y, const oclseg_tensor *dy,
+                      oclseg_tensor *dx);
+/* y = a + b (same shapes). y may alias a or b. */
+int op_add(oclseg_ctx *ctx, const oclseg_tensor *a, const oclseg_tensor *b, oclseg_tensor *y);
+/* y = sigmoid(x), computed stably for large |x|. */
+int op_sigmoid(oclseg_ctx *ctx, const oclseg_tensor *x, oclseg_tensor *y);
+
+/* Dropout with inverted scaling: y = x * keep / (1 - p), keep = (u >= p) where u in [0, 1) is
+ * drawn by Philox4x32-10 keyed by `seed` with counter (element index, `step`), so the mask is
+ * identical on every device and is regenerated (not stored) by the backward. p == 0: copy.
+ * op_dropout_mask_host gives the same mask on the host (for tests and references). */
+int op_dropout_forward(oclseg_ctx *ctx, const oclseg_tensor *x, oclseg_tensor *y, float p,
+                       uint64_t seed, uint64_t step);
+int op_dropout_backward(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *dx, float p,
+                        uint64_t seed, uint64_t step);
+void op_dropout_mask_host(size_t count, float p, uint64_t seed, uint64_t step, uint8_t *keep);
+
+/* ---- loss and metrics: cl/loss.cl, src/ops/loss.c -------------------------------------- */
+/* Mean binary cross-entropy with logits over all elements:
+ *   l_i = max(x,0) - x*y + log1p(exp(-|x|)), loss = mean(l_i) written to loss->buf at loss->off
+ * (a one-element view, so a training loop can write step k's loss to slot k of a ring buffer).
+ * If grad != NULL it also writes d(loss)/dx = (sigmoid(x) - y) / numel. */
+int op_bce_with_logits(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclseg_tensor *target,
+                       oclseg_tensor *loss, oclseg_tensor *grad);
+/* Per-image confusion counts at probability threshold t (pred = sigmoid(x) > t, truth = y > 0.5):
+ * counts[off + 4*n + {0,1,2,3}] = {intersection (TP), predicted (TP+FP), target (TP+FN), TN},
+ * as uint32 in `counts` (a buffer of >= off + 4*N uint32). */
+int op_seg_counts(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclseg_tensor *target,
+                  float threshold, cl_mem counts, size_t off);
+
+/* ---- conv2d (groups = 1, any kernel/stride/pad; 1x1 via GEMM): cl/conv2d.cl, src/ops/conv2d.c */
+typedef struct oclseg_conv_params {
+    int stride_h, stride_w, pad_h, pad_w;
+} oclseg_conv_params;
+/* x (N, Cin, H, W), w (Cout, Cin, KH, KW), bias (Cout) or NULL -> y (N, Cout, Ho, Wo),
+ * Ho = (H + 2*pad_h - KH) / stride_h + 1. */
+int op_conv2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *w,
+                      const oclseg_tensor *bias, oclseg_tensor *y, oclseg_conv_params p);
+/* Gradients for x, w, bias; any of dx, dw, dbias may be NULL. */
+int op_conv2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *w,
+                       const oclseg_tensor *dy, oclseg_tensor *dx, oclseg_tensor *dw,
+                       oclseg_tensor *dbias, oclseg_conv_params p);
+
+/* ---- depthwise 3x3 conv, pad 1, stride 1 or 2, no bias: cl/depthwise.cl, src/ops/depthwise.c */
+/* x (N, C, H, W), w (C, 1, 3, 3) -> y (N, C, Ho, Wo), Ho = (H + 2 - 3) / stride + 1. */
+int op_depthwise_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *w,
+                         oclseg_tensor *y, int stride);
+/* dx and/or dw may be NULL. dw is reduced over N, Ho, Wo deterministically. */
+int op_depthwise_backward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *w,
+                          const oclseg_tensor *dy, oclseg_tensor *dx, oclseg_tensor *dw,
+                          int stride);
+
+/* ---- batchnorm2d: cl/batchnorm.cl, src/ops/batchnorm.c --------------------------------- */
+/* Training mode: normalise with batch mean and biased variance; save_mean/save_invstd (C) keep
+ * mean and 1/sqrt(var + eps) for the backward; running_mean/var (C) are updated in place:
+ * r = (1 - momentum) * r + momentum * batch_stat, with the *unbiased* variance for running_var.
+ * (The caller increments num_batches_tracked.) N*H*W == 1 is an error, as in PyTorch. */
+int op_batchnorm_forward_train(oclseg_ctx *ctx, const oclseg_tensor *x,
+                               const oclseg_tensor *gamma, const oclseg_tensor *beta,
+                               oclseg_tensor *running_mean, oclseg_tensor *running_var,
+                               oclseg_tensor *y, oclseg_tensor *save_mean,
+                               oclseg_tensor *save_invstd, float momentum, float eps);
+/* Eval mode: y = (x - running_mean) / sqrt(running_var + eps) * gamma + beta. */
+int op_batchnorm_forward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *gamma,
+                              const oclseg_tensor *beta, const oclseg_tensor *running_mean,
+                              const oclseg_tensor *running_var, oclseg_tensor *y, float eps);
+/* Training-mode backward (batch statistics); dx, dgamma, dbeta may each be NULL. */
+int op_batchnorm_backward_train(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *dy,
+                                const oclseg_tensor *gamma, const oclseg_tensor *save_mean,
+                                const oclseg_tensor *save_invstd, oclseg_tensor *dx,
+                                oclseg_tensor *dgamma, oclseg_tensor *dbeta);
+/* Eval-mode backward (running statistics are constants); dx, dgamma, dbeta may be NULL. */
+int op_batchnorm_backward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *dy,
+                               const oclseg_tensor *gamma, const oclseg_tensor *running_mean,
+                               const oclseg_tensor *running_var, float eps, oclseg_tensor *dx,
+                               oclseg_tensor *dgamma, oclseg_tensor *dbeta);
+
+/* ---- conv_transpose2d (groups 1, output_padding 0): cl/conv_transpose.cl, src/ops/conv_transpose.c */
+/* x (N, Cin, H, W), w (Cin, Cout, KH, KW) (PyTorch layout), bias (Cout) or NULL ->
+ * y (N, Cout, Ho, Wo), Ho = (H - 1) * stride - 2 * pad + KH. */
+int op_conv_transpose2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *w,
+                                const oclseg_tensor *bias, oclseg_tensor *y, int stride, int pad);
+int op_conv_transpose2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x,
+                                 const oclseg_tensor *w, const oclseg_tensor *dy,
+                                 oclseg_tensor *dx, oclseg_tensor *dw, oclseg_tensor *dbias,
+                                 int stride, int pad);
+
+/* ---- bilinear upsampling, align_corners=False, any output size: cl/upsample.cl, src/ops/upsample.c
+ * (scale = in/out as PyTorch uses when `size=` is given; source index clamped at 0). */
+int op_upsample_bilinear_forward(oclseg_ctx *ctx, const oclseg_tensor *x, oclseg_tensor *y);
+/* Deterministic (gather form, no atomics). */
+int op_upsample_bilinear_backward(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *dx);
+
+/* ---- optimizers, one flat pass over a parameter range: cl/optim.cl, src/ops/optim.c ------ */
+typedef enum oclseg_optimizer_kind {
+    OCLSEG_OPT_NADAM = 0,
+    OCLSEG_OPT_ADAM = 1,
+    OCLSEG_OPT_SGD = 2,
+} oclseg_optimizer_kind;
+
+typedef struct oclseg_optim_config {
+    oclseg_optimizer_kind kind;
+    float lr, weight_decay;
+    float beta1, beta2, eps, momentum_decay; /* NAdam/Adam: 0.9 0.999 1e-8, NAdam 4e-3 */
+    float momentum, dampening;               /* SGD */
+    int nesterov;                            /* SGD */
+} oclseg_optim_config;
+
+/* Host-side scalar state shared by all parameters (they always step together). */
+typedef struct oclseg_optim_host_state {
+    int64_t step;      /* number of steps taken so far */
+    double mu_product; /* NAdam's running product of mu_t (starts at 1) */
+} oclseg_optim_host_state;
+
+void oclseg_optim_config_default(oclseg_optim_config *cfg, oclseg_optimizer_kind kind);
+void oclseg_optim_host_state_init(oclseg_optim_host_state *st);
+/* One step of torch.optim.{NAdam,Adam,SGD} (PyTorch 1.13 formulas, single-tensor path) over
+ * `count` floats from element `off` of param/grad/state1/state2 (same layout). state1 = exp_avg
+ * or SGD momentum buffer, state2 = exp_avg_sq (unused by SGD). Advances st->step (and
+ * mu_product). Scalars are computed in double on the host, then passed as float. */
+int op_optimizer_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg,
+                      oclseg_optim_host_state *st, cl_mem param, cl_mem grad, cl_mem state1,
+                      cl_mem state2, size_t off, size_t count);
+
+#endif

@@ -1,0 +1,111 @@
+/* OpenCL runtime: device enumeration and choice, the context, program build + cache, launches, buffers. */
+#ifndef OCLSEG_RUNTIME_H
+#define OCLSEG_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+
+#include "oclseg/status.h"
+
+/* One OpenCL device as enumerated (index P:D = platform_index:device_index). */
+typedef struct oclseg_device_info {
+    int platform_index, device_index;
+    cl_platform_id platform;
+    cl_device_id device;
+    char name[256], vendor[256], platform_name[256], platform_version[256];
+    char driver_version[256], opencl_c_version[256], device_version[256];
+    cl_device_type type;
+    cl_uint compute_units;
+    cl_ulong global_mem, local_mem, max_alloc;
+    size_t max_work_group_size;
+    int has_fp16, has_fp64;
+} oclseg_device_info;
+
+/* Enumerates every device of every platform. *out is malloc'd (free with free()). */
+int oclseg_devices_list(oclseg_device_info **out, int *count);
+const char *oclseg_device_type_str(cl_device_type type);
+
+/* Picks a device from spec: "P:D", a case-insensitive substring of the platform or device name,
+ * NULL/"" (then env OCLSEG_DEVICE, then first GPU > accelerator > CPU). A bad spec is an error
+ * that lists the available devices. */
+int oclseg_device_choose(const char *spec, oclseg_device_info *out);
+
+typedef struct oclseg_kernel_entry oclseg_kernel_entry;
+typedef struct oclseg_program_entry oclseg_program_entry;
+
+/* Everything needed to run kernels on one device. One per device; single-threaded use. */
+typedef struct oclseg_ctx {
+    oclseg_device_info info;
+    cl_context context;
+    cl_command_queue queue;
+    int profiling;                 /* queue created with CL_QUEUE_PROFILING_ENABLE */
+    char cl_std[16];               /* "-cl-std=CL1.2" etc., probed; "" if none accepted */
+    oclseg_program_entry *programs; /* built programs (linked list) */
+    oclseg_kernel_entry *kernels;  /* created kernels with their work-group sizes (linked list) */
+    cl_mem scratch;                /* one shared workspace, grown to the largest request */
+    size_t scratch_bytes;
+    size_t live_buffers, live_bytes, peak_bytes; /* device memory accounting */
+    int verbose;
+} oclseg_ctx;
+
+typedef struct oclseg_ctx_options {
+    const char *device_spec; /* see oclseg_device_choose */
+    int profiling;
+    int verbose;
+} oclseg_ctx_options;
+
+int oclseg_ctx_create(oclseg_ctx **out, const oclseg_ctx_options *opts);
+/* Creates a context for an already enumerated device (tests iterate devices this way). */
+int oclseg_ctx_create_for(oclseg_ctx **out, const oclseg_device_info *dev, int profiling);
+void oclseg_ctx_free(oclseg_ctx *ctx);
+
+/* Returns the kernel `kernel_name` from program `program_name` (= cl/<program_name>.cl), building
+ * the program on first use with the device's tuning defines and `extra_defines` (may be NULL;
+ * programs built with different defines are distinct). The kernel is owned by ctx. */
+int oclseg_kernel_get(oclseg_ctx *ctx, const char *program_name, const char *extra_defines,
+                      const char *kernel_name, cl_kernel *out);
+
+/* Work-group size limit of a kernel on this device (CL_KERNEL_WORK_GROUP_SIZE). */
+size_t oclseg_kernel_wg_limit(oclseg_ctx *ctx, cl_kernel kernel);
+
+/* Enqueues `kernel` over `global` work-items (dims 1..3). local == NULL: the runtime picks a
+ * work-group size from CL_KERNEL_WORK_GROUP_SIZE and rounds global up to a multiple of it, so
+ * kernels must bounds-check. A non-NULL local is used as given (checked against the limit). */
+int oclseg_launch(oclseg_ctx *ctx, cl_kernel kernel, cl_uint dims, const size_t *global,
+                  const size_t *local);
+
+/* Sets kernel argument i from a value; logs the kernel name and index on failure. */
+int oclseg_set_arg(cl_kernel kernel, cl_uint index, size_t size, const void *value,
+                   const char *file, int line);
+#define KARG(kernel, index, value)                                                         \
+    TRY(oclseg_set_arg((kernel), (index), sizeof(value), &(value), __FILE__, __LINE__))
+#define KARG_LOCAL(kernel, index, bytes)                                                   \
+    TRY(oclseg_set_arg((kernel), (index), (bytes), NULL, __FILE__, __LINE__))
+
+/* Device buffers, with accounting (live count/bytes, peak) and an allocation fault hook:
+ * env OCLSEG_FAULT_ALLOC=N makes the N-th allocation fail (for tests). `what` names the
+ * buffer in the error message. */
+int oclseg_buffer_create(oclseg_ctx *ctx, size_t bytes, const char *what, cl_mem *out);
+void oclseg_buffer_free(oclseg_ctx *ctx, cl_mem buf, size_t bytes);
+
+/* Returns the shared scratch buffer with at least `bytes` bytes (grows it if needed; after the
+ * first training step it never grows again). Valid until the next call that grows it. */
+int oclseg_scratch(oclseg_ctx *ctx, size_t bytes, cl_mem *out);
+
+/* Blocking copies between host and device (offsets/sizes in bytes). */
+int oclseg_write(oclseg_ctx *ctx, cl_mem buf, size_t offset, size_t bytes, const void *src);
+int oclseg_read(oclseg_ctx *ctx, cl_mem buf, size_t offset, size_t bytes, void *dst);
+/* Fills `count` floats at element offset `off` with `value`. */
+int oclseg_fill_f32(oclseg_ctx *ctx, cl_mem buf, size_t off, size_t count, float value);
+int oclseg_finish(oclseg_ctx *ctx);
+
+/* Where the kernel binary cache lives ("" when disabled via OCLSEG_CACHE=0). */
+void oclseg_cache_dir(char *out, size_t size);
+
+#endif

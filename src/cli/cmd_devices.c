@@ -1,0 +1,50 @@
+/* `oclseg devices`: lists every OpenCL platform and device with the facts that matter here. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli/cli.h"
+#include "oclseg/runtime.h"
+
+int cmd_devices(int argc, char **argv) {
+    static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            printf("usage: oclseg devices\n\nLists every OpenCL device as P:D (platform:device). "
+                   "Choose one with --device P:D,\n--device NAME (part of the device or platform "
+                   "name) or the OCLSEG_DEVICE variable.\n");
+            return 0;
+        }
+        return 2;
+    }
+    oclseg_device_info *devs = NULL;
+    int count = 0;
+    if (oclseg_devices_list(&devs, &count) != OCLSEG_OK) return 1;
+    if (count == 0) {
+        fprintf(stderr, "oclseg: no OpenCL platform/device found: install pocl-opencl-icd (CPU), "
+                        "mesa-opencl-icd (run with RUSTICL_ENABLE=llvmpipe or your GPU driver), "
+                        "or your GPU vendor's OpenCL driver\n");
+        free(devs);
+        return 1;
+    }
+    oclseg_device_info def;
+    int have_default = oclseg_device_choose(NULL, &def) == OCLSEG_OK;
+    for (int i = 0; i < count; i++) {
+        const oclseg_device_info *d = &devs[i];
+        int is_default = have_default && d->platform == def.platform && d->device == def.device;
+        printf("%d:%d  %s%s\n", d->platform_index, d->device_index, d->name,
+               is_default ? "   [default]" : "");
+        printf("     vendor %s; platform %s (%s)\n", d->vendor, d->platform_name,
+               d->platform_version);
+        printf("     driver %s; type %s; %u compute units; %s\n", d->driver_version,
+               oclseg_device_type_str(d->type), d->compute_units, d->opencl_c_version);
+        printf("     global memory %.0f MiB (max allocation %.0f MiB); local memory %.0f KiB; "
+               "max work-group %zu; fp16 %s; fp64 %s\n",
+               d->global_mem / 1048576.0, d->max_alloc / 1048576.0, d->local_mem / 1024.0,
+               d->max_work_group_size, d->has_fp16 ? "yes" : "no", d->has_fp64 ? "yes" : "no");
+    }
+    free(devs);
+    return 0;
+}

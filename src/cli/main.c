@@ -1,0 +1,33 @@
+/* oclseg's main: dispatches to a subcommand; the only place (with tools) that exits. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const cli_command commands[] = {
+    {"devices", "list every OpenCL platform and device", cmd_devices},
+};
+static const int command_count = sizeof commands / sizeof commands[0];
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: oclseg <command> [options]   (oclseg <command> --help for details)\n\n"
+                 "commands:\n");
+    for (int i = 0; i < command_count; i++)
+        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("oclseg 0.1.0\n");
+        return 0;
+    }
+    for (int i = 0; i < command_count; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "oclseg: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

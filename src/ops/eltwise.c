@@ -1,0 +1,71 @@
+/* Elementwise ops (relu, relu6, add, sigmoid): host side of cl/eltwise.cl. */
+#include "oclseg/ops.h"
+
+/* Runs kernel(a, a_off, [b, b_off,] y, y_off, n) over n elements. */
+static int run_unary(oclseg_ctx *ctx, const char *kernel_name, const oclseg_tensor *x,
+                     oclseg_tensor *y) {
+    if (!oclseg_tensor_same_shape(x, y)) {
+        OCLSEG_ERROR("%s: shape mismatch x (%d,%d,%d,%d) vs y (%d,%d,%d,%d)", kernel_name, x->n,
+                     x->c, x->h, x->w, y->n, y->c, y->h, y->w);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    cl_kernel k;
+    TRY(oclseg_kernel_get(ctx, "eltwise", NULL, kernel_name, &k));
+    cl_uint x_off = (cl_uint)x->off, y_off = (cl_uint)y->off, n = (cl_uint)oclseg_tensor_numel(x);
+    KARG(k, 0, x->buf);
+    KARG(k, 1, x_off);
+    KARG(k, 2, y->buf);
+    KARG(k, 3, y_off);
+    KARG(k, 4, n);
+    size_t global = n;
+    return oclseg_launch(ctx, k, 1, &global, NULL);
+}
+
+static int run_binary(oclseg_ctx *ctx, const char *kernel_name, const oclseg_tensor *a,
+                      const oclseg_tensor *b, oclseg_tensor *y) {
+    if (!oclseg_tensor_same_shape(a, b) || !oclseg_tensor_same_shape(a, y)) {
+        OCLSEG_ERROR("%s: shape mismatch (%d,%d,%d,%d), (%d,%d,%d,%d) -> (%d,%d,%d,%d)",
+                     kernel_name, a->n, a->c, a->h, a->w, b->n, b->c, b->h, b->w, y->n, y->c,
+                     y->h, y->w);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    cl_kernel k;
+    TRY(oclseg_kernel_get(ctx, "eltwise", NULL, kernel_name, &k));
+    cl_uint a_off = (cl_uint)a->off, b_off = (cl_uint)b->off, y_off = (cl_uint)y->off;
+    cl_uint n = (cl_uint)oclseg_tensor_numel(a);
+    KARG(k, 0, a->buf);
+    KARG(k, 1, a_off);
+    KARG(k, 2, b->buf);
+    KARG(k, 3, b_off);
+    KARG(k, 4, y->buf);
+    KARG(k, 5, y_off);
+    KARG(k, 6, n);
+    size_t global = n;
+    return oclseg_launch(ctx, k, 1, &global, NULL);
+}
+
+int op_relu_forward(oclseg_ctx *ctx, const oclseg_tensor *x, oclseg_tensor *y) {
+    return run_unary(ctx, "relu_forward", x, y);
+}
+
+int op_relu_backward(oclseg_ctx *ctx, const oclseg_tensor *y, const oclseg_tensor *dy,
+                     oclseg_tensor *dx) {
+    return run_binary(ctx, "relu_backward", y, dy, dx);
+}
+
+int op_relu6_forward(oclseg_ctx *ctx, const oclseg_tensor *x, oclseg_tensor *y) {
+    return run_unary(ctx, "relu6_forward", x, y);
+}
+
+int op_relu6_backward(oclseg_ctx *ctx, const oclseg_tensor *y, const oclseg_tensor *dy,
+                      oclseg_tensor *dx) {
+    return run_binary(ctx, "relu6_backward", y, dy, dx);
+}
+
+int op_add(oclseg_ctx *ctx, const oclseg_tensor *a, const oclseg_tensor *b, oclseg_tensor *y) {
+    return run_binary(ctx, "add_forward", a, b, y);
+}
+
+int op_sigmoid(oclseg_ctx *ctx, const oclseg_tensor *x, oclseg_tensor *y) {
+    return run_unary(ctx, "sigmoid_forward", x, y);
+}

@@ -1,0 +1,83 @@
+/* Device buffers with accounting and an injectable allocation fault, the shared scratch
+ * workspace, and blocking host<->device copies. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "oclseg/runtime.h"
+
+static long alloc_counter;
+
+int oclseg_buffer_create(oclseg_ctx *ctx, size_t bytes, const char *what, cl_mem *out) {
+    *out = NULL;
+    if (bytes == 0) bytes = 4;
+    const char *fault = getenv("OCLSEG_FAULT_ALLOC");
+    long fault_at = fault ? atol(fault) : 0;
+    cl_int err = CL_SUCCESS;
+    if (fault_at > 0 && ++alloc_counter == fault_at) {
+        err = CL_MEM_OBJECT_ALLOCATION_FAILURE; /* injected (tests) */
+    } else if (bytes > ctx->info.max_alloc) {
+        err = CL_INVALID_BUFFER_SIZE;
+    } else {
+        *out = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    }
+    if (err != CL_SUCCESS) {
+        OCLSEG_ERROR("cannot allocate %.1f MiB of device memory for %s on '%s' (%s; device max "
+                     "single allocation %.1f MiB, in use %.1f MiB): try a smaller --batch or --size",
+                     bytes / 1048576.0, what ? what : "a buffer", ctx->info.name,
+                     oclseg_status_str(err), ctx->info.max_alloc / 1048576.0,
+                     ctx->live_bytes / 1048576.0);
+        *out = NULL;
+        return err == CL_INVALID_BUFFER_SIZE ? OCLSEG_ERR_OUT_OF_MEMORY : err;
+    }
+    ctx->live_buffers++;
+    ctx->live_bytes += bytes;
+    if (ctx->live_bytes > ctx->peak_bytes) ctx->peak_bytes = ctx->live_bytes;
+    return OCLSEG_OK;
+}
+
+void oclseg_buffer_free(oclseg_ctx *ctx, cl_mem buf, size_t bytes) {
+    if (!buf) return;
+    if (bytes == 0) bytes = 4;
+    clReleaseMemObject(buf);
+    ctx->live_buffers--;
+    ctx->live_bytes -= bytes;
+}
+
+int oclseg_scratch(oclseg_ctx *ctx, size_t bytes, cl_mem *out) {
+    if (bytes > ctx->scratch_bytes) {
+        if (ctx->scratch) {
+            CL_CHECK(clFinish(ctx->queue)); /* older work may still read the old scratch */
+            oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
+            ctx->scratch = NULL;
+            ctx->scratch_bytes = 0;
+        }
+        TRY(oclseg_buffer_create(ctx, bytes, "the shared scratch workspace", &ctx->scratch));
+        ctx->scratch_bytes = bytes;
+    }
+    *out = ctx->scratch;
+    return OCLSEG_OK;
+}
+
+int oclseg_write(oclseg_ctx *ctx, cl_mem buf, size_t offset, size_t bytes, const void *src) {
+    if (bytes == 0) return OCLSEG_OK;
+    CL_CHECK(clEnqueueWriteBuffer(ctx->queue, buf, CL_TRUE, offset, bytes, src, 0, NULL, NULL));
+    return OCLSEG_OK;
+}
+
+int oclseg_read(oclseg_ctx *ctx, cl_mem buf, size_t offset, size_t bytes, void *dst) {
+    if (bytes == 0) return OCLSEG_OK;
+    CL_CHECK(clEnqueueReadBuffer(ctx->queue, buf, CL_TRUE, offset, bytes, dst, 0, NULL, NULL));
+    return OCLSEG_OK;
+}
+
+int oclseg_fill_f32(oclseg_ctx *ctx, cl_mem buf, size_t off, size_t count, float value) {
+    if (count == 0) return OCLSEG_OK;
+    CL_CHECK(clEnqueueFillBuffer(ctx->queue, buf, &value, sizeof value, off * sizeof(float),
+                                 count * sizeof(float), 0, NULL, NULL));
+    return OCLSEG_OK;
+}
+
+int oclseg_finish(oclseg_ctx *ctx) {
+    CL_CHECK(clFinish(ctx->queue));
+    return OCLSEG_OK;
+}

@@ -1,0 +1,430 @@
+/* Kernel programs: source lookup (embedded or OCLSEG_KERNEL_DIR), per-device defines, build with
+ * log on failure, an on-disk binary cache keyed by source+options+device+driver, and launches. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "oclseg/runtime.h"
+#include "runtime/kernels_embedded.h"
+#include "runtime/program_internal.h"
+
+/* ---- per-device tuning table (CLBlast style: device -> vendor -> default) ---------------- */
+typedef struct tuning_entry {
+    const char *device_substr; /* NULL: any device */
+    const char *vendor_substr; /* NULL: any vendor */
+    const char *program;       /* NULL: every program */
+    const char *defines;
+} tuning_entry;
+
+static const tuning_entry tuning_table[] = {
+    /* Reductions use 256-wide work-groups where the hardware is wide, 64 elsewhere. */
+    {NULL, "NVIDIA", NULL, "-DREDUCE_WG=256"},
+    {NULL, "Advanced Micro Devices", NULL, "-DREDUCE_WG=256"},
+    {NULL, NULL, NULL, "-DREDUCE_WG=64"},
+};
+
+static int contains(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
+
+const char *oclseg_tuning_defines(const oclseg_device_info *dev, const char *program_name) {
+    const size_t n = sizeof tuning_table / sizeof tuning_table[0];
+    for (int pass = 0; pass < 3; pass++) {
+        for (size_t i = 0; i < n; i++) {
+            const tuning_entry *e = &tuning_table[i];
+            if (e->program && strcmp(e->program, program_name) != 0) continue;
+            if (pass == 0 && e->device_substr && contains(dev->name, e->device_substr)) return e->defines;
+            if (pass == 1 && !e->device_substr && e->vendor_substr &&
+                contains(dev->vendor, e->vendor_substr))
+                return e->defines;
+            if (pass == 2 && !e->device_substr && !e->vendor_substr) return e->defines;
+        }
+    }
+    return "";
+}
+
+/* ---- sources ---------------------------------------------------------------------------- */
+static char *read_text_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long len = ftell(f);
+        if (len >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)len + 1))) {
+            if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
+                free(buf);
+                buf = NULL;
+            } else {
+                buf[len] = '\0';
+            }
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
+/* Returns a malloc'd copy of cl/<name>.cl: from OCLSEG_KERNEL_DIR if set, else embedded. */
+static int load_source(const char *name, char **out) {
+    const char *dir = getenv("OCLSEG_KERNEL_DIR");
+    if (dir && *dir) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s.cl", dir, name);
+        *out = read_text_file(path);
+        if (!*out) {
+            OCLSEG_ERROR("cannot read kernel source %s (OCLSEG_KERNEL_DIR=%s): %s", path, dir,
+                         strerror(errno));
+            return OCLSEG_ERR_NOT_FOUND;
+        }
+        return OCLSEG_OK;
+    }
+    for (const oclseg_embedded_kernel *k = oclseg_embedded_kernels; k->name; k++) {
+        if (strcmp(k->name, name) == 0) {
+            *out = strdup(k->source);
+            return *out ? OCLSEG_OK : OCLSEG_ERR_OUT_OF_MEMORY;
+        }
+    }
+    OCLSEG_ERROR("no embedded kernel program named '%s'", name);
+    return OCLSEG_ERR_NOT_FOUND;
+}
+
+/* ---- binary cache ----------------------------------------------------------------------- */
+static uint64_t fnv1a(uint64_t h, const void *data, size_t len) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+void oclseg_cache_dir(char *out, size_t size) {
+    const char *off = getenv("OCLSEG_CACHE");
+    if (off && strcmp(off, "0") == 0) {
+        out[0] = '\0';
+        return;
+    }
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    if (xdg && *xdg) snprintf(out, size, "%s/oclseg", xdg);
+    else if (home && *home) snprintf(out, size, "%s/.cache/oclseg", home);
+    else out[0] = '\0';
+}
+
+static void mkdir_p(const char *path) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(tmp, 0755);
+            *p = '/';
+        }
+    }
+    mkdir(tmp, 0755);
+}
+
+#define CACHE_MAGIC "OCLSEGK1"
+
+typedef struct cache_key {
+    uint64_t h1, h2; /* two independent hashes of the full key text */
+    char path[4200];
+} cache_key;
+
+static void make_cache_key(const oclseg_ctx *ctx, const char *source, const char *options,
+                           cache_key *key) {
+    const char *parts[] = {CACHE_MAGIC,          ctx->info.platform_name,
+                           ctx->info.platform_version, ctx->info.name,
+                           ctx->info.driver_version, options,
+                           source};
+    key->h1 = 0xcbf29ce484222325ULL;
+    key->h2 = 0x84222325cbf29ce4ULL;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        size_t len = strlen(parts[i]);
+        key->h1 = fnv1a(key->h1, parts[i], len + 1);
+        key->h2 = fnv1a(key->h2 ^ (uint64_t)len, parts[i], len + 1);
+    }
+    char dir[4096];
+    oclseg_cache_dir(dir, sizeof dir);
+    if (dir[0]) snprintf(key->path, sizeof key->path, "%s/%016llx.bin", dir, (unsigned long long)key->h1);
+    else key->path[0] = '\0';
+}
+
+/* File: magic(8) h1(8) h2(8) size(8) checksum(8) binary(size). Anything off -> not used. */
+static unsigned char *cache_read(const cache_key *key, size_t *size) {
+    if (!key->path[0]) return NULL;
+    FILE *f = fopen(key->path, "rb");
+    if (!f) return NULL;
+    char magic[8];
+    uint64_t h1, h2, len, sum;
+    unsigned char *bin = NULL;
+    if (fread(magic, 1, 8, f) == 8 && memcmp(magic, CACHE_MAGIC, 8) == 0 &&
+        fread(&h1, 8, 1, f) == 1 && fread(&h2, 8, 1, f) == 1 && fread(&len, 8, 1, f) == 1 &&
+        fread(&sum, 8, 1, f) == 1 && h1 == key->h1 && h2 == key->h2 && len > 0 &&
+        len < (1ULL << 31) && (bin = malloc(len))) {
+        if (fread(bin, 1, len, f) != len || fnv1a(0xcbf29ce484222325ULL, bin, len) != sum ||
+            fgetc(f) != EOF) {
+            free(bin);
+            bin = NULL;
+        } else {
+            *size = len;
+        }
+    }
+    fclose(f);
+    return bin;
+}
+
+static void cache_write(const cache_key *key, const unsigned char *bin, size_t size) {
+    if (!key->path[0]) return;
+    char dir[4096], tmp[4300];
+    oclseg_cache_dir(dir, sizeof dir);
+    mkdir_p(dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", key->path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return;
+    uint64_t len = size, sum = fnv1a(0xcbf29ce484222325ULL, bin, size);
+    int ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(&key->h1, 8, 1, f) == 1 &&
+             fwrite(&key->h2, 8, 1, f) == 1 && fwrite(&len, 8, 1, f) == 1 &&
+             fwrite(&sum, 8, 1, f) == 1 && fwrite(bin, 1, size, f) == size;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, key->path) != 0) remove(tmp); /* the cache is best effort */
+}
+
+/* ---- build -------------------------------------------------------------------------------- */
+static void print_build_log(oclseg_ctx *ctx, cl_program prog, const char *name,
+                            const char *options) {
+    size_t len = 0;
+    clGetProgramBuildInfo(prog, ctx->info.device, CL_PROGRAM_BUILD_LOG, 0, NULL, &len);
+    char *log = malloc(len + 1);
+    if (log && clGetProgramBuildInfo(prog, ctx->info.device, CL_PROGRAM_BUILD_LOG, len, log,
+                                     NULL) == CL_SUCCESS) {
+        log[len] = '\0';
+    } else if (log) {
+        snprintf(log, len + 1, "%s", "");
+    }
+    fprintf(stderr,
+            "oclseg: error: building kernel program cl/%s.cl failed on device '%s' (%s, driver "
+            "%s)\n  options: %s\n  build log:\n%s\n",
+            name, ctx->info.name, ctx->info.platform_name, ctx->info.driver_version, options,
+            log ? log : "(no memory for the log)");
+    free(log);
+}
+
+static int get_binary(cl_program prog, unsigned char **bin, size_t *size) {
+    *bin = NULL;
+    CL_CHECK(clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof *size, size, NULL));
+    if (*size == 0) return OCLSEG_ERR_UNSUPPORTED;
+    *bin = malloc(*size);
+    if (!*bin) return OCLSEG_ERR_OUT_OF_MEMORY;
+    unsigned char *ptrs[1] = {*bin};
+    cl_int err = clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof ptrs, ptrs, NULL);
+    if (err != CL_SUCCESS) {
+        free(*bin);
+        *bin = NULL;
+        return err;
+    }
+    return OCLSEG_OK;
+}
+
+static int build_program(oclseg_ctx *ctx, const char *name, const char *extra_defines,
+                         cl_program *out) {
+    char *source = NULL;
+    TRY(load_source(name, &source));
+    char options[2048];
+    snprintf(options, sizeof options, "%s %s %s", ctx->cl_std,
+             oclseg_tuning_defines(&ctx->info, name), extra_defines ? extra_defines : "");
+    cache_key key;
+    make_cache_key(ctx, source, options, &key);
+    cl_int err;
+    size_t bin_size = 0;
+    unsigned char *bin = cache_read(&key, &bin_size);
+    if (bin) {
+        const unsigned char *bins[1] = {bin};
+        cl_int bin_status;
+        cl_program prog = clCreateProgramWithBinary(ctx->context, 1, &ctx->info.device, &bin_size,
+                                                    bins, &bin_status, &err);
+        free(bin);
+        if (err == CL_SUCCESS && bin_status == CL_SUCCESS &&
+            clBuildProgram(prog, 1, &ctx->info.device, options, NULL, NULL) == CL_SUCCESS) {
+            free(source);
+            *out = prog;
+            return OCLSEG_OK;
+        }
+        if (err == CL_SUCCESS) clReleaseProgram(prog);
+        remove(key.path); /* stale or corrupt: rebuild from source below */
+    }
+    const char *src = source;
+    cl_program prog = clCreateProgramWithSource(ctx->context, 1, &src, NULL, &err);
+    free(source);
+    CL_CHECK(err);
+    err = clBuildProgram(prog, 1, &ctx->info.device, options, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        print_build_log(ctx, prog, name, options);
+        clReleaseProgram(prog);
+        return OCLSEG_ERR_BUILD;
+    }
+    if (key.path[0] && get_binary(prog, &bin, &bin_size) == OCLSEG_OK)
+        cache_write(&key, bin, bin_size);
+    free(bin);
+    *out = prog;
+    return OCLSEG_OK;
+}
+
+static char *join3(const char *a, const char *b, const char *c) {
+    size_t len = strlen(a) + strlen(b) + strlen(c) + 3;
+    char *s = malloc(len);
+    if (s) snprintf(s, len, "%s|%s|%s", a, b, c);
+    return s;
+}
+
+int oclseg_kernel_get(oclseg_ctx *ctx, const char *program_name, const char *extra_defines,
+                      const char *kernel_name, cl_kernel *out) {
+    const char *defs = extra_defines ? extra_defines : "";
+    char *kkey = join3(program_name, defs, kernel_name);
+    if (!kkey) return OCLSEG_ERR_OUT_OF_MEMORY;
+    for (oclseg_kernel_entry *k = ctx->kernels; k; k = k->next) {
+        if (strcmp(k->key, kkey) == 0) {
+            free(kkey);
+            *out = k->kernel;
+            return OCLSEG_OK;
+        }
+    }
+    char *pkey = join3(program_name, defs, "");
+    if (!pkey) {
+        free(kkey);
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    }
+    oclseg_program_entry *pe = ctx->programs;
+    while (pe && strcmp(pe->key, pkey) != 0) pe = pe->next;
+    int st = OCLSEG_OK;
+    if (!pe) {
+        cl_program prog;
+        st = build_program(ctx, program_name, defs, &prog);
+        if (st == OCLSEG_OK && !(pe = calloc(1, sizeof *pe))) {
+            clReleaseProgram(prog);
+            st = OCLSEG_ERR_OUT_OF_MEMORY;
+        }
+        if (st != OCLSEG_OK) goto fail;
+        pe->key = pkey;
+        pkey = NULL;
+        pe->program = prog;
+        pe->next = ctx->programs;
+        ctx->programs = pe;
+    }
+    cl_int err;
+    cl_kernel kernel = clCreateKernel(pe->program, kernel_name, &err);
+    if (err != CL_SUCCESS) {
+        OCLSEG_ERROR("clCreateKernel(%s) in cl/%s.cl failed: %s", kernel_name, program_name,
+                     oclseg_status_str(err));
+        st = err;
+        goto fail;
+    }
+    oclseg_kernel_entry *ke = calloc(1, sizeof *ke);
+    if (!ke) {
+        clReleaseKernel(kernel);
+        st = OCLSEG_ERR_OUT_OF_MEMORY;
+        goto fail;
+    }
+    ke->key = kkey;
+    ke->kernel = kernel;
+    err = clGetKernelWorkGroupInfo(kernel, ctx->info.device, CL_KERNEL_WORK_GROUP_SIZE,
+                                   sizeof ke->wg_limit, &ke->wg_limit, NULL);
+    if (err != CL_SUCCESS || ke->wg_limit == 0) ke->wg_limit = 1;
+    ke->next = ctx->kernels;
+    ctx->kernels = ke;
+    free(pkey);
+    *out = kernel;
+    return OCLSEG_OK;
+fail:
+    free(kkey);
+    free(pkey);
+    return st;
+}
+
+void oclseg_programs_release(oclseg_ctx *ctx) {
+    while (ctx->kernels) {
+        oclseg_kernel_entry *k = ctx->kernels;
+        ctx->kernels = k->next;
+        clReleaseKernel(k->kernel);
+        free(k->key);
+        free(k);
+    }
+    while (ctx->programs) {
+        oclseg_program_entry *p = ctx->programs;
+        ctx->programs = p->next;
+        clReleaseProgram(p->program);
+        free(p->key);
+        free(p);
+    }
+}
+
+size_t oclseg_kernel_wg_limit(oclseg_ctx *ctx, cl_kernel kernel) {
+    for (oclseg_kernel_entry *k = ctx->kernels; k; k = k->next)
+        if (k->kernel == kernel) return k->wg_limit;
+    size_t limit = 1;
+    clGetKernelWorkGroupInfo(kernel, ctx->info.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof limit,
+                             &limit, NULL);
+    return limit ? limit : 1;
+}
+
+int oclseg_set_arg(cl_kernel kernel, cl_uint index, size_t size, const void *value,
+                   const char *file, int line) {
+    cl_int err = clSetKernelArg(kernel, index, size, value);
+    if (err != CL_SUCCESS) {
+        char name[128] = "?";
+        clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
+        oclseg_log_error(file, line, "clSetKernelArg(%s, %u) failed: %s", name, index,
+                         oclseg_status_str(err));
+        return err;
+    }
+    return OCLSEG_OK;
+}
+
+static size_t floor_pow2(size_t v) {
+    size_t p = 1;
+    while (p * 2 <= v) p *= 2;
+    return p;
+}
+
+int oclseg_launch(oclseg_ctx *ctx, cl_kernel kernel, cl_uint dims, const size_t *global,
+                  const size_t *local) {
+    size_t g[3] = {1, 1, 1}, l[3] = {1, 1, 1};
+    size_t limit = oclseg_kernel_wg_limit(ctx, kernel);
+    if (limit > ctx->info.max_work_group_size) limit = ctx->info.max_work_group_size;
+    if (dims < 1 || dims > 3) return OCLSEG_ERR_INVALID_ARG;
+    for (cl_uint i = 0; i < dims; i++) {
+        if (global[i] == 0) return OCLSEG_OK; /* nothing to do */
+        g[i] = global[i];
+    }
+    if (local) {
+        size_t total = 1;
+        for (cl_uint i = 0; i < dims; i++) total *= (l[i] = local[i]);
+        if (total > limit) {
+            char name[128] = "?";
+            clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
+            OCLSEG_ERROR("kernel %s needs a work-group of %zu items but the device allows %zu",
+                         name, total, limit);
+            return OCLSEG_ERR_UNSUPPORTED;
+        }
+    } else {
+        size_t budget = floor_pow2(limit < 256 ? limit : 256);
+        if (dims == 1) {
+            l[0] = budget;
+        } else {
+            /* 2D/3D: 16 along x (contiguous), the rest along y. */
+            l[0] = budget >= 16 ? 16 : budget;
+            l[1] = budget / l[0];
+        }
+        for (cl_uint i = 0; i < dims; i++) /* don't make groups larger than the problem */
+            while (l[i] > 1 && l[i] / 2 >= g[i]) l[i] /= 2;
+    }
+    for (cl_uint i = 0; i < dims; i++) g[i] = (g[i] + l[i] - 1) / l[i] * l[i];
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, g, l, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        char name[128] = "?";
+        clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
+        OCLSEG_ERROR("enqueueing kernel %s (global %zux%zux%zu, local %zux%zux%zu) failed: %s",
+                     name, g[0], g[1], g[2], l[0], l[1], l[2], oclseg_status_str(err));
+        return err;
+    }
+    return OCLSEG_OK;
+}

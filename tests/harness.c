@@ -1,0 +1,204 @@
+/* Test harness implementation: device contexts, guarded buffers, references and comparisons. */
+#include "harness.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GUARD_LEAD 17   /* odd, so tensors start at an unaligned offset */
+#define GUARD_TRAIL 64
+static const uint32_t SENTINEL = 0x7f8badc0u; /* a signalling-NaN pattern nothing computes */
+static const uint32_t POISON = 0x7fc0dead;    /* a quiet NaN: unwritten outputs fail compares */
+
+static oclseg_device_info *devices;
+static oclseg_ctx **contexts;
+static int device_count = -1;
+
+/* Called from harness_run, not atexit: OpenCL implementations (Oclgrind) tear down their own
+ * state in exit handlers, and releasing objects after that corrupts their heap. */
+static int release_contexts(void) {
+    int leaks = 0;
+    for (int i = 0; i < device_count; i++) {
+        if (contexts[i] && contexts[i]->live_buffers != 0) {
+            fprintf(stderr, "%zu device buffers leaked on %s\n", contexts[i]->live_buffers,
+                    devices[i].name);
+            leaks++;
+        }
+        oclseg_ctx_free(contexts[i]);
+    }
+    free(contexts);
+    free(devices);
+    contexts = NULL;
+    devices = NULL;
+    device_count = -1;
+    return leaks;
+}
+
+static void init_devices(void) {
+    if (device_count >= 0) return;
+    const char *want = getenv("OCLSEG_TEST_DEVICE");
+    if (want && *want) {
+        devices = calloc(1, sizeof *devices);
+        if (!devices || oclseg_device_choose(want, devices) != OCLSEG_OK) {
+            fprintf(stderr, "OCLSEG_TEST_DEVICE=%s matches no device\n", want);
+            exit(1);
+        }
+        device_count = 1;
+    } else if (oclseg_devices_list(&devices, &device_count) != OCLSEG_OK || device_count == 0) {
+        fprintf(stderr, "no OpenCL device to test on (install pocl-opencl-icd)\n");
+        exit(1);
+    }
+    contexts = calloc((size_t)device_count, sizeof *contexts);
+}
+
+int harness_device_count(void) {
+    init_devices();
+    return device_count;
+}
+
+oclseg_ctx *harness_ctx(int i) {
+    init_devices();
+    ck_assert_int_lt(i, device_count);
+    if (!contexts[i]) {
+        int st = oclseg_ctx_create_for(&contexts[i], &devices[i], 0);
+        ck_assert_msg(st == OCLSEG_OK, "cannot create a context on %s", devices[i].name);
+    }
+    return contexts[i];
+}
+
+const char *harness_device_name(int i) {
+    init_devices();
+    return devices[i].name;
+}
+
+int harness_small(void) {
+    const char *s = getenv("OCLSEG_TEST_SMALL");
+    return s && strcmp(s, "1") == 0;
+}
+
+int harness_no_gemm(void) {
+    const char *s = getenv("OCLSEG_TEST_NO_GEMM");
+    return s && strcmp(s, "1") == 0;
+}
+
+static void fill_pattern(float *dst, size_t n, uint32_t pattern) {
+    for (size_t i = 0; i < n; i++) memcpy(&dst[i], &pattern, sizeof pattern);
+}
+
+hbuf hb_create(oclseg_ctx *ctx, size_t n) {
+    hbuf b = {ctx, NULL, n, GUARD_LEAD, GUARD_TRAIL};
+    size_t total = b.lead + n + b.trail;
+    int st = oclseg_buffer_create(ctx, total * sizeof(float), "a test buffer", &b.buf);
+    ck_assert_msg(st == OCLSEG_OK, "buffer allocation failed");
+    float *host = malloc(total * sizeof(float));
+    ck_assert_ptr_nonnull(host);
+    fill_pattern(host, b.lead, SENTINEL);
+    fill_pattern(host + b.lead, n, POISON);
+    fill_pattern(host + b.lead + n, b.trail, SENTINEL);
+    ck_assert_int_eq(oclseg_write(ctx, b.buf, 0, total * sizeof(float), host), OCLSEG_OK);
+    free(host);
+    return b;
+}
+
+void hb_free(hbuf *b) {
+    if (b->buf) oclseg_buffer_free(b->ctx, b->buf, (b->lead + b->n + b->trail) * sizeof(float));
+    b->buf = NULL;
+}
+
+oclseg_tensor hb_tensor(const hbuf *b, int n, int c, int h, int w) {
+    ck_assert_uint_eq((size_t)n * c * h * w, b->n);
+    return oclseg_tensor_view(b->buf, b->lead, n, c, h, w);
+}
+
+/* Writes guards and body in one write at offset 0: Oclgrind 21.10's uninitialised-value
+ * tracking mis-tracks writes at a non-zero offset. */
+void hb_upload(hbuf *b, const float *src) {
+    size_t total = b->lead + b->n + b->trail;
+    float *host = malloc(total * sizeof(float));
+    ck_assert_ptr_nonnull(host);
+    fill_pattern(host, b->lead, SENTINEL);
+    memcpy(host + b->lead, src, b->n * sizeof(float));
+    fill_pattern(host + b->lead + b->n, b->trail, SENTINEL);
+    ck_assert_int_eq(oclseg_write(b->ctx, b->buf, 0, total * sizeof(float), host), OCLSEG_OK);
+    free(host);
+}
+
+void hb_poison(hbuf *b) {
+    float *host = malloc(b->n * sizeof(float) + 1);
+    ck_assert_ptr_nonnull(host);
+    fill_pattern(host, b->n, POISON);
+    hb_upload(b, host);
+    free(host);
+}
+
+hbuf hb_from(oclseg_ctx *ctx, const float *src, size_t n) {
+    hbuf b = hb_create(ctx, n);
+    hb_upload(&b, src);
+    return b;
+}
+
+void hb_download(hbuf *b, float *dst, const char *what) {
+    size_t total = b->lead + b->n + b->trail;
+    float *host = malloc(total * sizeof(float));
+    ck_assert_ptr_nonnull(host);
+    ck_assert_int_eq(oclseg_read(b->ctx, b->buf, 0, total * sizeof(float), host), OCLSEG_OK);
+    for (size_t i = 0; i < total; i++) {
+        if (i >= b->lead && i < b->lead + b->n) continue;
+        uint32_t bits;
+        memcpy(&bits, &host[i], sizeof bits);
+        ck_assert_msg(bits == SENTINEL, "%s: guard %s the buffer overwritten at %s%zu",
+                      what, i < b->lead ? "before" : "after", i < b->lead ? "-" : "+",
+                      i < b->lead ? b->lead - i : i - b->lead - b->n);
+    }
+    memcpy(dst, host + b->lead, b->n * sizeof(float));
+    free(host);
+}
+
+void harness_fill_uniform(float *dst, size_t n, float lo, float hi, uint64_t seed) {
+    uint64_t s = seed * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        double u = (double)(s >> 11) / 9007199254740992.0;
+        dst[i] = (float)(lo + (hi - lo) * u);
+    }
+}
+
+double *harness_to_double(const float *src, size_t n) {
+    double *d = malloc((n ? n : 1) * sizeof *d);
+    ck_assert_ptr_nonnull(d);
+    for (size_t i = 0; i < n; i++) d[i] = src[i];
+    return d;
+}
+
+void harness_compare(const char *what, const float *got, const double *ref, size_t n,
+                     double atol, double rtol) {
+    double worst = 0.0;
+    size_t worst_i = 0;
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_msg(isfinite(got[i]), "%s: element %zu is not finite (%g; reference %.9g)", what,
+                      i, (double)got[i], ref[i]);
+        double err = fabs((double)got[i] - ref[i]);
+        double allowed = atol + rtol * fabs(ref[i]);
+        if (err / allowed > worst) {
+            worst = err / allowed;
+            worst_i = i;
+        }
+        ck_assert_msg(err <= allowed,
+                      "%s: element %zu = %.9g, reference %.9g, |err| %.3g > atol %.3g + rtol %.3g*|ref|",
+                      what, i, (double)got[i], ref[i], err, atol, rtol);
+    }
+    (void)worst_i;
+}
+
+int harness_run(Suite *s) {
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    if (device_count >= 0 && release_contexts() != 0) failed++;
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs oclseg's Debian build, test and runtime dependencies (idempotent; quiet when present).
+# Usage: tools/install-deps.sh [--golden]   (--golden adds python3-torch/torchvision for tools/make_golden.py)
+set -euo pipefail
+pkgs=(build-essential meson ninja-build pkg-config python3
+      ocl-icd-opencl-dev opencl-c-headers libclblast-dev libpng-dev libjpeg62-turbo-dev
+      libjansson-dev check pocl-opencl-icd mesa-opencl-icd oclgrind clinfo gnuplot-nox)
+if [ "${1:-}" = "--golden" ]; then pkgs+=(python3-torch python3-torchvision); fi
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing: ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
