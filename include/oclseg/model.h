@@ -1,0 +1,121 @@
+/* The segmentation network (MobileNetV2 encoder + transposed-conv decoder + bilinear upsampling):
+ * built from a layer list, one parameter arena (params, grads and optimizer state share a
+ * layout), forward/backward on an oclseg_ctx. */
+#ifndef OCLSEG_MODEL_H
+#define OCLSEG_MODEL_H
+
+#include <stdint.h>
+
+#include "oclseg/ops.h"
+
+typedef struct oclseg_model_config {
+    float width_mult;  /* encoder width multiplier (1.0: torchvision's mobilenet_v2) */
+    int last_channel;  /* channels of the encoder's last 1x1 conv (1280 at width 1.0) */
+    int decoder[3];    /* channels of the first three transposed convs (256, 128, 64) */
+    int size;          /* input height = width, a multiple of 32 (128) */
+    int max_batch;     /* activations are allocated for this many images (16) */
+    float dropout;     /* dropout after the first decoder ReLU (0.5) */
+} oclseg_model_config;
+
+void oclseg_model_config_default(oclseg_model_config *cfg);
+
+typedef enum oclseg_layer_kind {
+    LAYER_CONV,      /* conv2d, groups 1 (stem 3x3 s2, pointwise 1x1), no bias */
+    LAYER_DEPTHWISE, /* 3x3 depthwise, pad 1, stride 1/2 */
+    LAYER_BATCHNORM,
+    LAYER_RELU6,     /* in place */
+    LAYER_RELU,      /* in place */
+    LAYER_ADD,       /* residual: out = in + in2 */
+    LAYER_CONVT,     /* conv_transpose2d k4 s2 p1 + bias */
+    LAYER_DROPOUT,
+    LAYER_UPSAMPLE,  /* bilinear to the input size */
+} oclseg_layer_kind;
+
+/* A named tensor of the state dict: a parameter (trainable, in the arena) or a buffer
+ * (BatchNorm running statistics, in the buffer arena). */
+typedef struct oclseg_param {
+    char name[96];    /* PyTorch state-dict key, e.g. "encoder.3.conv.1.1.weight" */
+    int n, c, h, w;   /* shape as (N, C, H, W); vectors are (C, 1, 1, 1) */
+    int ndim;         /* PyTorch's number of dims (4 for conv weights, 1 for vectors) */
+    size_t off;       /* float offset in the params arena (or buffers arena) */
+    int is_buffer;    /* running_mean / running_var */
+    int in_encoder;
+} oclseg_param;
+
+typedef struct oclseg_layer {
+    oclseg_layer_kind kind;
+    int in, in2, out;          /* activation ids (in2: second ADD input) */
+    int param, param2;         /* weight / bias (BN: gamma / beta) ids into model->params, or -1 */
+    int buf_mean, buf_var;     /* BN running stats ids into model->params, or -1 */
+    int bn_index;              /* BN: index into model->bn_batches (num_batches_tracked) */
+    int stride;
+    int in_encoder;
+    size_t save_off;           /* BN: offset of save_mean, save_invstd (C each) in model->bn_save */
+} oclseg_layer;
+
+typedef struct oclseg_activation {
+    int c, h, w;               /* per-image shape; batch is the current batch */
+    size_t off;                /* float offset in the activation arena (per max_batch) */
+    size_t grad_off;           /* float offset in the activation-gradient arena */
+    int has_grad;              /* 0 for activations no gradient flows to */
+} oclseg_activation;
+
+typedef struct oclseg_model {
+    oclseg_ctx *ctx;
+    oclseg_model_config cfg;
+    oclseg_layer *layers;
+    int layer_count, encoder_layer_count;
+    oclseg_param *params;      /* parameters first (encoder, then decoder), then buffers */
+    int param_count;
+    size_t param_floats;       /* size of the params/grads/state arenas */
+    size_t decoder_param_off;  /* first decoder parameter (frozen mode optimizes from here) */
+    size_t buffer_floats;
+    int64_t *bn_batches;       /* num_batches_tracked per BatchNorm (host) */
+    int bn_count;
+    oclseg_activation *acts;   /* acts[0] = input (N, 3, S, S) */
+    int act_count;
+    int logits_act;            /* (N, 1, S, S) */
+    cl_mem params_buf, grads_buf, state1_buf, state2_buf; /* (param_floats) each */
+    cl_mem buffers_buf;        /* (buffer_floats): BN running stats */
+    cl_mem bn_save_buf;        /* save_mean/save_invstd for every BN */
+    size_t bn_save_floats;
+    cl_mem acts_buf, grads_act_buf;
+    size_t acts_floats, grads_act_floats;
+    cl_mem grad_tmp_buf;       /* (largest activation): a second gradient being accumulated */
+    size_t grad_tmp_floats;
+    unsigned char *grad_ready; /* per activation, during backward */
+} oclseg_model;
+
+int oclseg_model_create(oclseg_ctx *ctx, const oclseg_model_config *cfg, oclseg_model **out);
+void oclseg_model_free(oclseg_model *m);
+
+/* Index of a state-dict key, or -1. */
+int oclseg_model_find_param(const oclseg_model *m, const char *name);
+/* PyTorch's default initialisation (kaiming-normal fan_out convs, BN 1/0, ConvTranspose2d's
+ * default), drawn from a host RNG seeded by `seed`, then uploaded. */
+int oclseg_model_init_random(oclseg_model *m, uint64_t seed);
+
+/* Views of the model input (N, 3, S, S) and output logits (N, 1, S, S) for a batch of n. */
+oclseg_tensor oclseg_model_input(const oclseg_model *m, int n);
+oclseg_tensor oclseg_model_logits(const oclseg_model *m, int n);
+/* The gradient buffer of the logits: the loss writes d(loss)/d(logits) here. */
+oclseg_tensor oclseg_model_logits_grad(const oclseg_model *m, int n);
+
+/* Forward over a batch of n images already written to oclseg_model_input.
+ * train: BatchNorm batch statistics (running stats updated) and dropout on;
+ * frozen_encoder: the encoder runs in eval mode (running stats, never updated) even when train.
+ * dropout_seed/step select the dropout mask. */
+int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
+                         uint64_t dropout_seed, uint64_t step);
+/* Backward from the logits gradient: writes every parameter gradient (decoder only when
+ * frozen_encoder: no encoder work at all). Must follow a forward with the same arguments. */
+int oclseg_model_backward(oclseg_model *m, int n, int frozen_encoder, uint64_t dropout_seed,
+                          uint64_t step);
+
+/* Host copies of one parameter/buffer (count = numel). */
+int oclseg_model_read_param(oclseg_model *m, int index, float *dst);
+int oclseg_model_write_param(oclseg_model *m, int index, const float *src);
+int oclseg_model_read_grad(oclseg_model *m, int index, float *dst);
+size_t oclseg_param_numel(const oclseg_param *p);
+
+#endif

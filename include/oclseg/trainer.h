@@ -1,0 +1,54 @@
+/* One training/evaluation engine over a model: uploads batches, runs forward + loss + backward +
+ * optimizer without host synchronisation, and reads losses back in bulk from a ring buffer. */
+#ifndef OCLSEG_TRAINER_H
+#define OCLSEG_TRAINER_H
+
+#include "oclseg/model.h"
+
+typedef struct oclseg_trainer_config {
+    oclseg_optim_config optim;
+    int frozen_encoder; /* model 1: encoder (and its BatchNorm statistics) frozen */
+    uint64_t seed;      /* dropout masks derive from (seed, step) */
+} oclseg_trainer_config;
+
+#define OCLSEG_LOSS_RING 256
+
+typedef struct oclseg_trainer {
+    oclseg_model *model;
+    oclseg_ctx *ctx;
+    oclseg_trainer_config cfg;
+    oclseg_optim_host_state opt;
+    int64_t step;              /* steps taken (the next step's index) */
+    int64_t drained;           /* steps whose loss was read back */
+    cl_mem targets_buf;        /* (max_batch, 1, S, S) */
+    cl_mem loss_ring_buf;      /* (OCLSEG_LOSS_RING) one loss per step, slot = step % ring */
+    cl_mem counts_buf;         /* (max_batch, 4) uint32 confusion counts for evaluation */
+    cl_mem eval_loss_buf;      /* (1) */
+    float *staging[2];         /* host copies of images+masks for non-blocking uploads */
+    cl_event upload_done[2];
+    size_t image_floats, mask_floats; /* per max batch */
+} oclseg_trainer;
+
+int oclseg_trainer_create(oclseg_model *model, const oclseg_trainer_config *cfg,
+                          oclseg_trainer **out);
+void oclseg_trainer_free(oclseg_trainer *t);
+
+/* Enqueues one training step on n images (N, 3, S, S) normalised and masks (N, 1, S, S) 0/1.
+ * Never waits for the device (except to reuse a staging buffer two steps later). */
+int oclseg_trainer_step(oclseg_trainer *t, const float *images, const float *masks, int n);
+
+/* Reads back the losses of all steps not yet read (blocking): losses[i] belongs to step
+ * first_step + i; *count <= OCLSEG_LOSS_RING. Call at least every OCLSEG_LOSS_RING steps
+ * (oclseg_trainer_step refuses to overwrite unread losses). A non-finite loss returns
+ * OCLSEG_ERR_NUMERIC with a message naming the step. */
+int oclseg_trainer_drain_losses(oclseg_trainer *t, float *losses, int64_t *first_step,
+                                int *count);
+int64_t oclseg_trainer_pending(const oclseg_trainer *t);
+
+/* Evaluation-mode forward on n images: mean BCE loss and per-image confusion counts
+ * (counts[4*i + {0,1,2,3}] = TP, TP+FP, TP+FN, TN at probability 0.5). Blocking. If probs is
+ * not NULL it receives the sigmoid probabilities (N, 1, S, S). */
+int oclseg_trainer_eval_batch(oclseg_trainer *t, const float *images, const float *masks, int n,
+                              float *loss, uint32_t *counts, float *probs);
+
+#endif

@@ -1,0 +1,579 @@
+/* Builds the MobileNetV2 + decoder layer list, allocates the arenas, and runs forward/backward. */
+#include "oclseg/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void oclseg_model_config_default(oclseg_model_config *cfg) {
+    cfg->width_mult = 1.0f;
+    cfg->last_channel = 1280;
+    cfg->decoder[0] = 256;
+    cfg->decoder[1] = 128;
+    cfg->decoder[2] = 64;
+    cfg->size = 128;
+    cfg->max_batch = 16;
+    cfg->dropout = 0.5f;
+}
+
+size_t oclseg_param_numel(const oclseg_param *p) {
+    return (size_t)p->n * (size_t)p->c * (size_t)p->h * (size_t)p->w;
+}
+
+/* torchvision's _make_divisible(v, 8). */
+static int make_divisible(double v, int divisor) {
+    int new_v = (int)(v + divisor / 2.0) / divisor * divisor;
+    if (new_v < divisor) new_v = divisor;
+    if (new_v < 0.9 * v) new_v += divisor;
+    return new_v;
+}
+
+/* ---- builder ---------------------------------------------------------------------------- */
+typedef struct builder {
+    oclseg_model *m;
+    int cap_layers, cap_params, cap_acts;
+    int in_encoder;
+    int failed;
+} builder;
+
+static int add_act(builder *b, int c, int h, int w) {
+    oclseg_model *m = b->m;
+    if (m->act_count == b->cap_acts) {
+        b->cap_acts = b->cap_acts ? 2 * b->cap_acts : 64;
+        void *p = realloc(m->acts, (size_t)b->cap_acts * sizeof *m->acts);
+        if (!p) { b->failed = 1; return 0; }
+        m->acts = p;
+    }
+    oclseg_activation *a = &m->acts[m->act_count];
+    memset(a, 0, sizeof *a);
+    a->c = c;
+    a->h = h;
+    a->w = w;
+    return m->act_count++;
+}
+
+static int add_param(builder *b, const char *name, int ndim, int n, int c, int h, int w,
+                     int is_buffer) {
+    oclseg_model *m = b->m;
+    if (m->param_count == b->cap_params) {
+        b->cap_params = b->cap_params ? 2 * b->cap_params : 128;
+        void *p = realloc(m->params, (size_t)b->cap_params * sizeof *m->params);
+        if (!p) { b->failed = 1; return -1; }
+        m->params = p;
+    }
+    oclseg_param *p = &m->params[m->param_count];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    p->n = n;
+    p->c = c;
+    p->h = h;
+    p->w = w;
+    p->is_buffer = is_buffer;
+    p->in_encoder = b->in_encoder;
+    return m->param_count++;
+}
+
+static oclseg_layer *add_layer(builder *b, oclseg_layer_kind kind, int in, int out) {
+    oclseg_model *m = b->m;
+    if (m->layer_count == b->cap_layers) {
+        b->cap_layers = b->cap_layers ? 2 * b->cap_layers : 128;
+        void *p = realloc(m->layers, (size_t)b->cap_layers * sizeof *m->layers);
+        if (!p) { b->failed = 1; static oclseg_layer dummy; return &dummy; }
+        m->layers = p;
+    }
+    oclseg_layer *l = &m->layers[m->layer_count++];
+    memset(l, 0, sizeof *l);
+    l->kind = kind;
+    l->in = in;
+    l->in2 = -1;
+    l->out = out;
+    l->param = l->param2 = l->buf_mean = l->buf_var = -1;
+    l->stride = 1;
+    l->in_encoder = b->in_encoder;
+    return l;
+}
+
+/* conv (k x k, stride, groups 1 or depthwise) + BatchNorm [+ ReLU6]; returns the output act. */
+static int conv_bn(builder *b, const char *prefix_conv, const char *prefix_bn, int in, int cout,
+                   int k, int stride, int depthwise, int relu6) {
+    oclseg_model *m = b->m;
+    const oclseg_activation *a = &m->acts[in];
+    int cin = a->c;
+    int ho = (a->h + 2 * (k / 2) - k) / stride + 1, wo = (a->w + 2 * (k / 2) - k) / stride + 1;
+    char name[128];
+    snprintf(name, sizeof name, "%s.weight", prefix_conv);
+    int wid = add_param(b, name, 4, cout, depthwise ? 1 : cin, k, k, 0);
+    int conv_out = add_act(b, cout, ho, wo);
+    oclseg_layer *l = add_layer(b, depthwise ? LAYER_DEPTHWISE : LAYER_CONV, in, conv_out);
+    l->param = wid;
+    l->stride = stride;
+    int bn_out = add_act(b, cout, ho, wo);
+    snprintf(name, sizeof name, "%s.weight", prefix_bn);
+    int gamma = add_param(b, name, 1, cout, 1, 1, 1, 0);
+    snprintf(name, sizeof name, "%s.bias", prefix_bn);
+    int beta = add_param(b, name, 1, cout, 1, 1, 1, 0);
+    snprintf(name, sizeof name, "%s.running_mean", prefix_bn);
+    int rm = add_param(b, name, 1, cout, 1, 1, 1, 1);
+    snprintf(name, sizeof name, "%s.running_var", prefix_bn);
+    int rv = add_param(b, name, 1, cout, 1, 1, 1, 1);
+    l = add_layer(b, LAYER_BATCHNORM, conv_out, bn_out);
+    l->param = gamma;
+    l->param2 = beta;
+    l->buf_mean = rm;
+    l->buf_var = rv;
+    l->bn_index = m->bn_count++;
+    if (relu6) add_layer(b, LAYER_RELU6, bn_out, bn_out);
+    return bn_out;
+}
+
+static void build_encoder(builder *b, int *act) {
+    const oclseg_model_config *cfg = &b->m->cfg;
+    static const int settings[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2},
+                                       {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
+    int input_channel = make_divisible(32 * cfg->width_mult, 8);
+    *act = conv_bn(b, "encoder.0.0", "encoder.0.1", *act, input_channel, 3, 2, 0, 1);
+    int index = 1;
+    char pc[96], pb[96];
+    for (int s = 0; s < 7; s++) {
+        int t = settings[s][0], out_c = make_divisible(settings[s][1] * cfg->width_mult, 8);
+        for (int i = 0; i < settings[s][2]; i++, index++) {
+            int stride = i == 0 ? settings[s][3] : 1;
+            int hidden = (int)lround(input_channel * (double)t);
+            int block_in = *act, x = *act, part = 0;
+            if (t != 1) {
+                snprintf(pc, sizeof pc, "encoder.%d.conv.%d.0", index, part);
+                snprintf(pb, sizeof pb, "encoder.%d.conv.%d.1", index, part);
+                x = conv_bn(b, pc, pb, x, hidden, 1, 1, 0, 1);
+                part++;
+            }
+            snprintf(pc, sizeof pc, "encoder.%d.conv.%d.0", index, part);
+            snprintf(pb, sizeof pb, "encoder.%d.conv.%d.1", index, part);
+            x = conv_bn(b, pc, pb, x, hidden, 3, stride, 1, 1);
+            part++;
+            snprintf(pc, sizeof pc, "encoder.%d.conv.%d", index, part);
+            snprintf(pb, sizeof pb, "encoder.%d.conv.%d", index, part + 1);
+            x = conv_bn(b, pc, pb, x, out_c, 1, 1, 0, 0);
+            if (stride == 1 && input_channel == out_c) {
+                const oclseg_activation *a = &b->m->acts[x];
+                int sum = add_act(b, a->c, a->h, a->w);
+                oclseg_layer *l = add_layer(b, LAYER_ADD, x, sum);
+                l->in2 = block_in;
+                x = sum;
+            }
+            *act = x;
+            input_channel = out_c;
+        }
+    }
+    snprintf(pc, sizeof pc, "encoder.%d.0", index);
+    snprintf(pb, sizeof pb, "encoder.%d.1", index);
+    *act = conv_bn(b, pc, pb, *act, cfg->last_channel, 1, 1, 0, 1);
+}
+
+static void build_decoder(builder *b, int *act) {
+    const oclseg_model_config *cfg = &b->m->cfg;
+    const int channels[4] = {cfg->decoder[0], cfg->decoder[1], cfg->decoder[2], 1};
+    const int keys[4] = {0, 3, 5, 7};
+    b->in_encoder = 0;
+    b->m->encoder_layer_count = b->m->layer_count;
+    for (int i = 0; i < 4; i++) {
+        const oclseg_activation *a = &b->m->acts[*act];
+        int cin = a->c, h = a->h * 2, w = a->w * 2;
+        char name[64];
+        snprintf(name, sizeof name, "decoder.%d.weight", keys[i]);
+        int wid = add_param(b, name, 4, cin, channels[i], 4, 4, 0);
+        snprintf(name, sizeof name, "decoder.%d.bias", keys[i]);
+        int bid = add_param(b, name, 1, channels[i], 1, 1, 1, 0);
+        int out = add_act(b, channels[i], h, w);
+        oclseg_layer *l = add_layer(b, LAYER_CONVT, *act, out);
+        l->param = wid;
+        l->param2 = bid;
+        l->stride = 2;
+        *act = out;
+        if (i < 3) add_layer(b, LAYER_RELU, out, out);
+        if (i == 0) {
+            int dropped = add_act(b, channels[i], h, w);
+            add_layer(b, LAYER_DROPOUT, out, dropped);
+            *act = dropped;
+        }
+    }
+    int up = add_act(b, 1, b->m->cfg.size, b->m->cfg.size);
+    add_layer(b, LAYER_UPSAMPLE, *act, up);
+    *act = up;
+}
+
+/* Lays out parameters (encoder then decoder; the builder adds them in that order), buffers,
+ * activations and their gradients, then allocates the device arenas. */
+static int allocate(oclseg_model *m) {
+    size_t poff = 0, boff = 0;
+    m->decoder_param_off = (size_t)-1;
+    for (int i = 0; i < m->param_count; i++) {
+        oclseg_param *p = &m->params[i];
+        if (p->is_buffer) {
+            p->off = boff;
+            boff += oclseg_param_numel(p);
+        } else {
+            if (!p->in_encoder && m->decoder_param_off == (size_t)-1) m->decoder_param_off = poff;
+            p->off = poff;
+            poff += oclseg_param_numel(p);
+        }
+    }
+    m->param_floats = poff;
+    m->buffer_floats = boff;
+    size_t nb = (size_t)m->cfg.max_batch, aoff = 0, goff = 0, soff = 0, largest = 0;
+    /* gradients flow to every activation except the input */
+    for (int i = 0; i < m->act_count; i++) {
+        oclseg_activation *a = &m->acts[i];
+        size_t sz = nb * a->c * a->h * a->w;
+        a->off = aoff;
+        aoff += sz;
+        a->has_grad = i != 0;
+        if (sz > largest) largest = sz;
+        a->grad_off = goff;
+        if (a->has_grad) goff += sz;
+    }
+    for (int i = 0; i < m->layer_count; i++) {
+        oclseg_layer *l = &m->layers[i];
+        if (l->kind != LAYER_BATCHNORM) continue;
+        l->save_off = soff;
+        soff += 2 * (size_t)m->acts[l->out].c;
+    }
+    m->acts_floats = aoff;
+    m->grads_act_floats = goff;
+    m->bn_save_floats = soff;
+    m->grad_tmp_floats = largest;
+    m->bn_batches = calloc((size_t)m->bn_count + 1, sizeof *m->bn_batches);
+    m->grad_ready = calloc((size_t)m->act_count, 1);
+    if (!m->bn_batches || !m->grad_ready) return OCLSEG_ERR_OUT_OF_MEMORY;
+    oclseg_ctx *ctx = m->ctx;
+    size_t pb = m->param_floats * sizeof(float);
+    TRY(oclseg_buffer_create(ctx, pb, "model parameters", &m->params_buf));
+    TRY(oclseg_buffer_create(ctx, pb, "parameter gradients", &m->grads_buf));
+    TRY(oclseg_buffer_create(ctx, pb, "optimizer state (exp_avg)", &m->state1_buf));
+    TRY(oclseg_buffer_create(ctx, pb, "optimizer state (exp_avg_sq)", &m->state2_buf));
+    TRY(oclseg_buffer_create(ctx, m->buffer_floats * sizeof(float), "BatchNorm running statistics",
+                             &m->buffers_buf));
+    TRY(oclseg_buffer_create(ctx, m->bn_save_floats * sizeof(float), "BatchNorm saved statistics",
+                             &m->bn_save_buf));
+    TRY(oclseg_buffer_create(ctx, m->acts_floats * sizeof(float), "activations", &m->acts_buf));
+    TRY(oclseg_buffer_create(ctx, m->grads_act_floats * sizeof(float), "activation gradients",
+                             &m->grads_act_buf));
+    TRY(oclseg_buffer_create(ctx, m->grad_tmp_floats * sizeof(float),
+                             "gradient accumulation temporary", &m->grad_tmp_buf));
+    TRY(oclseg_fill_f32(ctx, m->grads_buf, 0, m->param_floats, 0.0f));
+    TRY(oclseg_fill_f32(ctx, m->state1_buf, 0, m->param_floats, 0.0f));
+    TRY(oclseg_fill_f32(ctx, m->state2_buf, 0, m->param_floats, 0.0f));
+    return OCLSEG_OK;
+}
+
+int oclseg_model_create(oclseg_ctx *ctx, const oclseg_model_config *cfg, oclseg_model **out) {
+    *out = NULL;
+    if (cfg->size <= 0 || cfg->size % 32 != 0 || cfg->max_batch <= 0 || cfg->width_mult <= 0 ||
+        cfg->last_channel <= 0 || cfg->decoder[0] <= 0 || cfg->decoder[1] <= 0 ||
+        cfg->decoder[2] <= 0 || cfg->dropout < 0 || cfg->dropout >= 1) {
+        OCLSEG_ERROR("invalid model configuration: size %d must be a positive multiple of 32, "
+                     "batch %d > 0, dropout %g in [0, 1)", cfg->size, cfg->max_batch,
+                     (double)cfg->dropout);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    oclseg_model *m = calloc(1, sizeof *m);
+    if (!m) return OCLSEG_ERR_OUT_OF_MEMORY;
+    m->ctx = ctx;
+    m->cfg = *cfg;
+    builder b = {m, 0, 0, 0, 1, 0};
+    int act = add_act(&b, 3, cfg->size, cfg->size);
+    build_encoder(&b, &act);
+    build_decoder(&b, &act);
+    m->logits_act = act;
+    int st = b.failed ? OCLSEG_ERR_OUT_OF_MEMORY : allocate(m);
+    if (st != OCLSEG_OK) {
+        oclseg_model_free(m);
+        return st;
+    }
+    *out = m;
+    return OCLSEG_OK;
+}
+
+void oclseg_model_free(oclseg_model *m) {
+    if (!m) return;
+    oclseg_ctx *ctx = m->ctx;
+    size_t pb = m->param_floats * sizeof(float);
+    oclseg_buffer_free(ctx, m->params_buf, pb);
+    oclseg_buffer_free(ctx, m->grads_buf, pb);
+    oclseg_buffer_free(ctx, m->state1_buf, pb);
+    oclseg_buffer_free(ctx, m->state2_buf, pb);
+    oclseg_buffer_free(ctx, m->buffers_buf, m->buffer_floats * sizeof(float));
+    oclseg_buffer_free(ctx, m->bn_save_buf, m->bn_save_floats * sizeof(float));
+    oclseg_buffer_free(ctx, m->acts_buf, m->acts_floats * sizeof(float));
+    oclseg_buffer_free(ctx, m->grads_act_buf, m->grads_act_floats * sizeof(float));
+    oclseg_buffer_free(ctx, m->grad_tmp_buf, m->grad_tmp_floats * sizeof(float));
+    free(m->layers);
+    free(m->params);
+    free(m->acts);
+    free(m->bn_batches);
+    free(m->grad_ready);
+    free(m);
+}
+
+int oclseg_model_find_param(const oclseg_model *m, const char *name) {
+    for (int i = 0; i < m->param_count; i++)
+        if (strcmp(m->params[i].name, name) == 0) return i;
+    return -1;
+}
+
+/* ---- views ------------------------------------------------------------------------------- */
+static oclseg_tensor act_view(const oclseg_model *m, int id, int n) {
+    const oclseg_activation *a = &m->acts[id];
+    return oclseg_tensor_view(m->acts_buf, a->off, n, a->c, a->h, a->w);
+}
+
+static oclseg_tensor grad_view(const oclseg_model *m, int id, int n) {
+    const oclseg_activation *a = &m->acts[id];
+    return oclseg_tensor_view(m->grads_act_buf, a->grad_off, n, a->c, a->h, a->w);
+}
+
+static oclseg_tensor param_view(const oclseg_model *m, cl_mem base, int id) {
+    const oclseg_param *p = &m->params[id];
+    return oclseg_tensor_view(p->is_buffer ? m->buffers_buf : base, p->off, p->n, p->c, p->h, p->w);
+}
+
+oclseg_tensor oclseg_model_input(const oclseg_model *m, int n) { return act_view(m, 0, n); }
+oclseg_tensor oclseg_model_logits(const oclseg_model *m, int n) {
+    return act_view(m, m->logits_act, n);
+}
+oclseg_tensor oclseg_model_logits_grad(const oclseg_model *m, int n) {
+    return grad_view(m, m->logits_act, n);
+}
+
+/* ---- initialisation ------------------------------------------------------------------------ */
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static double uniform01(uint64_t *s) { return ((splitmix64(s) >> 11) + 0.5) / 9007199254740992.0; }
+
+static double normal(uint64_t *s) {
+    return sqrt(-2.0 * log(uniform01(s))) * cos(6.283185307179586 * uniform01(s));
+}
+
+int oclseg_model_init_random(oclseg_model *m, uint64_t seed) {
+    uint64_t rng = seed;
+    size_t max = 0;
+    for (int i = 0; i < m->param_count; i++)
+        if (oclseg_param_numel(&m->params[i]) > max) max = oclseg_param_numel(&m->params[i]);
+    float *host = malloc(max * sizeof *host);
+    if (!host) return OCLSEG_ERR_OUT_OF_MEMORY;
+    int st = OCLSEG_OK;
+    for (int i = 0; i < m->param_count && st == OCLSEG_OK; i++) {
+        const oclseg_param *p = &m->params[i];
+        size_t count = oclseg_param_numel(p);
+        const char *suffix = strrchr(p->name, '.');
+        int is_convt = strncmp(p->name, "decoder.", 8) == 0;
+        if (p->ndim == 4 && !is_convt) {
+            /* kaiming_normal_(mode="fan_out"): fan_out = size(0) * kh * kw */
+            double std = sqrt(2.0 / ((double)p->n * p->h * p->w));
+            for (size_t k = 0; k < count; k++) host[k] = (float)(std * normal(&rng));
+        } else if (is_convt) {
+            /* ConvTranspose2d default: kaiming_uniform_(a=sqrt(5)) and bias U(-b, b), both with
+             * b = 1/sqrt(fan_in), fan_in = weight.size(1) * kh * kw = Cout * 16. */
+            int wid = p->ndim == 4 ? i : i - 1; /* the bias follows its weight */
+            const oclseg_param *w = &m->params[wid];
+            double bound = 1.0 / sqrt((double)w->c * w->h * w->w);
+            for (size_t k = 0; k < count; k++) host[k] = (float)(bound * (2 * uniform01(&rng) - 1));
+        } else if (strcmp(suffix, ".weight") == 0 || strcmp(suffix, ".running_var") == 0) {
+            for (size_t k = 0; k < count; k++) host[k] = 1.0f;
+        } else {
+            for (size_t k = 0; k < count; k++) host[k] = 0.0f;
+        }
+        st = oclseg_model_write_param(m, i, host);
+    }
+    free(host);
+    for (int i = 0; i < m->bn_count; i++) m->bn_batches[i] = 0;
+    return st;
+}
+
+int oclseg_model_read_param(oclseg_model *m, int index, float *dst) {
+    oclseg_tensor t = param_view(m, m->params_buf, index);
+    return oclseg_tensor_read(m->ctx, &t, dst);
+}
+
+int oclseg_model_write_param(oclseg_model *m, int index, const float *src) {
+    oclseg_tensor t = param_view(m, m->params_buf, index);
+    return oclseg_tensor_write(m->ctx, &t, src);
+}
+
+int oclseg_model_read_grad(oclseg_model *m, int index, float *dst) {
+    if (m->params[index].is_buffer) return OCLSEG_ERR_INVALID_ARG;
+    oclseg_tensor t = param_view(m, m->grads_buf, index);
+    return oclseg_tensor_read(m->ctx, &t, dst);
+}
+
+/* ---- forward --------------------------------------------------------------------------------- */
+int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
+                         uint64_t dropout_seed, uint64_t step) {
+    oclseg_ctx *ctx = m->ctx;
+    if (n <= 0 || n > m->cfg.max_batch) {
+        OCLSEG_ERROR("batch of %d images does not fit the model's batch %d", n, m->cfg.max_batch);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    const float eps = 1e-5f, momentum = 0.1f;
+    for (int i = 0; i < m->layer_count; i++) {
+        const oclseg_layer *l = &m->layers[i];
+        oclseg_tensor x = act_view(m, l->in, n), y = act_view(m, l->out, n);
+        int batch_stats = train && !(frozen_encoder && l->in_encoder);
+        switch (l->kind) {
+        case LAYER_CONV: {
+            oclseg_tensor w = param_view(m, m->params_buf, l->param);
+            int pad = m->params[l->param].h / 2;
+            oclseg_conv_params p = {l->stride, l->stride, pad, pad};
+            TRY(op_conv2d_forward(ctx, &x, &w, NULL, &y, p));
+            break;
+        }
+        case LAYER_DEPTHWISE: {
+            oclseg_tensor w = param_view(m, m->params_buf, l->param);
+            TRY(op_depthwise_forward(ctx, &x, &w, &y, l->stride));
+            break;
+        }
+        case LAYER_BATCHNORM: {
+            oclseg_tensor g = param_view(m, m->params_buf, l->param);
+            oclseg_tensor b = param_view(m, m->params_buf, l->param2);
+            oclseg_tensor rm = param_view(m, m->params_buf, l->buf_mean);
+            oclseg_tensor rv = param_view(m, m->params_buf, l->buf_var);
+            if (batch_stats) {
+                oclseg_tensor sm = oclseg_tensor_view(m->bn_save_buf, l->save_off, g.n, 1, 1, 1);
+                oclseg_tensor si = oclseg_tensor_view(m->bn_save_buf, l->save_off + g.n, g.n, 1, 1, 1);
+                TRY(op_batchnorm_forward_train(ctx, &x, &g, &b, &rm, &rv, &y, &sm, &si, momentum, eps));
+                m->bn_batches[l->bn_index]++;
+            } else {
+                TRY(op_batchnorm_forward_eval(ctx, &x, &g, &b, &rm, &rv, &y, eps));
+            }
+            break;
+        }
+        case LAYER_RELU6: TRY(op_relu6_forward(ctx, &x, &y)); break;
+        case LAYER_RELU: TRY(op_relu_forward(ctx, &x, &y)); break;
+        case LAYER_ADD: {
+            oclseg_tensor x2 = act_view(m, l->in2, n);
+            TRY(op_add(ctx, &x, &x2, &y));
+            break;
+        }
+        case LAYER_CONVT: {
+            oclseg_tensor w = param_view(m, m->params_buf, l->param);
+            oclseg_tensor b = param_view(m, m->params_buf, l->param2);
+            TRY(op_conv_transpose2d_forward(ctx, &x, &w, &b, &y, l->stride, 1));
+            break;
+        }
+        case LAYER_DROPOUT:
+            TRY(op_dropout_forward(ctx, &x, &y, train ? m->cfg.dropout : 0.0f, dropout_seed, step));
+            break;
+        case LAYER_UPSAMPLE: TRY(op_upsample_bilinear_forward(ctx, &x, &y)); break;
+        }
+    }
+    return OCLSEG_OK;
+}
+
+/* ---- backward -------------------------------------------------------------------------------- */
+/* Gradient destination for activation `id`: its own gradient buffer if nothing was written there
+ * yet in this backward, else a scratch temporary that accumulate_grad adds in afterwards. */
+static int grad_target(oclseg_model *m, int id, int n, oclseg_tensor *out, int *needs_add) {
+    *out = grad_view(m, id, n);
+    *needs_add = m->grad_ready[id];
+    if (*needs_add) /* not the shared scratch: the op writing dx uses that as workspace */
+        *out = oclseg_tensor_view(m->grad_tmp_buf, 0, out->n, out->c, out->h, out->w);
+    return OCLSEG_OK;
+}
+
+static int copy_tensor(oclseg_ctx *ctx, const oclseg_tensor *src, oclseg_tensor *dst) {
+    CL_CHECK(clEnqueueCopyBuffer(ctx->queue, src->buf, dst->buf, src->off * sizeof(float),
+                                 dst->off * sizeof(float), oclseg_tensor_numel(src) * sizeof(float),
+                                 0, NULL, NULL));
+    return OCLSEG_OK;
+}
+
+static int accumulate_grad(oclseg_model *m, int id, int n, const oclseg_tensor *written,
+                           int needs_add) {
+    if (needs_add) {
+        oclseg_tensor g = grad_view(m, id, n);
+        TRY(op_add(m->ctx, &g, written, &g));
+    }
+    m->grad_ready[id] = 1;
+    return OCLSEG_OK;
+}
+
+int oclseg_model_backward(oclseg_model *m, int n, int frozen_encoder, uint64_t dropout_seed,
+                          uint64_t step) {
+    oclseg_ctx *ctx = m->ctx;
+    memset(m->grad_ready, 0, (size_t)m->act_count);
+    m->grad_ready[m->logits_act] = 1;
+    int first = frozen_encoder ? m->encoder_layer_count : 0;
+    for (int i = m->layer_count - 1; i >= first; i--) {
+        const oclseg_layer *l = &m->layers[i];
+        oclseg_tensor x = act_view(m, l->in, n), y = act_view(m, l->out, n);
+        oclseg_tensor dy = grad_view(m, l->out, n);
+        /* the first layer of a frozen decoder's input (encoder output) needs no dx */
+        int want_dx = m->acts[l->in].has_grad && !(frozen_encoder && i == first);
+        oclseg_tensor dx_store, *dx = NULL;
+        int needs_add = 0;
+        if (l->in == l->out) { /* in-place activation: gradient updated in place */
+            if (l->kind == LAYER_RELU6) TRY(op_relu6_backward(ctx, &y, &dy, &dy));
+            else TRY(op_relu_backward(ctx, &y, &dy, &dy));
+            continue;
+        }
+        if (want_dx) {
+            TRY(grad_target(m, l->in, n, &dx_store, &needs_add));
+            dx = &dx_store;
+        }
+        switch (l->kind) {
+        case LAYER_CONV: {
+            oclseg_tensor w = param_view(m, m->params_buf, l->param);
+            oclseg_tensor dw = param_view(m, m->grads_buf, l->param);
+            int pad = m->params[l->param].h / 2;
+            oclseg_conv_params p = {l->stride, l->stride, pad, pad};
+            TRY(op_conv2d_backward(ctx, &x, &w, &dy, dx, &dw, NULL, p));
+            break;
+        }
+        case LAYER_DEPTHWISE: {
+            oclseg_tensor w = param_view(m, m->params_buf, l->param);
+            oclseg_tensor dw = param_view(m, m->grads_buf, l->param);
+            TRY(op_depthwise_backward(ctx, &x, &w, &dy, dx, &dw, l->stride));
+            break;
+        }
+        case LAYER_BATCHNORM: {
+            oclseg_tensor g = param_view(m, m->params_buf, l->param);
+            oclseg_tensor dg = param_view(m, m->grads_buf, l->param);
+            oclseg_tensor db = param_view(m, m->grads_buf, l->param2);
+            oclseg_tensor sm = oclseg_tensor_view(m->bn_save_buf, l->save_off, g.n, 1, 1, 1);
+            oclseg_tensor si = oclseg_tensor_view(m->bn_save_buf, l->save_off + g.n, g.n, 1, 1, 1);
+            TRY(op_batchnorm_backward_train(ctx, &x, &dy, &g, &sm, &si, dx, &dg, &db));
+            break;
+        }
+        case LAYER_ADD: { /* y = x + x2: both inputs receive dy */
+            if (dx) TRY(copy_tensor(ctx, &dy, dx));
+            oclseg_tensor dx2;
+            int needs_add2;
+            TRY(grad_target(m, l->in2, n, &dx2, &needs_add2));
+            TRY(copy_tensor(ctx, &dy, &dx2));
+            TRY(accumulate_grad(m, l->in2, n, &dx2, needs_add2));
+            break;
+        }
+        case LAYER_CONVT: {
+            oclseg_tensor w = param_view(m, m->params_buf, l->param);
+            oclseg_tensor dw = param_view(m, m->grads_buf, l->param);
+            oclseg_tensor db = param_view(m, m->grads_buf, l->param2);
+            TRY(op_conv_transpose2d_backward(ctx, &x, &w, &dy, dx, &dw, &db, l->stride, 1));
+            break;
+        }
+        case LAYER_DROPOUT:
+            TRY(op_dropout_backward(ctx, &dy, dx, m->cfg.dropout, dropout_seed, step));
+            break;
+        case LAYER_UPSAMPLE: TRY(op_upsample_bilinear_backward(ctx, &dy, dx)); break;
+        case LAYER_RELU6:
+        case LAYER_RELU: break; /* handled above (always in place) */
+        }
+        if (dx) TRY(accumulate_grad(m, l->in, n, dx, needs_add));
+    }
+    return OCLSEG_OK;
+}

@@ -1,0 +1,152 @@
+/* The training step (upload, forward, loss, backward, optimizer) and evaluation batches. */
+#include "oclseg/trainer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int oclseg_trainer_create(oclseg_model *model, const oclseg_trainer_config *cfg,
+                          oclseg_trainer **out) {
+    *out = NULL;
+    oclseg_trainer *t = calloc(1, sizeof *t);
+    if (!t) return OCLSEG_ERR_OUT_OF_MEMORY;
+    t->model = model;
+    t->ctx = model->ctx;
+    t->cfg = *cfg;
+    oclseg_optim_host_state_init(&t->opt);
+    size_t s = (size_t)model->cfg.size, b = (size_t)model->cfg.max_batch;
+    t->image_floats = b * 3 * s * s;
+    t->mask_floats = b * s * s;
+    int st = OCLSEG_OK;
+    TRY_GOTO(oclseg_buffer_create(t->ctx, t->mask_floats * sizeof(float), "target masks",
+                                  &t->targets_buf), st, fail);
+    TRY_GOTO(oclseg_buffer_create(t->ctx, OCLSEG_LOSS_RING * sizeof(float), "loss ring",
+                                  &t->loss_ring_buf), st, fail);
+    TRY_GOTO(oclseg_buffer_create(t->ctx, b * 4 * sizeof(uint32_t), "confusion counts",
+                                  &t->counts_buf), st, fail);
+    TRY_GOTO(oclseg_buffer_create(t->ctx, sizeof(float), "evaluation loss", &t->eval_loss_buf),
+             st, fail);
+    for (int i = 0; i < 2; i++) {
+        t->staging[i] = malloc((t->image_floats + t->mask_floats) * sizeof(float));
+        if (!t->staging[i]) {
+            st = OCLSEG_ERR_OUT_OF_MEMORY;
+            goto fail;
+        }
+    }
+    *out = t;
+    return OCLSEG_OK;
+fail:
+    oclseg_trainer_free(t);
+    return st;
+}
+
+void oclseg_trainer_free(oclseg_trainer *t) {
+    if (!t) return;
+    clFinish(t->ctx->queue);
+    for (int i = 0; i < 2; i++) {
+        if (t->upload_done[i]) clReleaseEvent(t->upload_done[i]);
+        free(t->staging[i]);
+    }
+    oclseg_buffer_free(t->ctx, t->targets_buf, t->mask_floats * sizeof(float));
+    oclseg_buffer_free(t->ctx, t->loss_ring_buf, OCLSEG_LOSS_RING * sizeof(float));
+    oclseg_buffer_free(t->ctx, t->counts_buf, (size_t)t->model->cfg.max_batch * 4 * sizeof(uint32_t));
+    oclseg_buffer_free(t->ctx, t->eval_loss_buf, sizeof(float));
+    free(t);
+}
+
+/* Copies the batch into a staging slot and enqueues non-blocking uploads of images and masks.
+ * The slot used two uploads ago is waited for first (normally long complete). */
+static int upload_batch(oclseg_trainer *t, const float *images, const float *masks, int n) {
+    oclseg_model *m = t->model;
+    int slot = (int)(t->step & 1);
+    if (t->upload_done[slot]) {
+        CL_CHECK(clWaitForEvents(1, &t->upload_done[slot]));
+        clReleaseEvent(t->upload_done[slot]);
+        t->upload_done[slot] = NULL;
+    }
+    size_t s2 = (size_t)m->cfg.size * m->cfg.size;
+    size_t img = (size_t)n * 3 * s2, msk = (size_t)n * s2;
+    float *stage = t->staging[slot];
+    memcpy(stage, images, img * sizeof(float));
+    memcpy(stage + t->image_floats, masks, msk * sizeof(float));
+    oclseg_tensor in = oclseg_model_input(m, n);
+    CL_CHECK(clEnqueueWriteBuffer(t->ctx->queue, in.buf, CL_FALSE, in.off * sizeof(float),
+                                  img * sizeof(float), stage, 0, NULL, NULL));
+    CL_CHECK(clEnqueueWriteBuffer(t->ctx->queue, t->targets_buf, CL_FALSE, 0, msk * sizeof(float),
+                                  stage + t->image_floats, 0, NULL, &t->upload_done[slot]));
+    return OCLSEG_OK;
+}
+
+int oclseg_trainer_step(oclseg_trainer *t, const float *images, const float *masks, int n) {
+    oclseg_model *m = t->model;
+    if (t->step - t->drained >= OCLSEG_LOSS_RING) {
+        OCLSEG_ERROR("%d losses are waiting to be read: call oclseg_trainer_drain_losses",
+                     OCLSEG_LOSS_RING);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    int frozen = t->cfg.frozen_encoder;
+    TRY(upload_batch(t, images, masks, n));
+    TRY(oclseg_model_forward(m, n, 1, frozen, t->cfg.seed, (uint64_t)t->step));
+    oclseg_tensor logits = oclseg_model_logits(m, n), dlogits = oclseg_model_logits_grad(m, n);
+    oclseg_tensor target = oclseg_tensor_view(t->targets_buf, 0, n, 1, m->cfg.size, m->cfg.size);
+    oclseg_tensor loss = oclseg_tensor_view(t->loss_ring_buf, (size_t)(t->step % OCLSEG_LOSS_RING),
+                                            1, 1, 1, 1);
+    TRY(op_bce_with_logits(t->ctx, &logits, &target, &loss, &dlogits));
+    TRY(oclseg_model_backward(m, n, frozen, t->cfg.seed, (uint64_t)t->step));
+    size_t off = frozen ? m->decoder_param_off : 0;
+    TRY(op_optimizer_step(t->ctx, &t->cfg.optim, &t->opt, m->params_buf, m->grads_buf,
+                          m->state1_buf, m->state2_buf, off, m->param_floats - off));
+    CL_CHECK(clFlush(t->ctx->queue));
+    t->step++;
+    return OCLSEG_OK;
+}
+
+int64_t oclseg_trainer_pending(const oclseg_trainer *t) { return t->step - t->drained; }
+
+int oclseg_trainer_drain_losses(oclseg_trainer *t, float *losses, int64_t *first_step,
+                                int *count) {
+    *first_step = t->drained;
+    *count = (int)(t->step - t->drained);
+    if (*count == 0) return OCLSEG_OK;
+    float ring[OCLSEG_LOSS_RING];
+    TRY(oclseg_read(t->ctx, t->loss_ring_buf, 0, sizeof ring, ring));
+    for (int i = 0; i < *count; i++) {
+        int64_t step = t->drained + i;
+        losses[i] = ring[step % OCLSEG_LOSS_RING];
+        if (!isfinite(losses[i])) {
+            OCLSEG_ERROR("the training loss became %g at step %lld: stopping (lower --lr, or "
+                         "check the data); the last checkpoint is kept",
+                         (double)losses[i], (long long)step);
+            t->drained = step + 1;
+            *count = i + 1;
+            return OCLSEG_ERR_NUMERIC;
+        }
+    }
+    t->drained = t->step;
+    return OCLSEG_OK;
+}
+
+int oclseg_trainer_eval_batch(oclseg_trainer *t, const float *images, const float *masks, int n,
+                              float *loss, uint32_t *counts, float *probs) {
+    oclseg_model *m = t->model;
+    oclseg_tensor in = oclseg_model_input(m, n);
+    size_t s2 = (size_t)m->cfg.size * m->cfg.size;
+    TRY(oclseg_write(t->ctx, in.buf, in.off * sizeof(float), (size_t)n * 3 * s2 * sizeof(float),
+                     images));
+    TRY(oclseg_write(t->ctx, t->targets_buf, 0, (size_t)n * s2 * sizeof(float), masks));
+    TRY(oclseg_model_forward(m, n, 0, 1, 0, 0));
+    oclseg_tensor logits = oclseg_model_logits(m, n);
+    oclseg_tensor target = oclseg_tensor_view(t->targets_buf, 0, n, 1, m->cfg.size, m->cfg.size);
+    oclseg_tensor loss_t = oclseg_tensor_view(t->eval_loss_buf, 0, 1, 1, 1, 1);
+    TRY(op_bce_with_logits(t->ctx, &logits, &target, &loss_t, NULL));
+    TRY(op_seg_counts(t->ctx, &logits, &target, 0.5f, t->counts_buf, 0));
+    if (probs) {
+        /* the logits gradient buffer is free in evaluation: use it for the probabilities */
+        oclseg_tensor p = oclseg_model_logits_grad(m, n);
+        TRY(op_sigmoid(t->ctx, &logits, &p));
+        TRY(oclseg_tensor_read(t->ctx, &p, probs));
+    }
+    TRY(oclseg_read(t->ctx, t->eval_loss_buf, 0, sizeof(float), loss));
+    TRY(oclseg_read(t->ctx, t->counts_buf, 0, (size_t)n * 4 * sizeof(uint32_t), counts));
+    return OCLSEG_OK;
+}
