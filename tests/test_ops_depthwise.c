@@ -1,0 +1,338 @@
+/* Tests the depthwise 3x3 conv (pad 1, stride 1/2) forward, dx and dw against naive
+ * double-precision references on odd shapes, on every device.
+ *
+ * Tolerance: each output is a float32 sum of products computed in some fixed order; its rounding
+ * error is at most depth * u * sum|terms| (u = 2^-24, depth = longest chain of dependent float
+ * additions). Forward and dx: at most 9 taps, depth <= 9. dw: each work-item adds <= 16 positions,
+ * then a tree of log2(REDUCE_WG) <= 8 levels, then <= 6 chunk partials for the shapes used here,
+ * depth <= 30. We allow depth 16 (forward, dx) and 64 (dw), about 2x the bound, as an absolute
+ * tolerance scaled by the largest sum|terms| of the tensor (rtol 0). A dropped or misplaced tap
+ * costs ~|x*w| ~ 0.1..1, orders of magnitude above these tolerances (~1e-6 .. 1e-4). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static const double U = 5.9604644775390625e-8; /* 2^-24, float32 unit roundoff */
+static const double DEPTH_DIRECT = 16.0, DEPTH_DW = 64.0;
+
+typedef struct dw_case {
+    int n, c, h, w, stride;
+} dw_case;
+
+static int out_size(int in, int stride) { return (in + 2 - 3) / stride + 1; }
+
+/* ---- naive double references -------------------------------------------------------- */
+/* y (N, C, Ho, Wo) = depthwise(x (N, C, H, W), w (C, 1, 3, 3)); mag = sum |terms| per output. */
+static void ref_forward(const dw_case *s, const double *x, const double *w, double *y,
+                        double *mag) {
+    const int ho = out_size(s->h, s->stride), wo = out_size(s->w, s->stride);
+    for (int n = 0; n < s->n; n++)
+        for (int c = 0; c < s->c; c++)
+            for (int oh = 0; oh < ho; oh++)
+                for (int ow = 0; ow < wo; ow++) {
+                    double acc = 0, m = 0;
+                    for (int kh = 0; kh < 3; kh++)
+                        for (int kw = 0; kw < 3; kw++) {
+                            int ih = oh * s->stride - 1 + kh, iw = ow * s->stride - 1 + kw;
+                            if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w) continue;
+                            double t = x[((size_t)(n * s->c + c) * s->h + ih) * s->w + iw] *
+                                       w[c * 9 + kh * 3 + kw];
+                            acc += t;
+                            m += fabs(t);
+                        }
+                    size_t o = ((size_t)(n * s->c + c) * ho + oh) * wo + ow;
+                    y[o] = acc;
+                    if (mag) mag[o] = m;
+                }
+}
+
+/* Scatter form (the direct transpose of ref_forward): dx (N, C, H, W), dw (C, 1, 3, 3), and the
+ * sum |terms| of each (dx_mag, dw_mag); any output may be NULL. */
+static void ref_backward(const dw_case *s, const double *x, const double *w, const double *dy,
+                         double *dx, double *dw, double *dx_mag, double *dw_mag) {
+    const int ho = out_size(s->h, s->stride), wo = out_size(s->w, s->stride);
+    const size_t nx = (size_t)s->n * s->c * s->h * s->w, nw = (size_t)s->c * 9;
+    double *gx = calloc(nx, sizeof *gx), *gxm = calloc(nx, sizeof *gxm);
+    double *gw = calloc(nw, sizeof *gw), *gwm = calloc(nw, sizeof *gwm);
+    ck_assert(gx && gxm && gw && gwm);
+    for (int n = 0; n < s->n; n++)
+        for (int c = 0; c < s->c; c++)
+            for (int oh = 0; oh < ho; oh++)
+                for (int ow = 0; ow < wo; ow++) {
+                    double g = dy[((size_t)(n * s->c + c) * ho + oh) * wo + ow];
+                    for (int kh = 0; kh < 3; kh++)
+                        for (int kw = 0; kw < 3; kw++) {
+                            int ih = oh * s->stride - 1 + kh, iw = ow * s->stride - 1 + kw;
+                            if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w) continue;
+                            size_t xi = ((size_t)(n * s->c + c) * s->h + ih) * s->w + iw;
+                            size_t wi = (size_t)c * 9 + kh * 3 + kw;
+                            gx[xi] += g * w[wi];
+                            gxm[xi] += fabs(g * w[wi]);
+                            gw[wi] += g * x[xi];
+                            gwm[wi] += fabs(g * x[xi]);
+                        }
+                }
+    if (dx) memcpy(dx, gx, nx * sizeof *dx);
+    if (dx_mag) memcpy(dx_mag, gxm, nx * sizeof *dx_mag);
+    if (dw) memcpy(dw, gw, nw * sizeof *dw);
+    if (dw_mag) memcpy(dw_mag, gwm, nw * sizeof *dw_mag);
+    free(gx);
+    free(gxm);
+    free(gw);
+    free(gwm);
+}
+
+static double max_of(const double *v, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = v[i] > m ? v[i] : m;
+    return m;
+}
+
+/* ---- the reference backward vs central finite differences of the reference forward ---- */
+/* L = sum(y * g) with a fixed random g; dL/dx and dL/dw from ref_backward(dy = g). L is linear in
+ * x and in w, so the central difference is exact up to double rounding (~1e-16 * |L| / h). */
+static double loss(const dw_case *s, const double *x, const double *w, const double *g) {
+    const size_t ny = (size_t)s->n * s->c * out_size(s->h, s->stride) * out_size(s->w, s->stride);
+    double *y = malloc(ny * sizeof *y), l = 0;
+    ck_assert_ptr_nonnull(y);
+    ref_forward(s, x, w, y, NULL);
+    for (size_t i = 0; i < ny; i++) l += y[i] * g[i];
+    free(y);
+    return l;
+}
+
+static void fd_check(const dw_case *s) {
+    const size_t nx = (size_t)s->n * s->c * s->h * s->w, nw = (size_t)s->c * 9;
+    const size_t ny = (size_t)s->n * s->c * out_size(s->h, s->stride) * out_size(s->w, s->stride);
+    float *fx = malloc(nx * sizeof *fx), *fw = malloc(nw * sizeof *fw), *fg = malloc(ny * sizeof *fg);
+    ck_assert(fx && fw && fg);
+    harness_fill_uniform(fx, nx, -1, 1, 11);
+    harness_fill_uniform(fw, nw, -1, 1, 12);
+    harness_fill_uniform(fg, ny, -1, 1, 13);
+    double *x = harness_to_double(fx, nx), *w = harness_to_double(fw, nw);
+    double *g = harness_to_double(fg, ny);
+    double *dx = malloc(nx * sizeof *dx), *dw = malloc(nw * sizeof *dw);
+    ck_assert(dx && dw);
+    ref_backward(s, x, w, g, dx, dw, NULL, NULL);
+    const double h = 1e-3, tol = 1e-9;
+    for (size_t i = 0; i < nx; i++) {
+        double keep = x[i];
+        x[i] = keep + h;
+        double lp = loss(s, x, w, g);
+        x[i] = keep - h;
+        double lm = loss(s, x, w, g);
+        x[i] = keep;
+        double fd = (lp - lm) / (2 * h);
+        ck_assert_msg(fabs(fd - dx[i]) <= tol, "reference dx[%zu] = %.12g, finite difference %.12g",
+                      i, dx[i], fd);
+    }
+    for (size_t i = 0; i < nw; i++) {
+        double keep = w[i];
+        w[i] = keep + h;
+        double lp = loss(s, x, w, g);
+        w[i] = keep - h;
+        double lm = loss(s, x, w, g);
+        w[i] = keep;
+        double fd = (lp - lm) / (2 * h);
+        ck_assert_msg(fabs(fd - dw[i]) <= tol, "reference dw[%zu] = %.12g, finite difference %.12g",
+                      i, dw[i], fd);
+    }
+    free(fx);
+    free(fw);
+    free(fg);
+    free(x);
+    free(w);
+    free(g);
+    free(dx);
+    free(dw);
+}
+
+START_TEST(reference_backward_matches_finite_differences) {
+    const dw_case cases[] = {{2, 3, 5, 4, 1}, {2, 3, 5, 4, 2}, {1, 2, 6, 7, 2}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) fd_check(&cases[i]);
+}
+END_TEST
+
+/* ---- device vs reference ------------------------------------------------------------- */
+enum { GRAD_DX = 1, GRAD_DW = 2 };
+
+/* Runs forward and backward (computing the gradients in `grads`) for one shape on every device
+ * and compares each output with the reference. */
+static void check_case(const dw_case *s, int grads) {
+    const int ho = out_size(s->h, s->stride), wo = out_size(s->w, s->stride);
+    const size_t nx = (size_t)s->n * s->c * s->h * s->w, nw = (size_t)s->c * 9;
+    const size_t ny = (size_t)s->n * s->c * ho * wo;
+    float *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w), *dy = malloc(ny * sizeof *dy);
+    float *y = malloc(ny * sizeof *y), *dx = malloc(nx * sizeof *dx), *dw = malloc(nw * sizeof *dw);
+    double *ry = malloc(ny * sizeof *ry), *ry_mag = malloc(ny * sizeof *ry_mag);
+    double *rdx = malloc(nx * sizeof *rdx), *rdx_mag = malloc(nx * sizeof *rdx_mag);
+    double *rdw = malloc(nw * sizeof *rdw), *rdw_mag = malloc(nw * sizeof *rdw_mag);
+    ck_assert(x && w && dy && y && dx && dw && ry && ry_mag && rdx && rdx_mag && rdw && rdw_mag);
+    uint64_t seed = (uint64_t)(s->n * 1000003 + s->c * 10007 + s->h * 101 + s->w * 7 + s->stride);
+    harness_fill_uniform(x, nx, -1, 1, seed);
+    harness_fill_uniform(w, nw, -1, 1, seed + 1);
+    harness_fill_uniform(dy, ny, -1, 1, seed + 2);
+    double *xd = harness_to_double(x, nx), *wd = harness_to_double(w, nw);
+    double *dyd = harness_to_double(dy, ny);
+    ref_forward(s, xd, wd, ry, ry_mag);
+    ref_backward(s, xd, wd, dyd, rdx, rdw, rdx_mag, rdw_mag);
+    const double atol_y = DEPTH_DIRECT * U * max_of(ry_mag, ny);
+    const double atol_dx = DEPTH_DIRECT * U * max_of(rdx_mag, nx);
+    const double atol_dw = DEPTH_DW * U * max_of(rdw_mag, nw);
+    char what[160];
+
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        hbuf bx = hb_from(ctx, x, nx), bw = hb_from(ctx, w, nw), bdy = hb_from(ctx, dy, ny);
+        hbuf by = hb_create(ctx, ny), bdx = hb_create(ctx, nx), bdw = hb_create(ctx, nw);
+        oclseg_tensor tx = hb_tensor(&bx, s->n, s->c, s->h, s->w);
+        oclseg_tensor tw = hb_tensor(&bw, s->c, 1, 3, 3);
+        oclseg_tensor tdy = hb_tensor(&bdy, s->n, s->c, ho, wo);
+        oclseg_tensor ty = hb_tensor(&by, s->n, s->c, ho, wo);
+        oclseg_tensor tdx = hb_tensor(&bdx, s->n, s->c, s->h, s->w);
+        oclseg_tensor tdw = hb_tensor(&bdw, s->c, 1, 3, 3);
+
+        ck_assert_int_eq(op_depthwise_forward(ctx, &tx, &tw, &ty, s->stride), OCLSEG_OK);
+        snprintf(what, sizeof what, "depthwise forward (%d,%d,%d,%d) stride %d on %s", s->n, s->c,
+                 s->h, s->w, s->stride, harness_device_name(d));
+        hb_download(&by, y, what);
+        harness_compare(what, y, ry, ny, atol_y, 0);
+
+        ck_assert_int_eq(op_depthwise_backward(ctx, &tx, &tw, &tdy, (grads & GRAD_DX) ? &tdx : NULL,
+                                               (grads & GRAD_DW) ? &tdw : NULL, s->stride),
+                         OCLSEG_OK);
+        if (grads & GRAD_DX) {
+            snprintf(what, sizeof what, "depthwise dx (%d,%d,%d,%d) stride %d on %s", s->n, s->c,
+                     s->h, s->w, s->stride, harness_device_name(d));
+            hb_download(&bdx, dx, what);
+            harness_compare(what, dx, rdx, nx, atol_dx, 0);
+        }
+        if (grads & GRAD_DW) {
+            snprintf(what, sizeof what, "depthwise dw (%d,%d,%d,%d) stride %d on %s", s->n, s->c,
+                     s->h, s->w, s->stride, harness_device_name(d));
+            hb_download(&bdw, dw, what);
+            harness_compare(what, dw, rdw, nw, atol_dw, 0);
+            /* deterministic: a second run gives the same bits */
+            float *dw2 = malloc(nw * sizeof *dw2);
+            ck_assert_ptr_nonnull(dw2);
+            hb_poison(&bdw);
+            ck_assert_int_eq(op_depthwise_backward(ctx, &tx, &tw, &tdy, NULL, &tdw, s->stride),
+                             OCLSEG_OK);
+            hb_download(&bdw, dw2, what);
+            ck_assert_msg(memcmp(dw, dw2, nw * sizeof *dw) == 0, "%s: not deterministic", what);
+            free(dw2);
+        }
+        hb_free(&bx);
+        hb_free(&bw);
+        hb_free(&bdy);
+        hb_free(&by);
+        hb_free(&bdx);
+        hb_free(&bdw);
+    }
+    free(x);
+    free(w);
+    free(dy);
+    free(y);
+    free(dx);
+    free(dw);
+    free(ry);
+    free(ry_mag);
+    free(rdx);
+    free(rdx_mag);
+    free(rdw);
+    free(rdw_mag);
+    free(xd);
+    free(wd);
+    free(dyd);
+}
+
+static void check_cases(const dw_case *cases, size_t count, int grads) {
+    for (size_t i = 0; i < count; i++) check_case(&cases[i], grads);
+}
+#define CHECK_CASES(cases, grads) check_cases((cases), sizeof(cases) / sizeof((cases)[0]), (grads))
+
+/* Odd shapes (N=3, C=5, 7x9; H != W, 8x5), both strides, stride 2 on odd and even sizes. */
+START_TEST(odd_shapes) {
+    const dw_case small[] = {{2, 3, 5, 4, 1}, {2, 3, 5, 4, 2}, {3, 5, 7, 9, 1}, {3, 5, 7, 9, 2}};
+    const dw_case full[] = {{3, 5, 7, 9, 1}, {3, 5, 7, 9, 2}, {3, 5, 8, 5, 1}, {3, 5, 8, 5, 2}};
+    if (harness_small())
+        CHECK_CASES(small, GRAD_DX | GRAD_DW);
+    else
+        CHECK_CASES(full, GRAD_DX | GRAD_DW);
+}
+END_TEST
+
+/* N*Ho*Wo larger than a work-group's (and, for 33x33+, one chunk's) worth of positions, so the
+ * dw reduction spans many items, several chunks and the second pass; and many channels. */
+START_TEST(large_reduction) {
+    const dw_case small[] = {{1, 2, 33, 33, 1}};
+    const dw_case full[] = {{2, 3, 33, 31, 1}, {2, 3, 33, 31, 2}, {2, 2, 47, 45, 1},
+                            {2, 37, 4, 4, 1}, {3, 19, 9, 6, 2}};
+    if (harness_small())
+        CHECK_CASES(small, GRAD_DX | GRAD_DW);
+    else
+        CHECK_CASES(full, GRAD_DX | GRAD_DW);
+}
+END_TEST
+
+/* Degenerate sizes: 1x1 (only the centre tap), 2x1 with stride 2 (Ho = Wo = 1). */
+START_TEST(tiny_shapes) {
+    const dw_case cases[] = {{1, 2, 1, 1, 1}, {2, 3, 2, 1, 2}, {1, 1, 1, 3, 2}};
+    CHECK_CASES(cases, GRAD_DX | GRAD_DW);
+}
+END_TEST
+
+/* Only one gradient requested (the other is NULL). */
+START_TEST(single_gradient) {
+    const dw_case cases[] = {{3, 5, 7, 9, 2}, {2, 3, 5, 4, 1}};
+    const size_t count = harness_small() ? 1 : 2;
+    check_cases(cases, count, GRAD_DX);
+    check_cases(cases, count, GRAD_DW);
+}
+END_TEST
+
+START_TEST(invalid_arguments) {
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        hbuf bx = hb_create(ctx, 2 * 3 * 5 * 4), bw = hb_create(ctx, 3 * 9);
+        hbuf by = hb_create(ctx, 2 * 3 * 5 * 4);
+        /* Views of the right and wrong shapes (the op must reject them before any launch). */
+        oclseg_tensor tx = hb_tensor(&bx, 2, 3, 5, 4), tw = hb_tensor(&bw, 3, 1, 3, 3);
+        oclseg_tensor ty1 = oclseg_tensor_view(by.buf, by.lead, 2, 3, 5, 4);
+        oclseg_tensor ty2 = oclseg_tensor_view(by.buf, by.lead, 2, 3, 3, 2);
+        oclseg_tensor bad_w = oclseg_tensor_view(bw.buf, bw.lead, 1, 3, 3, 3);
+        oclseg_tensor bad_y = oclseg_tensor_view(by.buf, by.lead, 2, 3, 4, 5);
+        oclseg_tensor tdx = oclseg_tensor_view(by.buf, by.lead, 2, 3, 5, 4);
+        oclseg_tensor bad_dx = oclseg_tensor_view(by.buf, by.lead, 2, 3, 4, 5);
+        ck_assert_int_eq(op_depthwise_forward(ctx, &tx, &tw, &ty1, 3), OCLSEG_ERR_INVALID_ARG);
+        ck_assert_int_eq(op_depthwise_forward(ctx, &tx, &bad_w, &ty1, 1), OCLSEG_ERR_INVALID_ARG);
+        ck_assert_int_eq(op_depthwise_forward(ctx, &tx, &tw, &bad_y, 1), OCLSEG_ERR_INVALID_ARG);
+        ck_assert_int_eq(op_depthwise_forward(ctx, &tx, &tw, &ty1, 2), OCLSEG_ERR_INVALID_ARG);
+        ck_assert_int_eq(op_depthwise_backward(ctx, &tx, &tw, &ty1, &tdx, NULL, 2),
+                         OCLSEG_ERR_INVALID_ARG);
+        ck_assert_int_eq(op_depthwise_backward(ctx, &tx, &tw, &ty2, &bad_dx, NULL, 2),
+                         OCLSEG_ERR_INVALID_ARG);
+        ck_assert_int_eq(op_depthwise_backward(ctx, &tx, &tw, &ty2, NULL, &bad_w, 2),
+                         OCLSEG_ERR_INVALID_ARG);
+        hb_free(&bx);
+        hb_free(&bw);
+        hb_free(&by);
+    }
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("ops_depthwise");
+    TCase *tc = tcase_create("depthwise");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, reference_backward_matches_finite_differences);
+    tcase_add_test(tc, odd_shapes);
+    tcase_add_test(tc, large_reduction);
+    tcase_add_test(tc, tiny_shapes);
+    tcase_add_test(tc, single_gradient);
+    tcase_add_test(tc, invalid_arguments);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}
