@@ -272,7 +272,7 @@ static float *check_backward(oclseg_ctx *ctx, const conv_case *c, const case_dat
                      OCLSEG_OK);
     float *dx = malloc(x_count(c) * sizeof(float)), *dw = malloc(w_count(c) * sizeof(float));
     float *db = malloc((size_t)c->cout * sizeof(float));
-    const size_t per_image_terms = plane(c) * (size_t)c->n;
+    const size_t batch_terms = plane(c) * (size_t)c->n;
     if (want & WANT_DX) {
         snprintf(what, sizeof what, "conv2d dx [%s] want %d on %s", c->name, want, ctx->info.name);
         hb_download(&B->dx, dx, what);
@@ -282,13 +282,13 @@ static float *check_backward(oclseg_ctx *ctx, const conv_case *c, const case_dat
     if (want & WANT_DW) {
         snprintf(what, sizeof what, "conv2d dw [%s] want %d on %s", c->name, want, ctx->info.name);
         hb_download(&B->dw, dw, what);
-        harness_compare(what, dw, d->dw, w_count(c), atol_for(per_image_terms), RTOL);
+        harness_compare(what, dw, d->dw, w_count(c), atol_for(batch_terms), RTOL);
     }
     if (want & WANT_DB) {
         snprintf(what, sizeof what, "conv2d dbias [%s] want %d on %s", c->name, want,
                  ctx->info.name);
         hb_download(&B->db, db, what);
-        harness_compare(what, db, d->db, (size_t)c->cout, atol_for(per_image_terms), RTOL);
+        harness_compare(what, db, d->db, (size_t)c->cout, atol_for(batch_terms), RTOL);
     }
     free(dx);
     free(db);

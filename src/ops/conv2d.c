@@ -208,7 +208,7 @@ int conv2d_bias_grad(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *db
     return oclseg_launch(ctx, k, 1, &global, &lanes);
 }
 
-/* Row-major C (m x n, ld n) = alpha * op(A) * op(B) + beta * C, all at element offsets.
+/* Row-major C (m x n) = op(A) * op(B) + beta * C, at element offsets with the given leading dims.
  *
  * GEMMs are issued per image with CLBlastSgemm rather than one CLBlastSgemmStridedBatched:
  * CLBlast 1.5.3's strided-batched indirect path skips its padding copy for a matrix whose sizes
