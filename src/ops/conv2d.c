@@ -1,0 +1,323 @@
+/* Conv2d (groups 1) forward and backward: im2col/col2im (cl/conv2d.cl) + CLBlast GEMMs. */
+#include <clblast_c.h>
+#include <stdint.h>
+
+#include "ops/conv2d_internal.h"
+
+/* Default cap on the column workspace per chunk of images (the stem conv of the model, batch 16,
+ * 3x3x3 taps at 64x64 outputs, needs 7 MiB; a chunk always holds at least one image). */
+#ifndef CONV2D_COLS_BUDGET_BYTES
+#define CONV2D_COLS_BUDGET_BYTES ((size_t)64 << 20)
+#endif
+
+/* Largest work-group of the bias gradient reduction (one group per output channel). */
+#ifndef CONV2D_BIAS_GRAD_WG
+#define CONV2D_BIAS_GRAD_WG 256
+#endif
+
+static size_t cols_budget_bytes = CONV2D_COLS_BUDGET_BYTES;
+
+void conv2d_set_cols_budget(size_t bytes) {
+    cols_budget_bytes = bytes ? bytes : CONV2D_COLS_BUDGET_BYTES;
+}
+
+/* Kernels index with uint and CLBlast with int: every offset + extent must stay below 2^31. */
+static int fits_index(size_t off, size_t count) {
+    return off <= (size_t)INT32_MAX && count <= (size_t)INT32_MAX - off;
+}
+
+static int check_view(const char *op, const char *name, const oclseg_tensor *t) {
+    if (!t->buf || t->n < 1 || t->c < 1 || t->h < 1 || t->w < 1 ||
+        !fits_index(t->off, oclseg_tensor_numel(t))) {
+        OCLSEG_ERROR("%s: %s (%d,%d,%d,%d) at offset %zu is empty or too large", op, name, t->n,
+                     t->c, t->h, t->w, t->off);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    return OCLSEG_OK;
+}
+
+static int check_shape(const char *op, const char *name, const oclseg_tensor *t, int n, int c,
+                       int h, int w) {
+    TRY(check_view(op, name, t));
+    if (t->n != n || t->c != c || t->h != h || t->w != w) {
+        OCLSEG_ERROR("%s: %s is (%d,%d,%d,%d), expected (%d,%d,%d,%d)", op, name, t->n, t->c,
+                     t->h, t->w, n, c, h, w);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    return OCLSEG_OK;
+}
+
+int conv2d_geometry_make(const char *op, const oclseg_tensor *x, const oclseg_tensor *w,
+                         oclseg_conv_params p, conv2d_geometry *g) {
+    TRY(check_view(op, "x", x));
+    TRY(check_view(op, "w", w));
+    if (p.stride_h < 1 || p.stride_w < 1 || p.pad_h < 0 || p.pad_w < 0) {
+        OCLSEG_ERROR("%s: stride (%d,%d) must be >= 1 and padding (%d,%d) >= 0", op, p.stride_h,
+                     p.stride_w, p.pad_h, p.pad_w);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    if (w->c != x->c) {
+        OCLSEG_ERROR("%s: x (%d,%d,%d,%d) has %d channels but w (%d,%d,%d,%d) expects %d", op,
+                     x->n, x->c, x->h, x->w, x->c, w->n, w->c, w->h, w->w, w->c);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    g->n = x->n, g->cin = x->c, g->h = x->h, g->w = x->w;
+    g->cout = w->n, g->kh = w->h, g->kw = w->w;
+    g->p = p;
+    const long padded_h = (long)x->h + 2L * p.pad_h, padded_w = (long)x->w + 2L * p.pad_w;
+    if (padded_h < w->h || padded_w < w->w) {
+        OCLSEG_ERROR("%s: kernel %dx%d larger than the padded input %ldx%ld (x (%d,%d,%d,%d))",
+                     op, w->h, w->w, padded_h, padded_w, x->n, x->c, x->h, x->w);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    g->ho = (int)((padded_h - w->h) / p.stride_h + 1);
+    g->wo = (int)((padded_w - w->w) / p.stride_w + 1);
+    /* the largest index any kernel forms: one image's columns, and the whole output */
+    if (!fits_index(0, conv2d_cols_per_image(g)) ||
+        !fits_index(0, (size_t)g->n * g->cout * g->ho * g->wo)) {
+        OCLSEG_ERROR("%s: x (%d,%d,%d,%d) with w (%d,%d,%d,%d) is too large for 32-bit indices",
+                     op, x->n, x->c, x->h, x->w, w->n, w->c, w->h, w->w);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    return OCLSEG_OK;
+}
+
+size_t conv2d_cols_per_image(const conv2d_geometry *g) {
+    return (size_t)g->cin * g->kh * g->kw * (size_t)g->ho * g->wo;
+}
+
+/* 1x1 kernel, stride 1, no padding: the columns of an image are the image itself (Cin, H*W). */
+static int is_pointwise(const conv2d_geometry *g) {
+    return g->kh == 1 && g->kw == 1 && g->p.stride_h == 1 && g->p.stride_w == 1 &&
+           g->p.pad_h == 0 && g->p.pad_w == 0;
+}
+
+/* Images per im2col chunk: as many as the column budget allows, at least 1, at most N. */
+static int chunk_images(const conv2d_geometry *g) {
+    size_t per_image = conv2d_cols_per_image(g) * sizeof(float);
+    size_t fit = cols_budget_bytes / per_image;
+    if (fit < 1) fit = 1;
+    if (fit > (size_t)g->n) fit = (size_t)g->n;
+    /* keep the chunk's column indices within 32 bits too */
+    while (fit > 1 && !fits_index(0, fit * conv2d_cols_per_image(g))) fit--;
+    return (int)fit;
+}
+
+/* Sets the 12 geometry arguments shared by im2col and col2im, starting at index 4. */
+static int set_geometry_args(cl_kernel k, const conv2d_geometry *g, int count) {
+    cl_uint count_u = (cl_uint)count, cin = (cl_uint)g->cin, h = (cl_uint)g->h, w = (cl_uint)g->w;
+    cl_uint kh = (cl_uint)g->kh, kw = (cl_uint)g->kw, ho = (cl_uint)g->ho, wo = (cl_uint)g->wo;
+    cl_int sh = g->p.stride_h, sw = g->p.stride_w, ph = g->p.pad_h, pw = g->p.pad_w;
+    KARG(k, 4, count_u);
+    KARG(k, 5, cin);
+    KARG(k, 6, h);
+    KARG(k, 7, w);
+    KARG(k, 8, kh);
+    KARG(k, 9, kw);
+    KARG(k, 10, ho);
+    KARG(k, 11, wo);
+    KARG(k, 12, sh);
+    KARG(k, 13, sw);
+    KARG(k, 14, ph);
+    KARG(k, 15, pw);
+    return OCLSEG_OK;
+}
+
+int conv2d_im2col(oclseg_ctx *ctx, const conv2d_geometry *g, const oclseg_tensor *x, int n0,
+                  int count, cl_mem cols, size_t cols_off) {
+    if (n0 < 0 || count < 1 || n0 + count > g->n ||
+        !fits_index(cols_off, (size_t)count * conv2d_cols_per_image(g))) {
+        OCLSEG_ERROR("conv2d im2col: images [%d, %d) of %d, columns at offset %zu", n0,
+                     n0 + count, g->n, cols_off);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    cl_kernel k;
+    TRY(oclseg_kernel_get(ctx, "conv2d", NULL, "im2col", &k));
+    cl_uint x_off = (cl_uint)(x->off + (size_t)n0 * g->cin * g->h * g->w);
+    cl_uint c_off = (cl_uint)cols_off;
+    KARG(k, 0, x->buf);
+    KARG(k, 1, x_off);
+    KARG(k, 2, cols);
+    KARG(k, 3, c_off);
+    TRY(set_geometry_args(k, g, count));
+    size_t global[3] = {(size_t)g->wo, (size_t)g->ho, (size_t)count * g->cin};
+    return oclseg_launch(ctx, k, 3, global, NULL);
+}
+
+int conv2d_col2im(oclseg_ctx *ctx, const conv2d_geometry *g, cl_mem cols, size_t cols_off,
+                  int n0, int count, oclseg_tensor *dx) {
+    if (n0 < 0 || count < 1 || n0 + count > g->n ||
+        !fits_index(cols_off, (size_t)count * conv2d_cols_per_image(g))) {
+        OCLSEG_ERROR("conv2d col2im: images [%d, %d) of %d, columns at offset %zu", n0,
+                     n0 + count, g->n, cols_off);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    cl_kernel k;
+    TRY(oclseg_kernel_get(ctx, "conv2d", NULL, "col2im", &k));
+    cl_uint c_off = (cl_uint)cols_off;
+    cl_uint dx_off = (cl_uint)(dx->off + (size_t)n0 * g->cin * g->h * g->w);
+    KARG(k, 0, cols);
+    KARG(k, 1, c_off);
+    KARG(k, 2, dx->buf);
+    KARG(k, 3, dx_off);
+    TRY(set_geometry_args(k, g, count));
+    size_t global[3] = {(size_t)g->w, (size_t)g->h, (size_t)count * g->cin};
+    return oclseg_launch(ctx, k, 3, global, NULL);
+}
+
+int conv2d_bias_add(oclseg_ctx *ctx, const oclseg_tensor *bias, oclseg_tensor *y) {
+    TRY(check_view("conv2d bias add", "y", y));
+    TRY(check_shape("conv2d bias add", "bias", bias, y->c, 1, 1, 1));
+    cl_kernel k;
+    TRY(oclseg_kernel_get(ctx, "conv2d", NULL, "bias_add", &k));
+    cl_uint y_off = (cl_uint)y->off, b_off = (cl_uint)bias->off;
+    cl_uint n = (cl_uint)y->n, cout = (cl_uint)y->c;
+    cl_uint plane = (cl_uint)y->h * (cl_uint)y->w;
+    KARG(k, 0, y->buf);
+    KARG(k, 1, y_off);
+    KARG(k, 2, bias->buf);
+    KARG(k, 3, b_off);
+    KARG(k, 4, n);
+    KARG(k, 5, cout);
+    KARG(k, 6, plane);
+    size_t global[3] = {plane, cout, n};
+    return oclseg_launch(ctx, k, 3, global, NULL);
+}
+
+int conv2d_bias_grad(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *dbias) {
+    TRY(check_view("conv2d bias grad", "dy", dy));
+    TRY(check_shape("conv2d bias grad", "dbias", dbias, dy->c, 1, 1, 1));
+    cl_kernel k;
+    TRY(oclseg_kernel_get(ctx, "conv2d", NULL, "bias_grad", &k));
+    /* One work-group per channel, of a power-of-two size fixed per device (the tree in the
+     * kernel needs a power of two; a fixed size keeps the summation order, hence the bits). */
+    size_t lanes = 1, limit = oclseg_kernel_wg_limit(ctx, k);
+    if (limit > ctx->info.max_work_group_size) limit = ctx->info.max_work_group_size;
+    while (lanes * 2 <= limit && lanes * 2 <= CONV2D_BIAS_GRAD_WG) lanes *= 2;
+    cl_uint dy_off = (cl_uint)dy->off, db_off = (cl_uint)dbias->off;
+    cl_uint n = (cl_uint)dy->n, cout = (cl_uint)dy->c, plane = (cl_uint)dy->h * (cl_uint)dy->w;
+    KARG(k, 0, dy->buf);
+    KARG(k, 1, dy_off);
+    KARG(k, 2, dbias->buf);
+    KARG(k, 3, db_off);
+    KARG(k, 4, n);
+    KARG(k, 5, cout);
+    KARG(k, 6, plane);
+    KARG_LOCAL(k, 7, lanes * sizeof(float));
+    size_t global = (size_t)cout * lanes;
+    return oclseg_launch(ctx, k, 1, &global, &lanes);
+}
+
+/* Row-major C (m x n) = op(A) * op(B) + beta * C, at element offsets with the given leading dims.
+ *
+ * GEMMs are issued per image with CLBlastSgemm rather than one CLBlastSgemmStridedBatched:
+ * CLBlast 1.5.3's strided-batched indirect path skips its padding copy for a matrix whose sizes
+ * already match the tile sizes and then ignores that matrix's offset and batch stride (the
+ * kernel recomputes offsets as batch * rows * cols). Our operands are views at non-zero offsets
+ * (parameter arenas) and the weight is shared by the batch (stride 0), so it would silently read
+ * the wrong data for some shapes. Plain Sgemm honours offsets in all paths; the cost is N small
+ * launches per conv, and the per-image loop also gives the weight gradient a fixed
+ * accumulation order (beta = 1 after the first image), hence determinism. */
+static int gemm(oclseg_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off, size_t ldb,
+                float beta, cl_mem c, size_t c_off, size_t ldc) {
+    CLBLAST_CHECK(CLBlastSgemm(CLBlastLayoutRowMajor,
+                               trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
+                               trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, 1.0f,
+                               a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc, &ctx->queue,
+                               NULL));
+    return OCLSEG_OK;
+}
+
+int op_conv2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *w,
+                      const oclseg_tensor *bias, oclseg_tensor *y, oclseg_conv_params p) {
+    static const char op[] = "conv2d forward";
+    conv2d_geometry g;
+    TRY(conv2d_geometry_make(op, x, w, p, &g));
+    TRY(check_shape(op, "y", y, g.n, g.cout, g.ho, g.wo));
+    if (bias) TRY(check_shape(op, "bias", bias, g.cout, 1, 1, 1));
+
+    const size_t k_len = (size_t)g.cin * g.kh * g.kw, plane = (size_t)g.ho * g.wo;
+    const size_t x_image = (size_t)g.cin * g.h * g.w, y_image = (size_t)g.cout * plane;
+    if (is_pointwise(&g)) {
+        /* Y_n (Cout, HW) = W (Cout, Cin) * X_n (Cin, HW), straight on the NCHW data */
+        for (int n = 0; n < g.n; n++)
+            TRY(gemm(ctx, 0, 0, g.cout, plane, k_len, w->buf, w->off, k_len, x->buf,
+                     x->off + n * x_image, plane, 0.0f, y->buf, y->off + n * y_image, plane));
+    } else {
+        const int chunk = chunk_images(&g);
+        const size_t cols_image = conv2d_cols_per_image(&g);
+        cl_mem cols; // (chunk, K, P)
+        TRY(oclseg_scratch(ctx, (size_t)chunk * cols_image * sizeof(float), &cols));
+        for (int n0 = 0; n0 < g.n; n0 += chunk) {
+            const int count = g.n - n0 < chunk ? g.n - n0 : chunk;
+            TRY(conv2d_im2col(ctx, &g, x, n0, count, cols, 0));
+            /* Y_n (Cout, P) = W (Cout, K) * cols_n (K, P) */
+            for (int b = 0; b < count; b++)
+                TRY(gemm(ctx, 0, 0, g.cout, plane, k_len, w->buf, w->off, k_len, cols,
+                         b * cols_image, plane, 0.0f, y->buf, y->off + (n0 + b) * y_image,
+                         plane));
+        }
+    }
+    if (bias) TRY(conv2d_bias_add(ctx, bias, y));
+    return OCLSEG_OK;
+}
+
+int op_conv2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *w,
+                       const oclseg_tensor *dy, oclseg_tensor *dx, oclseg_tensor *dw,
+                       oclseg_tensor *dbias, oclseg_conv_params p) {
+    static const char op[] = "conv2d backward";
+    conv2d_geometry g;
+    TRY(conv2d_geometry_make(op, x, w, p, &g));
+    TRY(check_shape(op, "dy", dy, g.n, g.cout, g.ho, g.wo));
+    if (dx) TRY(check_shape(op, "dx", dx, g.n, g.cin, g.h, g.w));
+    if (dw) TRY(check_shape(op, "dw", dw, g.cout, g.cin, g.kh, g.kw));
+    if (dbias) TRY(check_shape(op, "dbias", dbias, g.cout, 1, 1, 1));
+
+    if (dbias) TRY(conv2d_bias_grad(ctx, dy, dbias));
+    if (!dx && !dw) return OCLSEG_OK;
+
+    const size_t k_len = (size_t)g.cin * g.kh * g.kw, plane = (size_t)g.ho * g.wo;
+    const size_t x_image = (size_t)g.cin * g.h * g.w, y_image = (size_t)g.cout * plane;
+    if (is_pointwise(&g)) {
+        for (int n = 0; n < g.n; n++) {
+            const size_t x_at = x->off + n * x_image, dy_at = dy->off + n * y_image;
+            /* dW (Cout, Cin) += dY_n (Cout, HW) * X_n^T (HW, Cin), images in order */
+            if (dw)
+                TRY(gemm(ctx, 0, 1, g.cout, k_len, plane, dy->buf, dy_at, plane, x->buf, x_at,
+                         plane, n == 0 ? 0.0f : 1.0f, dw->buf, dw->off, k_len));
+            /* dX_n (Cin, HW) = W^T (Cin, Cout) * dY_n (Cout, HW) */
+            if (dx)
+                TRY(gemm(ctx, 1, 0, k_len, plane, g.cout, w->buf, w->off, k_len, dy->buf, dy_at,
+                         plane, 0.0f, dx->buf, dx->off + n * x_image, plane));
+        }
+        return OCLSEG_OK;
+    }
+
+    const int chunk = chunk_images(&g);
+    const size_t cols_image = conv2d_cols_per_image(&g);
+    cl_mem cols; // (chunk, K, P): x's columns for dW, then dY's column gradients for dX
+    TRY(oclseg_scratch(ctx, (size_t)chunk * cols_image * sizeof(float), &cols));
+    for (int n0 = 0; n0 < g.n; n0 += chunk) {
+        const int count = g.n - n0 < chunk ? g.n - n0 : chunk;
+        if (dw) {
+            TRY(conv2d_im2col(ctx, &g, x, n0, count, cols, 0));
+            /* dW (Cout, K) += dY_n (Cout, P) * cols_n^T (P, K), images in order */
+            for (int b = 0; b < count; b++) {
+                const int n = n0 + b;
+                TRY(gemm(ctx, 0, 1, g.cout, k_len, plane, dy->buf, dy->off + n * y_image, plane,
+                         cols, b * cols_image, plane, n == 0 ? 0.0f : 1.0f, dw->buf, dw->off,
+                         k_len));
+            }
+        }
+        if (dx) {
+            /* dcols_n (K, P) = W^T (K, Cout) * dY_n (Cout, P), then gathered back into dX */
+            for (int b = 0; b < count; b++)
+                TRY(gemm(ctx, 1, 0, k_len, plane, g.cout, w->buf, w->off, k_len, dy->buf,
+                         dy->off + (n0 + b) * y_image, plane, 0.0f, cols, b * cols_image,
+                         plane));
+            TRY(conv2d_col2im(ctx, &g, cols, 0, n0, count, dx));
+        }
+    }
+    return OCLSEG_OK;
+}
