@@ -1,0 +1,531 @@
+/* Tests ConvTranspose2d forward/backward and its col2im/im2col/bias-gradient kernels against
+ * naive double-precision references (PyTorch semantics), on odd shapes, on every device.
+ *
+ * Tolerance: inputs, weights and dy are uniform in [-1, 1), so every product is <= 1 in
+ * magnitude. An output that float32 accumulates from `terms` products (in any order, GEMM
+ * tiles included) is off by at most ~terms * u * max|partial sum| (u = 2^-24); for these
+ * random-sign sums the partial sums stay within a few units, so we allow
+ * atol = terms * FLT_EPSILON (= 2u per term) plus rtol 1e-5 for large sums. Any indexing slip
+ * moves results by O(0.1 .. 1), orders of magnitude above that. Pure copies (im2col) are exact. */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "ops/conv_transpose_internal.h"
+
+static const double RTOL = 1e-5;
+
+typedef struct convt_case {
+    const char *name;
+    int n, cin, cout, h, w, kh, kw, stride, pad;
+    int with_bias;
+} convt_case;
+
+static int out_h(const convt_case *c) { return (c->h - 1) * c->stride - 2 * c->pad + c->kh; }
+static int out_w(const convt_case *c) { return (c->w - 1) * c->stride - 2 * c->pad + c->kw; }
+static size_t x_count(const convt_case *c) { return (size_t)c->n * c->cin * c->h * c->w; }
+static size_t w_count(const convt_case *c) { return (size_t)c->cin * c->cout * c->kh * c->kw; }
+static size_t y_count(const convt_case *c) {
+    return (size_t)c->n * c->cout * out_h(c) * out_w(c);
+}
+/* cols (N, Cout*KH*KW, H*W) */
+static size_t cols_count(const convt_case *c) {
+    return (size_t)c->n * c->cout * c->kh * c->kw * c->h * c->w;
+}
+/* Products summed per output: forward (per y), dx, dw, dbias. */
+static int terms_y(const convt_case *c) {
+    return c->cin * ((c->kh + c->stride - 1) / c->stride) * ((c->kw + c->stride - 1) / c->stride);
+}
+static int terms_dx(const convt_case *c) { return c->cout * c->kh * c->kw; }
+static int terms_dw(const convt_case *c) { return c->n * c->h * c->w; }
+static int terms_db(const convt_case *c) { return c->n * out_h(c) * out_w(c); }
+static double atol_for(int terms) { return terms * (double)FLT_EPSILON; }
+
+/* ---- references (double) ---------------------------------------------------------------- */
+
+/* y (N, Cout, Ho, Wo) = bias + scatter of x (N, Cin, H, W) through w (Cin, Cout, KH, KW). */
+static void ref_forward(const convt_case *c, const double *x, const double *w, const double *b,
+                        double *y) {
+    const int ho = out_h(c), wo = out_w(c);
+    for (int n = 0; n < c->n; n++)
+        for (int co = 0; co < c->cout; co++)
+            for (int i = 0; i < ho * wo; i++)
+                y[((size_t)n * c->cout + co) * ho * wo + i] = b ? b[co] : 0.0;
+    for (int n = 0; n < c->n; n++)
+        for (int ci = 0; ci < c->cin; ci++)
+            for (int iy = 0; iy < c->h; iy++)
+                for (int ix = 0; ix < c->w; ix++) {
+                    double xv = x[(((size_t)n * c->cin + ci) * c->h + iy) * c->w + ix];
+                    for (int co = 0; co < c->cout; co++)
+                        for (int ky = 0; ky < c->kh; ky++)
+                            for (int kx = 0; kx < c->kw; kx++) {
+                                int oy = iy * c->stride - c->pad + ky;
+                                int ox = ix * c->stride - c->pad + kx;
+                                if (oy < 0 || oy >= ho || ox < 0 || ox >= wo) continue;
+                                double wv =
+                                    w[(((size_t)ci * c->cout + co) * c->kh + ky) * c->kw + kx];
+                                y[(((size_t)n * c->cout + co) * ho + oy) * wo + ox] += xv * wv;
+                            }
+                }
+}
+
+/* dx, dw, db (any may be NULL) from dy, by the same index map as ref_forward. */
+static void ref_backward(const convt_case *c, const double *x, const double *w, const double *dy,
+                         double *dx, double *dw, double *db) {
+    const int ho = out_h(c), wo = out_w(c);
+    if (dx) memset(dx, 0, x_count(c) * sizeof *dx);
+    if (dw) memset(dw, 0, w_count(c) * sizeof *dw);
+    if (db) {
+        for (int co = 0; co < c->cout; co++) {
+            db[co] = 0.0;
+            for (int n = 0; n < c->n; n++)
+                for (int i = 0; i < ho * wo; i++)
+                    db[co] += dy[((size_t)n * c->cout + co) * ho * wo + i];
+        }
+    }
+    for (int n = 0; n < c->n; n++)
+        for (int ci = 0; ci < c->cin; ci++)
+            for (int iy = 0; iy < c->h; iy++)
+                for (int ix = 0; ix < c->w; ix++) {
+                    size_t xi = (((size_t)n * c->cin + ci) * c->h + iy) * c->w + ix;
+                    for (int co = 0; co < c->cout; co++)
+                        for (int ky = 0; ky < c->kh; ky++)
+                            for (int kx = 0; kx < c->kw; kx++) {
+                                int oy = iy * c->stride - c->pad + ky;
+                                int ox = ix * c->stride - c->pad + kx;
+                                if (oy < 0 || oy >= ho || ox < 0 || ox >= wo) continue;
+                                size_t wi = (((size_t)ci * c->cout + co) * c->kh + ky) * c->kw + kx;
+                                double g = dy[(((size_t)n * c->cout + co) * ho + oy) * wo + ox];
+                                if (dx) dx[xi] += g * w[wi];
+                                if (dw) dw[wi] += g * x[xi];
+                            }
+                }
+}
+
+/* cols[n, (co, ky, kx), (iy, ix)] = dy[n, co, iy*s - p + ky, ix*s - p + kx] or 0. */
+static void ref_im2col(const convt_case *c, const double *dy, double *cols) {
+    const int ho = out_h(c), wo = out_w(c);
+    size_t i = 0;
+    for (int n = 0; n < c->n; n++)
+        for (int co = 0; co < c->cout; co++)
+            for (int ky = 0; ky < c->kh; ky++)
+                for (int kx = 0; kx < c->kw; kx++)
+                    for (int iy = 0; iy < c->h; iy++)
+                        for (int ix = 0; ix < c->w; ix++, i++) {
+                            int oy = iy * c->stride - c->pad + ky;
+                            int ox = ix * c->stride - c->pad + kx;
+                            cols[i] = (oy < 0 || oy >= ho || ox < 0 || ox >= wo)
+                                          ? 0.0
+                                          : dy[(((size_t)n * c->cout + co) * ho + oy) * wo + ox];
+                        }
+}
+
+/* y = bias + col2im(cols): the forward's second half, by scatter. */
+static void ref_col2im(const convt_case *c, const double *cols, const double *b, double *y) {
+    const int ho = out_h(c), wo = out_w(c);
+    for (size_t i = 0; i < y_count(c); i++) y[i] = b ? b[(i / ((size_t)ho * wo)) % c->cout] : 0;
+    size_t i = 0;
+    for (int n = 0; n < c->n; n++)
+        for (int co = 0; co < c->cout; co++)
+            for (int ky = 0; ky < c->kh; ky++)
+                for (int kx = 0; kx < c->kw; kx++)
+                    for (int iy = 0; iy < c->h; iy++)
+                        for (int ix = 0; ix < c->w; ix++, i++) {
+                            int oy = iy * c->stride - c->pad + ky;
+                            int ox = ix * c->stride - c->pad + kx;
+                            if (oy < 0 || oy >= ho || ox < 0 || ox >= wo) continue;
+                            y[(((size_t)n * c->cout + co) * ho + oy) * wo + ox] += cols[i];
+                        }
+}
+
+/* ---- test data ---------------------------------------------------------------------------- */
+
+typedef struct convt_data {
+    float *x, *w, *b, *dy;   /* (N,Cin,H,W), (Cin,Cout,KH,KW), (Cout), (N,Cout,Ho,Wo) */
+    double *y, *dx, *dw, *db; /* references */
+} convt_data;
+
+static convt_data make_data(const convt_case *c, uint64_t seed) {
+    convt_data d;
+    d.x = malloc(x_count(c) * sizeof(float));
+    d.w = malloc(w_count(c) * sizeof(float));
+    d.b = malloc((size_t)c->cout * sizeof(float));
+    d.dy = malloc(y_count(c) * sizeof(float));
+    ck_assert(d.x && d.w && d.b && d.dy);
+    harness_fill_uniform(d.x, x_count(c), -1.0f, 1.0f, seed);
+    harness_fill_uniform(d.w, w_count(c), -1.0f, 1.0f, seed + 1);
+    harness_fill_uniform(d.b, (size_t)c->cout, -1.0f, 1.0f, seed + 2);
+    harness_fill_uniform(d.dy, y_count(c), -1.0f, 1.0f, seed + 3);
+    double *x = harness_to_double(d.x, x_count(c)), *w = harness_to_double(d.w, w_count(c));
+    double *b = harness_to_double(d.b, (size_t)c->cout), *dy = harness_to_double(d.dy, y_count(c));
+    d.y = malloc(y_count(c) * sizeof(double));
+    d.dx = malloc(x_count(c) * sizeof(double));
+    d.dw = malloc(w_count(c) * sizeof(double));
+    d.db = malloc((size_t)c->cout * sizeof(double));
+    ck_assert(d.y && d.dx && d.dw && d.db);
+    ref_forward(c, x, w, c->with_bias ? b : NULL, d.y);
+    ref_backward(c, x, w, dy, d.dx, d.dw, d.db);
+    free(x);
+    free(w);
+    free(b);
+    free(dy);
+    return d;
+}
+
+static void free_data(convt_data *d) {
+    free(d->x);
+    free(d->w);
+    free(d->b);
+    free(d->dy);
+    free(d->y);
+    free(d->dx);
+    free(d->dw);
+    free(d->db);
+}
+
+/* The shared scratch workspace belongs to the context, but the harness reports every buffer
+ * still live at exit as a leak; give it back after each test that used it. */
+static void release_scratch(void) {
+    for (int dev = 0; dev < harness_device_count(); dev++) {
+        oclseg_ctx *ctx = harness_ctx(dev);
+        ck_assert_int_eq(oclseg_finish(ctx), OCLSEG_OK);
+        if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
+        ctx->scratch = NULL;
+        ctx->scratch_bytes = 0;
+    }
+}
+
+/* ---- the op against the references ---------------------------------------------------------- */
+
+/* Forward, full backward, each gradient alone (the others NULL), and bitwise determinism. */
+static void check_case(const convt_case *c) {
+    const int ho = out_h(c), wo = out_w(c);
+    convt_data d = make_data(c, 11);
+    float *got_y = malloc(y_count(c) * sizeof(float));
+    float *got_dx = malloc(x_count(c) * sizeof(float)), *got_dw = malloc(w_count(c) * sizeof(float));
+    float *again_dw = malloc(w_count(c) * sizeof(float)), got_db[64], again_db[64];
+    ck_assert(got_y && got_dx && got_dw && again_dw && c->cout <= 64);
+    char what[160];
+    for (int dev = 0; dev < harness_device_count(); dev++) {
+        oclseg_ctx *ctx = harness_ctx(dev);
+        hbuf bx = hb_from(ctx, d.x, x_count(c)), bw = hb_from(ctx, d.w, w_count(c));
+        hbuf bb = hb_from(ctx, d.b, (size_t)c->cout), bdy = hb_from(ctx, d.dy, y_count(c));
+        hbuf by = hb_create(ctx, y_count(c)), bdx = hb_create(ctx, x_count(c));
+        hbuf bdw = hb_create(ctx, w_count(c)), bdb = hb_create(ctx, (size_t)c->cout);
+        oclseg_tensor tx = hb_tensor(&bx, c->n, c->cin, c->h, c->w);
+        oclseg_tensor tw = hb_tensor(&bw, c->cin, c->cout, c->kh, c->kw);
+        oclseg_tensor tb = hb_tensor(&bb, c->cout, 1, 1, 1);
+        oclseg_tensor tdy = hb_tensor(&bdy, c->n, c->cout, ho, wo);
+        oclseg_tensor ty = hb_tensor(&by, c->n, c->cout, ho, wo);
+        oclseg_tensor tdx = hb_tensor(&bdx, c->n, c->cin, c->h, c->w);
+        oclseg_tensor tdw = hb_tensor(&bdw, c->cin, c->cout, c->kh, c->kw);
+        oclseg_tensor tdb = hb_tensor(&bdb, c->cout, 1, 1, 1);
+
+        snprintf(what, sizeof what, "%s forward on %s", c->name, harness_device_name(dev));
+        ck_assert_int_eq(op_conv_transpose2d_forward(ctx, &tx, &tw, c->with_bias ? &tb : NULL,
+                                                     &ty, c->stride, c->pad),
+                         OCLSEG_OK);
+        hb_download(&by, got_y, what);
+        harness_compare(what, got_y, d.y, y_count(c), atol_for(terms_y(c) + 1), RTOL);
+
+        /* all three gradients at once */
+        ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &tx, &tw, &tdy, &tdx, &tdw, &tdb,
+                                                      c->stride, c->pad),
+                         OCLSEG_OK);
+        snprintf(what, sizeof what, "%s dx on %s", c->name, harness_device_name(dev));
+        hb_download(&bdx, got_dx, what);
+        harness_compare(what, got_dx, d.dx, x_count(c), atol_for(terms_dx(c)), RTOL);
+        snprintf(what, sizeof what, "%s dw on %s", c->name, harness_device_name(dev));
+        hb_download(&bdw, got_dw, what);
+        harness_compare(what, got_dw, d.dw, w_count(c), atol_for(terms_dw(c)), RTOL);
+        snprintf(what, sizeof what, "%s dbias on %s", c->name, harness_device_name(dev));
+        hb_download(&bdb, got_db, what);
+        harness_compare(what, got_db, d.db, (size_t)c->cout, atol_for(terms_db(c)), RTOL);
+
+        /* each gradient alone: the NULL ones are skipped, the requested one is still right */
+        hb_poison(&bdx);
+        hb_poison(&bdw);
+        hb_poison(&bdb);
+        ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &tx, &tw, &tdy, &tdx, NULL, NULL,
+                                                      c->stride, c->pad),
+                         OCLSEG_OK);
+        snprintf(what, sizeof what, "%s dx alone on %s", c->name, harness_device_name(dev));
+        hb_download(&bdx, got_dx, what);
+        harness_compare(what, got_dx, d.dx, x_count(c), atol_for(terms_dx(c)), RTOL);
+        ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &tx, &tw, &tdy, NULL, &tdw, NULL,
+                                                      c->stride, c->pad),
+                         OCLSEG_OK);
+        snprintf(what, sizeof what, "%s dw alone on %s", c->name, harness_device_name(dev));
+        hb_download(&bdw, again_dw, what);
+        harness_compare(what, again_dw, d.dw, w_count(c), atol_for(terms_dw(c)), RTOL);
+        ck_assert_msg(memcmp(got_dw, again_dw, w_count(c) * sizeof(float)) == 0,
+                      "%s: dw differs between two runs (not deterministic)", what);
+        ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &tx, &tw, &tdy, NULL, NULL, &tdb,
+                                                      c->stride, c->pad),
+                         OCLSEG_OK);
+        snprintf(what, sizeof what, "%s dbias alone on %s", c->name, harness_device_name(dev));
+        hb_download(&bdb, again_db, what);
+        ck_assert_msg(memcmp(got_db, again_db, (size_t)c->cout * sizeof(float)) == 0,
+                      "%s: dbias differs between two runs (not deterministic)", what);
+
+        /* the same op in batch chunks of one image (strided offsets into x, dx, y, dy) */
+        size_t saved = convt_cols_max_bytes;
+        convt_cols_max_bytes = 1;
+        hb_poison(&by);
+        hb_poison(&bdx);
+        hb_poison(&bdw);
+        int st_f = op_conv_transpose2d_forward(ctx, &tx, &tw, c->with_bias ? &tb : NULL, &ty,
+                                               c->stride, c->pad);
+        int st_b = op_conv_transpose2d_backward(ctx, &tx, &tw, &tdy, &tdx, &tdw, NULL, c->stride,
+                                                c->pad);
+        convt_cols_max_bytes = saved;
+        ck_assert_int_eq(st_f, OCLSEG_OK);
+        ck_assert_int_eq(st_b, OCLSEG_OK);
+        snprintf(what, sizeof what, "%s chunked on %s", c->name, harness_device_name(dev));
+        hb_download(&by, got_y, what);
+        harness_compare(what, got_y, d.y, y_count(c), atol_for(terms_y(c) + 1), RTOL);
+        hb_download(&bdx, got_dx, what);
+        harness_compare(what, got_dx, d.dx, x_count(c), atol_for(terms_dx(c)), RTOL);
+        hb_download(&bdw, got_dw, what);
+        harness_compare(what, got_dw, d.dw, w_count(c), atol_for(terms_dw(c)), RTOL);
+
+        hbuf *all[] = {&bx, &bw, &bb, &bdy, &by, &bdx, &bdw, &bdb};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) hb_free(all[i]);
+    }
+    free(got_y);
+    free(got_dx);
+    free(got_dw);
+    free(again_dw);
+    free_data(&d);
+    release_scratch();
+}
+
+/* The model's kernel 4, stride 2, pad 1, on odd sizes, with bias. */
+static const convt_case CASE_K4S2 = {"k4 s2 p1", 3, 5, 7, 5, 6, 4, 4, 2, 1, 1};
+/* Kernel 3, stride 1, pad 0, no bias. */
+static const convt_case CASE_K3S1 = {"k3 s1 p0", 3, 5, 7, 5, 6, 3, 3, 1, 0, 0};
+/* Stride 3 with a non-square kernel; KW = 2 < stride leaves output columns that no input
+ * reaches (bias only). */
+static const convt_case CASE_S3 = {"k5x2 s3 p1", 3, 5, 7, 5, 6, 5, 2, 3, 1, 1};
+/* Longer GEMM reductions (Cin 160, Cout*KH*KW 400), the model's 4x4 -> 8x8. */
+static const convt_case CASE_WIDE = {"wide k4 s2 p1", 2, 160, 25, 4, 4, 4, 4, 2, 1, 1};
+/* The model's last layer shape, reduced: Cout 1 at 16x16 -> 32x32. */
+static const convt_case CASE_HEAD = {"head 64->1", 2, 64, 1, 16, 16, 4, 4, 2, 1, 1};
+
+START_TEST(forward_backward_k4s2) {
+    if (harness_no_gemm()) return;
+    check_case(&CASE_K4S2);
+}
+END_TEST
+START_TEST(forward_backward_k3s1) {
+    if (harness_no_gemm()) return;
+    check_case(&CASE_K3S1);
+}
+END_TEST
+START_TEST(forward_backward_s3) {
+    if (harness_no_gemm()) return;
+    check_case(&CASE_S3);
+}
+END_TEST
+START_TEST(forward_backward_wide) {
+    if (harness_no_gemm() || harness_small()) return;
+    check_case(&CASE_WIDE);
+    check_case(&CASE_HEAD);
+}
+END_TEST
+
+/* ---- the column kernels alone (no CLBlast: these also run under Oclgrind) ------------------ */
+
+static const convt_case SMALL_CASES[] = {
+    {"k4 s2 p1", 2, 1, 3, 3, 4, 4, 4, 2, 1, 1},
+    {"k3 s1 p0", 2, 1, 3, 3, 4, 3, 3, 1, 0, 0},
+    {"k5x2 s3 p1", 2, 1, 3, 3, 4, 5, 2, 3, 1, 1},
+};
+
+static void check_columns(const convt_case *c) {
+    const int ho = out_h(c), wo = out_w(c);
+    const size_t nc = cols_count(c), ny = y_count(c);
+    float *cols = malloc(nc * sizeof(float)), *dy = malloc(ny * sizeof(float));
+    float *b = malloc((size_t)c->cout * sizeof(float));
+    float *got_cols = malloc(nc * sizeof(float)), *got_y = malloc(ny * sizeof(float));
+    double *ref_cols = malloc(nc * sizeof(double)), *ref_y = malloc(ny * sizeof(double));
+    ck_assert(cols && dy && b && got_cols && got_y && ref_cols && ref_y);
+    harness_fill_uniform(cols, nc, -1.0f, 1.0f, 21);
+    harness_fill_uniform(dy, ny, -1.0f, 1.0f, 22);
+    harness_fill_uniform(b, (size_t)c->cout, -1.0f, 1.0f, 23);
+    double *cols_d = harness_to_double(cols, nc), *dy_d = harness_to_double(dy, ny);
+    double *b_d = harness_to_double(b, (size_t)c->cout);
+    ref_col2im(c, cols_d, c->with_bias ? b_d : NULL, ref_y);
+    ref_im2col(c, dy_d, ref_cols);
+    const int per_y = ((c->kh + c->stride - 1) / c->stride) * ((c->kw + c->stride - 1) / c->stride);
+    char what[160];
+    for (int dev = 0; dev < harness_device_count(); dev++) {
+        oclseg_ctx *ctx = harness_ctx(dev);
+        hbuf bcols = hb_from(ctx, cols, nc), bdy = hb_from(ctx, dy, ny);
+        hbuf bb = hb_from(ctx, b, (size_t)c->cout), by = hb_create(ctx, ny);
+        hbuf bout = hb_create(ctx, nc);
+        oclseg_tensor tb = hb_tensor(&bb, c->cout, 1, 1, 1);
+        oclseg_tensor ty = hb_tensor(&by, c->n, c->cout, ho, wo);
+        oclseg_tensor tdy = hb_tensor(&bdy, c->n, c->cout, ho, wo);
+        const size_t per_image = nc / (size_t)c->n;
+        /* image by image (n0 > 0 exercises the image offsets), columns at offset lead */
+        for (int n0 = 0; n0 < c->n; n0++) {
+            ck_assert_int_eq(convt_col2im(ctx, bcols.buf, bcols.lead + (size_t)n0 * per_image,
+                                          c->with_bias ? &tb : NULL, &ty, n0, 1, c->h, c->w,
+                                          c->kh, c->kw, c->stride, c->pad),
+                             OCLSEG_OK);
+        }
+        ck_assert_int_eq(convt_im2col(ctx, &tdy, 0, c->n, c->h, c->w, c->kh, c->kw, c->stride,
+                                      c->pad, bout.buf, bout.lead),
+                         OCLSEG_OK);
+        snprintf(what, sizeof what, "%s col2im on %s", c->name, harness_device_name(dev));
+        hb_download(&by, got_y, what);
+        harness_compare(what, got_y, ref_y, ny, atol_for(per_y + 1), RTOL);
+        snprintf(what, sizeof what, "%s im2col on %s", c->name, harness_device_name(dev));
+        hb_download(&bout, got_cols, what);
+        harness_compare(what, got_cols, ref_cols, nc, 0.0, 0.0); /* copies and zeros: exact */
+        hb_free(&bcols);
+        hb_free(&bdy);
+        hb_free(&bb);
+        hb_free(&by);
+        hb_free(&bout);
+    }
+    free(cols_d);
+    free(dy_d);
+    free(b_d);
+    free(cols);
+    free(dy);
+    free(b);
+    free(got_cols);
+    free(got_y);
+    free(ref_cols);
+    free(ref_y);
+}
+
+START_TEST(column_kernels) {
+    for (size_t i = 0; i < sizeof SMALL_CASES / sizeof SMALL_CASES[0]; i++)
+        check_columns(&SMALL_CASES[i]);
+    if (harness_small()) return;
+    check_columns(&CASE_K4S2);
+    check_columns(&CASE_K3S1);
+    check_columns(&CASE_S3);
+}
+END_TEST
+
+/* The bias gradient alone needs no GEMM (dx = dw = NULL), so it also runs under Oclgrind. */
+START_TEST(bias_gradient_only) {
+    convt_case c = harness_small() ? (convt_case){"dbias", 2, 2, 3, 3, 4, 4, 4, 2, 1, 1}
+                                   : (convt_case){"dbias", 3, 2, 5, 17, 19, 4, 4, 2, 1, 1};
+    convt_data d = make_data(&c, 31);
+    float got[8];
+    for (int dev = 0; dev < harness_device_count(); dev++) {
+        oclseg_ctx *ctx = harness_ctx(dev);
+        hbuf bx = hb_from(ctx, d.x, x_count(&c)), bw = hb_from(ctx, d.w, w_count(&c));
+        hbuf bdy = hb_from(ctx, d.dy, y_count(&c)), bdb = hb_create(ctx, (size_t)c.cout);
+        oclseg_tensor tx = hb_tensor(&bx, c.n, c.cin, c.h, c.w);
+        oclseg_tensor tw = hb_tensor(&bw, c.cin, c.cout, c.kh, c.kw);
+        oclseg_tensor tdy = hb_tensor(&bdy, c.n, c.cout, out_h(&c), out_w(&c));
+        oclseg_tensor tdb = hb_tensor(&bdb, c.cout, 1, 1, 1);
+        ck_assert_int_eq(
+            op_conv_transpose2d_backward(ctx, &tx, &tw, &tdy, NULL, NULL, &tdb, c.stride, c.pad),
+            OCLSEG_OK);
+        hb_download(&bdb, got, "dbias only");
+        harness_compare("dbias only", got, d.db, (size_t)c.cout, atol_for(terms_db(&c)), RTOL);
+        hb_free(&bx);
+        hb_free(&bw);
+        hb_free(&bdy);
+        hb_free(&bdb);
+    }
+    free_data(&d);
+    release_scratch();
+}
+END_TEST
+
+/* Shape mismatches are errors, not out-of-bounds accesses (no kernel runs). */
+START_TEST(shape_errors) {
+    oclseg_ctx *ctx = harness_ctx(0);
+    hbuf b = hb_create(ctx, 4096);
+    oclseg_tensor x = oclseg_tensor_view(b.buf, b.lead, 2, 3, 4, 4);
+    oclseg_tensor w = oclseg_tensor_view(b.buf, b.lead, 3, 5, 4, 4);
+    oclseg_tensor y = oclseg_tensor_view(b.buf, b.lead, 2, 5, 8, 8);
+    oclseg_tensor w_bad_cin = oclseg_tensor_view(b.buf, b.lead, 4, 5, 4, 4);
+    oclseg_tensor y_bad = oclseg_tensor_view(b.buf, b.lead, 2, 5, 9, 8);
+    oclseg_tensor bias_bad = oclseg_tensor_view(b.buf, b.lead, 4, 1, 1, 1);
+    oclseg_tensor dx_bad = oclseg_tensor_view(b.buf, b.lead, 2, 3, 4, 5);
+    ck_assert_int_eq(op_conv_transpose2d_forward(ctx, &x, &w_bad_cin, NULL, &y, 2, 1),
+                     OCLSEG_ERR_INVALID_ARG);
+    ck_assert_int_eq(op_conv_transpose2d_forward(ctx, &x, &w, NULL, &y_bad, 2, 1),
+                     OCLSEG_ERR_INVALID_ARG);
+    ck_assert_int_eq(op_conv_transpose2d_forward(ctx, &x, &w, &bias_bad, &y, 2, 1),
+                     OCLSEG_ERR_INVALID_ARG);
+    ck_assert_int_eq(op_conv_transpose2d_forward(ctx, &x, &w, NULL, &y, 0, 1),
+                     OCLSEG_ERR_INVALID_ARG);
+    ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &x, &w, &y, &dx_bad, NULL, NULL, 2, 1),
+                     OCLSEG_ERR_INVALID_ARG);
+    ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &x, &w, &y_bad, NULL, NULL, NULL, 2, 1),
+                     OCLSEG_ERR_INVALID_ARG);
+    hb_free(&b);
+}
+END_TEST
+
+/* The reference backward against central differences of the reference forward (in double):
+ * L = sum(dy * y(x, w, b)); dL/dv ~ (L(v + h) - L(v - h)) / 2h. L is linear in each
+ * variable, so the difference is exact up to rounding of L (~1e-16 * |L| / h). */
+START_TEST(reference_gradients_fd) {
+    const convt_case c = {"fd", 2, 3, 2, 3, 4, 3, 2, 2, 1, 1};
+    const size_t nx = x_count(&c), nw = w_count(&c), ny = y_count(&c);
+    float xf[128], wf[64], bf[4], dyf[256];
+    ck_assert(nx <= 128 && nw <= 64 && ny <= 256);
+    harness_fill_uniform(xf, nx, -1.0f, 1.0f, 41);
+    harness_fill_uniform(wf, nw, -1.0f, 1.0f, 42);
+    harness_fill_uniform(bf, (size_t)c.cout, -1.0f, 1.0f, 43);
+    harness_fill_uniform(dyf, ny, -1.0f, 1.0f, 44);
+    double *x = harness_to_double(xf, nx), *w = harness_to_double(wf, nw);
+    double *b = harness_to_double(bf, (size_t)c.cout), *dy = harness_to_double(dyf, ny);
+    double dx[128], dw[64], db[4], y[256];
+    ref_backward(&c, x, w, dy, dx, dw, db);
+    double *vars[3] = {x, w, b}, *grads[3] = {dx, dw, db};
+    size_t counts[3] = {nx, nw, (size_t)c.cout};
+    const double h = 1e-3;
+    for (int v = 0; v < 3; v++) {
+        for (size_t i = 0; i < counts[v]; i++) {
+            double saved = vars[v][i], lp = 0, lm = 0;
+            vars[v][i] = saved + h;
+            ref_forward(&c, x, w, b, y);
+            for (size_t j = 0; j < ny; j++) lp += dy[j] * y[j];
+            vars[v][i] = saved - h;
+            ref_forward(&c, x, w, b, y);
+            for (size_t j = 0; j < ny; j++) lm += dy[j] * y[j];
+            vars[v][i] = saved;
+            double fd = (lp - lm) / (2 * h);
+            ck_assert_msg(fabs(fd - grads[v][i]) <= 1e-9 + 1e-9 * fabs(fd),
+                          "reference gradient %d[%zu] = %.12g, finite difference %.12g", v, i,
+                          grads[v][i], fd);
+        }
+    }
+    /* the check is not vacuous: the gradients are not all zero */
+    ck_assert(fabs(dx[0]) + fabs(dw[0]) + fabs(db[0]) > 0);
+    free(x);
+    free(w);
+    free(b);
+    free(dy);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("ops_conv_transpose");
+    TCase *tc = tcase_create("conv_transpose");
+    tcase_set_timeout(tc, 1200);
+    tcase_add_test(tc, reference_gradients_fd);
+    tcase_add_test(tc, column_kernels);
+    tcase_add_test(tc, bias_gradient_only);
+    tcase_add_test(tc, shape_errors);
+    tcase_add_test(tc, forward_backward_k4s2);
+    tcase_add_test(tc, forward_backward_k3s1);
+    tcase_add_test(tc, forward_backward_s3);
+    tcase_add_test(tc, forward_backward_wide);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}
