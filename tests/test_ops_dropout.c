@@ -5,6 +5,7 @@
  * x / (1 - p) in double, so rtol 3e-7 (~2.5 ulp) against the double reference; against the host
  * float computation x * scale the result must be bit-identical (same single multiplication). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +24,29 @@ static const double ATOL = 0.0, RTOL = 3e-7;
 static const uint64_t SEED = 0x0123456789abcdefULL;
 static const uint64_t STEP = 0x0000000500000007ULL;
 
-static float host_scale(float p) { return p < 1.0f ? 1.0f / (float)(1.0 - (double)p) : 0.0f; }
+/* The scale as src/ops/dropout.c computes it: 1.0f / (float)(1 - p), with 1 - p in double from
+ * the shortest decimal that reads back as p (what PyTorch gets from the Python float). */
+static float host_scale(float p) {
+    char text[32];
+    double typed = p;
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(text, sizeof text, "%.*g", digits, (double)p);
+        if ((float)strtod(text, NULL) == p) {
+            typed = strtod(text, NULL);
+            break;
+        }
+    }
+    return p < 1.0f ? 1.0f / (float)(1.0 - typed) : 0.0f;
+}
+
+/* The kept value of torch.nn.functional.dropout(torch.ones(n), p) in PyTorch 1.13 (CPU, float32),
+ * as float bits: the scale must be bit-identical to PyTorch's. */
+static const struct {
+    float p;
+    uint32_t scale_bits;
+} TORCH_SCALES[] = {{0.1f, 0x3f8e38e4u}, {0.2f, 0x3fa00000u}, {0.3f, 0x3fb6db6eu},
+                    {0.5f, 0x40000000u}, {0.9f, 0x41200000u}, {0.123f, 0x3f91f3beu},
+                    {0.95f, 0x41a00000u}};
 
 /* Random123's known answer for Philox4x32-10 with counter 0 and key 0. */
 static const uint32_t KAT_ZERO[4] = {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u};
@@ -108,6 +131,38 @@ START_TEST(forward_matches_host_mask) {
 END_TEST
 
 START_TEST(backward_matches_host_mask) { check_against_host(1, 0.3f); }
+END_TEST
+
+START_TEST(scale_matches_pytorch) {
+    enum { COUNT_ONES = 64 };
+    float ones[COUNT_ONES], y[COUNT_ONES];
+    for (int i = 0; i < COUNT_ONES; i++) ones[i] = 1.0f;
+    for (size_t k = 0; k < sizeof TORCH_SCALES / sizeof TORCH_SCALES[0]; k++) {
+        float torch_scale;
+        memcpy(&torch_scale, &TORCH_SCALES[k].scale_bits, sizeof torch_scale);
+        ck_assert_msg(host_scale(TORCH_SCALES[k].p) == torch_scale, "test scale for p %g",
+                      (double)TORCH_SCALES[k].p);
+        for (int d = 0; d < harness_device_count(); d++) {
+            oclseg_ctx *ctx = harness_ctx(d);
+            hbuf bx = hb_from(ctx, ones, COUNT_ONES), by = hb_create(ctx, COUNT_ONES);
+            oclseg_tensor tx = hb_tensor(&bx, 1, 1, 8, 8), ty = hb_tensor(&by, 1, 1, 8, 8);
+            ck_assert_int_eq(op_dropout_forward(ctx, &tx, &ty, TORCH_SCALES[k].p, SEED, STEP),
+                             OCLSEG_OK);
+            hb_download(&by, y, "dropout scale");
+            int kept = 0;
+            for (int i = 0; i < COUNT_ONES; i++) {
+                if (y[i] == 0.0f) continue;
+                kept++;
+                ck_assert_msg(y[i] == torch_scale, "%s: p %g keeps %.9g, PyTorch %.9g",
+                              harness_device_name(d), (double)TORCH_SCALES[k].p, (double)y[i],
+                              (double)torch_scale);
+            }
+            ck_assert_int_gt(kept, 0);
+            hb_free(&bx);
+            hb_free(&by);
+        }
+    }
+}
 END_TEST
 
 /* p == 0 is a plain copy; p == 1 gives zeros (as PyTorch: input * 0). */
@@ -254,6 +309,7 @@ int main(void) {
     tcase_add_test(tc, philox_known_answer);
     tcase_add_test(tc, forward_matches_host_mask);
     tcase_add_test(tc, backward_matches_host_mask);
+    tcase_add_test(tc, scale_matches_pytorch);
     tcase_add_test(tc, p_zero_and_one);
     tcase_add_test(tc, invalid_arguments);
     tcase_add_test(tc, kept_fraction_is_binomial);

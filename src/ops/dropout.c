@@ -1,4 +1,7 @@
 /* Dropout (Philox4x32-10 counter-based mask): host side of cl/dropout.cl and the host mask. */
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "oclseg/ops.h"
 
 #define PHILOX_M0 0xD2511F53u
@@ -44,6 +47,18 @@ void op_dropout_mask_host(size_t count, float p, uint64_t seed, uint64_t step, u
     }
 }
 
+/* The double a user most likely meant by float f: its shortest decimal form that reads back as
+ * f (0.9f -> 0.9, not 0.89999997615814209), so 1 - p rounds as PyTorch's double arithmetic does. */
+static double float_as_typed_double(float f) {
+    char text[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(text, sizeof text, "%.*g", digits, (double)f);
+        const double d = strtod(text, NULL);
+        if ((float)d == f) return d;
+    }
+    return (double)f;
+}
+
 /* Runs dropout_apply (x -> y) for the forward, or (dy -> dx) for the backward. */
 static int run_dropout(oclseg_ctx *ctx, const char *what, const oclseg_tensor *x,
                        oclseg_tensor *y, float p, uint64_t seed, uint64_t step) {
@@ -62,9 +77,9 @@ static int run_dropout(oclseg_ctx *ctx, const char *what, const oclseg_tensor *x
                      numel, x->off, y->off);
         return OCLSEG_ERR_INVALID_ARG;
     }
-    /* PyTorch: noise = mask / (1 - p) in the tensor's dtype, i.e. 1.0f / (float)(1 - p);
-     * p == 1 drops everything (noise 0, no division by zero). */
-    const float keep_prob = (float)(1.0 - (double)p);
+    /* PyTorch: noise = mask / (1 - p) in the tensor's dtype, i.e. 1.0f / (float)(1 - p) with
+     * 1 - p computed in double from the Python float p; p == 1 drops everything (noise 0). */
+    const float keep_prob = (float)(1.0 - float_as_typed_double(p));
     const float scale = p < 1.0f ? 1.0f / keep_prob : 0.0f;
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "dropout", NULL, "dropout_apply", &k));
