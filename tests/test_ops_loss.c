@@ -1,0 +1,313 @@
+/* Tests BCE-with-logits (mean loss and gradient) and per-image confusion counts against
+ * double-precision references: odd shapes spanning many work-groups, extreme logits, the loss
+ * written to one slot of a ring buffer, empty masks, and argument checks.
+ * Tolerances: the loss is a mean of positive terms, each within ~4 ulp (exp, log1p), summed in
+ * float with a depth of at most ~20 additions (per-item loop + two log2(work-group) trees), so
+ * rtol 2e-6 (~30 ulp). Each gradient element is sigmoid(x) - y (a few ulp of 1 absolute, with
+ * cancellation when sigmoid(x) ~ y) divided by numel: atol 4e-7/numel, rtol 1e-6. Counts are
+ * integers and must match exactly. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static const double LOSS_RTOL = 2e-6, GRAD_RTOL = 1e-6, GRAD_ATOL_NUMEL = 4e-7;
+static const uint32_t POISON = 0x7fc0dead; /* the harness's poison (a quiet NaN) */
+
+/* N=3 images of 1 channel, 37x29 (3219 elements: > 50 work-groups of 64); Oclgrind: 11x13. */
+static void test_shape(int *n, int *c, int *h, int *w) {
+    *n = 3;
+    *c = 1;
+    *h = harness_small() ? 11 : 37;
+    *w = harness_small() ? 13 : 29;
+}
+
+static double ref_term(double x, double y) { return fmax(x, 0.0) - x * y + log1p(exp(-fabs(x))); }
+static double ref_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+static double ref_loss(const float *x, const float *y, size_t n) {
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) sum += ref_term(x[i], y[i]);
+    return sum / (double)n;
+}
+
+static void ref_grad(const float *x, const float *y, size_t n, double *g) {
+    for (size_t i = 0; i < n; i++) g[i] = (ref_sigmoid(x[i]) - y[i]) / (double)n;
+}
+
+/* Logits in [-8, 8]; targets binary for most elements, soft (0..1) for every 7th. */
+static void make_inputs(float *x, float *y, size_t n, uint64_t seed) {
+    harness_fill_uniform(x, n, -8.0f, 8.0f, seed);
+    harness_fill_uniform(y, n, 0.0f, 1.0f, seed + 100);
+    for (size_t i = 0; i < n; i++)
+        if (i % 7 != 0) y[i] = y[i] < 0.4f ? 1.0f : 0.0f;
+}
+
+/* Runs op_bce_with_logits on every device and compares loss (and gradient, if with_grad). */
+static void check_bce(const char *what, const float *x, const float *y, int n, int c, int h,
+                      int w, int with_grad) {
+    const size_t count = (size_t)n * c * h * w;
+    double loss_ref = ref_loss(x, y, count);
+    double *grad_ref = malloc(count * sizeof(double));
+    float *grad = malloc(count * sizeof(float));
+    ck_assert_ptr_nonnull(grad_ref);
+    ck_assert_ptr_nonnull(grad);
+    ref_grad(x, y, count, grad_ref);
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        hbuf bx = hb_from(ctx, x, count), by = hb_from(ctx, y, count);
+        hbuf bg = hb_create(ctx, count), bl = hb_create(ctx, 1);
+        oclseg_tensor tx = hb_tensor(&bx, n, c, h, w), ty = hb_tensor(&by, n, c, h, w);
+        oclseg_tensor tg = hb_tensor(&bg, n, c, h, w), tl = hb_tensor(&bl, 1, 1, 1, 1);
+        ck_assert_int_eq(op_bce_with_logits(ctx, &tx, &ty, &tl, with_grad ? &tg : NULL), OCLSEG_OK);
+        float loss;
+        hb_download(&bl, &loss, what);
+        harness_compare(what, &loss, &loss_ref, 1, 0.0, LOSS_RTOL);
+        if (with_grad) {
+            hb_download(&bg, grad, what);
+            harness_compare(what, grad, grad_ref, count, GRAD_ATOL_NUMEL / (double)count, GRAD_RTOL);
+        }
+        /* deterministic: a second run gives the same bits */
+        float again;
+        ck_assert_int_eq(op_bce_with_logits(ctx, &tx, &ty, &tl, NULL), OCLSEG_OK);
+        hb_download(&bl, &again, what);
+        ck_assert_msg(memcmp(&loss, &again, sizeof loss) == 0, "%s: two runs differ", what);
+        hb_free(&bx);
+        hb_free(&by);
+        hb_free(&bg);
+        hb_free(&bl);
+    }
+    free(grad_ref);
+    free(grad);
+}
+
+START_TEST(bce_forward_backward) {
+    int n, c, h, w;
+    test_shape(&n, &c, &h, &w);
+    const size_t count = (size_t)n * c * h * w;
+    float *x = malloc(count * sizeof(float)), *y = malloc(count * sizeof(float));
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_nonnull(y);
+    make_inputs(x, y, count, 1);
+    check_bce("bce", x, y, n, c, h, w, 1);
+    /* a size below one work-group, and one just above */
+    check_bce("bce (5 elements)", x, y, 1, 1, 1, 5, 1);
+    check_bce("bce (67 elements)", x, y, 1, 1, 1, 67, 0);
+    free(x);
+    free(y);
+}
+END_TEST
+
+/* The reference gradient is the derivative of the reference loss: central differences in
+ * double (step 1e-5 on logits of size ~8: truncation ~1e-10, rounding ~1e-11 relative). */
+START_TEST(bce_reference_gradient_vs_finite_differences) {
+    enum { COUNT = 23 };
+    float x[COUNT], y[COUNT];
+    double g[COUNT];
+    make_inputs(x, y, COUNT, 2);
+    ref_grad(x, y, COUNT, g);
+    const double step = 1e-5;
+    for (size_t i = 0; i < COUNT; i++) {
+        double xp[COUNT], xm[COUNT], lp = 0.0, lm = 0.0;
+        for (size_t j = 0; j < COUNT; j++) xp[j] = xm[j] = x[j];
+        xp[i] += step;
+        xm[i] -= step;
+        for (size_t j = 0; j < COUNT; j++) {
+            lp += ref_term(xp[j], y[j]);
+            lm += ref_term(xm[j], y[j]);
+        }
+        const double fd = (lp - lm) / (2.0 * step * COUNT);
+        ck_assert_msg(fabs(fd - g[i]) <= 1e-9, "element %zu: finite difference %.12g vs %.12g", i,
+                      fd, g[i]);
+    }
+}
+END_TEST
+
+/* Logits of +-1e4 and +-100 with both targets: terms 0, 1e4, 100 and log1p(e^-100) (denormal
+ * in float: flushing it is harmless); nothing overflows into Inf/NaN. */
+START_TEST(bce_extreme_logits) {
+    enum { COUNT = 10 };
+    const float x[COUNT] = {1e4f, 1e4f, -1e4f, -1e4f, 100.0f, 100.0f, -100.0f, -100.0f, 0.0f, 0.0f};
+    const float y[COUNT] = {1, 0, 0, 1, 1, 0, 0, 1, 0, 1};
+    check_bce("bce extremes", x, y, 1, 1, 2, 5, 1);
+    /* the exact values: mean = (1e4 + 1e4 + 100 + 100 + 2 log 2 + tiny) / 10 */
+    const double exact = (2e4 + 200.0 + 2.0 * log(2.0)) / COUNT;
+    ck_assert(fabs(ref_loss(x, y, COUNT) - exact) < 1e-12);
+}
+END_TEST
+
+/* The loss goes to slot k of a ring buffer of 8 floats; the other slots stay untouched. */
+START_TEST(bce_loss_in_ring_buffer) {
+    int n, c, h, w;
+    test_shape(&n, &c, &h, &w);
+    const size_t count = (size_t)n * c * h * w;
+    float *x = malloc(count * sizeof(float)), *y = malloc(count * sizeof(float));
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_nonnull(y);
+    make_inputs(x, y, count, 3);
+    double loss_ref[2] = {ref_loss(x, y, count), 0.0};
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        hbuf bx = hb_from(ctx, x, count), by = hb_from(ctx, y, count), ring = hb_create(ctx, 8);
+        oclseg_tensor tx = hb_tensor(&bx, n, c, h, w), ty = hb_tensor(&by, n, c, h, w);
+        oclseg_tensor slot5 = oclseg_tensor_view(ring.buf, ring.lead + 5, 1, 1, 1, 1);
+        oclseg_tensor slot2 = oclseg_tensor_view(ring.buf, ring.lead + 2, 1, 1, 1, 1);
+        ck_assert_int_eq(op_bce_with_logits(ctx, &tx, &ty, &slot5, NULL), OCLSEG_OK);
+        float got[8];
+        hb_download(&ring, got, "bce ring");
+        for (int s = 0; s < 8; s++) {
+            uint32_t bits;
+            memcpy(&bits, &got[s], sizeof bits);
+            if (s == 5) harness_compare("bce ring slot 5", &got[s], loss_ref, 1, 0.0, LOSS_RTOL);
+            else ck_assert_msg(bits == POISON, "bce ring: slot %d was written", s);
+        }
+        /* the next step writes slot 2 from other data; slot 5 keeps its value */
+        ck_assert_int_eq(op_bce_with_logits(ctx, &ty, &ty, &slot2, NULL), OCLSEG_OK);
+        loss_ref[1] = ref_loss(y, y, count);
+        float got2[8];
+        hb_download(&ring, got2, "bce ring");
+        harness_compare("bce ring slot 2", &got2[2], &loss_ref[1], 1, 0.0, LOSS_RTOL);
+        ck_assert(memcmp(&got2[5], &got[5], sizeof(float)) == 0);
+        hb_free(&bx);
+        hb_free(&by);
+        hb_free(&ring);
+    }
+    free(x);
+    free(y);
+}
+END_TEST
+
+/* Host counting with the real definition: sigmoid(x) > t (double), y > 0.5. */
+static void ref_counts(const float *x, const float *y, int n, size_t per_image, double t,
+                       uint32_t *counts) {
+    for (int img = 0; img < n; img++) {
+        uint32_t tp = 0, pred = 0, truth = 0, tn = 0;
+        for (size_t i = 0; i < per_image; i++) {
+            const size_t e = (size_t)img * per_image + i;
+            const int p = ref_sigmoid(x[e]) > t, g = y[e] > 0.5f;
+            tp += p && g;
+            pred += p;
+            truth += g;
+            tn += !p && !g;
+        }
+        counts[4 * img + 0] = tp;
+        counts[4 * img + 1] = pred;
+        counts[4 * img + 2] = truth;
+        counts[4 * img + 3] = tn;
+    }
+}
+
+START_TEST(seg_counts_vs_host) {
+    int n, c, h, w;
+    test_shape(&n, &c, &h, &w);
+    const size_t per_image = (size_t)c * h * w, count = n * per_image;
+    float *x = malloc(count * sizeof(float)), *y = malloc(count * sizeof(float));
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_nonnull(y);
+    make_inputs(x, y, count, 4);
+    /* image 1: empty target and empty prediction; image 2: empty target, some predictions */
+    for (size_t i = 0; i < per_image; i++) {
+        x[per_image + i] = -fabsf(x[per_image + i]) - 2.0f; /* sigmoid < 0.12 */
+        y[per_image + i] = 0.0f;
+        y[2 * per_image + i] = 0.0f;
+    }
+    x[0] = 0.0f; /* exactly at t = 0.5: sigmoid(0) > 0.5 is false */
+    y[1] = 0.5f; /* exactly 0.5 is not foreground */
+    const float thresholds[3] = {0.5f, 0.3f, 0.85f};
+    const size_t off = 3, slots = off + 4 * (size_t)n + 5;
+    uint32_t *host = malloc(slots * sizeof(uint32_t)), *ref = malloc(4 * (size_t)n * sizeof(uint32_t));
+    ck_assert_ptr_nonnull(host);
+    ck_assert_ptr_nonnull(ref);
+    const uint32_t SENT = 0xdeadbeefu;
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        hbuf bx = hb_from(ctx, x, count), by = hb_from(ctx, y, count);
+        oclseg_tensor tx = hb_tensor(&bx, n, c, h, w), ty = hb_tensor(&by, n, c, h, w);
+        cl_mem counts;
+        ck_assert_int_eq(oclseg_buffer_create(ctx, slots * sizeof(uint32_t), "counts", &counts),
+                         OCLSEG_OK);
+        for (int k = 0; k < 3; k++) {
+            for (size_t s = 0; s < slots; s++) host[s] = SENT;
+            ck_assert_int_eq(oclseg_write(ctx, counts, 0, slots * sizeof(uint32_t), host), OCLSEG_OK);
+            ck_assert_int_eq(op_seg_counts(ctx, &tx, &ty, thresholds[k], counts, off), OCLSEG_OK);
+            ck_assert_int_eq(oclseg_read(ctx, counts, 0, slots * sizeof(uint32_t), host), OCLSEG_OK);
+            ref_counts(x, y, n, per_image, thresholds[k], ref);
+            for (size_t s = 0; s < slots; s++) {
+                if (s >= off && s < off + 4 * (size_t)n)
+                    ck_assert_msg(host[s] == ref[s - off],
+                                  "seg_counts on %s, t %g: image %zu count %zu = %u, host %u",
+                                  harness_device_name(d), (double)thresholds[k], (s - off) / 4,
+                                  (s - off) % 4, host[s], ref[s - off]);
+                else
+                    ck_assert_msg(host[s] == SENT, "seg_counts: slot %zu outside the range written", s);
+            }
+            /* the empty masks really are empty */
+            ck_assert_uint_eq(ref[4 + 0], 0);
+            ck_assert_uint_eq(ref[4 + 1], 0);
+            ck_assert_uint_eq(ref[4 + 2], 0);
+            ck_assert_uint_eq(ref[4 + 3], per_image);
+            ck_assert_uint_eq(ref[8 + 2], 0);
+            ck_assert_uint_gt(ref[8 + 1], 0);
+        }
+        oclseg_buffer_free(ctx, counts, slots * sizeof(uint32_t));
+        hb_free(&bx);
+        hb_free(&by);
+    }
+    free(host);
+    free(ref);
+    free(x);
+    free(y);
+}
+END_TEST
+
+START_TEST(invalid_arguments) {
+    float x[35];
+    harness_fill_uniform(x, 35, -1.0f, 1.0f, 5);
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        hbuf bx = hb_from(ctx, x, 35), by = hb_from(ctx, x, 35), bl = hb_create(ctx, 2);
+        oclseg_tensor tx = hb_tensor(&bx, 1, 1, 5, 7), ty = hb_tensor(&by, 1, 1, 5, 7);
+        oclseg_tensor wrong = hb_tensor(&by, 1, 1, 7, 5), loss2 = hb_tensor(&bl, 1, 1, 1, 2);
+        oclseg_tensor loss = oclseg_tensor_view(bl.buf, bl.lead, 1, 1, 1, 1);
+        ck_assert_int_eq(op_bce_with_logits(ctx, &tx, &wrong, &loss, NULL), OCLSEG_ERR_INVALID_ARG);
+        ck_assert_int_eq(op_bce_with_logits(ctx, &tx, &ty, &loss2, NULL), OCLSEG_ERR_INVALID_ARG);
+        ck_assert_int_eq(op_bce_with_logits(ctx, &tx, &ty, &loss, &wrong), OCLSEG_ERR_INVALID_ARG);
+        cl_mem counts;
+        ck_assert_int_eq(oclseg_buffer_create(ctx, 4 * sizeof(uint32_t), "counts", &counts), OCLSEG_OK);
+        ck_assert_int_eq(op_seg_counts(ctx, &tx, &wrong, 0.5f, counts, 0), OCLSEG_ERR_INVALID_ARG);
+        ck_assert_int_eq(op_seg_counts(ctx, &tx, &ty, 1.5f, counts, 0), OCLSEG_ERR_INVALID_ARG);
+        ck_assert_int_eq(op_seg_counts(ctx, &tx, &ty, 0.5f, counts, 1), OCLSEG_ERR_INVALID_ARG);
+        oclseg_buffer_free(ctx, counts, 4 * sizeof(uint32_t));
+        hb_free(&bx);
+        hb_free(&by);
+        hb_free(&bl);
+    }
+}
+END_TEST
+
+/* The shared scratch workspace lives as long as its context; the harness's leak check at exit
+ * counts every live buffer, so hand the scratch back once all tests have run. */
+static void release_scratch(void) {
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
+        ctx->scratch = NULL;
+        ctx->scratch_bytes = 0;
+    }
+}
+
+int main(void) {
+    Suite *s = suite_create("ops_loss");
+    TCase *tc = tcase_create("loss");
+    tcase_set_timeout(tc, 600);
+    tcase_add_unchecked_fixture(tc, NULL, release_scratch);
+    tcase_add_test(tc, bce_forward_backward);
+    tcase_add_test(tc, bce_reference_gradient_vs_finite_differences);
+    tcase_add_test(tc, bce_extreme_logits);
+    tcase_add_test(tc, bce_loss_in_ring_buffer);
+    tcase_add_test(tc, seg_counts_vs_host);
+    tcase_add_test(tc, invalid_arguments);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}

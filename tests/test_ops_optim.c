@@ -1,0 +1,330 @@
+/* Tests the optimizer step (NAdam, Adam, SGD with/without momentum, Nesterov, dampening, weight
+ * decay) against real PyTorch 1.13 (golden values from tools/make_optim_golden.py) and against a
+ * double-precision C reference of the same formulas over a sub-range of an odd-length buffer
+ * (elements outside the range must stay bit-identical), plus defaults, host state and argument
+ * checks.
+ * Tolerance: each step rounds the float32 parameter once (1/2 ulp) and adds an update that is
+ * far smaller than the parameter and carries a few ulp of its own (OpenCL 1.2 allows 2.5 ulp for
+ * division and 3 ulp for sqrt; the float32 step scalars are within 1/2 ulp of the double ones),
+ * so after step s we allow atol = 4 * s * ulp(parameter scale) (measured: ~0.5 ulp per step).
+ * States (exp_avg, exp_avg_sq, momentum buffer) get the same bound relative to their scale. */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/optim_golden.h"
+#include "harness.h"
+
+#define STEPS 5
+static const double ULPS_PER_STEP = 4.0;
+
+/* ---- the double-precision reference ----------------------------------------------------- */
+typedef struct ref_state {
+    int64_t step;
+    double mu_product;
+} ref_state;
+
+/* One step over n elements, the formulas of PyTorch 1.13's single-tensor optimizers with the
+ * hyperparameters as the float values of cfg. */
+static void ref_step(const oclseg_optim_config *cfg, ref_state *st, double *p, const double *grad,
+                     double *s1, double *s2, size_t n) {
+    const int64_t t = ++st->step;
+    const double lr = cfg->lr, wd = cfg->weight_decay, b1 = cfg->beta1, b2 = cfg->beta2;
+    const double eps = cfg->eps;
+    double mu = 0, mu_next = 0;
+    if (cfg->kind == OCLSEG_OPT_NADAM) {
+        mu = b1 * (1.0 - 0.5 * pow(0.96, (double)t * cfg->momentum_decay));
+        mu_next = b1 * (1.0 - 0.5 * pow(0.96, (double)(t + 1) * cfg->momentum_decay));
+        st->mu_product *= mu;
+    }
+    for (size_t i = 0; i < n; i++) {
+        double g = grad[i];
+        if (wd != 0.0) g += wd * p[i];
+        if (cfg->kind == OCLSEG_OPT_SGD) {
+            if (cfg->momentum != 0.0f) {
+                s1[i] = t == 1 ? g : cfg->momentum * s1[i] + (1.0 - cfg->dampening) * g;
+                g = cfg->nesterov ? g + cfg->momentum * s1[i] : s1[i];
+            }
+            p[i] -= lr * g;
+            continue;
+        }
+        s1[i] = b1 * s1[i] + (1.0 - b1) * g;
+        s2[i] = b2 * s2[i] + (1.0 - b2) * g * g;
+        const double bc2 = 1.0 - pow(b2, (double)t);
+        if (cfg->kind == OCLSEG_OPT_ADAM) {
+            const double bc1 = 1.0 - pow(b1, (double)t);
+            p[i] -= lr / bc1 * s1[i] / (sqrt(s2[i]) / sqrt(bc2) + eps);
+        } else {
+            const double denom = sqrt(s2[i] / bc2) + eps;
+            /* torch 1.13 _single_tensor_nadam: mu_product_next = mu_product * mu * mu_next */
+            const double mu_product_next = st->mu_product * mu * mu_next;
+            p[i] += -lr * (1.0 - mu) / (1.0 - st->mu_product) * g / denom;
+            p[i] += -lr * mu_next / (1.0 - mu_product_next) * s1[i] / denom;
+        }
+    }
+}
+
+/* ---- configurations under test ---------------------------------------------------------- */
+static oclseg_optim_config make_config(oclseg_optimizer_kind kind, float lr, float wd, float b1,
+                                       float b2, float eps, float psi, float momentum,
+                                       float dampening, int nesterov) {
+    oclseg_optim_config c;
+    oclseg_optim_config_default(&c, kind);
+    c.lr = lr;
+    c.weight_decay = wd;
+    c.beta1 = b1;
+    c.beta2 = b2;
+    c.eps = eps;
+    c.momentum_decay = psi;
+    c.momentum = momentum;
+    c.dampening = dampening;
+    c.nesterov = nesterov;
+    return c;
+}
+
+static double max_abs(const double *v, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(v[i]));
+    return m;
+}
+
+/* Allowed error after `steps` steps for values of magnitude up to `scale`. */
+static double step_atol(int steps, double scale) {
+    return ULPS_PER_STEP * steps * FLT_EPSILON * fmax(scale, 1e-3);
+}
+
+/* ---- golden values from PyTorch ---------------------------------------------------------- */
+START_TEST(matches_pytorch_golden) {
+    const size_t n = OPTIM_GOLDEN_N;
+    const size_t cases = sizeof optim_golden_cases / sizeof optim_golden_cases[0];
+    const float zeros[OPTIM_GOLDEN_N] = {0};
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        for (size_t c = 0; c < cases; c++) {
+            const optim_golden_case *gc = &optim_golden_cases[c];
+            oclseg_optim_config cfg = make_config((oclseg_optimizer_kind)gc->kind, gc->lr,
+                                                  gc->weight_decay, gc->beta1, gc->beta2, gc->eps,
+                                                  gc->momentum_decay, gc->momentum, gc->dampening,
+                                                  gc->nesterov);
+            oclseg_optim_host_state st;
+            oclseg_optim_host_state_init(&st);
+            hbuf bp = hb_from(ctx, optim_golden_param0, n), bg = hb_create(ctx, n);
+            hbuf b1 = hb_from(ctx, zeros, n), b2 = hb_from(ctx, zeros, n);
+            int sgd = gc->kind == OCLSEG_OPT_SGD;
+            float got[OPTIM_GOLDEN_N];
+            char what[128];
+            for (int s = 0; s < OPTIM_GOLDEN_STEPS; s++) {
+                hb_upload(&bg, optim_golden_grad[s]);
+                ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, bp.buf, bg.buf, b1.buf,
+                                                   sgd ? NULL : b2.buf, bp.lead, n),
+                                 OCLSEG_OK);
+                snprintf(what, sizeof what, "%s on %s, step %d", gc->name, harness_device_name(d), s + 1);
+                hb_download(&bp, got, what);
+                harness_compare(what, got, gc->param[s], n,
+                                step_atol(s + 1, max_abs(gc->param[s], n)), 0.0);
+            }
+            ck_assert_int_eq(st.step, OPTIM_GOLDEN_STEPS);
+            snprintf(what, sizeof what, "%s on %s, state1", gc->name, harness_device_name(d));
+            hb_download(&b1, got, what);
+            harness_compare(what, got, gc->state1, n,
+                            step_atol(OPTIM_GOLDEN_STEPS, max_abs(gc->state1, n)), 0.0);
+            if (!sgd) {
+                snprintf(what, sizeof what, "%s on %s, state2", gc->name, harness_device_name(d));
+                hb_download(&b2, got, what);
+                harness_compare(what, got, gc->state2, n,
+                                step_atol(OPTIM_GOLDEN_STEPS, max_abs(gc->state2, n)), 0.0);
+            }
+            hb_free(&bp);
+            hb_free(&bg);
+            hb_free(&b1);
+            hb_free(&b2);
+        }
+    }
+}
+END_TEST
+
+/* ---- the C reference on a sub-range ------------------------------------------------------ */
+static void check_against_reference(const char *name, const oclseg_optim_config *cfg) {
+    const size_t total = harness_small() ? 13 : 1001;
+    const size_t off = harness_small() ? 3 : 100, count = harness_small() ? 7 : 777;
+    float *p0 = malloc(total * sizeof(float)), *s10 = malloc(total * sizeof(float));
+    float *s20 = malloc(total * sizeof(float)), *g = malloc(total * sizeof(float));
+    float *got = malloc(total * sizeof(float));
+    double *rp = malloc(count * sizeof(double)), *rs1 = malloc(count * sizeof(double));
+    double *rs2 = malloc(count * sizeof(double)), *rg = malloc(count * sizeof(double));
+    ck_assert(p0 && s10 && s20 && g && got && rp && rs1 && rs2 && rg);
+    harness_fill_uniform(p0, total, -1.0f, 1.0f, 21);
+    harness_fill_uniform(s10, total, -0.5f, 0.5f, 22);
+    harness_fill_uniform(s20, total, 0.0f, 0.5f, 23); /* exp_avg_sq >= 0 */
+    const int sgd = cfg->kind == OCLSEG_OPT_SGD;
+    /* Adam/NAdam start from zero moments inside the range, as PyTorch (random moments with a
+     * step-1 bias correction would shrink the updates to nothing); outside the range the states
+     * are random so that any write there shows. SGD's buffer stays random: step 1 must ignore it. */
+    if (!sgd)
+        for (size_t i = off; i < off + count; i++) s10[i] = s20[i] = 0.0f;
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        hbuf bp = hb_from(ctx, p0, total), b1 = hb_from(ctx, s10, total);
+        hbuf b2 = hb_from(ctx, s20, total), bg = hb_create(ctx, total);
+        oclseg_optim_host_state st;
+        oclseg_optim_host_state_init(&st);
+        ref_state rst = {0, 1.0};
+        for (size_t i = 0; i < count; i++) {
+            rp[i] = p0[off + i];
+            rs1[i] = s10[off + i];
+            rs2[i] = s20[off + i];
+        }
+        char what[160];
+        for (int s = 0; s < STEPS; s++) {
+            harness_fill_uniform(g, total, -1.0f, 1.0f, 30 + (uint64_t)s);
+            for (size_t i = 0; i < count; i++) rg[i] = g[off + i];
+            hb_upload(&bg, g);
+            ck_assert_int_eq(op_optimizer_step(ctx, cfg, &st, bp.buf, bg.buf, b1.buf,
+                                               sgd ? NULL : b2.buf, bp.lead + off, count),
+                             OCLSEG_OK);
+            ref_step(cfg, &rst, rp, rg, rs1, rs2, count);
+            snprintf(what, sizeof what, "%s on %s, step %d: param", name, harness_device_name(d), s + 1);
+            hb_download(&bp, got, what);
+            harness_compare(what, got + off, rp, count, step_atol(s + 1, max_abs(rp, count)), 0.0);
+            ck_assert_msg(memcmp(got, p0, off * sizeof(float)) == 0 &&
+                              memcmp(got + off + count, p0 + off + count,
+                                     (total - off - count) * sizeof(float)) == 0,
+                          "%s: parameters outside [off, off + count) changed", what);
+        }
+        ck_assert_int_eq(st.step, STEPS);
+        if (cfg->kind == OCLSEG_OPT_NADAM)
+            ck_assert_msg(fabs(st.mu_product - rst.mu_product) <= 1e-15, "mu_product %.17g vs %.17g",
+                          st.mu_product, rst.mu_product);
+        /* states: in range as the reference, outside untouched (SGD without momentum: all) */
+        const int has_s1 = !sgd || cfg->momentum != 0.0f;
+        snprintf(what, sizeof what, "%s on %s: state1", name, harness_device_name(d));
+        hb_download(&b1, got, what);
+        if (has_s1) harness_compare(what, got + off, rs1, count, step_atol(STEPS, max_abs(rs1, count)), 0.0);
+        ck_assert_msg(memcmp(got, s10, off * sizeof(float)) == 0 &&
+                          memcmp(got + off + count, s10 + off + count,
+                                 (total - off - count) * sizeof(float)) == 0 &&
+                          (has_s1 || memcmp(got, s10, total * sizeof(float)) == 0),
+                      "%s: untouched elements changed", what);
+        snprintf(what, sizeof what, "%s on %s: state2", name, harness_device_name(d));
+        hb_download(&b2, got, what);
+        if (!sgd) harness_compare(what, got + off, rs2, count, step_atol(STEPS, max_abs(rs2, count)), 0.0);
+        ck_assert_msg(memcmp(got, s20, off * sizeof(float)) == 0 &&
+                          memcmp(got + off + count, s20 + off + count,
+                                 (total - off - count) * sizeof(float)) == 0 &&
+                          (!sgd || memcmp(got, s20, total * sizeof(float)) == 0),
+                      "%s: untouched elements changed", what);
+        hb_free(&bp);
+        hb_free(&b1);
+        hb_free(&b2);
+        hb_free(&bg);
+    }
+    free(p0);
+    free(s10);
+    free(s20);
+    free(g);
+    free(got);
+    free(rp);
+    free(rs1);
+    free(rs2);
+    free(rg);
+}
+
+START_TEST(nadam_vs_reference) {
+    oclseg_optim_config cfg;
+    oclseg_optim_config_default(&cfg, OCLSEG_OPT_NADAM);
+    check_against_reference("nadam default", &cfg);
+    cfg = make_config(OCLSEG_OPT_NADAM, 2e-3f, 1e-2f, 0.8f, 0.99f, 1e-6f, 4e-2f, 0, 0, 0);
+    check_against_reference("nadam weight decay", &cfg);
+}
+END_TEST
+
+START_TEST(adam_vs_reference) {
+    oclseg_optim_config cfg;
+    oclseg_optim_config_default(&cfg, OCLSEG_OPT_ADAM);
+    check_against_reference("adam default", &cfg);
+    cfg = make_config(OCLSEG_OPT_ADAM, 3e-3f, 5e-2f, 0.85f, 0.995f, 1e-6f, 0, 0, 0, 0);
+    check_against_reference("adam weight decay", &cfg);
+}
+END_TEST
+
+START_TEST(sgd_vs_reference) {
+    oclseg_optim_config cfg;
+    oclseg_optim_config_default(&cfg, OCLSEG_OPT_SGD);
+    check_against_reference("sgd momentum", &cfg);
+    cfg.nesterov = 1;
+    cfg.weight_decay = 1e-2f;
+    check_against_reference("sgd nesterov + weight decay", &cfg);
+    cfg = make_config(OCLSEG_OPT_SGD, 2e-2f, 1e-2f, 0, 0, 0, 0, 0.8f, 0.25f, 0);
+    check_against_reference("sgd dampening", &cfg);
+    cfg = make_config(OCLSEG_OPT_SGD, 1e-2f, 0, 0, 0, 0, 0, 0, 0, 0);
+    check_against_reference("sgd plain", &cfg);
+}
+END_TEST
+
+START_TEST(defaults_and_host_state) {
+    oclseg_optim_config c;
+    oclseg_optim_config_default(&c, OCLSEG_OPT_NADAM);
+    ck_assert(c.kind == OCLSEG_OPT_NADAM && c.lr == 1e-3f && c.beta1 == 0.9f && c.beta2 == 0.999f &&
+              c.eps == 1e-8f && c.momentum_decay == 4e-3f && c.weight_decay == 0.0f);
+    oclseg_optim_config_default(&c, OCLSEG_OPT_ADAM);
+    ck_assert(c.kind == OCLSEG_OPT_ADAM && c.lr == 1e-3f && c.beta1 == 0.9f && c.beta2 == 0.999f &&
+              c.eps == 1e-8f && c.weight_decay == 0.0f);
+    oclseg_optim_config_default(&c, OCLSEG_OPT_SGD);
+    ck_assert(c.kind == OCLSEG_OPT_SGD && c.lr == 1e-2f && c.momentum == 0.9f &&
+              c.dampening == 0.0f && !c.nesterov && c.weight_decay == 0.0f);
+    oclseg_optim_host_state st = {42, 0.5};
+    oclseg_optim_host_state_init(&st);
+    ck_assert(st.step == 0 && st.mu_product == 1.0);
+}
+END_TEST
+
+START_TEST(invalid_arguments) {
+    const float v[4] = {1, 2, 3, 4};
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        hbuf b = hb_from(ctx, v, 4);
+        oclseg_optim_config cfg;
+        oclseg_optim_host_state st;
+        oclseg_optim_host_state_init(&st);
+        oclseg_optim_config_default(&cfg, OCLSEG_OPT_ADAM);
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, b.buf, NULL, b.lead, 4),
+                         OCLSEG_ERR_INVALID_ARG);
+        oclseg_optim_config_default(&cfg, OCLSEG_OPT_SGD);
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, NULL, NULL, b.lead, 4),
+                         OCLSEG_ERR_INVALID_ARG);
+        cfg.nesterov = 1;
+        cfg.dampening = 0.1f;
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, b.buf, NULL, b.lead, 4),
+                         OCLSEG_ERR_INVALID_ARG);
+        oclseg_optim_config_default(&cfg, OCLSEG_OPT_NADAM);
+        cfg.beta2 = 1.0f;
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, b.buf, b.buf, b.lead, 4),
+                         OCLSEG_ERR_INVALID_ARG);
+        cfg.beta2 = 0.999f;
+        cfg.lr = NAN;
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, b.buf, b.buf, b.lead, 4),
+                         OCLSEG_ERR_INVALID_ARG);
+        cfg.lr = 1e-3f;
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, b.buf, b.buf,
+                                           (size_t)UINT32_MAX, 4),
+                         OCLSEG_ERR_INVALID_ARG);
+        ck_assert_int_eq(st.step, 0); /* failed calls do not advance the step */
+        hb_free(&b);
+    }
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("ops_optim");
+    TCase *tc = tcase_create("optim");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, matches_pytorch_golden);
+    tcase_add_test(tc, nadam_vs_reference);
+    tcase_add_test(tc, adam_vs_reference);
+    tcase_add_test(tc, sgd_vs_reference);
+    tcase_add_test(tc, defaults_and_host_state);
+    tcase_add_test(tc, invalid_arguments);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}
