@@ -1,0 +1,226 @@
+// BatchNorm2d kernels (PyTorch semantics): batch statistics, normalisation, running-stat update
+// and the training/eval backward.
+//
+// x is (N, C, H, W) with HW = H*W. Channel c holds M = N*HW values indexed by m in [0, M):
+// n = m / HW, i = m % HW, at x[(n*C + c)*HW + i]. Per-channel reductions split the m range into
+// `chunks` consecutive chunks of `chunk_len` values; one work-group of L items per (chunk,
+// channel) reduces its chunk in local memory in a fixed tree order and writes one partial to
+// scratch; then one work-item per channel combines the partials in chunk order. L is chosen by
+// the host: a power of two <= REDUCE_WG that the device allows for the kernel (rusticl's
+// llvmpipe allows only 32 items per work-group).
+// Nothing depends on timing, so the same inputs always give the same bits.
+// Mean/variance use Welford updates per work-item and Chan et al.'s pairwise merges, never
+// E[x^2] - E[x]^2 (which cancels catastrophically for |mean| >> std in float32).
+
+#ifndef REDUCE_WG
+#define REDUCE_WG 64 // largest work-group size of the *_partial kernels (a power of two)
+#endif
+
+// Merges the statistics of set b (count nb, mean mean_b, sum of squared deviations m2_b) into
+// set a, in place (Chan, Golub, LeVeque). Counts are exact integers.
+inline void chan_merge(uint *na, float *mean_a, float *m2_a, const uint nb, const float mean_b,
+                       const float m2_b) {
+    if (nb == 0) return;
+    if (*na == 0) {
+        *na = nb;
+        *mean_a = mean_b;
+        *m2_a = m2_b;
+        return;
+    }
+    const uint n = *na + nb;
+    const float frac_b = (float)nb / (float)n;
+    const float delta = mean_b - *mean_a;
+    *mean_a += delta * frac_b;
+    *m2_a += m2_b + delta * delta * ((float)*na * frac_b);
+    *na = n;
+}
+
+// Address of element m of channel c.
+inline uint channel_index(const uint m, const uint c, const uint C, const uint HW) {
+    const uint n = m / HW;
+    return (n * C + c) * HW + (m - n * HW);
+}
+
+// Launched with global (chunks * L, C), local (L, 1), L a power of two <= REDUCE_WG. Writes,
+// for each (channel c, chunk), part[part_off + 2*(c*chunks + chunk) + {0, 1}] = {mean, sum of
+// squared deviations} of the chunk's values.
+__kernel void bn_stats_partial(__global const float *x, const uint x_off, const uint C, const uint HW,
+                 const uint M, const uint chunk_len, const uint chunks, __global float *part,
+                 const uint part_off) {
+    __local uint count_l[REDUCE_WG];
+    __local float mean_l[REDUCE_WG], m2_l[REDUCE_WG];
+    const uint lid = get_local_id(0), L = get_local_size(0);
+    const uint chunk = get_group_id(0), c = get_group_id(1);
+    if (chunk >= chunks || c >= C) return; // whole work-group: no barrier is skipped by part of it
+    const uint start = chunk * chunk_len, end = min(M, start + chunk_len);
+
+    uint count = 0;
+    float mean = 0.0f, m2 = 0.0f;
+    for (uint m = start + lid; m < end; m += L) {
+        const float v = x[x_off + channel_index(m, c, C, HW)];
+        count++;
+        const float delta = v - mean;
+        mean += delta / (float)count;
+        m2 += delta * (v - mean);
+    }
+    count_l[lid] = count;
+    mean_l[lid] = mean;
+    m2_l[lid] = m2;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint step = L / 2; step > 0; step >>= 1) {
+        if (lid < step) {
+            count = count_l[lid];
+            mean = mean_l[lid];
+            m2 = m2_l[lid];
+            chan_merge(&count, &mean, &m2, count_l[lid + step], mean_l[lid + step],
+                       m2_l[lid + step]);
+            count_l[lid] = count;
+            mean_l[lid] = mean;
+            m2_l[lid] = m2;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) {
+        part[part_off + 2 * (c * chunks + chunk)] = mean_l[0];
+        part[part_off + 2 * (c * chunks + chunk) + 1] = m2_l[0];
+    }
+}
+
+// One work-item per channel: merges the chunk partials in order, writes save_mean and
+// save_invstd = 1/sqrt(var_biased + eps), and updates the running statistics in place
+// (running_var with the unbiased variance, M > 1 guaranteed by the host).
+__kernel void bn_stats_finalize(__global const float *part, const uint part_off, const uint chunks,
+                                const uint chunk_len, const uint M, const uint C, const float eps,
+                                const float momentum, __global float *running_mean,
+                                const uint rm_off, __global float *running_var, const uint rv_off,
+                                __global float *save_mean, const uint sm_off,
+                                __global float *save_invstd, const uint si_off) {
+    const uint c = get_global_id(0);
+    if (c >= C) return;
+    uint count = 0;
+    float mean = 0.0f, m2 = 0.0f;
+    for (uint chunk = 0; chunk < chunks; chunk++) {
+        const uint chunk_count = min(chunk_len, M - chunk * chunk_len);
+        chan_merge(&count, &mean, &m2, chunk_count, part[part_off + 2 * (c * chunks + chunk)],
+                   part[part_off + 2 * (c * chunks + chunk) + 1]);
+    }
+    m2 = fmax(m2, 0.0f);
+    const float var_biased = m2 / (float)M, var_unbiased = m2 / (float)(M - 1);
+    save_mean[sm_off + c] = mean;
+    save_invstd[si_off + c] = 1.0f / sqrt(var_biased + eps);
+    running_mean[rm_off + c] = (1.0f - momentum) * running_mean[rm_off + c] + momentum * mean;
+    running_var[rv_off + c] = (1.0f - momentum) * running_var[rv_off + c] + momentum * var_unbiased;
+}
+
+// invstd[c] = 1 / sqrt(var[c] + eps) (eval mode, from the running variance).
+__kernel void bn_invstd_from_var(__global const float *var, const uint var_off, const float eps,
+                                 __global float *invstd, const uint invstd_off, const uint C) {
+    const uint c = get_global_id(0);
+    if (c >= C) return;
+    invstd[invstd_off + c] = 1.0f / sqrt(var[var_off + c] + eps);
+}
+
+// y = (x - mean[c]) * (invstd[c] * gamma[c]) + beta[c] over all `total` elements. Subtracting
+// the mean first keeps full precision when |mean| >> std (x * scale + shift would not).
+__kernel void bn_apply(__global const float *x, const uint x_off, __global const float *mean,
+                       const uint mean_off, __global const float *invstd, const uint invstd_off,
+                       __global const float *gamma, const uint gamma_off,
+                       __global const float *beta, const uint beta_off, __global float *y,
+                       const uint y_off, const uint C, const uint HW, const uint total) {
+    const uint i = get_global_id(0);
+    if (i >= total) return;
+    const uint c = (i / HW) % C;
+    const float scale = invstd[invstd_off + c] * gamma[gamma_off + c];
+    y[y_off + i] = (x[x_off + i] - mean[mean_off + c]) * scale + beta[beta_off + c];
+}
+
+// Launched like bn_stats_partial. Writes part[part_off + 2*(c*chunks + chunk) + {0, 1}] =
+// {sum dy, sum dy * (x - mean[c])} over the chunk.
+__kernel void bn_grad_partial(__global const float *x, const uint x_off, __global const float *dy,
+                const uint dy_off, __global const float *mean, const uint mean_off, const uint C,
+                const uint HW, const uint M, const uint chunk_len, const uint chunks,
+                __global float *part, const uint part_off) {
+    __local float sum_dy_l[REDUCE_WG], sum_dy_xmu_l[REDUCE_WG];
+    const uint lid = get_local_id(0), L = get_local_size(0);
+    const uint chunk = get_group_id(0), c = get_group_id(1);
+    if (chunk >= chunks || c >= C) return; // whole work-group: no barrier is skipped by part of it
+    const uint start = chunk * chunk_len, end = min(M, start + chunk_len);
+    const float mu = mean[mean_off + c];
+
+    float sum_dy = 0.0f, sum_dy_xmu = 0.0f;
+    for (uint m = start + lid; m < end; m += L) {
+        const uint idx = channel_index(m, c, C, HW);
+        const float g = dy[dy_off + idx];
+        sum_dy += g;
+        sum_dy_xmu += g * (x[x_off + idx] - mu);
+    }
+    sum_dy_l[lid] = sum_dy;
+    sum_dy_xmu_l[lid] = sum_dy_xmu;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint step = L / 2; step > 0; step >>= 1) {
+        if (lid < step) {
+            sum_dy_l[lid] += sum_dy_l[lid + step];
+            sum_dy_xmu_l[lid] += sum_dy_xmu_l[lid + step];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) {
+        part[part_off + 2 * (c * chunks + chunk)] = sum_dy_l[0];
+        part[part_off + 2 * (c * chunks + chunk) + 1] = sum_dy_xmu_l[0];
+    }
+}
+
+// One work-item per channel: sums the partials in chunk order into
+// sums[sums_off + 2c + {0, 1}] = {sum dy, sum dy * xhat} (xhat = (x - mean) * invstd), and
+// writes dbeta = sum dy / dgamma = sum dy * xhat where the matching flag is set.
+__kernel void bn_grad_finalize(__global const float *part, const uint part_off, const uint chunks,
+                               const uint C, __global const float *invstd, const uint invstd_off,
+                               __global float *sums, const uint sums_off, __global float *dgamma,
+                               const uint dgamma_off, const int write_dgamma,
+                               __global float *dbeta, const uint dbeta_off,
+                               const int write_dbeta) {
+    const uint c = get_global_id(0);
+    if (c >= C) return;
+    float sum_dy = 0.0f, sum_dy_xmu = 0.0f;
+    for (uint chunk = 0; chunk < chunks; chunk++) {
+        sum_dy += part[part_off + 2 * (c * chunks + chunk)];
+        sum_dy_xmu += part[part_off + 2 * (c * chunks + chunk) + 1];
+    }
+    const float sum_dy_xhat = sum_dy_xmu * invstd[invstd_off + c];
+    sums[sums_off + 2 * c] = sum_dy;
+    sums[sums_off + 2 * c + 1] = sum_dy_xhat;
+    if (write_dgamma) dgamma[dgamma_off + c] = sum_dy_xhat;
+    if (write_dbeta) dbeta[dbeta_off + c] = sum_dy;
+}
+
+// Training-mode input gradient:
+// dx = gamma * invstd * (dy - sum(dy) / M - xhat * sum(dy * xhat) / M).
+__kernel void bn_backward_train_dx(__global const float *x, const uint x_off,
+                                   __global const float *dy, const uint dy_off,
+                                   __global const float *mean, const uint mean_off,
+                                   __global const float *invstd, const uint invstd_off,
+                                   __global const float *gamma, const uint gamma_off,
+                                   __global const float *sums, const uint sums_off,
+                                   __global float *dx, const uint dx_off, const uint C,
+                                   const uint HW, const uint M, const uint total) {
+    const uint i = get_global_id(0);
+    if (i >= total) return;
+    const uint c = (i / HW) % C;
+    const float inv = invstd[invstd_off + c];
+    const float mean_dy = sums[sums_off + 2 * c] / (float)M;
+    const float mean_dy_xhat = sums[sums_off + 2 * c + 1] / (float)M;
+    const float xhat = (x[x_off + i] - mean[mean_off + c]) * inv;
+    dx[dx_off + i] = gamma[gamma_off + c] * inv * (dy[dy_off + i] - mean_dy - xhat * mean_dy_xhat);
+}
+
+// Eval-mode input gradient: dx = dy * gamma * invstd (running statistics are constants).
+__kernel void bn_backward_eval_dx(__global const float *dy, const uint dy_off,
+                                  __global const float *invstd, const uint invstd_off,
+                                  __global const float *gamma, const uint gamma_off,
+                                  __global float *dx, const uint dx_off, const uint C,
+                                  const uint HW, const uint total) {
+    const uint i = get_global_id(0);
+    if (i >= total) return;
+    const uint c = (i / HW) % C;
+    dx[dx_off + i] = dy[dy_off + i] * (gamma[gamma_off + c] * invstd[invstd_off + c]);
+}
