@@ -118,4 +118,9 @@ int oclseg_model_write_param(oclseg_model *m, int index, const float *src);
 int oclseg_model_read_grad(oclseg_model *m, int index, float *dst);
 size_t oclseg_param_numel(const oclseg_param *p);
 
+/* Multiply-add FLOPs (2 per MAC) of convolutions for a batch of n: forward, and backward (input
+ * and weight gradients; encoder excluded when frozen). Elementwise layers are not counted. */
+void oclseg_model_flops(const oclseg_model *m, int n, int frozen_encoder, double *forward,
+                        double *backward);
+
 #endif

@@ -37,6 +37,12 @@ const char *oclseg_device_type_str(cl_device_type type);
 int oclseg_device_choose(const char *spec, oclseg_device_info *out);
 
 typedef struct oclseg_kernel_entry oclseg_kernel_entry;
+
+/* One profiled command (only when the context was created with profiling on). */
+typedef struct oclseg_prof_record {
+    char name[48];
+    cl_event event;
+} oclseg_prof_record;
 typedef struct oclseg_program_entry oclseg_program_entry;
 
 /* Everything needed to run kernels on one device. One per device; single-threaded use. */
@@ -52,6 +58,8 @@ typedef struct oclseg_ctx {
     size_t scratch_bytes;
     size_t live_buffers, live_bytes, peak_bytes; /* device memory accounting */
     int verbose;
+    oclseg_prof_record *prof; /* profiled commands since the last oclseg_prof_reset */
+    size_t prof_count, prof_cap;
 } oclseg_ctx;
 
 typedef struct oclseg_ctx_options {
@@ -104,6 +112,14 @@ int oclseg_read(oclseg_ctx *ctx, cl_mem buf, size_t offset, size_t bytes, void *
 /* Fills `count` floats at element offset `off` with `value`. */
 int oclseg_fill_f32(oclseg_ctx *ctx, cl_mem buf, size_t off, size_t count, float value);
 int oclseg_finish(oclseg_ctx *ctx);
+
+/* Profiling: an event slot to pass to clEnqueue calls or CLBlast for a command called `name`, or NULL
+ * when profiling is off (so callers can always pass the result). */
+cl_event *oclseg_prof_slot(oclseg_ctx *ctx, const char *name);
+/* Sums device time per command name over the recorded events (after clFinish). names/ns are
+ * malloc'd arrays of *count entries, sorted by time, descending. Then forgets the events. */
+int oclseg_prof_collect(oclseg_ctx *ctx, char (**names)[48], double **ms, int *count);
+void oclseg_prof_reset(oclseg_ctx *ctx);
 
 /* Where the kernel binary cache lives ("" when disabled via OCLSEG_CACHE=0). */
 void oclseg_cache_dir(char *out, size_t size);

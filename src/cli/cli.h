@@ -9,5 +9,6 @@ typedef struct cli_command {
 } cli_command;
 
 int cmd_devices(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

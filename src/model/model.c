@@ -577,3 +577,30 @@ int oclseg_model_backward(oclseg_model *m, int n, int frozen_encoder, uint64_t d
     }
     return OCLSEG_OK;
 }
+
+/* ---- analytic cost --------------------------------------------------------------------------- */
+void oclseg_model_flops(const oclseg_model *m, int n, int frozen_encoder, double *forward,
+                        double *backward) {
+    double fwd = 0, bwd = 0;
+    for (int i = 0; i < m->layer_count; i++) {
+        const oclseg_layer *l = &m->layers[i];
+        const oclseg_activation *in = &m->acts[l->in], *out = &m->acts[l->out];
+        double f = 0;
+        int dx = !(frozen_encoder && i <= m->encoder_layer_count) && l->in != 0;
+        int dw = !(frozen_encoder && l->in_encoder);
+        switch (l->kind) {
+        case LAYER_CONV: {
+            const oclseg_param *w = &m->params[l->param];
+            f = 2.0 * n * out->c * out->h * out->w * (double)in->c * w->h * w->w;
+            break;
+        }
+        case LAYER_DEPTHWISE: f = 2.0 * n * out->c * out->h * out->w * 9.0; break;
+        case LAYER_CONVT: f = 2.0 * n * in->c * in->h * in->w * (double)out->c * 16.0; break;
+        default: f = 0; break; /* elementwise layers: memory-bound, not counted */
+        }
+        fwd += f;
+        if (!(frozen_encoder && l->in_encoder)) bwd += f * (dx + dw);
+    }
+    *forward = fwd;
+    *backward = bwd;
+}

@@ -225,7 +225,7 @@ static int gemm(oclseg_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, s
                                trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
                                trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, 1.0f,
                                a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc, &ctx->queue,
-                               NULL));
+                               oclseg_prof_slot(ctx, "CLBlast sgemm")));
     return OCLSEG_OK;
 }
 

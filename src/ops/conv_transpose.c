@@ -180,7 +180,7 @@ int op_conv_transpose2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const o
         CLBLAST_CHECK(CLBlastSgemmStridedBatched(
             CLBlastLayoutRowMajor, CLBlastTransposeYes, CLBlastTransposeNo, d.rows, d.hw,
             (size_t)d.cin, 1.0f, w->buf, w->off, d.rows, 0, x->buf, x->off + (size_t)n0 * x_image,
-            d.hw, x_image, 0.0f, cols, 0, d.hw, cols_per_image, (size_t)nb, &ctx->queue, NULL));
+            d.hw, x_image, 0.0f, cols, 0, d.hw, cols_per_image, (size_t)nb, &ctx->queue, oclseg_prof_slot(ctx, "CLBlast sgemm")));
         TRY(convt_col2im(ctx, cols, 0, bias, y, n0, nb, d.h, d.w, d.kh, d.kw, stride, pad));
     }
     return OCLSEG_OK;
@@ -253,7 +253,7 @@ int op_conv_transpose2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x,
                 CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, (size_t)d.cin,
                 d.hw, d.rows, 1.0f, w->buf, w->off, d.rows, 0, cols, 0, d.hw, cols_per_image,
                 0.0f, dx->buf, dx->off + (size_t)n0 * x_image, d.hw, x_image, (size_t)nb,
-                &ctx->queue, NULL));
+                &ctx->queue, oclseg_prof_slot(ctx, "CLBlast sgemm")));
         }
         if (dw) {
             /* dw (Cin, rows) (+)= x_n (Cin x HW) * cols_n^T (HW x rows), n ascending */
@@ -263,7 +263,7 @@ int op_conv_transpose2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x,
                     CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes,
                     (size_t)d.cin, d.rows, d.hw, 1.0f, x->buf, x->off + (size_t)n * x_image, d.hw,
                     cols, (size_t)i * cols_per_image, d.hw, n == 0 ? 0.0f : 1.0f, dw->buf,
-                    dw->off, d.rows, &ctx->queue, NULL));
+                    dw->off, d.rows, &ctx->queue, oclseg_prof_slot(ctx, "CLBlast sgemm")));
             }
         }
     }

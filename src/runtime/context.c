@@ -61,9 +61,75 @@ int oclseg_ctx_create(oclseg_ctx **out, const oclseg_ctx_options *opts) {
 void oclseg_ctx_free(oclseg_ctx *ctx) {
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
+    oclseg_prof_reset(ctx);
+    free(ctx->prof);
     oclseg_programs_release(ctx);
     if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
     if (ctx->context) clReleaseContext(ctx->context);
     free(ctx);
+}
+
+cl_event *oclseg_prof_slot(oclseg_ctx *ctx, const char *name) {
+    if (!ctx->profiling) return NULL;
+    if (ctx->prof_count == ctx->prof_cap) {
+        size_t cap = ctx->prof_cap ? 2 * ctx->prof_cap : 1024;
+        oclseg_prof_record *p = realloc(ctx->prof, cap * sizeof *p);
+        if (!p) return NULL; /* profiling is best effort */
+        ctx->prof = p;
+        ctx->prof_cap = cap;
+    }
+    oclseg_prof_record *r = &ctx->prof[ctx->prof_count++];
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->event = NULL;
+    return &r->event;
+}
+
+void oclseg_prof_reset(oclseg_ctx *ctx) {
+    for (size_t i = 0; i < ctx->prof_count; i++)
+        if (ctx->prof[i].event) clReleaseEvent(ctx->prof[i].event);
+    ctx->prof_count = 0;
+}
+
+int oclseg_prof_collect(oclseg_ctx *ctx, char (**names)[48], double **ms, int *count) {
+    *names = NULL;
+    *ms = NULL;
+    *count = 0;
+    CL_CHECK(clFinish(ctx->queue));
+    char (*nm)[48] = calloc(ctx->prof_count + 1, sizeof *nm);
+    double *t = calloc(ctx->prof_count + 1, sizeof *t);
+    if (!nm || !t) {
+        free(nm);
+        free(t);
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    }
+    int n = 0;
+    for (size_t i = 0; i < ctx->prof_count; i++) {
+        cl_ulong start = 0, end = 0;
+        if (!ctx->prof[i].event ||
+            clGetEventProfilingInfo(ctx->prof[i].event, CL_PROFILING_COMMAND_START, sizeof start,
+                                    &start, NULL) != CL_SUCCESS ||
+            clGetEventProfilingInfo(ctx->prof[i].event, CL_PROFILING_COMMAND_END, sizeof end, &end,
+                                    NULL) != CL_SUCCESS)
+            continue;
+        int j = 0;
+        while (j < n && strcmp(nm[j], ctx->prof[i].name) != 0) j++;
+        if (j == n) snprintf(nm[n++], 48, "%s", ctx->prof[i].name);
+        t[j] += (end - start) / 1e6;
+    }
+    for (int a = 1; a < n; a++) /* insertion sort by time, descending */
+        for (int b = a; b > 0 && t[b] > t[b - 1]; b--) {
+            double tt = t[b];
+            t[b] = t[b - 1];
+            t[b - 1] = tt;
+            char tmp[48];
+            memcpy(tmp, nm[b], 48);
+            memcpy(nm[b], nm[b - 1], 48);
+            memcpy(nm[b - 1], tmp, 48);
+        }
+    oclseg_prof_reset(ctx);
+    *names = nm;
+    *ms = t;
+    *count = n;
+    return OCLSEG_OK;
 }

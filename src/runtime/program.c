@@ -418,9 +418,14 @@ int oclseg_launch(oclseg_ctx *ctx, cl_kernel kernel, cl_uint dims, const size_t 
             while (l[i] > 1 && l[i] / 2 >= g[i]) l[i] /= 2;
     }
     for (cl_uint i = 0; i < dims; i++) g[i] = (g[i] + l[i] - 1) / l[i] * l[i];
-    cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, g, l, 0, NULL, NULL);
+    cl_event *ev = NULL;
+    char name[128] = "?";
+    if (ctx->profiling) {
+        clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
+        ev = oclseg_prof_slot(ctx, name);
+    }
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, g, l, 0, NULL, ev);
     if (err != CL_SUCCESS) {
-        char name[128] = "?";
         clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
         OCLSEG_ERROR("enqueueing kernel %s (global %zux%zux%zu, local %zux%zux%zu) failed: %s",
                      name, g[0], g[1], g[2], l[0], l[1], l[2], oclseg_status_str(err));

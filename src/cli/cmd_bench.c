@@ -1,0 +1,252 @@
+/* `oclseg bench`: times the training step (and its parts) on one or all devices, with a
+ * per-kernel profile, achieved GFLOP/s, peak device memory, and optional JSON output. */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "oclseg/trainer.h"
+
+typedef struct bench_options {
+    const char *device;
+    int batch, size, steps, frozen, all;
+    const char *json_path;
+} bench_options;
+
+typedef struct bench_result {
+    oclseg_device_info info;
+    double step_ms, forward_ms, backward_ms, optim_ms, images_per_s, gflops;
+    double flops_fwd, flops_bwd;
+    size_t peak_bytes;
+    char (*kernel_names)[48];
+    double *kernel_ms;
+    int kernel_count;
+    double profiled_ms;
+} bench_result;
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: oclseg bench [--device D|all] [--batch 16] [--size 128] [--steps 20]\n"
+            "                    [--freeze-encoder] [--json FILE]\n\n"
+            "Times a full training step (forward + BCE loss + backward + NAdam) on random data\n"
+            "after two warm-up steps, and reports medians over --steps, images/s, achieved\n"
+            "GFLOP/s (convolution FLOPs counted analytically), peak device memory, and the 15\n"
+            "most expensive kernels of one profiled step. --device all measures every device.\n");
+}
+
+/* Runs the benchmark on one device. */
+static int bench_device(const oclseg_device_info *dev, const bench_options *o, bench_result *r) {
+    memset(r, 0, sizeof *r);
+    r->info = *dev;
+    oclseg_ctx *ctx = NULL;
+    oclseg_model *m = NULL;
+    oclseg_trainer *t = NULL;
+    float *images = NULL, *masks = NULL;
+    double *samples = NULL;
+    int st;
+    TRY_GOTO(oclseg_ctx_create_for(&ctx, dev, 1), st, done);
+    oclseg_model_config cfg;
+    oclseg_model_config_default(&cfg);
+    cfg.size = o->size;
+    cfg.max_batch = o->batch;
+    TRY_GOTO(oclseg_model_create(ctx, &cfg, &m), st, done);
+    TRY_GOTO(oclseg_model_init_random(m, 1), st, done);
+    oclseg_trainer_config tc = {.frozen_encoder = o->frozen, .seed = 1};
+    oclseg_optim_config_default(&tc.optim, OCLSEG_OPT_NADAM);
+    TRY_GOTO(oclseg_trainer_create(m, &tc, &t), st, done);
+    size_t s2 = (size_t)o->size * o->size;
+    images = malloc((size_t)o->batch * 3 * s2 * sizeof *images);
+    masks = malloc((size_t)o->batch * s2 * sizeof *masks);
+    samples = malloc((size_t)o->steps * sizeof *samples);
+    if (!images || !masks || !samples) {
+        st = OCLSEG_ERR_OUT_OF_MEMORY;
+        goto done;
+    }
+    uint64_t rng = 12345;
+    for (size_t i = 0; i < (size_t)o->batch * 3 * s2; i++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        images[i] = (float)((rng >> 40) / 16777216.0 * 4.0 - 2.0);
+    }
+    for (size_t i = 0; i < (size_t)o->batch * s2; i++) masks[i] = (float)((i / 37) % 2);
+    float losses[OCLSEG_LOSS_RING];
+    int64_t first;
+    int count;
+    for (int i = 0; i < 2; i++) TRY_GOTO(oclseg_trainer_step(t, images, masks, o->batch), st, done);
+    TRY_GOTO(oclseg_finish(ctx), st, done);
+    /* full steps */
+    for (int i = 0; i < o->steps; i++) {
+        double t0 = now_ms();
+        TRY_GOTO(oclseg_trainer_step(t, images, masks, o->batch), st, done);
+        TRY_GOTO(oclseg_finish(ctx), st, done);
+        samples[i] = now_ms() - t0;
+        TRY_GOTO(oclseg_trainer_drain_losses(t, losses, &first, &count), st, done);
+    }
+    r->step_ms = median(samples, o->steps);
+    /* the parts, each timed alone */
+    oclseg_tensor logits = oclseg_model_logits(m, o->batch), dl = oclseg_model_logits_grad(m, o->batch);
+    for (int part = 0; part < 3; part++) {
+        for (int i = 0; i < o->steps; i++) {
+            double t0 = now_ms();
+            if (part == 0) {
+                TRY_GOTO(oclseg_model_forward(m, o->batch, 1, o->frozen, 1, 99), st, done);
+            } else if (part == 1) {
+                TRY_GOTO(oclseg_model_backward(m, o->batch, o->frozen, 1, 99), st, done);
+            } else {
+                size_t off = o->frozen ? m->decoder_param_off : 0;
+                oclseg_optim_host_state hs = t->opt;
+                TRY_GOTO(op_optimizer_step(ctx, &tc.optim, &hs, m->params_buf, m->grads_buf,
+                                           m->state1_buf, m->state2_buf, off, m->param_floats - off),
+                         st, done);
+            }
+            TRY_GOTO(oclseg_finish(ctx), st, done);
+            samples[i] = now_ms() - t0;
+        }
+        double med = median(samples, o->steps);
+        if (part == 0) r->forward_ms = med;
+        else if (part == 1) r->backward_ms = med;
+        else r->optim_ms = med;
+    }
+    (void)logits;
+    (void)dl;
+    /* one profiled step */
+    oclseg_prof_reset(ctx);
+    TRY_GOTO(oclseg_trainer_step(t, images, masks, o->batch), st, done);
+    TRY_GOTO(oclseg_prof_collect(ctx, &r->kernel_names, &r->kernel_ms, &r->kernel_count), st, done);
+    for (int i = 0; i < r->kernel_count; i++) r->profiled_ms += r->kernel_ms[i];
+    TRY_GOTO(oclseg_trainer_drain_losses(t, losses, &first, &count), st, done);
+    oclseg_model_flops(m, o->batch, o->frozen, &r->flops_fwd, &r->flops_bwd);
+    r->images_per_s = o->batch / (r->step_ms / 1e3);
+    r->gflops = (r->flops_fwd + r->flops_bwd) / (r->step_ms / 1e3) / 1e9;
+    r->peak_bytes = ctx->peak_bytes;
+done:
+    free(images);
+    free(masks);
+    free(samples);
+    oclseg_trainer_free(t);
+    oclseg_model_free(m);
+    oclseg_ctx_free(ctx);
+    return st;
+}
+
+static void print_result(const bench_result *r, const bench_options *o) {
+    printf("device %s (%s, driver %s)\n", r->info.name, r->info.platform_name,
+           r->info.driver_version);
+    printf("  batch %d, %dx%d, %s, NAdam: median of %d steps\n", o->batch, o->size, o->size,
+           o->frozen ? "frozen encoder" : "fine-tune", o->steps);
+    printf("  step %.1f ms (forward %.1f, backward %.1f, optimizer %.1f)  %.1f images/s\n",
+           r->step_ms, r->forward_ms, r->backward_ms, r->optim_ms, r->images_per_s);
+    printf("  %.2f GFLOP per step (forward %.2f, backward %.2f): %.1f GFLOP/s achieved\n",
+           (r->flops_fwd + r->flops_bwd) / 1e9, r->flops_fwd / 1e9, r->flops_bwd / 1e9, r->gflops);
+    printf("  peak device memory %.1f MiB\n", r->peak_bytes / 1048576.0);
+    printf("  top kernels of one profiled step (device time %.1f ms):\n", r->profiled_ms);
+    for (int i = 0; i < r->kernel_count && i < 15; i++)
+        printf("    %-32s %8.2f ms %5.1f%%\n", r->kernel_names[i], r->kernel_ms[i],
+               100.0 * r->kernel_ms[i] / (r->profiled_ms > 0 ? r->profiled_ms : 1));
+}
+
+static json_t *result_json(const bench_result *r, const bench_options *o) {
+    json_t *kernels = json_array();
+    for (int i = 0; i < r->kernel_count && i < 15; i++)
+        json_array_append_new(kernels, json_pack("{s:s, s:f}", "name", r->kernel_names[i], "ms",
+                                                 r->kernel_ms[i]));
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
+        "s:I, s:o}",
+        "device", r->info.name, "vendor", r->info.vendor, "platform", r->info.platform_name,
+        "driver", r->info.driver_version, "clblast", OCLSEG_CLBLAST_VERSION, "build",
+        OCLSEG_BUILD_INFO, "batch", o->batch, "size", o->size, "frozen_encoder", o->frozen,
+        "steps", o->steps, "step_ms", r->step_ms, "forward_ms", r->forward_ms, "backward_ms",
+        r->backward_ms, "optimizer_ms", r->optim_ms, "images_per_s", r->images_per_s,
+        "gflop_per_step", (r->flops_fwd + r->flops_bwd) / 1e9, "gflops", r->gflops,
+        "peak_device_bytes", (json_int_t)r->peak_bytes, "kernels", kernels);
+}
+
+int cmd_bench(int argc, char **argv) {
+    bench_options o = {NULL, 16, 128, 20, 0, 0, NULL};
+    static const struct option opts[] = {
+        {"device", required_argument, 0, 'd'}, {"batch", required_argument, 0, 'b'},
+        {"size", required_argument, 0, 's'},   {"steps", required_argument, 0, 'n'},
+        {"freeze-encoder", no_argument, 0, 'f'}, {"json", required_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': o.device = optarg; break;
+        case 'b': o.batch = atoi(optarg); break;
+        case 's': o.size = atoi(optarg); break;
+        case 'n': o.steps = atoi(optarg); break;
+        case 'f': o.frozen = 1; break;
+        case 'j': o.json_path = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (o.batch <= 0 || o.steps <= 0 || o.size <= 0 || o.size % 32) {
+        fprintf(stderr, "oclseg bench: --batch and --steps must be positive, --size a multiple of 32\n");
+        return 2;
+    }
+    oclseg_device_info *devs = NULL;
+    int count = 0;
+    if (o.device && strcmp(o.device, "all") == 0) {
+        if (oclseg_devices_list(&devs, &count) != OCLSEG_OK) return 1;
+    } else {
+        devs = malloc(sizeof *devs);
+        if (!devs || oclseg_device_choose(o.device, devs) != OCLSEG_OK) {
+            free(devs);
+            return 1;
+        }
+        count = 1;
+    }
+    bench_result *results = calloc((size_t)count + 1, sizeof *results);
+    json_t *all = json_array();
+    int failures = 0;
+    for (int i = 0; i < count; i++) {
+        if (bench_device(&devs[i], &o, &results[i]) != OCLSEG_OK) {
+            fprintf(stderr, "oclseg bench: failed on %s\n", devs[i].name);
+            failures++;
+            continue;
+        }
+        print_result(&results[i], &o);
+        json_array_append_new(all, result_json(&results[i], &o));
+    }
+    if (count > 1) {
+        printf("\n| device | step ms | images/s | GFLOP/s | peak MiB |\n|---|---|---|---|---|\n");
+        for (int i = 0; i < count; i++)
+            if (results[i].step_ms > 0)
+                printf("| %s | %.1f | %.1f | %.1f | %.0f |\n", results[i].info.name,
+                       results[i].step_ms, results[i].images_per_s, results[i].gflops,
+                       results[i].peak_bytes / 1048576.0);
+    }
+    if (o.json_path && json_dump_file(all, o.json_path, JSON_INDENT(2)) != 0) {
+        fprintf(stderr, "oclseg bench: cannot write %s\n", o.json_path);
+        failures++;
+    }
+    json_decref(all);
+    for (int i = 0; i < count; i++) {
+        free(results[i].kernel_names);
+        free(results[i].kernel_ms);
+    }
+    free(results);
+    free(devs);
+    return failures ? 1 : 0;
+}
