@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the same workload (batch 16, 128x128, fine-tune, NAdam) with Debian's PyTorch on the CPU
+# and with `oclseg bench` on PoCL, alternating ROUNDS times in one run, and prints both medians
+# and the ratio oclseg/PyTorch (<= 1.0: oclseg is no slower).
+# Usage: tools/bench_vs_pytorch.sh [ROUNDS=3] [STEPS=5] [extra oclseg bench args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+steps=${2:-5}
+shift $(( $# > 2 ? 2 : $# )) || true
+[ -x build/oclseg ] || { meson setup build >/dev/null && meson compile -C build >/dev/null; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for r in $(seq "$rounds"); do
+    build/oclseg bench --device "${OCLSEG_BENCH_DEVICE:-Portable}" --steps "$steps" --json "$tmp/ocl$r.json" "$@" >/dev/null
+    /usr/bin/python3 tools/bench_pytorch.py --steps "$steps" > "$tmp/pt$r.json"
+    echo "round $r: oclseg $(python3 -c "import json;print(round(json.load(open('$tmp/ocl$r.json'))[0]['step_ms'],1))") ms, pytorch $(python3 -c "import json;print(round(json.load(open('$tmp/pt$r.json'))['step_ms'],1))") ms"
+done
+python3 - "$tmp" "$rounds" <<'PY'
+import json, statistics, sys
+tmp, rounds = sys.argv[1], int(sys.argv[2])
+ocl = [json.load(open(f"{tmp}/ocl{r}.json"))[0]["step_ms"] for r in range(1, rounds + 1)]
+pt = [json.load(open(f"{tmp}/pt{r}.json"))["step_ms"] for r in range(1, rounds + 1)]
+o, p = statistics.median(ocl), statistics.median(pt)
+print(f"median training step: oclseg {o:.1f} ms, PyTorch {p:.1f} ms, ratio oclseg/PyTorch {o / p:.2f}")
+PY
