@@ -6,6 +6,7 @@
 
 static const cli_command commands[] = {
     {"devices", "list every OpenCL platform and device", cmd_devices},
+    {"train", "train the segmentation network", cmd_train},
     {"bench", "time the training step on one or all devices", cmd_bench},
 };
 static const int command_count = sizeof commands / sizeof commands[0];

@@ -1,0 +1,30 @@
+/* The training run: data loading, epochs, per-step loss log, evaluation, checkpoints, resume,
+ * run directory outputs, progress display and Ctrl-C handling. */
+#ifndef OCLSEG_FIT_H
+#define OCLSEG_FIT_H
+
+#include "oclseg/weights.h"
+
+typedef struct oclseg_fit_options {
+    const char *data_dir;       /* ISIC layout root; NULL: generate/use the synthetic set */
+    const char *images_dir, *masks_dir, *mask_suffix; /* generic layout (train only) */
+    const char *out_dir;        /* run directory; NULL: runs/<date-time> */
+    const char *device;
+    int epochs, batch, size, eval_every, max_steps;
+    float lr, dropout;
+    oclseg_optimizer_kind optimizer;
+    int frozen_encoder;
+    const char *pretrained, *init, *resume;
+    uint64_t seed;
+    int shuffle, augment, quiet, skip_bad, threads;
+} oclseg_fit_options;
+
+void oclseg_fit_options_default(oclseg_fit_options *o);
+/* Runs training; returns OCLSEG_OK, OCLSEG_ERR_INTERRUPTED after a Ctrl-C (checkpoint written),
+ * or an error. */
+int oclseg_fit(const oclseg_fit_options *o);
+
+/* Where `oclseg train` keeps the synthetic data set when no --data is given. */
+#define OCLSEG_SYNTH_DIR "datasets/synth"
+
+#endif

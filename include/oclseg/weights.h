@@ -1,0 +1,39 @@
+/* Model weights and training checkpoints as safetensors files (PyTorch state-dict key names). */
+#ifndef OCLSEG_WEIGHTS_H
+#define OCLSEG_WEIGHTS_H
+
+#include "oclseg/trainer.h"
+
+typedef enum oclseg_weights_source {
+    OCLSEG_WEIGHTS_FULL = 0,        /* a whole LesionSegNet state dict (encoder.*, decoder.*) */
+    OCLSEG_WEIGHTS_TORCHVISION = 1, /* torchvision mobilenet_v2 (features.* -> encoder.*;
+                                       classifier.* ignored); the decoder is left as is */
+} oclseg_weights_source;
+
+/* Loads weights into the model. Every key is validated (missing, unexpected, wrong dtype or
+ * shape: an error naming the key, the expected and the found shape) before anything is written
+ * to the device, so a failure leaves the model untouched. `prefix` is prepended to the model's
+ * key names when looking them up (e.g. "init." for golden files; NULL for none). */
+int oclseg_weights_load(oclseg_model *m, const char *path, oclseg_weights_source source,
+                        const char *prefix);
+/* Writes the model's state dict (float32 parameters and running statistics, int64
+ * num_batches_tracked), atomically. */
+int oclseg_weights_save(oclseg_model *m, const char *path);
+
+/* Where a training run stands (saved in checkpoints). */
+typedef struct oclseg_run_position {
+    int epoch;          /* epoch being trained (0-based) */
+    int step_in_epoch;  /* batches of that epoch already done */
+    double best_jaccard;
+} oclseg_run_position;
+
+/* Checkpoint = state dict + optimizer state (exp_avg/exp_avg_sq per parameter, step,
+ * mu_product) + trainer step + run position + config (JSON text), one safetensors file written
+ * atomically (temp file, fsync, rename): an interruption never damages the previous one. */
+int oclseg_checkpoint_save(oclseg_trainer *t, const oclseg_run_position *pos,
+                           const char *config_json, const char *path);
+/* Restores everything saved above; *config_json is malloc'd (may be NULL if absent). */
+int oclseg_checkpoint_load(oclseg_trainer *t, const char *path, oclseg_run_position *pos,
+                           char **config_json);
+
+#endif

@@ -1,0 +1,489 @@
+/* The training run: data, epochs, per-step loss log, evaluation, checkpoints and resume, run
+ * directory outputs (config.json, steps.csv, metrics.csv, weights, curves.png), progress display
+ * and Ctrl-C handling. */
+#include "oclseg/fit.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "oclseg/data.h"
+#include "oclseg/metrics.h"
+
+void oclseg_fit_options_default(oclseg_fit_options *o) {
+    memset(o, 0, sizeof *o);
+    o->epochs = 25;
+    o->batch = 16;
+    o->size = 128;
+    o->eval_every = 1;
+    o->lr = 1e-3f;
+    o->dropout = 0.5f;
+    o->optimizer = OCLSEG_OPT_NADAM;
+    o->seed = 1;
+    o->shuffle = 1;
+    o->augment = 1;
+}
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int mkdir_p(const char *path) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return (mkdir(tmp, 0755) != 0 && errno != EEXIST) ? -1 : 0;
+}
+
+static int dir_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* ---- data ------------------------------------------------------------------------------------ */
+typedef struct fit_data {
+    oclseg_dataset *train, *test; /* test may be NULL (generic layout) */
+} fit_data;
+
+static int load_split(const oclseg_fit_options *o, const char *root, oclseg_split split,
+                      oclseg_dataset **out) {
+    oclseg_pair_list pairs = {0};
+    int st = oclseg_isic_scan(root, split, o->skip_bad, &pairs);
+    if (st != OCLSEG_OK) return st;
+    oclseg_dataset_options dopts = {o->size, o->threads, o->skip_bad};
+    st = oclseg_dataset_load(&pairs, &dopts, out);
+    oclseg_pair_list_free(&pairs);
+    return st;
+}
+
+static int load_data(const oclseg_fit_options *o, fit_data *d) {
+    memset(d, 0, sizeof *d);
+    if (o->images_dir || o->masks_dir) {
+        if (!o->images_dir || !o->masks_dir) {
+            OCLSEG_ERROR("--images and --masks go together");
+            return OCLSEG_ERR_INVALID_ARG;
+        }
+        oclseg_pair_list pairs = {0};
+        TRY(oclseg_pairs_scan(o->images_dir, o->masks_dir, o->mask_suffix, o->skip_bad, &pairs));
+        oclseg_dataset_options dopts = {o->size, o->threads, o->skip_bad};
+        int st = oclseg_dataset_load(&pairs, &dopts, &d->train);
+        oclseg_pair_list_free(&pairs);
+        return st;
+    }
+    const char *root = o->data_dir;
+    if (!root) {
+        root = OCLSEG_SYNTH_DIR;
+        char probe[4096];
+        snprintf(probe, sizeof probe, "%s/ISBI2016_ISIC_Part1_Test_GroundTruth", root);
+        if (!dir_exists(probe)) {
+            if (!o->quiet)
+                printf("no --data given: generating the synthetic set in %s (900 train, 379 test)\n",
+                       root);
+            TRY(oclseg_synth_write(root, 900, 379, 1));
+        }
+    }
+    TRY(load_split(o, root, OCLSEG_SPLIT_TRAIN, &d->train));
+    return load_split(o, root, OCLSEG_SPLIT_TEST, &d->test);
+}
+
+/* ---- run directory files ---------------------------------------------------------------------- */
+static char *config_json_text(const oclseg_fit_options *o, const oclseg_ctx *ctx,
+                              const oclseg_model *m, const fit_data *d) {
+    static const char *opt_names[] = {"nadam", "adam", "sgd"};
+    json_t *j = json_pack(
+        "{s:s?, s:s?, s:s?, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:s, s:b, s:s?, s:s?, s:I, s:b, "
+        "s:b, s:b, s:i, s:i}",
+        "data", o->data_dir ? o->data_dir : (o->images_dir ? NULL : OCLSEG_SYNTH_DIR), "images",
+        o->images_dir, "masks", o->masks_dir, "epochs", o->epochs, "batch", o->batch, "size",
+        o->size, "eval_every", o->eval_every, "max_steps", o->max_steps, "lr", (double)o->lr,
+        "dropout", (double)o->dropout, "optimizer", opt_names[o->optimizer], "freeze_encoder",
+        o->frozen_encoder, "pretrained", o->pretrained, "init", o->init, "seed",
+        (json_int_t)o->seed, "shuffle", o->shuffle, "augment", o->augment, "skip_bad",
+        o->skip_bad, "train_images", d->train->count, "test_images", d->test ? d->test->count : 0);
+    json_object_set_new(j, "model", json_pack("{s:f, s:i, s:[i,i,i], s:I, s:I}", "width_mult",
+                                              (double)m->cfg.width_mult, "last_channel",
+                                              m->cfg.last_channel, "decoder", m->cfg.decoder[0],
+                                              m->cfg.decoder[1], m->cfg.decoder[2], "parameters",
+                                              (json_int_t)m->param_floats, "buffers",
+                                              (json_int_t)m->buffer_floats));
+    json_object_set_new(j, "device",
+                        json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", ctx->info.name, "vendor",
+                                  ctx->info.vendor, "platform", ctx->info.platform_name, "driver",
+                                  ctx->info.driver_version, "opencl_c", ctx->info.opencl_c_version));
+    json_object_set_new(j, "versions", json_pack("{s:s, s:s, s:s}", "oclseg", "0.1.0", "clblast",
+                                                 OCLSEG_CLBLAST_VERSION, "build", OCLSEG_BUILD_INFO));
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(j);
+    return text;
+}
+
+static int write_text_file(const char *dir, const char *name, const char *text) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return oclseg_file_write_atomic(path, text, strlen(text));
+}
+
+/* Keeps the lines of a CSV whose first field is < limit (drops what a resumed run redoes). */
+static void csv_truncate(const char *path, long long limit) {
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char line[512];
+    size_t cap = 1 << 16, len = 0;
+    char *keep = malloc(cap);
+    while (keep && fgets(line, sizeof line, f)) {
+        char *end;
+        long long v = strtoll(line, &end, 10);
+        if (end != line && v >= limit) continue;
+        size_t l = strlen(line);
+        if (len + l + 1 > cap) {
+            char *grown = realloc(keep, cap *= 2);
+            if (!grown) break;
+            keep = grown;
+        }
+        memcpy(keep + len, line, l);
+        len += l;
+    }
+    fclose(f);
+    if (keep) oclseg_file_write_atomic(path, keep, len);
+    free(keep);
+}
+
+/* Draws curves.png (loss, Dice, Jaccard per epoch) from metrics.csv with gnuplot. */
+static void plot_curves(const char *dir) {
+    char cmd[8400];
+    snprintf(cmd, sizeof cmd, "gnuplot 2>/dev/null");
+    FILE *g = popen(cmd, "w");
+    if (!g) return;
+    fprintf(g,
+            "set terminal pngcairo size 1000,420 font ',10' noenhanced\n"
+            "set output '%s/curves.png'\nset datafile separator ','\n"
+            "set key autotitle columnhead\nset grid\nset xlabel 'epoch'\n"
+            "set multiplot layout 1,2\nset title 'BCE loss'\n"
+            "plot '%s/metrics.csv' using 1:2 with linespoints title 'train', "
+            "'' using 1:3 with linespoints title 'test'\n"
+            "set title 'test metrics (mean per image)'\nset yrange [0:1]\n"
+            "plot '%s/metrics.csv' using 1:5 with linespoints title 'Dice', "
+            "'' using 1:6 with linespoints title 'Jaccard'\nunset multiplot\n",
+            dir, dir, dir);
+    if (pclose(g) != 0 && dir_exists(dir))
+        fprintf(stderr, "oclseg: warning: gnuplot failed; curves.png not drawn (install gnuplot-nox)\n");
+}
+
+/* ---- evaluation ------------------------------------------------------------------------------- */
+static int evaluate(oclseg_trainer *t, const oclseg_dataset *ds, int batch, double *mean_loss,
+                    oclseg_metrics *metrics) {
+    size_t s2 = (size_t)ds->size * ds->size;
+    float *images = malloc((size_t)batch * 3 * s2 * sizeof *images);
+    float *masks = malloc((size_t)batch * s2 * sizeof *masks);
+    int *idx = malloc((size_t)batch * sizeof *idx);
+    uint32_t *counts = malloc((size_t)batch * 4 * sizeof *counts);
+    oclseg_confusion *conf = calloc((size_t)ds->count + 1, sizeof *conf);
+    int st = OCLSEG_OK;
+    double loss_sum = 0;
+    if (!images || !masks || !idx || !counts || !conf) st = OCLSEG_ERR_OUT_OF_MEMORY;
+    for (int b0 = 0; st == OCLSEG_OK && b0 < ds->count; b0 += batch) {
+        int n = ds->count - b0 < batch ? ds->count - b0 : batch;
+        for (int i = 0; i < n; i++) idx[i] = b0 + i;
+        float loss;
+        st = oclseg_dataset_batch(ds, idx, n, NULL, images, masks);
+        if (st == OCLSEG_OK) st = oclseg_trainer_eval_batch(t, images, masks, n, &loss, counts, NULL);
+        loss_sum += (double)loss * n;
+        for (int i = 0; st == OCLSEG_OK && i < n; i++) {
+            oclseg_confusion *c = &conf[b0 + i];
+            c->tp = counts[4 * i];
+            c->fp = counts[4 * i + 1] - counts[4 * i];
+            c->fn = counts[4 * i + 2] - counts[4 * i];
+            c->tn = counts[4 * i + 3];
+        }
+    }
+    if (st == OCLSEG_OK) {
+        *mean_loss = loss_sum / ds->count;
+        oclseg_metrics_summarize(conf, ds->count, metrics);
+    }
+    free(images);
+    free(masks);
+    free(idx);
+    free(counts);
+    free(conf);
+    return st;
+}
+
+/* ---- the run ------------------------------------------------------------------------------------ */
+typedef struct fit_run {
+    const oclseg_fit_options *o;
+    fit_data data;
+    oclseg_ctx *ctx;
+    oclseg_model *model;
+    oclseg_trainer *trainer;
+    char dir[4096];
+    char *config_json;
+    FILE *steps_csv;
+    float *images, *masks;
+    int *perm, *batch_idx;
+    oclseg_augment *aug;
+    double epoch_loss_sum;
+    int64_t epoch_loss_count;
+} fit_run;
+
+static void path_in(const fit_run *r, const char *name, char *out, size_t size) {
+    snprintf(out, size, "%s/%s", r->dir, name);
+}
+
+/* Reads back pending losses (one blocking read) and appends them to steps.csv. */
+static int drain_losses(fit_run *r, int epoch) {
+    float losses[OCLSEG_LOSS_RING];
+    int64_t first;
+    int count;
+    int st = oclseg_trainer_drain_losses(r->trainer, losses, &first, &count);
+    for (int i = 0; i < count; i++) {
+        fprintf(r->steps_csv, "%lld,%d,%.9g\n", (long long)(first + i), epoch + 1, (double)losses[i]);
+        r->epoch_loss_sum += losses[i];
+        r->epoch_loss_count++;
+    }
+    fflush(r->steps_csv);
+    return st;
+}
+
+static int save_checkpoint(fit_run *r, const oclseg_run_position *pos) {
+    char path[4200];
+    path_in(r, "checkpoint.safetensors", path, sizeof path);
+    return oclseg_checkpoint_save(r->trainer, pos, r->config_json, path);
+}
+
+static int setup(fit_run *r) {
+    const oclseg_fit_options *o = r->o;
+    TRY(load_data(o, &r->data));
+    oclseg_ctx_options copts = {o->device, 0, 0};
+    TRY(oclseg_ctx_create(&r->ctx, &copts));
+    oclseg_model_config mc;
+    oclseg_model_config_default(&mc);
+    mc.size = o->size;
+    mc.max_batch = o->batch;
+    mc.dropout = o->dropout;
+    TRY(oclseg_model_create(r->ctx, &mc, &r->model));
+    TRY(oclseg_model_init_random(r->model, o->seed));
+    if (o->init) {
+        TRY(oclseg_weights_load(r->model, o->init, OCLSEG_WEIGHTS_FULL, NULL));
+    } else if (o->pretrained) {
+        TRY(oclseg_weights_load(r->model, o->pretrained, OCLSEG_WEIGHTS_TORCHVISION, NULL));
+    } else if (!o->resume && !o->quiet) {
+        printf("note: the encoder is not ImageNet-pretrained (random PyTorch-style init); pass "
+               "--pretrained FILE (see tools/export_torchvision.py)\n");
+    }
+    oclseg_trainer_config tc = {.frozen_encoder = o->frozen_encoder, .seed = o->seed};
+    oclseg_optim_config_default(&tc.optim, o->optimizer);
+    tc.optim.lr = o->lr;
+    TRY(oclseg_trainer_create(r->model, &tc, &r->trainer));
+    size_t s2 = (size_t)o->size * o->size;
+    r->images = malloc((size_t)o->batch * 3 * s2 * sizeof(float));
+    r->masks = malloc((size_t)o->batch * s2 * sizeof(float));
+    r->perm = malloc((size_t)r->data.train->count * sizeof(int));
+    r->batch_idx = malloc((size_t)o->batch * sizeof(int));
+    r->aug = malloc((size_t)o->batch * sizeof *r->aug);
+    if (!r->images || !r->masks || !r->perm || !r->batch_idx || !r->aug)
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    return OCLSEG_OK;
+}
+
+static void teardown(fit_run *r) {
+    if (r->steps_csv) fclose(r->steps_csv);
+    free(r->config_json);
+    free(r->images);
+    free(r->masks);
+    free(r->perm);
+    free(r->batch_idx);
+    free(r->aug);
+    oclseg_trainer_free(r->trainer);
+    oclseg_model_free(r->model);
+    oclseg_ctx_free(r->ctx);
+    oclseg_dataset_free(r->data.train);
+    oclseg_dataset_free(r->data.test);
+}
+
+static void progress(const fit_run *r, int epoch, int step, int steps, double t_start,
+                     int done_in_epoch) {
+    if (r->o->quiet || !isatty(STDERR_FILENO)) return;
+    double elapsed = now_s() - t_start;
+    double per_step = done_in_epoch > 0 ? elapsed / done_in_epoch : 0;
+    double eta = per_step * (steps - step);
+    double last = r->epoch_loss_count ? r->epoch_loss_sum / r->epoch_loss_count : NAN;
+    fprintf(stderr, "\r  epoch %d/%d  step %d/%d  loss %.4f  %.1f img/s  ETA %d:%02d   ",
+            epoch + 1, r->o->epochs, step, steps, last,
+            per_step > 0 ? r->o->batch / per_step : 0.0, (int)eta / 60, (int)eta % 60);
+    fflush(stderr);
+}
+
+int oclseg_fit(const oclseg_fit_options *o) {
+    fit_run run = {.o = o};
+    fit_run *r = &run;
+    oclseg_run_position pos = {0, 0, -1.0};
+    int st = setup(r);
+    if (st != OCLSEG_OK) goto done;
+    /* run directory */
+    if (o->out_dir) {
+        snprintf(r->dir, sizeof r->dir, "%s", o->out_dir);
+    } else if (o->resume) {
+        snprintf(r->dir, sizeof r->dir, "%s", o->resume);
+        char *slash = strrchr(r->dir, '/');
+        if (slash) *slash = '\0';
+        else snprintf(r->dir, sizeof r->dir, ".");
+    } else {
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(r->dir, sizeof r->dir, "runs/%Y%m%d-%H%M%S", &tm);
+    }
+    if (mkdir_p(r->dir) != 0) {
+        OCLSEG_ERROR("cannot create the run directory %s: %s", r->dir, strerror(errno));
+        st = OCLSEG_ERR_IO;
+        goto done;
+    }
+    if (o->resume) {
+        char *saved = NULL;
+        st = oclseg_checkpoint_load(r->trainer, o->resume, &pos, &saved);
+        free(saved);
+        if (st != OCLSEG_OK) goto done;
+        if (!o->quiet)
+            printf("resuming from %s at epoch %d, step %lld\n", o->resume, pos.epoch + 1,
+                   (long long)r->trainer->step);
+    }
+    r->config_json = config_json_text(o, r->ctx, r->model, &r->data);
+    if (!r->config_json || (st = write_text_file(r->dir, "config.json", r->config_json)) != OCLSEG_OK) {
+        if (st == OCLSEG_OK) st = OCLSEG_ERR_OUT_OF_MEMORY;
+        goto done;
+    }
+    char path[4200];
+    path_in(r, "steps.csv", path, sizeof path);
+    if (o->resume) csv_truncate(path, r->trainer->step);
+    r->steps_csv = fopen(path, o->resume ? "a" : "w");
+    if (!r->steps_csv) {
+        OCLSEG_ERROR("cannot write %s: %s", path, strerror(errno));
+        st = OCLSEG_ERR_IO;
+        goto done;
+    }
+    if (!o->resume) fprintf(r->steps_csv, "step,epoch,loss\n");
+    path_in(r, "metrics.csv", path, sizeof path);
+    if (o->resume) csv_truncate(path, pos.epoch + 1);
+    else write_text_file(r->dir, "metrics.csv",
+                         "epoch,train_loss,test_loss,AC,DI,JA,SE,SP,pooled_dice,pooled_iou,seconds\n");
+    if (!o->quiet)
+        printf("training on %s: %d train / %d test images, %dx%d, batch %d, %s, %s, run dir %s\n",
+               r->ctx->info.name, r->data.train->count, r->data.test ? r->data.test->count : 0,
+               o->size, o->size, o->batch, o->frozen_encoder ? "frozen encoder (model 1)"
+                                                             : "fine-tuned encoder (model 2)",
+               (const char *[]){"NAdam", "Adam", "SGD"}[o->optimizer], r->dir);
+
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old_sa);
+    interrupted = 0;
+    const oclseg_dataset *train = r->data.train;
+    const int steps_per_epoch = (train->count + o->batch - 1) / o->batch;
+    int stop = 0;
+    for (int epoch = pos.epoch; epoch < o->epochs && !stop; epoch++) {
+        double t_start = now_s();
+        r->epoch_loss_sum = 0;
+        r->epoch_loss_count = 0;
+        if (o->shuffle) {
+            if ((st = oclseg_shuffle(r->perm, train->count, o->seed, epoch)) != OCLSEG_OK) break;
+        } else {
+            for (int i = 0; i < train->count; i++) r->perm[i] = i;
+        }
+        int first_step = epoch == pos.epoch ? pos.step_in_epoch : 0;
+        for (int s = first_step; s < steps_per_epoch; s++) {
+            int b0 = s * o->batch, n = train->count - b0 < o->batch ? train->count - b0 : o->batch;
+            for (int i = 0; i < n; i++) {
+                r->batch_idx[i] = r->perm[b0 + i];
+                r->aug[i] = o->augment ? oclseg_augment_draw(o->seed, epoch, r->batch_idx[i])
+                                       : (oclseg_augment){0, 0};
+            }
+            if ((st = oclseg_dataset_batch(train, r->batch_idx, n, r->aug, r->images, r->masks)) ||
+                (st = oclseg_trainer_step(r->trainer, r->images, r->masks, n)))
+                goto loop_end;
+            if (oclseg_trainer_pending(r->trainer) >= 16 && (st = drain_losses(r, epoch))) goto loop_end;
+            progress(r, epoch, s + 1, steps_per_epoch, t_start, s + 1 - first_step);
+            int at_max = o->max_steps > 0 && r->trainer->step >= o->max_steps;
+            if (interrupted || at_max) {
+                if ((st = drain_losses(r, epoch)) != OCLSEG_OK) goto loop_end;
+                pos.epoch = s + 1 == steps_per_epoch ? epoch + 1 : epoch;
+                pos.step_in_epoch = s + 1 == steps_per_epoch ? 0 : s + 1;
+                if ((st = save_checkpoint(r, &pos)) != OCLSEG_OK) goto loop_end;
+                if (!o->quiet && isatty(STDERR_FILENO)) fputc('\n', stderr);
+                if (interrupted) {
+                    fprintf(stderr, "interrupted at step %lld: checkpoint written; resume with\n"
+                                    "  oclseg train --resume %s/checkpoint.safetensors [same options]\n",
+                            (long long)r->trainer->step, r->dir);
+                    st = OCLSEG_ERR_INTERRUPTED;
+                } else if (!o->quiet) {
+                    printf("stopped after --max-steps %d; checkpoint %s/checkpoint.safetensors\n",
+                           o->max_steps, r->dir);
+                }
+                stop = 1;
+                goto loop_end;
+            }
+        }
+        if ((st = drain_losses(r, epoch)) != OCLSEG_OK) goto loop_end;
+        double seconds = now_s() - t_start;
+        double train_loss = r->epoch_loss_count ? r->epoch_loss_sum / r->epoch_loss_count : NAN;
+        double test_loss = NAN;
+        oclseg_metrics met;
+        memset(&met, 0, sizeof met);
+        int evaluated = r->data.test && ((epoch + 1) % o->eval_every == 0 || epoch + 1 == o->epochs);
+        if (evaluated && (st = evaluate(r->trainer, r->data.test, o->batch, &test_loss, &met)))
+            goto loop_end;
+        if (!o->quiet) {
+            if (isatty(STDERR_FILENO)) fprintf(stderr, "\r%80s\r", "");
+            printf("epoch %d/%d  train loss %.4f", epoch + 1, o->epochs, train_loss);
+            if (evaluated)
+                printf("  test loss %.4f  AC %.4f  DI %.4f  JA %.4f  SE %.4f  SP %.4f", test_loss,
+                       met.accuracy, met.dice, met.jaccard, met.sensitivity, met.specificity);
+            printf("  (%.1f s)\n", seconds);
+            fflush(stdout);
+        }
+        FILE *mf = fopen(path, "a");
+        if (mf) {
+            fprintf(mf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f\n", epoch + 1,
+                    train_loss, test_loss, met.accuracy, met.dice, met.jaccard, met.sensitivity,
+                    met.specificity, met.pooled_dice, met.pooled_iou, seconds);
+            fclose(mf);
+        }
+        char wpath[4200];
+        path_in(r, "weights.safetensors", wpath, sizeof wpath);
+        if ((st = oclseg_weights_save(r->model, wpath)) != OCLSEG_OK) goto loop_end;
+        if (evaluated && met.jaccard > pos.best_jaccard) {
+            pos.best_jaccard = met.jaccard;
+            path_in(r, "best.safetensors", wpath, sizeof wpath);
+            if ((st = oclseg_weights_save(r->model, wpath)) != OCLSEG_OK) goto loop_end;
+        }
+        pos.epoch = epoch + 1;
+        pos.step_in_epoch = 0;
+        if ((st = save_checkpoint(r, &pos)) != OCLSEG_OK) goto loop_end;
+        plot_curves(r->dir);
+    }
+loop_end:
+    sigaction(SIGINT, &old_sa, NULL);
+done:
+    teardown(r);
+    return st;
+}
