@@ -1,0 +1,295 @@
+/* Model state dicts and training checkpoints as safetensors: validated all-or-nothing loading,
+ * atomic saving, PyTorch key names (torchvision's features.* mapped to encoder.*). */
+#include "oclseg/weights.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "oclseg/safetensors.h"
+
+/* The key under which model entry `name` is stored in a file of the given kind. */
+static void file_key(const char *name, oclseg_weights_source source, const char *prefix,
+                     char *out, size_t size) {
+    if (source == OCLSEG_WEIGHTS_TORCHVISION && strncmp(name, "encoder.", 8) == 0)
+        snprintf(out, size, "%sfeatures.%s", prefix ? prefix : "", name + 8);
+    else snprintf(out, size, "%s%s", prefix ? prefix : "", name);
+}
+
+/* The num_batches_tracked key of BatchNorm layer l. */
+static void bn_count_key(const oclseg_model *m, const oclseg_layer *l, char *out, size_t size) {
+    const char *mean = m->params[l->buf_mean].name;
+    snprintf(out, size, "%.*s.num_batches_tracked", (int)(strrchr(mean, '.') - mean), mean);
+}
+
+static void shape_str(const oclseg_st_tensor *t, char *out, size_t size) {
+    size_t len = (size_t)snprintf(out, size, "(");
+    for (int d = 0; d < t->ndim && len < size; d++)
+        len += (size_t)snprintf(out + len, size - len, d ? ", %lld" : "%lld", (long long)t->shape[d]);
+    if (len < size) snprintf(out + len, size - len, ")");
+}
+
+/* Checks that the file entry for parameter p exists with p's shape and a float dtype. */
+static int check_param(const oclseg_st_file *f, const oclseg_param *p, const char *key) {
+    const oclseg_st_tensor *t = oclseg_st_find(f, key);
+    int dims[4] = {p->n, p->c, p->h, p->w};
+    char expected[96], found[96];
+    if (p->ndim == 1) snprintf(expected, sizeof expected, "(%d)", p->n);
+    else snprintf(expected, sizeof expected, "(%d, %d, %d, %d)", p->n, p->c, p->h, p->w);
+    if (!t) {
+        OCLSEG_ERROR("%s: missing key '%s' (expected shape %s)", f->path, key, expected);
+        return OCLSEG_ERR_NOT_FOUND;
+    }
+    int ok = t->ndim == p->ndim && (t->dtype == OCLSEG_ST_F32 || t->dtype == OCLSEG_ST_F64);
+    for (int d = 0; ok && d < t->ndim; d++) ok = t->shape[d] == dims[d];
+    if (!ok) {
+        shape_str(t, found, sizeof found);
+        OCLSEG_ERROR("%s: key '%s' has shape %s %s, expected %s F32", f->path, key, found,
+                     oclseg_st_dtype_name(t->dtype), expected);
+        return OCLSEG_ERR_FORMAT;
+    }
+    return OCLSEG_OK;
+}
+
+static int is_known_key(const oclseg_model *m, const char *key, oclseg_weights_source source,
+                        const char *prefix) {
+    char k[256];
+    for (int i = 0; i < m->param_count; i++) {
+        file_key(m->params[i].name, source, prefix, k, sizeof k);
+        if (strcmp(k, key) == 0) return 1;
+    }
+    for (int i = 0; i < m->layer_count; i++) {
+        if (m->layers[i].kind != LAYER_BATCHNORM) continue;
+        char name[160];
+        bn_count_key(m, &m->layers[i], name, sizeof name);
+        file_key(name, source, prefix, k, sizeof k);
+        if (strcmp(k, key) == 0) return 1;
+    }
+    return 0;
+}
+
+int oclseg_weights_load(oclseg_model *m, const char *path, oclseg_weights_source source,
+                        const char *prefix) {
+    oclseg_st_file *f;
+    TRY(oclseg_st_load(path, &f));
+    int st = OCLSEG_OK;
+    char key[256];
+    /* 1. validate everything: missing keys, shapes, dtypes, unexpected keys */
+    for (int i = 0; i < m->param_count && st == OCLSEG_OK; i++) {
+        const oclseg_param *p = &m->params[i];
+        if (source == OCLSEG_WEIGHTS_TORCHVISION && !p->in_encoder) continue;
+        file_key(p->name, source, prefix, key, sizeof key);
+        st = check_param(f, p, key);
+    }
+    for (int i = 0; i < f->count && st == OCLSEG_OK; i++) {
+        const char *name = f->tensors[i].name;
+        size_t plen = prefix ? strlen(prefix) : 0;
+        if (plen && strncmp(name, prefix, plen) != 0) continue; /* other sections of the file */
+        if (strncmp(name + plen, "optimizer.", 10) == 0) continue; /* checkpoint's optimizer state */
+        if (source == OCLSEG_WEIGHTS_TORCHVISION && strncmp(name + plen, "classifier.", 11) == 0)
+            continue;
+        if (!is_known_key(m, name, source, prefix)) {
+            OCLSEG_ERROR("%s: unexpected key '%s' (not part of the model%s)", path, name,
+                         source == OCLSEG_WEIGHTS_TORCHVISION
+                             ? "; expected torchvision mobilenet_v2 features.* keys"
+                             : "");
+            st = OCLSEG_ERR_FORMAT;
+        }
+    }
+    int64_t *counts = calloc((size_t)m->bn_count + 1, sizeof *counts);
+    if (!counts) st = OCLSEG_ERR_OUT_OF_MEMORY;
+    for (int i = 0; i < m->layer_count && st == OCLSEG_OK; i++) {
+        const oclseg_layer *l = &m->layers[i];
+        if (l->kind != LAYER_BATCHNORM) continue;
+        char name[160];
+        bn_count_key(m, l, name, sizeof name);
+        file_key(name, source, prefix, key, sizeof key);
+        if (oclseg_st_find(f, key)) st = oclseg_st_read_i64(f, key, &counts[l->bn_index], 1);
+        /* num_batches_tracked is optional (older exports omit it) */
+    }
+    /* 2. only now write to the device */
+    size_t maxp = 0;
+    for (int i = 0; i < m->param_count; i++)
+        if (oclseg_param_numel(&m->params[i]) > maxp) maxp = oclseg_param_numel(&m->params[i]);
+    float *buf = st == OCLSEG_OK ? malloc(maxp * sizeof *buf) : NULL;
+    if (st == OCLSEG_OK && !buf) st = OCLSEG_ERR_OUT_OF_MEMORY;
+    for (int i = 0; i < m->param_count && st == OCLSEG_OK; i++) {
+        const oclseg_param *p = &m->params[i];
+        if (source == OCLSEG_WEIGHTS_TORCHVISION && !p->in_encoder) continue;
+        file_key(p->name, source, prefix, key, sizeof key);
+        st = oclseg_st_read_f32(f, key, buf, oclseg_param_numel(p));
+        if (st == OCLSEG_OK) st = oclseg_model_write_param(m, i, buf);
+    }
+    if (st == OCLSEG_OK)
+        for (int i = 0; i < m->layer_count; i++)
+            if (m->layers[i].kind == LAYER_BATCHNORM &&
+                (source == OCLSEG_WEIGHTS_FULL || m->layers[i].in_encoder))
+                m->bn_batches[m->layers[i].bn_index] = counts[m->layers[i].bn_index];
+    free(buf);
+    free(counts);
+    oclseg_st_free(f);
+    return st;
+}
+
+/* Adds the state dict (and optionally the optimizer state) to a writer. */
+static int add_state(oclseg_model *m, oclseg_st_writer *w, int with_optimizer) {
+    size_t maxp = 0;
+    for (int i = 0; i < m->param_count; i++)
+        if (oclseg_param_numel(&m->params[i]) > maxp) maxp = oclseg_param_numel(&m->params[i]);
+    float *buf = malloc(maxp * sizeof *buf);
+    if (!buf) return OCLSEG_ERR_OUT_OF_MEMORY;
+    int st = OCLSEG_OK;
+    for (int i = 0; i < m->param_count && st == OCLSEG_OK; i++) {
+        const oclseg_param *p = &m->params[i];
+        int64_t shape[4] = {p->n, p->c, p->h, p->w};
+        st = oclseg_model_read_param(m, i, buf);
+        if (st == OCLSEG_OK) st = oclseg_st_writer_add(w, p->name, OCLSEG_ST_F32, p->ndim, shape, buf);
+        if (!with_optimizer || p->is_buffer) continue;
+        cl_mem states[2] = {m->state1_buf, m->state2_buf};
+        const char *names[2] = {"optimizer.exp_avg.", "optimizer.exp_avg_sq."};
+        for (int s = 0; s < 2 && st == OCLSEG_OK; s++) {
+            char key[160];
+            snprintf(key, sizeof key, "%s%s", names[s], p->name);
+            oclseg_tensor t = oclseg_tensor_view(states[s], p->off, p->n, p->c, p->h, p->w);
+            st = oclseg_tensor_read(m->ctx, &t, buf);
+            if (st == OCLSEG_OK) st = oclseg_st_writer_add(w, key, OCLSEG_ST_F32, p->ndim, shape, buf);
+        }
+    }
+    for (int i = 0; i < m->layer_count && st == OCLSEG_OK; i++) {
+        if (m->layers[i].kind != LAYER_BATCHNORM) continue;
+        char key[160];
+        bn_count_key(m, &m->layers[i], key, sizeof key);
+        st = oclseg_st_writer_add(w, key, OCLSEG_ST_I64, 0, NULL, &m->bn_batches[m->layers[i].bn_index]);
+    }
+    free(buf);
+    return st;
+}
+
+int oclseg_weights_save(oclseg_model *m, const char *path) {
+    oclseg_st_writer *w;
+    TRY(oclseg_st_writer_create(&w));
+    char cfg[160];
+    snprintf(cfg, sizeof cfg, "%g;%d;%d,%d,%d", (double)m->cfg.width_mult, m->cfg.last_channel,
+             m->cfg.decoder[0], m->cfg.decoder[1], m->cfg.decoder[2]);
+    int st = oclseg_st_writer_meta(w, "format", "oclseg-weights");
+    if (st == OCLSEG_OK) st = oclseg_st_writer_meta(w, "architecture", cfg);
+    if (st == OCLSEG_OK) st = add_state(m, w, 0);
+    if (st == OCLSEG_OK) st = oclseg_st_writer_write(w, path);
+    oclseg_st_writer_free(w);
+    return st;
+}
+
+int oclseg_checkpoint_save(oclseg_trainer *t, const oclseg_run_position *pos,
+                           const char *config_json, const char *path) {
+    oclseg_model *m = t->model;
+    oclseg_st_writer *w;
+    TRY(oclseg_st_writer_create(&w));
+    char v[64];
+    int st = oclseg_st_writer_meta(w, "format", "oclseg-checkpoint");
+    if (st == OCLSEG_OK) st = oclseg_st_writer_meta(w, "version", "1");
+#define META(key, fmt, value)                                                                 \
+    if (st == OCLSEG_OK) {                                                                    \
+        snprintf(v, sizeof v, fmt, value);                                                    \
+        st = oclseg_st_writer_meta(w, key, v);                                                \
+    }
+    META("trainer_step", "%lld", (long long)t->step);
+    META("optimizer_step", "%lld", (long long)t->opt.step);
+    META("mu_product", "%.17g", t->opt.mu_product);
+    META("epoch", "%d", pos->epoch);
+    META("step_in_epoch", "%d", pos->step_in_epoch);
+    META("best_jaccard", "%.17g", pos->best_jaccard);
+    META("frozen_encoder", "%d", t->cfg.frozen_encoder);
+    META("optimizer", "%d", (int)t->cfg.optim.kind);
+#undef META
+    if (st == OCLSEG_OK && config_json) st = oclseg_st_writer_meta(w, "config", config_json);
+    if (st == OCLSEG_OK) st = add_state(m, w, 1);
+    if (st == OCLSEG_OK) st = oclseg_st_writer_write(w, path);
+    oclseg_st_writer_free(w);
+    return st;
+}
+
+static int meta_number(const oclseg_st_file *f, const char *key, double *out) {
+    const char *v = oclseg_st_metadata(f, key);
+    char *end;
+    if (!v || (*out = strtod(v, &end), *end != '\0' || end == v)) {
+        OCLSEG_ERROR("%s: checkpoint metadata '%s' is missing or not a number", f->path, key);
+        return OCLSEG_ERR_FORMAT;
+    }
+    return OCLSEG_OK;
+}
+
+int oclseg_checkpoint_load(oclseg_trainer *t, const char *path, oclseg_run_position *pos,
+                           char **config_json) {
+    oclseg_model *m = t->model;
+    if (config_json) *config_json = NULL;
+    oclseg_st_file *f;
+    TRY(oclseg_st_load(path, &f));
+    const char *format = oclseg_st_metadata(f, "format");
+    double step, opt_step, mu, epoch, sie, best, frozen, kind;
+    int st = OCLSEG_OK;
+    if (!format || strcmp(format, "oclseg-checkpoint") != 0) {
+        OCLSEG_ERROR("%s is not an oclseg checkpoint (metadata format '%s')", path,
+                     format ? format : "none");
+        st = OCLSEG_ERR_FORMAT;
+    }
+    if (st == OCLSEG_OK) st = meta_number(f, "trainer_step", &step);
+    if (st == OCLSEG_OK) st = meta_number(f, "optimizer_step", &opt_step);
+    if (st == OCLSEG_OK) st = meta_number(f, "mu_product", &mu);
+    if (st == OCLSEG_OK) st = meta_number(f, "epoch", &epoch);
+    if (st == OCLSEG_OK) st = meta_number(f, "step_in_epoch", &sie);
+    if (st == OCLSEG_OK) st = meta_number(f, "best_jaccard", &best);
+    if (st == OCLSEG_OK) st = meta_number(f, "frozen_encoder", &frozen);
+    if (st == OCLSEG_OK) st = meta_number(f, "optimizer", &kind);
+    if (st == OCLSEG_OK && ((int)frozen != t->cfg.frozen_encoder || (int)kind != (int)t->cfg.optim.kind)) {
+        OCLSEG_ERROR("%s was written by a %s run with another optimizer setting: resume with the "
+                     "same --freeze-encoder/--optimizer options", path,
+                     (int)frozen ? "frozen-encoder" : "fine-tune");
+        st = OCLSEG_ERR_INVALID_ARG;
+    }
+    /* optimizer state: validate every entry before touching the device */
+    for (int i = 0; i < m->param_count && st == OCLSEG_OK; i++) {
+        const oclseg_param *p = &m->params[i];
+        if (p->is_buffer) continue;
+        char key[160];
+        snprintf(key, sizeof key, "optimizer.exp_avg.%s", p->name);
+        st = check_param(f, p, key);
+        snprintf(key, sizeof key, "optimizer.exp_avg_sq.%s", p->name);
+        if (st == OCLSEG_OK) st = check_param(f, p, key);
+    }
+    oclseg_st_free(f);
+    if (st == OCLSEG_OK) st = oclseg_weights_load(m, path, OCLSEG_WEIGHTS_FULL, NULL) == OCLSEG_OK
+                                  ? OCLSEG_OK : OCLSEG_ERR_FORMAT;
+    if (st != OCLSEG_OK) return st;
+    TRY(oclseg_st_load(path, &f));
+    size_t maxp = 0;
+    for (int i = 0; i < m->param_count; i++)
+        if (oclseg_param_numel(&m->params[i]) > maxp) maxp = oclseg_param_numel(&m->params[i]);
+    float *buf = malloc(maxp * sizeof *buf);
+    if (!buf) st = OCLSEG_ERR_OUT_OF_MEMORY;
+    for (int i = 0; i < m->param_count && st == OCLSEG_OK; i++) {
+        const oclseg_param *p = &m->params[i];
+        if (p->is_buffer) continue;
+        cl_mem states[2] = {m->state1_buf, m->state2_buf};
+        const char *names[2] = {"optimizer.exp_avg.", "optimizer.exp_avg_sq."};
+        for (int s = 0; s < 2 && st == OCLSEG_OK; s++) {
+            char key[160];
+            snprintf(key, sizeof key, "%s%s", names[s], p->name);
+            oclseg_tensor tv = oclseg_tensor_view(states[s], p->off, p->n, p->c, p->h, p->w);
+            st = oclseg_st_read_f32(f, key, buf, oclseg_param_numel(p));
+            if (st == OCLSEG_OK) st = oclseg_tensor_write(m->ctx, &tv, buf);
+        }
+    }
+    if (st == OCLSEG_OK) {
+        t->step = t->drained = (int64_t)step;
+        t->opt.step = (int64_t)opt_step;
+        t->opt.mu_product = mu;
+        pos->epoch = (int)epoch;
+        pos->step_in_epoch = (int)sie;
+        pos->best_jaccard = best;
+        const char *cfg = oclseg_st_metadata(f, "config");
+        if (config_json && cfg) *config_json = strdup(cfg);
+    }
+    free(buf);
+    oclseg_st_free(f);
+    return st;
+}
