@@ -55,7 +55,7 @@ static inline const char *tu_path(const char *dir, const char *name) {
     static char slots[8][4096];
     static int next;
     char *p = slots[next++ & 7];
-    snprintf(p, 4096, "%s/%s", dir, name);
+    if (snprintf(p, 4096, "%s/%s", dir, name) >= 4096) ck_abort_msg("path too long");
     return p;
 }
 
