@@ -1,0 +1,170 @@
+/* Host-side data layer: image decode/encode, resizing, ISIC folder scanning, the preloaded
+ * dataset with batch assembly and flip augmentation, shuffling, and synthetic ISIC-like data. */
+#ifndef OCLSEG_DATA_H
+#define OCLSEG_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "oclseg/status.h"
+
+/* ---- images --------------------------------------------------------------------------------- */
+
+/* An 8-bit image, pixels interleaved row-major (HWC): pixel (x, y) channel c is at
+ * pixels[(y * width + x) * channels + c]. channels is 1 (gray) or 3 (RGB). */
+typedef struct oclseg_image {
+    int width, height, channels;
+    uint8_t *pixels;
+} oclseg_image;
+
+/* Decompression-bomb guards: files whose header claims more are rejected before any
+ * allocation for the pixels. */
+#define OCLSEG_IMAGE_MAX_SIDE 30000
+#define OCLSEG_IMAGE_MAX_PIXELS 200000000LL
+
+/* Allocates a zeroed width x height x channels image (channels 1 or 3). */
+int oclseg_image_create(oclseg_image *img, int width, int height, int channels);
+/* Frees the pixels and zeroes the struct (safe on a zeroed struct). */
+void oclseg_image_free(oclseg_image *img);
+
+/* Decodes a PNG or JPEG file (detected from its first bytes, not its name) to `channels`
+ * (1: gray, 3: RGB). PNG: gray, gray+alpha, RGB, RGBA, palette, 1-16 bit (alpha is dropped,
+ * 16-bit keeps the high byte). JPEG: gray, YCbCr/RGB, CMYK/YCCK (Adobe inverted or not).
+ * Color to gray uses ITU-R 601 luma (as PIL's convert('L')). Truncated or corrupt files and
+ * absurd dimensions give OCLSEG_ERR_FORMAT with a message naming the file; an unreadable file
+ * OCLSEG_ERR_IO. */
+int oclseg_image_load(const char *path, int channels, oclseg_image *out);
+/* The same from bytes in memory; `name` is used in messages. */
+int oclseg_image_decode(const void *data, size_t size, const char *name, int channels,
+                        oclseg_image *out);
+/* Writes an 8-bit gray or RGB PNG. */
+int oclseg_image_save_png(const char *path, const oclseg_image *img);
+/* Writes a baseline JPEG (quality 1..100, 4:2:0 for RGB). Output bytes are deterministic. */
+int oclseg_image_save_jpeg(const char *path, const oclseg_image *img, int quality);
+
+/* ---- resizing --------------------------------------------------------------------------------- */
+
+/* Antialiased bilinear resize, the algorithm of PIL's Image.resize(size, BILINEAR): a triangle
+ * filter whose support is scaled by the shrink factor (plain bilinear with half-pixel centres
+ * when enlarging), separable, horizontal pass first with a rounded 8-bit intermediate, fixed-point
+ * weights (22 fraction bits), round to nearest and clamp. `dst` is allocated. */
+int oclseg_resize_bilinear(const oclseg_image *src, int out_width, int out_height,
+                           oclseg_image *dst);
+/* Nearest-neighbour resize with PIL's NEAREST semantics: src = floor((dst + 0.5) * scale). */
+int oclseg_resize_nearest(const oclseg_image *src, int out_width, int out_height,
+                          oclseg_image *dst);
+/* In place: every value >= 128 becomes 1, every other value 0. */
+void oclseg_mask_binarize(oclseg_image *mask);
+
+/* ---- folder scanning ---------------------------------------------------------------------------- */
+
+/* One image/mask pair, matched by id. */
+typedef struct oclseg_pair {
+    char *id;         /* e.g. "ISIC_0000000" */
+    char *image_path; /* full paths */
+    char *mask_path;
+} oclseg_pair;
+
+typedef struct oclseg_pair_list {
+    oclseg_pair *items; /* sorted by image file name */
+    int count;
+    int skipped; /* unmatched files dropped because skip_bad was set */
+} oclseg_pair_list;
+
+typedef enum oclseg_split { OCLSEG_SPLIT_TRAIN = 0, OCLSEG_SPLIT_TEST = 1 } oclseg_split;
+
+/* Default mask suffix of the generic layout (matched case-insensitively, so
+ * "_Segmentation.png" is found too). */
+#define OCLSEG_DEFAULT_MASK_SUFFIX "_segmentation.png"
+
+/* ISIC 2016 Part 1 layout under data_dir: "*Training_Data" + "*Training_GroundTruth" (train) or
+ * "*Test_Data" + "*Test_GroundTruth" (test), images <id>.jpg, masks <id>_Segmentation.png.
+ * Errors (before any training): missing or ambiguous split folder, empty folder, image without
+ * mask, mask without image (the first 5 names and the count are listed). With skip_bad,
+ * unmatched files are dropped with one warning and counted in out->skipped. */
+int oclseg_isic_scan(const char *data_dir, oclseg_split split, int skip_bad,
+                     oclseg_pair_list *out);
+/* Generic layout: images (*.jpg, *.jpeg, *.png) in images_dir, masks <id><mask_suffix> in
+ * masks_dir (NULL suffix: OCLSEG_DEFAULT_MASK_SUFFIX). Same checks as oclseg_isic_scan. */
+int oclseg_pairs_scan(const char *images_dir, const char *masks_dir, const char *mask_suffix,
+                      int skip_bad, oclseg_pair_list *out);
+void oclseg_pair_list_free(oclseg_pair_list *list);
+
+/* ---- preloaded dataset -------------------------------------------------------------------------- */
+
+typedef struct oclseg_sample {
+    char *id, *image_path, *mask_path;
+    int orig_width, orig_height; /* of the original image (and mask) */
+} oclseg_sample;
+
+/* Every pair decoded once and resized to size x size; only the small tensors are kept. */
+typedef struct oclseg_dataset {
+    int count;
+    int size;            /* S */
+    uint8_t *images;     /* count x S x S x 3, RGB HWC */
+    uint8_t *masks;      /* count x S x S, values 0/1 */
+    oclseg_sample *samples;
+    int skipped;         /* pairs dropped as bad (skip_bad) */
+} oclseg_dataset;
+
+#define OCLSEG_DEFAULT_IMAGE_SIZE 128
+
+typedef struct oclseg_dataset_options {
+    int size;     /* output side; 0: OCLSEG_DEFAULT_IMAGE_SIZE */
+    int threads;  /* decoding threads; 0: the number of online CPUs (at most 16) */
+    int skip_bad; /* a corrupt file or a size mismatch: warn and drop instead of failing */
+} oclseg_dataset_options;
+
+/* Decodes and resizes every pair (images bilinear as above, masks nearest then >= 128), in
+ * parallel, each thread holding one full-size image and mask at a time; sample order is the
+ * pair order whatever the thread count. A mask whose size differs from its image is an error
+ * naming both files. opts may be NULL (defaults). */
+int oclseg_dataset_load(const oclseg_pair_list *pairs, const oclseg_dataset_options *opts,
+                        oclseg_dataset **out);
+void oclseg_dataset_free(oclseg_dataset *ds);
+
+/* Flip flags for one sample of a batch. */
+typedef struct oclseg_augment {
+    uint8_t flip_h; /* mirror left-right */
+    uint8_t flip_v; /* mirror top-bottom */
+} oclseg_augment;
+
+/* Draws the flips of sample `sample_index` (its dataset index) in `epoch`, each with p = 0.5,
+ * from a counter-based hash: h = mix(seed ^ mix(epoch << 32 | sample_index)) where mix is the
+ * splitmix64 finalizer; flip_h = bit 63 of h, flip_v = bit 62. Same inputs, same flips,
+ * independent of batch composition or order. */
+oclseg_augment oclseg_augment_draw(uint64_t seed, int epoch, int sample_index);
+
+/* ImageNet normalization applied to images: (value / 255 - mean[c]) / std[c]. */
+extern const float oclseg_imagenet_mean[3];
+extern const float oclseg_imagenet_std[3];
+
+/* Assembles a batch of `count` samples: images (count, 3, S, S) normalized as above, masks
+ * (count, 1, S, S) 0/1 floats (masks may be NULL). aug: NULL or one entry per sample, the
+ * same flips applied to the image and its mask. */
+int oclseg_dataset_batch(const oclseg_dataset *ds, const int *indices, int count,
+                         const oclseg_augment *aug, float *images, float *masks);
+
+/* Normalizes one S x S RGB HWC uint8 image into a (3, S, S) float tensor (as the batch does). */
+void oclseg_image_normalize(const uint8_t *rgb_hwc, int width, int height, float *chw);
+
+/* Deterministic permutation of 0..n-1 for (seed, epoch): Fisher-Yates (i from n-1 down to 1,
+ * j uniform in [0, i] by rejection sampling, no modulo bias) driven by splitmix64 seeded with
+ * seed ^ mix(epoch + 1). */
+int oclseg_shuffle(int *perm, int n, uint64_t seed, int epoch);
+
+/* The splitmix64 finalizer (a bijective 64-bit mixer) used by the two functions above. */
+uint64_t oclseg_mix64(uint64_t x);
+
+/* ---- synthetic data ------------------------------------------------------------------------------ */
+
+/* Writes n_train + n_test dermoscopy-like images and exact masks in the ISIC 2016 layout under
+ * out_dir (created if needed): ISBI2016_ISIC_Part1_{Training,Test}_Data/ISIC_%07d.jpg and
+ * ISBI2016_ISIC_Part1_{Training,Test}_GroundTruth/ISIC_%07d_Segmentation.png (0/255).
+ * The same seed writes the same bytes. */
+int oclseg_synth_write(const char *out_dir, int n_train, int n_test, uint64_t seed);
+
+/* Renders one synthetic sample in memory (image RGB, mask 0/255 gray), as written above. */
+int oclseg_synth_render(uint64_t seed, int index, oclseg_image *image, oclseg_image *mask);
+
+#endif

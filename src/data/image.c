@@ -1,0 +1,437 @@
+/* Image decode (PNG via libpng, JPEG via libjpeg-turbo; detected by magic bytes) and encode. */
+#include <errno.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jpeglib.h>
+#include <jerror.h>
+#include <png.h>
+
+#include "data/data_internal.h"
+#include "oclseg/data.h"
+
+/* ---- basics ------------------------------------------------------------------------------ */
+
+int oclseg_image_create(oclseg_image *img, int width, int height, int channels) {
+    memset(img, 0, sizeof *img);
+    if (width <= 0 || height <= 0 || (channels != 1 && channels != 3)) {
+        OCLSEG_ERROR("oclseg_image_create: invalid shape %dx%dx%d", width, height, channels);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    size_t bytes = (size_t)width * (size_t)height * (size_t)channels;
+    img->pixels = calloc(bytes, 1);
+    if (!img->pixels) {
+        OCLSEG_ERROR("out of memory allocating a %dx%dx%d image", width, height, channels);
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    }
+    img->width = width;
+    img->height = height;
+    img->channels = channels;
+    return OCLSEG_OK;
+}
+
+void oclseg_image_free(oclseg_image *img) {
+    if (!img) return;
+    free(img->pixels);
+    memset(img, 0, sizeof *img);
+}
+
+/* The bomb guard, applied to header dimensions before the pixel buffer is allocated. */
+static int check_dimensions(const char *name, long long width, long long height) {
+    if (width <= 0 || height <= 0) {
+        OCLSEG_ERROR("%s: invalid image dimensions %lldx%lld", name, width, height);
+        return OCLSEG_ERR_FORMAT;
+    }
+    if (width > OCLSEG_IMAGE_MAX_SIDE || height > OCLSEG_IMAGE_MAX_SIDE ||
+        width * height > OCLSEG_IMAGE_MAX_PIXELS) {
+        OCLSEG_ERROR("%s: image dimensions %lldx%lld exceed the limit (%d px a side, %lld "
+                     "pixels); refusing to decode (corrupt file or decompression bomb)",
+                     name, width, height, OCLSEG_IMAGE_MAX_SIDE, OCLSEG_IMAGE_MAX_PIXELS);
+        return OCLSEG_ERR_FORMAT;
+    }
+    return OCLSEG_OK;
+}
+
+/* ITU-R 601 luma in 16-bit fixed point, exactly as PIL's RGB -> L conversion. */
+static inline uint8_t luma(const uint8_t *rgb) {
+    return (uint8_t)((rgb[0] * 19595u + rgb[1] * 38470u + rgb[2] * 7471u + 0x8000u) >> 16);
+}
+
+/* Converts a decoded image (1 or 3 channels) in place-ish to the requested channel count. */
+static int convert_channels(oclseg_image *img, int channels, const char *name) {
+    if (img->channels == channels) return OCLSEG_OK;
+    size_t n = (size_t)img->width * (size_t)img->height;
+    uint8_t *out = malloc(n * (size_t)channels);
+    if (!out) {
+        OCLSEG_ERROR("%s: out of memory converting %dx%d image", name, img->width, img->height);
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    }
+    if (img->channels == 1) {
+        for (size_t i = 0; i < n; i++) out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = img->pixels[i];
+    } else {
+        for (size_t i = 0; i < n; i++) out[i] = luma(img->pixels + 3 * i);
+    }
+    free(img->pixels);
+    img->pixels = out;
+    img->channels = channels;
+    return OCLSEG_OK;
+}
+
+/* ---- PNG decode ---------------------------------------------------------------------------- */
+
+typedef struct png_reader {
+    const uint8_t *data;
+    size_t size, pos;
+    const char *name;
+    char message[256]; /* libpng's error text */
+} png_reader;
+
+static void png_read_from_memory(png_structp png, png_bytep dst, png_size_t len) {
+    png_reader *r = png_get_io_ptr(png);
+    if (len > r->size - r->pos) png_error(png, "unexpected end of file (truncated)");
+    memcpy(dst, r->data + r->pos, len);
+    r->pos += len;
+}
+
+static void png_on_error(png_structp png, png_const_charp msg) {
+    png_reader *r = png_get_error_ptr(png);
+    snprintf(r->message, sizeof r->message, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void png_on_warning(png_structp png, png_const_charp msg) {
+    (void)png;
+    (void)msg; /* ancillary-chunk problems (bad iCCP, CRC of a text chunk): harmless */
+}
+
+static int decode_png(const uint8_t *data, size_t size, const char *name, oclseg_image *out) {
+    png_reader reader = {.data = data, .size = size, .pos = 0, .name = name, .message = ""};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &reader, png_on_error,
+                                             png_on_warning);
+    if (!png) return OCLSEG_ERR_OUT_OF_MEMORY;
+    png_infop info = png_create_info_struct(png);
+    if (!info) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    }
+    /* Written after setjmp and read after a longjmp: must be volatile. */
+    uint8_t *volatile pixels = NULL;
+    png_bytep *volatile rows = NULL;
+    volatile int status = OCLSEG_ERR_FORMAT;
+
+    if (setjmp(png_jmpbuf(png))) {
+        OCLSEG_ERROR("%s: corrupt or truncated PNG: %s", name, reader.message);
+        goto done;
+    }
+    png_set_read_fn(png, &reader, png_read_from_memory);
+    png_read_info(png, info);
+    png_uint_32 width, height;
+    int bit_depth, color_type, interlace;
+    png_get_IHDR(png, info, &width, &height, &bit_depth, &color_type, &interlace, NULL, NULL);
+    if ((status = check_dimensions(name, width, height)) != OCLSEG_OK) goto done;
+    status = OCLSEG_ERR_FORMAT;
+
+    if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if (bit_depth == 16) png_set_strip_16(png);
+    if (color_type & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+
+    int channels = png_get_channels(png, info);
+    size_t rowbytes = png_get_rowbytes(png, info);
+    if ((channels != 1 && channels != 3) || rowbytes != (size_t)width * (size_t)channels) {
+        snprintf(reader.message, sizeof reader.message, "unexpected layout (%d channels)",
+                 channels);
+        OCLSEG_ERROR("%s: unsupported PNG: %s", name, reader.message);
+        goto done;
+    }
+    pixels = malloc(rowbytes * height);
+    rows = malloc(sizeof(png_bytep) * height);
+    if (!pixels || !rows) {
+        OCLSEG_ERROR("%s: out of memory for a %ux%u image", name, (unsigned)width,
+                     (unsigned)height);
+        status = OCLSEG_ERR_OUT_OF_MEMORY;
+        goto done;
+    }
+    for (png_uint_32 y = 0; y < height; y++) rows[y] = pixels + (size_t)y * rowbytes;
+    png_read_image(png, rows);
+    png_read_end(png, NULL);
+
+    out->width = (int)width;
+    out->height = (int)height;
+    out->channels = channels;
+    out->pixels = pixels;
+    pixels = NULL;
+    status = OCLSEG_OK;
+done:
+    png_destroy_read_struct(&png, &info, NULL);
+    free(pixels);
+    free(rows);
+    return status;
+}
+
+/* ---- JPEG decode --------------------------------------------------------------------------- */
+
+typedef struct jpeg_error_ctx {
+    struct jpeg_error_mgr base;
+    jmp_buf jump;
+    int corrupt;       /* a warning that means damaged data (truncation, bad codes) */
+    char message[JMSG_LENGTH_MAX];
+} jpeg_error_ctx;
+
+static void jpeg_on_error(j_common_ptr cinfo) {
+    jpeg_error_ctx *err = (jpeg_error_ctx *)cinfo->err;
+    cinfo->err->format_message(cinfo, err->message);
+    longjmp(err->jump, 1);
+}
+
+/* libjpeg reports truncation and damaged entropy data only as warnings (and goes on with gray
+ * fill); those make the file corrupt for us. Benign warnings (extraneous bytes between
+ * markers, unknown JFIF revision, bad ICC marker) are ignored. */
+static void jpeg_on_message(j_common_ptr cinfo, int level) {
+    jpeg_error_ctx *err = (jpeg_error_ctx *)cinfo->err;
+    if (level >= 0) return; /* trace messages */
+    int code = cinfo->err->msg_code;
+    if (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER || code == JWRN_HUFF_BAD_CODE ||
+        code == JWRN_ARITH_BAD_CODE || code == JWRN_MUST_RESYNC || code == JWRN_NOT_SEQUENTIAL) {
+        if (!err->corrupt) cinfo->err->format_message(cinfo, err->message);
+        err->corrupt = 1;
+    }
+}
+
+static int decode_jpeg(const uint8_t *data, size_t size, const char *name, oclseg_image *out) {
+    struct jpeg_decompress_struct cinfo;
+    jpeg_error_ctx err;
+    memset(&err, 0, sizeof err);
+    cinfo.err = jpeg_std_error(&err.base);
+    err.base.error_exit = jpeg_on_error;
+    err.base.emit_message = jpeg_on_message;
+    uint8_t *volatile pixels = NULL;
+    uint8_t *volatile row = NULL;
+    volatile int status = OCLSEG_ERR_FORMAT;
+
+    if (setjmp(err.jump)) {
+        OCLSEG_ERROR("%s: corrupt or truncated JPEG: %s", name, err.message);
+        goto done;
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, (unsigned char *)data, (unsigned long)size);
+    jpeg_read_header(&cinfo, TRUE);
+    if ((status = check_dimensions(name, cinfo.image_width, cinfo.image_height)) != OCLSEG_OK)
+        goto done;
+    status = OCLSEG_ERR_FORMAT;
+
+    int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+    /* Photoshop writes CMYK inverted (255 = no ink) and marks it with an Adobe APP14 segment. */
+    int adobe_inverted = cmyk && cinfo.saw_Adobe_marker;
+    if (cmyk) cinfo.out_color_space = JCS_CMYK;
+    else if (cinfo.jpeg_color_space == JCS_GRAYSCALE) cinfo.out_color_space = JCS_GRAYSCALE;
+    else cinfo.out_color_space = JCS_RGB;
+    jpeg_start_decompress(&cinfo);
+
+    int in_channels = cinfo.output_components;
+    int channels = cmyk ? 3 : in_channels;
+    if ((cmyk && in_channels != 4) || (!cmyk && in_channels != 1 && in_channels != 3)) {
+        snprintf(err.message, sizeof err.message, "unsupported %d-component output",
+                 in_channels);
+        OCLSEG_ERROR("%s: unsupported JPEG: %s", name, err.message);
+        goto done;
+    }
+    size_t width = cinfo.output_width, height = cinfo.output_height;
+    pixels = malloc(width * height * (size_t)channels);
+    row = malloc(width * (size_t)in_channels);
+    if (!pixels || !row) {
+        OCLSEG_ERROR("%s: out of memory for a %zux%zu image", name, width, height);
+        status = OCLSEG_ERR_OUT_OF_MEMORY;
+        goto done;
+    }
+    while (cinfo.output_scanline < cinfo.output_height) {
+        size_t y = cinfo.output_scanline;
+        JSAMPROW rowp = row;
+        if (jpeg_read_scanlines(&cinfo, &rowp, 1) != 1) break;
+        uint8_t *dst = pixels + y * width * (size_t)channels;
+        if (!cmyk) {
+            memcpy(dst, row, width * (size_t)channels);
+            continue;
+        }
+        for (size_t x = 0; x < width; x++) {
+            unsigned c = row[4 * x], m = row[4 * x + 1], yy = row[4 * x + 2], k = row[4 * x + 3];
+            if (!adobe_inverted) {
+                c = 255 - c;
+                m = 255 - m;
+                yy = 255 - yy;
+                k = 255 - k;
+            }
+            /* c, m, y, k are now "paper remaining" fractions: R = (1 - C)(1 - K) */
+            dst[3 * x] = (uint8_t)((c * k + 127) / 255);
+            dst[3 * x + 1] = (uint8_t)((m * k + 127) / 255);
+            dst[3 * x + 2] = (uint8_t)((yy * k + 127) / 255);
+        }
+    }
+    if (cinfo.output_scanline < cinfo.output_height || err.corrupt) {
+        OCLSEG_ERROR("%s: corrupt or truncated JPEG: %s", name,
+                     err.corrupt ? err.message : "missing scanlines");
+        goto done;
+    }
+    jpeg_finish_decompress(&cinfo);
+    if (err.corrupt) {
+        OCLSEG_ERROR("%s: corrupt or truncated JPEG: %s", name, err.message);
+        goto done;
+    }
+    out->width = (int)width;
+    out->height = (int)height;
+    out->channels = channels;
+    out->pixels = pixels;
+    pixels = NULL;
+    status = OCLSEG_OK;
+done:
+    jpeg_destroy_decompress(&cinfo);
+    free(pixels);
+    free(row);
+    return status;
+}
+
+/* ---- load -------------------------------------------------------------------------------------- */
+
+int oclseg_image_decode(const void *data, size_t size, const char *name, int channels,
+                        oclseg_image *out) {
+    if (!out || (!data && size) || (channels != 1 && channels != 3)) {
+        OCLSEG_ERROR("oclseg_image_decode(%s): invalid arguments (channels %d)",
+                     name ? name : "?", channels);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    if (!name) name = "<memory>";
+    memset(out, 0, sizeof *out);
+    static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    const uint8_t *bytes = data;
+    int status;
+    if (size >= 8 && memcmp(bytes, png_magic, 8) == 0) {
+        status = decode_png(bytes, size, name, out);
+    } else if (size >= 3 && bytes[0] == 0xff && bytes[1] == 0xd8 && bytes[2] == 0xff) {
+        status = decode_jpeg(bytes, size, name, out);
+    } else {
+        OCLSEG_ERROR("%s: not a PNG or JPEG file (%zu bytes, unknown signature)", name, size);
+        return OCLSEG_ERR_FORMAT;
+    }
+    if (status == OCLSEG_OK) status = convert_channels(out, channels, name);
+    if (status != OCLSEG_OK) oclseg_image_free(out);
+    return status;
+}
+
+int oclseg_image_load(const char *path, int channels, oclseg_image *out) {
+    if (!path || !out) return OCLSEG_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        OCLSEG_ERROR("%s: cannot open: %s", path, strerror(errno));
+        return OCLSEG_ERR_IO;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        OCLSEG_ERROR("%s: not a regular file", path);
+        fclose(f);
+        return OCLSEG_ERR_IO;
+    }
+    /* A compressed file of more than 1 GiB is not a dermoscopy image. */
+    if (st.st_size > (1LL << 30)) {
+        OCLSEG_ERROR("%s: file too large (%lld bytes)", path, (long long)st.st_size);
+        fclose(f);
+        return OCLSEG_ERR_FORMAT;
+    }
+    size_t size = (size_t)st.st_size;
+    uint8_t *data = malloc(size ? size : 1);
+    if (!data) {
+        fclose(f);
+        OCLSEG_ERROR("%s: out of memory reading %zu bytes", path, size);
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    }
+    size_t got = fread(data, 1, size, f);
+    int read_error = ferror(f);
+    fclose(f);
+    if (got != size || read_error) {
+        OCLSEG_ERROR("%s: read error (%zu of %zu bytes)", path, got, size);
+        free(data);
+        return OCLSEG_ERR_IO;
+    }
+    int status = oclseg_image_decode(data, size, path, channels, out);
+    free(data);
+    return status;
+}
+
+/* ---- save ---------------------------------------------------------------------------------- */
+
+static int check_savable(const char *path, const oclseg_image *img) {
+    if (!path || !img || !img->pixels || img->width <= 0 || img->height <= 0 ||
+        (img->channels != 1 && img->channels != 3)) {
+        OCLSEG_ERROR("cannot save %s: invalid image", path ? path : "(null)");
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    return OCLSEG_OK;
+}
+
+int oclseg_image_save_png(const char *path, const oclseg_image *img) {
+    TRY(check_savable(path, img));
+    png_image image;
+    memset(&image, 0, sizeof image);
+    image.version = PNG_IMAGE_VERSION;
+    image.width = (png_uint_32)img->width;
+    image.height = (png_uint_32)img->height;
+    image.format = img->channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+    if (!png_image_write_to_file(&image, path, 0, img->pixels, 0, NULL)) {
+        OCLSEG_ERROR("%s: cannot write PNG: %s", path, image.message);
+        png_image_free(&image);
+        return OCLSEG_ERR_IO;
+    }
+    png_image_free(&image);
+    return OCLSEG_OK;
+}
+
+int oclseg_image_save_jpeg(const char *path, const oclseg_image *img, int quality) {
+    TRY(check_savable(path, img));
+    if (quality < 1 || quality > 100) {
+        OCLSEG_ERROR("cannot save %s: JPEG quality %d outside 1..100", path, quality);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    FILE *volatile f = fopen(path, "wb");
+    if (!f) {
+        OCLSEG_ERROR("%s: cannot create: %s", path, strerror(errno));
+        return OCLSEG_ERR_IO;
+    }
+    struct jpeg_compress_struct cinfo;
+    jpeg_error_ctx err;
+    memset(&err, 0, sizeof err);
+    cinfo.err = jpeg_std_error(&err.base);
+    err.base.error_exit = jpeg_on_error;
+    if (setjmp(err.jump)) {
+        OCLSEG_ERROR("%s: JPEG encoding failed: %s", path, err.message);
+        jpeg_destroy_compress(&cinfo);
+        fclose(f);
+        return OCLSEG_ERR_IO;
+    }
+    jpeg_create_compress(&cinfo);
+    jpeg_stdio_dest(&cinfo, f);
+    cinfo.image_width = (JDIMENSION)img->width;
+    cinfo.image_height = (JDIMENSION)img->height;
+    cinfo.input_components = img->channels;
+    cinfo.in_color_space = img->channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, quality, TRUE);
+    jpeg_start_compress(&cinfo, TRUE);
+    size_t stride = (size_t)img->width * (size_t)img->channels;
+    while (cinfo.next_scanline < cinfo.image_height) {
+        JSAMPROW rowp = img->pixels + (size_t)cinfo.next_scanline * stride;
+        jpeg_write_scanlines(&cinfo, &rowp, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    if (fclose(f) != 0) {
+        OCLSEG_ERROR("%s: write error: %s", path, strerror(errno));
+        return OCLSEG_ERR_IO;
+    }
+    return OCLSEG_OK;
+}

@@ -1,0 +1,104 @@
+/* Segmentation metrics: per-image ISIC scores with the empty-case rule, means, pooled scores,
+ * confusion counting and bilinear upsampling of probability maps. */
+#include <string.h>
+
+#include "oclseg/metrics.h"
+
+/* num / den, or 1 when den is 0: the empty-case rule (nothing to get wrong = perfect). */
+static double ratio_or_one(double num, double den) { return den == 0.0 ? 1.0 : num / den; }
+
+oclseg_scores oclseg_scores_from_confusion(const oclseg_confusion *c) {
+    const double tp = (double)c->tp, fp = (double)c->fp, fn = (double)c->fn, tn = (double)c->tn;
+    oclseg_scores s;
+    s.accuracy = ratio_or_one(tp + tn, tp + fp + fn + tn);
+    s.dice = ratio_or_one(2.0 * tp, 2.0 * tp + fp + fn);
+    s.jaccard = ratio_or_one(tp, tp + fp + fn);
+    s.sensitivity = ratio_or_one(tp, tp + fn);
+    s.specificity = ratio_or_one(tn, tn + fp);
+    return s;
+}
+
+int oclseg_metrics_compute(const oclseg_confusion *per_image, int count, oclseg_metrics *out) {
+    if (!out || count < 0 || (count > 0 && !per_image)) {
+        OCLSEG_ERROR("oclseg_metrics_compute: invalid arguments (count %d)", count);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    memset(out, 0, sizeof *out);
+    out->count = count;
+    oclseg_scores sum = {0};
+    for (int i = 0; i < count; i++) {
+        oclseg_scores s = oclseg_scores_from_confusion(&per_image[i]);
+        sum.accuracy += s.accuracy;
+        sum.dice += s.dice;
+        sum.jaccard += s.jaccard;
+        sum.sensitivity += s.sensitivity;
+        sum.specificity += s.specificity;
+        out->total.tp += per_image[i].tp;
+        out->total.fp += per_image[i].fp;
+        out->total.fn += per_image[i].fn;
+        out->total.tn += per_image[i].tn;
+    }
+    const double n = count > 0 ? count : 1;
+    out->mean.accuracy = count ? sum.accuracy / n : 1.0;
+    out->mean.dice = count ? sum.dice / n : 1.0;
+    out->mean.jaccard = count ? sum.jaccard / n : 1.0;
+    out->mean.sensitivity = count ? sum.sensitivity / n : 1.0;
+    out->mean.specificity = count ? sum.specificity / n : 1.0;
+    oclseg_scores pooled = oclseg_scores_from_confusion(&out->total);
+    out->pooled_dice = pooled.dice;
+    out->pooled_iou = pooled.jaccard;
+    return OCLSEG_OK;
+}
+
+int oclseg_confusion_count(const float *prob, const uint8_t *mask, size_t n, float threshold,
+                           oclseg_confusion *out) {
+    if (!out || (n && (!prob || !mask))) {
+        OCLSEG_ERROR("oclseg_confusion_count: invalid arguments");
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    oclseg_confusion c = {0};
+    for (size_t i = 0; i < n; i++) {
+        const int pred = prob[i] > threshold, truth = mask[i] != 0;
+        c.tp += (uint64_t)(pred && truth);
+        c.fp += (uint64_t)(pred && !truth);
+        c.fn += (uint64_t)(!pred && truth);
+        c.tn += (uint64_t)(!pred && !truth);
+    }
+    *out = c;
+    return OCLSEG_OK;
+}
+
+/* Source position and weights of each output index along one axis (align_corners=False). */
+static void axis_weights(int in, int out, int d, int *i0, int *i1, float *w1) {
+    double pos = ((double)d + 0.5) * ((double)in / out) - 0.5;
+    if (pos < 0.0) pos = 0.0;
+    int lo = (int)pos;
+    if (lo > in - 1) lo = in - 1;
+    *i0 = lo;
+    *i1 = lo + 1 < in ? lo + 1 : in - 1;
+    *w1 = (float)(pos - lo);
+}
+
+int oclseg_upsample_bilinear_f32(const float *src, int src_w, int src_h, float *dst, int dst_w,
+                                 int dst_h) {
+    if (!src || !dst || src_w <= 0 || src_h <= 0 || dst_w <= 0 || dst_h <= 0) {
+        OCLSEG_ERROR("oclseg_upsample_bilinear_f32: invalid sizes %dx%d -> %dx%d", src_w, src_h,
+                     dst_w, dst_h);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    for (int y = 0; y < dst_h; y++) {
+        int y0, y1;
+        float wy;
+        axis_weights(src_h, dst_h, y, &y0, &y1, &wy);
+        const float *r0 = src + (size_t)y0 * src_w, *r1 = src + (size_t)y1 * src_w;
+        for (int x = 0; x < dst_w; x++) {
+            int x0, x1;
+            float wx;
+            axis_weights(src_w, dst_w, x, &x0, &x1, &wx);
+            float top = r0[x0] + (r0[x1] - r0[x0]) * wx;
+            float bottom = r1[x0] + (r1[x1] - r1[x0]) * wx;
+            dst[(size_t)y * dst_w + x] = top + (bottom - top) * wy;
+        }
+    }
+    return OCLSEG_OK;
+}
