@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "oclseg/data.h"
+#include "oclseg/safetensors.h"
 #include "oclseg/metrics.h"
 
 void oclseg_fit_options_default(oclseg_fit_options *o) {
@@ -44,7 +45,7 @@ static double now_s(void) {
 }
 
 static int mkdir_p(const char *path) {
-    char tmp[4096];
+    char tmp[8300];
     snprintf(tmp, sizeof tmp, "%s", path);
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/') continue;
@@ -138,7 +139,7 @@ static char *config_json_text(const oclseg_fit_options *o, const oclseg_ctx *ctx
 }
 
 static int write_text_file(const char *dir, const char *name, const char *text) {
-    char path[4096];
+    char path[8300];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     return oclseg_file_write_atomic(path, text, strlen(text));
 }
@@ -218,7 +219,7 @@ static int evaluate(oclseg_trainer *t, const oclseg_dataset *ds, int batch, doub
     }
     if (st == OCLSEG_OK) {
         *mean_loss = loss_sum / ds->count;
-        oclseg_metrics_summarize(conf, ds->count, metrics);
+        st = oclseg_metrics_compute(conf, ds->count, metrics);
     }
     free(images);
     free(masks);
@@ -457,22 +458,26 @@ int oclseg_fit(const oclseg_fit_options *o) {
             printf("epoch %d/%d  train loss %.4f", epoch + 1, o->epochs, train_loss);
             if (evaluated)
                 printf("  test loss %.4f  AC %.4f  DI %.4f  JA %.4f  SE %.4f  SP %.4f", test_loss,
-                       met.accuracy, met.dice, met.jaccard, met.sensitivity, met.specificity);
+                       met.mean.accuracy, met.mean.dice, met.mean.jaccard, met.mean.sensitivity, met.mean.specificity);
             printf("  (%.1f s)\n", seconds);
             fflush(stdout);
         }
         FILE *mf = fopen(path, "a");
         if (mf) {
-            fprintf(mf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f\n", epoch + 1,
-                    train_loss, test_loss, met.accuracy, met.dice, met.jaccard, met.sensitivity,
-                    met.specificity, met.pooled_dice, met.pooled_iou, seconds);
+            if (evaluated)
+                fprintf(mf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f\n", epoch + 1,
+                        train_loss, test_loss, met.mean.accuracy, met.mean.dice, met.mean.jaccard,
+                        met.mean.sensitivity, met.mean.specificity, met.pooled_dice,
+                        met.pooled_iou, seconds);
+            else /* not evaluated this epoch: empty test columns */
+                fprintf(mf, "%d,%.6f,,,,,,,,,%.2f\n", epoch + 1, train_loss, seconds);
             fclose(mf);
         }
         char wpath[4200];
         path_in(r, "weights.safetensors", wpath, sizeof wpath);
         if ((st = oclseg_weights_save(r->model, wpath)) != OCLSEG_OK) goto loop_end;
-        if (evaluated && met.jaccard > pos.best_jaccard) {
-            pos.best_jaccard = met.jaccard;
+        if (evaluated && met.mean.jaccard > pos.best_jaccard) {
+            pos.best_jaccard = met.mean.jaccard;
             path_in(r, "best.safetensors", wpath, sizeof wpath);
             if ((st = oclseg_weights_save(r->model, wpath)) != OCLSEG_OK) goto loop_end;
         }

@@ -225,7 +225,7 @@ int oclseg_checkpoint_load(oclseg_trainer *t, const char *path, oclseg_run_posit
     oclseg_st_file *f;
     TRY(oclseg_st_load(path, &f));
     const char *format = oclseg_st_metadata(f, "format");
-    double step, opt_step, mu, epoch, sie, best, frozen, kind;
+    double step = 0, opt_step = 0, mu = 1, epoch = 0, sie = 0, best = -1, frozen = 0, kind = 0;
     int st = OCLSEG_OK;
     if (!format || strcmp(format, "oclseg-checkpoint") != 0) {
         OCLSEG_ERROR("%s is not an oclseg checkpoint (metadata format '%s')", path,
