@@ -71,6 +71,13 @@ __kernel void convt_im2col(__global const float *dy, const uint dy_off, __global
 // p, p + parts, p + 2*parts, ... < Ho*Wo, of dy[n, co, pixel]. Each work-item sums its own
 // sequence in a fixed order, independent of the work-group size; adjacent work-items read
 // adjacent addresses. parts <= Ho*Wo. Work-items (parts, Cout).
+// sum += v with the rounding error of each addition kept in comp (Neumaier's variant of Kahan).
+inline void neumaier_add(float *sum, float *comp, const float v) {
+    const float t = *sum + v;
+    *comp += fabs(*sum) >= fabs(v) ? (*sum - t) + v : (v - t) + *sum;
+    *sum = t;
+}
+
 __kernel void convt_bias_partial(__global const float *dy, const uint dy_off,
                                  __global float *partial, const uint partial_off,
                                  const uint batch, const uint cout, const uint plane,
@@ -78,12 +85,14 @@ __kernel void convt_bias_partial(__global const float *dy, const uint dy_off,
     const uint p = get_global_id(0);
     const uint co = get_global_id(1);
     if (p >= parts || co >= cout) return;
-    float acc = 0.0f;
+    // Neumaier-compensated sum: thousands of terms per channel, and PyTorch's CPU reduction is
+    // far more accurate than a plain float32 running sum.
+    float acc = 0.0f, comp = 0.0f;
     for (uint n = 0; n < batch; n++) {
         __global const float *g = dy + dy_off + (n * cout + co) * plane;
-        for (uint pixel = p; pixel < plane; pixel += parts) acc += g[pixel];
+        for (uint pixel = p; pixel < plane; pixel += parts) neumaier_add(&acc, &comp, g[pixel]);
     }
-    partial[partial_off + co * parts + p] = acc;
+    partial[partial_off + co * parts + p] = acc + comp;
 }
 
 // Bias gradient, pass 2: dbias[co] = sum of the `parts` partials of channel co, in order.
@@ -92,7 +101,7 @@ __kernel void convt_bias_final(__global const float *partial, const uint partial
                                const uint cout) {
     const uint co = get_global_id(0);
     if (co >= cout) return;
-    float acc = 0.0f;
-    for (uint p = 0; p < parts; p++) acc += partial[partial_off + co * parts + p];
-    dbias[dbias_off + co] = acc;
+    float acc = 0.0f, comp = 0.0f;
+    for (uint p = 0; p < parts; p++) neumaier_add(&acc, &comp, partial[partial_off + co * parts + p]);
+    dbias[dbias_off + co] = acc + comp;
 }

@@ -39,6 +39,7 @@ static const shape FULL_SHAPES[] = {
     {4, 19, 2, 3, 0.0f},   /* many channels, tiny spatial size (M = 24 < work-group) */
     {2, 3, 1, 1, 0.0f},    /* M = 2, the smallest legal training batch */
     {4, 2, 61, 67, 0.0f},  /* M = 16348: many chunks */
+    {2, 240, 2, 2, 0.0f},  /* MobileNetV2 width 0.25 at 64x64, block 17: many channels, M = 8 */
 };
 /* Oclgrind: the same cases, smaller (M = 1334 still spans two chunks at WG 64). */
 static const shape SMALL_SHAPES[] = {

@@ -38,6 +38,9 @@ static const conv_case CASES[] = {
     /* large enough (m*n*k > 2M) for CLBlast's indirect (padded, tiled) GEMM path */
     {"1x1 64->64 at 16x16", 2, 64, 64, 16, 16, 1, 1, 1, 1, 0, 0, 0},
     {"3x3 s1 p1 24->40 at 20x20 bias", 2, 24, 40, 20, 20, 3, 3, 1, 1, 1, 1, 1},
+    /* MobileNetV2 at width 0.25, 64x64: the projection conv of block 17 (tiny planes, tall dx) */
+    {"1x1 240->80 at 2x2", 2, 240, 80, 2, 2, 1, 1, 1, 1, 0, 0, 0},
+    {"1x1 80->240 at 2x2", 2, 80, 240, 2, 2, 1, 1, 1, 1, 0, 0, 0},
 };
 #define CASE_COUNT (sizeof CASES / sizeof CASES[0])
 
