@@ -18,7 +18,10 @@
 #include "oclseg/safetensors.h"
 #include "oclseg/weights.h"
 
-#define GOLDEN "tests/data/golden_small.safetensors"
+#define GOLDEN_DEFAULT "tests/data/golden_small.safetensors"
+/* OCLSEG_GOLDEN_FILE=path compares against another file, e.g. the full-size model written by
+ * tools/make_golden.py --full (not committed: too large). */
+#define GOLDEN (getenv("OCLSEG_GOLDEN_FILE") ? getenv("OCLSEG_GOLDEN_FILE") : GOLDEN_DEFAULT)
 static const double RATIO = 8.0, FLOOR_REL = 2e-6;
 
 typedef struct golden_cfg {

@@ -14,7 +14,7 @@ def save(path, tensors, metadata=None):
     """tensors: dict name -> numpy array (written in sorted name order)."""
     header, blobs, offset = {}, [], 0
     for name in sorted(tensors):
-        arr = np.ascontiguousarray(tensors[name])
+        arr = np.array(tensors[name], order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
         data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
         header[name] = {"dtype": _DTYPES[arr.dtype], "shape": list(arr.shape),
                         "data_offsets": [offset, offset + len(data)]}

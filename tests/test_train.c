@@ -1,0 +1,259 @@
+/* Tests the training run end to end on a tiny synthetic set: same seed -> bit-identical
+ * steps.csv, an interrupted (--max-steps) run resumed from its checkpoint -> bit-identical to an
+ * uninterrupted one, frozen mode touches only the decoder, and bad weight files give errors that
+ * name the key and leave the model untouched. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "oclseg/data.h"
+#include "oclseg/fit.h"
+#include "oclseg/safetensors.h"
+
+static char root[64], data_dir[96];
+
+static void make_data(void) {
+    if (root[0]) return;
+    snprintf(root, sizeof root, "/tmp/oclseg-train-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(root));
+    snprintf(data_dir, sizeof data_dir, "%s/data", root);
+    ck_assert_int_eq(oclseg_synth_write(data_dir, 10, 3, 7), OCLSEG_OK);
+}
+
+static void base_options(oclseg_fit_options *o, const char *out) {
+    oclseg_fit_options_default(o);
+    o->data_dir = data_dir;
+    o->out_dir = out;
+    o->size = 32;
+    o->batch = 4; /* 10 images: batches of 4, 4, 2 (the partial batch is kept) */
+    o->epochs = 2;
+    o->quiet = 1;
+    o->device = getenv("OCLSEG_TEST_DEVICE");
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = calloc((size_t)len + 1, 1);
+    ck_assert_uint_eq(fread(b, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    return b;
+}
+
+static char *run_and_read_steps(oclseg_fit_options *o) {
+    ck_assert_int_eq(oclseg_fit(o), OCLSEG_OK);
+    char path[256];
+    snprintf(path, sizeof path, "%s/steps.csv", o->out_dir);
+    return slurp(path);
+}
+
+START_TEST(same_seed_same_losses) {
+    make_data();
+    oclseg_fit_options o;
+    char a[128], b[128];
+    snprintf(a, sizeof a, "%s/a", root);
+    snprintf(b, sizeof b, "%s/b", root);
+    base_options(&o, a);
+    char *sa = run_and_read_steps(&o);
+    base_options(&o, b);
+    char *sb = run_and_read_steps(&o);
+    ck_assert_str_eq(sa, sb);
+    int lines = 0;
+    for (char *p = sa; *p; p++) lines += *p == '\n';
+    ck_assert_int_eq(lines, 1 + 2 * 3); /* header + 2 epochs x 3 steps */
+    /* another seed changes the losses */
+    char c[128];
+    snprintf(c, sizeof c, "%s/c", root);
+    base_options(&o, c);
+    o.seed = 2;
+    char *sc = run_and_read_steps(&o);
+    ck_assert_str_ne(sa, sc);
+    free(sa);
+    free(sb);
+    free(sc);
+}
+END_TEST
+
+/* Stops after 4 steps (mid-epoch 2), resumes, and must match the uninterrupted run bit for bit. */
+static void check_resume(int frozen) {
+    make_data();
+    oclseg_fit_options o;
+    char full[128], part[128], ckpt[160];
+    snprintf(full, sizeof full, "%s/full%d", root, frozen);
+    snprintf(part, sizeof part, "%s/part%d", root, frozen);
+    base_options(&o, full);
+    o.frozen_encoder = frozen;
+    char *expected = run_and_read_steps(&o);
+    base_options(&o, part);
+    o.frozen_encoder = frozen;
+    o.max_steps = 4;
+    free(run_and_read_steps(&o));
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", part);
+    base_options(&o, part);
+    o.frozen_encoder = frozen;
+    o.resume = ckpt;
+    char *resumed = run_and_read_steps(&o);
+    ck_assert_str_eq(expected, resumed);
+    /* the weights too */
+    char wa[160], wb[160];
+    snprintf(wa, sizeof wa, "%s/weights.safetensors", full);
+    snprintf(wb, sizeof wb, "%s/weights.safetensors", part);
+    oclseg_st_file *fa, *fb;
+    ck_assert_int_eq(oclseg_st_load(wa, &fa), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_st_load(wb, &fb), OCLSEG_OK);
+    ck_assert_int_eq(fa->count, fb->count);
+    for (int i = 0; i < fa->count; i++) {
+        const oclseg_st_tensor *tb = oclseg_st_find(fb, fa->tensors[i].name);
+        ck_assert_ptr_nonnull(tb);
+        ck_assert_msg(tb->nbytes == fa->tensors[i].nbytes &&
+                          memcmp(tb->data, fa->tensors[i].data, tb->nbytes) == 0,
+                      "%s differs after resume", fa->tensors[i].name);
+    }
+    oclseg_st_free(fa);
+    oclseg_st_free(fb);
+    free(expected);
+    free(resumed);
+}
+
+START_TEST(resume_is_bit_identical_finetune) { check_resume(0); }
+END_TEST
+START_TEST(resume_is_bit_identical_frozen) { check_resume(1); }
+END_TEST
+
+/* A resumed run with other mode settings is refused instead of silently diverging. */
+START_TEST(resume_with_other_mode_refused) {
+    make_data();
+    char part[128], ckpt[160];
+    snprintf(part, sizeof part, "%s/part0", root);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", part);
+    if (access(ckpt, F_OK) != 0) check_resume(0);
+    oclseg_fit_options o;
+    base_options(&o, part);
+    o.resume = ckpt;
+    o.frozen_encoder = 1;
+    ck_assert_int_eq(oclseg_fit(&o), OCLSEG_ERR_INVALID_ARG);
+}
+END_TEST
+
+/* Frozen mode: encoder weights and BN statistics unchanged after training, decoder changed. */
+START_TEST(frozen_trains_only_the_decoder) {
+    make_data();
+    oclseg_fit_options o;
+    char out[128], w[160];
+    snprintf(out, sizeof out, "%s/frozen-init", root);
+    base_options(&o, out);
+    o.frozen_encoder = 1;
+    o.epochs = 1;
+    ck_assert_int_eq(oclseg_fit(&o), OCLSEG_OK);
+    /* the same init (seed 1) without training, for comparison */
+    oclseg_ctx *ctx = harness_ctx(0);
+    oclseg_model_config cfg;
+    oclseg_model_config_default(&cfg);
+    cfg.size = 32;
+    cfg.max_batch = 4;
+    oclseg_model *m;
+    ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &m), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_init_random(m, 1), OCLSEG_OK);
+    snprintf(w, sizeof w, "%s/weights.safetensors", out);
+    oclseg_st_file *f;
+    ck_assert_int_eq(oclseg_st_load(w, &f), OCLSEG_OK);
+    size_t largest = 0;
+    for (int i = 0; i < m->param_count; i++)
+        if (oclseg_param_numel(&m->params[i]) > largest) largest = oclseg_param_numel(&m->params[i]);
+    float *mine = malloc(largest * sizeof *mine), *trained = malloc(largest * sizeof *trained);
+    int changed_decoder = 0;
+    for (int i = 0; i < m->param_count; i++) {
+        const oclseg_param *p = &m->params[i];
+        size_t n = oclseg_param_numel(p);
+        ck_assert_int_eq(oclseg_model_read_param(m, i, mine), OCLSEG_OK);
+        ck_assert_int_eq(oclseg_st_read_f32(f, p->name, trained, n), OCLSEG_OK);
+        int same = memcmp(mine, trained, n * sizeof(float)) == 0;
+        if (p->in_encoder) ck_assert_msg(same, "frozen encoder entry %s changed", p->name);
+        else changed_decoder += !same;
+    }
+    ck_assert_int_eq(changed_decoder, 8); /* 4 transposed convs: weight and bias each */
+    int64_t count;
+    ck_assert_int_eq(oclseg_st_read_i64(f, "encoder.0.1.num_batches_tracked", &count, 1), OCLSEG_OK);
+    ck_assert(count == 0);
+    free(mine);
+    free(trained);
+    oclseg_st_free(f);
+    oclseg_model_free(m);
+}
+END_TEST
+
+/* Missing key, wrong shape, unexpected key: clear error, model untouched. */
+START_TEST(bad_weights_rejected_whole) {
+    make_data();
+    oclseg_ctx *ctx = harness_ctx(0);
+    oclseg_model_config cfg;
+    oclseg_model_config_default(&cfg);
+    cfg.size = 32;
+    cfg.max_batch = 1;
+    oclseg_model *m;
+    ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &m), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_init_random(m, 5), OCLSEG_OK);
+    char good[160], bad[160];
+    snprintf(good, sizeof good, "%s/good.safetensors", root);
+    snprintf(bad, sizeof bad, "%s/bad.safetensors", root);
+    ck_assert_int_eq(oclseg_weights_save(m, good), OCLSEG_OK);
+    oclseg_st_file *f;
+    ck_assert_int_eq(oclseg_st_load(good, &f), OCLSEG_OK);
+    float before[32 * 3 * 3 * 3], after[32 * 3 * 3 * 3];
+    ck_assert_int_eq(oclseg_model_read_param(m, 0, before), OCLSEG_OK);
+    for (int variant = 0; variant < 3; variant++) {
+        oclseg_st_writer *w;
+        ck_assert_int_eq(oclseg_st_writer_create(&w), OCLSEG_OK);
+        for (int i = 0; i < f->count; i++) {
+            const oclseg_st_tensor *t = &f->tensors[i];
+            if (variant == 0 && strcmp(t->name, "encoder.5.conv.1.0.weight") == 0) continue;
+            int64_t shape[8];
+            memcpy(shape, t->shape, sizeof shape);
+            int ndim = t->ndim;
+            if (variant == 1 && strcmp(t->name, "decoder.3.weight") == 0) {
+                shape[0] = t->shape[1]; /* swapped Cin/Cout: same size, wrong shape */
+                shape[1] = t->shape[0];
+            }
+            ck_assert_int_eq(oclseg_st_writer_add(w, t->name, t->dtype, ndim, shape, t->data), OCLSEG_OK);
+        }
+        float extra = 1;
+        int64_t one = 1;
+        if (variant == 2) oclseg_st_writer_add(w, "decoder.9.weight", OCLSEG_ST_F32, 1, &one, &extra);
+        ck_assert_int_eq(oclseg_st_writer_write(w, bad), OCLSEG_OK);
+        oclseg_st_writer_free(w);
+        /* overwrite the first parameter in the model first, so "untouched" is observable */
+        int st = oclseg_weights_load(m, bad, OCLSEG_WEIGHTS_FULL, NULL);
+        ck_assert_int_ne(st, OCLSEG_OK);
+        ck_assert_int_eq(oclseg_model_read_param(m, 0, after), OCLSEG_OK);
+        ck_assert_mem_eq(before, after, sizeof before);
+    }
+    /* a torchvision file where a full state dict is expected (and vice versa) */
+    ck_assert_int_ne(oclseg_weights_load(m, good, OCLSEG_WEIGHTS_TORCHVISION, NULL), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_weights_load(m, good, OCLSEG_WEIGHTS_FULL, NULL), OCLSEG_OK);
+    /* not a safetensors file at all */
+    ck_assert_int_eq(oclseg_weights_load(m, "tests/data/optim_golden.h", OCLSEG_WEIGHTS_FULL, NULL),
+                     OCLSEG_ERR_FORMAT);
+    oclseg_st_free(f);
+    oclseg_model_free(m);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("train");
+    TCase *tc = tcase_create("train");
+    tcase_set_timeout(tc, 1800);
+    tcase_add_test(tc, same_seed_same_losses);
+    tcase_add_test(tc, resume_is_bit_identical_finetune);
+    tcase_add_test(tc, resume_is_bit_identical_frozen);
+    tcase_add_test(tc, resume_with_other_mode_refused);
+    tcase_add_test(tc, frozen_trains_only_the_decoder);
+    tcase_add_test(tc, bad_weights_rejected_whole);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}
