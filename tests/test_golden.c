@@ -76,8 +76,8 @@ static double compare(oclseg_st_file *f, const char *mode, const char *name, con
     double allowed = RATIO * e32 + FLOOR_REL * refmax + 1e-30;
     if (strict && 2e-5 * refmax + 1e-30 < allowed) allowed = 2e-5 * refmax + 1e-30;
     if (getenv("OCLSEG_GOLDEN_REPORT")) /* diagnosis aid: print every tensor's numbers */
-        printf("%-60s err %.3g  f32err %.3g  ratio %.2f  allowed %.3g%s\n", name, err, e32,
-               e32 > 0 ? err / e32 : 0.0, allowed, err > allowed ? "  FAIL" : "");
+        printf("%-60s err %.3g  f32err %.3g  ratio %.2f  allowed %.3g  refmax %.3g%s\n", name, err, e32,
+               e32 > 0 ? err / e32 : 0.0, allowed, refmax, err > allowed ? "  FAIL" : "");
     ck_assert_msg(err <= allowed || getenv("OCLSEG_GOLDEN_REPORT"),
                   "%s %s: max |err| %.3g at %zu (got %.9g, ref %.9g) > allowed %.3g "
                   "(float32 PyTorch's own error %.3g, max |ref| %.3g)",
