@@ -11,5 +11,8 @@ typedef struct cli_command {
 int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
 
 #endif

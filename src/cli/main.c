@@ -7,6 +7,9 @@
 static const cli_command commands[] = {
     {"devices", "list every OpenCL platform and device", cmd_devices},
     {"train", "train the segmentation network", cmd_train},
+    {"eval", "metrics of a weights file on a data split (original resolution)", cmd_eval},
+    {"predict", "mask and overlay PNGs for images", cmd_predict},
+    {"synth", "write the synthetic ISIC-layout data set", cmd_synth},
     {"bench", "time the training step on one or all devices", cmd_bench},
 };
 static const int command_count = sizeof commands / sizeof commands[0];

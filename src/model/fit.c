@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "oclseg/data.h"
+#include "oclseg/infer.h"
 #include "oclseg/safetensors.h"
 #include "oclseg/metrics.h"
 
@@ -334,6 +335,25 @@ static void progress(const fit_run *r, int epoch, int step, int steps, double t_
     fflush(stderr);
 }
 
+/* Overlays (and masks) of the first `count` test images in RUN/predictions/, at their original
+ * resolution, with the final weights. */
+static int write_predictions(fit_run *r, int count) {
+    const oclseg_dataset *ds = r->data.test ? r->data.test : r->data.train;
+    char dir[4200];
+    path_in(r, "predictions", dir, sizeof dir);
+    if (mkdir_p(dir) != 0) {
+        OCLSEG_ERROR("cannot create %s: %s", dir, strerror(errno));
+        return OCLSEG_ERR_IO;
+    }
+    oclseg_infer *inf;
+    TRY(oclseg_infer_wrap(r->model, &inf));
+    int st = OCLSEG_OK;
+    for (int i = 0; i < ds->count && i < count && st == OCLSEG_OK; i++)
+        st = oclseg_predict_file(inf, ds->samples[i].image_path, dir);
+    oclseg_infer_free(inf);
+    return st;
+}
+
 int oclseg_fit(const oclseg_fit_options *o) {
     fit_run run = {.o = o};
     fit_run *r = &run;
@@ -430,6 +450,9 @@ int oclseg_fit(const oclseg_fit_options *o) {
                 pos.epoch = s + 1 == steps_per_epoch ? epoch + 1 : epoch;
                 pos.step_in_epoch = s + 1 == steps_per_epoch ? 0 : s + 1;
                 if ((st = save_checkpoint(r, &pos)) != OCLSEG_OK) goto loop_end;
+                char wpath[4200];
+                path_in(r, "weights.safetensors", wpath, sizeof wpath);
+                if ((st = oclseg_weights_save(r->model, wpath)) != OCLSEG_OK) goto loop_end;
                 if (!o->quiet && isatty(STDERR_FILENO)) fputc('\n', stderr);
                 if (interrupted) {
                     fprintf(stderr, "interrupted at step %lld: checkpoint written; resume with\n"
@@ -488,6 +511,7 @@ int oclseg_fit(const oclseg_fit_options *o) {
     }
 loop_end:
     sigaction(SIGINT, &old_sa, NULL);
+    if (st == OCLSEG_OK) st = write_predictions(r, 8);
 done:
     teardown(r);
     return st;

@@ -1,0 +1,117 @@
+/* `oclseg predict`: a mask PNG at the original resolution and an overlay PNG for each image. */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "oclseg/infer.h"
+
+static int is_image_name(const char *name) {
+    const char *dot = strrchr(name, '.');
+    return dot && (strcasecmp(dot, ".jpg") == 0 || strcasecmp(dot, ".jpeg") == 0 ||
+                   strcasecmp(dot, ".png") == 0);
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Predicts every image of a directory (sorted by name); *count gets the number done. */
+static int predict_dir(oclseg_infer *inf, const char *dir, const char *out, int *count) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "oclseg predict: cannot open directory %s: %s\n", dir, strerror(errno));
+        return OCLSEG_ERR_IO;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!is_image_name(e->d_name)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **grown = realloc(names, cap * sizeof *names);
+            if (!grown) break;
+            names = grown;
+        }
+        names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    int st = OCLSEG_OK;
+    if (n == 0) {
+        fprintf(stderr, "oclseg predict: no .jpg/.jpeg/.png images in %s\n", dir);
+        st = OCLSEG_ERR_NOT_FOUND;
+    }
+    qsort(names, n, sizeof *names, cmp_str);
+    for (size_t i = 0; i < n && st == OCLSEG_OK; i++) {
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        st = oclseg_predict_file(inf, path, out);
+        if (st == OCLSEG_OK) (*count)++;
+    }
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    return st;
+}
+
+int cmd_predict(int argc, char **argv) {
+    const char *weights = NULL, *out = "predictions", *device = NULL;
+    int size = 128;
+    static const struct option opts[] = {{"weights", required_argument, 0, 'w'},
+                                         {"out", required_argument, 0, 'o'},
+                                         {"size", required_argument, 0, 's'},
+                                         {"device", required_argument, 0, 'd'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'w': weights = optarg; break;
+        case 'o': out = optarg; break;
+        case 's': size = atoi(optarg); break;
+        case 'd': device = optarg; break;
+        case 'h':
+            printf("usage: oclseg predict --weights F [--out DIR] [--size 128] [--device D] "
+                   "IMAGE|DIR...\n\nFor each image (or each .jpg/.jpeg/.png in a directory) "
+                   "writes DIR/<id>_mask.png (0/255 at the\nimage's original resolution: the "
+                   "probabilities are upsampled before thresholding at 0.5)\nand "
+                   "DIR/<id>_overlay.png (the image with the lesion contour in green). --size must "
+                   "be\nthe size the weights were trained at.\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (!weights || optind >= argc) {
+        fprintf(stderr, "oclseg predict: --weights F and at least one IMAGE or DIR are required\n");
+        return 2;
+    }
+    if (size <= 0 || size % 32) {
+        fprintf(stderr, "oclseg predict: --size must be a positive multiple of 32\n");
+        return 2;
+    }
+    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "oclseg predict: cannot create %s: %s\n", out, strerror(errno));
+        return 1;
+    }
+    oclseg_infer *inf;
+    if (oclseg_infer_create(weights, device, size, 1, &inf) != OCLSEG_OK) return 1;
+    int done = 0, st = OCLSEG_OK;
+    for (int i = optind; i < argc && st == OCLSEG_OK; i++) {
+        struct stat sb;
+        if (stat(argv[i], &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            st = predict_dir(inf, argv[i], out, &done);
+        } else {
+            st = oclseg_predict_file(inf, argv[i], out);
+            done += st == OCLSEG_OK;
+        }
+    }
+    oclseg_infer_free(inf);
+    printf("%d image%s predicted into %s\n", done, done == 1 ? "" : "s", out);
+    return st == OCLSEG_OK ? 0 : 1;
+}

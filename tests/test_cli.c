@@ -1,0 +1,158 @@
+/* Tests the command line end to end (OCLSEG_BIN, set by meson): synth, train, eval (one CSV row
+ * per image, metrics in [0, 1]), predict (masks at the original resolution, 0/255) and the
+ * errors for bad input (missing/foreign weights, corrupt image, empty directory, bad options). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "oclseg/data.h"
+
+static char root[64];
+static const char *bin;
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 255;
+}
+
+static void setup_once(void) {
+    if (root[0]) return;
+    bin = getenv("OCLSEG_BIN");
+    ck_assert_msg(bin != NULL, "OCLSEG_BIN is not set (run through meson test)");
+    snprintf(root, sizeof root, "/tmp/oclseg-cli-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(root));
+    ck_assert_int_eq(sh("%s synth --out %s/data --train 6 --test 4 --seed 3 > /dev/null", bin, root), 0);
+    ck_assert_int_eq(sh("%s train --data %s/data --out %s/run --epochs 1 --batch 4 --size 32 --quiet",
+                        bin, root, root), 0);
+}
+
+START_TEST(synth_is_deterministic) {
+    setup_once();
+    ck_assert_int_eq(sh("%s synth --out %s/data2 --train 6 --test 4 --seed 3 > /dev/null", bin, root), 0);
+    ck_assert_int_eq(sh("diff -r %s/data %s/data2 > /dev/null", root, root), 0);
+    ck_assert_int_ne(sh("%s synth --train 3 2> /dev/null", bin), 0); /* --out missing */
+}
+END_TEST
+
+START_TEST(train_writes_the_run_directory) {
+    setup_once();
+    static const char *files[] = {"config.json", "steps.csv", "metrics.csv", "weights.safetensors",
+                                  "best.safetensors", "checkpoint.safetensors", "predictions"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s/run/%s", root, files[i]);
+        ck_assert_msg(access(path, F_OK) == 0, "missing %s", path);
+    }
+    ck_assert_int_ne(sh("%s train --size 33 2> /dev/null", bin), 0);
+    ck_assert_int_ne(sh("%s train --optimizer adagrad 2> /dev/null", bin), 0);
+}
+END_TEST
+
+START_TEST(eval_writes_one_row_per_image) {
+    setup_once();
+    ck_assert_int_eq(sh("%s eval --data %s/data --weights %s/run/weights.safetensors --size 32 "
+                        "--out %s/eval.csv > /dev/null", bin, root, root, root), 0);
+    char path[256], line[512];
+    snprintf(path, sizeof path, "%s/eval.csv", root);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    ck_assert_str_eq(line, "id,width,height,AC,DI,JA,SE,SP\n");
+    int rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        char id[64];
+        int w, h;
+        double v[5];
+        ck_assert_int_eq(sscanf(line, "%63[^,],%d,%d,%lf,%lf,%lf,%lf,%lf", id, &w, &h, &v[0], &v[1],
+                                &v[2], &v[3], &v[4]), 8);
+        ck_assert(w > 32 && h > 32); /* original resolution, not --size */
+        for (int k = 0; k < 5; k++) ck_assert(v[k] >= 0 && v[k] <= 1);
+        rows++;
+    }
+    fclose(f);
+    ck_assert_int_eq(rows, 4);
+}
+END_TEST
+
+START_TEST(predict_masks_at_original_resolution) {
+    setup_once();
+    ck_assert_int_eq(sh("%s predict --weights %s/run/weights.safetensors --size 32 --out %s/pred "
+                        "%s/data/ISBI2016_ISIC_Part1_Test_Data > /dev/null", bin, root, root, root), 0);
+    oclseg_pair_list pairs = {0};
+    char data[128];
+    snprintf(data, sizeof data, "%s/data", root);
+    ck_assert_int_eq(oclseg_isic_scan(data, OCLSEG_SPLIT_TEST, 0, &pairs), OCLSEG_OK);
+    for (int i = 0; i < pairs.count; i++) {
+        oclseg_image img = {0}, mask = {0}, over = {0};
+        char path[512];
+        ck_assert_int_eq(oclseg_image_load(pairs.items[i].image_path, 3, &img), OCLSEG_OK);
+        snprintf(path, sizeof path, "%s/pred/%s_mask.png", root, pairs.items[i].id);
+        ck_assert_int_eq(oclseg_image_load(path, 1, &mask), OCLSEG_OK);
+        snprintf(path, sizeof path, "%s/pred/%s_overlay.png", root, pairs.items[i].id);
+        ck_assert_int_eq(oclseg_image_load(path, 3, &over), OCLSEG_OK);
+        ck_assert(mask.width == img.width && mask.height == img.height);
+        ck_assert(over.width == img.width && over.height == img.height);
+        for (size_t k = 0; k < (size_t)mask.width * mask.height; k++)
+            ck_assert(mask.pixels[k] == 0 || mask.pixels[k] == 255);
+        oclseg_image_free(&img);
+        oclseg_image_free(&mask);
+        oclseg_image_free(&over);
+    }
+    oclseg_pair_list_free(&pairs);
+}
+END_TEST
+
+START_TEST(bad_input_is_a_clear_error) {
+    setup_once();
+    /* missing weights file */
+    ck_assert_int_ne(sh("%s predict --weights %s/none.safetensors --size 32 --out %s/p2 %s/data "
+                        "2> %s/err.txt", bin, root, root, root, root), 0);
+    ck_assert_int_eq(sh("grep -q 'none.safetensors' %s/err.txt", root), 0);
+    /* weights of another architecture (the reduced golden model) name the key */
+    ck_assert_int_ne(sh("%s eval --data %s/data --weights tests/data/golden_small.safetensors "
+                        "--size 32 2> %s/err.txt", bin, root, root), 0);
+    ck_assert_int_eq(sh("grep -q \"key '\" %s/err.txt", root), 0);
+    /* a corrupt image */
+    ck_assert_int_eq(sh("mkdir -p %s/bad && head -c 300 %s/data/ISBI2016_ISIC_Part1_Test_Data/"
+                        "$(ls %s/data/ISBI2016_ISIC_Part1_Test_Data | head -1) > %s/bad/x.jpg",
+                        root, root, root, root), 0);
+    ck_assert_int_ne(sh("%s predict --weights %s/run/weights.safetensors --size 32 --out %s/p3 "
+                        "%s/bad/x.jpg 2> %s/err.txt", bin, root, root, root, root), 0);
+    ck_assert_int_eq(sh("grep -q 'x.jpg' %s/err.txt", root), 0);
+    /* an empty directory */
+    ck_assert_int_eq(sh("mkdir -p %s/empty", root), 0);
+    ck_assert_int_ne(sh("%s predict --weights %s/run/weights.safetensors --size 32 --out %s/p4 "
+                        "%s/empty 2> /dev/null", bin, root, root, root), 0);
+    /* a data directory without the ISIC layout */
+    ck_assert_int_ne(sh("%s train --data %s/empty --quiet 2> %s/err.txt", bin, root, root), 0);
+    ck_assert_int_eq(sh("grep -q 'empty' %s/err.txt", root), 0);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("cli");
+    tcase_set_timeout(tc, 1200);
+    tcase_add_test(tc, synth_is_deterministic);
+    tcase_add_test(tc, train_writes_the_run_directory);
+    tcase_add_test(tc, eval_writes_one_row_per_image);
+    tcase_add_test(tc, predict_masks_at_original_resolution);
+    tcase_add_test(tc, bad_input_is_a_clear_error);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
