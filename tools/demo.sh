@@ -2,14 +2,14 @@
 # The main job on the built-in default: installs dependencies, builds, generates the synthetic
 # ISIC-like data set, trains model 1 (frozen encoder) and model 2 (fine-tuned) on the default
 # OpenCL device, and prints a side-by-side table. Sized to finish in under 15 minutes on a 2-core
-# CPU with PoCL: 64x64 inputs and DEMO_EPOCHS (default 6) epochs per model. The full recipe
+# CPU with PoCL: 64x64 inputs and DEMO_EPOCHS (default 5) epochs per model. The full recipe
 # (128x128, 25 epochs, batch 16) is: build/oclseg train [--freeze-encoder] --data DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
 [ -f build/build.ninja ] || meson setup build >/dev/null
 meson compile -C build >/dev/null
-epochs=${DEMO_EPOCHS:-6}
+epochs=${DEMO_EPOCHS:-5}
 size=${DEMO_SIZE:-64}
 data=${DEMO_DATA:-datasets/synth}
 if [ ! -d "$data/ISBI2016_ISIC_Part1_Test_GroundTruth" ]; then

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <clblast_c.h>
+
 #include "cli/cli.h"
 #include "oclseg/trainer.h"
 
@@ -25,6 +27,7 @@ typedef struct bench_result {
     double *kernel_ms;
     int kernel_count;
     double profiled_ms;
+    double sgemm_gflops; /* a large square SGEMM (n = 1024) on the same device: the ceiling */
 } bench_result;
 
 static double now_ms(void) {
@@ -54,6 +57,38 @@ static void usage(FILE *out) {
             "images/s, achieved\n"
             "GFLOP/s (convolution FLOPs counted analytically), peak device memory, and the 15\n"
             "most expensive kernels of one profiled step. --device all measures every device.\n");
+}
+
+/* GFLOP/s of a 1024^3 SGEMM through CLBlast (median of 5 after a warm-up): the practical
+ * ceiling the achieved training GFLOP/s is compared with. */
+static int sgemm_peak(oclseg_ctx *ctx, double *gflops) {
+    const size_t n = 1024, bytes = n * n * sizeof(float);
+    cl_mem a = NULL, b = NULL, c = NULL;
+    double samples[5];
+    int st;
+    TRY_GOTO(oclseg_buffer_create(ctx, bytes, "SGEMM benchmark A", &a), st, done);
+    TRY_GOTO(oclseg_buffer_create(ctx, bytes, "SGEMM benchmark B", &b), st, done);
+    TRY_GOTO(oclseg_buffer_create(ctx, bytes, "SGEMM benchmark C", &c), st, done);
+    TRY_GOTO(oclseg_fill_f32(ctx, a, 0, n * n, 0.5f), st, done);
+    TRY_GOTO(oclseg_fill_f32(ctx, b, 0, n * n, 0.25f), st, done);
+    for (int i = -1; i < 5; i++) {
+        double t0 = now_ms();
+        int err = (int)CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, n,
+                                    n, n, 1.0f, a, 0, n, b, 0, n, 0.0f, c, 0, n, &ctx->queue, NULL);
+        if (err != 0) {
+            OCLSEG_ERROR("CLBlastSgemm (1024^3 benchmark) failed: CLBlast status %d", err);
+            st = OCLSEG_ERR_CLBLAST;
+            goto done;
+        }
+        TRY_GOTO(oclseg_finish(ctx), st, done);
+        if (i >= 0) samples[i] = now_ms() - t0;
+    }
+    *gflops = 2.0 * n * n * n / (median(samples, 5) / 1e3) / 1e9;
+done:
+    oclseg_buffer_free(ctx, a, bytes);
+    oclseg_buffer_free(ctx, b, bytes);
+    oclseg_buffer_free(ctx, c, bytes);
+    return st;
 }
 
 /* Runs the benchmark on one device. */
@@ -144,6 +179,7 @@ static int bench_device(const oclseg_device_info *dev, const bench_options *o, b
     (void)dl;
     oclseg_model_flops(m, o->batch, o->frozen, &r->flops_fwd, &r->flops_bwd);
     r->peak_bytes = ctx->peak_bytes;
+    TRY_GOTO(sgemm_peak(ctx, &r->sgemm_gflops), st, done);
     /* one profiled step, on a fresh context whose queue has profiling enabled */
     oclseg_trainer_free(t);
     oclseg_model_free(m);
@@ -184,6 +220,8 @@ static void print_result(const bench_result *r, const bench_options *o) {
            r->step_ms, r->step_sync_ms, r->forward_ms, r->backward_ms, r->optim_ms, r->images_per_s);
     printf("  %.2f GFLOP per step (forward %.2f, backward %.2f): %.1f GFLOP/s achieved\n",
            (r->flops_fwd + r->flops_bwd) / 1e9, r->flops_fwd / 1e9, r->flops_bwd / 1e9, r->gflops);
+    printf("  large SGEMM (1024^3, CLBlast) on this device: %.1f GFLOP/s; the training step "
+           "achieves %.0f%% of it\n", r->sgemm_gflops, 100.0 * r->gflops / r->sgemm_gflops);
     printf("  peak device memory %.1f MiB\n", r->peak_bytes / 1048576.0);
     printf("  top kernels of one profiled step (device time %.1f ms):\n", r->profiled_ms);
     for (int i = 0; i < r->kernel_count && i < 15; i++)
@@ -198,13 +236,14 @@ static json_t *result_json(const bench_result *r, const bench_options *o) {
                                                  r->kernel_ms[i]));
     return json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
-        "s:I, s:o}",
+        "s:f, s:I, s:o}",
         "device", r->info.name, "vendor", r->info.vendor, "platform", r->info.platform_name,
         "driver", r->info.driver_version, "clblast", OCLSEG_CLBLAST_VERSION, "build",
         OCLSEG_BUILD_INFO, "batch", o->batch, "size", o->size, "frozen_encoder", o->frozen,
         "steps", o->steps, "step_ms", r->step_ms, "step_sync_ms", r->step_sync_ms, "forward_ms", r->forward_ms, "backward_ms",
         r->backward_ms, "optimizer_ms", r->optim_ms, "images_per_s", r->images_per_s,
         "gflop_per_step", (r->flops_fwd + r->flops_bwd) / 1e9, "gflops", r->gflops,
+        "sgemm_1024_gflops", r->sgemm_gflops,
         "peak_device_bytes", (json_int_t)r->peak_bytes, "kernels", kernels);
 }
 
