@@ -244,6 +244,62 @@ START_TEST(bad_weights_rejected_whole) {
 }
 END_TEST
 
+/* --pretrained: a torchvision mobilenet_v2 state dict (features.*, classifier.*) initialises the
+ * encoder only; the decoder keeps its own initialisation. */
+START_TEST(torchvision_weights_map_to_the_encoder) {
+    make_data();
+    oclseg_ctx *ctx = harness_ctx(0);
+    oclseg_model_config cfg;
+    oclseg_model_config_default(&cfg);
+    cfg.size = 32;
+    cfg.max_batch = 1;
+    oclseg_model *src, *dst;
+    ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &src), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &dst), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_init_random(src, 11), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_init_random(dst, 12), OCLSEG_OK);
+    size_t largest = 0;
+    for (int i = 0; i < src->param_count; i++)
+        if (oclseg_param_numel(&src->params[i]) > largest) largest = oclseg_param_numel(&src->params[i]);
+    float *a = malloc(largest * sizeof *a), *b = malloc(largest * sizeof *b);
+    /* write the encoder as torchvision names it, plus a classifier that must be ignored */
+    oclseg_st_writer *w;
+    ck_assert_int_eq(oclseg_st_writer_create(&w), OCLSEG_OK);
+    for (int i = 0; i < src->param_count; i++) {
+        const oclseg_param *p = &src->params[i];
+        if (!p->in_encoder) continue;
+        char key[160];
+        snprintf(key, sizeof key, "features.%s", p->name + strlen("encoder."));
+        int64_t shape[4] = {p->n, p->c, p->h, p->w};
+        ck_assert_int_eq(oclseg_model_read_param(src, i, a), OCLSEG_OK);
+        ck_assert_int_eq(oclseg_st_writer_add(w, key, OCLSEG_ST_F32, p->ndim, shape, a), OCLSEG_OK);
+    }
+    float cls[10] = {0};
+    int64_t cls_shape[2] = {10, 1};
+    ck_assert_int_eq(oclseg_st_writer_add(w, "classifier.1.weight", OCLSEG_ST_F32, 2, cls_shape, cls), OCLSEG_OK);
+    char path[160];
+    snprintf(path, sizeof path, "%s/torchvision.safetensors", root);
+    ck_assert_int_eq(oclseg_st_writer_write(w, path), OCLSEG_OK);
+    oclseg_st_writer_free(w);
+    ck_assert_int_eq(oclseg_weights_load(dst, path, OCLSEG_WEIGHTS_TORCHVISION, NULL), OCLSEG_OK);
+    for (int i = 0; i < src->param_count; i++) {
+        const oclseg_param *p = &src->params[i];
+        size_t n = oclseg_param_numel(p);
+        ck_assert_int_eq(oclseg_model_read_param(src, i, a), OCLSEG_OK);
+        ck_assert_int_eq(oclseg_model_read_param(dst, i, b), OCLSEG_OK);
+        int same = memcmp(a, b, n * sizeof *a) == 0;
+        ck_assert_msg(p->in_encoder ? same : !same, "%s %s", p->name,
+                      p->in_encoder ? "not loaded" : "overwritten");
+    }
+    /* a full model state dict is not a torchvision file */
+    ck_assert_int_ne(oclseg_weights_load(dst, path, OCLSEG_WEIGHTS_FULL, NULL), OCLSEG_OK);
+    free(a);
+    free(b);
+    oclseg_model_free(src);
+    oclseg_model_free(dst);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("train");
     TCase *tc = tcase_create("train");
@@ -254,6 +310,7 @@ int main(void) {
     tcase_add_test(tc, resume_with_other_mode_refused);
     tcase_add_test(tc, frozen_trains_only_the_decoder);
     tcase_add_test(tc, bad_weights_rejected_whole);
+    tcase_add_test(tc, torchvision_weights_map_to_the_encoder);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

@@ -31,7 +31,8 @@ typedef struct oclseg_device_info {
 int oclseg_devices_list(oclseg_device_info **out, int *count);
 const char *oclseg_device_type_str(cl_device_type type);
 
-/* Picks a device from spec: "P:D", a case-insensitive substring of the platform or device name,
+/* Picks a device from spec: "P:D", a case-insensitive substring of the device name, platform
+ * name, platform version (e.g. "PoCL") or vendor (the first match),
  * NULL/"" (then env OCLSEG_DEVICE, then first GPU > accelerator > CPU). A bad spec is an error
  * that lists the available devices. */
 int oclseg_device_choose(const char *spec, oclseg_device_info *out);

@@ -140,7 +140,9 @@ int oclseg_device_choose(const char *spec, oclseg_device_info *out) {
         } else {
             for (int i = 0; i < count && chosen < 0; i++)
                 if (contains_nocase(devs[i].name, spec) ||
-                    contains_nocase(devs[i].platform_name, spec))
+                    contains_nocase(devs[i].platform_name, spec) ||
+                    contains_nocase(devs[i].platform_version, spec) || /* "PoCL", "CUDA" */
+                    contains_nocase(devs[i].vendor, spec))
                     chosen = i;
         }
         if (chosen < 0) {
