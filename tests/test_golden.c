@@ -112,9 +112,7 @@ static void run_mode(int device, int frozen) {
     ck_assert_int_eq(oclseg_tensor_read(ctx, &lt, logits), OCLSEG_OK);
     snprintf(name, sizeof name, "%s.logits", mode);
     worst_ratio = fmax(worst_ratio, compare(f, mode, name, logits, (size_t)g.batch * s2, frozen));
-    size_t maxp = 0;
-    for (int i = 0; i < m->param_count; i++)
-        if (oclseg_param_numel(&m->params[i]) > maxp) maxp = oclseg_param_numel(&m->params[i]);
+    size_t maxp = oclseg_model_max_param_numel(m);
     float *buf = malloc(maxp * sizeof *buf);
     for (int i = 0; i < m->param_count; i++) {
         const oclseg_param *p = &m->params[i];

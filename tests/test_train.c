@@ -163,9 +163,7 @@ START_TEST(frozen_trains_only_the_decoder) {
     snprintf(w, sizeof w, "%s/weights.safetensors", out);
     oclseg_st_file *f;
     ck_assert_int_eq(oclseg_st_load(w, &f), OCLSEG_OK);
-    size_t largest = 0;
-    for (int i = 0; i < m->param_count; i++)
-        if (oclseg_param_numel(&m->params[i]) > largest) largest = oclseg_param_numel(&m->params[i]);
+    size_t largest = oclseg_model_max_param_numel(m);
     float *mine = malloc(largest * sizeof *mine), *trained = malloc(largest * sizeof *trained);
     int changed_decoder = 0;
     for (int i = 0; i < m->param_count; i++) {
@@ -258,9 +256,7 @@ START_TEST(torchvision_weights_map_to_the_encoder) {
     ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &dst), OCLSEG_OK);
     ck_assert_int_eq(oclseg_model_init_random(src, 11), OCLSEG_OK);
     ck_assert_int_eq(oclseg_model_init_random(dst, 12), OCLSEG_OK);
-    size_t largest = 0;
-    for (int i = 0; i < src->param_count; i++)
-        if (oclseg_param_numel(&src->params[i]) > largest) largest = oclseg_param_numel(&src->params[i]);
+    size_t largest = oclseg_model_max_param_numel(src);
     float *a = malloc(largest * sizeof *a), *b = malloc(largest * sizeof *b);
     /* write the encoder as torchvision names it, plus a classifier that must be ignored */
     oclseg_st_writer *w;

@@ -117,6 +117,8 @@ int oclseg_model_read_param(oclseg_model *m, int index, float *dst);
 int oclseg_model_write_param(oclseg_model *m, int index, const float *src);
 int oclseg_model_read_grad(oclseg_model *m, int index, float *dst);
 size_t oclseg_param_numel(const oclseg_param *p);
+/* Elements of the largest parameter/buffer (the size of a host staging buffer for any of them). */
+size_t oclseg_model_max_param_numel(const oclseg_model *m);
 
 /* Multiply-add FLOPs (2 per MAC) of convolutions for a batch of n: forward, and backward (input
  * and weight gradients; encoder excluded when frozen). Elementwise layers are not counted. */

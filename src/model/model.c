@@ -21,6 +21,13 @@ size_t oclseg_param_numel(const oclseg_param *p) {
     return (size_t)p->n * (size_t)p->c * (size_t)p->h * (size_t)p->w;
 }
 
+size_t oclseg_model_max_param_numel(const oclseg_model *m) {
+    size_t largest = 0;
+    for (int i = 0; i < m->param_count; i++)
+        if (oclseg_param_numel(&m->params[i]) > largest) largest = oclseg_param_numel(&m->params[i]);
+    return largest;
+}
+
 /* torchvision's _make_divisible(v, 8). */
 static int make_divisible(double v, int divisor) {
     int new_v = (int)(v + divisor / 2.0) / divisor * divisor;
@@ -362,10 +369,7 @@ static double normal(uint64_t *s) {
 
 int oclseg_model_init_random(oclseg_model *m, uint64_t seed) {
     uint64_t rng = seed;
-    size_t max = 0;
-    for (int i = 0; i < m->param_count; i++)
-        if (oclseg_param_numel(&m->params[i]) > max) max = oclseg_param_numel(&m->params[i]);
-    float *host = malloc(max * sizeof *host);
+    float *host = malloc(oclseg_model_max_param_numel(m) * sizeof *host);
     if (!host) return OCLSEG_ERR_OUT_OF_MEMORY;
     int st = OCLSEG_OK;
     for (int i = 0; i < m->param_count && st == OCLSEG_OK; i++) {

@@ -108,9 +108,7 @@ int oclseg_weights_load(oclseg_model *m, const char *path, oclseg_weights_source
         /* num_batches_tracked is optional (older exports omit it) */
     }
     /* 2. only now write to the device */
-    size_t maxp = 0;
-    for (int i = 0; i < m->param_count; i++)
-        if (oclseg_param_numel(&m->params[i]) > maxp) maxp = oclseg_param_numel(&m->params[i]);
+    size_t maxp = oclseg_model_max_param_numel(m);
     float *buf = st == OCLSEG_OK ? malloc(maxp * sizeof *buf) : NULL;
     if (st == OCLSEG_OK && !buf) st = OCLSEG_ERR_OUT_OF_MEMORY;
     for (int i = 0; i < m->param_count && st == OCLSEG_OK; i++) {
@@ -133,9 +131,7 @@ int oclseg_weights_load(oclseg_model *m, const char *path, oclseg_weights_source
 
 /* Adds the state dict (and optionally the optimizer state) to a writer. */
 static int add_state(oclseg_model *m, oclseg_st_writer *w, int with_optimizer) {
-    size_t maxp = 0;
-    for (int i = 0; i < m->param_count; i++)
-        if (oclseg_param_numel(&m->params[i]) > maxp) maxp = oclseg_param_numel(&m->params[i]);
+    size_t maxp = oclseg_model_max_param_numel(m);
     float *buf = malloc(maxp * sizeof *buf);
     if (!buf) return OCLSEG_ERR_OUT_OF_MEMORY;
     int st = OCLSEG_OK;
@@ -261,9 +257,7 @@ int oclseg_checkpoint_load(oclseg_trainer *t, const char *path, oclseg_run_posit
                                   ? OCLSEG_OK : OCLSEG_ERR_FORMAT;
     if (st != OCLSEG_OK) return st;
     TRY(oclseg_st_load(path, &f));
-    size_t maxp = 0;
-    for (int i = 0; i < m->param_count; i++)
-        if (oclseg_param_numel(&m->params[i]) > maxp) maxp = oclseg_param_numel(&m->params[i]);
+    size_t maxp = oclseg_model_max_param_numel(m);
     float *buf = malloc(maxp * sizeof *buf);
     if (!buf) st = OCLSEG_ERR_OUT_OF_MEMORY;
     for (int i = 0; i < m->param_count && st == OCLSEG_OK; i++) {
