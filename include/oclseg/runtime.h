@@ -80,6 +80,11 @@ void oclseg_ctx_free(oclseg_ctx *ctx);
 int oclseg_kernel_get(oclseg_ctx *ctx, const char *program_name, const char *extra_defines,
                       const char *kernel_name, cl_kernel *out);
 
+/* Work-group size for a reduction kernel of `program_name`: REDUCE_WG as the program is built
+ * with it (the per-device tuning define; 64, the .cl default, when absent), lowered to the
+ * largest power of two the kernel allows on this device (Mesa rusticl on llvmpipe reports 32). */
+size_t oclseg_reduce_wg(oclseg_ctx *ctx, const char *program_name, cl_kernel kernel);
+
 /* Work-group size limit of a kernel on this device (CL_KERNEL_WORK_GROUP_SIZE). */
 size_t oclseg_kernel_wg_limit(oclseg_ctx *ctx, cl_kernel kernel);
 

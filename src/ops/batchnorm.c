@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "oclseg/ops.h"
-#include "runtime/program_internal.h"
 
 /* Values each work-item of a *_partial kernel reduces sequentially; a chunk holds
  * wg * BN_ITEMS_PER_ITEM values of one channel. 16 keeps the partials few (C * M / 512 at most)
@@ -20,15 +19,7 @@ typedef struct reduce_plan {
 } reduce_plan;
 
 static int make_plan(oclseg_ctx *ctx, cl_kernel partial_kernel, size_t m, reduce_plan *plan) {
-    /* REDUCE_WG as the program is built with it (the per-device tuning define, else the
-     * default of cl/batchnorm.cl). */
-    const char *defines = oclseg_tuning_defines(&ctx->info, "batchnorm");
-    const char *at = strstr(defines, "-DREDUCE_WG=");
-    size_t reduce_wg = at ? (size_t)strtoul(at + strlen("-DREDUCE_WG="), NULL, 10) : 64;
-    size_t limit = oclseg_kernel_wg_limit(ctx, partial_kernel);
-    if (limit > ctx->info.max_work_group_size) limit = ctx->info.max_work_group_size;
-    size_t wg = 1;
-    while (wg * 2 <= reduce_wg && wg * 2 <= limit) wg *= 2;
+    size_t wg = oclseg_reduce_wg(ctx, "batchnorm", partial_kernel);
     plan->wg = wg;
     plan->chunk_len = (cl_uint)(wg * BN_ITEMS_PER_ITEM);
     plan->chunks = (cl_uint)((m + plan->chunk_len - 1) / plan->chunk_len);

@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "oclseg/ops.h"
-#include "runtime/program_internal.h"
 
 /* Weight gradient: aim for about this many (n, oh, ow) positions per work-item in pass 1 before
  * the work-group tree; more positions per channel are split into more chunks (work-groups). */
@@ -100,27 +99,13 @@ int op_depthwise_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_t
     return run_direct(ctx, "depthwise_forward", x, w, y, x, stride);
 }
 
-/* Pass-1 work-group size: REDUCE_WG as the program is built with it (the per-device tuning
- * define, else the .cl default 64), lowered to a power of two the kernel can run with (rusticl
- * on llvmpipe, for one, allows only 32 items per group). */
-static size_t reduce_wg(oclseg_ctx *ctx, cl_kernel kernel) {
-    const char *defines = oclseg_tuning_defines(&ctx->info, "depthwise");
-    const char *at = strstr(defines, "-DREDUCE_WG=");
-    size_t wg = at ? (size_t)strtoul(at + strlen("-DREDUCE_WG="), NULL, 10) : 64;
-    size_t limit = oclseg_kernel_wg_limit(ctx, kernel);
-    if (limit > ctx->info.max_work_group_size) limit = ctx->info.max_work_group_size;
-    if (wg > limit) wg = limit;
-    size_t pow2 = 1;
-    while (pow2 * 2 <= wg) pow2 *= 2;
-    return pow2;
-}
 
 /* dw = sum over (n, oh, ow) of dy * shifted x, per (channel, tap); see depthwise_dw_partial. */
 static int depthwise_dw(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *dy,
                         oclseg_tensor *dw, int stride) {
     cl_kernel kp;
     TRY(oclseg_kernel_get(ctx, "depthwise", NULL, "depthwise_dw_partial", &kp));
-    const size_t wg = reduce_wg(ctx, kp);
+    const size_t wg = oclseg_reduce_wg(ctx, "depthwise", kp);
     const size_t positions = (size_t)dy->n * (size_t)dy->h * (size_t)dy->w; /* N*Ho*Wo */
     const size_t per_group = wg * DW_POSITIONS_PER_ITEM;
     size_t chunks = (positions + per_group - 1) / per_group;

@@ -4,26 +4,11 @@
 #include <string.h>
 
 #include "oclseg/ops.h"
-#include "runtime/program_internal.h"
 
 #ifndef BCE_MAX_GROUPS
 #define BCE_MAX_GROUPS 256 /* pass-1 work-groups of the BCE reduction (partials in scratch) */
 #endif
 
-/* Work-group size of a reduction kernel: the program's REDUCE_WG (the size of its local arrays,
- * from the device tuning table; 64 as in cl/loss.cl when absent), halved until the kernel allows
- * it on this device (Mesa rusticl reports CL_KERNEL_WORK_GROUP_SIZE 32 for every kernel). */
-static size_t reduce_wg(oclseg_ctx *ctx, cl_kernel k) {
-    static const char key[] = "-DREDUCE_WG=";
-    size_t wg = 64;
-    const char *at = strstr(oclseg_tuning_defines(&ctx->info, "loss"), key);
-    if (at) wg = (size_t)strtoul(at + strlen(key), NULL, 10);
-    size_t limit = oclseg_kernel_wg_limit(ctx, k);
-    if (limit > ctx->info.max_work_group_size) limit = ctx->info.max_work_group_size;
-    size_t pow2 = 1;
-    while (pow2 * 2 <= wg && pow2 * 2 <= limit) pow2 *= 2;
-    return pow2;
-}
 
 static void shape_str(const oclseg_tensor *t, char *out, size_t size) {
     snprintf(out, size, "(%d,%d,%d,%d)", t->n, t->c, t->h, t->w);
@@ -76,7 +61,7 @@ int op_bce_with_logits(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclse
     cl_kernel partial_k, finish_k;
     TRY(oclseg_kernel_get(ctx, "loss", NULL, grad ? "bce_partial_grad" : "bce_partial", &partial_k));
     TRY(oclseg_kernel_get(ctx, "loss", NULL, "bce_finish", &finish_k));
-    size_t wg = reduce_wg(ctx, partial_k);
+    size_t wg = oclseg_reduce_wg(ctx, "loss", partial_k);
     size_t groups = (numel + wg - 1) / wg;
     if (groups > BCE_MAX_GROUPS) groups = BCE_MAX_GROUPS;
     cl_mem partial;
@@ -104,7 +89,7 @@ int op_bce_with_logits(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclse
     KARG(finish_k, 2, numel_f);
     KARG(finish_k, 3, loss->buf);
     KARG(finish_k, 4, loss_off);
-    size_t finish_wg = reduce_wg(ctx, finish_k);
+    size_t finish_wg = oclseg_reduce_wg(ctx, "loss", finish_k);
     return oclseg_launch(ctx, finish_k, 1, &finish_wg, &finish_wg);
 }
 
@@ -131,7 +116,7 @@ int op_seg_counts(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclseg_ten
                                                 : (cl_float)log(t / (1.0 - t));
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "loss", NULL, "seg_counts", &k));
-    size_t wg = reduce_wg(ctx, k);
+    size_t wg = oclseg_reduce_wg(ctx, "loss", k);
     cl_uint x_off = (cl_uint)logits->off, y_off = (cl_uint)target->off;
     cl_uint per_image = (cl_uint)(oclseg_tensor_numel(logits) / images), counts_off = (cl_uint)off;
     KARG(k, 0, logits->buf);

@@ -385,6 +385,15 @@ static size_t floor_pow2(size_t v) {
     return p;
 }
 
+size_t oclseg_reduce_wg(oclseg_ctx *ctx, const char *program_name, cl_kernel kernel) {
+    static const char key[] = "-DREDUCE_WG=";
+    const char *at = strstr(oclseg_tuning_defines(&ctx->info, program_name), key);
+    size_t wg = at ? (size_t)strtoul(at + strlen(key), NULL, 10) : 64;
+    size_t limit = oclseg_kernel_wg_limit(ctx, kernel);
+    if (limit > ctx->info.max_work_group_size) limit = ctx->info.max_work_group_size;
+    return floor_pow2(wg < limit ? wg : limit);
+}
+
 int oclseg_launch(oclseg_ctx *ctx, cl_kernel kernel, cl_uint dims, const size_t *global,
                   const size_t *local) {
     size_t g[3] = {1, 1, 1}, l[3] = {1, 1, 1};
