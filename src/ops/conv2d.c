@@ -3,6 +3,7 @@
 #include <stdint.h>
 
 #include "ops/conv2d_internal.h"
+#include "ops/gemm.h"
 
 /* Default cap on the column workspace per chunk of images (the stem conv of the model, batch 16,
  * 3x3x3 taps at 64x64 outputs, needs 7 MiB; a chunk always holds at least one image). */
@@ -241,9 +242,8 @@ int op_conv2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tens
     const size_t x_image = (size_t)g.cin * g.h * g.w, y_image = (size_t)g.cout * plane;
     if (is_pointwise(&g)) {
         /* Y_n (Cout, HW) = W (Cout, Cin) * X_n (Cin, HW), straight on the NCHW data */
-        for (int n = 0; n < g.n; n++)
-            TRY(gemm(ctx, 0, 0, g.cout, plane, k_len, w->buf, w->off, k_len, x->buf,
-                     x->off + n * x_image, plane, 0.0f, y->buf, y->off + n * y_image, plane));
+        TRY(gemm_batched(ctx, 0, 0, g.cout, plane, k_len, w->buf, w->off, k_len, 0, x->buf,
+                         x->off, plane, x_image, 0.0f, y->buf, y->off, plane, y_image, g.n));
     } else {
         const int chunk = chunk_images(&g);
         const size_t cols_image = conv2d_cols_per_image(&g);
@@ -253,10 +253,9 @@ int op_conv2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tens
             const int count = g.n - n0 < chunk ? g.n - n0 : chunk;
             TRY(conv2d_im2col(ctx, &g, x, n0, count, cols, 0));
             /* Y_n (Cout, P) = W (Cout, K) * cols_n (K, P) */
-            for (int b = 0; b < count; b++)
-                TRY(gemm(ctx, 0, 0, g.cout, plane, k_len, w->buf, w->off, k_len, cols,
-                         b * cols_image, plane, 0.0f, y->buf, y->off + (n0 + b) * y_image,
-                         plane));
+            TRY(gemm_batched(ctx, 0, 0, g.cout, plane, k_len, w->buf, w->off, k_len, 0, cols, 0,
+                             plane, cols_image, 0.0f, y->buf, y->off + n0 * y_image, plane,
+                             y_image, count));
         }
     }
     if (bias) TRY(conv2d_bias_add(ctx, bias, y));
@@ -280,17 +279,15 @@ int op_conv2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_ten
     const size_t k_len = (size_t)g.cin * g.kh * g.kw, plane = (size_t)g.ho * g.wo;
     const size_t x_image = (size_t)g.cin * g.h * g.w, y_image = (size_t)g.cout * plane;
     if (is_pointwise(&g)) {
-        for (int n = 0; n < g.n; n++) {
-            const size_t x_at = x->off + n * x_image, dy_at = dy->off + n * y_image;
-            /* dW (Cout, Cin) += dY_n (Cout, HW) * X_n^T (HW, Cin), images in order */
-            if (dw)
-                TRY(gemm(ctx, 0, 1, g.cout, k_len, plane, dy->buf, dy_at, plane, x->buf, x_at,
-                         plane, n == 0 ? 0.0f : 1.0f, dw->buf, dw->off, k_len));
-            /* dX_n (Cin, HW) = W^T (Cin, Cout) * dY_n (Cout, HW) */
-            if (dx)
-                TRY(gemm(ctx, 1, 0, k_len, plane, g.cout, w->buf, w->off, k_len, dy->buf, dy_at,
-                         plane, 0.0f, dx->buf, dx->off + n * x_image, plane));
-        }
+        /* dW (Cout, Cin) += dY_n (Cout, HW) * X_n^T (HW, Cin), images in order */
+        for (int n = 0; dw && n < g.n; n++)
+            TRY(gemm(ctx, 0, 1, g.cout, k_len, plane, dy->buf, dy->off + n * y_image, plane,
+                     x->buf, x->off + n * x_image, plane, n == 0 ? 0.0f : 1.0f, dw->buf, dw->off,
+                     k_len));
+        /* dX_n (Cin, HW) = W^T (Cin, Cout) * dY_n (Cout, HW) */
+        if (dx)
+            TRY(gemm_batched(ctx, 1, 0, k_len, plane, g.cout, w->buf, w->off, k_len, 0, dy->buf,
+                             dy->off, plane, y_image, 0.0f, dx->buf, dx->off, plane, x_image, g.n));
         return OCLSEG_OK;
     }
 
@@ -312,10 +309,9 @@ int op_conv2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_ten
         }
         if (dx) {
             /* dcols_n (K, P) = W^T (K, Cout) * dY_n (Cout, P), then gathered back into dX */
-            for (int b = 0; b < count; b++)
-                TRY(gemm(ctx, 1, 0, k_len, plane, g.cout, w->buf, w->off, k_len, dy->buf,
-                         dy->off + (n0 + b) * y_image, plane, 0.0f, cols, b * cols_image,
-                         plane));
+            TRY(gemm_batched(ctx, 1, 0, k_len, plane, g.cout, w->buf, w->off, k_len, 0, dy->buf,
+                             dy->off + n0 * y_image, plane, y_image, 0.0f, cols, 0, plane,
+                             cols_image, count));
             TRY(conv2d_col2im(ctx, &g, cols, 0, n0, count, dx));
         }
     }

@@ -11,13 +11,14 @@
  *   backward  cols_n = im2col(dy_n);  dx_n (Cin, H*W) = w cols_n;
  *             dw (Cin, Cout*KH*KW) = sum_n x_n cols_n^T  (n ascending, beta = 1 after the first)
  *             dbias[co] = sum over (n, oy, ox) of dy     (two-pass, fixed order)
- * Columns live in the shared scratch buffer, several images at a time (one GEMM per image, see
- * sgemm_per_image), bounded by convt_cols_max_bytes. Everything is deterministic: CLBlast's GEMM has
+ * Columns live in the shared scratch buffer, several images at a time (one batched GEMM per
+ * chunk, see ops/gemm.h), bounded by convt_cols_max_bytes. Everything is deterministic: CLBlast's GEMM has
  * a fixed summation order for given sizes, and our kernels gather in fixed order. */
 #include <clblast_c.h>
 
 #include "oclseg/ops.h"
 #include "ops/conv_transpose_internal.h"
+#include "ops/gemm.h"
 
 /* Upper bound on the column workspace (one image's columns are always allowed). */
 #ifndef CONVT_COLS_MAX_BYTES
@@ -163,25 +164,6 @@ int convt_im2col(oclseg_ctx *ctx, const oclseg_tensor *dy, int n0, int nb, int h
     return oclseg_launch(ctx, k, 3, global, NULL);
 }
 
-/* C_i (m x n) = op(A_i) (m x k) * B_i (k x n) for i < count, row-major, each at its own offset
- * (base + i * stride; a stride of 0 shares the matrix). One CLBlastSgemm per image rather than
- * CLBlastSgemmStridedBatched: CLBlast 1.5.3's strided-batched "indirect" path skips its padding
- * copy when a matrix already has the kernel's tile sizes and then addresses batch i at
- * i * rows * cols from the buffer start, ignoring the offset and stride it was given
- * (src/routines/levelx/xgemmstridedbatched.cpp, a_no_temp) — wrong for our arena views. */
-static int sgemm_per_image(oclseg_ctx *ctx, CLBlastTranspose trans_a, size_t m, size_t n, size_t k,
-                           cl_mem a, size_t a_off, size_t lda, size_t a_stride, cl_mem b,
-                           size_t b_off, size_t ldb, size_t b_stride, cl_mem c, size_t c_off,
-                           size_t ldc, size_t c_stride, int count) {
-    for (int i = 0; i < count; i++)
-        CLBLAST_CHECK(CLBlastSgemm(CLBlastLayoutRowMajor, trans_a, CLBlastTransposeNo, m, n, k, 1.0f,
-                                   a, a_off + (size_t)i * a_stride, lda, b,
-                                   b_off + (size_t)i * b_stride, ldb, 0.0f, c,
-                                   c_off + (size_t)i * c_stride, ldc, &ctx->queue,
-                                   oclseg_prof_slot(ctx, "CLBlast sgemm")));
-    return OCLSEG_OK;
-}
-
 int op_conv_transpose2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *w,
                                 const oclseg_tensor *bias, oclseg_tensor *y, int stride, int pad) {
     const char *what = "conv_transpose2d_forward";
@@ -196,9 +178,9 @@ int op_conv_transpose2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const o
     for (int n0 = 0; n0 < d.n; n0 += chunk) {
         const int nb = d.n - n0 < chunk ? d.n - n0 : chunk;
         /* cols_n (rows, HW) = w^T (rows x Cin) * x_n (Cin x HW), same w for every image */
-        TRY(sgemm_per_image(ctx, CLBlastTransposeYes, d.rows, d.hw, (size_t)d.cin, w->buf, w->off,
-                            d.rows, 0, x->buf, x->off + (size_t)n0 * x_image, d.hw, x_image, cols,
-                            0, d.hw, cols_per_image, nb));
+        TRY(gemm_batched(ctx, 1, 0, d.rows, d.hw, (size_t)d.cin, w->buf, w->off, d.rows, 0,
+                         x->buf, x->off + (size_t)n0 * x_image, d.hw, x_image, 0.0f, cols, 0,
+                         d.hw, cols_per_image, nb));
         TRY(convt_col2im(ctx, cols, 0, bias, y, n0, nb, d.h, d.w, d.kh, d.kw, stride, pad));
     }
     return OCLSEG_OK;
@@ -267,9 +249,9 @@ int op_conv_transpose2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x,
         TRY(convt_im2col(ctx, dy, n0, nb, d.h, d.w, d.kh, d.kw, stride, pad, cols, 0));
         if (dx) {
             /* dx_n (Cin, HW) = w (Cin x rows) * cols_n (rows x HW) */
-            TRY(sgemm_per_image(ctx, CLBlastTransposeNo, (size_t)d.cin, d.hw, d.rows, w->buf,
-                                w->off, d.rows, 0, cols, 0, d.hw, cols_per_image, dx->buf,
-                                dx->off + (size_t)n0 * x_image, d.hw, x_image, nb));
+            TRY(gemm_batched(ctx, 0, 0, (size_t)d.cin, d.hw, d.rows, w->buf, w->off, d.rows, 0,
+                             cols, 0, d.hw, cols_per_image, 0.0f, dx->buf,
+                             dx->off + (size_t)n0 * x_image, d.hw, x_image, nb));
         }
         if (dw) {
             /* dw (Cin, rows) (+)= x_n (Cin x HW) * cols_n^T (HW x rows), n ascending */

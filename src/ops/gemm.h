@@ -1,0 +1,19 @@
+/* Batched GEMM over arena views for the conv ops (CLBlast underneath). */
+#ifndef OCLSEG_OPS_GEMM_H
+#define OCLSEG_OPS_GEMM_H
+
+#include "oclseg/runtime.h"
+
+/* C_i (m x n) = op(A_i) (m x k) * op(B_i) (k x n) + beta * C_i for i < count, row-major, matrix i
+ * at base + i * stride (a stride of 0 shares the matrix). Issued as CLBlastSgemmBatched calls with
+ * explicit per-matrix offsets — not CLBlastSgemmStridedBatched, whose "indirect" path in CLBlast
+ * 1.5.3 skips its padding copy when a matrix already has the kernel's tile sizes and then
+ * addresses matrix i at i * rows * cols from the buffer start, ignoring the offset and stride it
+ * was given (xgemmstridedbatched.cpp: a_no_temp). Each C_i is computed independently, so the
+ * result is the same as `count` separate GEMMs. */
+int gemm_batched(oclseg_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                 cl_mem a, size_t a_off, size_t lda, size_t a_stride, cl_mem b, size_t b_off,
+                 size_t ldb, size_t b_stride, float beta, cl_mem c, size_t c_off, size_t ldc,
+                 size_t c_stride, int count);
+
+#endif
