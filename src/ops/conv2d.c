@@ -279,11 +279,10 @@ int op_conv2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_ten
     const size_t k_len = (size_t)g.cin * g.kh * g.kw, plane = (size_t)g.ho * g.wo;
     const size_t x_image = (size_t)g.cin * g.h * g.w, y_image = (size_t)g.cout * plane;
     if (is_pointwise(&g)) {
-        /* dW (Cout, Cin) += dY_n (Cout, HW) * X_n^T (HW, Cin), images in order */
-        for (int n = 0; dw && n < g.n; n++)
-            TRY(gemm(ctx, 0, 1, g.cout, k_len, plane, dy->buf, dy->off + n * y_image, plane,
-                     x->buf, x->off + n * x_image, plane, n == 0 ? 0.0f : 1.0f, dw->buf, dw->off,
-                     k_len));
+        /* dW (Cout, Cin) = sum_n dY_n (Cout, HW) * X_n^T (HW, Cin), images in order */
+        if (dw)
+            TRY(gemm_batched_sum(ctx, 0, 1, g.cout, k_len, plane, dy->buf, dy->off, plane, y_image,
+                                 x->buf, x->off, plane, x_image, dw->buf, dw->off, g.n));
         /* dX_n (Cin, HW) = W^T (Cin, Cout) * dY_n (Cout, HW) */
         if (dx)
             TRY(gemm_batched(ctx, 1, 0, k_len, plane, g.cout, w->buf, w->off, k_len, 0, dy->buf,

@@ -1,4 +1,5 @@
-/* Batched GEMM over arena views (CLBlastSgemmBatched with explicit offsets). */
+/* Batched GEMM over arena views (CLBlastSgemmBatched with explicit offsets), and batched GEMMs
+ * summed in a fixed order (host side of cl/gemm.cl). */
 #include "ops/gemm.h"
 
 #include <clblast_c.h>
@@ -26,6 +27,42 @@ int gemm_batched(oclseg_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, 
             trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alphas, a, a_offs, lda, b,
             b_offs, ldb, betas, c, c_offs, ldc, (size_t)batch, &ctx->queue,
             oclseg_prof_slot(ctx, "CLBlast sgemm (batched)")));
+    }
+    return OCLSEG_OK;
+}
+
+int gemm_sum_slices(oclseg_ctx *ctx, cl_mem src, size_t src_off, size_t slice, int count,
+                    cl_mem dst, size_t dst_off, int accumulate) {
+    cl_kernel k;
+    TRY(oclseg_kernel_get(ctx, "gemm", NULL, "sum_slices", &k));
+    cl_uint so = (cl_uint)src_off, sl = (cl_uint)slice, cnt = (cl_uint)count, d_o = (cl_uint)dst_off;
+    cl_uint acc = accumulate ? 1u : 0u;
+    KARG(k, 0, src);
+    KARG(k, 1, so);
+    KARG(k, 2, sl);
+    KARG(k, 3, cnt);
+    KARG(k, 4, dst);
+    KARG(k, 5, d_o);
+    KARG(k, 6, acc);
+    size_t global = slice;
+    return oclseg_launch(ctx, k, 1, &global, NULL);
+}
+
+int gemm_batched_sum(oclseg_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                     cl_mem a, size_t a_off, size_t lda, size_t a_stride, cl_mem b, size_t b_off,
+                     size_t ldb, size_t b_stride, cl_mem c, size_t c_off, int count) {
+    const size_t slice = m * n, budget = (size_t)64 << 20;
+    int chunk = (int)(budget / (slice * sizeof(float)));
+    if (chunk < 1) chunk = 1;
+    if (chunk > count) chunk = count;
+    cl_mem parts; // (chunk, m, n)
+    TRY(oclseg_scratch(ctx, (size_t)chunk * slice * sizeof(float), &parts));
+    for (int first = 0; first < count; first += chunk) {
+        const int nb = count - first < chunk ? count - first : chunk;
+        TRY(gemm_batched(ctx, trans_a, trans_b, m, n, k, a, a_off + (size_t)first * a_stride, lda,
+                         a_stride, b, b_off + (size_t)first * b_stride, ldb, b_stride, 0.0f, parts,
+                         0, n, slice, nb));
+        TRY(gemm_sum_slices(ctx, parts, 0, slice, nb, c, c_off, first > 0));
     }
     return OCLSEG_OK;
 }
