@@ -53,6 +53,12 @@ int op_bce_with_logits(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclse
 int op_seg_counts(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclseg_tensor *target,
                   float threshold, cl_mem counts, size_t off);
 
+/* ---- numerics checks: cl/numerics.cl, src/ops/numerics.c ------------------------------- */
+/* Writes 0 to out[out_off] if every float of x[x_off .. x_off+count) is finite, NaN if any is
+ * NaN or +-Inf. Enqueued like any op: nothing waits for the device. */
+int op_check_finite(oclseg_ctx *ctx, cl_mem x, size_t x_off, size_t count, cl_mem out,
+                       size_t out_off);
+
 /* ---- conv2d (groups = 1, any kernel/stride/pad; 1x1 via GEMM): cl/conv2d.cl, src/ops/conv2d.c */
 typedef struct oclseg_conv_params {
     int stride_h, stride_w, pad_h, pad_w;

@@ -130,4 +130,18 @@ void oclseg_prof_reset(oclseg_ctx *ctx);
 /* Where the kernel binary cache lives ("" when disabled via OCLSEG_CACHE=0). */
 void oclseg_cache_dir(char *out, size_t size);
 
+/* Live OpenCL objects created by oclseg, counted at every create and release (process-wide).
+ * CLBlast's own cache is emptied when the last context is freed. Profiling events belong to the
+ * context's slot table and are released with it; they are not counted. */
+typedef enum oclseg_cl_kind {
+    OCLSEG_CL_CONTEXT, OCLSEG_CL_QUEUE, OCLSEG_CL_PROGRAM, OCLSEG_CL_KERNEL, OCLSEG_CL_MEM,
+    OCLSEG_CL_EVENT, OCLSEG_CL_KINDS
+} oclseg_cl_kind;
+void oclseg_cl_created(oclseg_cl_kind kind);
+void oclseg_cl_released(oclseg_cl_kind kind);
+long oclseg_cl_live(oclseg_cl_kind kind);
+long oclseg_cl_live_total(void);
+/* OCLSEG_OK when nothing is alive; otherwise logs what is and returns OCLSEG_ERR_INTERNAL. */
+int oclseg_cl_check_released(void);
+
 #endif

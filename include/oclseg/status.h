@@ -19,6 +19,7 @@ typedef enum oclseg_status {
     OCLSEG_ERR_NUMERIC = -1009,       /* NaN/Inf where a finite value was required */
     OCLSEG_ERR_INTERRUPTED = -1010,   /* stopped by the user (SIGINT) */
     OCLSEG_ERR_UNSUPPORTED = -1011,   /* the device or build cannot do what was asked */
+    OCLSEG_ERR_INTERNAL = -1012,      /* an invariant of oclseg itself was broken (a bug) */
 } oclseg_status;
 
 /* Human-readable name of a status (OpenCL codes by their CL_ name). */

@@ -1,8 +1,10 @@
 /* oclseg's main: dispatches to a subcommand; the only place (with tools) that exits. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "oclseg/runtime.h"
 
 static const cli_command commands[] = {
     {"devices", "list every OpenCL platform and device", cmd_devices},
@@ -30,8 +32,17 @@ int main(int argc, char **argv) {
         printf("oclseg 0.1.0\n");
         return 0;
     }
-    for (int i = 0; i < command_count; i++)
-        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    for (int i = 0; i < command_count; i++) {
+        if (strcmp(argv[1], commands[i].name) != 0) continue;
+        int rc = commands[i].run(argc - 1, argv + 1);
+        /* Every OpenCL object we created must be released by now, also after errors.
+         * OCLSEG_CHECK_CL_LEAKS=1 (tests) turns a leak into a failing exit status. */
+        if (oclseg_cl_check_released() != OCLSEG_OK) {
+            const char *strict = getenv("OCLSEG_CHECK_CL_LEAKS");
+            if (strict && strcmp(strict, "1") == 0 && rc == 0) rc = 70;
+        }
+        return rc;
+    }
     fprintf(stderr, "oclseg: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

@@ -44,7 +44,10 @@ void oclseg_trainer_free(oclseg_trainer *t) {
     if (!t) return;
     clFinish(t->ctx->queue);
     for (int i = 0; i < 2; i++) {
-        if (t->upload_done[i]) clReleaseEvent(t->upload_done[i]);
+        if (t->upload_done[i]) {
+            clReleaseEvent(t->upload_done[i]);
+            oclseg_cl_released(OCLSEG_CL_EVENT);
+        }
         free(t->staging[i]);
     }
     oclseg_buffer_free(t->ctx, t->targets_buf, t->mask_floats * sizeof(float));
@@ -62,6 +65,7 @@ static int upload_batch(oclseg_trainer *t, const float *images, const float *mas
     if (t->upload_done[slot]) {
         CL_CHECK(clWaitForEvents(1, &t->upload_done[slot]));
         clReleaseEvent(t->upload_done[slot]);
+        oclseg_cl_released(OCLSEG_CL_EVENT);
         t->upload_done[slot] = NULL;
     }
     size_t s2 = (size_t)m->cfg.size * m->cfg.size;
@@ -74,6 +78,7 @@ static int upload_batch(oclseg_trainer *t, const float *images, const float *mas
                                   img * sizeof(float), stage, 0, NULL, NULL));
     CL_CHECK(clEnqueueWriteBuffer(t->ctx->queue, t->targets_buf, CL_FALSE, 0, msk * sizeof(float),
                                   stage + t->image_floats, 0, NULL, &t->upload_done[slot]));
+    oclseg_cl_created(OCLSEG_CL_EVENT);
     return OCLSEG_OK;
 }
 

@@ -29,6 +29,7 @@ int oclseg_buffer_create(oclseg_ctx *ctx, size_t bytes, const char *what, cl_mem
         *out = NULL;
         return err == CL_INVALID_BUFFER_SIZE ? OCLSEG_ERR_OUT_OF_MEMORY : err;
     }
+    oclseg_cl_created(OCLSEG_CL_MEM);
     ctx->live_buffers++;
     ctx->live_bytes += bytes;
     if (ctx->live_bytes > ctx->peak_bytes) ctx->peak_bytes = ctx->live_bytes;
@@ -39,6 +40,7 @@ void oclseg_buffer_free(oclseg_ctx *ctx, cl_mem buf, size_t bytes) {
     if (!buf) return;
     if (bytes == 0) bytes = 4;
     clReleaseMemObject(buf);
+    oclseg_cl_released(OCLSEG_CL_MEM);
     ctx->live_buffers--;
     ctx->live_bytes -= bytes;
 }

@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <clblast_c.h>
+
 #include "oclseg/runtime.h"
 #include "runtime/program_internal.h"
 
@@ -18,8 +20,10 @@ static void probe_cl_std(oclseg_ctx *ctx) {
         cl_int err;
         cl_program prog = clCreateProgramWithSource(ctx->context, 1, &probe_src, NULL, &err);
         if (err != CL_SUCCESS) break;
+        oclseg_cl_created(OCLSEG_CL_PROGRAM);
         err = clBuildProgram(prog, 1, &ctx->info.device, candidates[i], NULL, NULL);
         clReleaseProgram(prog);
+        oclseg_cl_released(OCLSEG_CL_PROGRAM);
         if (err == CL_SUCCESS) {
             snprintf(ctx->cl_std, sizeof ctx->cl_std, "%s", candidates[i]);
             return;
@@ -39,9 +43,11 @@ int oclseg_ctx_create_for(oclseg_ctx **out, const oclseg_device_info *dev, int p
     ctx->context = clCreateContext(props, 1, &dev->device, NULL, NULL, &err);
     int st = OCLSEG_OK;
     CL_CHECK_GOTO(err, st, fail);
+    oclseg_cl_created(OCLSEG_CL_CONTEXT);
     ctx->queue = clCreateCommandQueue(ctx->context, dev->device,
                                       profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     CL_CHECK_GOTO(err, st, fail);
+    oclseg_cl_created(OCLSEG_CL_QUEUE);
     probe_cl_std(ctx);
     *out = ctx;
     return OCLSEG_OK;
@@ -65,8 +71,17 @@ void oclseg_ctx_free(oclseg_ctx *ctx) {
     free(ctx->prof);
     oclseg_programs_release(ctx);
     if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
-    if (ctx->queue) clReleaseCommandQueue(ctx->queue);
-    if (ctx->context) clReleaseContext(ctx->context);
+    if (ctx->queue) {
+        clReleaseCommandQueue(ctx->queue);
+        oclseg_cl_released(OCLSEG_CL_QUEUE);
+    }
+    if (ctx->context) {
+        clReleaseContext(ctx->context);
+        oclseg_cl_released(OCLSEG_CL_CONTEXT);
+        /* CLBlast caches programs (holding our context) per device: empty it with the last
+         * context, so the driver really frees everything. */
+        if (oclseg_cl_live(OCLSEG_CL_CONTEXT) == 0) CLBlastClearCache();
+    }
     free(ctx);
 }
 

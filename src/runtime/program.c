@@ -243,23 +243,29 @@ static int build_program(oclseg_ctx *ctx, const char *name, const char *extra_de
         cl_program prog = clCreateProgramWithBinary(ctx->context, 1, &ctx->info.device, &bin_size,
                                                     bins, &bin_status, &err);
         free(bin);
+        if (err == CL_SUCCESS) oclseg_cl_created(OCLSEG_CL_PROGRAM);
         if (err == CL_SUCCESS && bin_status == CL_SUCCESS &&
             clBuildProgram(prog, 1, &ctx->info.device, options, NULL, NULL) == CL_SUCCESS) {
             free(source);
             *out = prog;
             return OCLSEG_OK;
         }
-        if (err == CL_SUCCESS) clReleaseProgram(prog);
+        if (err == CL_SUCCESS) {
+            clReleaseProgram(prog);
+            oclseg_cl_released(OCLSEG_CL_PROGRAM);
+        }
         remove(key.path); /* stale or corrupt: rebuild from source below */
     }
     const char *src = source;
     cl_program prog = clCreateProgramWithSource(ctx->context, 1, &src, NULL, &err);
     free(source);
     CL_CHECK(err);
+    oclseg_cl_created(OCLSEG_CL_PROGRAM);
     err = clBuildProgram(prog, 1, &ctx->info.device, options, NULL, NULL);
     if (err != CL_SUCCESS) {
         print_build_log(ctx, prog, name, options);
         clReleaseProgram(prog);
+        oclseg_cl_released(OCLSEG_CL_PROGRAM);
         return OCLSEG_ERR_BUILD;
     }
     if (key.path[0] && get_binary(prog, &bin, &bin_size) == OCLSEG_OK)
@@ -301,6 +307,7 @@ int oclseg_kernel_get(oclseg_ctx *ctx, const char *program_name, const char *ext
         st = build_program(ctx, program_name, defs, &prog);
         if (st == OCLSEG_OK && !(pe = calloc(1, sizeof *pe))) {
             clReleaseProgram(prog);
+            oclseg_cl_released(OCLSEG_CL_PROGRAM);
             st = OCLSEG_ERR_OUT_OF_MEMORY;
         }
         if (st != OCLSEG_OK) goto fail;
@@ -318,9 +325,11 @@ int oclseg_kernel_get(oclseg_ctx *ctx, const char *program_name, const char *ext
         st = err;
         goto fail;
     }
+    oclseg_cl_created(OCLSEG_CL_KERNEL);
     oclseg_kernel_entry *ke = calloc(1, sizeof *ke);
     if (!ke) {
         clReleaseKernel(kernel);
+        oclseg_cl_released(OCLSEG_CL_KERNEL);
         st = OCLSEG_ERR_OUT_OF_MEMORY;
         goto fail;
     }
@@ -345,6 +354,7 @@ void oclseg_programs_release(oclseg_ctx *ctx) {
         oclseg_kernel_entry *k = ctx->kernels;
         ctx->kernels = k->next;
         clReleaseKernel(k->kernel);
+        oclseg_cl_released(OCLSEG_CL_KERNEL);
         free(k->key);
         free(k);
     }
@@ -352,6 +362,7 @@ void oclseg_programs_release(oclseg_ctx *ctx) {
         oclseg_program_entry *p = ctx->programs;
         ctx->programs = p->next;
         clReleaseProgram(p->program);
+        oclseg_cl_released(OCLSEG_CL_PROGRAM);
         free(p->key);
         free(p);
     }

@@ -31,6 +31,7 @@ const char *oclseg_status_str(int status) {
         S(OCLSEG_ERR_NOT_FOUND); S(OCLSEG_ERR_IO); S(OCLSEG_ERR_FORMAT);
         S(OCLSEG_ERR_OUT_OF_MEMORY); S(OCLSEG_ERR_CLBLAST); S(OCLSEG_ERR_NUMERIC);
         S(OCLSEG_ERR_INTERRUPTED); S(OCLSEG_ERR_UNSUPPORTED);
+        S(OCLSEG_ERR_INTERNAL);
 #undef S
     default: return "unknown status";
     }

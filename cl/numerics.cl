@@ -1,0 +1,49 @@
+// Numerics checks: whether a range holds a non-finite float (NaN or +-Inf), as a deterministic
+// two-pass reduction (no atomics), for the gradient check of every training step and the
+// --check-numerics debug mode. The reduction sums x - x, which is +0 for every finite x and NaN
+// for NaN and +-Inf (Inf - Inf); a sum with a NaN term is NaN. Without fast-math options (we
+// never pass them) the compiler may not fold x - x to 0. Plain float arithmetic: every
+// implementation and checker (Oclgrind) handles it alike.
+
+#ifndef REDUCE_WG
+#define REDUCE_WG 64 // largest work-group size of the reductions (a power of two)
+#endif
+
+// Sums v over the work-group in a fixed order (tree over local memory). All items get the sum.
+static float work_group_sum(__local float *scratch, float v) {
+    const uint lid = get_local_id(0);
+    scratch[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint active = get_local_size(0) / 2; active > 0; active >>= 1) {
+        if (lid < active) scratch[lid] += scratch[lid + active];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float sum = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return sum;
+}
+
+// Pass 1: work-group g sums x[off + i] - x[off + i] for i = g*wg + lid + k*(groups*wg), writing
+// partial[g] (0 or NaN).
+__kernel void nonfinite_partial(__global const float *x, const uint x_off, const uint n,
+                                __global float *partial) {
+    __local float scratch[REDUCE_WG];
+    const uint stride = get_global_size(0);
+    float acc = 0.0f;
+    for (uint i = get_global_id(0); i < n; i += stride) {
+        const float v = x[x_off + i];
+        acc += v - v;
+    }
+    const float sum = work_group_sum(scratch, acc);
+    if (get_local_id(0) == 0) partial[get_group_id(0)] = sum;
+}
+
+// Pass 2 (one work-group): out[out_off] = sum of the partials (0: all finite; NaN: not).
+__kernel void nonfinite_finish(__global const float *partial, const uint groups,
+                               __global float *out, const uint out_off) {
+    __local float scratch[REDUCE_WG];
+    float acc = 0.0f;
+    for (uint g = get_local_id(0); g < groups; g += get_local_size(0)) acc += partial[g];
+    const float sum = work_group_sum(scratch, acc);
+    if (get_local_id(0) == 0) out[out_off] = sum;
+}

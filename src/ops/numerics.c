@@ -1,0 +1,40 @@
+/* Numerics checks (does a range hold NaN/Inf?): host side of cl/numerics.cl. */
+#include "oclseg/ops.h"
+
+#ifndef NONFINITE_MAX_GROUPS
+#define NONFINITE_MAX_GROUPS 256 /* pass-1 work-groups (partials in the scratch workspace) */
+#endif
+
+int op_check_finite(oclseg_ctx *ctx, cl_mem x, size_t x_off, size_t count, cl_mem out,
+                       size_t out_off) {
+    if (count == 0 || x_off + count >= (1u << 31) || out_off > UINT32_MAX) {
+        OCLSEG_ERROR("check_finite: %zu elements at offset %zu (result at %zu) are empty or "
+                     "exceed 31-bit indexing", count, x_off, out_off);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    cl_kernel partial_k, finish_k;
+    TRY(oclseg_kernel_get(ctx, "numerics", NULL, "nonfinite_partial", &partial_k));
+    TRY(oclseg_kernel_get(ctx, "numerics", NULL, "nonfinite_finish", &finish_k));
+    size_t wg = oclseg_reduce_wg(ctx, "numerics", partial_k);
+    size_t groups = (count + wg - 1) / wg;
+    if (groups > NONFINITE_MAX_GROUPS) groups = NONFINITE_MAX_GROUPS;
+    /* At least one partial per item of the finish work-group: every partial it could touch is
+     * written (idle groups write 0), so no checker sees a speculative read of stale scratch. */
+    size_t finish_wg = oclseg_reduce_wg(ctx, "numerics", finish_k);
+    if (groups < finish_wg) groups = finish_wg;
+    cl_mem partial;
+    TRY(oclseg_scratch(ctx, groups * sizeof(float), &partial)); /* (groups) */
+    cl_uint off = (cl_uint)x_off, n = (cl_uint)count, n_groups = (cl_uint)groups;
+    cl_uint result_off = (cl_uint)out_off;
+    KARG(partial_k, 0, x);
+    KARG(partial_k, 1, off);
+    KARG(partial_k, 2, n);
+    KARG(partial_k, 3, partial);
+    size_t global = groups * wg;
+    TRY(oclseg_launch(ctx, partial_k, 1, &global, &wg));
+    KARG(finish_k, 0, partial);
+    KARG(finish_k, 1, n_groups);
+    KARG(finish_k, 2, out);
+    KARG(finish_k, 3, result_off);
+    return oclseg_launch(ctx, finish_k, 1, &finish_wg, &finish_wg);
+}
