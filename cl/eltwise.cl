@@ -6,7 +6,9 @@ __kernel void relu_forward(__global const float *x, const uint x_off, __global f
                            const uint y_off, const uint n) {
     const uint i = get_global_id(0);
     if (i >= n) return;
-    y[y_off + i] = fmax(x[x_off + i], 0.0f);
+    // fmax would turn NaN into 0; keep NaN visible as PyTorch's relu does.
+    const float v = x[x_off + i];
+    y[y_off + i] = isnan(v) ? v : fmax(v, 0.0f);
 }
 
 __kernel void relu_backward(__global const float *y, const uint y_off, __global const float *dy,

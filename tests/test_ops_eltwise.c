@@ -136,10 +136,35 @@ START_TEST(sigmoid_extremes) {
 }
 END_TEST
 
+/* NaN and +-Inf pass through relu and relu6 as in PyTorch (torch.relu(nan) is nan): an
+ * activation must never hide a NaN from the numerics checks. */
+START_TEST(activations_keep_nan) {
+    float x[4] = {NAN, INFINITY, -INFINITY, 1.0f}, y[4];
+    const float relu_ref[4] = {NAN, INFINITY, 0.0f, 1.0f}, relu6_ref[4] = {NAN, 6.0f, 0.0f, 1.0f};
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        for (int k = 0; k < 2; k++) {
+            hbuf bx = hb_from(ctx, x, 4), by = hb_create(ctx, 4);
+            oclseg_tensor tx = hb_tensor(&bx, 1, 1, 1, 4), ty = hb_tensor(&by, 1, 1, 1, 4);
+            ck_assert_int_eq(k ? op_relu6_forward(ctx, &tx, &ty) : op_relu_forward(ctx, &tx, &ty),
+                             OCLSEG_OK);
+            hb_download(&by, y, k ? "relu6 nan" : "relu nan");
+            const float *ref = k ? relu6_ref : relu_ref;
+            ck_assert_msg(isnan(y[0]), "%s: %s(NaN) = %g", harness_device_name(d),
+                          k ? "relu6" : "relu", (double)y[0]);
+            for (int i = 1; i < 4; i++) ck_assert(y[i] == ref[i]);
+            hb_free(&bx);
+            hb_free(&by);
+        }
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ops_eltwise");
     TCase *tc = tcase_create("eltwise");
     tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, activations_keep_nan);
     tcase_add_test(tc, relu_forward);
     tcase_add_test(tc, relu_backward);
     tcase_add_test(tc, relu6_forward);

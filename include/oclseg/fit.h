@@ -17,6 +17,7 @@ typedef struct oclseg_fit_options {
     const char *pretrained, *init, *resume;
     uint64_t seed;
     int shuffle, augment, quiet, skip_bad, threads;
+    int check_numerics;         /* --check-numerics (also env OCLSEG_CHECK_NUMERICS=1) */
 } oclseg_fit_options;
 
 void oclseg_fit_options_default(oclseg_fit_options *o);

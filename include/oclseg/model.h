@@ -84,6 +84,7 @@ typedef struct oclseg_model {
     cl_mem grad_tmp_buf;       /* (largest activation): a second gradient being accumulated */
     size_t grad_tmp_floats;
     unsigned char *grad_ready; /* per activation, during backward */
+    cl_mem check_buf;          /* (2 * layer_count + 2) finiteness flags (--check-numerics) */
 } oclseg_model;
 
 int oclseg_model_create(oclseg_ctx *ctx, const oclseg_model_config *cfg, oclseg_model **out);
@@ -119,6 +120,14 @@ int oclseg_model_read_grad(oclseg_model *m, int index, float *dst);
 size_t oclseg_param_numel(const oclseg_param *p);
 /* Elements of the largest parameter/buffer (the size of a host staging buffer for any of them). */
 size_t oclseg_model_max_param_numel(const oclseg_model *m);
+
+/* Debug aid (--check-numerics; blocking): after a forward (backward = 0) or a backward
+ * (backward = 1) on n images, finds the first place in execution order holding a NaN/Inf: a
+ * layer's parameters or output in the forward, a layer's parameter or input gradients in the
+ * backward. Returns 1 and describes it in `where` ("layer 12 (conv encoder.2.conv.0.0) output"),
+ * 0 when all is finite, or a negative status. */
+int oclseg_model_locate_nonfinite(oclseg_model *m, int n, int backward, int frozen_encoder,
+                                  char *where, size_t size);
 
 /* Multiply-add FLOPs (2 per MAC) of convolutions for a batch of n: forward, and backward (input
  * and weight gradients; encoder excluded when frozen). Elementwise layers are not counted. */

@@ -9,6 +9,8 @@ typedef struct oclseg_trainer_config {
     oclseg_optim_config optim;
     int frozen_encoder; /* model 1: encoder (and its BatchNorm statistics) frozen */
     uint64_t seed;      /* dropout masks derive from (seed, step) */
+    int check_numerics; /* debug: after every forward/backward, look for NaN/Inf (blocking) and
+                           stop at the first layer holding one, before the weights change */
 } oclseg_trainer_config;
 
 #define OCLSEG_LOSS_RING 256
@@ -22,6 +24,7 @@ typedef struct oclseg_trainer {
     int64_t drained;           /* steps whose loss was read back */
     cl_mem targets_buf;        /* (max_batch, 1, S, S) */
     cl_mem loss_ring_buf;      /* (OCLSEG_LOSS_RING) one loss per step, slot = step % ring */
+    cl_mem finite_ring_buf;    /* (OCLSEG_LOSS_RING) 0 if step's gradients were finite, else NaN */
     cl_mem counts_buf;         /* (max_batch, 4) uint32 confusion counts for evaluation */
     cl_mem eval_loss_buf;      /* (1) */
     float *staging[2];         /* host copies of images+masks for non-blocking uploads */
@@ -39,8 +42,9 @@ int oclseg_trainer_step(oclseg_trainer *t, const float *images, const float *mas
 
 /* Reads back the losses of all steps not yet read (blocking): losses[i] belongs to step
  * first_step + i; *count <= OCLSEG_LOSS_RING. Call at least every OCLSEG_LOSS_RING steps
- * (oclseg_trainer_step refuses to overwrite unread losses). A non-finite loss returns
- * OCLSEG_ERR_NUMERIC with a message naming the step. */
+ * (oclseg_trainer_step refuses to overwrite unread losses). A non-finite loss, or a step whose
+ * gradients held a NaN/Inf (checked on the device every step), returns OCLSEG_ERR_NUMERIC with a
+ * message naming the step. */
 int oclseg_trainer_drain_losses(oclseg_trainer *t, float *losses, int64_t *first_step,
                                 int *count);
 int64_t oclseg_trainer_pending(const oclseg_trainer *t);

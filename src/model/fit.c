@@ -292,7 +292,10 @@ static int setup(fit_run *r) {
         printf("note: the encoder is not ImageNet-pretrained (random PyTorch-style init); pass "
                "--pretrained FILE (see tools/export_torchvision.py)\n");
     }
-    oclseg_trainer_config tc = {.frozen_encoder = o->frozen_encoder, .seed = o->seed};
+    oclseg_trainer_config tc = {.frozen_encoder = o->frozen_encoder, .seed = o->seed,
+                                .check_numerics = o->check_numerics};
+    const char *check_env = getenv("OCLSEG_CHECK_NUMERICS");
+    if (check_env && strcmp(check_env, "1") == 0) tc.check_numerics = 1;
     oclseg_optim_config_default(&tc.optim, o->optimizer);
     tc.optim.lr = o->lr;
     TRY(oclseg_trainer_create(r->model, &tc, &r->trainer));

@@ -1,7 +1,9 @@
 /* safetensors reader (validating everything before use) and writer (atomic), via jansson. */
 #include "oclseg/safetensors.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -423,6 +425,27 @@ int oclseg_st_writer_write(oclseg_st_writer *w, const char *path) {
 }
 
 /* ---- atomic replacement ------------------------------------------------------------------------ */
+/* Removes "<name>.tmp.<pid>" files in dir left by writers that were killed (their process no
+ * longer exists), so a SIGKILL during a write does not leave a checkpoint-sized file forever. */
+static void remove_stale_temporaries(const char *dir, const char *name) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    size_t len = strlen(name);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, name, len) != 0 || strncmp(e->d_name + len, ".tmp.", 5) != 0)
+            continue;
+        char *end;
+        long pid = strtol(e->d_name + len + 5, &end, 10);
+        if (*end != '\0' || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* its writer may still run */
+        char stale[4200 + 256 + 2]; /* dir + "/" + d_name (at most 255) */
+        snprintf(stale, sizeof stale, "%s/%s", dir, e->d_name);
+        unlink(stale);
+    }
+    closedir(d);
+}
+
 int oclseg_file_write_atomic(const char *path, const void *data, size_t size) {
     char tmp[4200], dir[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
@@ -430,6 +453,7 @@ int oclseg_file_write_atomic(const char *path, const void *data, size_t size) {
     char *slash = strrchr(dir, '/');
     if (slash) *slash = '\0';
     else snprintf(dir, sizeof dir, ".");
+    remove_stale_temporaries(dir, slash ? path + (slash - dir) + 1 : path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
         OCLSEG_ERROR("cannot write %s: %s", tmp, strerror(errno));

@@ -22,6 +22,8 @@ int oclseg_trainer_create(oclseg_model *model, const oclseg_trainer_config *cfg,
                                   &t->targets_buf), st, fail);
     TRY_GOTO(oclseg_buffer_create(t->ctx, OCLSEG_LOSS_RING * sizeof(float), "loss ring",
                                   &t->loss_ring_buf), st, fail);
+    TRY_GOTO(oclseg_buffer_create(t->ctx, OCLSEG_LOSS_RING * sizeof(float), "gradient check ring",
+                                  &t->finite_ring_buf), st, fail);
     TRY_GOTO(oclseg_buffer_create(t->ctx, b * 4 * sizeof(uint32_t), "confusion counts",
                                   &t->counts_buf), st, fail);
     TRY_GOTO(oclseg_buffer_create(t->ctx, sizeof(float), "evaluation loss", &t->eval_loss_buf),
@@ -52,6 +54,7 @@ void oclseg_trainer_free(oclseg_trainer *t) {
     }
     oclseg_buffer_free(t->ctx, t->targets_buf, t->mask_floats * sizeof(float));
     oclseg_buffer_free(t->ctx, t->loss_ring_buf, OCLSEG_LOSS_RING * sizeof(float));
+    oclseg_buffer_free(t->ctx, t->finite_ring_buf, OCLSEG_LOSS_RING * sizeof(float));
     oclseg_buffer_free(t->ctx, t->counts_buf, (size_t)t->model->cfg.max_batch * 4 * sizeof(uint32_t));
     oclseg_buffer_free(t->ctx, t->eval_loss_buf, sizeof(float));
     free(t);
@@ -82,6 +85,45 @@ static int upload_batch(oclseg_trainer *t, const float *images, const float *mas
     return OCLSEG_OK;
 }
 
+/* Test hook: OCLSEG_FAULT_NAN=param:NAME:STEP writes a NaN into parameter NAME before step
+ * STEP's forward; grad:NAME:STEP into its gradient after the backward (the loss stays finite). */
+static int inject_nan(oclseg_trainer *t, int into_grad) {
+    const char *spec = getenv("OCLSEG_FAULT_NAN");
+    const char *kind = into_grad ? "grad:" : "param:";
+    if (!spec || strncmp(spec, kind, strlen(kind)) != 0) return OCLSEG_OK;
+    char name[128];
+    snprintf(name, sizeof name, "%s", spec + strlen(kind));
+    char *colon = strrchr(name, ':');
+    if (!colon || atoll(colon + 1) != t->step) return OCLSEG_OK;
+    *colon = '\0';
+    int index = oclseg_model_find_param(t->model, name);
+    if (index < 0) {
+        OCLSEG_ERROR("OCLSEG_FAULT_NAN: no parameter '%s'", name);
+        return OCLSEG_ERR_NOT_FOUND;
+    }
+    const float nan = NAN;
+    const oclseg_model *m = t->model;
+    return oclseg_write(t->ctx, into_grad ? m->grads_buf : m->params_buf,
+                        (m->params[index].off + oclseg_param_numel(&m->params[index]) / 2) *
+                            sizeof(float), sizeof nan, &nan);
+}
+
+/* --check-numerics: stops at the first non-finite value of this step's forward (phase 0) or
+ * backward (phase 1), naming the layer; the optimizer has not run yet, so weights are intact. */
+static int check_numerics(oclseg_trainer *t, int n, int backward) {
+    char where[256];
+    int found = oclseg_model_locate_nonfinite(t->model, n, backward, t->cfg.frozen_encoder,
+                                              where, sizeof where);
+    if (found < 0) return found;
+    if (found) {
+        OCLSEG_ERROR("step %lld: the first NaN/Inf of the %s pass is in %s; stopping before the "
+                     "weights change (the last checkpoint is kept)", (long long)t->step,
+                     backward ? "backward" : "forward", where);
+        return OCLSEG_ERR_NUMERIC;
+    }
+    return OCLSEG_OK;
+}
+
 int oclseg_trainer_step(oclseg_trainer *t, const float *images, const float *masks, int n) {
     oclseg_model *m = t->model;
     if (t->step - t->drained >= OCLSEG_LOSS_RING) {
@@ -91,14 +133,21 @@ int oclseg_trainer_step(oclseg_trainer *t, const float *images, const float *mas
     }
     int frozen = t->cfg.frozen_encoder;
     TRY(upload_batch(t, images, masks, n));
+    TRY(inject_nan(t, 0));
     TRY(oclseg_model_forward(m, n, 1, frozen, t->cfg.seed, (uint64_t)t->step));
+    if (t->cfg.check_numerics) TRY(check_numerics(t, n, 0));
     oclseg_tensor logits = oclseg_model_logits(m, n), dlogits = oclseg_model_logits_grad(m, n);
     oclseg_tensor target = oclseg_tensor_view(t->targets_buf, 0, n, 1, m->cfg.size, m->cfg.size);
     oclseg_tensor loss = oclseg_tensor_view(t->loss_ring_buf, (size_t)(t->step % OCLSEG_LOSS_RING),
                                             1, 1, 1, 1);
     TRY(op_bce_with_logits(t->ctx, &logits, &target, &loss, &dlogits));
     TRY(oclseg_model_backward(m, n, frozen, t->cfg.seed, (uint64_t)t->step));
+    TRY(inject_nan(t, 1));
+    if (t->cfg.check_numerics) TRY(check_numerics(t, n, 1));
     size_t off = frozen ? m->decoder_param_off : 0;
+    /* every step: one flag for all trained gradients, read back with the losses */
+    TRY(op_check_finite(t->ctx, m->grads_buf, off, m->param_floats - off, t->finite_ring_buf,
+                        (size_t)(t->step % OCLSEG_LOSS_RING)));
     TRY(op_optimizer_step(t->ctx, &t->cfg.optim, &t->opt, m->params_buf, m->grads_buf,
                           m->state1_buf, m->state2_buf, off, m->param_floats - off));
     CL_CHECK(clFlush(t->ctx->queue));
@@ -113,8 +162,9 @@ int oclseg_trainer_drain_losses(oclseg_trainer *t, float *losses, int64_t *first
     *first_step = t->drained;
     *count = (int)(t->step - t->drained);
     if (*count == 0) return OCLSEG_OK;
-    float ring[OCLSEG_LOSS_RING];
+    float ring[OCLSEG_LOSS_RING], finite[OCLSEG_LOSS_RING];
     TRY(oclseg_read(t->ctx, t->loss_ring_buf, 0, sizeof ring, ring));
+    TRY(oclseg_read(t->ctx, t->finite_ring_buf, 0, sizeof finite, finite));
     for (int i = 0; i < *count; i++) {
         int64_t step = t->drained + i;
         losses[i] = ring[step % OCLSEG_LOSS_RING];
@@ -122,6 +172,14 @@ int oclseg_trainer_drain_losses(oclseg_trainer *t, float *losses, int64_t *first
             OCLSEG_ERROR("the training loss became %g at step %lld: stopping (lower --lr, or "
                          "check the data); the last checkpoint is kept",
                          (double)losses[i], (long long)step);
+            t->drained = step + 1;
+            *count = i + 1;
+            return OCLSEG_ERR_NUMERIC;
+        }
+        if (finite[step % OCLSEG_LOSS_RING] != 0.0f) {
+            OCLSEG_ERROR("the gradients held NaN/Inf at step %lld (its loss %g was finite): "
+                         "stopping; the last checkpoint is kept (run with --check-numerics to "
+                         "find the first layer)", (long long)step, (double)losses[i]);
             t->drained = step + 1;
             *count = i + 1;
             return OCLSEG_ERR_NUMERIC;

@@ -444,11 +444,25 @@ int oclseg_launch(oclseg_ctx *ctx, cl_kernel kernel, cl_uint dims, const size_t 
         clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
         ev = oclseg_prof_slot(ctx, name);
     }
-    cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, g, l, 0, NULL, ev);
+    /* Test hook: OCLSEG_FAULT_LAUNCH=N makes the N-th launch of the process fail as a device
+     * out of resources would. */
+    static long launch_counter;
+    const char *fault = getenv("OCLSEG_FAULT_LAUNCH");
+    cl_int err;
+    if (fault && atol(fault) > 0 && ++launch_counter == atol(fault))
+        err = CL_OUT_OF_RESOURCES;
+    else
+        err = clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, g, l, 0, NULL, ev);
     if (err != CL_SUCCESS) {
         clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
-        OCLSEG_ERROR("enqueueing kernel %s (global %zux%zux%zu, local %zux%zux%zu) failed: %s",
-                     name, g[0], g[1], g[2], l[0], l[1], l[2], oclseg_status_str(err));
+        int exhausted = err == CL_OUT_OF_RESOURCES || err == CL_MEM_OBJECT_ALLOCATION_FAILURE ||
+                        err == CL_OUT_OF_HOST_MEMORY;
+        OCLSEG_ERROR("enqueueing kernel %s (global %zux%zux%zu, local %zux%zux%zu) on '%s' "
+                     "failed: %s%s", name, g[0], g[1], g[2], l[0], l[1], l[2], ctx->info.name,
+                     oclseg_status_str(err),
+                     exhausted ? ": the device ran out of memory or resources (device memory in "
+                                 "use by oclseg: see --batch; try a smaller --batch or --size)"
+                               : "");
         return err;
     }
     return OCLSEG_OK;
