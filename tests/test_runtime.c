@@ -156,6 +156,41 @@ START_TEST(allocation_fault_is_reported) {
 }
 END_TEST
 
+/* Every create is counted and every release uncounted: a fresh context with a program, a
+ * kernel and buffers brings the live counts up by exactly those, and freeing it (and the
+ * buffers) brings them back to where they were. */
+START_TEST(live_objects_are_counted_and_released) {
+    oclseg_device_info *devs;
+    int count;
+    ck_assert_int_eq(oclseg_devices_list(&devs, &count), OCLSEG_OK);
+    ck_assert_int_gt(count, 0);
+    long base[OCLSEG_CL_KINDS];
+    for (int k = 0; k < OCLSEG_CL_KINDS; k++) base[k] = oclseg_cl_live((oclseg_cl_kind)k);
+    oclseg_ctx *ctx;
+    ck_assert_int_eq(oclseg_ctx_create_for(&ctx, &devs[0], 0), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_cl_live(OCLSEG_CL_CONTEXT), base[OCLSEG_CL_CONTEXT] + 1);
+    ck_assert_int_eq(oclseg_cl_live(OCLSEG_CL_QUEUE), base[OCLSEG_CL_QUEUE] + 1);
+    cl_kernel k1, k2;
+    ck_assert_int_eq(oclseg_kernel_get(ctx, "eltwise", NULL, "relu_forward", &k1), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_kernel_get(ctx, "eltwise", NULL, "add_forward", &k2), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_cl_live(OCLSEG_CL_PROGRAM), base[OCLSEG_CL_PROGRAM] + 1);
+    ck_assert_int_eq(oclseg_cl_live(OCLSEG_CL_KERNEL), base[OCLSEG_CL_KERNEL] + 2);
+    cl_mem a, b;
+    ck_assert_int_eq(oclseg_buffer_create(ctx, 1000, "a", &a), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_buffer_create(ctx, 10, "b", &b), OCLSEG_OK);
+    cl_mem s;
+    ck_assert_int_eq(oclseg_scratch(ctx, 4096, &s), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_cl_live(OCLSEG_CL_MEM), base[OCLSEG_CL_MEM] + 3);
+    oclseg_buffer_free(ctx, a, 1000);
+    oclseg_buffer_free(ctx, b, 10);
+    oclseg_ctx_free(ctx); /* releases the scratch, kernels, program, queue and context */
+    for (int k = 0; k < OCLSEG_CL_KINDS; k++)
+        ck_assert_msg(oclseg_cl_live((oclseg_cl_kind)k) == base[k], "kind %d: %ld live, was %ld",
+                      k, oclseg_cl_live((oclseg_cl_kind)k), base[k]);
+    free(devs);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("runtime");
     TCase *tc = tcase_create("runtime");
@@ -165,6 +200,7 @@ int main(void) {
     tcase_add_test(tc, build_failure_is_reported);
     tcase_add_test(tc, binary_cache_roundtrip_and_corruption);
     tcase_add_test(tc, allocation_fault_is_reported);
+    tcase_add_test(tc, live_objects_are_counted_and_released);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

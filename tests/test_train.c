@@ -296,11 +296,75 @@ START_TEST(torchvision_weights_map_to_the_encoder) {
 }
 END_TEST
 
+/* Reads the loss column of steps.csv (step,epoch,loss) into losses[0..max). */
+static int read_losses(const char *dir, double *losses, int max) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/steps.csv", dir);
+    char *text = slurp(path), *line = strchr(text, '\n');
+    int n = 0;
+    while (line && *++line && n < max) {
+        char *end = strchr(line, '\n');
+        if (end) *end = '\0';
+        const char *comma = strrchr(line, ',');
+        losses[n++] = comma ? atof(comma + 1) : NAN;
+        line = end;
+    }
+    free(text);
+    return n;
+}
+
+/* The same 3 steps (NAdam, 64x64, batch 4, same seed) on two different OpenCL implementations
+ * (PoCL and rusticl in CI). Tolerances, from measurement and docs/numerics.md: step 0's loss is
+ * a forward pass only, reductions in a different order: ~1e-7 measured, rtol 1e-5. Steps 1-2
+ * follow weight updates whose gradients differ across devices far more than the forward does
+ * (BatchNorm over 16 values per channel in the last encoder stages, ReLU6 masks flipping at
+ * rounding level; NAdam's first step moves every weight by ~lr whatever the gradient's size):
+ * measured up to 3.8e-3 relative (this test's data: 0, 1.4e-4, 6.2e-4), rtol 1e-2. A wrong kernel on one device is off by far more. */
+START_TEST(losses_agree_across_devices) {
+    oclseg_device_info *devs;
+    int count;
+    ck_assert_int_eq(oclseg_devices_list(&devs, &count), OCLSEG_OK);
+    if (count < 2) {
+        fprintf(stderr, "losses_agree_across_devices: only %d OpenCL device: skipped\n", count);
+        free(devs);
+        return;
+    }
+    make_data();
+    double losses[2][3];
+    char names[2][256];
+    for (int d = 0; d < 2; d++) {
+        char out[128], spec[32];
+        snprintf(out, sizeof out, "%s/dev%d", root, d);
+        snprintf(spec, sizeof spec, "%d:%d", devs[d].platform_index, devs[d].device_index);
+        snprintf(names[d], sizeof names[d], "%s", devs[d].name);
+        oclseg_fit_options o;
+        base_options(&o, out);
+        o.device = spec;
+        o.size = 64;
+        o.epochs = 1;
+        o.max_steps = 3;
+        o.eval_every = 1000;
+        ck_assert_int_eq(oclseg_fit(&o), OCLSEG_OK);
+        ck_assert_int_eq(read_losses(out, losses[d], 3), 3);
+    }
+    for (int s = 0; s < 3; s++) {
+        double rtol = s == 0 ? 1e-5 : 1e-2;
+        double rel = fabs(losses[0][s] - losses[1][s]) / fabs(losses[0][s]);
+        fprintf(stderr, "step %d: %.9f (%s) vs %.9f (%s): relative difference %.2e (rtol %.0e)\n",
+                s, losses[0][s], names[0], losses[1][s], names[1], rel, rtol);
+        ck_assert_msg(rel <= rtol, "step %d: losses %.9f and %.9f differ by %.2e > %.0e", s,
+                      losses[0][s], losses[1][s], rel, rtol);
+    }
+    free(devs);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("train");
     TCase *tc = tcase_create("train");
     tcase_set_timeout(tc, 1800);
     tcase_add_test(tc, same_seed_same_losses);
+    tcase_add_test(tc, losses_agree_across_devices);
     tcase_add_test(tc, resume_is_bit_identical_finetune);
     tcase_add_test(tc, resume_is_bit_identical_frozen);
     tcase_add_test(tc, resume_with_other_mode_refused);
