@@ -122,16 +122,20 @@ __kernel void bn_invstd_from_var(__global const float *var, const uint var_off, 
 
 // y = (x - mean[c]) * (invstd[c] * gamma[c]) + beta[c] over all `total` elements. Subtracting
 // the mean first keeps full precision when |mean| >> std (x * scale + shift would not).
+// relu6 != 0 fuses the ReLU6 that follows most BatchNorms (one pass over y instead of two);
+// NaN stays NaN as in PyTorch's hardtanh.
 __kernel void bn_apply(__global const float *x, const uint x_off, __global const float *mean,
                        const uint mean_off, __global const float *invstd, const uint invstd_off,
                        __global const float *gamma, const uint gamma_off,
                        __global const float *beta, const uint beta_off, __global float *y,
-                       const uint y_off, const uint C, const uint HW, const uint total) {
+                       const uint y_off, const uint C, const uint HW, const uint total,
+                       const uint relu6) {
     const uint i = get_global_id(0);
     if (i >= total) return;
     const uint c = (i / HW) % C;
     const float scale = invstd[invstd_off + c] * gamma[gamma_off + c];
-    y[y_off + i] = (x[x_off + i] - mean[mean_off + c]) * scale + beta[beta_off + c];
+    const float v = (x[x_off + i] - mean[mean_off + c]) * scale + beta[beta_off + c];
+    y[y_off + i] = relu6 && !isnan(v) ? fmin(fmax(v, 0.0f), 6.0f) : v;
 }
 
 // Launched like bn_stats_partial. Writes part[part_off + 2*(c*chunks + chunk) + {0, 1}] =

@@ -308,6 +308,17 @@ START_TEST(forward_train) {
             ck_assert_msg(memcmp(inv_first, inv_again, C * sizeof *inv_first) == 0,
                           "bn save_invstd differs between identical calls on %s",
                           harness_device_name(d));
+            /* BatchNorm + ReLU6 fused: exactly the clamp of the unfused output (same batch) */
+            ck_assert_int_eq(op_batchnorm_forward_train_act(ctx, &tx, &tg, &tb, &trm, &trv, &ty,
+                                                            &tsm, &tsi, MOMENTUM, EPS, 1),
+                             OCLSEG_OK);
+            hb_download(&by, y_again, "bn train y (fused relu6)");
+            for (size_t i = 0; i < count; i++) {
+                float clamped = fminf(fmaxf(y[i], 0.0f), 6.0f);
+                ck_assert_msg(memcmp(&clamped, &y_again[i], sizeof clamped) == 0,
+                              "fused relu6 at %zu: %g vs clamp(%g) on %s", i,
+                              (double)y_again[i], (double)y[i], harness_device_name(d));
+            }
             hb_free(&bx);
             hb_free(&by);
             hb_free(&bg);
@@ -371,6 +382,17 @@ START_TEST(forward_eval) {
                              OCLSEG_OK);
             hb_download(&by, y, "bn eval y");
             harness_compare("bn eval y", y, yr, count, atol, 0);
+            /* BatchNorm + ReLU6 fused: the clamp of the reference (clamping is 1-Lipschitz,
+             * the same tolerance holds) */
+            ck_assert_int_eq(op_batchnorm_forward_eval_act(ctx, &tx, &tg, &tb, &trm, &trv, &ty,
+                                                           EPS, 1),
+                             OCLSEG_OK);
+            hb_download(&by, y, "bn eval y (fused relu6)");
+            double *yc = malloc(count * sizeof *yc);
+            ck_assert_ptr_nonnull(yc);
+            for (size_t i = 0; i < count; i++) yc[i] = fmin(fmax(yr[i], 0.0), 6.0);
+            harness_compare("bn eval y (fused relu6)", y, yc, count, atol, 0);
+            free(yc);
             /* the running statistics are inputs only */
             float after[256];
             hb_download(&brm, after, "bn eval running_mean");

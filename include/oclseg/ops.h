@@ -95,6 +95,19 @@ int op_batchnorm_forward_train(oclseg_ctx *ctx, const oclseg_tensor *x,
 int op_batchnorm_forward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *gamma,
                               const oclseg_tensor *beta, const oclseg_tensor *running_mean,
                               const oclseg_tensor *running_var, oclseg_tensor *y, float eps);
+/* The same with relu6 != 0: y = min(max(bn(x), 0), 6) in the same pass (BatchNorm + ReLU6
+ * fused; the ReLU6 backward is unchanged, it reads y). */
+int op_batchnorm_forward_train_act(oclseg_ctx *ctx, const oclseg_tensor *x,
+                                   const oclseg_tensor *gamma, const oclseg_tensor *beta,
+                                   oclseg_tensor *running_mean, oclseg_tensor *running_var,
+                                   oclseg_tensor *y, oclseg_tensor *save_mean,
+                                   oclseg_tensor *save_invstd, float momentum, float eps,
+                                   int relu6);
+int op_batchnorm_forward_eval_act(oclseg_ctx *ctx, const oclseg_tensor *x,
+                                  const oclseg_tensor *gamma, const oclseg_tensor *beta,
+                                  const oclseg_tensor *running_mean,
+                                  const oclseg_tensor *running_var, oclseg_tensor *y, float eps,
+                                  int relu6);
 /* Training-mode backward (batch statistics); dx, dgamma, dbeta may each be NULL. */
 int op_batchnorm_backward_train(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *dy,
                                 const oclseg_tensor *gamma, const oclseg_tensor *save_mean,

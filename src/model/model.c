@@ -426,6 +426,8 @@ int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
         return OCLSEG_ERR_INVALID_ARG;
     }
     const float eps = 1e-5f, momentum = 0.1f;
+    const char *nofuse = getenv("OCLSEG_NO_FUSION"); /* A/B switch for benchmarks and tests */
+    const int fuse = !(nofuse && strcmp(nofuse, "1") == 0);
     for (int i = 0; i < m->layer_count; i++) {
         const oclseg_layer *l = &m->layers[i];
         oclseg_tensor x = act_view(m, l->in, n), y = act_view(m, l->out, n);
@@ -448,14 +450,20 @@ int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
             oclseg_tensor b = param_view(m, m->params_buf, l->param2);
             oclseg_tensor rm = param_view(m, m->params_buf, l->buf_mean);
             oclseg_tensor rv = param_view(m, m->params_buf, l->buf_var);
+            /* a ReLU6 applied in place to this output is fused into the BatchNorm pass */
+            const oclseg_layer *next = i + 1 < m->layer_count ? &m->layers[i + 1] : NULL;
+            int relu6 = fuse && next && next->kind == LAYER_RELU6 && next->in == l->out &&
+                        next->out == l->out;
             if (batch_stats) {
                 oclseg_tensor sm = oclseg_tensor_view(m->bn_save_buf, l->save_off, g.n, 1, 1, 1);
                 oclseg_tensor si = oclseg_tensor_view(m->bn_save_buf, l->save_off + g.n, g.n, 1, 1, 1);
-                TRY(op_batchnorm_forward_train(ctx, &x, &g, &b, &rm, &rv, &y, &sm, &si, momentum, eps));
+                TRY(op_batchnorm_forward_train_act(ctx, &x, &g, &b, &rm, &rv, &y, &sm, &si,
+                                                   momentum, eps, relu6));
                 m->bn_batches[l->bn_index]++;
             } else {
-                TRY(op_batchnorm_forward_eval(ctx, &x, &g, &b, &rm, &rv, &y, eps));
+                TRY(op_batchnorm_forward_eval_act(ctx, &x, &g, &b, &rm, &rv, &y, eps, relu6));
             }
+            if (relu6) i++; /* the ReLU6 layer is done */
             break;
         }
         case LAYER_RELU6: TRY(op_relu6_forward(ctx, &x, &y)); break;

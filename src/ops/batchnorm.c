@@ -70,7 +70,7 @@ static int check_vector(const char *op, const char *name, const oclseg_tensor *v
 /* y = (x - mean) * invstd * gamma + beta, per channel; mean/invstd given as (buffer, offset). */
 static int launch_apply(oclseg_ctx *ctx, const oclseg_tensor *x, cl_mem mean, cl_uint mean_off,
                         cl_mem invstd, cl_uint invstd_off, const oclseg_tensor *gamma,
-                        const oclseg_tensor *beta, oclseg_tensor *y) {
+                        const oclseg_tensor *beta, oclseg_tensor *y, int relu6) {
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_apply", &k));
     cl_uint x_off = (cl_uint)x->off, gamma_off = (cl_uint)gamma->off;
@@ -92,6 +92,8 @@ static int launch_apply(oclseg_ctx *ctx, const oclseg_tensor *x, cl_mem mean, cl
     KARG(k, 12, channels);
     KARG(k, 13, hw);
     KARG(k, 14, total);
+    cl_uint fuse = relu6 ? 1u : 0u;
+    KARG(k, 15, fuse);
     size_t global = total;
     return oclseg_launch(ctx, k, 1, &global, NULL);
 }
@@ -117,6 +119,16 @@ int op_batchnorm_forward_train(oclseg_ctx *ctx, const oclseg_tensor *x,
                                oclseg_tensor *running_mean, oclseg_tensor *running_var,
                                oclseg_tensor *y, oclseg_tensor *save_mean,
                                oclseg_tensor *save_invstd, float momentum, float eps) {
+    return op_batchnorm_forward_train_act(ctx, x, gamma, beta, running_mean, running_var, y,
+                                          save_mean, save_invstd, momentum, eps, 0);
+}
+
+int op_batchnorm_forward_train_act(oclseg_ctx *ctx, const oclseg_tensor *x,
+                                   const oclseg_tensor *gamma, const oclseg_tensor *beta,
+                                   oclseg_tensor *running_mean, oclseg_tensor *running_var,
+                                   oclseg_tensor *y, oclseg_tensor *save_mean,
+                                   oclseg_tensor *save_invstd, float momentum, float eps,
+                                   int relu6) {
     static const char op[] = "batchnorm_forward_train";
     if (!x || !y) {
         OCLSEG_ERROR("%s: x and y are required", op);
@@ -179,12 +191,21 @@ int op_batchnorm_forward_train(oclseg_ctx *ctx, const oclseg_tensor *x,
     size_t global = (size_t)channels;
     TRY(oclseg_launch(ctx, k_finalize, 1, &global, NULL));
 
-    return launch_apply(ctx, x, save_mean->buf, sm_off, save_invstd->buf, si_off, gamma, beta, y);
+    return launch_apply(ctx, x, save_mean->buf, sm_off, save_invstd->buf, si_off, gamma, beta, y,
+                        relu6);
 }
 
 int op_batchnorm_forward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *gamma,
                               const oclseg_tensor *beta, const oclseg_tensor *running_mean,
                               const oclseg_tensor *running_var, oclseg_tensor *y, float eps) {
+    return op_batchnorm_forward_eval_act(ctx, x, gamma, beta, running_mean, running_var, y, eps, 0);
+}
+
+int op_batchnorm_forward_eval_act(oclseg_ctx *ctx, const oclseg_tensor *x,
+                                  const oclseg_tensor *gamma, const oclseg_tensor *beta,
+                                  const oclseg_tensor *running_mean,
+                                  const oclseg_tensor *running_var, oclseg_tensor *y, float eps,
+                                  int relu6) {
     static const char op[] = "batchnorm_forward_eval";
     if (!x || !y) {
         OCLSEG_ERROR("%s: x and y are required", op);
@@ -201,7 +222,7 @@ int op_batchnorm_forward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const ocl
     TRY(oclseg_scratch(ctx, (size_t)channels * sizeof(float), &invstd));
     TRY(launch_invstd(ctx, running_var, eps, invstd, 0));
     return launch_apply(ctx, x, running_mean->buf, (cl_uint)running_mean->off, invstd, 0, gamma,
-                        beta, y);
+                        beta, y, relu6);
 }
 
 /* Shared by both backwards: per-channel sum(dy) and sum(dy * xhat) into scratch
