@@ -12,10 +12,11 @@
 
 // y[n, co, oy, ox] = bias[co] + sum of the cols entries that land on (oy, ox), gathered in a
 // fixed order (iy ascending, then ix ascending), so the result is deterministic (no atomics).
-// `has_bias` = 0: no bias. Work-items (Wo, Ho, nb * Cout) over the nb images of the chunk (the
+// flags bit 0: add the bias; bit 1: apply ReLU (bias + ReLU fused; NaN stays NaN as in
+// PyTorch). Work-items (Wo, Ho, nb * Cout) over the nb images of the chunk (the
 // host passes y_off and cols_off already advanced to the chunk's first image).
 __kernel void convt_col2im(__global const float *cols, const uint cols_off,
-                           __global const float *bias, const uint bias_off, const uint has_bias,
+                           __global const float *bias, const uint bias_off, const uint flags,
                            __global float *y, const uint y_off, const uint nb, const uint cout,
                            const uint h, const uint w, const uint ho, const uint wo,
                            const uint kh, const uint kw, const uint stride, const uint pad) {
@@ -38,7 +39,8 @@ __kernel void convt_col2im(__global const float *cols, const uint cols_off,
             acc += cols[base + (ky * kw + kx) * hw + iy * w + ix];
         }
     }
-    if (has_bias) acc += bias[bias_off + nc % cout];
+    if (flags & 1u) acc += bias[bias_off + nc % cout];
+    if ((flags & 2u) && !isnan(acc)) acc = fmax(acc, 0.0f);
     y[y_off + (nc * ho + oy) * wo + ox] = acc;
 }
 

@@ -229,6 +229,17 @@ static void check_case(const convt_case *c) {
                          OCLSEG_OK);
         hb_download(&by, got_y, what);
         harness_compare(what, got_y, d.y, y_count(c), atol_for(terms_y(c) + 1), RTOL);
+        /* bias + ReLU fused: the ReLU of the reference (1-Lipschitz: same tolerance) */
+        ck_assert_int_eq(op_conv_transpose2d_forward_act(ctx, &tx, &tw,
+                                                         c->with_bias ? &tb : NULL, &ty,
+                                                         c->stride, c->pad, 1),
+                         OCLSEG_OK);
+        hb_download(&by, got_y, what);
+        double *y_relu = malloc(y_count(c) * sizeof *y_relu);
+        ck_assert_ptr_nonnull(y_relu);
+        for (size_t i = 0; i < y_count(c); i++) y_relu[i] = d.y[i] > 0 ? d.y[i] : 0.0;
+        harness_compare(what, got_y, y_relu, y_count(c), atol_for(terms_y(c) + 1), RTOL);
+        free(y_relu);
 
         /* all three gradients at once */
         ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &tx, &tw, &tdy, &tdx, &tdw, &tdb,
@@ -390,7 +401,7 @@ static void check_columns(const convt_case *c) {
         for (int n0 = 0; n0 < c->n; n0++) {
             ck_assert_int_eq(convt_col2im(ctx, bcols.buf, bcols.lead + (size_t)n0 * per_image,
                                           c->with_bias ? &tb : NULL, &ty, n0, 1, c->h, c->w,
-                                          c->kh, c->kw, c->stride, c->pad),
+                                          c->kh, c->kw, c->stride, c->pad, 0),
                              OCLSEG_OK);
         }
         ck_assert_int_eq(convt_im2col(ctx, &tdy, 0, c->n, c->h, c->w, c->kh, c->kw, c->stride,

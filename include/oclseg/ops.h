@@ -124,6 +124,11 @@ int op_batchnorm_backward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oc
  * y (N, Cout, Ho, Wo), Ho = (H - 1) * stride - 2 * pad + KH. */
 int op_conv_transpose2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *w,
                                 const oclseg_tensor *bias, oclseg_tensor *y, int stride, int pad);
+/* The same with relu != 0: y = max(convt(x) + bias, 0) in the col2im pass (bias + ReLU fused;
+ * the ReLU backward is unchanged, it reads y). */
+int op_conv_transpose2d_forward_act(oclseg_ctx *ctx, const oclseg_tensor *x,
+                                    const oclseg_tensor *w, const oclseg_tensor *bias,
+                                    oclseg_tensor *y, int stride, int pad, int relu);
 int op_conv_transpose2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x,
                                  const oclseg_tensor *w, const oclseg_tensor *dy,
                                  oclseg_tensor *dx, oclseg_tensor *dw, oclseg_tensor *dbias,

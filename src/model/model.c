@@ -476,7 +476,12 @@ int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
         case LAYER_CONVT: {
             oclseg_tensor w = param_view(m, m->params_buf, l->param);
             oclseg_tensor b = param_view(m, m->params_buf, l->param2);
-            TRY(op_conv_transpose2d_forward(ctx, &x, &w, &b, &y, l->stride, 1));
+            /* a ReLU applied in place to this output is fused into the col2im pass */
+            const oclseg_layer *next = i + 1 < m->layer_count ? &m->layers[i + 1] : NULL;
+            int relu = fuse && next && next->kind == LAYER_RELU && next->in == l->out &&
+                       next->out == l->out;
+            TRY(op_conv_transpose2d_forward_act(ctx, &x, &w, &b, &y, l->stride, 1, relu));
+            if (relu) i++; /* the ReLU layer is done */
             break;
         }
         case LAYER_DROPOUT:

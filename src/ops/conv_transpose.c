@@ -106,12 +106,13 @@ static int images_per_chunk(const convt_dims *d) {
 
 int convt_col2im(oclseg_ctx *ctx, cl_mem cols, size_t cols_off, const oclseg_tensor *bias,
                  oclseg_tensor *y, int n0, int nb, int h, int w, int kh, int kw, int stride,
-                 int pad) {
+                 int pad, int relu) {
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "conv_transpose", NULL, "convt_col2im", &k));
     size_t plane = (size_t)y->c * y->h * y->w;
     cl_uint c_off = (cl_uint)cols_off, y_off = (cl_uint)(y->off + (size_t)n0 * plane);
-    cl_uint b_off = bias ? (cl_uint)bias->off : 0, has_bias = bias != NULL;
+    cl_uint b_off = bias ? (cl_uint)bias->off : 0;
+    cl_uint flags = (bias != NULL ? 1u : 0u) | (relu ? 2u : 0u);
     cl_mem b_buf = bias ? bias->buf : cols; /* any valid buffer; never read without bias */
     cl_uint u_nb = (cl_uint)nb, cout = (cl_uint)y->c, u_h = (cl_uint)h, u_w = (cl_uint)w;
     cl_uint ho = (cl_uint)y->h, wo = (cl_uint)y->w, u_kh = (cl_uint)kh, u_kw = (cl_uint)kw;
@@ -120,7 +121,7 @@ int convt_col2im(oclseg_ctx *ctx, cl_mem cols, size_t cols_off, const oclseg_ten
     KARG(k, 1, c_off);
     KARG(k, 2, b_buf);
     KARG(k, 3, b_off);
-    KARG(k, 4, has_bias);
+    KARG(k, 4, flags);
     KARG(k, 5, y->buf);
     KARG(k, 6, y_off);
     KARG(k, 7, u_nb);
@@ -166,6 +167,12 @@ int convt_im2col(oclseg_ctx *ctx, const oclseg_tensor *dy, int n0, int nb, int h
 
 int op_conv_transpose2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *w,
                                 const oclseg_tensor *bias, oclseg_tensor *y, int stride, int pad) {
+    return op_conv_transpose2d_forward_act(ctx, x, w, bias, y, stride, pad, 0);
+}
+
+int op_conv_transpose2d_forward_act(oclseg_ctx *ctx, const oclseg_tensor *x,
+                                    const oclseg_tensor *w, const oclseg_tensor *bias,
+                                    oclseg_tensor *y, int stride, int pad, int relu) {
     const char *what = "conv_transpose2d_forward";
     convt_dims d;
     TRY(check_shapes(what, x, w, y, stride, pad, &d));
@@ -181,7 +188,7 @@ int op_conv_transpose2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const o
         TRY(gemm_batched(ctx, 1, 0, d.rows, d.hw, (size_t)d.cin, w->buf, w->off, d.rows, 0,
                          x->buf, x->off + (size_t)n0 * x_image, d.hw, x_image, 0.0f, cols, 0,
                          d.hw, cols_per_image, nb));
-        TRY(convt_col2im(ctx, cols, 0, bias, y, n0, nb, d.h, d.w, d.kh, d.kw, stride, pad));
+        TRY(convt_col2im(ctx, cols, 0, bias, y, n0, nb, d.h, d.w, d.kh, d.kw, stride, pad, relu));
     }
     return OCLSEG_OK;
 }

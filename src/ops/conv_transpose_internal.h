@@ -12,10 +12,11 @@
 extern size_t convt_cols_max_bytes;
 
 /* Forward scatter written as a gather: for images n0..n0+nb-1 of y (N, Cout, Ho, Wo),
- * y[n, co, oy, ox] = bias[co] (0 if bias NULL) + sum of cols entries landing on (oy, ox). */
+ * y[n, co, oy, ox] = bias[co] (0 if bias NULL) + sum of cols entries landing on (oy, ox),
+ * then max(y, 0) if relu. */
 int convt_col2im(oclseg_ctx *ctx, cl_mem cols, size_t cols_off, const oclseg_tensor *bias,
                  oclseg_tensor *y, int n0, int nb, int h, int w, int kh, int kw, int stride,
-                 int pad);
+                 int pad, int relu);
 
 /* Backward: cols = im2col(dy) for images n0..n0+nb-1 of dy (N, Cout, Ho, Wo), i.e.
  * cols[n, (co, ky, kx), (iy, ix)] = dy[n, co, iy*stride - pad + ky, ix*stride - pad + kx] or 0. */
