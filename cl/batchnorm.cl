@@ -130,9 +130,11 @@ __kernel void bn_apply(__global const float *x, const uint x_off, __global const
                        __global const float *beta, const uint beta_off, __global float *y,
                        const uint y_off, const uint C, const uint HW, const uint total,
                        const uint relu6) {
-    const uint i = get_global_id(0);
+    // work-items (HW, C, N): the channel comes from the id, no per-element division
+    const uint p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
+    if (p >= HW || c >= C) return;
+    const uint i = (n * C + c) * HW + p;
     if (i >= total) return;
-    const uint c = (i / HW) % C;
     const float scale = invstd[invstd_off + c] * gamma[gamma_off + c];
     const float v = (x[x_off + i] - mean[mean_off + c]) * scale + beta[beta_off + c];
     y[y_off + i] = relu6 && !isnan(v) ? fmin(fmax(v, 0.0f), 6.0f) : v;
@@ -207,9 +209,11 @@ __kernel void bn_backward_train_dx(__global const float *x, const uint x_off,
                                    __global const float *sums, const uint sums_off,
                                    __global float *dx, const uint dx_off, const uint C,
                                    const uint HW, const uint M, const uint total) {
-    const uint i = get_global_id(0);
+    // work-items (HW, C, N): the channel comes from the id, no per-element division
+    const uint p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
+    if (p >= HW || c >= C) return;
+    const uint i = (n * C + c) * HW + p;
     if (i >= total) return;
-    const uint c = (i / HW) % C;
     const float inv = invstd[invstd_off + c];
     const float mean_dy = sums[sums_off + 2 * c] / (float)M;
     const float mean_dy_xhat = sums[sums_off + 2 * c + 1] / (float)M;
@@ -223,8 +227,10 @@ __kernel void bn_backward_eval_dx(__global const float *dy, const uint dy_off,
                                   __global const float *gamma, const uint gamma_off,
                                   __global float *dx, const uint dx_off, const uint C,
                                   const uint HW, const uint total) {
-    const uint i = get_global_id(0);
+    // work-items (HW, C, N): the channel comes from the id, no per-element division
+    const uint p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
+    if (p >= HW || c >= C) return;
+    const uint i = (n * C + c) * HW + p;
     if (i >= total) return;
-    const uint c = (i / HW) % C;
     dx[dx_off + i] = dy[dy_off + i] * (gamma[gamma_off + c] * invstd[invstd_off + c]);
 }

@@ -94,8 +94,9 @@ static int launch_apply(oclseg_ctx *ctx, const oclseg_tensor *x, cl_mem mean, cl
     KARG(k, 14, total);
     cl_uint fuse = relu6 ? 1u : 0u;
     KARG(k, 15, fuse);
-    size_t global = total;
-    return oclseg_launch(ctx, k, 1, &global, NULL);
+    /* (HW, C, N): no per-element division in the kernel */
+    size_t global[3] = {(size_t)hw, (size_t)channels, (size_t)total / ((size_t)hw * channels)};
+    return oclseg_launch(ctx, k, 3, global, NULL);
 }
 
 /* invstd (scratch at invstd_off, C floats) = 1 / sqrt(var + eps). */
@@ -339,8 +340,9 @@ int op_batchnorm_backward_train(oclseg_ctx *ctx, const oclseg_tensor *x, const o
     KARG(k, 15, hw);
     KARG(k, 16, m_u);
     KARG(k, 17, total);
-    size_t global = total;
-    return oclseg_launch(ctx, k, 1, &global, NULL);
+    /* (HW, C, N): no per-element division in the kernel */
+    size_t global[3] = {(size_t)hw, (size_t)c_u, (size_t)total / ((size_t)hw * c_u)};
+    return oclseg_launch(ctx, k, 3, global, NULL);
 }
 
 int op_batchnorm_backward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *dy,
@@ -390,6 +392,7 @@ int op_batchnorm_backward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oc
     KARG(k, 8, c_u);
     KARG(k, 9, hw);
     KARG(k, 10, total);
-    size_t global = total;
-    return oclseg_launch(ctx, k, 1, &global, NULL);
+    /* (HW, C, N): no per-element division in the kernel */
+    size_t global[3] = {(size_t)hw, (size_t)c_u, (size_t)total / ((size_t)hw * c_u)};
+    return oclseg_launch(ctx, k, 3, global, NULL);
 }
