@@ -457,12 +457,14 @@ int oclseg_launch(oclseg_ctx *ctx, cl_kernel kernel, cl_uint dims, const size_t 
         clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
         int exhausted = err == CL_OUT_OF_RESOURCES || err == CL_MEM_OBJECT_ALLOCATION_FAILURE ||
                         err == CL_OUT_OF_HOST_MEMORY;
+        char hint[160] = "";
+        if (exhausted)
+            snprintf(hint, sizeof hint, ": the device ran out of memory or resources (oclseg "
+                     "holds %.1f MiB of device memory); try a smaller --batch or --size",
+                     ctx->live_bytes / 1048576.0);
         OCLSEG_ERROR("enqueueing kernel %s (global %zux%zux%zu, local %zux%zux%zu) on '%s' "
                      "failed: %s%s", name, g[0], g[1], g[2], l[0], l[1], l[2], ctx->info.name,
-                     oclseg_status_str(err),
-                     exhausted ? ": the device ran out of memory or resources (device memory in "
-                                 "use by oclseg: see --batch; try a smaller --batch or --size)"
-                               : "");
+                     oclseg_status_str(err), hint);
         return err;
     }
     return OCLSEG_OK;
