@@ -44,29 +44,46 @@ __kernel void convt_col2im(__global const float *cols, const uint cols_off,
     y[y_off + (nc * ho + oy) * wo + ox] = acc;
 }
 
-// cols[n, (co, ky, kx), iy * W + ix] = dy[n, co, iy*stride - pad + ky, ix*stride - pad + kx],
-// 0 outside dy. This is conv2d's im2col of dy (stride, pad) producing an H x W output grid.
-// Work-items (W, H, nb * Cout); each writes its KH*KW column entries (adjacent work-items
-// write adjacent addresses). dy_off and cols_off point at the chunk's first image.
+// cols[n * img_stride + (co, ky, kx) * row_stride + iy * W + ix] =
+// dy[n, co, iy*stride - pad + ky, ix*stride - pad + kx], 0 outside dy: conv2d's im2col of dy
+// (stride, pad) producing an H x W output grid. img_stride = rows*H*W, row_stride = H*W is one
+// (rows, HW) matrix per image; img_stride = H*W, row_stride = nb*H*W is one (rows, nb*HW)
+// matrix for the chunk (the weight gradient's single GEMM). Work-items (W, H, Cout), each
+// writing its KH*KW column entries for every image of the chunk (adjacent work-items write
+// adjacent addresses). dy_off and cols_off point at the chunk's first image.
 __kernel void convt_im2col(__global const float *dy, const uint dy_off, __global float *cols,
                            const uint cols_off, const uint nb, const uint cout, const uint h,
                            const uint w, const uint ho, const uint wo, const uint kh,
-                           const uint kw, const uint stride, const uint pad) {
-    const uint ix = get_global_id(0), iy = get_global_id(1), nc = get_global_id(2);
-    if (ix >= w || iy >= h || nc >= nb * cout) return;
-    const uint hw = h * w;
-    __global const float *plane = dy + dy_off + nc * ho * wo; // dy[n, co]
-    __global float *out = cols + cols_off + nc * kh * kw * hw + iy * w + ix;
-    for (uint ky = 0; ky < kh; ky++) {
-        // Signed: iy * stride + ky may be smaller than pad.
-        const int oy = (int)(iy * stride + ky) - (int)pad;
-        const int row_ok = oy >= 0 && oy < (int)ho;
-        for (uint kx = 0; kx < kw; kx++) {
-            const int ox = (int)(ix * stride + kx) - (int)pad;
-            const int ok = row_ok && ox >= 0 && ox < (int)wo;
-            out[(ky * kw + kx) * hw] = ok ? plane[(uint)oy * wo + (uint)ox] : 0.0f;
+                           const uint kw, const uint stride, const uint pad,
+                           const uint img_stride, const uint row_stride) {
+    const uint ix = get_global_id(0), iy = get_global_id(1), co = get_global_id(2);
+    if (ix >= w || iy >= h || co >= cout) return;
+    for (uint n = 0; n < nb; n++) {
+        __global const float *plane = dy + dy_off + (n * cout + co) * ho * wo; // dy[n, co]
+        __global float *out = cols + cols_off + n * img_stride + co * kh * kw * row_stride +
+                              iy * w + ix;
+        for (uint ky = 0; ky < kh; ky++) {
+            // Signed: iy * stride + ky may be smaller than pad.
+            const int oy = (int)(iy * stride + ky) - (int)pad;
+            const int row_ok = oy >= 0 && oy < (int)ho;
+            for (uint kx = 0; kx < kw; kx++) {
+                const int ox = (int)(ix * stride + kx) - (int)pad;
+                const int ok = row_ok && ox >= 0 && ox < (int)wo;
+                out[(ky * kw + kx) * row_stride] = ok ? plane[(uint)oy * wo + (uint)ox] : 0.0f;
+            }
         }
     }
+}
+
+// packed[(c * nb + n) * HW + p] = x[x_off + (n * C + c) * HW + p]: the chunk's images side by
+// side per channel, a (C, nb*HW) matrix, for the weight gradient's single GEMM.
+// Work-items (HW, C, nb).
+__kernel void convt_pack_images(__global const float *x, const uint x_off, __global float *packed,
+                                const uint packed_off, const uint nb, const uint channels,
+                                const uint hw) {
+    const uint p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
+    if (p >= hw || c >= channels || n >= nb) return;
+    packed[packed_off + (c * nb + n) * hw + p] = x[x_off + (n * channels + c) * hw + p];
 }
 
 // Bias gradient, pass 1: partial[co * parts + p] = sum over images n ascending, then pixels

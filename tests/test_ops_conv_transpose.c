@@ -405,7 +405,7 @@ static void check_columns(const convt_case *c) {
                              OCLSEG_OK);
         }
         ck_assert_int_eq(convt_im2col(ctx, &tdy, 0, c->n, c->h, c->w, c->kh, c->kw, c->stride,
-                                      c->pad, bout.buf, bout.lead),
+                                      c->pad, bout.buf, bout.lead, 0),
                          OCLSEG_OK);
         snprintf(what, sizeof what, "%s col2im on %s", c->name, harness_device_name(dev));
         hb_download(&by, got_y, what);

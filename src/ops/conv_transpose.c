@@ -31,6 +31,9 @@ size_t convt_cols_max_bytes = CONVT_COLS_MAX_BYTES;
 #define CONVT_BIAS_MIN_PER_PART 32u
 
 #define UINT_LIMIT ((size_t)0xffffffffu)
+#ifndef CONVT_DW_MIN_K
+#define CONVT_DW_MIN_K 256 /* weight-gradient GEMMs take images in groups with K >= this */
+#endif
 
 /* Sizes shared by forward and backward, derived from x and w. */
 typedef struct convt_dims {
@@ -139,7 +142,7 @@ int convt_col2im(oclseg_ctx *ctx, cl_mem cols, size_t cols_off, const oclseg_ten
 }
 
 int convt_im2col(oclseg_ctx *ctx, const oclseg_tensor *dy, int n0, int nb, int h, int w, int kh,
-                 int kw, int stride, int pad, cl_mem cols, size_t cols_off) {
+                 int kw, int stride, int pad, cl_mem cols, size_t cols_off, int interleaved) {
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "conv_transpose", NULL, "convt_im2col", &k));
     size_t plane = (size_t)dy->c * dy->h * dy->w;
@@ -161,7 +164,31 @@ int convt_im2col(oclseg_ctx *ctx, const oclseg_tensor *dy, int n0, int nb, int h
     KARG(k, 11, u_kw);
     KARG(k, 12, u_stride);
     KARG(k, 13, u_pad);
-    size_t global[3] = {(size_t)w, (size_t)h, (size_t)nb * dy->c};
+    const size_t hw = (size_t)h * w, rows = (size_t)dy->c * kh * kw;
+    cl_uint img_stride = (cl_uint)(interleaved ? hw : rows * hw);
+    cl_uint row_stride = (cl_uint)(interleaved ? (size_t)nb * hw : hw);
+    KARG(k, 14, img_stride);
+    KARG(k, 15, row_stride);
+    size_t global[3] = {(size_t)w, (size_t)h, (size_t)dy->c};
+    return oclseg_launch(ctx, k, 3, global, NULL);
+}
+
+/* packed (C, nb*HW) = images n0..n0+nb-1 of x (N, C, H, W) side by side per channel. */
+static int pack_images(oclseg_ctx *ctx, const oclseg_tensor *x, int n0, int nb, cl_mem packed,
+                       size_t packed_off) {
+    cl_kernel k;
+    TRY(oclseg_kernel_get(ctx, "conv_transpose", NULL, "convt_pack_images", &k));
+    const size_t hw = (size_t)x->h * x->w;
+    cl_uint x_off = (cl_uint)(x->off + (size_t)n0 * x->c * hw), p_off = (cl_uint)packed_off;
+    cl_uint u_nb = (cl_uint)nb, channels = (cl_uint)x->c, u_hw = (cl_uint)hw;
+    KARG(k, 0, x->buf);
+    KARG(k, 1, x_off);
+    KARG(k, 2, packed);
+    KARG(k, 3, p_off);
+    KARG(k, 4, u_nb);
+    KARG(k, 5, channels);
+    KARG(k, 6, u_hw);
+    size_t global[3] = {hw, (size_t)x->c, (size_t)nb};
     return oclseg_launch(ctx, k, 3, global, NULL);
 }
 
@@ -246,29 +273,45 @@ int op_conv_transpose2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x,
     if (dbias) TRY(bias_grad(ctx, dy, dbias));
     if (!dx && !dw) return OCLSEG_OK;
 
-    const int chunk = images_per_chunk(&d);
-    const size_t cols_per_image = d.rows * d.hw;
-    cl_mem cols;
-    TRY(oclseg_scratch(ctx, (size_t)chunk * cols_per_image * sizeof(float), &cols));
+    /* The chunk's columns as one (rows, nb*HW) matrix (image i at column offset i*HW) and, for
+     * dw, its inputs packed as one (Cin, nb*HW) matrix: the weight gradient is then one GEMM per
+     * group of g images with K = g*HW >= CONVT_DW_MIN_K instead of one GEMM per image with K = HW
+     * (HW is 16 at the first decoder layer: a K that small makes each GEMM re-read and re-write
+     * all of dw). Groups rather than the whole chunk at once: a GEMM sums its K terms one after
+     * the other in float, so a K of nb*HW (~16k) loses accuracy that the per-group partial sums
+     * keep (measured with test_golden: worst frozen-mode ratio 4.2 with one GEMM per chunk, 1.25
+     * per image). */
+    const size_t per_image = (d.rows + (dw ? (size_t)d.cin : 0)) * d.hw;
+    size_t nb_max = convt_cols_max_bytes / (per_image * sizeof(float));
+    if (nb_max > UINT_LIMIT / per_image) nb_max = UINT_LIMIT / per_image;
+    const int chunk = nb_max < 1 ? 1 : nb_max < (size_t)d.n ? (int)nb_max : d.n;
+    const size_t cols_floats = (size_t)chunk * d.rows * d.hw;
+    cl_mem scratch; // (rows, chunk*HW) columns, then (Cin, chunk*HW) packed inputs
+    TRY(oclseg_scratch(ctx, (size_t)chunk * per_image * sizeof(float), &scratch));
     const size_t x_image = (size_t)d.cin * d.hw;
     for (int n0 = 0; n0 < d.n; n0 += chunk) {
         const int nb = d.n - n0 < chunk ? d.n - n0 : chunk;
-        TRY(convt_im2col(ctx, dy, n0, nb, d.h, d.w, d.kh, d.kw, stride, pad, cols, 0));
+        const size_t k_chunk = (size_t)nb * d.hw;
+        TRY(convt_im2col(ctx, dy, n0, nb, d.h, d.w, d.kh, d.kw, stride, pad, scratch, 0, 1));
         if (dx) {
-            /* dx_n (Cin, HW) = w (Cin x rows) * cols_n (rows x HW) */
+            /* dx_n (Cin, HW) = w (Cin x rows) * cols_n (rows x HW, at column i*HW) */
             TRY(gemm_batched(ctx, 0, 0, (size_t)d.cin, d.hw, d.rows, w->buf, w->off, d.rows, 0,
-                             cols, 0, d.hw, cols_per_image, 0.0f, dx->buf,
+                             scratch, 0, k_chunk, d.hw, 0.0f, dx->buf,
                              dx->off + (size_t)n0 * x_image, d.hw, x_image, nb));
         }
         if (dw) {
-            /* dw (Cin, rows) (+)= x_n (Cin x HW) * cols_n^T (HW x rows), n ascending */
-            for (int i = 0; i < nb; i++) {
-                const int n = n0 + i;
+            /* dw (Cin, rows) (+)= xpacked_g (Cin x g*HW) * cols_g^T (g*HW x rows), groups of g
+             * images in order */
+            TRY(pack_images(ctx, x, n0, nb, scratch, cols_floats));
+            const int group = d.hw >= CONVT_DW_MIN_K ? 1 : (int)((CONVT_DW_MIN_K + d.hw - 1) / d.hw);
+            for (int i = 0; i < nb; i += group) {
+                const size_t g = (size_t)(nb - i < group ? nb - i : group);
                 CLBLAST_CHECK(CLBlastSgemm(
                     CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes,
-                    (size_t)d.cin, d.rows, d.hw, 1.0f, x->buf, x->off + (size_t)n * x_image, d.hw,
-                    cols, (size_t)i * cols_per_image, d.hw, n == 0 ? 0.0f : 1.0f, dw->buf,
-                    dw->off, d.rows, &ctx->queue, oclseg_prof_slot(ctx, "CLBlast sgemm")));
+                    (size_t)d.cin, d.rows, g * d.hw, 1.0f, scratch,
+                    cols_floats + (size_t)i * d.hw, k_chunk, scratch, (size_t)i * d.hw, k_chunk,
+                    n0 + i == 0 ? 0.0f : 1.0f, dw->buf, dw->off, d.rows, &ctx->queue,
+                    oclseg_prof_slot(ctx, "CLBlast sgemm")));
             }
         }
     }

@@ -19,8 +19,11 @@ int convt_col2im(oclseg_ctx *ctx, cl_mem cols, size_t cols_off, const oclseg_ten
                  int pad, int relu);
 
 /* Backward: cols = im2col(dy) for images n0..n0+nb-1 of dy (N, Cout, Ho, Wo), i.e.
- * cols[n, (co, ky, kx), (iy, ix)] = dy[n, co, iy*stride - pad + ky, ix*stride - pad + kx] or 0. */
+ * cols[n * img_stride + (co, ky, kx) * row_stride + (iy, ix)] =
+ * dy[n, co, iy*stride - pad + ky, ix*stride - pad + kx] or 0. interleaved = 0: img_stride =
+ * rows*H*W, row_stride = H*W (a (rows, HW) matrix per image); 1: img_stride = H*W, row_stride =
+ * nb*H*W (one (rows, nb*HW) matrix for the chunk). */
 int convt_im2col(oclseg_ctx *ctx, const oclseg_tensor *dy, int n0, int nb, int h, int w, int kh,
-                 int kw, int stride, int pad, cl_mem cols, size_t cols_off);
+                 int kw, int stride, int pad, cl_mem cols, size_t cols_off, int interleaved);
 
 #endif
