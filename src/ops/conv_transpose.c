@@ -257,11 +257,10 @@ int op_conv_transpose2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x,
             /* dw (Cin, rows) (+)= x_n (Cin x HW) * cols_n^T (HW x rows), n ascending */
             for (int i = 0; i < nb; i++) {
                 const int n = n0 + i;
-                CLBLAST_CHECK(CLBlastSgemm(
-                    CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes,
-                    (size_t)d.cin, d.rows, d.hw, 1.0f, x->buf, x->off + (size_t)n * x_image, d.hw,
-                    cols, (size_t)i * cols_per_image, d.hw, n == 0 ? 0.0f : 1.0f, dw->buf,
-                    dw->off, d.rows, &ctx->queue, oclseg_prof_slot(ctx, "CLBlast sgemm")));
+                TRY(gemm_single(ctx, 0, 1, (size_t)d.cin, d.rows, d.hw, x->buf,
+                                x->off + (size_t)n * x_image, d.hw, cols,
+                                (size_t)i * cols_per_image, d.hw, n == 0 ? 0.0f : 1.0f, dw->buf,
+                                dw->off, d.rows));
             }
         }
     }
