@@ -569,7 +569,7 @@ static int tune_parent(const tune_options *o) {
     oclseg_device_info dev;
     if (oclseg_device_choose(o->device, &dev) != OCLSEG_OK) return 1;
     tune_state S = {.o = o, .t_start = now_s()};
-    S.c = calloc(32, sizeof *S.c);
+    S.c = calloc(32, sizeof *S.c); /* at most ~10 trials */
     snprintf(S.device_arg, sizeof S.device_arg, "%d:%d", dev.platform_index, dev.device_index);
     snprintf(S.dir, sizeof S.dir, "/tmp/oclseg-tune-XXXXXX");
     if (!S.c || !mkdtemp(S.dir)) {
@@ -613,7 +613,6 @@ static int tune_parent(const tune_options *o) {
         goto done;
     }
     S.trial_cost = base->took;
-    const double base_ms = base->ms;
     /* the shape with the largest share of time is the tuners' representative size */
     json_error_t e;
     char result1[320];
@@ -692,13 +691,38 @@ static int tune_parent(const tune_options *o) {
     best = base;
     for (int i = 0; i < S.nc; i++)
         if (S.c[i].ok && S.c[i].ms < best->ms) best = &S.c[i];
+    /* within 2% of the fastest (noise), prefer the higher 1024^3 ceiling (large GEMMs) */
+    for (int i = 0; i < S.nc; i++)
+        if (S.c[i].ok && &S.c[i] != base && S.c[i].ms <= 1.02 * best->ms &&
+            S.c[i].ceiling > best->ceiling)
+            best = &S.c[i];
+    double base_ms = base->ms, best_ms = best->ms;
+    if (best != base) {
+        /* confirm against the defaults once more, back to back: other load on the machine moves
+         * single trials; each side keeps its faster run */
+        printf("confirming (defaults, then the best again):\n");
+        oclseg_tuning bt = best->t;
+        char bname[64];
+        snprintf(bname, sizeof bname, "%s", best->name);
+        int bi = (int)(best - S.c);
+        candidate *b2 = run_trial(&S, "CLBlast defaults", &none);
+        if (b2->ok && b2->ms < base_ms) base_ms = b2->ms;
+        candidate *c2 = run_trial(&S, bname, &bt);
+        best = &S.c[bi];
+        if (!c2->ok) {
+            best->ok = 0;
+            best_ms = 1e30;
+        } else if (c2->ms < best_ms) {
+            best_ms = c2->ms;
+        }
+    }
     int rejected = 0;
     for (int i = 0; i < S.nc; i++) rejected += !S.c[i].ok;
     printf("%d candidates tried (%d rejected) in %.0f s\n", S.nc, rejected, now_s() - S.t_start);
     /* 6. persist only a clear win: trial-to-trial noise of these medians is ~1-2% here */
-    if (best == base || best->ms > 0.97 * base_ms) {
+    if (best == base || best_ms > 0.97 * base_ms) {
         printf("CLBlast's defaults stay (best candidate: %s, %.1f ms vs %.1f ms)\n", best->name,
-               best->ms, base_ms);
+               best_ms, base_ms);
         if (unlink(path) == 0) printf("removed the older tuning file %s\n", path);
         rc = 0;
         goto done;
@@ -706,7 +730,7 @@ static int tune_parent(const tune_options *o) {
     oclseg_tuning out = best->t;
     oclseg_tuning_key(&dev, &out);
     out.baseline_ms = base_ms;
-    out.tuned_ms = best->ms;
+    out.tuned_ms = best_ms;
     char dir[4096];
     oclseg_tuning_dir(dir, sizeof dir);
     char mk[4200];
@@ -722,7 +746,7 @@ static int tune_parent(const tune_options *o) {
     }
     free(text);
     printf("chosen: %s, %.1f ms vs %.1f ms with the defaults (%.2fx); 1024^3 SGEMM %.1f -> %.1f "
-           "GFLOP/s\nwrote %s\n", best->name, best->ms, base_ms, base_ms / best->ms, base->ceiling,
+           "GFLOP/s\nwrote %s\n", best->name, best_ms, base_ms, base_ms / best_ms, base->ceiling,
            best->ceiling, path);
     rc = 0;
 done:
