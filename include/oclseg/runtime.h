@@ -61,6 +61,8 @@ typedef struct oclseg_ctx {
     int verbose;
     oclseg_prof_record *prof; /* profiled commands since the last oclseg_prof_reset */
     size_t prof_count, prof_cap;
+    int tuning_applied;     /* CLBlast GEMM parameters from a tuning file (oclseg/tuning.h) */
+    char tuning_desc[4200]; /* which file, or why the defaults are used */
 } oclseg_ctx;
 
 typedef struct oclseg_ctx_options {

@@ -14,5 +14,6 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "oclseg/trainer.h"
+#include "oclseg/tuning.h"
 
 typedef struct bench_options {
     const char *device;
@@ -28,6 +29,8 @@ typedef struct bench_result {
     int kernel_count;
     double profiled_ms;
     double sgemm_gflops; /* a large square SGEMM (n = 1024) on the same device: the ceiling */
+    int gemm_tuned;      /* CLBlast ran with a tuning file's parameters (oclseg tune) */
+    char gemm_tuning[4200];
 } bench_result;
 
 static double now_ms(void) {
@@ -103,6 +106,7 @@ static int bench_device(const oclseg_device_info *dev, const bench_options *o, b
     int st;
     /* timings on a queue without profiling (event profiling costs time on some drivers) */
     TRY_GOTO(oclseg_ctx_create_for(&ctx, dev, 0), st, done);
+    r->gemm_tuned = oclseg_tuning_status(ctx, r->gemm_tuning, sizeof r->gemm_tuning);
     oclseg_model_config cfg;
     oclseg_model_config_default(&cfg);
     cfg.size = o->size;
@@ -220,8 +224,10 @@ static void print_result(const bench_result *r, const bench_options *o) {
            r->step_ms, r->step_sync_ms, r->forward_ms, r->backward_ms, r->optim_ms, r->images_per_s);
     printf("  %.2f GFLOP per step (forward %.2f, backward %.2f): %.1f GFLOP/s achieved\n",
            (r->flops_fwd + r->flops_bwd) / 1e9, r->flops_fwd / 1e9, r->flops_bwd / 1e9, r->gflops);
-    printf("  large SGEMM (1024^3, CLBlast) on this device: %.1f GFLOP/s; the training step "
-           "achieves %.0f%% of it\n", r->sgemm_gflops, 100.0 * r->gflops / r->sgemm_gflops);
+    printf("  GEMM parameters: %s\n", r->gemm_tuning);
+    printf("  large SGEMM (1024^3, CLBlast) on this device: %.1f GFLOP/s (%s); the training step "
+           "achieves %.0f%% of it\n", r->sgemm_gflops, r->gemm_tuned ? "tuned ceiling" : "untuned",
+           100.0 * r->gflops / r->sgemm_gflops);
     printf("  peak device memory %.1f MiB\n", r->peak_bytes / 1048576.0);
     printf("  top kernels of one profiled step (device time %.1f ms):\n", r->profiled_ms);
     for (int i = 0; i < r->kernel_count && i < 15; i++)
@@ -236,7 +242,7 @@ static json_t *result_json(const bench_result *r, const bench_options *o) {
                                                  r->kernel_ms[i]));
     return json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
-        "s:f, s:I, s:o}",
+        "s:f, s:I, s:o, s:b, s:s}",
         "device", r->info.name, "vendor", r->info.vendor, "platform", r->info.platform_name,
         "driver", r->info.driver_version, "clblast", OCLSEG_CLBLAST_VERSION, "build",
         OCLSEG_BUILD_INFO, "batch", o->batch, "size", o->size, "frozen_encoder", o->frozen,
@@ -244,7 +250,8 @@ static json_t *result_json(const bench_result *r, const bench_options *o) {
         r->backward_ms, "optimizer_ms", r->optim_ms, "images_per_s", r->images_per_s,
         "gflop_per_step", (r->flops_fwd + r->flops_bwd) / 1e9, "gflops", r->gflops,
         "sgemm_1024_gflops", r->sgemm_gflops,
-        "peak_device_bytes", (json_int_t)r->peak_bytes, "kernels", kernels);
+        "peak_device_bytes", (json_int_t)r->peak_bytes, "kernels", kernels, "gemm_tuned",
+        r->gemm_tuned, "gemm_tuning", r->gemm_tuning);
 }
 
 int cmd_bench(int argc, char **argv) {

@@ -13,6 +13,7 @@ static const cli_command commands[] = {
     {"predict", "mask and overlay PNGs for images", cmd_predict},
     {"synth", "write the synthetic ISIC-layout data set", cmd_synth},
     {"bench", "time the training step on one or all devices", cmd_bench},
+    {"tune", "find faster CLBlast GEMM parameters for a device (kept per device)", cmd_tune},
 };
 static const int command_count = sizeof commands / sizeof commands[0];
 

@@ -222,12 +222,8 @@ int conv2d_bias_grad(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *db
 static int gemm(oclseg_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
                 cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off, size_t ldb,
                 float beta, cl_mem c, size_t c_off, size_t ldc) {
-    CLBLAST_CHECK(CLBlastSgemm(CLBlastLayoutRowMajor,
-                               trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
-                               trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, 1.0f,
-                               a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc, &ctx->queue,
-                               oclseg_prof_slot(ctx, "CLBlast sgemm")));
-    return OCLSEG_OK;
+    return gemm_single(ctx, trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off,
+                       ldc);
 }
 
 int op_conv2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *w,

@@ -306,12 +306,10 @@ int op_conv_transpose2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x,
             const int group = d.hw >= CONVT_DW_MIN_K ? 1 : (int)((CONVT_DW_MIN_K + d.hw - 1) / d.hw);
             for (int i = 0; i < nb; i += group) {
                 const size_t g = (size_t)(nb - i < group ? nb - i : group);
-                CLBLAST_CHECK(CLBlastSgemm(
-                    CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes,
-                    (size_t)d.cin, d.rows, g * d.hw, 1.0f, scratch,
-                    cols_floats + (size_t)i * d.hw, k_chunk, scratch, (size_t)i * d.hw, k_chunk,
-                    n0 + i == 0 ? 0.0f : 1.0f, dw->buf, dw->off, d.rows, &ctx->queue,
-                    oclseg_prof_slot(ctx, "CLBlast sgemm")));
+                TRY(gemm_single(ctx, 0, 1, (size_t)d.cin, d.rows, g * d.hw, scratch,
+                                cols_floats + (size_t)i * d.hw, k_chunk, scratch,
+                                (size_t)i * d.hw, k_chunk, n0 + i == 0 ? 0.0f : 1.0f, dw->buf,
+                                dw->off, d.rows));
             }
         }
     }

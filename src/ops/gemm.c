@@ -1,8 +1,71 @@
 /* Batched GEMM over arena views (CLBlastSgemmBatched with explicit offsets), and batched GEMMs
- * summed in a fixed order (host side of cl/gemm.cl). */
+ * summed in a fixed order (host side of cl/gemm.cl); every CLBlast GEMM of oclseg goes through
+ * here, so the tune command can record their shapes. */
 #include "ops/gemm.h"
 
+#include <stdlib.h>
+
 #include <clblast_c.h>
+
+#include "oclseg/tuning.h"
+
+/* Shape recording for `oclseg tune` (process-wide, off unless oclseg_gemm_record_begin ran). */
+static int rec_on;
+static oclseg_gemm_shape *rec;
+static int rec_count, rec_cap;
+
+static void record(int trans_a, int trans_b, int batched, size_t m, size_t n, size_t k, int batch,
+                   float beta) {
+    if (!rec_on) return;
+    for (int i = 0; i < rec_count; i++) {
+        oclseg_gemm_shape *s = &rec[i];
+        if (s->trans_a == trans_a && s->trans_b == trans_b && s->batched == batched &&
+            s->m == m && s->n == n && s->k == k && s->batch == batch && s->beta == beta) {
+            s->calls++;
+            return;
+        }
+    }
+    if (rec_count == rec_cap) {
+        int cap = rec_cap ? 2 * rec_cap : 64;
+        oclseg_gemm_shape *p = realloc(rec, (size_t)cap * sizeof *p);
+        if (!p) return; /* recording is best effort */
+        rec = p;
+        rec_cap = cap;
+    }
+    rec[rec_count++] = (oclseg_gemm_shape){trans_a, trans_b, batched, batch, m, n, k, beta, 1};
+}
+
+void oclseg_gemm_record_begin(void) {
+    rec_count = 0;
+    rec_on = 1;
+}
+
+int oclseg_gemm_record_end(oclseg_gemm_shape **shapes, int *count) {
+    rec_on = 0;
+    *shapes = NULL;
+    *count = 0;
+    if (rec_count == 0) return OCLSEG_OK;
+    *shapes = malloc((size_t)rec_count * sizeof **shapes);
+    if (!*shapes) return OCLSEG_ERR_OUT_OF_MEMORY;
+    for (int i = 0; i < rec_count; i++) (*shapes)[i] = rec[i];
+    *count = rec_count;
+    free(rec);
+    rec = NULL;
+    rec_count = rec_cap = 0;
+    return OCLSEG_OK;
+}
+
+int gemm_single(oclseg_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k, cl_mem a,
+                size_t a_off, size_t lda, cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c,
+                size_t c_off, size_t ldc) {
+    record(trans_a, trans_b, 0, m, n, k, 1, beta);
+    CLBLAST_CHECK(CLBlastSgemm(CLBlastLayoutRowMajor,
+                               trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
+                               trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, 1.0f,
+                               a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc, &ctx->queue,
+                               oclseg_prof_slot(ctx, "CLBlast sgemm")));
+    return OCLSEG_OK;
+}
 
 #define GEMM_BATCH_MAX 64 /* matrices per CLBlast call (offset arrays live on the stack) */
 
@@ -22,6 +85,7 @@ int gemm_batched(oclseg_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, 
             alphas[i] = 1.0f;
             betas[i] = beta;
         }
+        record(trans_a, trans_b, 1, m, n, k, batch, beta);
         CLBLAST_CHECK(CLBlastSgemmBatched(
             CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
             trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alphas, a, a_offs, lda, b,

@@ -24,6 +24,11 @@ int gemm_batched_sum(oclseg_ctx *ctx, int trans_a, int trans_b, size_t m, size_t
                      cl_mem a, size_t a_off, size_t lda, size_t a_stride, cl_mem b, size_t b_off,
                      size_t ldb, size_t b_stride, cl_mem c, size_t c_off, int count);
 
+/* C (m x n) = op(A) * op(B) + beta * C as one CLBlastSgemm (row-major, element offsets). */
+int gemm_single(oclseg_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k, cl_mem a,
+                size_t a_off, size_t lda, cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c,
+                size_t c_off, size_t ldc);
+
 /* dst[i] (+)= sum over s < count of src[src_off + s * slice + i] (cl/gemm.cl sum_slices). */
 int gemm_sum_slices(oclseg_ctx *ctx, cl_mem src, size_t src_off, size_t slice, int count,
                     cl_mem dst, size_t dst_off, int accumulate);

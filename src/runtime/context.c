@@ -5,6 +5,7 @@
 #include <clblast_c.h>
 
 #include "oclseg/runtime.h"
+#include "oclseg/tuning.h"
 #include "runtime/program_internal.h"
 
 /* Finds the newest "-cl-std=CLx.y" (<= 1.2, the dialect our kernels are written in) that the
@@ -49,6 +50,7 @@ int oclseg_ctx_create_for(oclseg_ctx **out, const oclseg_device_info *dev, int p
     CL_CHECK_GOTO(err, st, fail);
     oclseg_cl_created(OCLSEG_CL_QUEUE);
     probe_cl_std(ctx);
+    oclseg_tuning_apply(ctx); /* the device's GEMM tuning file, if any (never fails) */
     *out = ctx;
     return OCLSEG_OK;
 fail:

@@ -1,0 +1,85 @@
+/* GEMM tuning: recorded GEMM shapes, per-device CLBlast parameter files (parse, locate, apply), status. */
+#ifndef OCLSEG_TUNING_H
+#define OCLSEG_TUNING_H
+
+#include <stddef.h>
+
+#include "oclseg/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OCLSEG_TUNE_NAME_LEN 32
+#define OCLSEG_TUNE_MAX_PARAMS 24
+
+/* A set of CLBlast kernel parameters: names[i] = values[i], i < count. */
+typedef struct oclseg_clblast_params {
+    int count;
+    char names[OCLSEG_TUNE_MAX_PARAMS][OCLSEG_TUNE_NAME_LEN];
+    size_t values[OCLSEG_TUNE_MAX_PARAMS];
+} oclseg_clblast_params;
+
+/* One GEMM shape as oclseg issues it to CLBlast (row-major, tight leading dimensions): `batch`
+ * matrices per call (batched = 1: CLBlastSgemmBatched, else one CLBlastSgemm), beta 0 or 1, and
+ * how many such calls one recorded training step made. */
+typedef struct oclseg_gemm_shape {
+    int trans_a, trans_b, batched, batch;
+    size_t m, n, k;
+    float beta;
+    long calls;
+} oclseg_gemm_shape;
+
+/* Starts recording every GEMM oclseg issues (process-wide; forgets earlier records). */
+void oclseg_gemm_record_begin(void);
+/* Stops recording; *shapes (malloc'd, *count entries) holds the unique shapes with call counts
+ * in first-seen order. */
+int oclseg_gemm_record_end(oclseg_gemm_shape **shapes, int *count);
+
+/* The CLBlast kernels a tuning file may set: "Xgemm", "XgemmDirect", "GemmRoutine". */
+#define OCLSEG_TUNING_KERNELS 3
+const char *oclseg_tuning_kernel_name(int i);
+
+/* A tuning file: the device key it was made for and parameters per kernel (has[i] = 0: that
+ * kernel keeps CLBlast's defaults). Timings are informational (ms per recorded step's GEMMs). */
+typedef struct oclseg_tuning {
+    char device[256], driver[256], platform_version[256], clblast[32];
+    int has[OCLSEG_TUNING_KERNELS];
+    oclseg_clblast_params params[OCLSEG_TUNING_KERNELS];
+    double baseline_ms, tuned_ms;
+} oclseg_tuning;
+
+/* Parses a tuning file's text (not NUL-terminated necessarily: `len` bytes). A kernel section
+ * must name every parameter CLBlast has for that kernel, each a non-negative integer < 2^20.
+ * `params_only` = 1 parses a bare {"Xgemm": {...}, ...} object (trial candidates).
+ * On OCLSEG_ERR_FORMAT, err names the offending key. */
+int oclseg_tuning_parse(const char *json, size_t len, int params_only, oclseg_tuning *out,
+                        char *err, size_t errn);
+/* The JSON text of a tuning (malloc'd; params_only as above). NULL when out of memory. */
+char *oclseg_tuning_format(const oclseg_tuning *t, int params_only);
+
+/* The tuning directory: $OCLSEG_TUNING_DIR, else $XDG_CACHE_HOME/oclseg/tuning, else
+ * $HOME/.cache/oclseg/tuning. */
+void oclseg_tuning_dir(char *out, size_t n);
+/* The file for a device: <dir>/<device name>-<hash of device, driver, platform version and
+ * CLBlast version>.json. */
+void oclseg_tuning_path(const oclseg_device_info *dev, char *out, size_t n);
+/* Fills the key fields of t from the device (and the CLBlast version oclseg was built with). */
+void oclseg_tuning_key(const oclseg_device_info *dev, oclseg_tuning *t);
+
+/* Overrides CLBlast's parameters for every kernel in t on `device` (CLBlastOverrideParameters;
+ * process-wide for that device until overridden again). */
+int oclseg_tuning_apply_params(cl_device_id device, const oclseg_tuning *t);
+/* Called when a context is created: unless OCLSEG_NO_TUNING=1, reads the device's tuning file
+ * and applies it. A missing file is silently the defaults; a malformed or foreign file is a
+ * warning naming the file (and key), then the defaults. Never fails. */
+void oclseg_tuning_apply(oclseg_ctx *ctx);
+/* 1 when ctx runs with tuned GEMM parameters, else 0; desc gets a one-line description (the
+ * file used, or why the defaults are used). */
+int oclseg_tuning_status(const oclseg_ctx *ctx, char *desc, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
