@@ -227,6 +227,42 @@ START_TEST(png_palette_alpha_16bit_1bit) {
 }
 END_TEST
 
+/* A palette PNG with a tRNS chunk (per-entry transparency): libpng expands it to RGBA; the alpha
+ * is dropped as for RGBA files. Found with tests/fuzz/fuzz_image.c (was "unexpected layout"). */
+START_TEST(png_palette_with_transparency) {
+    const char *path = tu_path(tmp, "pal_trns.png");
+    FILE *f = fopen(path, "wb");
+    ck_assert(f != NULL);
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    ck_assert(png && info);
+    if (setjmp(png_jmpbuf(png))) ck_abort_msg("libpng write failed");
+    png_init_io(png, f);
+    png_set_IHDR(png, info, 3, 1, 8, PNG_COLOR_TYPE_PALETTE, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    const png_color pal[3] = {{10, 20, 30}, {200, 100, 50}, {0, 255, 0}};
+    const png_byte alpha[2] = {0, 128};
+    png_set_PLTE(png, info, pal, 3);
+    png_set_tRNS(png, info, alpha, 2, NULL);
+    png_write_info(png, info);
+    const uint8_t idx[3] = {2, 0, 1};
+    png_write_row(png, idx);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    fclose(f);
+    oclseg_image img;
+    ck_assert_int_eq(oclseg_image_load(path, 3, &img), OCLSEG_OK);
+    ck_assert_int_eq(img.channels, 3);
+    assert_pixel(&img, 0, 0, 0, 255, 0, 0);
+    assert_pixel(&img, 1, 0, 10, 20, 30, 0);
+    assert_pixel(&img, 2, 0, 200, 100, 50, 0);
+    oclseg_image_free(&img);
+    ck_assert_int_eq(oclseg_image_load(path, 1, &img), OCLSEG_OK);
+    ck_assert_int_eq(img.channels, 1);
+    oclseg_image_free(&img);
+}
+END_TEST
+
 /* ---- bad inputs ------------------------------------------------------------------------------ */
 
 /* Loads a file expected to fail with `status`; the message must name the file and contain
@@ -481,6 +517,7 @@ int main(void) {
     tcase_add_test(io, jpeg_rgb_and_gray);
     tcase_add_test(io, jpeg_cmyk_plain_and_adobe_inverted);
     tcase_add_test(io, png_palette_alpha_16bit_1bit);
+    tcase_add_test(io, png_palette_with_transparency);
     tcase_add_test(io, unreadable_files);
     tcase_add_test(io, truncated_and_corrupt_files);
     tcase_add_test(io, absurd_dimensions_rejected_before_allocation);
