@@ -193,8 +193,9 @@ static void jpeg_on_error(j_common_ptr cinfo) {
 }
 
 /* libjpeg reports truncation and damaged entropy data only as warnings (and goes on with gray
- * fill); those make the file corrupt for us. Benign warnings (extraneous bytes between
- * markers, unknown JFIF revision, bad ICC marker) are ignored. */
+ * fill); those make the file corrupt for us, and decoding stops at once (a truncated file that
+ * claims 14000x14000 pixels would otherwise fill every remaining row first). Benign warnings
+ * (extraneous bytes between markers, unknown JFIF revision, bad ICC marker) are ignored. */
 static void jpeg_on_message(j_common_ptr cinfo, int level) {
     jpeg_error_ctx *err = (jpeg_error_ctx *)cinfo->err;
     if (level >= 0) return; /* trace messages */
@@ -203,6 +204,7 @@ static void jpeg_on_message(j_common_ptr cinfo, int level) {
         code == JWRN_ARITH_BAD_CODE || code == JWRN_MUST_RESYNC || code == JWRN_NOT_SEQUENTIAL) {
         if (!err->corrupt) cinfo->err->format_message(cinfo, err->message);
         err->corrupt = 1;
+        longjmp(err->jump, 1);
     }
 }
 
@@ -245,9 +247,8 @@ static int decode_jpeg(const uint8_t *data, size_t size, const char *name, oclse
         goto done;
     }
     size_t width = cinfo.output_width, height = cinfo.output_height;
-    pixels = malloc(width * height * (size_t)channels);
     row = malloc(width * (size_t)in_channels);
-    if (!pixels || !row) {
+    if (!row) {
         OCLSEG_ERROR("%s: out of memory for a %zux%zu image", name, width, height);
         status = OCLSEG_ERR_OUT_OF_MEMORY;
         goto done;
@@ -256,6 +257,13 @@ static int decode_jpeg(const uint8_t *data, size_t size, const char *name, oclse
         size_t y = cinfo.output_scanline;
         JSAMPROW rowp = row;
         if (jpeg_read_scanlines(&cinfo, &rowp, 1) != 1) break;
+        /* allocated once the first row has decoded: a file whose data is corrupt or missing
+         * from the start fails without the full-size allocation */
+        if (!pixels && !(pixels = malloc(width * height * (size_t)channels))) {
+            OCLSEG_ERROR("%s: out of memory for a %zux%zu image", name, width, height);
+            status = OCLSEG_ERR_OUT_OF_MEMORY;
+            goto done;
+        }
         uint8_t *dst = pixels + y * width * (size_t)channels;
         if (!cmyk) {
             memcpy(dst, row, width * (size_t)channels);
