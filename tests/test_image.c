@@ -387,6 +387,38 @@ START_TEST(absurd_dimensions_rejected_before_allocation) {
 }
 END_TEST
 
+START_TEST(more_pixels_than_the_file_can_code_rejected_before_allocation) {
+    /* Within the side and pixel limits (10000 x 10000) but a file of a few hundred bytes cannot
+     * code that many pixels (deflate expands at most 1032:1; JPEG needs one bit per block): the
+     * guard on the file size rejects them before the 300 MB allocation. Found by
+     * tests/fuzz/fuzz_image.c (a 266-byte arithmetic-coded JPEG decoded to 10760x10776). */
+    oclseg_image img = make_pattern(16, 16, 3);
+    ck_assert_int_eq(oclseg_image_save_png(tu_path(tmp, "small.png"), &img), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_image_save_jpeg(tu_path(tmp, "small.jpg"), &img, 90), OCLSEG_OK);
+    oclseg_image_free(&img);
+    size_t pn, jn;
+    unsigned char *png = tu_read(tu_path(tmp, "small.png"), &pn);
+    unsigned char *jpg = tu_read(tu_path(tmp, "small.jpg"), &jn);
+    put_be32(png + 16, 10000);
+    put_be32(png + 20, 10000);
+    put_be32(png + 29, crc32_png(png + 12, 17));
+    tu_write(tu_path(tmp, "claims.png"), png, pn);
+    expect_load_error(tu_path(tmp, "claims.png"), OCLSEG_ERR_FORMAT, "decompression bomb");
+    size_t sof = 0;
+    for (size_t i = 2; i + 9 < jn && !sof; i++)
+        if (jpg[i] == 0xff && jpg[i + 1] == 0xc0) sof = i;
+    ck_assert_msg(sof > 0, "no SOF0 marker in the JPEG");
+    jpg[sof + 5] = 0x27; /* height 0x2710 = 10000 */
+    jpg[sof + 6] = 0x10;
+    jpg[sof + 7] = 0x27; /* width */
+    jpg[sof + 8] = 0x10;
+    tu_write(tu_path(tmp, "claims.jpg"), jpg, jn);
+    expect_load_error(tu_path(tmp, "claims.jpg"), OCLSEG_ERR_FORMAT, "decompression bomb");
+    free(png);
+    free(jpg);
+}
+END_TEST
+
 /* ---- resize ---------------------------------------------------------------------------------- */
 
 /* Expected values produced by Pillow 9.4 (Image.resize) from the pattern() image. Our
@@ -521,6 +553,7 @@ int main(void) {
     tcase_add_test(io, unreadable_files);
     tcase_add_test(io, truncated_and_corrupt_files);
     tcase_add_test(io, absurd_dimensions_rejected_before_allocation);
+    tcase_add_test(io, more_pixels_than_the_file_can_code_rejected_before_allocation);
     tcase_add_test(io, invalid_arguments);
     suite_add_tcase(s, io);
     TCase *rs = tcase_create("resize");

@@ -56,6 +56,25 @@ static int check_dimensions(const char *name, long long width, long long height)
     return OCLSEG_OK;
 }
 
+/* The second bomb guard, on the file size: a header may not claim more pixels than the file
+ * could code. PNG: deflate expands at most 1032:1, so the filtered rows (one filter byte per row)
+ * need more than raw / 1032 bytes. JPEG (Huffman): every 8x8 block of a full-resolution
+ * component costs at least one bit, and such components cover at least a quarter of the image
+ * (sampling factors 1..4), so at most 2048 pixels per byte; arithmetic-coded files get the same
+ * limit (no photograph comes near it). Both hold for every complete file; the point is that a
+ * 300-byte file claiming 14000x14000 fails before the 600 MB allocation, not after. */
+#define PNG_MAX_EXPANSION 1032ULL
+#define JPEG_MAX_PIXELS_PER_BYTE 2048ULL
+
+static int check_data_size(const char *name, const char *format, long long width,
+                           long long height, unsigned long long min_bytes, size_t size) {
+    if (min_bytes <= size) return OCLSEG_OK;
+    OCLSEG_ERROR("%s: the %s header claims %lldx%lld pixels, which need at least %llu bytes, "
+                 "but the file has %zu; refusing to decode (truncated file or decompression bomb)",
+                 name, format, width, height, min_bytes, size);
+    return OCLSEG_ERR_FORMAT;
+}
+
 /* ITU-R 601 luma in 16-bit fixed point, exactly as PIL's RGB -> L conversion. */
 static inline uint8_t luma(const uint8_t *rgb) {
     return (uint8_t)((rgb[0] * 19595u + rgb[1] * 38470u + rgb[2] * 7471u + 0x8000u) >> 16);
@@ -133,6 +152,11 @@ static int decode_png(const uint8_t *data, size_t size, const char *name, oclseg
     int bit_depth, color_type, interlace;
     png_get_IHDR(png, info, &width, &height, &bit_depth, &color_type, &interlace, NULL, NULL);
     if ((status = check_dimensions(name, width, height)) != OCLSEG_OK) goto done;
+    unsigned long long raw_row = ((unsigned long long)width * png_get_channels(png, info) *
+                                  (unsigned)bit_depth + 7) / 8 + 1;
+    if ((status = check_data_size(name, "PNG", width, height,
+                                  raw_row * height / PNG_MAX_EXPANSION, size)) != OCLSEG_OK)
+        goto done;
     status = OCLSEG_ERR_FORMAT;
 
     if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
@@ -227,6 +251,10 @@ static int decode_jpeg(const uint8_t *data, size_t size, const char *name, oclse
     jpeg_mem_src(&cinfo, (unsigned char *)data, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
     if ((status = check_dimensions(name, cinfo.image_width, cinfo.image_height)) != OCLSEG_OK)
+        goto done;
+    unsigned long long jpeg_pixels = (unsigned long long)cinfo.image_width * cinfo.image_height;
+    if ((status = check_data_size(name, "JPEG", cinfo.image_width, cinfo.image_height,
+                                  jpeg_pixels / JPEG_MAX_PIXELS_PER_BYTE, size)) != OCLSEG_OK)
         goto done;
     status = OCLSEG_ERR_FORMAT;
 

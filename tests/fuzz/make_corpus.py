@@ -246,7 +246,10 @@ def jpeg_seeds():
     write(t, "jpeg_header_only.jpg", rgb[:rgb.index(b"\xff\xda")])
     write(t, "jpeg_65500x65500.jpg", set_jpeg_size(rgb, 65500, 65500))  # JPEG sides are 16-bit
     write(t, "jpeg_20000x20000.jpg", set_jpeg_size(rgb, 20000, 20000))  # > the pixel limit
-    write(t, "jpeg_14000x14000_truncated.jpg", set_jpeg_size(rgb, 14000, 14000))  # under it
+    write(t, "jpeg_14000x14000.jpg", set_jpeg_size(rgb, 14000, 14000))  # too many for its bytes
+    # 1500x1500 needs 1099 bytes by the file-size guard: a comment pads the truncated file past it
+    padded = rgb[:2] + b"\xff\xfe" + struct.pack(">H", 1202) + b"x" * 1200 + rgb[2:]
+    write(t, "jpeg_1500x1500_truncated.jpg", set_jpeg_size(padded, 1500, 1500))
     write(t, "jpeg_0x8.jpg", set_jpeg_size(rgb, 0, 8))
     write(t, "jpeg_soi_only.jpg", b"\xff\xd8\xff")
 
