@@ -34,9 +34,11 @@ max_len() {
 
 export ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-export TMPDIR=${TMPDIR:-/tmp}
-work=$(mktemp -d)
+# corpus copies and fuzz_scan's folders live in memory when /dev/shm is there
+work=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
 trap 'rm -rf "$work"' EXIT
+mkdir "$work/tmp"
+export TMPDIR=$work/tmp
 artifacts="$builddir/fuzz-artifacts"
 logs="$builddir/fuzz-logs"
 mkdir -p "$artifacts" "$logs"
