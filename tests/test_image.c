@@ -227,6 +227,42 @@ START_TEST(png_palette_alpha_16bit_1bit) {
 }
 END_TEST
 
+/* A palette PNG with a tRNS chunk (per-entry transparency): libpng expands it to RGBA; the alpha
+ * is dropped as for RGBA files. Found with tests/fuzz/fuzz_image.c (was "unexpected layout"). */
+START_TEST(png_palette_with_transparency) {
+    const char *path = tu_path(tmp, "pal_trns.png");
+    FILE *f = fopen(path, "wb");
+    ck_assert(f != NULL);
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    ck_assert(png && info);
+    if (setjmp(png_jmpbuf(png))) ck_abort_msg("libpng write failed");
+    png_init_io(png, f);
+    png_set_IHDR(png, info, 3, 1, 8, PNG_COLOR_TYPE_PALETTE, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    const png_color pal[3] = {{10, 20, 30}, {200, 100, 50}, {0, 255, 0}};
+    const png_byte alpha[2] = {0, 128};
+    png_set_PLTE(png, info, pal, 3);
+    png_set_tRNS(png, info, alpha, 2, NULL);
+    png_write_info(png, info);
+    const uint8_t idx[3] = {2, 0, 1};
+    png_write_row(png, idx);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    fclose(f);
+    oclseg_image img;
+    ck_assert_int_eq(oclseg_image_load(path, 3, &img), OCLSEG_OK);
+    ck_assert_int_eq(img.channels, 3);
+    assert_pixel(&img, 0, 0, 0, 255, 0, 0);
+    assert_pixel(&img, 1, 0, 10, 20, 30, 0);
+    assert_pixel(&img, 2, 0, 200, 100, 50, 0);
+    oclseg_image_free(&img);
+    ck_assert_int_eq(oclseg_image_load(path, 1, &img), OCLSEG_OK);
+    ck_assert_int_eq(img.channels, 1);
+    oclseg_image_free(&img);
+}
+END_TEST
+
 /* ---- bad inputs ------------------------------------------------------------------------------ */
 
 /* Loads a file expected to fail with `status`; the message must name the file and contain
@@ -346,6 +382,38 @@ START_TEST(absurd_dimensions_rejected_before_allocation) {
     jpg[sof + 8] = 0xe8;
     tu_write(tu_path(tmp, "bomb.jpg"), jpg, jn);
     expect_load_error(tu_path(tmp, "bomb.jpg"), OCLSEG_ERR_FORMAT, "exceed");
+    free(png);
+    free(jpg);
+}
+END_TEST
+
+START_TEST(more_pixels_than_the_file_can_code_rejected_before_allocation) {
+    /* Within the side and pixel limits (10000 x 10000) but a file of a few hundred bytes cannot
+     * code that many pixels (deflate expands at most 1032:1; JPEG needs one bit per block): the
+     * guard on the file size rejects them before the 300 MB allocation. Found by
+     * tests/fuzz/fuzz_image.c (a 266-byte arithmetic-coded JPEG decoded to 10760x10776). */
+    oclseg_image img = make_pattern(16, 16, 3);
+    ck_assert_int_eq(oclseg_image_save_png(tu_path(tmp, "small.png"), &img), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_image_save_jpeg(tu_path(tmp, "small.jpg"), &img, 90), OCLSEG_OK);
+    oclseg_image_free(&img);
+    size_t pn, jn;
+    unsigned char *png = tu_read(tu_path(tmp, "small.png"), &pn);
+    unsigned char *jpg = tu_read(tu_path(tmp, "small.jpg"), &jn);
+    put_be32(png + 16, 10000);
+    put_be32(png + 20, 10000);
+    put_be32(png + 29, crc32_png(png + 12, 17));
+    tu_write(tu_path(tmp, "claims.png"), png, pn);
+    expect_load_error(tu_path(tmp, "claims.png"), OCLSEG_ERR_FORMAT, "decompression bomb");
+    size_t sof = 0;
+    for (size_t i = 2; i + 9 < jn && !sof; i++)
+        if (jpg[i] == 0xff && jpg[i + 1] == 0xc0) sof = i;
+    ck_assert_msg(sof > 0, "no SOF0 marker in the JPEG");
+    jpg[sof + 5] = 0x27; /* height 0x2710 = 10000 */
+    jpg[sof + 6] = 0x10;
+    jpg[sof + 7] = 0x27; /* width */
+    jpg[sof + 8] = 0x10;
+    tu_write(tu_path(tmp, "claims.jpg"), jpg, jn);
+    expect_load_error(tu_path(tmp, "claims.jpg"), OCLSEG_ERR_FORMAT, "decompression bomb");
     free(png);
     free(jpg);
 }
@@ -481,9 +549,11 @@ int main(void) {
     tcase_add_test(io, jpeg_rgb_and_gray);
     tcase_add_test(io, jpeg_cmyk_plain_and_adobe_inverted);
     tcase_add_test(io, png_palette_alpha_16bit_1bit);
+    tcase_add_test(io, png_palette_with_transparency);
     tcase_add_test(io, unreadable_files);
     tcase_add_test(io, truncated_and_corrupt_files);
     tcase_add_test(io, absurd_dimensions_rejected_before_allocation);
+    tcase_add_test(io, more_pixels_than_the_file_can_code_rejected_before_allocation);
     tcase_add_test(io, invalid_arguments);
     suite_add_tcase(s, io);
     TCase *rs = tcase_create("resize");

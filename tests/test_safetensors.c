@@ -70,6 +70,40 @@ START_TEST(round_trip) {
 }
 END_TEST
 
+/* oclseg_st_parse: the same reader on bytes in memory, which it copies. */
+START_TEST(parse_from_memory) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/m.safetensors", dir);
+    oclseg_st_writer *w;
+    ck_assert_int_eq(oclseg_st_writer_create(&w), OCLSEG_OK);
+    float v[3] = {1, 2, 3};
+    int64_t s3[1] = {3};
+    ck_assert_int_eq(oclseg_st_writer_add(w, "v", OCLSEG_ST_F32, 1, s3, v), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_st_writer_meta(w, "format", "mem"), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_st_writer_write(w, path), OCLSEG_OK);
+    oclseg_st_writer_free(w);
+    FILE *fp = fopen(path, "rb");
+    ck_assert_ptr_nonnull(fp);
+    unsigned char bytes[512];
+    size_t n = fread(bytes, 1, sizeof bytes, fp);
+    fclose(fp);
+    ck_assert(n > 8 && n < sizeof bytes);
+    oclseg_st_file *f;
+    ck_assert_int_eq(oclseg_st_parse(bytes, n, "in-memory", &f), OCLSEG_OK);
+    memset(bytes, 0, sizeof bytes); /* the parsed file keeps its own copy */
+    ck_assert_str_eq(f->path, "in-memory");
+    ck_assert_str_eq(oclseg_st_metadata(f, "format"), "mem");
+    float g[3];
+    ck_assert_int_eq(oclseg_st_read_f32(f, "v", g, 3), OCLSEG_OK);
+    ck_assert_mem_eq(g, v, sizeof v);
+    oclseg_st_free(f);
+    ck_assert_int_eq(oclseg_st_parse(bytes, 7, "short", &f), OCLSEG_ERR_FORMAT);
+    ck_assert_ptr_null(f);
+    ck_assert_int_eq(oclseg_st_parse(NULL, 0, NULL, &f), OCLSEG_ERR_FORMAT);
+    ck_assert_ptr_null(f);
+}
+END_TEST
+
 /* The committed golden file was written by tools/safetensors_io.py (Python side). */
 START_TEST(reads_python_written_file) {
     oclseg_st_file *f;
@@ -182,6 +216,7 @@ int main(void) {
     TCase *tc = tcase_create("safetensors");
     tcase_add_checked_fixture(tc, setup, NULL);
     tcase_add_test(tc, round_trip);
+    tcase_add_test(tc, parse_from_memory);
     tcase_add_test(tc, reads_python_written_file);
     tcase_add_test(tc, malformed_files_rejected);
     tcase_add_test(tc, atomic_write_keeps_old_file);

@@ -18,7 +18,8 @@ typedef struct oclseg_image {
 } oclseg_image;
 
 /* Decompression-bomb guards: files whose header claims more are rejected before any
- * allocation for the pixels. */
+ * allocation for the pixels; so are files too small to code the pixels their header claims
+ * (PNG: deflate expands at most 1032:1; JPEG: at most 2048 pixels per byte). */
 #define OCLSEG_IMAGE_MAX_SIDE 30000
 #define OCLSEG_IMAGE_MAX_PIXELS 200000000LL
 

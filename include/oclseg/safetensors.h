@@ -44,6 +44,8 @@ size_t oclseg_st_dtype_size(oclseg_st_dtype dtype);
  * inside the data area, no overlap, the data area covered exactly), duplicate names. Any problem
  * is OCLSEG_ERR_FORMAT with a message naming the file and the key. */
 int oclseg_st_load(const char *path, oclseg_st_file **out);
+/* The same checks on `size` bytes in memory (copied; `name` is used as the path in messages). */
+int oclseg_st_parse(const void *bytes, size_t size, const char *name, oclseg_st_file **out);
 void oclseg_st_free(oclseg_st_file *f);
 const oclseg_st_tensor *oclseg_st_find(const oclseg_st_file *f, const char *name);
 /* Value of a __metadata__ key, or NULL. */

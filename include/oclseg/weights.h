@@ -2,6 +2,7 @@
 #ifndef OCLSEG_WEIGHTS_H
 #define OCLSEG_WEIGHTS_H
 
+#include "oclseg/safetensors.h"
 #include "oclseg/trainer.h"
 
 typedef enum oclseg_weights_source {
@@ -32,6 +33,21 @@ typedef struct oclseg_run_position {
  * atomically (temp file, fsync, rename): an interruption never damages the previous one. */
 int oclseg_checkpoint_save(oclseg_trainer *t, const oclseg_run_position *pos,
                            const char *config_json, const char *path);
+/* The run state in a checkpoint's __metadata__ (what a resumed run reads besides tensors). */
+typedef struct oclseg_checkpoint_meta {
+    int64_t trainer_step, optimizer_step; /* 0 .. 2^53 */
+    double mu_product;                    /* finite */
+    int epoch, step_in_epoch;             /* 0 .. INT_MAX */
+    double best_jaccard;                  /* finite (-1: none yet) */
+    int frozen_encoder;                   /* 0 or 1 */
+    int optimizer;                        /* oclseg_optimizer_kind as written (not range-checked) */
+    const char *config_json;              /* the run's config.json text, borrowed; may be NULL */
+} oclseg_checkpoint_meta;
+
+/* Parses and range-checks the metadata of a loaded checkpoint file: format "oclseg-checkpoint",
+ * every number present, a number, integral where it counts something and in range (before any
+ * conversion). OCLSEG_ERR_FORMAT with a message naming the file and the key otherwise. */
+int oclseg_checkpoint_meta_parse(const oclseg_st_file *f, oclseg_checkpoint_meta *out);
 /* Restores everything saved above; *config_json is malloc'd (may be NULL if absent). */
 int oclseg_checkpoint_load(oclseg_trainer *t, const char *path, oclseg_run_position *pos,
                            char **config_json);

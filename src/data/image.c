@@ -56,6 +56,25 @@ static int check_dimensions(const char *name, long long width, long long height)
     return OCLSEG_OK;
 }
 
+/* The second bomb guard, on the file size: a header may not claim more pixels than the file
+ * could code. PNG: deflate expands at most 1032:1, so the filtered rows (one filter byte per row)
+ * need more than raw / 1032 bytes. JPEG (Huffman): every 8x8 block of a full-resolution
+ * component costs at least one bit, and such components cover at least a quarter of the image
+ * (sampling factors 1..4), so at most 2048 pixels per byte; arithmetic-coded files get the same
+ * limit (no photograph comes near it). Both hold for every complete file; the point is that a
+ * 300-byte file claiming 14000x14000 fails before the 600 MB allocation, not after. */
+#define PNG_MAX_EXPANSION 1032ULL
+#define JPEG_MAX_PIXELS_PER_BYTE 2048ULL
+
+static int check_data_size(const char *name, const char *format, long long width,
+                           long long height, unsigned long long min_bytes, size_t size) {
+    if (min_bytes <= size) return OCLSEG_OK;
+    OCLSEG_ERROR("%s: the %s header claims %lldx%lld pixels, which need at least %llu bytes, "
+                 "but the file has %zu; refusing to decode (truncated file or decompression bomb)",
+                 name, format, width, height, min_bytes, size);
+    return OCLSEG_ERR_FORMAT;
+}
+
 /* ITU-R 601 luma in 16-bit fixed point, exactly as PIL's RGB -> L conversion. */
 static inline uint8_t luma(const uint8_t *rgb) {
     return (uint8_t)((rgb[0] * 19595u + rgb[1] * 38470u + rgb[2] * 7471u + 0x8000u) >> 16);
@@ -133,12 +152,19 @@ static int decode_png(const uint8_t *data, size_t size, const char *name, oclseg
     int bit_depth, color_type, interlace;
     png_get_IHDR(png, info, &width, &height, &bit_depth, &color_type, &interlace, NULL, NULL);
     if ((status = check_dimensions(name, width, height)) != OCLSEG_OK) goto done;
+    unsigned long long raw_row = ((unsigned long long)width * png_get_channels(png, info) *
+                                  (unsigned)bit_depth + 7) / 8 + 1;
+    if ((status = check_data_size(name, "PNG", width, height,
+                                  raw_row * height / PNG_MAX_EXPANSION, size)) != OCLSEG_OK)
+        goto done;
     status = OCLSEG_ERR_FORMAT;
 
     if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (bit_depth == 16) png_set_strip_16(png);
-    if (color_type & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+    /* a palette with a tRNS chunk expands to RGBA: its alpha is dropped like an alpha channel */
+    if ((color_type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS))
+        png_set_strip_alpha(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
 
@@ -191,8 +217,9 @@ static void jpeg_on_error(j_common_ptr cinfo) {
 }
 
 /* libjpeg reports truncation and damaged entropy data only as warnings (and goes on with gray
- * fill); those make the file corrupt for us. Benign warnings (extraneous bytes between
- * markers, unknown JFIF revision, bad ICC marker) are ignored. */
+ * fill); those make the file corrupt for us, and decoding stops at once (a truncated file that
+ * claims 14000x14000 pixels would otherwise fill every remaining row first). Benign warnings
+ * (extraneous bytes between markers, unknown JFIF revision, bad ICC marker) are ignored. */
 static void jpeg_on_message(j_common_ptr cinfo, int level) {
     jpeg_error_ctx *err = (jpeg_error_ctx *)cinfo->err;
     if (level >= 0) return; /* trace messages */
@@ -201,6 +228,7 @@ static void jpeg_on_message(j_common_ptr cinfo, int level) {
         code == JWRN_ARITH_BAD_CODE || code == JWRN_MUST_RESYNC || code == JWRN_NOT_SEQUENTIAL) {
         if (!err->corrupt) cinfo->err->format_message(cinfo, err->message);
         err->corrupt = 1;
+        longjmp(err->jump, 1);
     }
 }
 
@@ -224,6 +252,10 @@ static int decode_jpeg(const uint8_t *data, size_t size, const char *name, oclse
     jpeg_read_header(&cinfo, TRUE);
     if ((status = check_dimensions(name, cinfo.image_width, cinfo.image_height)) != OCLSEG_OK)
         goto done;
+    unsigned long long jpeg_pixels = (unsigned long long)cinfo.image_width * cinfo.image_height;
+    if ((status = check_data_size(name, "JPEG", cinfo.image_width, cinfo.image_height,
+                                  jpeg_pixels / JPEG_MAX_PIXELS_PER_BYTE, size)) != OCLSEG_OK)
+        goto done;
     status = OCLSEG_ERR_FORMAT;
 
     int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
@@ -243,9 +275,8 @@ static int decode_jpeg(const uint8_t *data, size_t size, const char *name, oclse
         goto done;
     }
     size_t width = cinfo.output_width, height = cinfo.output_height;
-    pixels = malloc(width * height * (size_t)channels);
     row = malloc(width * (size_t)in_channels);
-    if (!pixels || !row) {
+    if (!row) {
         OCLSEG_ERROR("%s: out of memory for a %zux%zu image", name, width, height);
         status = OCLSEG_ERR_OUT_OF_MEMORY;
         goto done;
@@ -254,6 +285,13 @@ static int decode_jpeg(const uint8_t *data, size_t size, const char *name, oclse
         size_t y = cinfo.output_scanline;
         JSAMPROW rowp = row;
         if (jpeg_read_scanlines(&cinfo, &rowp, 1) != 1) break;
+        /* allocated once the first row has decoded: a file whose data is corrupt or missing
+         * from the start fails without the full-size allocation */
+        if (!pixels && !(pixels = malloc(width * height * (size_t)channels))) {
+            OCLSEG_ERROR("%s: out of memory for a %zux%zu image", name, width, height);
+            status = OCLSEG_ERR_OUT_OF_MEMORY;
+            goto done;
+        }
         uint8_t *dst = pixels + y * width * (size_t)channels;
         if (!cmyk) {
             memcpy(dst, row, width * (size_t)channels);

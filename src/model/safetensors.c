@@ -216,14 +216,18 @@ out:
     return st;
 }
 
-int oclseg_st_load(const char *path, oclseg_st_file **out) {
-    *out = NULL;
+/* A zeroed file record named `name`, or NULL when out of memory. */
+static oclseg_st_file *file_new(const char *name) {
     oclseg_st_file *f = calloc(1, sizeof *f);
-    if (!f || !(f->path = strdup(path))) {
+    if (!f || !(f->path = strdup(name))) {
         free(f);
-        return OCLSEG_ERR_OUT_OF_MEMORY;
+        return NULL;
     }
-    int st = read_whole_file(f);
+    return f;
+}
+
+/* Parses f (bytes already in place); frees it on failure. */
+static int finish_parse(oclseg_st_file *f, int st, oclseg_st_file **out) {
     if (st == OCLSEG_OK) st = parse(f);
     if (st != OCLSEG_OK) {
         oclseg_st_free(f);
@@ -231,6 +235,29 @@ int oclseg_st_load(const char *path, oclseg_st_file **out) {
     }
     *out = f;
     return OCLSEG_OK;
+}
+
+int oclseg_st_parse(const void *bytes, size_t size, const char *name, oclseg_st_file **out) {
+    *out = NULL;
+    if (!bytes && size) return OCLSEG_ERR_INVALID_ARG;
+    oclseg_st_file *f = file_new(name ? name : "<memory>");
+    if (!f) return OCLSEG_ERR_OUT_OF_MEMORY;
+    f->size = size;
+    f->bytes = malloc(size ? size : 1);
+    if (!f->bytes) {
+        OCLSEG_ERROR("%s: no memory for %zu bytes", f->path, size);
+        oclseg_st_free(f);
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    }
+    if (size) memcpy(f->bytes, bytes, size);
+    return finish_parse(f, OCLSEG_OK, out);
+}
+
+int oclseg_st_load(const char *path, oclseg_st_file **out) {
+    *out = NULL;
+    oclseg_st_file *f = file_new(path);
+    if (!f) return OCLSEG_ERR_OUT_OF_MEMORY;
+    return finish_parse(f, read_whole_file(f), out);
 }
 
 const oclseg_st_tensor *oclseg_st_find(const oclseg_st_file *f, const char *name) {

@@ -2,6 +2,9 @@
  * atomic saving, PyTorch key names (torchvision's features.* mapped to encoder.*). */
 #include "oclseg/weights.h"
 
+#include <float.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,13 +207,50 @@ int oclseg_checkpoint_save(oclseg_trainer *t, const oclseg_run_position *pos,
     return st;
 }
 
-static int meta_number(const oclseg_st_file *f, const char *key, double *out) {
+/* A __metadata__ number of the checkpoint in [lo, hi]; integral when `integral` is set. The
+ * range check comes before any conversion to an integer type. */
+static int meta_number(const oclseg_st_file *f, const char *key, double lo, double hi,
+                       int integral, double *out) {
     const char *v = oclseg_st_metadata(f, key);
     char *end;
     if (!v || (*out = strtod(v, &end), *end != '\0' || end == v)) {
         OCLSEG_ERROR("%s: checkpoint metadata '%s' is missing or not a number", f->path, key);
         return OCLSEG_ERR_FORMAT;
     }
+    if (!(*out >= lo && *out <= hi) || (integral && *out != floor(*out))) {
+        OCLSEG_ERROR("%s: checkpoint metadata '%s' = '%s' is out of range", f->path, key, v);
+        return OCLSEG_ERR_FORMAT;
+    }
+    return OCLSEG_OK;
+}
+
+int oclseg_checkpoint_meta_parse(const oclseg_st_file *f, oclseg_checkpoint_meta *out) {
+    memset(out, 0, sizeof *out);
+    const char *format = oclseg_st_metadata(f, "format");
+    if (!format || strcmp(format, "oclseg-checkpoint") != 0) {
+        OCLSEG_ERROR("%s is not an oclseg checkpoint (metadata format '%s')", f->path,
+                     format ? format : "none");
+        return OCLSEG_ERR_FORMAT;
+    }
+    const double max_count = 9007199254740992.0; /* 2^53: exact in a double and an int64 */
+    double step, opt_step, mu, epoch, sie, best, frozen, kind;
+    TRY(meta_number(f, "trainer_step", 0, max_count, 1, &step));
+    TRY(meta_number(f, "optimizer_step", 0, max_count, 1, &opt_step));
+    TRY(meta_number(f, "mu_product", -DBL_MAX, DBL_MAX, 0, &mu));
+    TRY(meta_number(f, "epoch", 0, INT_MAX, 1, &epoch));
+    TRY(meta_number(f, "step_in_epoch", 0, INT_MAX, 1, &sie));
+    TRY(meta_number(f, "best_jaccard", -DBL_MAX, DBL_MAX, 0, &best));
+    TRY(meta_number(f, "frozen_encoder", 0, 1, 1, &frozen));
+    TRY(meta_number(f, "optimizer", 0, INT_MAX, 1, &kind));
+    out->trainer_step = (int64_t)step;
+    out->optimizer_step = (int64_t)opt_step;
+    out->mu_product = mu;
+    out->epoch = (int)epoch;
+    out->step_in_epoch = (int)sie;
+    out->best_jaccard = best;
+    out->frozen_encoder = (int)frozen;
+    out->optimizer = (int)kind;
+    out->config_json = oclseg_st_metadata(f, "config");
     return OCLSEG_OK;
 }
 
@@ -220,26 +260,13 @@ int oclseg_checkpoint_load(oclseg_trainer *t, const char *path, oclseg_run_posit
     if (config_json) *config_json = NULL;
     oclseg_st_file *f;
     TRY(oclseg_st_load(path, &f));
-    const char *format = oclseg_st_metadata(f, "format");
-    double step = 0, opt_step = 0, mu = 1, epoch = 0, sie = 0, best = -1, frozen = 0, kind = 0;
-    int st = OCLSEG_OK;
-    if (!format || strcmp(format, "oclseg-checkpoint") != 0) {
-        OCLSEG_ERROR("%s is not an oclseg checkpoint (metadata format '%s')", path,
-                     format ? format : "none");
-        st = OCLSEG_ERR_FORMAT;
-    }
-    if (st == OCLSEG_OK) st = meta_number(f, "trainer_step", &step);
-    if (st == OCLSEG_OK) st = meta_number(f, "optimizer_step", &opt_step);
-    if (st == OCLSEG_OK) st = meta_number(f, "mu_product", &mu);
-    if (st == OCLSEG_OK) st = meta_number(f, "epoch", &epoch);
-    if (st == OCLSEG_OK) st = meta_number(f, "step_in_epoch", &sie);
-    if (st == OCLSEG_OK) st = meta_number(f, "best_jaccard", &best);
-    if (st == OCLSEG_OK) st = meta_number(f, "frozen_encoder", &frozen);
-    if (st == OCLSEG_OK) st = meta_number(f, "optimizer", &kind);
-    if (st == OCLSEG_OK && ((int)frozen != t->cfg.frozen_encoder || (int)kind != (int)t->cfg.optim.kind)) {
+    oclseg_checkpoint_meta meta;
+    int st = oclseg_checkpoint_meta_parse(f, &meta);
+    if (st == OCLSEG_OK && (meta.frozen_encoder != t->cfg.frozen_encoder ||
+                            meta.optimizer != (int)t->cfg.optim.kind)) {
         OCLSEG_ERROR("%s was written by a %s run with another optimizer setting: resume with the "
                      "same --freeze-encoder/--optimizer options", path,
-                     (int)frozen ? "frozen-encoder" : "fine-tune");
+                     meta.frozen_encoder ? "frozen-encoder" : "fine-tune");
         st = OCLSEG_ERR_INVALID_ARG;
     }
     /* optimizer state: validate every entry before touching the device */
@@ -274,12 +301,12 @@ int oclseg_checkpoint_load(oclseg_trainer *t, const char *path, oclseg_run_posit
         }
     }
     if (st == OCLSEG_OK) {
-        t->step = t->drained = (int64_t)step;
-        t->opt.step = (int64_t)opt_step;
-        t->opt.mu_product = mu;
-        pos->epoch = (int)epoch;
-        pos->step_in_epoch = (int)sie;
-        pos->best_jaccard = best;
+        t->step = t->drained = meta.trainer_step;
+        t->opt.step = meta.optimizer_step;
+        t->opt.mu_product = meta.mu_product;
+        pos->epoch = meta.epoch;
+        pos->step_in_epoch = meta.step_in_epoch;
+        pos->best_jaccard = meta.best_jaccard;
         const char *cfg = oclseg_st_metadata(f, "config");
         if (config_json && cfg) *config_json = strdup(cfg);
     }
