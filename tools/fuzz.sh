@@ -14,11 +14,18 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors image scan config)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors image scan config tuning)
+tools/install-deps.sh --fuzz
 builddir=${BUILDDIR:-build-fuzz}
+# The library has one C++ file (the CLBlast tuner shim), so the targets link with the C++
+# compiler: both must be clang's for -fsanitize=fuzzer. A build folder set up otherwise is redone.
+if [ -f "$builddir/build.ninja" ] && ! grep -q 'clang++' "$builddir/meson-info/intro-compilers.json" 2>/dev/null; then
+    rm -rf "$builddir"
+fi
 if [ ! -f "$builddir/build.ninja" ]; then
-    CC=${FUZZ_CC:-clang} meson setup "$builddir" -Dfuzz=true -Dtests=false \
-        -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
+    CC=${FUZZ_CC:-clang} CXX=${FUZZ_CXX:-clang++} meson setup "$builddir" -Dfuzz=true \
+        -Dtests=false -Db_sanitize=address,undefined -Db_lundef=false \
+        -Dbuildtype=debugoptimized >/dev/null
 fi
 meson compile -C "$builddir" -j "${FUZZ_JOBS:-2}" "${targets[@]/#/fuzz_}"
 

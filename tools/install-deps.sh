@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Installs oclseg's Debian build, test and runtime dependencies (idempotent; quiet when present).
-# Usage: tools/install-deps.sh [--golden]   (--golden adds python3-torch/torchvision for tools/make_golden.py)
+# Usage: tools/install-deps.sh [--golden] [--fuzz]
+#   --golden adds python3-torch/torchvision for tools/make_golden.py
+#   --fuzz adds clang and its libFuzzer runtime for tools/fuzz.sh
 set -euo pipefail
 pkgs=(build-essential meson ninja-build pkg-config python3
       ocl-icd-opencl-dev opencl-c-headers libclblast-dev libpng-dev libjpeg62-turbo-dev
       libjansson-dev check pocl-opencl-icd mesa-opencl-icd oclgrind clinfo gnuplot-nox)
-if [ "${1:-}" = "--golden" ]; then pkgs+=(python3-torch python3-torchvision); fi
+for opt in "$@"; do
+    case $opt in
+        --golden) pkgs+=(python3-torch python3-torchvision) ;;
+        --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+        *) echo "install-deps.sh: unknown option $opt" >&2; exit 2 ;;
+    esac
+done
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -206,10 +206,10 @@ static int evaluate(oclseg_trainer *t, const oclseg_dataset *ds, int batch, doub
     for (int b0 = 0; st == OCLSEG_OK && b0 < ds->count; b0 += batch) {
         int n = ds->count - b0 < batch ? ds->count - b0 : batch;
         for (int i = 0; i < n; i++) idx[i] = b0 + i;
-        float loss;
+        float loss = 0.0f;
         st = oclseg_dataset_batch(ds, idx, n, NULL, images, masks);
         if (st == OCLSEG_OK) st = oclseg_trainer_eval_batch(t, images, masks, n, &loss, counts, NULL);
-        loss_sum += (double)loss * n;
+        if (st == OCLSEG_OK) loss_sum += (double)loss * n;
         for (int i = 0; st == OCLSEG_OK && i < n; i++) {
             oclseg_confusion *c = &conf[b0 + i];
             c->tp = counts[4 * i];
