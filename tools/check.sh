@@ -30,6 +30,7 @@ if [ "${1:-}" = "--sanitize" ]; then
     # paths at a fraction of the time.
     export OCLSEG_TEST_SMALL=1
     meson test -C "$builddir" --print-errorlogs --num-processes 2 --suite ops --suite host \
+        --no-suite clblast-tuning \
         --timeout-multiplier 3 "$@"
     exit
 fi
