@@ -2,6 +2,8 @@
 #include "harness.h"
 
 #include <math.h>
+#include <stdarg.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,4 +205,14 @@ int harness_run(Suite *s) {
     srunner_free(sr);
     if (device_count >= 0 && release_contexts() != 0) failed++;
     return failed == 0 ? 0 : 1;
+}
+
+int harness_sh(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 255;
 }

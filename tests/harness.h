@@ -53,6 +53,9 @@ void harness_compare(const char *what, const float *got, const double *ref, size
 /* Runs a suite (no fork: contexts are shared) and returns the process exit code. */
 int harness_run(Suite *s);
 
+/* Runs a shell command built printf-style; returns its exit status (255 if it did not exit). */
+int harness_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Convenience: name of device i for messages. */
 const char *harness_device_name(int i);
 

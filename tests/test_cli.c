@@ -15,33 +15,22 @@
 static char root[64];
 static const char *bin;
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 255;
-}
-
 static void setup_once(void) {
     if (root[0]) return;
     bin = getenv("OCLSEG_BIN");
     ck_assert_msg(bin != NULL, "OCLSEG_BIN is not set (run through meson test)");
     snprintf(root, sizeof root, "/tmp/oclseg-cli-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(root));
-    ck_assert_int_eq(sh("%s synth --out %s/data --train 6 --test 4 --seed 3 > /dev/null", bin, root), 0);
-    ck_assert_int_eq(sh("%s train --data %s/data --out %s/run --epochs 1 --batch 4 --size 32 --quiet",
+    ck_assert_int_eq(harness_sh("%s synth --out %s/data --train 6 --test 4 --seed 3 > /dev/null", bin, root), 0);
+    ck_assert_int_eq(harness_sh("%s train --data %s/data --out %s/run --epochs 1 --batch 4 --size 32 --quiet",
                         bin, root, root), 0);
 }
 
 START_TEST(synth_is_deterministic) {
     setup_once();
-    ck_assert_int_eq(sh("%s synth --out %s/data2 --train 6 --test 4 --seed 3 > /dev/null", bin, root), 0);
-    ck_assert_int_eq(sh("diff -r %s/data %s/data2 > /dev/null", root, root), 0);
-    ck_assert_int_ne(sh("%s synth --train 3 2> /dev/null", bin), 0); /* --out missing */
+    ck_assert_int_eq(harness_sh("%s synth --out %s/data2 --train 6 --test 4 --seed 3 > /dev/null", bin, root), 0);
+    ck_assert_int_eq(harness_sh("diff -r %s/data %s/data2 > /dev/null", root, root), 0);
+    ck_assert_int_ne(harness_sh("%s synth --train 3 2> /dev/null", bin), 0); /* --out missing */
 }
 END_TEST
 
@@ -54,14 +43,14 @@ START_TEST(train_writes_the_run_directory) {
         snprintf(path, sizeof path, "%s/run/%s", root, files[i]);
         ck_assert_msg(access(path, F_OK) == 0, "missing %s", path);
     }
-    ck_assert_int_ne(sh("%s train --size 33 2> /dev/null", bin), 0);
-    ck_assert_int_ne(sh("%s train --optimizer adagrad 2> /dev/null", bin), 0);
+    ck_assert_int_ne(harness_sh("%s train --size 33 2> /dev/null", bin), 0);
+    ck_assert_int_ne(harness_sh("%s train --optimizer adagrad 2> /dev/null", bin), 0);
 }
 END_TEST
 
 START_TEST(eval_writes_one_row_per_image) {
     setup_once();
-    ck_assert_int_eq(sh("%s eval --data %s/data --weights %s/run/weights.safetensors --size 32 "
+    ck_assert_int_eq(harness_sh("%s eval --data %s/data --weights %s/run/weights.safetensors --size 32 "
                         "--out %s/eval.csv > /dev/null", bin, root, root, root), 0);
     char path[256], line[512];
     snprintf(path, sizeof path, "%s/eval.csv", root);
@@ -87,7 +76,7 @@ END_TEST
 
 START_TEST(predict_masks_at_original_resolution) {
     setup_once();
-    ck_assert_int_eq(sh("%s predict --weights %s/run/weights.safetensors --size 32 --out %s/pred "
+    ck_assert_int_eq(harness_sh("%s predict --weights %s/run/weights.safetensors --size 32 --out %s/pred "
                         "%s/data/ISBI2016_ISIC_Part1_Test_Data > /dev/null", bin, root, root, root), 0);
     oclseg_pair_list pairs = {0};
     char data[128];
@@ -116,27 +105,27 @@ END_TEST
 START_TEST(bad_input_is_a_clear_error) {
     setup_once();
     /* missing weights file */
-    ck_assert_int_ne(sh("%s predict --weights %s/none.safetensors --size 32 --out %s/p2 %s/data "
+    ck_assert_int_ne(harness_sh("%s predict --weights %s/none.safetensors --size 32 --out %s/p2 %s/data "
                         "2> %s/err.txt", bin, root, root, root, root), 0);
-    ck_assert_int_eq(sh("grep -q 'none.safetensors' %s/err.txt", root), 0);
+    ck_assert_int_eq(harness_sh("grep -q 'none.safetensors' %s/err.txt", root), 0);
     /* weights of another architecture (the reduced golden model) name the key */
-    ck_assert_int_ne(sh("%s eval --data %s/data --weights tests/data/golden_small.safetensors "
+    ck_assert_int_ne(harness_sh("%s eval --data %s/data --weights tests/data/golden_small.safetensors "
                         "--size 32 2> %s/err.txt", bin, root, root), 0);
-    ck_assert_int_eq(sh("grep -q \"key '\" %s/err.txt", root), 0);
+    ck_assert_int_eq(harness_sh("grep -q \"key '\" %s/err.txt", root), 0);
     /* a corrupt image */
-    ck_assert_int_eq(sh("mkdir -p %s/bad && head -c 300 %s/data/ISBI2016_ISIC_Part1_Test_Data/"
+    ck_assert_int_eq(harness_sh("mkdir -p %s/bad && head -c 300 %s/data/ISBI2016_ISIC_Part1_Test_Data/"
                         "$(ls %s/data/ISBI2016_ISIC_Part1_Test_Data | head -1) > %s/bad/x.jpg",
                         root, root, root, root), 0);
-    ck_assert_int_ne(sh("%s predict --weights %s/run/weights.safetensors --size 32 --out %s/p3 "
+    ck_assert_int_ne(harness_sh("%s predict --weights %s/run/weights.safetensors --size 32 --out %s/p3 "
                         "%s/bad/x.jpg 2> %s/err.txt", bin, root, root, root, root), 0);
-    ck_assert_int_eq(sh("grep -q 'x.jpg' %s/err.txt", root), 0);
+    ck_assert_int_eq(harness_sh("grep -q 'x.jpg' %s/err.txt", root), 0);
     /* an empty directory */
-    ck_assert_int_eq(sh("mkdir -p %s/empty", root), 0);
-    ck_assert_int_ne(sh("%s predict --weights %s/run/weights.safetensors --size 32 --out %s/p4 "
+    ck_assert_int_eq(harness_sh("mkdir -p %s/empty", root), 0);
+    ck_assert_int_ne(harness_sh("%s predict --weights %s/run/weights.safetensors --size 32 --out %s/p4 "
                         "%s/empty 2> /dev/null", bin, root, root, root), 0);
     /* a data directory without the ISIC layout */
-    ck_assert_int_ne(sh("%s train --data %s/empty --quiet 2> %s/err.txt", bin, root, root), 0);
-    ck_assert_int_eq(sh("grep -q 'empty' %s/err.txt", root), 0);
+    ck_assert_int_ne(harness_sh("%s train --data %s/empty --quiet 2> %s/err.txt", bin, root, root), 0);
+    ck_assert_int_eq(harness_sh("grep -q 'empty' %s/err.txt", root), 0);
 }
 END_TEST
 
@@ -176,7 +165,7 @@ START_TEST(ctrl_c_writes_checkpoint_and_resumes) {
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 130, "exit status %d", status);
     ck_assert_int_eq(access(ckpt, F_OK), 0);
     int done = count_lines(steps) - 1;
-    ck_assert_int_eq(sh("%s train --data %s --out %s --epochs 1000 --batch 2 --size 32 "
+    ck_assert_int_eq(harness_sh("%s train --data %s --out %s --epochs 1000 --batch 2 --size 32 "
                         "--eval-every 1000 --quiet --resume %s --max-steps %d", bin, data, out,
                         ckpt, done + 3), 0);
     ck_assert_int_eq(count_lines(steps) - 1, done + 3); /* no step lost or repeated */

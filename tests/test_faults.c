@@ -24,17 +24,6 @@ static char root[64];
 static const char *bin;
 static char data[128], run[128], ckpt[160];
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 255;
-}
-
 static unsigned char *read_all(const char *path, size_t *size) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -61,8 +50,8 @@ static void setup_once(void) {
     snprintf(data, sizeof data, "%s/data", root);
     snprintf(run, sizeof run, "%s/run", root);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run);
-    ck_assert_int_eq(sh("%s synth --out %s --train 12 --test 4 --seed 5 > /dev/null", bin, data), 0);
-    ck_assert_int_eq(sh("%s train --data %s --out %s --epochs 1 --batch 4 --size 32 --quiet",
+    ck_assert_int_eq(harness_sh("%s synth --out %s --train 12 --test 4 --seed 5 > /dev/null", bin, data), 0);
+    ck_assert_int_eq(harness_sh("%s train --data %s --out %s --epochs 1 --batch 4 --size 32 --quiet",
                         bin, data, run), 0);
 }
 
@@ -73,7 +62,7 @@ static void expect_failure_keeps_checkpoint(const char *env, const char *extra,
     size_t before_size, after_size;
     unsigned char *before = read_all(ckpt, &before_size);
     ck_assert_ptr_nonnull(before);
-    int rc = sh("%s %s train --data %s --out %s --epochs 3 --batch 4 --size 32 --quiet "
+    int rc = harness_sh("%s %s train --data %s --out %s --epochs 3 --batch 4 --size 32 --quiet "
                 "--resume %s %s 2> %s/err.txt", env, bin, data, run, ckpt, extra, root);
     char errpath[128];
     snprintf(errpath, sizeof errpath, "%s/err.txt", root);
@@ -104,9 +93,9 @@ START_TEST(device_out_of_memory_at_allocation) {
     /* real: activations for 30000 images exceed the device's largest single allocation */
     size_t n;
     unsigned char *before = read_all(ckpt, &n);
-    ck_assert_int_ne(sh("%s train --data %s --out %s/big --epochs 1 --batch 30000 --size 128 "
+    ck_assert_int_ne(harness_sh("%s train --data %s --out %s/big --epochs 1 --batch 30000 --size 128 "
                         "--quiet 2> %s/err.txt", bin, data, root, root), 0);
-    ck_assert_int_eq(sh("grep -q 'cannot allocate .* MiB of device memory for activations.*"
+    ck_assert_int_eq(harness_sh("grep -q 'cannot allocate .* MiB of device memory for activations.*"
                         "max single allocation.*--batch' %s/err.txt", root), 0);
     free(before);
 }
@@ -147,7 +136,7 @@ START_TEST(checkpoint_write_failure_keeps_previous) {
     const char *frag[] = {"checkpoint.safetensors", "failed", "previous file", NULL};
     expect_failure_keeps_checkpoint("ulimit -f 65536;", "", frag);
     /* no temporary is left behind */
-    ck_assert_int_ne(sh("ls %s | grep -q tmp", run), 0);
+    ck_assert_int_ne(harness_sh("ls %s | grep -q tmp", run), 0);
 }
 END_TEST
 
@@ -175,13 +164,13 @@ START_TEST(full_disk_keeps_previous) {
     char disk_run[160], disk_ckpt[200];
     snprintf(disk_run, sizeof disk_run, "%s/run", disk);
     snprintf(disk_ckpt, sizeof disk_ckpt, "%s/checkpoint.safetensors", disk_run);
-    ck_assert_int_eq(sh("cp -r %s %s", run, disk_run), 0);
+    ck_assert_int_eq(harness_sh("cp -r %s %s", run, disk_run), 0);
     size_t before_size, after_size;
     unsigned char *before = read_all(disk_ckpt, &before_size);
-    int rc = sh("%s train --data %s --out %s --epochs 3 --batch 4 --size 32 --quiet --resume %s "
+    int rc = harness_sh("%s train --data %s --out %s --epochs 3 --batch 4 --size 32 --quiet --resume %s "
                 "2> %s/err.txt", bin, data, disk_run, disk_ckpt, root);
     unsigned char *after = read_all(disk_ckpt, &after_size);
-    int grep = sh("grep -q 'No space left on device' %s/err.txt", root);
+    int grep = harness_sh("grep -q 'No space left on device' %s/err.txt", root);
     umount(disk);
     ck_assert_int_ne(rc, 0);
     ck_assert_int_eq(grep, 0);
@@ -232,7 +221,7 @@ START_TEST(sigkill_during_atomic_writes) {
     /* the temporaries of the killed writers go with the next successful write */
     uint32_t one[4] = {1, 2, 3, 4};
     ck_assert_int_eq(oclseg_file_write_atomic(path, one, sizeof one), OCLSEG_OK);
-    ck_assert_int_ne(sh("ls %s | grep -q 'atomic.bin.tmp'", root), 0);
+    ck_assert_int_ne(harness_sh("ls %s | grep -q 'atomic.bin.tmp'", root), 0);
 }
 END_TEST
 
@@ -243,7 +232,7 @@ START_TEST(sigkill_during_training_resumes) {
     char out[128], out_ckpt[160];
     snprintf(out, sizeof out, "%s/killed", root);
     snprintf(out_ckpt, sizeof out_ckpt, "%s/checkpoint.safetensors", out);
-    ck_assert_int_eq(sh("cp -r %s %s", run, out), 0);
+    ck_assert_int_eq(harness_sh("cp -r %s %s", run, out), 0);
     srand(777);
     for (int round = 0; round < 4; round++) {
         pid_t pid = fork();
@@ -274,7 +263,7 @@ START_TEST(sigkill_during_training_resumes) {
     long long done = atoll(step);
     oclseg_st_free(f);
     ck_assert_int_ge(done, 3);
-    ck_assert_int_eq(sh("%s train --data %s --out %s --epochs 1000 --batch 4 --size 32 --quiet "
+    ck_assert_int_eq(harness_sh("%s train --data %s --out %s --epochs 1000 --batch 4 --size 32 --quiet "
                         "--eval-every 1000 --resume %s --max-steps %lld", bin, data, out, out_ckpt,
                         done + 2), 0);
     ck_assert_int_eq(oclseg_st_load(out_ckpt, &f), OCLSEG_OK);
@@ -289,15 +278,15 @@ START_TEST(kernel_build_failure_is_explained) {
     setup_once();
     char kdir[128];
     snprintf(kdir, sizeof kdir, "%s/kernels", root);
-    ck_assert_int_eq(sh("mkdir -p %s && cp cl/*.cl %s/ && printf '\\n__kernel void broken(void) "
+    ck_assert_int_eq(harness_sh("mkdir -p %s && cp cl/*.cl %s/ && printf '\\n__kernel void broken(void) "
                         "{ undeclared_thing = 1; }\\n' >> %s/eltwise.cl", kdir, kdir, kdir), 0);
-    ck_assert_int_ne(sh("OCLSEG_CACHE=0 OCLSEG_KERNEL_DIR=%s %s train --data %s --out %s/kb "
+    ck_assert_int_ne(harness_sh("OCLSEG_CACHE=0 OCLSEG_KERNEL_DIR=%s %s train --data %s --out %s/kb "
                         "--epochs 1 --batch 4 --size 32 --quiet 2> %s/err.txt", kdir, bin, data,
                         root, root), 0);
-    ck_assert_int_eq(sh("grep -q 'eltwise' %s/err.txt", root), 0);
-    ck_assert_int_eq(sh("grep -q 'undeclared_thing' %s/err.txt", root), 0); /* the log */
-    ck_assert_int_eq(sh("grep -q -- '-cl-std\\|-D' %s/err.txt", root), 0);  /* the options */
-    ck_assert_int_eq(sh("grep -qi 'device\\|pthread\\|llvmpipe' %s/err.txt", root), 0);
+    ck_assert_int_eq(harness_sh("grep -q 'eltwise' %s/err.txt", root), 0);
+    ck_assert_int_eq(harness_sh("grep -q 'undeclared_thing' %s/err.txt", root), 0); /* the log */
+    ck_assert_int_eq(harness_sh("grep -q -- '-cl-std\\|-D' %s/err.txt", root), 0);  /* the options */
+    ck_assert_int_eq(harness_sh("grep -qi 'device\\|pthread\\|llvmpipe' %s/err.txt", root), 0);
 }
 END_TEST
 

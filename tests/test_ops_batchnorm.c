@@ -394,6 +394,23 @@ START_TEST(forward_eval) {
             ck_assert_ptr_nonnull(yc);
             for (size_t i = 0; i < count; i++) yc[i] = fmin(fmax(yr[i], 0.0), 6.0);
             harness_compare("bn eval y (fused relu6)", y, yc, count, atol, 0);
+            /* beta + 6 on odd channels puts most of those outputs above 6: the upper clamp */
+            float beta6[256];
+            for (size_t ch = 0; ch < C; ch++) beta6[ch] = beta[ch] + (ch % 2 ? 6.0f : 0.0f);
+            hbuf bb6 = hb_from(ctx, beta6, C);
+            oclseg_tensor tb6 = hb_tensor(&bb6, s.c, 1, 1, 1);
+            ck_assert_int_eq(op_batchnorm_forward_eval_act(ctx, &tx, &tg, &tb6, &trm, &trv, &ty,
+                                                           EPS, 1),
+                             OCLSEG_OK);
+            hb_download(&by, y, "bn eval y (fused relu6, shifted)");
+            for (size_t i = 0; i < count; i++) {
+                size_t ch = (i / spatial(s)) % C;
+                yc[i] = fmin(fmax(yr[i] + (ch % 2 ? 6.0 : 0.0), 0.0), 6.0);
+            }
+            /* beta6 rounds once more, and |y| grows by 6: ~2 ulp of 12 more */
+            harness_compare("bn eval y (fused relu6, shifted)", y, yc, count,
+                            atol + 4.0 * 12.0 * FLT_EPSILON, 0);
+            hb_free(&bb6);
             free(yc);
             /* the running statistics are inputs only */
             float after[256];

@@ -413,6 +413,48 @@ static void check_columns(const convt_case *c) {
         snprintf(what, sizeof what, "%s im2col on %s", c->name, harness_device_name(dev));
         hb_download(&bout, got_cols, what);
         harness_compare(what, got_cols, ref_cols, nc, 0.0, 0.0); /* copies and zeros: exact */
+
+        /* col2im with the fused ReLU: the ReLU of the reference */
+        for (int n0 = 0; n0 < c->n; n0++)
+            ck_assert_int_eq(convt_col2im(ctx, bcols.buf, bcols.lead + (size_t)n0 * per_image,
+                                          c->with_bias ? &tb : NULL, &ty, n0, 1, c->h, c->w,
+                                          c->kh, c->kw, c->stride, c->pad, 1),
+                             OCLSEG_OK);
+        snprintf(what, sizeof what, "%s col2im+relu on %s", c->name, harness_device_name(dev));
+        hb_download(&by, got_y, what);
+        double *expect = malloc((nc > ny ? nc : ny) * sizeof *expect);
+        ck_assert_ptr_nonnull(expect);
+        for (size_t i = 0; i < ny; i++) expect[i] = ref_y[i] > 0 ? ref_y[i] : 0.0;
+        harness_compare(what, got_y, expect, ny, atol_for(per_y + 1), RTOL);
+
+        /* im2col in the chunk-interleaved layout: cols[r][n][p] instead of cols[n][r][p] */
+        const size_t rows = (size_t)c->cout * c->kh * c->kw, hw = (size_t)c->h * c->w;
+        ck_assert_int_eq(convt_im2col(ctx, &tdy, 0, c->n, c->h, c->w, c->kh, c->kw, c->stride,
+                                      c->pad, bout.buf, bout.lead, 1),
+                         OCLSEG_OK);
+        for (size_t r = 0; r < rows; r++)
+            for (int n = 0; n < c->n; n++)
+                for (size_t p = 0; p < hw; p++)
+                    expect[(r * c->n + n) * hw + p] = ref_cols[((size_t)n * rows + r) * hw + p];
+        snprintf(what, sizeof what, "%s im2col interleaved on %s", c->name,
+                 harness_device_name(dev));
+        hb_download(&bout, got_cols, what);
+        harness_compare(what, got_cols, expect, nc, 0.0, 0.0);
+
+        /* packing dy's images side by side per channel: (Cout, N*Ho*Wo) */
+        const size_t plane = (size_t)ho * wo;
+        hbuf bpack = hb_create(ctx, ny);
+        ck_assert_int_eq(convt_pack_images(ctx, &tdy, 0, c->n, bpack.buf, bpack.lead), OCLSEG_OK);
+        for (int ch = 0; ch < c->cout; ch++)
+            for (int n = 0; n < c->n; n++)
+                for (size_t p = 0; p < plane; p++)
+                    expect[((size_t)ch * c->n + n) * plane + p] =
+                        dy_d[((size_t)n * c->cout + ch) * plane + p];
+        snprintf(what, sizeof what, "%s pack images on %s", c->name, harness_device_name(dev));
+        hb_download(&bpack, got_y, what);
+        harness_compare(what, got_y, expect, ny, 0.0, 0.0);
+        hb_free(&bpack);
+        free(expect);
         hb_free(&bcols);
         hb_free(&bdy);
         hb_free(&bb);

@@ -22,17 +22,6 @@ static void setup_once(void) {
     ck_assert_ptr_nonnull(mkdtemp(root));
 }
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 255;
-}
-
 static void write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
@@ -238,21 +227,21 @@ START_TEST(trial_child_rejects_bad_candidates) {
     write_text(empty, "{}");
     const char *b = bin(), *d = device_spec();
     /* a valid candidate passes, with a time */
-    ck_assert_int_eq(sh("OCLSEG_NO_TUNING=1 %s tune --device %s --trial %s --shapes %s --result %s "
+    ck_assert_int_eq(harness_sh("OCLSEG_NO_TUNING=1 %s tune --device %s --trial %s --shapes %s --result %s "
                         "--repeats 1", b, d, good, shapes, result), 0);
-    ck_assert_int_eq(sh("grep -q '\"ok\": true' %s && grep -q weighted_ms %s", result, result), 0);
+    ck_assert_int_eq(harness_sh("grep -q '\"ok\": true' %s && grep -q weighted_ms %s", result, result), 0);
     /* one that crashes the child (abort, as PoCL's SIGSEGV did): non-zero, no result */
     unlink(result);
-    ck_assert_int_ne(sh("OCLSEG_NO_TUNING=1 OCLSEG_TUNE_TRIAL_ABORT=1 %s tune --device %s --trial "
+    ck_assert_int_ne(harness_sh("OCLSEG_NO_TUNING=1 OCLSEG_TUNE_TRIAL_ABORT=1 %s tune --device %s --trial "
                         "%s --shapes %s --result %s 2> /dev/null", b, d, good, shapes, result), 0);
     ck_assert_int_ne(access(result, F_OK), 0);
     /* one that computes a wrong element: rejected with the reason */
-    ck_assert_int_ne(sh("OCLSEG_NO_TUNING=1 OCLSEG_TUNE_TRIAL_CORRUPT=1 %s tune --device %s --trial "
+    ck_assert_int_ne(harness_sh("OCLSEG_NO_TUNING=1 OCLSEG_TUNE_TRIAL_CORRUPT=1 %s tune --device %s --trial "
                         "%s --shapes %s --result %s", b, d, good, shapes, result), 0);
-    ck_assert_int_eq(sh("grep -q '\"ok\": false' %s && grep -q 'differs\\|exact value' %s", result,
+    ck_assert_int_eq(harness_sh("grep -q '\"ok\": false' %s && grep -q 'differs\\|exact value' %s", result,
                         result), 0);
     /* the hooks leave the baseline (empty candidate) alone */
-    ck_assert_int_eq(sh("OCLSEG_NO_TUNING=1 OCLSEG_TUNE_TRIAL_CORRUPT=1 %s tune --device %s --trial "
+    ck_assert_int_eq(harness_sh("OCLSEG_NO_TUNING=1 OCLSEG_TUNE_TRIAL_CORRUPT=1 %s tune --device %s --trial "
                         "%s --shapes %s --result %s", b, d, empty, shapes, result), 0);
 }
 END_TEST
@@ -264,13 +253,13 @@ START_TEST(tune_with_tiny_budget_completes) {
     char dir[128], out[128];
     snprintf(dir, sizeof dir, "%s/tuning2", root);
     snprintf(out, sizeof out, "%s/tune.out", root);
-    ck_assert_int_eq(sh("OCLSEG_TUNING_DIR=%s OCLSEG_TUNE_TRIAL_ABORT=1 %s tune --device %s "
+    ck_assert_int_eq(harness_sh("OCLSEG_TUNING_DIR=%s OCLSEG_TUNE_TRIAL_ABORT=1 %s tune --device %s "
                         "--batch 2 --size 32 --budget 1 --repeats 1 > %s 2>&1", dir, bin(),
                         device_spec(), out), 0);
-    ck_assert_int_eq(sh("grep -q 'recorded [0-9]* GEMM shapes' %s", out), 0);
-    ck_assert_int_eq(sh("grep -q 'REJECTED: crashed (signal 6' %s", out), 0);
-    ck_assert_int_eq(sh("grep -q \"defaults stay\" %s", out), 0);
-    ck_assert_int_ne(sh("ls %s/*.json > /dev/null 2>&1", dir), 0);
+    ck_assert_int_eq(harness_sh("grep -q 'recorded [0-9]* GEMM shapes' %s", out), 0);
+    ck_assert_int_eq(harness_sh("grep -q 'REJECTED: crashed (signal 6' %s", out), 0);
+    ck_assert_int_eq(harness_sh("grep -q \"defaults stay\" %s", out), 0);
+    ck_assert_int_ne(harness_sh("ls %s/*.json > /dev/null 2>&1", dir), 0);
 }
 END_TEST
 

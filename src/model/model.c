@@ -426,8 +426,11 @@ int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
         return OCLSEG_ERR_INVALID_ARG;
     }
     const float eps = 1e-5f, momentum = 0.1f;
-    const char *nofuse = getenv("OCLSEG_NO_FUSION"); /* A/B switch for benchmarks and tests */
-    const int fuse = !(nofuse && strcmp(nofuse, "1") == 0);
+    static int fuse = -1; /* OCLSEG_NO_FUSION=1: A/B switch for benchmarks (read once) */
+    if (fuse < 0) {
+        const char *nofuse = getenv("OCLSEG_NO_FUSION");
+        fuse = !(nofuse && strcmp(nofuse, "1") == 0);
+    }
     for (int i = 0; i < m->layer_count; i++) {
         const oclseg_layer *l = &m->layers[i];
         oclseg_tensor x = act_view(m, l->in, n), y = act_view(m, l->out, n);

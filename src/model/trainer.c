@@ -88,7 +88,12 @@ static int upload_batch(oclseg_trainer *t, const float *images, const float *mas
 /* Test hook: OCLSEG_FAULT_NAN=param:NAME:STEP writes a NaN into parameter NAME before step
  * STEP's forward; grad:NAME:STEP into its gradient after the backward (the loss stays finite). */
 static int inject_nan(oclseg_trainer *t, int into_grad) {
-    const char *spec = getenv("OCLSEG_FAULT_NAN");
+    static const char *spec = NULL;
+    static int read = 0; /* env read once: this runs twice per step */
+    if (!read) {
+        spec = getenv("OCLSEG_FAULT_NAN");
+        read = 1;
+    }
     const char *kind = into_grad ? "grad:" : "param:";
     if (!spec || strncmp(spec, kind, strlen(kind)) != 0) return OCLSEG_OK;
     char name[128];

@@ -173,8 +173,7 @@ int convt_im2col(oclseg_ctx *ctx, const oclseg_tensor *dy, int n0, int nb, int h
     return oclseg_launch(ctx, k, 3, global, NULL);
 }
 
-/* packed (C, nb*HW) = images n0..n0+nb-1 of x (N, C, H, W) side by side per channel. */
-static int pack_images(oclseg_ctx *ctx, const oclseg_tensor *x, int n0, int nb, cl_mem packed,
+int convt_pack_images(oclseg_ctx *ctx, const oclseg_tensor *x, int n0, int nb, cl_mem packed,
                        size_t packed_off) {
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "conv_transpose", NULL, "convt_pack_images", &k));
@@ -302,7 +301,7 @@ int op_conv_transpose2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x,
         if (dw) {
             /* dw (Cin, rows) (+)= xpacked_g (Cin x g*HW) * cols_g^T (g*HW x rows), groups of g
              * images in order */
-            TRY(pack_images(ctx, x, n0, nb, scratch, cols_floats));
+            TRY(convt_pack_images(ctx, x, n0, nb, scratch, cols_floats));
             const int group = d.hw >= CONVT_DW_MIN_K ? 1 : (int)((CONVT_DW_MIN_K + d.hw - 1) / d.hw);
             for (int i = 0; i < nb; i += group) {
                 const size_t g = (size_t)(nb - i < group ? nb - i : group);

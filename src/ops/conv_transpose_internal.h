@@ -26,4 +26,9 @@ int convt_col2im(oclseg_ctx *ctx, cl_mem cols, size_t cols_off, const oclseg_ten
 int convt_im2col(oclseg_ctx *ctx, const oclseg_tensor *dy, int n0, int nb, int h, int w, int kh,
                  int kw, int stride, int pad, cl_mem cols, size_t cols_off, int interleaved);
 
+/* packed (C, nb*HW) = images n0..n0+nb-1 of x (N, C, H, W) side by side per channel:
+ * packed[packed_off + (c*nb + i)*HW + p] = x[n0 + i, c, p]. */
+int convt_pack_images(oclseg_ctx *ctx, const oclseg_tensor *x, int n0, int nb, cl_mem packed,
+                      size_t packed_off);
+
 #endif

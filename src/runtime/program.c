@@ -446,10 +446,13 @@ int oclseg_launch(oclseg_ctx *ctx, cl_kernel kernel, cl_uint dims, const size_t 
     }
     /* Test hook: OCLSEG_FAULT_LAUNCH=N makes the N-th launch of the process fail as a device
      * out of resources would. */
-    static long launch_counter;
-    const char *fault = getenv("OCLSEG_FAULT_LAUNCH");
+    static long launch_counter, fault_at = -1; /* env read once: launches are the hot path */
+    if (fault_at < 0) {
+        const char *fault = getenv("OCLSEG_FAULT_LAUNCH");
+        fault_at = fault ? atol(fault) : 0;
+    }
     cl_int err;
-    if (fault && atol(fault) > 0 && ++launch_counter == atol(fault))
+    if (fault_at > 0 && ++launch_counter == fault_at)
         err = CL_OUT_OF_RESOURCES;
     else
         err = clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, g, l, 0, NULL, ev);
