@@ -17,9 +17,6 @@ static inline void __attribute__((format(printf, 1, 2))) data_warn(const char *f
     va_end(ap);
 }
 
-/* Creates a directory and its parents (like mkdir -p); returns 0 or -1 with errno set. */
-int data_mkdir_p(const char *path);
-
 /* An image decoded without any conversion: the values as the file stores them. */
 typedef struct image_raw {
     int width, height;

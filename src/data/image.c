@@ -13,6 +13,7 @@
 
 #include "data/data_internal.h"
 #include "oclseg/data.h"
+#include "oclseg/util.h"
 
 /* ---- basics ------------------------------------------------------------------------------ */
 
@@ -446,42 +447,13 @@ int image_decode_raw(const void *data, size_t size, const char *name, image_raw 
     return OCLSEG_OK;
 }
 
-/* Reads a whole file (at most 1 GiB: a compressed file larger than that is no dermoscopy image
- * or mask) into a malloc'ed buffer. */
-static int read_image_file(const char *path, uint8_t **data_out, size_t *size_out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        OCLSEG_ERROR("%s: cannot open: %s", path, strerror(errno));
-        return OCLSEG_ERR_IO;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        OCLSEG_ERROR("%s: not a regular file", path);
-        fclose(f);
-        return OCLSEG_ERR_IO;
-    }
-    if (st.st_size > (1LL << 30)) {
-        OCLSEG_ERROR("%s: file too large (%lld bytes)", path, (long long)st.st_size);
-        fclose(f);
-        return OCLSEG_ERR_FORMAT;
-    }
-    size_t size = (size_t)st.st_size;
-    uint8_t *data = malloc(size ? size : 1);
-    if (!data) {
-        fclose(f);
-        OCLSEG_ERROR("%s: out of memory reading %zu bytes", path, size);
-        return OCLSEG_ERR_OUT_OF_MEMORY;
-    }
-    size_t got = fread(data, 1, size, f);
-    int read_error = ferror(f);
-    fclose(f);
-    if (got != size || read_error) {
-        OCLSEG_ERROR("%s: read error (%zu of %zu bytes)", path, got, size);
-        free(data);
-        return OCLSEG_ERR_IO;
-    }
-    *data_out = data;
-    *size_out = size;
+/* A compressed file larger than this is no dermoscopy image or mask. */
+#define IMAGE_FILE_MAX_BYTES (1ULL << 30)
+
+static int read_image_file(const char *path, uint8_t **data, size_t *size) {
+    char *bytes;
+    TRY(oclseg_read_file(path, IMAGE_FILE_MAX_BYTES, &bytes, size));
+    *data = (uint8_t *)bytes;
     return OCLSEG_OK;
 }
 

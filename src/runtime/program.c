@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "oclseg/runtime.h"
+#include "oclseg/util.h"
 #include "runtime/kernels_embedded.h"
 #include "runtime/program_internal.h"
 
@@ -110,19 +111,6 @@ void oclseg_cache_dir(char *out, size_t size) {
     else out[0] = '\0';
 }
 
-static void mkdir_p(const char *path) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    }
-    mkdir(tmp, 0755);
-}
-
 #define CACHE_MAGIC "OCLSEGK1"
 
 typedef struct cache_key {
@@ -177,7 +165,7 @@ static void cache_write(const cache_key *key, const unsigned char *bin, size_t s
     if (!key->path[0]) return;
     char dir[4096], tmp[4300];
     oclseg_cache_dir(dir, sizeof dir);
-    mkdir_p(dir);
+    (void)oclseg_mkdir_p(dir); /* best effort: a cache that cannot be written is skipped */
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", key->path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) return;
