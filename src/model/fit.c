@@ -18,6 +18,7 @@
 #include "oclseg/infer.h"
 #include "oclseg/safetensors.h"
 #include "oclseg/metrics.h"
+#include "oclseg_version.h"
 
 void oclseg_fit_options_default(oclseg_fit_options *o) {
     memset(o, 0, sizeof *o);
@@ -169,7 +170,7 @@ static char *config_json_text(const oclseg_fit_options *o, const oclseg_ctx *ctx
                         json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", ctx->info.name, "vendor",
                                   ctx->info.vendor, "platform", ctx->info.platform_name, "driver",
                                   ctx->info.driver_version, "opencl_c", ctx->info.opencl_c_version));
-    json_object_set_new(j, "versions", json_pack("{s:s, s:s, s:s}", "oclseg", "0.1.0", "clblast",
+    json_object_set_new(j, "versions", json_pack("{s:s, s:s, s:s}", "oclseg", OCLSEG_VERSION, "clblast",
                                                  OCLSEG_CLBLAST_VERSION, "build", OCLSEG_BUILD_INFO));
     char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(j);

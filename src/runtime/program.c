@@ -28,7 +28,7 @@ static const tuning_entry tuning_table[] = {
 
 static int contains(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
 
-const char *oclseg_tuning_defines(const oclseg_device_info *dev, const char *program_name) {
+const char *oclseg_device_defines(const oclseg_device_info *dev, const char *program_name) {
     const size_t n = sizeof tuning_table / sizeof tuning_table[0];
     for (int pass = 0; pass < 3; pass++) {
         for (size_t i = 0; i < n; i++) {
@@ -219,7 +219,7 @@ static int build_program(oclseg_ctx *ctx, const char *name, const char *extra_de
     TRY(load_source(name, &source));
     char options[2048];
     snprintf(options, sizeof options, "%s %s %s", ctx->cl_std,
-             oclseg_tuning_defines(&ctx->info, name), extra_defines ? extra_defines : "");
+             oclseg_device_defines(&ctx->info, name), extra_defines ? extra_defines : "");
     cache_key key;
     make_cache_key(ctx, source, options, &key);
     cl_int err;
@@ -386,7 +386,7 @@ static size_t floor_pow2(size_t v) {
 
 size_t oclseg_reduce_wg(oclseg_ctx *ctx, const char *program_name, cl_kernel kernel) {
     static const char key[] = "-DREDUCE_WG=";
-    const char *at = strstr(oclseg_tuning_defines(&ctx->info, program_name), key);
+    const char *at = strstr(oclseg_device_defines(&ctx->info, program_name), key);
     size_t wg = at ? (size_t)strtoul(at + strlen(key), NULL, 10) : 64;
     size_t limit = oclseg_kernel_wg_limit(ctx, kernel);
     if (limit > ctx->info.max_work_group_size) limit = ctx->info.max_work_group_size;
