@@ -209,23 +209,6 @@ int conv2d_bias_grad(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *db
     return oclseg_launch(ctx, k, 1, &global, &lanes);
 }
 
-/* Row-major C (m x n) = op(A) * op(B) + beta * C, at element offsets with the given leading dims.
- *
- * GEMMs are issued per image with CLBlastSgemm rather than one CLBlastSgemmStridedBatched:
- * CLBlast 1.5.3's strided-batched indirect path skips its padding copy for a matrix whose sizes
- * already match the tile sizes and then ignores that matrix's offset and batch stride (the
- * kernel recomputes offsets as batch * rows * cols). Our operands are views at non-zero offsets
- * (parameter arenas) and the weight is shared by the batch (stride 0), so it would silently read
- * the wrong data for some shapes. Plain Sgemm honours offsets in all paths; the cost is N small
- * launches per conv, and the per-image loop also gives the weight gradient a fixed
- * accumulation order (beta = 1 after the first image), hence determinism. */
-static int gemm(oclseg_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
-                cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off, size_t ldb,
-                float beta, cl_mem c, size_t c_off, size_t ldc) {
-    return gemm_single(ctx, trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off,
-                       ldc);
-}
-
 int op_conv2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *w,
                       const oclseg_tensor *bias, oclseg_tensor *y, oclseg_conv_params p) {
     static const char op[] = "conv2d forward";
@@ -238,8 +221,10 @@ int op_conv2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tens
     const size_t x_image = (size_t)g.cin * g.h * g.w, y_image = (size_t)g.cout * plane;
     if (is_pointwise(&g)) {
         /* Y_n (Cout, HW) = W (Cout, Cin) * X_n (Cin, HW), straight on the NCHW data */
-        TRY(gemm_batched(ctx, 0, 0, g.cout, plane, k_len, w->buf, w->off, k_len, 0, x->buf,
-                         x->off, plane, x_image, 0.0f, y->buf, y->off, plane, y_image, g.n));
+        TRY(gemm_batched(ctx, (gemm_dims){0, 0, g.cout, plane, k_len},
+                         gemm_mat(w->buf, w->off, k_len, 0),
+                         gemm_mat(x->buf, x->off, plane, x_image), 0.0f,
+                         gemm_mat(y->buf, y->off, plane, y_image), g.n));
     } else {
         const int chunk = chunk_images(&g);
         const size_t cols_image = conv2d_cols_per_image(&g);
@@ -249,9 +234,10 @@ int op_conv2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tens
             const int count = g.n - n0 < chunk ? g.n - n0 : chunk;
             TRY(conv2d_im2col(ctx, &g, x, n0, count, cols, 0));
             /* Y_n (Cout, P) = W (Cout, K) * cols_n (K, P) */
-            TRY(gemm_batched(ctx, 0, 0, g.cout, plane, k_len, w->buf, w->off, k_len, 0, cols, 0,
-                             plane, cols_image, 0.0f, y->buf, y->off + n0 * y_image, plane,
-                             y_image, count));
+            TRY(gemm_batched(ctx, (gemm_dims){0, 0, g.cout, plane, k_len},
+                             gemm_mat(w->buf, w->off, k_len, 0),
+                             gemm_mat(cols, 0, plane, cols_image), 0.0f,
+                             gemm_mat(y->buf, y->off + n0 * y_image, plane, y_image), count));
         }
     }
     if (bias) TRY(conv2d_bias_add(ctx, bias, y));
@@ -277,12 +263,15 @@ int op_conv2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_ten
     if (is_pointwise(&g)) {
         /* dW (Cout, Cin) = sum_n dY_n (Cout, HW) * X_n^T (HW, Cin), images in order */
         if (dw)
-            TRY(gemm_batched_sum(ctx, 0, 1, g.cout, k_len, plane, dy->buf, dy->off, plane, y_image,
-                                 x->buf, x->off, plane, x_image, dw->buf, dw->off, g.n));
+            TRY(gemm_batched_sum(ctx, (gemm_dims){0, 1, g.cout, k_len, plane},
+                                 gemm_mat(dy->buf, dy->off, plane, y_image),
+                                 gemm_mat(x->buf, x->off, plane, x_image), dw->buf, dw->off, g.n));
         /* dX_n (Cin, HW) = W^T (Cin, Cout) * dY_n (Cout, HW) */
         if (dx)
-            TRY(gemm_batched(ctx, 1, 0, k_len, plane, g.cout, w->buf, w->off, k_len, 0, dy->buf,
-                             dy->off, plane, y_image, 0.0f, dx->buf, dx->off, plane, x_image, g.n));
+            TRY(gemm_batched(ctx, (gemm_dims){1, 0, k_len, plane, g.cout},
+                             gemm_mat(w->buf, w->off, k_len, 0),
+                             gemm_mat(dy->buf, dy->off, plane, y_image), 0.0f,
+                             gemm_mat(dx->buf, dx->off, plane, x_image), g.n));
         return OCLSEG_OK;
     }
 
@@ -294,19 +283,22 @@ int op_conv2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_ten
         const int count = g.n - n0 < chunk ? g.n - n0 : chunk;
         if (dw) {
             TRY(conv2d_im2col(ctx, &g, x, n0, count, cols, 0));
-            /* dW (Cout, K) += dY_n (Cout, P) * cols_n^T (P, K), images in order */
+            /* dW (Cout, K) += dY_n (Cout, P) * cols_n^T (P, K), one GEMM per image in order
+             * (beta 1 after the first): a fixed accumulation order, hence determinism */
             for (int b = 0; b < count; b++) {
                 const int n = n0 + b;
-                TRY(gemm(ctx, 0, 1, g.cout, k_len, plane, dy->buf, dy->off + n * y_image, plane,
-                         cols, b * cols_image, plane, n == 0 ? 0.0f : 1.0f, dw->buf, dw->off,
-                         k_len));
+                TRY(gemm_single(ctx, (gemm_dims){0, 1, g.cout, k_len, plane},
+                                gemm_mat(dy->buf, dy->off + n * y_image, plane, 0),
+                                gemm_mat(cols, b * cols_image, plane, 0), n == 0 ? 0.0f : 1.0f,
+                                gemm_mat(dw->buf, dw->off, k_len, 0)));
             }
         }
         if (dx) {
             /* dcols_n (K, P) = W^T (K, Cout) * dY_n (Cout, P), then gathered back into dX */
-            TRY(gemm_batched(ctx, 1, 0, k_len, plane, g.cout, w->buf, w->off, k_len, 0, dy->buf,
-                             dy->off + n0 * y_image, plane, y_image, 0.0f, cols, 0, plane,
-                             cols_image, count));
+            TRY(gemm_batched(ctx, (gemm_dims){1, 0, k_len, plane, g.cout},
+                             gemm_mat(w->buf, w->off, k_len, 0),
+                             gemm_mat(dy->buf, dy->off + n0 * y_image, plane, y_image), 0.0f,
+                             gemm_mat(cols, 0, plane, cols_image), count));
             TRY(conv2d_col2im(ctx, &g, cols, 0, n0, count, dx));
         }
     }

@@ -211,9 +211,10 @@ int op_conv_transpose2d_forward_act(oclseg_ctx *ctx, const oclseg_tensor *x,
     for (int n0 = 0; n0 < d.n; n0 += chunk) {
         const int nb = d.n - n0 < chunk ? d.n - n0 : chunk;
         /* cols_n (rows, HW) = w^T (rows x Cin) * x_n (Cin x HW), same w for every image */
-        TRY(gemm_batched(ctx, 1, 0, d.rows, d.hw, (size_t)d.cin, w->buf, w->off, d.rows, 0,
-                         x->buf, x->off + (size_t)n0 * x_image, d.hw, x_image, 0.0f, cols, 0,
-                         d.hw, cols_per_image, nb));
+        TRY(gemm_batched(ctx, (gemm_dims){1, 0, d.rows, d.hw, (size_t)d.cin},
+                         gemm_mat(w->buf, w->off, d.rows, 0),
+                         gemm_mat(x->buf, x->off + (size_t)n0 * x_image, d.hw, x_image), 0.0f,
+                         gemm_mat(cols, 0, d.hw, cols_per_image), nb));
         TRY(convt_col2im(ctx, cols, 0, bias, y, n0, nb, d.h, d.w, d.kh, d.kw, stride, pad, relu));
     }
     return OCLSEG_OK;
@@ -294,9 +295,11 @@ int op_conv_transpose2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x,
         TRY(convt_im2col(ctx, dy, n0, nb, d.h, d.w, d.kh, d.kw, stride, pad, scratch, 0, 1));
         if (dx) {
             /* dx_n (Cin, HW) = w (Cin x rows) * cols_n (rows x HW, at column i*HW) */
-            TRY(gemm_batched(ctx, 0, 0, (size_t)d.cin, d.hw, d.rows, w->buf, w->off, d.rows, 0,
-                             scratch, 0, k_chunk, d.hw, 0.0f, dx->buf,
-                             dx->off + (size_t)n0 * x_image, d.hw, x_image, nb));
+            TRY(gemm_batched(ctx, (gemm_dims){0, 0, (size_t)d.cin, d.hw, d.rows},
+                             gemm_mat(w->buf, w->off, d.rows, 0),
+                             gemm_mat(scratch, 0, k_chunk, d.hw), 0.0f,
+                             gemm_mat(dx->buf, dx->off + (size_t)n0 * x_image, d.hw, x_image),
+                             nb));
         }
         if (dw) {
             /* dw (Cin, rows) (+)= xpacked_g (Cin x g*HW) * cols_g^T (g*HW x rows), groups of g
@@ -305,10 +308,11 @@ int op_conv_transpose2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x,
             const int group = d.hw >= CONVT_DW_MIN_K ? 1 : (int)((CONVT_DW_MIN_K + d.hw - 1) / d.hw);
             for (int i = 0; i < nb; i += group) {
                 const size_t g = (size_t)(nb - i < group ? nb - i : group);
-                TRY(gemm_single(ctx, 0, 1, (size_t)d.cin, d.rows, g * d.hw, scratch,
-                                cols_floats + (size_t)i * d.hw, k_chunk, scratch,
-                                (size_t)i * d.hw, k_chunk, n0 + i == 0 ? 0.0f : 1.0f, dw->buf,
-                                dw->off, d.rows));
+                TRY(gemm_single(ctx, (gemm_dims){0, 1, (size_t)d.cin, d.rows, g * d.hw},
+                                gemm_mat(scratch, cols_floats + (size_t)i * d.hw, k_chunk, 0),
+                                gemm_mat(scratch, (size_t)i * d.hw, k_chunk, 0),
+                                n0 + i == 0 ? 0.0f : 1.0f,
+                                gemm_mat(dw->buf, dw->off, d.rows, 0)));
             }
         }
     }

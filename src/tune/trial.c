@@ -189,12 +189,12 @@ static void fill_ints(float *x, size_t n, uint64_t seed) {
 
 static int run_shape(oclseg_ctx *ctx, const oclseg_gemm_shape *s, trial_buffers *b) {
     const size_t lda = s->trans_a ? s->m : s->k, ldb = s->trans_b ? s->k : s->n, ldc = s->n;
-    if (s->batched)
-        return gemm_batched(ctx, s->trans_a, s->trans_b, s->m, s->n, s->k, b->da, 0, lda,
-                            s->m * s->k, b->db, 0, ldb, s->k * s->n, s->beta, b->dc, 0, ldc,
-                            s->m * s->n, s->batch);
-    return gemm_single(ctx, s->trans_a, s->trans_b, s->m, s->n, s->k, b->da, 0, lda, b->db, 0, ldb,
-                       s->beta, b->dc, 0, ldc);
+    const gemm_dims d = {s->trans_a, s->trans_b, s->m, s->n, s->k};
+    const gemm_operand a = gemm_mat(b->da, 0, lda, s->m * s->k);
+    const gemm_operand bm = gemm_mat(b->db, 0, ldb, s->k * s->n);
+    const gemm_operand c = gemm_mat(b->dc, 0, ldc, s->m * s->n);
+    if (s->batched) return gemm_batched(ctx, d, a, bm, s->beta, c, s->batch);
+    return gemm_single(ctx, d, a, bm, s->beta, c);
 }
 
 /* Hash of the result (with -0 folded into +0: the sign of an exact zero may depend on the
