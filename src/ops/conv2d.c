@@ -4,6 +4,7 @@
 
 #include "ops/conv2d_internal.h"
 #include "ops/gemm.h"
+#include "runtime/kargs.h"
 
 /* Default cap on the column workspace per chunk of images (the stem conv of the model, batch 16,
  * 3x3x3 taps at 64x64 outputs, needs 7 MiB; a chunk always holds at least one image). */
@@ -104,24 +105,21 @@ static int chunk_images(const conv2d_geometry *g) {
     return (int)fit;
 }
 
-/* Sets the 12 geometry arguments shared by im2col and col2im, starting at index 4. */
-static int set_geometry_args(cl_kernel k, const conv2d_geometry *g, int count) {
-    cl_uint count_u = (cl_uint)count, cin = (cl_uint)g->cin, h = (cl_uint)g->h, w = (cl_uint)g->w;
-    cl_uint kh = (cl_uint)g->kh, kw = (cl_uint)g->kw, ho = (cl_uint)g->ho, wo = (cl_uint)g->wo;
-    cl_int sh = g->p.stride_h, sw = g->p.stride_w, ph = g->p.pad_h, pw = g->p.pad_w;
-    KARG(k, 4, count_u);
-    KARG(k, 5, cin);
-    KARG(k, 6, h);
-    KARG(k, 7, w);
-    KARG(k, 8, kh);
-    KARG(k, 9, kw);
-    KARG(k, 10, ho);
-    KARG(k, 11, wo);
-    KARG(k, 12, sh);
-    KARG(k, 13, sw);
-    KARG(k, 14, ph);
-    KARG(k, 15, pw);
-    return OCLSEG_OK;
+/* The 12 geometry arguments shared by im2col and col2im, after their 4 buffer arguments. */
+static int geometry_args(kargs *a, const conv2d_geometry *g, int count) {
+    karg_u32(a, (size_t)count);
+    karg_u32(a, (size_t)g->cin);
+    karg_u32(a, (size_t)g->h);
+    karg_u32(a, (size_t)g->w);
+    karg_u32(a, (size_t)g->kh);
+    karg_u32(a, (size_t)g->kw);
+    karg_u32(a, (size_t)g->ho);
+    karg_u32(a, (size_t)g->wo);
+    karg_i32(a, g->p.stride_h);
+    karg_i32(a, g->p.stride_w);
+    karg_i32(a, g->p.pad_h);
+    karg_i32(a, g->p.pad_w);
+    return karg_end(a);
 }
 
 int conv2d_im2col(oclseg_ctx *ctx, const conv2d_geometry *g, const oclseg_tensor *x, int n0,
@@ -134,13 +132,12 @@ int conv2d_im2col(oclseg_ctx *ctx, const conv2d_geometry *g, const oclseg_tensor
     }
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "conv2d", NULL, "im2col", &k));
-    cl_uint x_off = (cl_uint)(x->off + (size_t)n0 * g->cin * g->h * g->w);
-    cl_uint c_off = (cl_uint)cols_off;
-    KARG(k, 0, x->buf);
-    KARG(k, 1, x_off);
-    KARG(k, 2, cols);
-    KARG(k, 3, c_off);
-    TRY(set_geometry_args(k, g, count));
+    kargs a = karg_begin(k);
+    karg_mem(&a, x->buf);
+    karg_u32(&a, x->off + (size_t)n0 * g->cin * g->h * g->w);
+    karg_mem(&a, cols);
+    karg_u32(&a, cols_off);
+    TRY(geometry_args(&a, g, count));
     size_t global[3] = {(size_t)g->wo, (size_t)g->ho, (size_t)count * g->cin};
     return oclseg_launch(ctx, k, 3, global, NULL);
 }
@@ -155,13 +152,12 @@ int conv2d_col2im(oclseg_ctx *ctx, const conv2d_geometry *g, cl_mem cols, size_t
     }
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "conv2d", NULL, "col2im", &k));
-    cl_uint c_off = (cl_uint)cols_off;
-    cl_uint dx_off = (cl_uint)(dx->off + (size_t)n0 * g->cin * g->h * g->w);
-    KARG(k, 0, cols);
-    KARG(k, 1, c_off);
-    KARG(k, 2, dx->buf);
-    KARG(k, 3, dx_off);
-    TRY(set_geometry_args(k, g, count));
+    kargs a = karg_begin(k);
+    karg_mem(&a, cols);
+    karg_u32(&a, cols_off);
+    karg_mem(&a, dx->buf);
+    karg_u32(&a, dx->off + (size_t)n0 * g->cin * g->h * g->w);
+    TRY(geometry_args(&a, g, count));
     size_t global[3] = {(size_t)g->w, (size_t)g->h, (size_t)count * g->cin};
     return oclseg_launch(ctx, k, 3, global, NULL);
 }
@@ -171,17 +167,15 @@ int conv2d_bias_add(oclseg_ctx *ctx, const oclseg_tensor *bias, oclseg_tensor *y
     TRY(check_shape("conv2d bias add", "bias", bias, y->c, 1, 1, 1));
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "conv2d", NULL, "bias_add", &k));
-    cl_uint y_off = (cl_uint)y->off, b_off = (cl_uint)bias->off;
-    cl_uint n = (cl_uint)y->n, cout = (cl_uint)y->c;
-    cl_uint plane = (cl_uint)y->h * (cl_uint)y->w;
-    KARG(k, 0, y->buf);
-    KARG(k, 1, y_off);
-    KARG(k, 2, bias->buf);
-    KARG(k, 3, b_off);
-    KARG(k, 4, n);
-    KARG(k, 5, cout);
-    KARG(k, 6, plane);
-    size_t global[3] = {plane, cout, n};
+    const size_t plane = (size_t)y->h * y->w;
+    kargs a = karg_begin(k);
+    karg_tensor(&a, y);
+    karg_tensor(&a, bias);
+    karg_u32(&a, (size_t)y->n);
+    karg_u32(&a, (size_t)y->c);
+    karg_u32(&a, plane);
+    TRY(karg_end(&a));
+    size_t global[3] = {plane, (size_t)y->c, (size_t)y->n};
     return oclseg_launch(ctx, k, 3, global, NULL);
 }
 
@@ -195,17 +189,15 @@ int conv2d_bias_grad(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *db
     size_t lanes = 1, limit = oclseg_kernel_wg_limit(ctx, k);
     if (limit > ctx->info.max_work_group_size) limit = ctx->info.max_work_group_size;
     while (lanes * 2 <= limit && lanes * 2 <= CONV2D_BIAS_GRAD_WG) lanes *= 2;
-    cl_uint dy_off = (cl_uint)dy->off, db_off = (cl_uint)dbias->off;
-    cl_uint n = (cl_uint)dy->n, cout = (cl_uint)dy->c, plane = (cl_uint)dy->h * (cl_uint)dy->w;
-    KARG(k, 0, dy->buf);
-    KARG(k, 1, dy_off);
-    KARG(k, 2, dbias->buf);
-    KARG(k, 3, db_off);
-    KARG(k, 4, n);
-    KARG(k, 5, cout);
-    KARG(k, 6, plane);
-    KARG_LOCAL(k, 7, lanes * sizeof(float));
-    size_t global = (size_t)cout * lanes;
+    kargs a = karg_begin(k);
+    karg_tensor(&a, dy);
+    karg_tensor(&a, dbias);
+    karg_u32(&a, (size_t)dy->n);
+    karg_u32(&a, (size_t)dy->c);
+    karg_u32(&a, (size_t)dy->h * dy->w);
+    karg_local(&a, lanes * sizeof(float));
+    TRY(karg_end(&a));
+    size_t global = (size_t)dy->c * lanes;
     return oclseg_launch(ctx, k, 1, &global, &lanes);
 }
 

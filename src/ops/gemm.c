@@ -8,6 +8,7 @@
 #include <clblast_c.h>
 
 #include "oclseg/tuning.h"
+#include "runtime/kargs.h"
 
 /* Shape recording for `oclseg tune` (process-wide, off unless oclseg_gemm_record_begin ran). */
 static int rec_on;
@@ -96,15 +97,15 @@ int gemm_sum_slices(oclseg_ctx *ctx, cl_mem src, size_t src_off, size_t slice, i
                     cl_mem dst, size_t dst_off, int accumulate) {
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "gemm", NULL, "sum_slices", &k));
-    cl_uint so = (cl_uint)src_off, sl = (cl_uint)slice, cnt = (cl_uint)count, d_o = (cl_uint)dst_off;
-    cl_uint acc = accumulate ? 1u : 0u;
-    KARG(k, 0, src);
-    KARG(k, 1, so);
-    KARG(k, 2, sl);
-    KARG(k, 3, cnt);
-    KARG(k, 4, dst);
-    KARG(k, 5, d_o);
-    KARG(k, 6, acc);
+    kargs a = karg_begin(k);
+    karg_mem(&a, src);
+    karg_u32(&a, src_off);
+    karg_u32(&a, slice);
+    karg_u32(&a, (size_t)count);
+    karg_mem(&a, dst);
+    karg_u32(&a, dst_off);
+    karg_u32(&a, accumulate ? 1 : 0);
+    TRY(karg_end(&a));
     size_t global = slice;
     return oclseg_launch(ctx, k, 1, &global, NULL);
 }
