@@ -153,6 +153,71 @@ static void rgb_to_gray(const uint16_t *rgb, size_t n, uint16_t *gray, int *is_c
         }
 }
 
+/* The single-channel values to classify: palette indices when they are 0/1 labels (and no
+ * threshold asks for colours), else palette colours; RGB with equal channels as grey, a colour
+ * file as its largest channel (*is_color). *maxval: the largest value the values can take. */
+static int to_gray(const char *name, const image_raw *raw, double threshold, uint16_t *gray,
+                   unsigned *maxval, int *is_color, oclseg_mask_info *info) {
+    const size_t n = (size_t)raw->width * raw->height;
+    *maxval = (1u << raw->bit_depth) - 1;
+    *is_color = 0;
+    if (raw->palette_size == 0) {
+        if (raw->channels == 3) rgb_to_gray(raw->values, n, gray, is_color);
+        else memcpy(gray, raw->values, n * sizeof *gray);
+        info->rgb = raw->channels == 3 && !raw->lossy;
+        return OCLSEG_OK;
+    }
+    info->palette = 1;
+    int labels = threshold <= 0; /* a threshold applies to the colours */
+    for (size_t i = 0; i < n && labels; i++) labels = raw->values[i] <= 1;
+    if (labels) {
+        memcpy(gray, raw->values, n * sizeof *gray);
+        info->encoding = OCLSEG_MASK_PALETTE_01;
+        info->foreground_value = 1;
+        return OCLSEG_OK;
+    }
+    uint16_t *rgb = malloc(3 * n * sizeof *rgb);
+    if (!rgb) {
+        OCLSEG_ERROR("%s: out of memory for a %dx%d mask", name, raw->width, raw->height);
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned idx = raw->values[i] < (unsigned)raw->palette_size ? raw->values[i] : 0;
+        for (int c = 0; c < 3; c++) rgb[3 * i + c] = raw->palette[idx][c];
+    }
+    rgb_to_gray(rgb, n, gray, is_color);
+    free(rgb);
+    *maxval = 255;
+    info->bit_depth = 8;
+    return OCLSEG_OK;
+}
+
+/* Decides the lesion rule (value >= *fg_min) for grey values: the caller's threshold, else the
+ * recognised encoding (a colour mask without a threshold is refused). */
+static int decide(const char *name, const uint16_t *gray, size_t n, unsigned maxval, int is_color,
+                  int lossy, double threshold, oclseg_mask_info *info, unsigned *fg_min) {
+    *fg_min = 1;
+    if (info->encoding == OCLSEG_MASK_PALETTE_01) return OCLSEG_OK;
+    if (threshold > 0) {
+        if (threshold > maxval) {
+            OCLSEG_ERROR("%s: --mask-threshold %g exceeds the largest value of this %d-bit mask "
+                         "(%u)", name, threshold, info->bit_depth, maxval);
+            return OCLSEG_ERR_INVALID_ARG;
+        }
+        info->encoding = OCLSEG_MASK_THRESHOLD;
+        *fg_min = (unsigned)threshold;
+        if ((double)*fg_min < threshold) (*fg_min)++; /* v >= 2.5 means v >= 3 */
+        return OCLSEG_OK;
+    }
+    if (is_color && !lossy) {
+        OCLSEG_ERROR("%s: a colour mask (its channels differ), not a grey-level or label mask. "
+                     "Pass --mask-threshold T to count pixels with any channel >= T as lesion",
+                     name);
+        return OCLSEG_ERR_FORMAT;
+    }
+    return classify_gray(name, gray, n, maxval, lossy, info, fg_min);
+}
+
 /* Binarises a decoded mask file into out (values 0/1). */
 static int binarize_raw(const char *name, const image_raw *raw, double threshold,
                         oclseg_image *out, oclseg_mask_info *info) {
@@ -160,81 +225,27 @@ static int binarize_raw(const char *name, const image_raw *raw, double threshold
     memset(info, 0, sizeof *info);
     info->bit_depth = raw->bit_depth;
     info->threshold = threshold;
-    unsigned maxval = (1u << raw->bit_depth) - 1;
-    uint16_t *gray = malloc(n * sizeof *gray);
+    uint16_t *gray = malloc(n * sizeof *gray); // (H, W)
     if (!gray) {
         OCLSEG_ERROR("%s: out of memory for a %dx%d mask", name, raw->width, raw->height);
         return OCLSEG_ERR_OUT_OF_MEMORY;
     }
-    int status = OCLSEG_OK, is_color = 0, decided = 0;
-    unsigned fg_min = 1;
-    const uint16_t *values = raw->values;
-    if (raw->palette_size > 0) {
-        /* indices 0/1 are the labels; otherwise the palette colours are the values */
-        int only_01 = threshold <= 0; /* a threshold applies to the colours */
-        for (size_t i = 0; i < n && only_01; i++) only_01 = raw->values[i] <= 1;
-        info->palette = 1;
-        if (only_01) {
-            for (size_t i = 0; i < n; i++) gray[i] = raw->values[i];
-            info->encoding = OCLSEG_MASK_PALETTE_01;
-            info->foreground_value = 1;
-            decided = 1;
-        }
-    }
-    if (raw->palette_size > 0 && !decided) {
-        uint16_t *rgb = malloc(3 * n * sizeof *rgb);
-        if (!rgb) {
-            free(gray);
-            OCLSEG_ERROR("%s: out of memory for a %dx%d mask", name, raw->width, raw->height);
-            return OCLSEG_ERR_OUT_OF_MEMORY;
-        }
+    unsigned maxval, fg_min;
+    int is_color;
+    int status = to_gray(name, raw, threshold, gray, &maxval, &is_color, info);
+    if (status == OCLSEG_OK)
+        status = decide(name, gray, n, maxval, is_color, raw->lossy, threshold, info, &fg_min);
+    if (status == OCLSEG_OK) status = oclseg_image_create(out, raw->width, raw->height, 1);
+    if (status == OCLSEG_OK) {
+        size_t fg = 0;
         for (size_t i = 0; i < n; i++) {
-            unsigned idx = raw->values[i] < (unsigned)raw->palette_size ? raw->values[i] : 0;
-            for (int c = 0; c < 3; c++) rgb[3 * i + c] = raw->palette[idx][c];
+            int lesion = gray[i] >= fg_min && (info->encoding != OCLSEG_MASK_TWO_LEVEL ||
+                                               gray[i] == info->foreground_value);
+            out->pixels[i] = (uint8_t)lesion;
+            fg += (size_t)lesion;
         }
-        rgb_to_gray(rgb, n, gray, &is_color);
-        free(rgb);
-        maxval = 255;
-        info->bit_depth = 8;
-    } else if (raw->channels == 3) {
-        rgb_to_gray(values, n, gray, &is_color);
-        info->rgb = !raw->lossy;
-    } else if (!decided) {
-        memcpy(gray, values, n * sizeof *gray);
+        info->foreground_fraction = (double)fg / (double)n;
     }
-    if (decided) {
-        /* palette indices 0/1 */
-    } else if (threshold > 0) {
-        if (threshold > maxval) {
-            OCLSEG_ERROR("%s: --mask-threshold %g exceeds the largest value of this %d-bit mask "
-                         "(%u)", name, threshold, info->bit_depth, maxval);
-            status = OCLSEG_ERR_INVALID_ARG;
-            goto done;
-        }
-        info->encoding = OCLSEG_MASK_THRESHOLD;
-        fg_min = (unsigned)threshold;
-        if ((double)fg_min < threshold) fg_min++; /* v >= 2.5 means v >= 3 */
-    } else if (is_color && !raw->lossy) {
-        OCLSEG_ERROR("%s: a colour mask (its channels differ), not a grey-level or label mask. "
-                     "Pass --mask-threshold T to count pixels with any channel >= T as lesion",
-                     name);
-        status = OCLSEG_ERR_FORMAT;
-        goto done;
-    } else {
-        status = classify_gray(name, gray, n, maxval, raw->lossy, info, &fg_min);
-        if (status != OCLSEG_OK) goto done;
-    }
-    status = oclseg_image_create(out, raw->width, raw->height, 1);
-    if (status != OCLSEG_OK) goto done;
-    size_t fg = 0;
-    for (size_t i = 0; i < n; i++) {
-        int lesion = gray[i] >= fg_min &&
-                     (info->encoding != OCLSEG_MASK_TWO_LEVEL || gray[i] == info->foreground_value);
-        out->pixels[i] = (uint8_t)lesion;
-        fg += (size_t)lesion;
-    }
-    info->foreground_fraction = (double)fg / (double)n;
-done:
     free(gray);
     return status;
 }
