@@ -38,7 +38,10 @@ START_TEST(sum_slices_fixed_order) {
 }
 END_TEST
 
-/* C = sum_i A_i * B_i^T with A_i (m x k), B_i (n x k), and the per-image products C_i. */
+/* C = sum_i A_i * B_i^T with A_i (m x k), B_i (n x k), and the per-image products C_i, through
+ * both ways gemm_batched issues them: one CLBlastSgemmStridedBatched (CLBlast's direct path,
+ * what these small shapes take) and, with the direct-path threshold forced to 1, the offset
+ * arrays of CLBlastSgemmBatched (what shapes on CLBlast's indirect path take). */
 START_TEST(batched_gemms_match_reference) {
     if (harness_no_gemm()) return;
     const size_t m = 7, n = 64, k = 37;
@@ -58,8 +61,12 @@ START_TEST(batched_gemms_match_reference) {
                 ref[s * m * n + i * n + j] = acc;
                 sum[i * n + j] += acc;
             }
-    for (int d = 0; d < harness_device_count(); d++) {
-        oclseg_ctx *ctx = harness_ctx(d);
+    for (int run = 0; run < 2 * harness_device_count(); run++) {
+        oclseg_ctx *ctx = harness_ctx(run / 2);
+        const long saved = ctx->gemm_min_indirect;
+        if (run % 2) ctx->gemm_min_indirect = 1; /* every shape "indirect": the offset arrays */
+        const long calls = ctx->enqueued.clblast_calls;
+        const long blocking = ctx->enqueued.clblast_blocking;
         hbuf ba = hb_from(ctx, a, a_stride * count), bb = hb_from(ctx, b, b_stride * count);
         hbuf bc = hb_create(ctx, m * n * count), bs = hb_create(ctx, m * n);
         const gemm_dims dims = {0, 1, m, n, k};
@@ -72,6 +79,10 @@ START_TEST(batched_gemms_match_reference) {
         ck_assert_int_eq(gemm_batched_sum(ctx, dims, oa, ob, bs.buf, bs.lead, count), OCLSEG_OK);
         hb_download(&bs, got, "gemm_batched_sum");
         harness_compare("gemm_batched_sum", got, sum, m * n, 1e-5, 1e-5);
+        /* one strided call each (none waits for the queue), or one offset-array call each */
+        ck_assert_int_eq(ctx->enqueued.clblast_calls - calls, 2);
+        ck_assert_int_eq(ctx->enqueued.clblast_blocking - blocking, (run % 2) ? 2 : 0);
+        ctx->gemm_min_indirect = saved;
         hb_free(&ba);
         hb_free(&bb);
         hb_free(&bc);

@@ -47,6 +47,15 @@ typedef struct oclseg_prof_record {
 typedef struct oclseg_program_entry oclseg_program_entry;
 
 /* Everything needed to run kernels on one device. One per device; single-threaded use. */
+/* What the host enqueued on a context (counted since its creation; bench reads differences). */
+typedef struct oclseg_enqueue_stats {
+    long kernels;       /* oclseg_launch calls that enqueued a kernel */
+    long clblast_calls; /* CLBlast GEMM calls (each enqueues one or more kernels of its own) */
+    long clblast_blocking; /* those of them that wait for the queue (CLBlastSgemmBatched) */
+    double enqueue_s;   /* host time spent inside those enqueue calls (both kinds) */
+    double clblast_s;   /* the part of it spent inside CLBlast */
+} oclseg_enqueue_stats;
+
 typedef struct oclseg_ctx {
     oclseg_device_info info;
     cl_context context;
@@ -63,6 +72,10 @@ typedef struct oclseg_ctx {
     size_t prof_count, prof_cap;
     int tuning_applied;     /* CLBlast GEMM parameters from a tuning file (oclseg/tuning.h) */
     char tuning_desc[4200]; /* which file, or why the defaults are used */
+    oclseg_enqueue_stats enqueued;
+    /* CLBlast's XGEMM_MIN_INDIRECT_SIZE for this device (its database or the tuning override),
+     * read at the first batched GEMM: 0 not yet read, -1 unavailable (see src/ops/gemm.c) */
+    long gemm_min_indirect;
 } oclseg_ctx;
 
 typedef struct oclseg_ctx_options {

@@ -30,6 +30,8 @@ typedef struct bench_result {
     double profiled_ms;
     double sgemm_gflops; /* a large square SGEMM (n = 1024) on the same device: the ceiling */
     int gemm_tuned;      /* CLBlast ran with a tuning file's parameters (oclseg tune) */
+    double launches, clblast_calls, enqueue_ms, clblast_ms; /* per pipelined step, host side */
+    double blocking_calls; /* CLBlast calls per step that wait for the queue */
     char gemm_tuning[4200];
 } bench_result;
 
@@ -138,6 +140,7 @@ static int bench_device(const oclseg_device_info *dev, const bench_options *o, b
     /* full steps as training runs them: enqueued back to back, one wait per window of steps
      * (the host prepares the next step while the device runs this one) */
     const int window = o->steps >= 10 ? 5 : 1, windows = o->steps / window;
+    const oclseg_enqueue_stats before = ctx->enqueued;
     for (int i = 0; i < windows; i++) {
         double t0 = now_ms();
         for (int k = 0; k < window; k++)
@@ -146,6 +149,13 @@ static int bench_device(const oclseg_device_info *dev, const bench_options *o, b
         samples[i] = (now_ms() - t0) / window;
     }
     r->step_ms = median(samples, windows);
+    const double steps_run = (double)windows * window;
+    r->launches = (double)(ctx->enqueued.kernels - before.kernels) / steps_run;
+    r->clblast_calls = (double)(ctx->enqueued.clblast_calls - before.clblast_calls) / steps_run;
+    r->enqueue_ms = (ctx->enqueued.enqueue_s - before.enqueue_s) * 1e3 / steps_run;
+    r->clblast_ms = (ctx->enqueued.clblast_s - before.clblast_s) * 1e3 / steps_run;
+    r->blocking_calls =
+        (double)(ctx->enqueued.clblast_blocking - before.clblast_blocking) / steps_run;
     /* and each step waited for alone (latency: includes every launch's host overhead) */
     for (int i = 0; i < o->steps; i++) {
         double t0 = now_ms();
@@ -224,6 +234,9 @@ static void print_result(const bench_result *r, const bench_options *o) {
            r->step_ms, r->step_sync_ms, r->forward_ms, r->backward_ms, r->optim_ms, r->images_per_s);
     printf("  %.2f GFLOP per step (forward %.2f, backward %.2f): %.1f GFLOP/s achieved\n",
            (r->flops_fwd + r->flops_bwd) / 1e9, r->flops_fwd / 1e9, r->flops_bwd / 1e9, r->gflops);
+    printf("  per step the host enqueues %.0f kernels + %.0f CLBlast GEMM calls (%.0f of them wait "
+           "for the queue), %.1f ms inside the enqueue calls (%.1f ms of it in CLBlast)\n",
+           r->launches, r->clblast_calls, r->blocking_calls, r->enqueue_ms, r->clblast_ms);
     printf("  GEMM parameters: %s\n", r->gemm_tuning);
     printf("  large SGEMM (1024^3, CLBlast) on this device: %.1f GFLOP/s (%s); the training step "
            "achieves %.0f%% of it\n", r->sgemm_gflops, r->gemm_tuned ? "tuned ceiling" : "untuned",
@@ -240,7 +253,7 @@ static json_t *result_json(const bench_result *r, const bench_options *o) {
     for (int i = 0; i < r->kernel_count && i < 15; i++)
         json_array_append_new(kernels, json_pack("{s:s, s:f}", "name", r->kernel_names[i], "ms",
                                                  r->kernel_ms[i]));
-    return json_pack(
+    json_t *j = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
         "s:f, s:I, s:o, s:b, s:s}",
         "device", r->info.name, "vendor", r->info.vendor, "platform", r->info.platform_name,
@@ -252,6 +265,12 @@ static json_t *result_json(const bench_result *r, const bench_options *o) {
         "sgemm_1024_gflops", r->sgemm_gflops,
         "peak_device_bytes", (json_int_t)r->peak_bytes, "kernels", kernels, "gemm_tuned",
         r->gemm_tuned, "gemm_tuning", r->gemm_tuning);
+    json_object_set_new(j, "kernel_launches_per_step", json_real(r->launches));
+    json_object_set_new(j, "clblast_calls_per_step", json_real(r->clblast_calls));
+    json_object_set_new(j, "enqueue_ms_per_step", json_real(r->enqueue_ms));
+    json_object_set_new(j, "clblast_enqueue_ms_per_step", json_real(r->clblast_ms));
+    json_object_set_new(j, "clblast_blocking_calls_per_step", json_real(r->blocking_calls));
+    return j;
 }
 
 int cmd_bench(int argc, char **argv) {

@@ -4,11 +4,14 @@
 #include "ops/gemm.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include <clblast_c.h>
 
 #include "oclseg/tuning.h"
+#include "oclseg/util.h"
 #include "runtime/kargs.h"
+#include "runtime/tune_clblast.h"
 
 /* Shape recording for `oclseg tune` (process-wide, off unless oclseg_gemm_record_begin ran). */
 static int rec_on;
@@ -56,22 +59,73 @@ int oclseg_gemm_record_end(oclseg_gemm_shape **shapes, int *count) {
     return OCLSEG_OK;
 }
 
+/* Counts a CLBlast call that began at t0 in the context's enqueue statistics. */
+static void count_call(oclseg_ctx *ctx, double t0) {
+    const double took = oclseg_now_s() - t0;
+    ctx->enqueued.clblast_calls++;
+    ctx->enqueued.enqueue_s += took;
+    ctx->enqueued.clblast_s += took;
+}
+
 static CLBlastTranspose transpose(int t) { return t ? CLBlastTransposeYes : CLBlastTransposeNo; }
 
 int gemm_single(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
                 gemm_operand c) {
     record(d.trans_a, d.trans_b, 0, d.m, d.n, d.k, 1, beta);
+    const double t0 = oclseg_now_s();
     CLBLAST_CHECK(CLBlastSgemm(CLBlastLayoutRowMajor, transpose(d.trans_a), transpose(d.trans_b),
                                d.m, d.n, d.k, 1.0f, a.buf, a.off, a.ld, b.buf, b.off, b.ld, beta,
                                c.buf, c.off, c.ld, &ctx->queue,
                                oclseg_prof_slot(ctx, "CLBlast sgemm")));
+    count_call(ctx, t0);
     return OCLSEG_OK;
 }
 
-#define GEMM_BATCH_MAX 64 /* matrices per CLBlast call (offset arrays live on the stack) */
+#define GEMM_BATCH_MAX 64 /* matrices per CLBlastSgemmBatched call (offset arrays on the stack) */
+
+/* Whether CLBlast runs this shape with its direct kernel: as its Xgemm::UseDirectKernel,
+ * m * n * k < XGEMM_MIN_INDIRECT_SIZE^3 with the device's current parameter (read once). */
+static int clblast_uses_direct(oclseg_ctx *ctx, gemm_dims d) {
+    if (ctx->gemm_min_indirect == 0) {
+        oclseg_clblast_params p;
+        ctx->gemm_min_indirect = -1;
+        if (oclseg_clblast_retrieve(ctx->info.device, "GemmRoutine", &p) == 0)
+            for (int i = 0; i < p.count; i++)
+                if (strcmp(p.names[i], "XGEMM_MIN_INDIRECT_SIZE") == 0)
+                    ctx->gemm_min_indirect = (long)p.values[i];
+    }
+    if (ctx->gemm_min_indirect < 0) return 0;
+    const unsigned long long t = (unsigned long long)ctx->gemm_min_indirect;
+    return (unsigned long long)d.m * d.n * d.k < t * t * t;
+}
+
+/* One CLBlastSgemmStridedBatched: on CLBlast's direct path a single kernel that takes the offsets
+ * and strides as arguments. Only used there (see gemm_batched). */
+static int strided_batched(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b,
+                           float beta, gemm_operand c, int count) {
+    record(d.trans_a, d.trans_b, 1, d.m, d.n, d.k, count, beta);
+    const double t0 = oclseg_now_s();
+    CLBLAST_CHECK(CLBlastSgemmStridedBatched(
+        CLBlastLayoutRowMajor, transpose(d.trans_a), transpose(d.trans_b), d.m, d.n, d.k, 1.0f,
+        a.buf, a.off, a.ld, a.stride, b.buf, b.off, b.ld, b.stride, beta, c.buf, c.off, c.ld,
+        c.stride, (size_t)count, &ctx->queue, oclseg_prof_slot(ctx, "CLBlast sgemm (batched)")));
+    count_call(ctx, t0);
+    return OCLSEG_OK;
+}
 
 int gemm_batched(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
                  gemm_operand c, int count) {
+    /* CLBlastSgemmBatched uploads its offset and scalar arrays with blocking writes (a
+     * clFinish on our queue per call: the host waits for the device at every batched GEMM, and
+     * the device idles while the host enqueues what follows). CLBlastSgemmStridedBatched does
+     * not, but its indirect path in CLBlast 1.5.3 skips its padding copy when a matrix already
+     * has the kernel's tile sizes and then addresses matrix i at i * rows * cols from the buffer
+     * start, ignoring the offset and stride (xgemmstridedbatched.cpp: a_no_temp). So: strided
+     * on the direct path (one kernel, offsets and strides honoured, the same XgemmDirect code as
+     * the batched variant), the offset arrays otherwise. Each C_i is computed independently
+     * either way, so the result equals `count` separate GEMMs. */
+    if (c.stride != 0 && clblast_uses_direct(ctx, d))
+        return strided_batched(ctx, d, a, b, beta, c, count);
     size_t a_offs[GEMM_BATCH_MAX], b_offs[GEMM_BATCH_MAX], c_offs[GEMM_BATCH_MAX];
     float alphas[GEMM_BATCH_MAX], betas[GEMM_BATCH_MAX];
     for (int first = 0; first < count; first += GEMM_BATCH_MAX) {
@@ -85,10 +139,13 @@ int gemm_batched(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, f
             betas[i] = beta;
         }
         record(d.trans_a, d.trans_b, 1, d.m, d.n, d.k, batch, beta);
+        const double t0 = oclseg_now_s();
         CLBLAST_CHECK(CLBlastSgemmBatched(
             CLBlastLayoutRowMajor, transpose(d.trans_a), transpose(d.trans_b), d.m, d.n, d.k,
             alphas, a.buf, a_offs, a.ld, b.buf, b_offs, b.ld, betas, c.buf, c_offs, c.ld,
             (size_t)batch, &ctx->queue, oclseg_prof_slot(ctx, "CLBlast sgemm (batched)")));
+        count_call(ctx, t0);
+        ctx->enqueued.clblast_blocking++;
     }
     return OCLSEG_OK;
 }

@@ -442,8 +442,12 @@ int oclseg_launch(oclseg_ctx *ctx, cl_kernel kernel, cl_uint dims, const size_t 
     cl_int err;
     if (fault_at > 0 && ++launch_counter == fault_at)
         err = CL_OUT_OF_RESOURCES;
-    else
+    else {
+        const double t0 = oclseg_now_s();
         err = clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, g, l, 0, NULL, ev);
+        ctx->enqueued.enqueue_s += oclseg_now_s() - t0;
+        ctx->enqueued.kernels += err == CL_SUCCESS;
+    }
     if (err != CL_SUCCESS) {
         clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
         int exhausted = err == CL_OUT_OF_RESOURCES || err == CL_MEM_OBJECT_ALLOCATION_FAILURE ||
