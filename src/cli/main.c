@@ -13,6 +13,7 @@ static const cli_command commands[] = {
     {"predict", "mask and overlay PNGs for images", cmd_predict},
     {"synth", "write the synthetic ISIC-layout data set", cmd_synth},
     {"bench", "time the training step on one or all devices", cmd_bench},
+    {"export", "the trained network as an ONNX file (inference graph)", cmd_export},
     {"tune", "find faster CLBlast GEMM parameters for a device (kept per device)", cmd_tune},
 };
 static const int command_count = sizeof commands / sizeof commands[0];
@@ -30,7 +31,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("oclseg 0.1.0\n");
+        printf("oclseg " OCLSEG_VERSION "\n");
         return 0;
     }
     for (int i = 0; i < command_count; i++) {

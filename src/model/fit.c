@@ -132,7 +132,7 @@ static char *config_json_text(const oclseg_fit_options *o, const oclseg_ctx *ctx
                         json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", ctx->info.name, "vendor",
                                   ctx->info.vendor, "platform", ctx->info.platform_name, "driver",
                                   ctx->info.driver_version, "opencl_c", ctx->info.opencl_c_version));
-    json_object_set_new(j, "versions", json_pack("{s:s, s:s, s:s}", "oclseg", "0.1.0", "clblast",
+    json_object_set_new(j, "versions", json_pack("{s:s, s:s, s:s}", "oclseg", OCLSEG_VERSION, "clblast",
                                                  OCLSEG_CLBLAST_VERSION, "build", OCLSEG_BUILD_INFO));
     char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(j);
