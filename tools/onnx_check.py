@@ -7,7 +7,7 @@ probabilities with `oclseg predict --probs` (and, with --torch, with PyTorch's e
 tools/make_golden.py's LesionSegNet on the same weights).
 
 usage: /usr/bin/python3 tools/onnx_check.py --oclseg BIN --weights W --size S --work DIR
-           [--max-prob-diff 2e-3] [--min-mask-agree 0.999] [--torch] [--json OUT] IMAGE|DIR...
+           [--max-prob-diff 1e-4] [--min-mask-agree 0.999] [--torch] [--json OUT] IMAGE|DIR...
 Exit status: 0 pass, 1 a check failed, 77 python3-onnx or python3-opencv missing (skip)."""
 import argparse
 import json
@@ -117,7 +117,7 @@ def main():
     ap.add_argument("--weights", required=True)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--work", required=True)
-    ap.add_argument("--max-prob-diff", type=float, default=2e-3)
+    ap.add_argument("--max-prob-diff", type=float, default=1e-4)
     ap.add_argument("--min-mask-agree", type=float, default=0.999)
     ap.add_argument("--torch", action="store_true")
     ap.add_argument("--json")
