@@ -70,15 +70,10 @@ static void setup(void) {
 static void teardown(void) { harness_sh("rm -rf %s", root); }
 
 static Onnx__ModelProto *load_onnx(const char *path) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "%s was not written", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *bytes = malloc((size_t)n);
-    ck_assert_int_eq(fread(bytes, 1, (size_t)n, f), n);
-    fclose(f);
-    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, (size_t)n, bytes);
+    unsigned char *bytes;
+    size_t n;
+    ck_assert_msg(oclseg_file_read(path, &bytes, &n) == OCLSEG_OK, "%s was not written", path);
+    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, n, bytes);
     free(bytes);
     ck_assert_msg(mp != NULL, "%s does not parse as an ONNX ModelProto", path);
     return mp;

@@ -1,5 +1,5 @@
 /* The safetensors file format: a validating reader and an atomic writer (plus atomic file
- * replacement for any file). Header JSON is parsed and written with jansson. */
+ * replacement and whole-file reading for any file). Header JSON is parsed and written with jansson. */
 #ifndef OCLSEG_SAFETENSORS_H
 #define OCLSEG_SAFETENSORS_H
 
@@ -70,5 +70,8 @@ void oclseg_st_writer_free(oclseg_st_writer *w);
  * temporary is removed and an existing `path` is untouched. Env OCLSEG_FAULT_WRITE=1 makes the
  * write fail halfway (tests). */
 int oclseg_file_write_atomic(const char *path, const void *data, size_t size);
+/* Reads a whole regular file into a malloc'd buffer with a NUL byte after its `size` bytes;
+ * OCLSEG_ERR_IO (naming the file) when it cannot be opened or read. */
+int oclseg_file_read(const char *path, unsigned char **bytes, size_t *size);
 
 #endif

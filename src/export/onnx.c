@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "export/onnx_internal.h"
 #include "oclseg/data.h"
@@ -319,18 +320,10 @@ static char *read_run_config(const char *weights) {
     const char *slash = strrchr(weights, '/');
     if (slash) snprintf(path, sizeof path, "%.*s/config.json", (int)(slash - weights), weights);
     else snprintf(path, sizeof path, "config.json");
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *text = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long n = ftell(f);
-        if (n >= 0 && n < (1L << 24) && fseek(f, 0, SEEK_SET) == 0 && (text = malloc((size_t)n + 1))) {
-            if (fread(text, 1, (size_t)n, f) == (size_t)n) text[n] = '\0';
-            else { free(text); text = NULL; }
-        }
-    }
-    fclose(f);
-    return text;
+    unsigned char *text = NULL;
+    size_t n;
+    if (access(path, R_OK) != 0 || oclseg_file_read(path, &text, &n) != OCLSEG_OK) return NULL;
+    return (char *)text;
 }
 
 int oclseg_export_onnx(const char *weights, const char *onnx_path, int size, const char *device,

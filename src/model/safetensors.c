@@ -53,32 +53,42 @@ void oclseg_st_free(oclseg_st_file *f) {
         return OCLSEG_ERR_FORMAT;                                                             \
     } while (0)
 
-static int read_whole_file(oclseg_st_file *f) {
-    FILE *fp = fopen(f->path, "rb");
+int oclseg_file_read(const char *path, unsigned char **bytes, size_t *size) {
+    *bytes = NULL;
+    *size = 0;
+    FILE *fp = fopen(path, "rb");
     if (!fp) {
-        OCLSEG_ERROR("cannot open %s: %s", f->path, strerror(errno));
+        OCLSEG_ERROR("cannot open %s: %s", path, strerror(errno));
         return OCLSEG_ERR_IO;
     }
     struct stat st;
     if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(fp);
-        OCLSEG_ERROR("%s is not a regular file", f->path);
+        OCLSEG_ERROR("%s is not a regular file", path);
         return OCLSEG_ERR_IO;
     }
-    f->size = (size_t)st.st_size;
-    f->bytes = malloc(f->size ? f->size : 1);
-    if (!f->bytes) {
+    size_t n = (size_t)st.st_size;
+    unsigned char *b = malloc(n + 1);
+    if (!b) {
         fclose(fp);
-        OCLSEG_ERROR("%s: no memory for %zu bytes", f->path, f->size);
+        OCLSEG_ERROR("%s: no memory for %zu bytes", path, n);
         return OCLSEG_ERR_OUT_OF_MEMORY;
     }
-    size_t got = fread(f->bytes, 1, f->size, fp);
+    size_t got = fread(b, 1, n, fp);
     fclose(fp);
-    if (got != f->size) {
-        OCLSEG_ERROR("cannot read %s: short read", f->path);
+    if (got != n) {
+        free(b);
+        OCLSEG_ERROR("cannot read %s: short read", path);
         return OCLSEG_ERR_IO;
     }
+    b[n] = 0;
+    *bytes = b;
+    *size = n;
     return OCLSEG_OK;
+}
+
+static int read_whole_file(oclseg_st_file *f) {
+    return oclseg_file_read(f->path, &f->bytes, &f->size);
 }
 
 typedef struct span {
