@@ -27,10 +27,11 @@ if [ "${1:-}" = "--sanitize" ]; then
     export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
     export LSAN_OPTIONS=suppressions=$PWD/tools/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0
     # Device code runs in PoCL's JIT, not under ASan: the small shapes exercise the same host
-    # paths at a fraction of the time.
+    # paths at a fraction of the time. The 'scripts' suite (ONNX/OpenCV comparison, bench
+    # report, install) checks numerics, charts and packaging; see tests/meson.build.
     export OCLSEG_TEST_SMALL=1
     meson test -C "$builddir" --print-errorlogs --num-processes 2 --suite ops --suite host \
-        --no-suite clblast-tuning \
+        --no-suite clblast-tuning --no-suite scripts \
         --timeout-multiplier 3 "$@"
     exit
 fi

@@ -12,6 +12,7 @@ typedef struct oclseg_infer {
     int owns;      /* created ctx/model (oclseg_infer_create) or borrowed (oclseg_infer_wrap) */
     float *input;  /* (1, 3, S, S) staging */
     float *probs;  /* (max_batch, 1, S, S) */
+    int write_probs; /* oclseg_predict_file also writes <id>_prob.npy (float32 probabilities) */
 } oclseg_infer;
 
 /* Creates a context on `device` and a model of input size `size` loaded from `weights`. */
@@ -31,7 +32,10 @@ int oclseg_infer_image(oclseg_infer *inf, const oclseg_image *rgb, float *prob_f
 int oclseg_mask_from_probs(const float *prob, int width, int height, oclseg_image *mask);
 /* RGB overlay: the image with the lesion lightly tinted and its contour drawn 2 px wide. */
 int oclseg_overlay(const oclseg_image *rgb, const oclseg_image *mask, oclseg_image *out);
-/* Writes <out_dir>/<id>_mask.png and <out_dir>/<id>_overlay.png for one image file. */
+/* A (height, width) float32 array as a NumPy .npy file (format 1.0, little-endian), atomically. */
+int oclseg_write_npy_f32(const char *path, const float *data, int height, int width);
+/* Writes <out_dir>/<id>_mask.png and <out_dir>/<id>_overlay.png for one image file (and
+ * <out_dir>/<id>_prob.npy, the probabilities at the original resolution, when write_probs). */
 int oclseg_predict_file(oclseg_infer *inf, const char *image_path, const char *out_dir);
 
 #endif

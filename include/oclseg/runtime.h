@@ -142,6 +142,11 @@ cl_event *oclseg_prof_slot(oclseg_ctx *ctx, const char *name);
 int oclseg_prof_collect(oclseg_ctx *ctx, char (**names)[48], double **ms, int *count);
 void oclseg_prof_reset(oclseg_ctx *ctx);
 
+/* 64-bit FNV-1a of `len` bytes continuing from `h` (start with OCLSEG_FNV1A64_INIT); a
+ * checksum and cache key, not a cryptographic hash. */
+#define OCLSEG_FNV1A64_INIT 0xcbf29ce484222325ULL
+uint64_t oclseg_fnv1a64(uint64_t h, const void *data, size_t len);
+
 /* Where the kernel binary cache lives ("" when disabled via OCLSEG_CACHE=0). */
 void oclseg_cache_dir(char *out, size_t size);
 

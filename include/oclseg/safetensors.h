@@ -1,5 +1,5 @@
 /* The safetensors file format: a validating reader and an atomic writer (plus atomic file
- * replacement for any file). Header JSON is parsed and written with jansson. */
+ * replacement and whole-file reading for any file). Header JSON is parsed and written with jansson. */
 #ifndef OCLSEG_SAFETENSORS_H
 #define OCLSEG_SAFETENSORS_H
 

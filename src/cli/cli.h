@@ -17,6 +17,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* Validated option values: 0, or -1 after printing "oclseg CMD: NAME must be ... (got 'V')". */
 int cli_parse_int(const char *cmd, const char *name, const char *value, long min, long max,

@@ -9,6 +9,7 @@
 
 #include <clblast_c.h>
 
+#include "cli/bench_report.h"
 #include "cli/cli.h"
 #include "oclseg/trainer.h"
 #include "oclseg/tuning.h"
@@ -17,6 +18,7 @@ typedef struct bench_options {
     const char *device;
     int batch, size, steps, frozen, all;
     const char *json_path;
+    const char *report_dir; /* --report DIR */
 } bench_options;
 
 typedef struct bench_result {
@@ -54,14 +56,18 @@ static double median(double *v, int n) {
 static void usage(FILE *out) {
     fprintf(out,
             "usage: oclseg bench [--device D|all] [--batch 16] [--size 128] [--steps 20]\n"
-            "                    [--freeze-encoder] [--json FILE]\n\n"
+            "                    [--freeze-encoder] [--json FILE] [--report DIR [RESULT.json...]]\n\n"
             "Times a full training step (forward + BCE loss + backward + NAdam) on random data\n"
             "after two warm-up steps: the median per-step time of steps enqueued back to back as\n"
             "training runs them (windows of 5 steps when --steps >= 10), the median of steps\n"
             "waited for one by one, and the medians of forward, backward and optimizer alone;\n"
             "images/s, achieved\n"
             "GFLOP/s (convolution FLOPs counted analytically), peak device memory, and the 15\n"
-            "most expensive kernels of one profiled step. --device all measures every device.\n");
+            "most expensive kernels of one profiled step. --device all measures every device.\n"
+            "--report DIR measures each device in both modes (fine-tune, then frozen encoder) and\n"
+            "writes DIR/report.md with PNG charts (gnuplot) and DIR/bench.json; given RESULT.json\n"
+            "files (bench --json output from any machines, tools/bench_pytorch.py peers) it\n"
+            "measures nothing and reports those.\n");
 }
 
 /* GFLOP/s of a 1024^3 SGEMM through CLBlast (median of 5 after a warm-up): the practical
@@ -274,11 +280,12 @@ static json_t *result_json(const bench_result *r, const bench_options *o) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    bench_options o = {NULL, 16, 128, 20, 0, 0, NULL};
+    bench_options o = {NULL, 16, 128, 20, 0, 0, NULL, NULL};
     static const struct option opts[] = {
         {"device", required_argument, 0, 'd'}, {"batch", required_argument, 0, 'b'},
         {"size", required_argument, 0, 's'},   {"steps", required_argument, 0, 'n'},
         {"freeze-encoder", no_argument, 0, 'f'}, {"json", required_argument, 0, 'j'},
+        {"report", required_argument, 0, 'r'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -290,12 +297,26 @@ int cmd_bench(int argc, char **argv) {
         case 'n': o.steps = atoi(optarg); break;
         case 'f': o.frozen = 1; break;
         case 'j': o.json_path = optarg; break;
+        case 'r': o.report_dir = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (o.batch <= 0 || o.steps <= 0 || o.size <= 0 || o.size % 32) {
         fprintf(stderr, "oclseg bench: --batch and --steps must be positive, --size a multiple of 32\n");
+        return 2;
+    }
+    if (o.report_dir && optind < argc) { /* report over existing results, no measuring */
+        json_t *runs = json_array();
+        int st = OCLSEG_OK;
+        for (int i = optind; i < argc && st == OCLSEG_OK; i++) st = bench_report_load(argv[i], runs);
+        if (st == OCLSEG_OK) st = bench_report_write(runs, o.report_dir);
+        json_decref(runs);
+        if (st == OCLSEG_OK) printf("wrote %s/report.md\n", o.report_dir);
+        return st == OCLSEG_OK ? 0 : 1;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "oclseg bench: result files are only read with --report DIR\n");
         return 2;
     }
     oclseg_device_info *devs = NULL;
@@ -310,23 +331,28 @@ int cmd_bench(int argc, char **argv) {
         }
         count = 1;
     }
-    bench_result *results = calloc((size_t)count + 1, sizeof *results);
+    /* --report: both modes per device */
+    const int modes = o.report_dir ? 2 : 1, first_mode = o.frozen;
+    bench_result *results = calloc((size_t)count * modes + 1, sizeof *results);
     json_t *all = json_array();
     int failures = 0;
-    for (int i = 0; i < count; i++) {
-        if (bench_device(&devs[i], &o, &results[i]) != OCLSEG_OK) {
-            fprintf(stderr, "oclseg bench: failed on %s\n", devs[i].name);
+    for (int i = 0; i < count * modes; i++) {
+        o.frozen = modes == 2 ? i % 2 : first_mode;
+        if (bench_device(&devs[i / modes], &o, &results[i]) != OCLSEG_OK) {
+            fprintf(stderr, "oclseg bench: failed on %s\n", devs[i / modes].name);
             failures++;
             continue;
         }
         print_result(&results[i], &o);
         json_array_append_new(all, result_json(&results[i], &o));
     }
-    if (count > 1) {
-        printf("\n| device | step ms | images/s | GFLOP/s | peak MiB |\n|---|---|---|---|---|\n");
-        for (int i = 0; i < count; i++)
+    if (count * modes > 1) {
+        printf("\n| device | mode | step ms | images/s | GFLOP/s | peak MiB |\n"
+               "|---|---|---|---|---|---|\n");
+        for (int i = 0; i < count * modes; i++)
             if (results[i].step_ms > 0)
-                printf("| %s | %.1f | %.1f | %.1f | %.0f |\n", results[i].info.name,
+                printf("| %s | %s | %.1f | %.1f | %.1f | %.0f |\n", results[i].info.name,
+                       (modes == 2 ? i % 2 : first_mode) ? "frozen" : "fine-tune",
                        results[i].step_ms, results[i].images_per_s, results[i].gflops,
                        results[i].peak_bytes / 1048576.0);
     }
@@ -334,8 +360,16 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "oclseg bench: cannot write %s\n", o.json_path);
         failures++;
     }
+    if (o.report_dir && json_array_size(all) > 0) {
+        char path[4200];
+        int st = bench_report_write(all, o.report_dir);
+        snprintf(path, sizeof path, "%s/bench.json", o.report_dir);
+        if (st == OCLSEG_OK && json_dump_file(all, path, JSON_INDENT(2)) != 0) st = OCLSEG_ERR_IO;
+        if (st == OCLSEG_OK) printf("wrote %s/report.md\n", o.report_dir);
+        else failures++;
+    }
     json_decref(all);
-    for (int i = 0; i < count; i++) {
+    for (int i = 0; i < count * modes; i++) {
         free(results[i].kernel_names);
         free(results[i].kernel_ms);
     }

@@ -61,11 +61,12 @@ static int predict_dir(oclseg_infer *inf, const char *dir, const char *out, int 
 
 int cmd_predict(int argc, char **argv) {
     const char *weights = NULL, *out = "predictions", *device = NULL;
-    int size = 128;
+    int size = 128, probs = 0;
     static const struct option opts[] = {{"weights", required_argument, 0, 'w'},
                                          {"out", required_argument, 0, 'o'},
                                          {"size", required_argument, 0, 's'},
                                          {"device", required_argument, 0, 'd'},
+                                         {"probs", no_argument, 0, 'p'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
@@ -76,13 +77,15 @@ int cmd_predict(int argc, char **argv) {
         case 'o': out = optarg; break;
         case 's': size = atoi(optarg); break;
         case 'd': device = optarg; break;
+        case 'p': probs = 1; break;
         case 'h':
             printf("usage: oclseg predict --weights F [--out DIR] [--size 128] [--device D] "
-                   "IMAGE|DIR...\n\nFor each image (or each .jpg/.jpeg/.png in a directory) "
+                   "[--probs] IMAGE|DIR...\n\nFor each image (or each .jpg/.jpeg/.png in a directory) "
                    "writes DIR/<id>_mask.png (0/255 at the\nimage's original resolution: the "
                    "probabilities are upsampled before thresholding at 0.5)\nand "
                    "DIR/<id>_overlay.png (the image with the lesion contour in green). --size must "
-                   "be\nthe size the weights were trained at.\n");
+                   "be\nthe size the weights were trained at. --probs also writes DIR/<id>_prob.npy: "
+                   "the\nprobabilities (float32, original resolution) as a NumPy array.\n");
             return 0;
         default: return 2;
         }
@@ -101,6 +104,7 @@ int cmd_predict(int argc, char **argv) {
     }
     oclseg_infer *inf;
     if (oclseg_infer_create(weights, device, size, 1, &inf) != OCLSEG_OK) return 1;
+    inf->write_probs = probs;
     int done = 0, st = OCLSEG_OK;
     for (int i = optind; i < argc && st == OCLSEG_OK; i++) {
         struct stat sb;

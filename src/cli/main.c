@@ -5,7 +5,6 @@
 
 #include "cli/cli.h"
 #include "oclseg/runtime.h"
-#include "oclseg_version.h"
 
 static const cli_command commands[] = {
     {"devices", "list every OpenCL platform and device", cmd_devices},
@@ -14,6 +13,7 @@ static const cli_command commands[] = {
     {"predict", "mask and overlay PNGs for images", cmd_predict},
     {"synth", "write the synthetic ISIC-layout data set", cmd_synth},
     {"bench", "time the training step on one or all devices", cmd_bench},
+    {"export", "the trained network as an ONNX file (inference graph)", cmd_export},
     {"tune", "find faster CLBlast GEMM parameters for a device (kept per device)", cmd_tune},
 };
 static const int command_count = sizeof commands / sizeof commands[0];
@@ -31,7 +31,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("oclseg %s\n", OCLSEG_VERSION);
+        printf("oclseg " OCLSEG_VERSION "\n");
         return 0;
     }
     for (int i = 0; i < command_count; i++) {

@@ -18,7 +18,6 @@
 #include "oclseg/infer.h"
 #include "oclseg/safetensors.h"
 #include "oclseg/metrics.h"
-#include "oclseg_version.h"
 
 void oclseg_fit_options_default(oclseg_fit_options *o) {
     memset(o, 0, sizeof *o);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "oclseg/metrics.h"
+#include "oclseg/safetensors.h"
 #include "oclseg/weights.h"
 
 static int alloc_buffers(oclseg_infer *inf) {
@@ -121,6 +122,34 @@ int oclseg_overlay(const oclseg_image *rgb, const oclseg_image *mask, oclseg_ima
     return OCLSEG_OK;
 }
 
+int oclseg_write_npy_f32(const char *path, const float *data, int height, int width) {
+    static const uint16_t probe = 1;
+    if (*(const unsigned char *)&probe != 1) {
+        OCLSEG_ERROR("%s: .npy output is written little-endian only", path);
+        return OCLSEG_ERR_UNSUPPORTED;
+    }
+    /* magic, version 1.0, header length, then the header dict padded with spaces and a newline
+     * so that the data starts at a multiple of 64 bytes */
+    char header[128];
+    int len = snprintf(header, sizeof header,
+                       "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", height,
+                       width);
+    int total = (10 + len + 1 + 63) / 64 * 64;
+    size_t nbytes = (size_t)height * width * sizeof *data;
+    unsigned char *buf = malloc((size_t)total + nbytes);
+    if (!buf) return OCLSEG_ERR_OUT_OF_MEMORY;
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    buf[8] = (unsigned char)((total - 10) & 0xff);
+    buf[9] = (unsigned char)((total - 10) >> 8);
+    memset(buf + 10, ' ', (size_t)total - 10);
+    memcpy(buf + 10, header, (size_t)len);
+    buf[total - 1] = '\n';
+    memcpy(buf + total, data, nbytes);
+    int st = oclseg_file_write_atomic(path, buf, (size_t)total + nbytes);
+    free(buf);
+    return st;
+}
+
 /* "dir/ISIC_0001.jpg" -> "ISIC_0001" */
 static void file_id(const char *path, char *out, size_t size) {
     const char *base = strrchr(path, '/');
@@ -148,6 +177,10 @@ int oclseg_predict_file(oclseg_infer *inf, const char *image_path, const char *o
     if (st == OCLSEG_OK) {
         snprintf(path, sizeof path, "%s/%s_overlay.png", out_dir, id);
         st = oclseg_image_save_png(path, &over);
+    }
+    if (st == OCLSEG_OK && inf->write_probs) {
+        snprintf(path, sizeof path, "%s/%s_prob.npy", out_dir, id);
+        st = oclseg_write_npy_f32(path, prob, rgb.height, rgb.width);
     }
     free(prob);
     oclseg_image_free(&rgb);

@@ -1,5 +1,6 @@
 /* safetensors reader (validating everything before use) and writer (atomic), via jansson. */
 #include "oclseg/safetensors.h"
+#include "oclseg/util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -54,30 +55,9 @@ void oclseg_st_free(oclseg_st_file *f) {
     } while (0)
 
 static int read_whole_file(oclseg_st_file *f) {
-    FILE *fp = fopen(f->path, "rb");
-    if (!fp) {
-        OCLSEG_ERROR("cannot open %s: %s", f->path, strerror(errno));
-        return OCLSEG_ERR_IO;
-    }
-    struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(fp);
-        OCLSEG_ERROR("%s is not a regular file", f->path);
-        return OCLSEG_ERR_IO;
-    }
-    f->size = (size_t)st.st_size;
-    f->bytes = malloc(f->size ? f->size : 1);
-    if (!f->bytes) {
-        fclose(fp);
-        OCLSEG_ERROR("%s: no memory for %zu bytes", f->path, f->size);
-        return OCLSEG_ERR_OUT_OF_MEMORY;
-    }
-    size_t got = fread(f->bytes, 1, f->size, fp);
-    fclose(fp);
-    if (got != f->size) {
-        OCLSEG_ERROR("cannot read %s: short read", f->path);
-        return OCLSEG_ERR_IO;
-    }
+    char *bytes;
+    TRY(oclseg_read_file(f->path, 0, &bytes, &f->size));
+    f->bytes = (unsigned char *)bytes;
     return OCLSEG_OK;
 }
 
