@@ -6,7 +6,8 @@
 set -euo pipefail
 pkgs=(build-essential meson ninja-build pkg-config python3
       ocl-icd-opencl-dev opencl-c-headers libclblast-dev libpng-dev libjpeg62-turbo-dev
-      libjansson-dev check pocl-opencl-icd mesa-opencl-icd oclgrind clinfo gnuplot-nox)
+      libjansson-dev check pocl-opencl-icd mesa-opencl-icd oclgrind clinfo gnuplot-nox
+      libopenmpi-dev openmpi-bin)
 for opt in "$@"; do
     case $opt in
         --golden) pkgs+=(python3-torch python3-torchvision) ;;

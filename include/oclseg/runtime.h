@@ -33,9 +33,15 @@ const char *oclseg_device_type_str(cl_device_type type);
 
 /* Picks a device from spec: "P:D", a case-insensitive substring of the device name, platform
  * name, platform version (e.g. "PoCL") or vendor (the first match),
- * NULL/"" (then env OCLSEG_DEVICE, then first GPU > accelerator > CPU). A bad spec is an error
- * that lists the available devices. */
+ * NULL/"" (then env OCLSEG_DEVICE, then first GPU > accelerator > CPU), "auto" (the GPUs
+ * round-robin over the node-local ranks of an MPI run), or a comma-separated list of those, one
+ * per node-local rank (oclseg_dist_local_rank() picks). A bad spec is an error that lists the
+ * available devices. */
 int oclseg_device_choose(const char *spec, oclseg_device_info *out);
+
+/* 64-bit FNV-1a of len bytes, continuing from h (start with OCLSEG_FNV_BASIS). */
+#define OCLSEG_FNV_BASIS 0xcbf29ce484222325ULL
+uint64_t oclseg_fnv1a(uint64_t h, const void *data, size_t len);
 
 typedef struct oclseg_kernel_entry oclseg_kernel_entry;
 

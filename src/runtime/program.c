@@ -88,7 +88,7 @@ static int load_source(const char *name, char **out) {
 }
 
 /* ---- binary cache ----------------------------------------------------------------------- */
-static uint64_t fnv1a(uint64_t h, const void *data, size_t len) {
+uint64_t oclseg_fnv1a(uint64_t h, const void *data, size_t len) {
     const unsigned char *p = data;
     for (size_t i = 0; i < len; i++) {
         h ^= p[i];
@@ -136,12 +136,12 @@ static void make_cache_key(const oclseg_ctx *ctx, const char *source, const char
                            ctx->info.platform_version, ctx->info.name,
                            ctx->info.driver_version, options,
                            source};
-    key->h1 = 0xcbf29ce484222325ULL;
+    key->h1 = OCLSEG_FNV_BASIS;
     key->h2 = 0x84222325cbf29ce4ULL;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         size_t len = strlen(parts[i]);
-        key->h1 = fnv1a(key->h1, parts[i], len + 1);
-        key->h2 = fnv1a(key->h2 ^ (uint64_t)len, parts[i], len + 1);
+        key->h1 = oclseg_fnv1a(key->h1, parts[i], len + 1);
+        key->h2 = oclseg_fnv1a(key->h2 ^ (uint64_t)len, parts[i], len + 1);
     }
     char dir[4096];
     oclseg_cache_dir(dir, sizeof dir);
@@ -161,7 +161,7 @@ static unsigned char *cache_read(const cache_key *key, size_t *size) {
         fread(&h1, 8, 1, f) == 1 && fread(&h2, 8, 1, f) == 1 && fread(&len, 8, 1, f) == 1 &&
         fread(&sum, 8, 1, f) == 1 && h1 == key->h1 && h2 == key->h2 && len > 0 &&
         len < (1ULL << 31) && (bin = malloc(len))) {
-        if (fread(bin, 1, len, f) != len || fnv1a(0xcbf29ce484222325ULL, bin, len) != sum ||
+        if (fread(bin, 1, len, f) != len || oclseg_fnv1a(OCLSEG_FNV_BASIS, bin, len) != sum ||
             fgetc(f) != EOF) {
             free(bin);
             bin = NULL;
@@ -181,7 +181,7 @@ static void cache_write(const cache_key *key, const unsigned char *bin, size_t s
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", key->path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) return;
-    uint64_t len = size, sum = fnv1a(0xcbf29ce484222325ULL, bin, size);
+    uint64_t len = size, sum = oclseg_fnv1a(OCLSEG_FNV_BASIS, bin, size);
     int ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(&key->h1, 8, 1, f) == 1 &&
              fwrite(&key->h2, 8, 1, f) == 1 && fwrite(&len, 8, 1, f) == 1 &&
              fwrite(&sum, 8, 1, f) == 1 && fwrite(bin, 1, size, f) == size;
