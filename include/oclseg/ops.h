@@ -39,6 +39,12 @@ int op_dropout_forward(oclseg_ctx *ctx, const oclseg_tensor *x, oclseg_tensor *y
 int op_dropout_backward(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *dx, float p,
                         uint64_t seed, uint64_t step);
 void op_dropout_mask_host(size_t count, float p, uint64_t seed, uint64_t step, uint8_t *keep);
+/* The same on a slice that starts at element `first` (a multiple of 4) of a larger tensor: the
+ * slice gets the mask those elements have in the whole tensor (a rank's part of a global batch). */
+int op_dropout_forward_at(oclseg_ctx *ctx, const oclseg_tensor *x, oclseg_tensor *y, float p,
+                          uint64_t seed, uint64_t step, size_t first);
+int op_dropout_backward_at(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *dx, float p,
+                           uint64_t seed, uint64_t step, size_t first);
 
 /* ---- loss and metrics: cl/loss.cl, src/ops/loss.c -------------------------------------- */
 /* Mean binary cross-entropy with logits over all elements:

@@ -418,6 +418,12 @@ int oclseg_model_read_grad(oclseg_model *m, int index, float *dst) {
 }
 
 /* ---- forward --------------------------------------------------------------------------------- */
+/* First element of this batch's dropout mask: a data-parallel rank whose images start at image
+ * dropout_image_offset of the global batch draws the mask they have there. */
+static size_t dropout_first(const oclseg_model *m, const oclseg_tensor *x) {
+    return (size_t)m->dropout_image_offset * (size_t)x->c * (size_t)x->h * (size_t)x->w;
+}
+
 int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
                          uint64_t dropout_seed, uint64_t step) {
     oclseg_ctx *ctx = m->ctx;
@@ -488,7 +494,8 @@ int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
             break;
         }
         case LAYER_DROPOUT:
-            TRY(op_dropout_forward(ctx, &x, &y, train ? m->cfg.dropout : 0.0f, dropout_seed, step));
+            TRY(op_dropout_forward_at(ctx, &x, &y, train ? m->cfg.dropout : 0.0f, dropout_seed,
+                                      step, dropout_first(m, &x)));
             break;
         case LAYER_UPSAMPLE: TRY(op_upsample_bilinear_forward(ctx, &x, &y)); break;
         }
@@ -588,7 +595,8 @@ int oclseg_model_backward(oclseg_model *m, int n, int frozen_encoder, uint64_t d
             break;
         }
         case LAYER_DROPOUT:
-            TRY(op_dropout_backward(ctx, &dy, dx, m->cfg.dropout, dropout_seed, step));
+            TRY(op_dropout_backward_at(ctx, &dy, dx, m->cfg.dropout, dropout_seed, step,
+                                       dropout_first(m, &dy)));
             break;
         case LAYER_UPSAMPLE: TRY(op_upsample_bilinear_backward(ctx, &dy, dx)); break;
         case LAYER_RELU6:
