@@ -181,7 +181,10 @@ int oclseg_trainer_step_shard(oclseg_trainer *t, const float *images, const floa
     int frozen = t->cfg.frozen_encoder;
     int dist = rank_counts && oclseg_dist_size() > 1;
     size_t off = frozen ? m->decoder_param_off : 0;
-    if (n > 0 || !dist) TRY(local_pass(t, images, masks, n));
+    m->rank_counts = dist ? rank_counts : NULL; /* for --sync-bn */
+    int pass = n > 0 || !dist ? local_pass(t, images, masks, n) : OCLSEG_OK;
+    m->rank_counts = NULL;
+    TRY(pass);
     if (dist) TRY(reduce_over_ranks(t, rank_counts, off));
     /* every step: one flag for all trained gradients, read back with the losses */
     TRY(op_check_finite(t->ctx, m->grads_buf, off, m->param_floats - off, t->finite_ring_buf,
