@@ -30,6 +30,9 @@ typedef struct oclseg_trainer {
     float *reduce_host;        /* (param_floats + 1): gradients + loss summed over ranks */
     double reduce_seconds;     /* time in data-parallel gradient sums (read, sum, write back) */
     int64_t reduce_steps;
+    int broadcast_params;      /* ranks on different devices/drivers: after each data-parallel
+                                  step rank 0's parameters (and running statistics) are copied to
+                                  all, as their optimizer arithmetic may round differently */
     float *staging[2];         /* host copies of images+masks for non-blocking uploads */
     cl_event upload_done[2];
     size_t image_floats, mask_floats; /* per max batch */

@@ -570,6 +570,7 @@ int oclseg_fit(const oclseg_fit_options *o) {
     if (st == OCLSEG_OK) st = fit_dist_check_same(o, r->data.train, r->data.test);
     if (st == OCLSEG_OK && o->sync_bn && oclseg_dist_size() > 1)
         st = fit_dist_check_sync_bn(o, r->data.train->count);
+    if (st == OCLSEG_OK) st = fit_dist_devices_differ(r->ctx, &r->trainer->broadcast_params);
     if (st == OCLSEG_OK) st = open_run(r, &pos, metrics_path, sizeof metrics_path);
     if (st != OCLSEG_OK) goto done;
     if (!o->quiet)
@@ -581,6 +582,8 @@ int oclseg_fit(const oclseg_fit_options *o) {
     if (!o->quiet && oclseg_dist_size() > 1)
         printf("data parallel: %d ranks, global batch %d, %s BatchNorm statistics\n",
                oclseg_dist_size(), o->batch, o->sync_bn ? "synchronised (global batch)" : "per-rank");
+    if (!o->quiet && r->trainer->broadcast_params)
+        printf("the ranks' devices differ: rank 0's parameters are sent to all after each step\n");
 
     struct sigaction sa, old_sa;
     memset(&sa, 0, sizeof sa);

@@ -75,8 +75,8 @@ int fit_dist_check_same(const oclseg_fit_options *o, const oclseg_dataset *train
         for (int k = 0; k < 3; k++)
             if (all[3 * r + k] != all[k]) {
                 if (oclseg_dist_rank() == 0)
-                    fprintf(stderr, "oclseg: error: rank %d runs a different %s than rank 0 "
-                                    "(hash %016llx vs %016llx)\n", r, what[k],
+                    fprintf(stderr, "oclseg: error: rank %d differs from rank 0 in "
+                                    "its %s (hash %016llx vs %016llx)\n", r, what[k],
                             (unsigned long long)all[3 * r + k], (unsigned long long)all[k]);
                 bad = 1;
             }
@@ -138,6 +138,23 @@ int fit_dist_sync_state(oclseg_trainer *t, oclseg_run_position *pos) {
         t->opt.mu_product = s.mu;
         *pos = s.pos;
     }
+    return st;
+}
+
+int fit_dist_devices_differ(const oclseg_ctx *ctx, int *differ) {
+    *differ = 0;
+    const int size = oclseg_dist_size();
+    if (size == 1) return OCLSEG_OK;
+    const oclseg_device_info *d = &ctx->info;
+    const char *parts[] = {d->name, d->vendor, d->driver_version, d->platform_name,
+                           d->platform_version, d->device_version, d->opencl_c_version};
+    uint64_t h = OCLSEG_FNV_BASIS, *all = malloc((size_t)size * sizeof *all);
+    if (!all) return OCLSEG_ERR_OUT_OF_MEMORY;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        h = oclseg_fnv1a(h, parts[i], strlen(parts[i]) + 1);
+    int st = oclseg_dist_allgather(&h, sizeof h, all);
+    for (int r = 1; st == OCLSEG_OK && r < size; r++) *differ |= all[r] != all[0];
+    free(all);
     return st;
 }
 

@@ -32,6 +32,9 @@ int fit_dist_sync_state(oclseg_trainer *t, oclseg_run_position *pos);
  * BatchNorm lets them drift apart, as with DistributedDataParallel's buffers). */
 int fit_dist_sync_buffers(oclseg_model *m);
 
+/* Sets *differ on every rank when any rank's device, driver or platform differs from rank 0's. */
+int fit_dist_devices_differ(const oclseg_ctx *ctx, int *differ);
+
 /* Adds "ranks" and per-rank "rank_devices" [{rank, host, device, platform}] to config.json. */
 int fit_dist_describe(json_t *config, const oclseg_ctx *ctx);
 

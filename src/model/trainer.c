@@ -166,6 +166,29 @@ static int reduce_over_ranks(oclseg_trainer *t, const int *rank_counts, size_t o
     return st;
 }
 
+/* Copies rank 0's trained parameters and the running statistics to every rank (blocking). The
+ * same kernels on two OpenCL implementations may round sqrt, division or a contracted
+ * multiply-add differently (OpenCL allows a few ulp), so heterogeneous ranks would drift apart
+ * by rounding even from bit-identical gradients. */
+static int params_from_rank0(oclseg_trainer *t, size_t off) {
+    oclseg_model *m = t->model;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const int root = oclseg_dist_rank() == 0;
+    struct { cl_mem buf; size_t off, count; } parts[2] = {
+        {m->params_buf, off, m->param_floats - off}, {m->buffers_buf, 0, m->buffer_floats}};
+    for (int i = 0; i < 2; i++) {
+        size_t bytes = parts[i].count * sizeof(float), at = parts[i].off * sizeof(float);
+        if (bytes == 0) continue;
+        if (root) TRY(oclseg_read(t->ctx, parts[i].buf, at, bytes, t->reduce_host));
+        TRY(oclseg_dist_bcast(t->reduce_host, bytes, 0));
+        if (!root) TRY(oclseg_write(t->ctx, parts[i].buf, at, bytes, t->reduce_host));
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    t->reduce_seconds += (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    return OCLSEG_OK;
+}
+
 int oclseg_trainer_step(oclseg_trainer *t, const float *images, const float *masks, int n) {
     return oclseg_trainer_step_shard(t, images, masks, n, NULL);
 }
@@ -191,6 +214,7 @@ int oclseg_trainer_step_shard(oclseg_trainer *t, const float *images, const floa
                         (size_t)(t->step % OCLSEG_LOSS_RING)));
     TRY(op_optimizer_step(t->ctx, &t->cfg.optim, &t->opt, m->params_buf, m->grads_buf,
                           m->state1_buf, m->state2_buf, off, m->param_floats - off));
+    if (dist && t->broadcast_params) TRY(params_from_rank0(t, off));
     CL_CHECK(clFlush(t->ctx->queue));
     t->step++;
     return OCLSEG_OK;
