@@ -15,5 +15,10 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
+/* `oclseg bench` under mpirun (src/cli/cmd_bench_dist.c), and cmd_bench.c's helpers it shares:
+ * a monotonic clock in ms, the median of n samples (sorts them). */
+double bench_now_ms(void);
+double bench_median(double *v, int n);
+int bench_dist(const char *device, int batch, int size, int steps, int frozen);
 
 #endif

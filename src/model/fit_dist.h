@@ -38,6 +38,11 @@ int fit_dist_devices_differ(const oclseg_ctx *ctx, int *differ);
 /* Adds "ranks" and per-rank "rank_devices" [{rank, host, device, platform}] to config.json. */
 int fit_dist_describe(json_t *config, const oclseg_ctx *ctx);
 
+/* Evaluation-mode loss and metrics over ds in batches of `batch`, sharded: each rank evaluates
+ * its slice and the slices are gathered (every rank gets the result). */
+int fit_dist_evaluate(oclseg_trainer *t, const oclseg_dataset *ds, int batch, double *mean_loss,
+                      oclseg_metrics *metrics);
+
 /* Sharded evaluation: every rank filled conf[lo, hi) (its fit_dist_split slice of `count`) and
  * *loss_sum over it; afterwards every rank holds all of conf and the global loss sum (added in
  * rank order). */
