@@ -299,6 +299,21 @@ START_TEST(hung_rank_times_out) {
 }
 END_TEST
 
+/* An error on one rank (an injected enqueue failure on rank 1 only): it names itself and stops
+ * the whole job instead of leaving rank 0 waiting in the next gradient sum. */
+START_TEST(failing_rank_stops_every_rank) {
+    if (skip("failing_rank_stops_every_rank")) return;
+    double t0 = now_s();
+    ck_assert_int_ne(harness_sh("%s -np 1 %s train --data %s --out %s/fail %s --max-steps 3 : -np 1 "
+                                "env OCLSEG_FAULT_LAUNCH=400 %s train --data %s --out %s/fail %s "
+                                "--max-steps 3 2> %s/fail.err", mpirun, bin, data, root, tiny, bin,
+                                data, root, tiny, root), 0);
+    fprintf(stderr, "failing rank: the job ended after %.1f s\n", now_s() - t0);
+    ck_assert_int_eq(harness_sh("grep -q 'CL_OUT_OF_RESOURCES' %s/fail.err && grep -q 'rank 1 of 2 "
+                                "on .*stopping every rank' %s/fail.err", root, root), 0);
+}
+END_TEST
+
 START_TEST(disagreeing_ranks_are_refused) {
     if (skip("disagreeing_ranks_are_refused")) return;
     ck_assert_int_ne(harness_sh("%s -np 1 %s train --data %s --out %s/mis %s --lr 1e-3 : -np 1 %s "
@@ -334,6 +349,7 @@ int main(void) {
     tcase_add_test(tc, pocl_and_rusticl_ranks_stay_identical);
     tcase_add_test(tc, killed_rank_stops_the_job_and_resumes);
     tcase_add_test(tc, hung_rank_times_out);
+    tcase_add_test(tc, failing_rank_stops_every_rank);
     suite_add_tcase(s, tc);
     int rc = harness_run(s);
     if (root[0] && rc == 0) harness_sh("rm -rf %s", root);

@@ -41,6 +41,8 @@ void oclseg_dist_abort(int code, const char *fmt, ...) __attribute__((format(pri
 
 /* Seconds spent in oclseg_dist_sum so far (communication + the host-side sum) and bytes sent. */
 double oclseg_dist_comm_seconds(void);
+/* Of which the host-side additions alone. */
+double oclseg_dist_add_seconds(void);
 uint64_t oclseg_dist_bytes_sent(void);
 
 #endif

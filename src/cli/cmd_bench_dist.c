@@ -14,6 +14,7 @@ typedef struct rank_result {
     double step_ms;     /* data-parallel step (its share + the gradient sum) */
     double reduce_ms;   /* of which: gradient read, sum over ranks, write back */
     double allreduce_ms; /* oclseg_dist_sum of all parameters alone */
+    double add_ms;       /* of which the host additions */
     int share;
     double params;
     char device[256];
@@ -83,13 +84,16 @@ static int measure(const char *device, int batch, int size, int steps, int froze
     /* the gradient sum alone, on a host buffer of every parameter */
     sum = st == OCLSEG_OK ? calloc(m->param_floats, sizeof *sum) : NULL;
     if (st == OCLSEG_OK && !sum) st = OCLSEG_ERR_OUT_OF_MEMORY;
+    double add0 = 0;
     for (int i = -1; st == OCLSEG_OK && i < 10; i++) {
+        if (i == 0) add0 = oclseg_dist_add_seconds();
         st = oclseg_dist_barrier();
         double t0 = bench_now_ms();
         if (st == OCLSEG_OK) st = oclseg_dist_sum(sum, m->param_floats, NULL);
         if (i >= 0) samples[i] = bench_now_ms() - t0;
     }
     if (st == OCLSEG_OK) res->allreduce_ms = bench_median(samples, 10);
+    res->add_ms = (oclseg_dist_add_seconds() - add0) * 1e3 / 10;
     if (ctx) snprintf(res->device, sizeof res->device, "%s", ctx->info.name);
     size_t params = m ? m->param_floats : 0;
     res->params = (double)params;
@@ -142,9 +146,10 @@ int bench_dist(const char *device, int batch, int size, int steps, int frozen) {
                "efficiency %.0f%% (aggregate / (ranks x one rank))\n", agg, one,
                100.0 * agg / (ranks * one));
         double algbw = 4.0 * all[0].params / (all[0].allreduce_ms / 1e3) / 1e9;
-        printf("gradient sum of all parameters alone: %.1f ms median: %.2f GB/s of gradients "
-               "(bus bandwidth %.2f GB/s: each rank sends and receives 2 (N-1)/N of them)\n",
-               all[0].allreduce_ms, algbw, algbw * 2.0 * (ranks - 1) / ranks);
+        printf("gradient sum of all parameters alone: %.1f ms median (%.1f ms of it adding on the "
+               "host): %.2f GB/s of gradients (bus bandwidth %.2f GB/s: each rank sends and "
+               "receives 2 (N-1)/N of them)\n", all[0].allreduce_ms, all[0].add_ms, algbw,
+               algbw * 2.0 * (ranks - 1) / ranks);
     }
     free(all);
     return 0;

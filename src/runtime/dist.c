@@ -20,12 +20,12 @@
 static struct {
     int ready, mpi, rank, size, local_rank, local_size;
     char host[256];
-    double comm_seconds;
+    double comm_seconds, add_seconds;
     uint64_t bytes_sent;
     double timeout_s;
     float *scratch;
     size_t scratch_floats;
-} g = {0, 0, 0, 1, 0, 1, "", 0, 0, 600, NULL, 0};
+} g = {0, 0, 0, 1, 0, 1, "", 0, 0, 0, 600, NULL, 0};
 
 static double now_s(void) {
     struct timespec ts;
@@ -100,6 +100,7 @@ const char *oclseg_dist_host(void) {
     return g.host;
 }
 double oclseg_dist_comm_seconds(void) { return g.comm_seconds; }
+double oclseg_dist_add_seconds(void) { return g.add_seconds; }
 uint64_t oclseg_dist_bytes_sent(void) { return g.bytes_sent; }
 
 void oclseg_dist_abort(int code, const char *fmt, ...) {
@@ -197,6 +198,7 @@ int oclseg_dist_sum(float *buf, size_t count, const double *weights) {
         oclseg_dist_abort(75, "gradient all-to-all could not start");
     wait_request(&req, "gradient sum (all-to-all)");
     float *out = buf + mine_start;
+    double t_add = now_s();
     for (int i = 0; i < mine; i++) {
         double s = 0.0;
         for (int r = 0; r < g.size; r++) {
@@ -205,6 +207,7 @@ int oclseg_dist_sum(float *buf, size_t count, const double *weights) {
         }
         out[i] = (float)s;
     }
+    g.add_seconds += now_s() - t_add;
     for (int r = 0; r < g.size; r++) rcount[r] = scount[r];
     if (MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, buf, rcount, sdispl, MPI_FLOAT,
                         MPI_COMM_WORLD, &req) != MPI_SUCCESS)
