@@ -129,6 +129,54 @@ START_TEST(bad_input_is_a_clear_error) {
 }
 END_TEST
 
+/* Copies the synthetic set to DIR with every mask rewritten by value(v) (v: 0 or 255). */
+static void copy_with_masks(const char *dir, uint8_t (*value)(uint8_t)) {
+    ck_assert_int_eq(harness_sh("rm -rf %s/%s && cp -r %s/data %s/%s", root, dir, root, root, dir), 0);
+    char data[128];
+    snprintf(data, sizeof data, "%s/%s", root, dir);
+    for (int split = 0; split < 2; split++) {
+        oclseg_pair_list pairs = {0};
+        ck_assert_int_eq(oclseg_isic_scan(data, (oclseg_split)split, 0, &pairs), OCLSEG_OK);
+        for (int i = 0; i < pairs.count; i++) {
+            oclseg_image m = {0};
+            ck_assert_int_eq(oclseg_image_load(pairs.items[i].mask_path, 1, &m), OCLSEG_OK);
+            for (size_t k = 0; k < (size_t)m.width * m.height; k++) m.pixels[k] = value(m.pixels[k]);
+            ck_assert_int_eq(oclseg_image_save_png(pairs.items[i].mask_path, &m), OCLSEG_OK);
+            oclseg_image_free(&m);
+        }
+        oclseg_pair_list_free(&pairs);
+    }
+}
+
+static uint8_t to_label(uint8_t v) { return v >= 128; }
+static uint8_t to_zero(uint8_t v) { (void)v; return 0; }
+
+/* Masks stored as 0/1 labels train on their lesions (they used to binarise to empty targets), the
+ * health line says so; all-empty masks and a several-label mask stop training with a message. */
+START_TEST(mask_encodings_and_data_health) {
+    setup_once();
+    copy_with_masks("labels", to_label);
+    ck_assert_int_eq(harness_sh("%s train --data %s/labels --out %s/run01 --size 32 --batch 2 "
+                        "--max-steps 1 > %s/out.txt", bin, root, root, root), 0);
+    ck_assert_int_eq(harness_sh("grep -q '^data: train 6 pairs (0/1 labels: 6), 0.0%% empty, mean "
+                        "foreground [1-9][0-9.]*%%; test 4 pairs (0/1 labels: 4)' %s/out.txt", root), 0);
+    ck_assert_int_eq(harness_sh("grep -q '0/1 labels' %s/run01/config.json", root), 0);
+    ck_assert_int_eq(harness_sh("%s eval --data %s/labels --weights %s/run/weights.safetensors "
+                        "--size 32 --out %s/e.csv > %s/out.txt", bin, root, root, root, root), 0);
+    ck_assert_int_eq(harness_sh("grep -q '^data: test 4 pairs (0/1 labels: 4)' %s/out.txt", root), 0);
+
+    copy_with_masks("zero", to_zero);
+    ck_assert_int_ne(harness_sh("%s train --data %s/zero --out %s/run00 --size 32 --batch 2 "
+                        "--max-steps 1 --quiet 2> %s/err.txt", bin, root, root, root), 0);
+    ck_assert_int_eq(harness_sh("grep -q 'train: every one of the 6 masks is empty' %s/err.txt", root), 0);
+
+    ck_assert_int_ne(harness_sh("%s train --data %s/labels --mask-threshold 300 --size 32 --batch 2 "
+                        "--max-steps 1 --quiet --out %s/run3 2> %s/err.txt", bin, root, root, root), 0);
+    ck_assert_int_eq(harness_sh("grep -q 'exceeds the largest value' %s/err.txt", root), 0);
+    ck_assert_int_ne(harness_sh("%s train --mask-threshold 0 2> /dev/null", bin), 0);
+}
+END_TEST
+
 static int count_lines(const char *path) {
     FILE *f = fopen(path, "r");
     if (!f) return 0;
@@ -181,6 +229,7 @@ int main(void) {
     tcase_add_test(tc, eval_writes_one_row_per_image);
     tcase_add_test(tc, predict_masks_at_original_resolution);
     tcase_add_test(tc, bad_input_is_a_clear_error);
+    tcase_add_test(tc, mask_encodings_and_data_health);
     tcase_add_test(tc, ctrl_c_writes_checkpoint_and_resumes);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

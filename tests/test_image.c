@@ -7,6 +7,7 @@
 #include <png.h>
 
 #include "data_test_util.h"
+#include "png_test_util.h"
 #include "oclseg/data.h"
 
 static char *tmp;
@@ -26,27 +27,6 @@ static oclseg_image make_pattern(int w, int h, int c) {
         for (int x = 0; x < w; x++)
             for (int ch = 0; ch < c; ch++) img.pixels[(y * w + x) * c + ch] = pattern(x, y, ch);
     return img;
-}
-
-/* Writes a PNG of any libpng color type / bit depth (rows packed as libpng expects). */
-static void write_png_raw(const char *path, int w, int h, int bit_depth, int color_type,
-                          const uint8_t *data, size_t row_bytes, const png_color *palette,
-                          int palette_size) {
-    FILE *f = fopen(path, "wb");
-    ck_assert(f != NULL);
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-    png_infop info = png_create_info_struct(png);
-    ck_assert(png && info);
-    if (setjmp(png_jmpbuf(png))) ck_abort_msg("libpng write failed");
-    png_init_io(png, f);
-    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, bit_depth, color_type,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    if (palette) png_set_PLTE(png, info, palette, palette_size);
-    png_write_info(png, info);
-    for (int y = 0; y < h; y++) png_write_row(png, data + (size_t)y * row_bytes);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    fclose(f);
 }
 
 /* Writes a 4-component JPEG (CMYK), with or without the Adobe marker, quality 100. */
@@ -179,7 +159,7 @@ START_TEST(png_palette_alpha_16bit_1bit) {
     /* palette, 8-bit indices */
     const png_color pal[3] = {{10, 20, 30}, {200, 100, 50}, {0, 255, 0}};
     const uint8_t idx[2 * 3] = {0, 1, 2, 2, 1, 0};
-    write_png_raw(tu_path(tmp, "pal.png"), 3, 2, 8, PNG_COLOR_TYPE_PALETTE, idx, 3, pal, 3);
+    tu_write_png(tu_path(tmp, "pal.png"), 3, 2, 8, PNG_COLOR_TYPE_PALETTE, idx, 3, pal, 3);
     oclseg_image img;
     ck_assert_int_eq(oclseg_image_load(tu_path(tmp, "pal.png"), 3, &img), OCLSEG_OK);
     assert_pixel(&img, 1, 0, 200, 100, 50, 0);
@@ -188,7 +168,7 @@ START_TEST(png_palette_alpha_16bit_1bit) {
 
     /* RGBA: alpha is dropped, not composited (a transparent pixel keeps its colour). */
     const uint8_t rgba[2 * 4] = {250, 10, 20, 0, 30, 40, 50, 255};
-    write_png_raw(tu_path(tmp, "rgba.png"), 2, 1, 8, PNG_COLOR_TYPE_RGBA, rgba, 8, NULL, 0);
+    tu_write_png(tu_path(tmp, "rgba.png"), 2, 1, 8, PNG_COLOR_TYPE_RGBA, rgba, 8, NULL, 0);
     ck_assert_int_eq(oclseg_image_load(tu_path(tmp, "rgba.png"), 3, &img), OCLSEG_OK);
     assert_pixel(&img, 0, 0, 250, 10, 20, 0);
     assert_pixel(&img, 1, 0, 30, 40, 50, 0);
@@ -196,7 +176,7 @@ START_TEST(png_palette_alpha_16bit_1bit) {
 
     /* gray + alpha read as gray (a mask saved by an editor) */
     const uint8_t ga[2 * 2] = {255, 0, 0, 255};
-    write_png_raw(tu_path(tmp, "ga.png"), 2, 1, 8, PNG_COLOR_TYPE_GRAY_ALPHA, ga, 4, NULL, 0);
+    tu_write_png(tu_path(tmp, "ga.png"), 2, 1, 8, PNG_COLOR_TYPE_GRAY_ALPHA, ga, 4, NULL, 0);
     ck_assert_int_eq(oclseg_image_load(tu_path(tmp, "ga.png"), 1, &img), OCLSEG_OK);
     ck_assert_int_eq(img.pixels[0], 255);
     ck_assert_int_eq(img.pixels[1], 0);
@@ -204,14 +184,14 @@ START_TEST(png_palette_alpha_16bit_1bit) {
 
     /* 16-bit RGB keeps the high byte (big-endian samples). */
     const uint8_t rgb16[6] = {0x12, 0x34, 0xff, 0xff, 0x80, 0x01};
-    write_png_raw(tu_path(tmp, "rgb16.png"), 1, 1, 16, PNG_COLOR_TYPE_RGB, rgb16, 6, NULL, 0);
+    tu_write_png(tu_path(tmp, "rgb16.png"), 1, 1, 16, PNG_COLOR_TYPE_RGB, rgb16, 6, NULL, 0);
     ck_assert_int_eq(oclseg_image_load(tu_path(tmp, "rgb16.png"), 3, &img), OCLSEG_OK);
     assert_pixel(&img, 0, 0, 0x12, 0xff, 0x80, 0);
     oclseg_image_free(&img);
 
     /* 1-bit gray mask: bits 1,0,1 -> 255, 0, 255 */
     const uint8_t bits[1] = {0xa0};
-    write_png_raw(tu_path(tmp, "bw.png"), 3, 1, 1, PNG_COLOR_TYPE_GRAY, bits, 1, NULL, 0);
+    tu_write_png(tu_path(tmp, "bw.png"), 3, 1, 1, PNG_COLOR_TYPE_GRAY, bits, 1, NULL, 0);
     ck_assert_int_eq(oclseg_image_load(tu_path(tmp, "bw.png"), 1, &img), OCLSEG_OK);
     ck_assert_int_eq(img.pixels[0], 255);
     ck_assert_int_eq(img.pixels[1], 0);
@@ -220,7 +200,7 @@ START_TEST(png_palette_alpha_16bit_1bit) {
 
     /* RGB -> gray as PIL: pure red is L = 76 */
     const uint8_t red[3] = {255, 0, 0};
-    write_png_raw(tu_path(tmp, "red.png"), 1, 1, 8, PNG_COLOR_TYPE_RGB, red, 3, NULL, 0);
+    tu_write_png(tu_path(tmp, "red.png"), 1, 1, 8, PNG_COLOR_TYPE_RGB, red, 3, NULL, 0);
     ck_assert_int_eq(oclseg_image_load(tu_path(tmp, "red.png"), 1, &img), OCLSEG_OK);
     ck_assert_int_eq(img.pixels[0], 76);
     oclseg_image_free(&img);

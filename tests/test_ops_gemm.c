@@ -62,14 +62,14 @@ START_TEST(batched_gemms_match_reference) {
         oclseg_ctx *ctx = harness_ctx(d);
         hbuf ba = hb_from(ctx, a, a_stride * count), bb = hb_from(ctx, b, b_stride * count);
         hbuf bc = hb_create(ctx, m * n * count), bs = hb_create(ctx, m * n);
-        ck_assert_int_eq(gemm_batched(ctx, 0, 1, m, n, k, ba.buf, ba.lead, k, a_stride, bb.buf,
-                                      bb.lead, k, b_stride, 0.0f, bc.buf, bc.lead, n, m * n, count),
-                         OCLSEG_OK);
+        const gemm_dims dims = {0, 1, m, n, k};
+        const gemm_operand oa = gemm_mat(ba.buf, ba.lead, k, a_stride);
+        const gemm_operand ob = gemm_mat(bb.buf, bb.lead, k, b_stride);
+        ck_assert_int_eq(gemm_batched(ctx, dims, oa, ob, 0.0f, gemm_mat(bc.buf, bc.lead, n, m * n),
+                                      count), OCLSEG_OK);
         hb_download(&bc, got, "gemm_batched");
         harness_compare("gemm_batched", got, ref, m * n * count, 1e-5, 1e-5);
-        ck_assert_int_eq(gemm_batched_sum(ctx, 0, 1, m, n, k, ba.buf, ba.lead, k, a_stride, bb.buf,
-                                          bb.lead, k, b_stride, bs.buf, bs.lead, count),
-                         OCLSEG_OK);
+        ck_assert_int_eq(gemm_batched_sum(ctx, dims, oa, ob, bs.buf, bs.lead, count), OCLSEG_OK);
         hb_download(&bs, got, "gemm_batched_sum");
         harness_compare("gemm_batched_sum", got, sum, m * n, 1e-5, 1e-5);
         hb_free(&ba);

@@ -117,8 +117,9 @@ static void check_gemm(oclseg_ctx *ctx, size_t m, size_t n, size_t k) {
         }
     hbuf da = hb_from(ctx, a, m * k), db = hb_from(ctx, b, k * n), dc = hb_create(ctx, m * n);
     hb_poison(&dc);
-    ck_assert_int_eq(gemm_single(ctx, 0, 0, m, n, k, da.buf, da.lead, k, db.buf, db.lead, n, 0.0f,
-                                 dc.buf, dc.lead, n), OCLSEG_OK);
+    ck_assert_int_eq(gemm_single(ctx, (gemm_dims){0, 0, m, n, k}, gemm_mat(da.buf, da.lead, k, 0),
+                                 gemm_mat(db.buf, db.lead, n, 0), 0.0f,
+                                 gemm_mat(dc.buf, dc.lead, n, 0)), OCLSEG_OK);
     hb_download(&dc, c, "tuned gemm");
     harness_compare("tuned gemm", c, ref, m * n, 1e-4, 1e-4);
     hb_free(&da), hb_free(&db), hb_free(&dc);

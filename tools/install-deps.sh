@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs oclseg's Debian build, test and runtime dependencies (idempotent; quiet when present).
 # Usage: tools/install-deps.sh [--golden] [--fuzz]
-#   --golden adds python3-torch/torchvision for tools/make_golden.py
+#   --golden adds python3-torch/torchvision for tools/make_golden.py and the PyTorch peer
+#            benchmark, with libopenblas0-pthread (else torch runs on the reference BLAS)
 #   --fuzz adds clang and its libFuzzer runtime for tools/fuzz.sh
 set -euo pipefail
 pkgs=(build-essential meson ninja-build pkg-config python3
@@ -10,7 +11,7 @@ pkgs=(build-essential meson ninja-build pkg-config python3
       libopenmpi-dev openmpi-bin)
 for opt in "$@"; do
     case $opt in
-        --golden) pkgs+=(python3-torch python3-torchvision) ;;
+        --golden) pkgs+=(python3-torch python3-torchvision libopenblas0-pthread) ;;
         --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
         *) echo "install-deps.sh: unknown option $opt" >&2; exit 2 ;;
     esac

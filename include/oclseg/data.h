@@ -57,6 +57,48 @@ int oclseg_resize_nearest(const oclseg_image *src, int out_width, int out_height
 /* In place: every value >= 128 becomes 1, every other value 0. */
 void oclseg_mask_binarize(oclseg_image *mask);
 
+/* ---- masks ------------------------------------------------------------------------------------ */
+
+/* How a ground-truth file encodes lesion (1) and background (0). oclseg_mask_load recognises
+ * these without being told; anything else is an error naming the file and the values found,
+ * unless a threshold is given. */
+typedef enum oclseg_mask_encoding {
+    OCLSEG_MASK_EMPTY,      /* every value 0: no lesion */
+    OCLSEG_MASK_BINARY,     /* 0 and the largest value of the bit depth: 0/255, 0/65535, 0/3 */
+    OCLSEG_MASK_LABELS_01,  /* 0/1 labels in an 8- or 16-bit file */
+    OCLSEG_MASK_ONE_BIT,    /* a 1-bit (boolean) PNG */
+    OCLSEG_MASK_PALETTE_01, /* a palette PNG whose indices 0/1 are the labels (any colours) */
+    OCLSEG_MASK_TWO_LEVEL,  /* 0 and one other value v: v is lesion (e.g. 0/255 in 16 bits) */
+    OCLSEG_MASK_LOSSY,      /* a JPEG: values around 0 and 255 (compression noise), >= 128 */
+    OCLSEG_MASK_THRESHOLD,  /* the caller's threshold: value >= T is lesion */
+} oclseg_mask_encoding;
+
+typedef struct oclseg_mask_info {
+    oclseg_mask_encoding encoding;
+    int bit_depth;             /* of the stored values (a palette's colours: 8) */
+    int rgb;                   /* stored as RGB with equal channels */
+    int palette;               /* stored as a palette PNG */
+    unsigned foreground_value; /* BINARY / TWO_LEVEL: the lesion value; LABELS/1-bit/palette: 1 */
+    double threshold;          /* THRESHOLD: T */
+    double foreground_fraction; /* lesion pixels / all pixels, at the file's resolution */
+} oclseg_mask_info;
+
+/* Decodes a mask file (PNG or JPEG) to a 1-channel image of 0/1 values at its own resolution.
+ * threshold <= 0: the encoding is recognised from the values (see oclseg_mask_encoding): RGB
+ * files must have equal channels, palette files are taken by index when the indices are 0/1 and
+ * by colour otherwise; several labels or grey levels across the range are OCLSEG_ERR_FORMAT with
+ * a message naming the file and the values. threshold > 0: a value >= threshold (in the file's
+ * own units, e.g. 0..65535 for 16 bits; for a colour or palette file, any channel of the
+ * colour) is lesion. */
+int oclseg_mask_load(const char *path, double threshold, oclseg_image *out,
+                     oclseg_mask_info *info);
+/* The same from bytes in memory; `name` is used in messages. */
+int oclseg_mask_decode(const void *data, size_t size, const char *name, double threshold,
+                       oclseg_image *out, oclseg_mask_info *info);
+/* A short name of the encoding ("0/1 labels") and a full description ("palette 0/255 16-bit"). */
+const char *oclseg_mask_encoding_name(oclseg_mask_encoding e);
+void oclseg_mask_describe(const oclseg_mask_info *info, char *buf, size_t size);
+
 /* ---- folder scanning ---------------------------------------------------------------------------- */
 
 /* One image/mask pair, matched by id. */
@@ -96,6 +138,7 @@ void oclseg_pair_list_free(oclseg_pair_list *list);
 typedef struct oclseg_sample {
     char *id, *image_path, *mask_path;
     int orig_width, orig_height; /* of the original image (and mask) */
+    oclseg_mask_info mask;       /* how its mask file was encoded; foreground at full size */
 } oclseg_sample;
 
 /* Every pair decoded once and resized to size x size; only the small tensors are kept. */
@@ -114,15 +157,46 @@ typedef struct oclseg_dataset_options {
     int size;     /* output side; 0: OCLSEG_DEFAULT_IMAGE_SIZE */
     int threads;  /* decoding threads; 0: the number of online CPUs (at most 16) */
     int skip_bad; /* a corrupt file or a size mismatch: warn and drop instead of failing */
+    double mask_threshold; /* > 0: value >= T is lesion; 0: recognise the encoding */
 } oclseg_dataset_options;
 
-/* Decodes and resizes every pair (images bilinear as above, masks nearest then >= 128), in
+/* Decodes and resizes every pair (images bilinear as above, masks by oclseg_mask_load then nearest), in
  * parallel, each thread holding one full-size image and mask at a time; sample order is the
  * pair order whatever the thread count. A mask whose size differs from its image is an error
  * naming both files. opts may be NULL (defaults). */
 int oclseg_dataset_load(const oclseg_pair_list *pairs, const oclseg_dataset_options *opts,
                         oclseg_dataset **out);
 void oclseg_dataset_free(oclseg_dataset *ds);
+
+/* Data health of one split, from the masks at their original resolution. */
+#define OCLSEG_HEALTH_MAX_ENCODINGS 8
+typedef struct oclseg_data_health {
+    int pairs;
+    int empty;                     /* masks without lesion pixels */
+    double mean_foreground;        /* mean over masks of the lesion fraction */
+    int encodings;                 /* distinct encoding descriptions seen (at most the max) */
+    char encoding[OCLSEG_HEALTH_MAX_ENCODINGS][48];
+    int encoding_count[OCLSEG_HEALTH_MAX_ENCODINGS];
+    int other_encodings;           /* masks whose description did not fit in the table */
+} oclseg_data_health;
+
+/* Thresholds of the warnings (fractions). */
+#define OCLSEG_HEALTH_MAX_EMPTY 0.20
+#define OCLSEG_HEALTH_MIN_FOREGROUND 0.005
+#define OCLSEG_HEALTH_MAX_FOREGROUND 0.95
+
+void oclseg_data_health_compute(const oclseg_dataset *ds, oclseg_data_health *h);
+/* "train 806 pairs (0/255: 806), 0.0% empty, mean foreground 23.4%" */
+void oclseg_data_health_format(const oclseg_data_health *h, const char *split, char *buf,
+                               size_t size);
+/* Warnings (to stderr, naming up to 3 example files) for more than 20% empty masks or a mean
+ * foreground fraction outside [0.5%, 95%]; every mask empty is OCLSEG_ERR_FORMAT with a message
+ * that names the split and suggests the usual causes. */
+int oclseg_data_health_check(const oclseg_dataset *ds, const oclseg_data_health *h,
+                             const char *split);
+/* compute + format into line + check: what train and eval run before they start. */
+int oclseg_data_health_report(const oclseg_dataset *ds, const char *split, char *line,
+                              size_t size);
 
 /* Flip flags for one sample of a batch. */
 typedef struct oclseg_augment {

@@ -148,7 +148,6 @@ typedef enum oclseg_cl_kind {
 void oclseg_cl_created(oclseg_cl_kind kind);
 void oclseg_cl_released(oclseg_cl_kind kind);
 long oclseg_cl_live(oclseg_cl_kind kind);
-long oclseg_cl_live_total(void);
 /* OCLSEG_OK when nothing is alive; otherwise logs what is and returns OCLSEG_ERR_INTERNAL. */
 int oclseg_cl_check_released(void);
 

@@ -1,4 +1,4 @@
-/* Tensors: a view (device buffer + element offset + (N, C, H, W) shape), and owning tensors. */
+/* Tensors: a view (device buffer + element offset + (N, C, H, W) shape) and host copies. */
 #ifndef OCLSEG_TENSOR_H
 #define OCLSEG_TENSOR_H
 
@@ -11,17 +11,12 @@ typedef struct oclseg_tensor {
     cl_mem buf;
     size_t off;
     int n, c, h, w;
-    int owned; /* 1 when created by oclseg_tensor_create (buf freed by oclseg_tensor_free) */
 } oclseg_tensor;
 
 static inline size_t oclseg_tensor_numel(const oclseg_tensor *t) {
     return (size_t)t->n * (size_t)t->c * (size_t)t->h * (size_t)t->w;
 }
 
-/* Owning tensor: allocates its own buffer (contents undefined). */
-int oclseg_tensor_create(oclseg_ctx *ctx, oclseg_tensor *t, int n, int c, int h, int w,
-                         const char *what);
-void oclseg_tensor_free(oclseg_ctx *ctx, oclseg_tensor *t);
 /* A view into an existing buffer at float offset `off`. */
 oclseg_tensor oclseg_tensor_view(cl_mem buf, size_t off, int n, int c, int h, int w);
 int oclseg_tensor_same_shape(const oclseg_tensor *a, const oclseg_tensor *b);

@@ -38,7 +38,6 @@ int oclseg_gemm_record_end(oclseg_gemm_shape **shapes, int *count);
 
 /* The CLBlast kernels a tuning file may set: "Xgemm", "XgemmDirect", "GemmRoutine". */
 #define OCLSEG_TUNING_KERNELS 3
-const char *oclseg_tuning_kernel_name(int i);
 
 /* A tuning file: the device key it was made for and parameters per kernel (has[i] = 0: that
  * kernel keeps CLBlast's defaults). Timings are informational (ms per recorded step's GEMMs). */

@@ -2,6 +2,8 @@
 #ifndef OCLSEG_CLI_H
 #define OCLSEG_CLI_H
 
+#include <stddef.h>
+
 typedef struct cli_command {
     const char *name;
     const char *summary;
@@ -20,5 +22,12 @@ int cmd_tune(int argc, char **argv);
 double bench_now_ms(void);
 double bench_median(double *v, int n);
 int bench_dist(const char *device, int batch, int size, int steps, int frozen);
+
+/* Validated option values: 0, or -1 after printing "oclseg CMD: NAME must be ... (got 'V')". */
+int cli_parse_int(const char *cmd, const char *name, const char *value, long min, long max,
+                  int *out);
+int cli_parse_size(const char *cmd, const char *name, const char *value, size_t min, size_t *out);
+int cli_parse_double(const char *cmd, const char *name, const char *value, double min, double max,
+                     double *out);
 
 #endif

@@ -12,28 +12,30 @@
 typedef struct eval_options {
     const char *data, *images, *masks, *suffix, *weights, *device, *out;
     int test_split, size, batch, skip_bad;
+    double mask_threshold;
 } eval_options;
 
 static void usage(FILE *f) {
     fprintf(f, "usage: oclseg eval (--data DIR [--split test|train] | --images DIR --masks DIR\n"
                "                   [--mask-suffix S]) --weights F [--size 128] [--batch 16]\n"
-               "                   [--device D] [--out CSV] [--skip-bad]\n\n"
+               "                   [--device D] [--out CSV] [--skip-bad] [--mask-threshold T]\n\n"
                "Prints AC, DI, JA, SE, SP (mean over images) and pooled Dice/IoU, computed at each\n"
                "mask's original resolution (probabilities upsampled, thresholded at 0.5), plus the\n"
                "BCE loss at --size; writes one CSV row per image (default: eval_<split>.csv next\n"
-               "to the weights file).\n");
+               "to the weights file). Masks are read as by train (see --mask-threshold there): the\n"
+               "encoding is recognised, and a data health line is printed first.\n");
 }
 
 /* Per-image confusion at the original resolution of sample i from its probabilities at S. */
 static int score_original(const oclseg_sample *s, const float *probs, int size,
-                          oclseg_confusion *c) {
+                          double mask_threshold, oclseg_confusion *c) {
     oclseg_image mask = {0};
-    TRY(oclseg_image_load(s->mask_path, 1, &mask));
+    oclseg_mask_info info;
+    TRY(oclseg_mask_load(s->mask_path, mask_threshold, &mask, &info));
     float *full = malloc((size_t)mask.width * mask.height * sizeof *full);
     int st = full ? oclseg_upsample_bilinear_f32(probs, size, size, full, mask.width, mask.height)
                   : OCLSEG_ERR_OUT_OF_MEMORY;
     if (st == OCLSEG_OK) {
-        oclseg_mask_binarize(&mask);
         st = oclseg_confusion_count(full, mask.pixels, (size_t)mask.width * mask.height, 0.5f, c);
     }
     free(full);
@@ -56,8 +58,14 @@ static int run_eval(const eval_options *o) {
     else st = oclseg_isic_scan(o->data, o->test_split ? OCLSEG_SPLIT_TEST : OCLSEG_SPLIT_TRAIN,
                                o->skip_bad, &pairs);
     if (st != OCLSEG_OK) goto done;
-    oclseg_dataset_options dopts = {o->size, 0, o->skip_bad};
+    oclseg_dataset_options dopts = {.size = o->size, .skip_bad = o->skip_bad,
+                                    .mask_threshold = o->mask_threshold};
     TRY_GOTO(oclseg_dataset_load(&pairs, &dopts, &ds), st, done);
+    char health[1024];
+    st = oclseg_data_health_report(ds, o->images ? "pairs" : (o->test_split ? "test" : "train"),
+                                   health, sizeof health);
+    printf("data: %s\n", health);
+    if (st != OCLSEG_OK) goto done;
     TRY_GOTO(oclseg_infer_create(o->weights, o->device, o->size, o->batch, &inf), st, done);
     oclseg_trainer_config tc = {0};
     oclseg_optim_config_default(&tc.optim, OCLSEG_OPT_NADAM);
@@ -99,7 +107,9 @@ static int run_eval(const eval_options *o) {
         loss_sum += (double)loss * n;
         for (int i = 0; i < n; i++) {
             const oclseg_sample *s = &ds->samples[b0 + i];
-            TRY_GOTO(score_original(s, probs + (size_t)i * s2, o->size, &conf[b0 + i]), st, done);
+            TRY_GOTO(score_original(s, probs + (size_t)i * s2, o->size, o->mask_threshold,
+                                   &conf[b0 + i]),
+                    st, done);
             oclseg_scores sc = oclseg_scores_from_confusion(&conf[b0 + i]);
             fprintf(csv, "%s,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f\n", s->id, s->orig_width,
                     s->orig_height, sc.accuracy, sc.dice, sc.jaccard, sc.sensitivity,
@@ -131,16 +141,17 @@ done:
 }
 
 int cmd_eval(int argc, char **argv) {
-    eval_options o = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1, 128, 16, 0};
+    eval_options o = {.test_split = 1, .size = 128, .batch = 16};
     enum { O_DATA = 256, O_IMAGES, O_MASKS, O_SUFFIX, O_WEIGHTS, O_SPLIT, O_SIZE, O_BATCH,
-           O_DEVICE, O_OUT, O_SKIP };
+           O_DEVICE, O_OUT, O_SKIP, O_MASKTHR };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"images", required_argument, 0, O_IMAGES},
         {"masks", required_argument, 0, O_MASKS}, {"mask-suffix", required_argument, 0, O_SUFFIX},
         {"weights", required_argument, 0, O_WEIGHTS}, {"split", required_argument, 0, O_SPLIT},
         {"size", required_argument, 0, O_SIZE}, {"batch", required_argument, 0, O_BATCH},
         {"device", required_argument, 0, O_DEVICE}, {"out", required_argument, 0, O_OUT},
-        {"skip-bad", no_argument, 0, O_SKIP}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"skip-bad", no_argument, 0, O_SKIP}, {"mask-threshold", required_argument, 0, O_MASKTHR},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -162,6 +173,17 @@ int cmd_eval(int argc, char **argv) {
         case O_DEVICE: o.device = optarg; break;
         case O_OUT: o.out = optarg; break;
         case O_SKIP: o.skip_bad = 1; break;
+        case O_MASKTHR: {
+            char *end;
+            o.mask_threshold = strtod(optarg, &end);
+            if (*optarg == '\0' || *end != '\0' || !(o.mask_threshold > 0 &&
+                                                      o.mask_threshold <= 65535)) {
+                fprintf(stderr, "oclseg eval: --mask-threshold must be a number in (0, 65535] "
+                                "(got '%s')\n", optarg);
+                return 2;
+            }
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

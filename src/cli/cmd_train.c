@@ -15,7 +15,8 @@ static void usage(FILE *out) {
 "                    [--optimizer nadam|adam|sgd] [--freeze-encoder] [--pretrained F]\n"
 "                    [--init F] [--dropout 0.5] [--size 128] [--seed 1] [--no-shuffle]\n"
 "                    [--no-augment] [--max-steps N] [--resume CKPT] [--eval-every 1]\n"
-"                    [--skip-bad] [--threads N] [--check-numerics] [--sync-bn] [--quiet]\n\n"
+"                    [--skip-bad] [--mask-threshold T] [--threads N] [--check-numerics]\n"
+"                    [--sync-bn] [--quiet]\n\n"
 "Trains the MobileNetV2-encoder segmentation network with BCEWithLogits loss.\n"
 "  --data DIR         ISIC 2016 Part 1 layout (*Training_Data, *Training_GroundTruth,\n"
 "                     *Test_Data, *Test_GroundTruth); default: the synthetic set in\n"
@@ -26,6 +27,9 @@ static void usage(FILE *out) {
 "  --init F           a full model state dict replacing the whole initialisation\n"
 "  --resume CKPT      continue a run from its checkpoint.safetensors (bit-identical losses)\n"
 "  --max-steps N      stop after N steps in total (writes the checkpoint)\n"
+"  --mask-threshold T mask value >= T is lesion (in the file's own units); default:\n"
+"                     recognise the encoding (0/255, 0/1 labels, 1-bit, 16-bit, palette\n"
+"                     indices 0/1, RGB with equal channels, JPEG) and refuse anything else\n"
 "  --check-numerics   debug: after every forward and backward find the first layer holding\n"
 "                     a NaN/Inf and stop there (slow: waits for the device each step).\n"
 "                     Without it every step's loss and gradients are still checked.\n"
@@ -67,7 +71,8 @@ int cmd_train(int argc, char **argv) {
     oclseg_fit_options_default(&o);
     enum { O_DATA = 256, O_IMAGES, O_MASKS, O_SUFFIX, O_OUT, O_DEVICE, O_EPOCHS, O_BATCH, O_LR,
            O_OPT, O_FREEZE, O_PRETRAINED, O_INIT, O_DROPOUT, O_SIZE, O_SEED, O_NOSHUF, O_NOAUG,
-           O_MAXSTEPS, O_RESUME, O_EVAL, O_QUIET, O_SKIPBAD, O_THREADS, O_CHECKNUM, O_SYNCBN };
+           O_MAXSTEPS, O_RESUME, O_EVAL, O_QUIET, O_SKIPBAD, O_THREADS, O_CHECKNUM, O_MASKTHR,
+           O_SYNCBN };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"images", required_argument, 0, O_IMAGES},
         {"masks", required_argument, 0, O_MASKS}, {"mask-suffix", required_argument, 0, O_SUFFIX},
@@ -82,9 +87,11 @@ int cmd_train(int argc, char **argv) {
         {"resume", required_argument, 0, O_RESUME}, {"eval-every", required_argument, 0, O_EVAL},
         {"quiet", no_argument, 0, O_QUIET}, {"skip-bad", no_argument, 0, O_SKIPBAD},
         {"check-numerics", no_argument, 0, O_CHECKNUM}, {"sync-bn", no_argument, 0, O_SYNCBN},
+        {"mask-threshold", required_argument, 0, O_MASKTHR},
         {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int c, seed = 1, bad = 0;
+    float mask_threshold = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -127,6 +134,10 @@ int cmd_train(int argc, char **argv) {
         case O_SKIPBAD: o.skip_bad = 1; break;
         case O_CHECKNUM: o.check_numerics = 1; break;
         case O_SYNCBN: o.sync_bn = 1; break;
+        case O_MASKTHR:
+            bad |= parse_float("--mask-threshold", optarg, 1e-6, 65535, &mask_threshold);
+            o.mask_threshold = mask_threshold;
+            break;
         case O_THREADS: bad |= parse_int("--threads", optarg, 0, &o.threads); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

@@ -6,6 +6,7 @@
 #include "cli/cli.h"
 #include "oclseg/dist.h"
 #include "oclseg/runtime.h"
+#include "oclseg_version.h"
 
 static const cli_command commands[] = {
     {"devices", "list every OpenCL platform and device", cmd_devices},
@@ -31,7 +32,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("oclseg 0.1.0\n");
+        printf("oclseg %s\n", OCLSEG_VERSION);
         return 0;
     }
     for (int i = 0; i < command_count; i++) {

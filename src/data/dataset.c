@@ -17,6 +17,7 @@ typedef struct load_job {
     const oclseg_pair_list *pairs;
     oclseg_dataset *ds;
     int skip_bad;
+    double mask_threshold;
     int *sample_status; /* per pair: OCLSEG_OK or the error */
     pthread_mutex_t lock;
     int next;  /* next pair to take (under lock) */
@@ -39,7 +40,7 @@ static int load_one(load_job *job, int i) {
     memcpy(ds->images + (size_t)i * S * S * 3, small.pixels, (size_t)S * S * 3);
     oclseg_image_free(&small);
 
-    TRY(oclseg_image_load(p->mask_path, 1, &full));
+    TRY(oclseg_mask_load(p->mask_path, job->mask_threshold, &full, &ds->samples[i].mask));
     if (full.width != width || full.height != height) {
         OCLSEG_ERROR("mask %s is %dx%d but its image %s is %dx%d", p->mask_path, full.width,
                      full.height, p->image_path, width, height);
@@ -49,7 +50,6 @@ static int load_one(load_job *job, int i) {
     status = oclseg_resize_nearest(&full, S, S, &small);
     oclseg_image_free(&full);
     if (status != OCLSEG_OK) return status;
-    oclseg_mask_binarize(&small);
     memcpy(ds->masks + (size_t)i * S * S, small.pixels, (size_t)S * S);
     oclseg_image_free(&small);
     ds->samples[i].orig_width = width;
@@ -118,6 +118,7 @@ int oclseg_dataset_load(const oclseg_pair_list *pairs, const oclseg_dataset_opti
     for (int i = 0; i < n; i++) sample_status[i] = OCLSEG_ERR_INTERRUPTED; /* not reached */
 
     load_job job = {.pairs = pairs, .ds = ds, .skip_bad = o.skip_bad,
+                    .mask_threshold = o.mask_threshold,
                     .sample_status = sample_status, .next = 0, .stop = 0};
     pthread_mutex_init(&job.lock, NULL);
     int started = 0;
@@ -148,6 +149,7 @@ int oclseg_dataset_load(const oclseg_pair_list *pairs, const oclseg_dataset_opti
         oclseg_sample *s = &ds->samples[kept];
         s->orig_width = ds->samples[i].orig_width;
         s->orig_height = ds->samples[i].orig_height;
+        s->mask = ds->samples[i].mask;
         s->id = strdup(pairs->items[i].id);
         s->image_path = strdup(pairs->items[i].image_path);
         s->mask_path = strdup(pairs->items[i].mask_path);

@@ -13,6 +13,7 @@
 
 #include "data/data_internal.h"
 #include "oclseg/data.h"
+#include "oclseg/util.h"
 
 /* ---- basics ------------------------------------------------------------------------------ */
 
@@ -127,7 +128,12 @@ static void png_on_warning(png_structp png, png_const_charp msg) {
     (void)msg; /* ancillary-chunk problems (bad iCCP, CRC of a text chunk): harmless */
 }
 
-static int decode_png(const uint8_t *data, size_t size, const char *name, oclseg_image *out) {
+/* Decodes a PNG. Image mode (raw == NULL): 8-bit gray or RGB into out, palettes expanded, 16-bit
+ * reduced to its high byte, 1/2/4-bit gray scaled to 0..255. Raw mode (raw != NULL, out unused):
+ * the stored values as they are (palette indices with the palette, 1..16-bit values unscaled, 16-bit
+ * as native uint16); alpha is dropped in both modes. */
+static int decode_png(const uint8_t *data, size_t size, const char *name, oclseg_image *out,
+                      image_raw *raw) {
     png_reader reader = {.data = data, .size = size, .pos = 0, .name = name, .message = ""};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &reader, png_on_error,
                                              png_on_warning);
@@ -159,18 +165,47 @@ static int decode_png(const uint8_t *data, size_t size, const char *name, oclseg
         goto done;
     status = OCLSEG_ERR_FORMAT;
 
-    if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
-    if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-    if (bit_depth == 16) png_set_strip_16(png);
-    /* a palette with a tRNS chunk expands to RGBA: its alpha is dropped like an alpha channel */
-    if ((color_type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS))
-        png_set_strip_alpha(png);
+    int sample_bytes = 1;
+    if (!raw) {
+        if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+        if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8)
+            png_set_expand_gray_1_2_4_to_8(png);
+        if (bit_depth == 16) png_set_strip_16(png);
+        /* a palette with a tRNS chunk expands to RGBA: its alpha is dropped like an alpha channel */
+        if ((color_type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS))
+            png_set_strip_alpha(png);
+    } else {
+        if (bit_depth < 8) png_set_packing(png); /* one byte per value, not scaled */
+        if (bit_depth == 16) {
+            sample_bytes = 2;
+            const uint16_t probe = 1;
+            if (*(const uint8_t *)&probe == 1) png_set_swap(png); /* PNG stores big-endian */
+        }
+        if (color_type & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+        if (color_type == PNG_COLOR_TYPE_PALETTE) {
+            png_colorp palette = NULL;
+            int entries = 0;
+            if (png_get_PLTE(png, info, &palette, &entries) != PNG_INFO_PLTE || entries < 1) {
+                snprintf(reader.message, sizeof reader.message, "palette image without PLTE");
+                OCLSEG_ERROR("%s: corrupt PNG: %s", name, reader.message);
+                goto done;
+            }
+            raw->palette_size = entries > 256 ? 256 : entries;
+            for (int i = 0; i < raw->palette_size; i++) {
+                raw->palette[i][0] = palette[i].red;
+                raw->palette[i][1] = palette[i].green;
+                raw->palette[i][2] = palette[i].blue;
+            }
+        }
+        raw->bit_depth = bit_depth;
+    }
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
 
     int channels = png_get_channels(png, info);
     size_t rowbytes = png_get_rowbytes(png, info);
-    if ((channels != 1 && channels != 3) || rowbytes != (size_t)width * (size_t)channels) {
+    if ((channels != 1 && channels != 3) ||
+        rowbytes != (size_t)width * (size_t)channels * (size_t)sample_bytes) {
         snprintf(reader.message, sizeof reader.message, "unexpected layout (%d channels)",
                  channels);
         OCLSEG_ERROR("%s: unsupported PNG: %s", name, reader.message);
@@ -188,11 +223,27 @@ static int decode_png(const uint8_t *data, size_t size, const char *name, oclseg
     png_read_image(png, rows);
     png_read_end(png, NULL);
 
-    out->width = (int)width;
-    out->height = (int)height;
-    out->channels = channels;
-    out->pixels = pixels;
-    pixels = NULL;
+    if (raw) {
+        raw->width = (int)width;
+        raw->height = (int)height;
+        raw->channels = channels;
+        raw->values = malloc((size_t)width * height * (size_t)channels * sizeof *raw->values);
+        if (!raw->values) {
+            OCLSEG_ERROR("%s: out of memory for a %ux%u image", name, (unsigned)width,
+                         (unsigned)height);
+            status = OCLSEG_ERR_OUT_OF_MEMORY;
+            goto done;
+        }
+        size_t n = (size_t)width * height * (size_t)channels;
+        if (sample_bytes == 2) memcpy(raw->values, pixels, n * 2);
+        else for (size_t i = 0; i < n; i++) raw->values[i] = pixels[i];
+    } else {
+        out->width = (int)width;
+        out->height = (int)height;
+        out->channels = channels;
+        out->pixels = pixels;
+        pixels = NULL;
+    }
     status = OCLSEG_OK;
 done:
     png_destroy_read_struct(&png, &info, NULL);
@@ -349,7 +400,7 @@ int oclseg_image_decode(const void *data, size_t size, const char *name, int cha
     const uint8_t *bytes = data;
     int status;
     if (size >= 8 && memcmp(bytes, png_magic, 8) == 0) {
-        status = decode_png(bytes, size, name, out);
+        status = decode_png(bytes, size, name, out, NULL);
     } else if (size >= 3 && bytes[0] == 0xff && bytes[1] == 0xd8 && bytes[2] == 0xff) {
         status = decode_jpeg(bytes, size, name, out);
     } else {
@@ -361,42 +412,68 @@ int oclseg_image_decode(const void *data, size_t size, const char *name, int cha
     return status;
 }
 
+void image_raw_free(image_raw *raw) {
+    if (!raw) return;
+    free(raw->values);
+    memset(raw, 0, sizeof *raw);
+}
+
+int image_decode_raw(const void *data, size_t size, const char *name, image_raw *out) {
+    memset(out, 0, sizeof *out);
+    static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    const uint8_t *bytes = data;
+    if (size >= 8 && memcmp(bytes, png_magic, 8) == 0) {
+        int st = decode_png(bytes, size, name, NULL, out);
+        if (st != OCLSEG_OK) image_raw_free(out);
+        return st;
+    }
+    oclseg_image img;
+    TRY(oclseg_image_decode(data, size, name, 3, &img));
+    /* a JPEG: 8-bit, lossy; gray files come back as three equal channels */
+    size_t n = (size_t)img.width * img.height * 3;
+    out->values = malloc(n * sizeof *out->values);
+    if (!out->values) {
+        OCLSEG_ERROR("%s: out of memory for a %dx%d image", name, img.width, img.height);
+        oclseg_image_free(&img);
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    }
+    for (size_t i = 0; i < n; i++) out->values[i] = img.pixels[i];
+    out->width = img.width;
+    out->height = img.height;
+    out->channels = 3;
+    out->bit_depth = 8;
+    out->lossy = 1;
+    oclseg_image_free(&img);
+    return OCLSEG_OK;
+}
+
+/* A compressed file larger than this is no dermoscopy image or mask. */
+#define IMAGE_FILE_MAX_BYTES (1ULL << 30)
+
+static int read_image_file(const char *path, uint8_t **data, size_t *size) {
+    char *bytes;
+    TRY(oclseg_read_file(path, IMAGE_FILE_MAX_BYTES, &bytes, size));
+    *data = (uint8_t *)bytes;
+    return OCLSEG_OK;
+}
+
 int oclseg_image_load(const char *path, int channels, oclseg_image *out) {
     if (!path || !out) return OCLSEG_ERR_INVALID_ARG;
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        OCLSEG_ERROR("%s: cannot open: %s", path, strerror(errno));
-        return OCLSEG_ERR_IO;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        OCLSEG_ERROR("%s: not a regular file", path);
-        fclose(f);
-        return OCLSEG_ERR_IO;
-    }
-    /* A compressed file of more than 1 GiB is not a dermoscopy image. */
-    if (st.st_size > (1LL << 30)) {
-        OCLSEG_ERROR("%s: file too large (%lld bytes)", path, (long long)st.st_size);
-        fclose(f);
-        return OCLSEG_ERR_FORMAT;
-    }
-    size_t size = (size_t)st.st_size;
-    uint8_t *data = malloc(size ? size : 1);
-    if (!data) {
-        fclose(f);
-        OCLSEG_ERROR("%s: out of memory reading %zu bytes", path, size);
-        return OCLSEG_ERR_OUT_OF_MEMORY;
-    }
-    size_t got = fread(data, 1, size, f);
-    int read_error = ferror(f);
-    fclose(f);
-    if (got != size || read_error) {
-        OCLSEG_ERROR("%s: read error (%zu of %zu bytes)", path, got, size);
-        free(data);
-        return OCLSEG_ERR_IO;
-    }
+    uint8_t *data;
+    size_t size;
+    TRY(read_image_file(path, &data, &size));
     int status = oclseg_image_decode(data, size, path, channels, out);
+    free(data);
+    return status;
+}
+
+int image_load_raw(const char *path, image_raw *out) {
+    memset(out, 0, sizeof *out);
+    uint8_t *data;
+    size_t size;
+    TRY(read_image_file(path, &data, &size));
+    int status = image_decode_raw(data, size, path, out);
     free(data);
     return status;
 }

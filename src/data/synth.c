@@ -9,31 +9,11 @@
 
 #include "data/data_internal.h"
 #include "oclseg/data.h"
+#include "oclseg/util.h"
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
-
-int data_mkdir_p(const char *path) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-    struct stat st;
-    if (stat(tmp, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
 
 /* ---- randomness: splitmix64 stream per image, hashed lattice for value noise ----------------- */
 
@@ -422,7 +402,7 @@ int oclseg_synth_write(const char *out_dir, int n_train, int n_test, uint64_t se
     for (int split = 0; split < 2; split++)
         for (int k = 0; k < 2; k++) {
             snprintf(path, sizeof path, "%s/%s", out_dir, split_dirs[split][k]);
-            if (data_mkdir_p(path) != 0) {
+            if (oclseg_mkdir_p(path) != OCLSEG_OK) {
                 OCLSEG_ERROR("cannot create folder %s: %s", path, strerror(errno));
                 return OCLSEG_ERR_IO;
             }

@@ -20,6 +20,7 @@
 #include "oclseg/infer.h"
 #include "oclseg/safetensors.h"
 #include "oclseg/metrics.h"
+#include "oclseg_version.h"
 
 void oclseg_fit_options_default(oclseg_fit_options *o) {
     memset(o, 0, sizeof *o);
@@ -74,10 +75,31 @@ static int load_split(const oclseg_fit_options *o, const char *root, oclseg_spli
     oclseg_pair_list pairs = {0};
     int st = oclseg_isic_scan(root, split, o->skip_bad, &pairs);
     if (st != OCLSEG_OK) return st;
-    oclseg_dataset_options dopts = {o->size, o->threads, o->skip_bad};
+    oclseg_dataset_options dopts = {.size = o->size, .threads = o->threads,
+                                    .skip_bad = o->skip_bad, .mask_threshold = o->mask_threshold};
     st = oclseg_dataset_load(&pairs, &dopts, out);
     oclseg_pair_list_free(&pairs);
     return st;
+}
+
+/* The one-line data health report of the loaded splits; all-empty masks are an error. */
+static int report_health(const oclseg_fit_options *o, const fit_data *d) {
+    const oclseg_dataset *sets[2] = {d->train, d->test};
+    const char *names[2] = {"train", "test"};
+    char line[2048] = "data:";
+    for (int k = 0; k < 2; k++) {
+        if (!sets[k]) continue;
+        char part[1024];
+        int st = oclseg_data_health_report(sets[k], names[k], part, sizeof part);
+        size_t used = strlen(line);
+        snprintf(line + used, sizeof line - used, "%s %s", k ? ";" : "", part);
+        if (st != OCLSEG_OK) {
+            fprintf(stderr, "%s\n", line);
+            return st;
+        }
+    }
+    if (!o->quiet) printf("%s\n", line);
+    return OCLSEG_OK;
 }
 
 static int load_data(const oclseg_fit_options *o, fit_data *d) {
@@ -89,10 +111,12 @@ static int load_data(const oclseg_fit_options *o, fit_data *d) {
         }
         oclseg_pair_list pairs = {0};
         TRY(oclseg_pairs_scan(o->images_dir, o->masks_dir, o->mask_suffix, o->skip_bad, &pairs));
-        oclseg_dataset_options dopts = {o->size, o->threads, o->skip_bad};
+        oclseg_dataset_options dopts = {.size = o->size, .threads = o->threads,
+                                        .skip_bad = o->skip_bad,
+                                        .mask_threshold = o->mask_threshold};
         int st = oclseg_dataset_load(&pairs, &dopts, &d->train);
         oclseg_pair_list_free(&pairs);
-        return st;
+        return st == OCLSEG_OK ? report_health(o, d) : st;
     }
     const char *root = o->data_dir;
     if (!root) {
@@ -108,7 +132,8 @@ static int load_data(const oclseg_fit_options *o, fit_data *d) {
         TRY(oclseg_dist_barrier());
     }
     TRY(load_split(o, root, OCLSEG_SPLIT_TRAIN, &d->train));
-    return load_split(o, root, OCLSEG_SPLIT_TEST, &d->test);
+    TRY(load_split(o, root, OCLSEG_SPLIT_TEST, &d->test));
+    return report_health(o, d);
 }
 
 /* ---- run directory files ---------------------------------------------------------------------- */
@@ -131,11 +156,24 @@ static char *config_json_text(const oclseg_fit_options *o, const oclseg_ctx *ctx
                                               m->cfg.decoder[1], m->cfg.decoder[2], "parameters",
                                               (json_int_t)m->param_floats, "buffers",
                                               (json_int_t)m->buffer_floats));
+    json_object_set_new(j, "mask_threshold",
+                        o->mask_threshold > 0 ? json_real(o->mask_threshold) : json_null());
+    json_t *health = json_object();
+    const oclseg_dataset *sets[2] = {d->train, d->test};
+    for (int k = 0; k < 2; k++) {
+        if (!sets[k]) continue;
+        oclseg_data_health h;
+        char line[1024];
+        oclseg_data_health_compute(sets[k], &h);
+        oclseg_data_health_format(&h, k ? "test" : "train", line, sizeof line);
+        json_object_set_new(health, k ? "test" : "train", json_string(line));
+    }
+    json_object_set_new(j, "data_health", health);
     json_object_set_new(j, "device",
                         json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", ctx->info.name, "vendor",
                                   ctx->info.vendor, "platform", ctx->info.platform_name, "driver",
                                   ctx->info.driver_version, "opencl_c", ctx->info.opencl_c_version));
-    json_object_set_new(j, "versions", json_pack("{s:s, s:s, s:s}", "oclseg", "0.1.0", "clblast",
+    json_object_set_new(j, "versions", json_pack("{s:s, s:s, s:s}", "oclseg", OCLSEG_VERSION, "clblast",
                                                  OCLSEG_CLBLAST_VERSION, "build", OCLSEG_BUILD_INFO));
     if (o->sync_bn) json_object_set_new(j, "sync_bn", json_true());
     if (oclseg_dist_size() > 1 && fit_dist_describe(j, ctx) != OCLSEG_OK) {

@@ -41,11 +41,12 @@ static uint64_t hash_options(const oclseg_fit_options *o) {
     snprintf(text, sizeof text,
              "epochs=%d batch=%d size=%d eval_every=%d max_steps=%d lr=%a dropout=%a opt=%d "
              "frozen=%d seed=%llu shuffle=%d augment=%d skip_bad=%d sync_bn=%d init=%s "
-             "pretrained=%s resume=%d",
+             "pretrained=%s resume=%d mask_threshold=%a",
              o->epochs, o->batch, o->size, o->eval_every, o->max_steps, (double)o->lr,
              (double)o->dropout, (int)o->optimizer, o->frozen_encoder,
              (unsigned long long)o->seed, o->shuffle, o->augment, o->skip_bad, o->sync_bn,
-             o->init ? o->init : "", o->pretrained ? o->pretrained : "", o->resume != NULL);
+             o->init ? o->init : "", o->pretrained ? o->pretrained : "", o->resume != NULL,
+             o->mask_threshold);
     return oclseg_fnv1a(OCLSEG_FNV_BASIS, text, strlen(text));
 }
 

@@ -4,9 +4,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "oclseg/dist.h"
+#include "oclseg/util.h"
 
 int oclseg_trainer_create(oclseg_model *model, const oclseg_trainer_config *cfg,
                           oclseg_trainer **out) {
@@ -140,8 +140,7 @@ static int local_pass(oclseg_trainer *t, const float *images, const float *masks
  * same bits, so the optimizer keeps the parameters identical everywhere. */
 static int reduce_over_ranks(oclseg_trainer *t, const int *rank_counts, size_t off) {
     oclseg_model *m = t->model;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = oclseg_now_s();
     const int size = oclseg_dist_size();
     const size_t count = m->param_floats - off;
     const size_t loss_byte = (size_t)(t->step % OCLSEG_LOSS_RING) * sizeof(float);
@@ -160,8 +159,7 @@ static int reduce_over_ranks(oclseg_trainer *t, const int *rank_counts, size_t o
         st = oclseg_write(t->ctx, m->grads_buf, off * sizeof(float), count * sizeof(float), h);
     if (st == OCLSEG_OK) st = oclseg_write(t->ctx, t->loss_ring_buf, loss_byte, sizeof(float), h + count);
     free(w);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    t->reduce_seconds += (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    t->reduce_seconds += oclseg_now_s() - t0;
     t->reduce_steps++;
     return st;
 }
@@ -172,8 +170,7 @@ static int reduce_over_ranks(oclseg_trainer *t, const int *rank_counts, size_t o
  * by rounding even from bit-identical gradients. */
 static int params_from_rank0(oclseg_trainer *t, size_t off) {
     oclseg_model *m = t->model;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = oclseg_now_s();
     const int root = oclseg_dist_rank() == 0;
     struct { cl_mem buf; size_t off, count; } parts[2] = {
         {m->params_buf, off, m->param_floats - off}, {m->buffers_buf, 0, m->buffer_floats}};
@@ -184,8 +181,7 @@ static int params_from_rank0(oclseg_trainer *t, size_t off) {
         TRY(oclseg_dist_bcast(t->reduce_host, bytes, 0));
         if (!root) TRY(oclseg_write(t->ctx, parts[i].buf, at, bytes, t->reduce_host));
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    t->reduce_seconds += (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    t->reduce_seconds += oclseg_now_s() - t0;
     return OCLSEG_OK;
 }
 

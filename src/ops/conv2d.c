@@ -4,6 +4,7 @@
 
 #include "ops/conv2d_internal.h"
 #include "ops/gemm.h"
+#include "runtime/kargs.h"
 
 /* Default cap on the column workspace per chunk of images (the stem conv of the model, batch 16,
  * 3x3x3 taps at 64x64 outputs, needs 7 MiB; a chunk always holds at least one image). */
@@ -104,24 +105,21 @@ static int chunk_images(const conv2d_geometry *g) {
     return (int)fit;
 }
 
-/* Sets the 12 geometry arguments shared by im2col and col2im, starting at index 4. */
-static int set_geometry_args(cl_kernel k, const conv2d_geometry *g, int count) {
-    cl_uint count_u = (cl_uint)count, cin = (cl_uint)g->cin, h = (cl_uint)g->h, w = (cl_uint)g->w;
-    cl_uint kh = (cl_uint)g->kh, kw = (cl_uint)g->kw, ho = (cl_uint)g->ho, wo = (cl_uint)g->wo;
-    cl_int sh = g->p.stride_h, sw = g->p.stride_w, ph = g->p.pad_h, pw = g->p.pad_w;
-    KARG(k, 4, count_u);
-    KARG(k, 5, cin);
-    KARG(k, 6, h);
-    KARG(k, 7, w);
-    KARG(k, 8, kh);
-    KARG(k, 9, kw);
-    KARG(k, 10, ho);
-    KARG(k, 11, wo);
-    KARG(k, 12, sh);
-    KARG(k, 13, sw);
-    KARG(k, 14, ph);
-    KARG(k, 15, pw);
-    return OCLSEG_OK;
+/* The 12 geometry arguments shared by im2col and col2im, after their 4 buffer arguments. */
+static int geometry_args(kargs *a, const conv2d_geometry *g, int count) {
+    karg_u32(a, (size_t)count);
+    karg_u32(a, (size_t)g->cin);
+    karg_u32(a, (size_t)g->h);
+    karg_u32(a, (size_t)g->w);
+    karg_u32(a, (size_t)g->kh);
+    karg_u32(a, (size_t)g->kw);
+    karg_u32(a, (size_t)g->ho);
+    karg_u32(a, (size_t)g->wo);
+    karg_i32(a, g->p.stride_h);
+    karg_i32(a, g->p.stride_w);
+    karg_i32(a, g->p.pad_h);
+    karg_i32(a, g->p.pad_w);
+    return karg_end(a);
 }
 
 int conv2d_im2col(oclseg_ctx *ctx, const conv2d_geometry *g, const oclseg_tensor *x, int n0,
@@ -134,13 +132,12 @@ int conv2d_im2col(oclseg_ctx *ctx, const conv2d_geometry *g, const oclseg_tensor
     }
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "conv2d", NULL, "im2col", &k));
-    cl_uint x_off = (cl_uint)(x->off + (size_t)n0 * g->cin * g->h * g->w);
-    cl_uint c_off = (cl_uint)cols_off;
-    KARG(k, 0, x->buf);
-    KARG(k, 1, x_off);
-    KARG(k, 2, cols);
-    KARG(k, 3, c_off);
-    TRY(set_geometry_args(k, g, count));
+    kargs a = karg_begin(k);
+    karg_mem(&a, x->buf);
+    karg_u32(&a, x->off + (size_t)n0 * g->cin * g->h * g->w);
+    karg_mem(&a, cols);
+    karg_u32(&a, cols_off);
+    TRY(geometry_args(&a, g, count));
     size_t global[3] = {(size_t)g->wo, (size_t)g->ho, (size_t)count * g->cin};
     return oclseg_launch(ctx, k, 3, global, NULL);
 }
@@ -155,13 +152,12 @@ int conv2d_col2im(oclseg_ctx *ctx, const conv2d_geometry *g, cl_mem cols, size_t
     }
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "conv2d", NULL, "col2im", &k));
-    cl_uint c_off = (cl_uint)cols_off;
-    cl_uint dx_off = (cl_uint)(dx->off + (size_t)n0 * g->cin * g->h * g->w);
-    KARG(k, 0, cols);
-    KARG(k, 1, c_off);
-    KARG(k, 2, dx->buf);
-    KARG(k, 3, dx_off);
-    TRY(set_geometry_args(k, g, count));
+    kargs a = karg_begin(k);
+    karg_mem(&a, cols);
+    karg_u32(&a, cols_off);
+    karg_mem(&a, dx->buf);
+    karg_u32(&a, dx->off + (size_t)n0 * g->cin * g->h * g->w);
+    TRY(geometry_args(&a, g, count));
     size_t global[3] = {(size_t)g->w, (size_t)g->h, (size_t)count * g->cin};
     return oclseg_launch(ctx, k, 3, global, NULL);
 }
@@ -171,17 +167,15 @@ int conv2d_bias_add(oclseg_ctx *ctx, const oclseg_tensor *bias, oclseg_tensor *y
     TRY(check_shape("conv2d bias add", "bias", bias, y->c, 1, 1, 1));
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "conv2d", NULL, "bias_add", &k));
-    cl_uint y_off = (cl_uint)y->off, b_off = (cl_uint)bias->off;
-    cl_uint n = (cl_uint)y->n, cout = (cl_uint)y->c;
-    cl_uint plane = (cl_uint)y->h * (cl_uint)y->w;
-    KARG(k, 0, y->buf);
-    KARG(k, 1, y_off);
-    KARG(k, 2, bias->buf);
-    KARG(k, 3, b_off);
-    KARG(k, 4, n);
-    KARG(k, 5, cout);
-    KARG(k, 6, plane);
-    size_t global[3] = {plane, cout, n};
+    const size_t plane = (size_t)y->h * y->w;
+    kargs a = karg_begin(k);
+    karg_tensor(&a, y);
+    karg_tensor(&a, bias);
+    karg_u32(&a, (size_t)y->n);
+    karg_u32(&a, (size_t)y->c);
+    karg_u32(&a, plane);
+    TRY(karg_end(&a));
+    size_t global[3] = {plane, (size_t)y->c, (size_t)y->n};
     return oclseg_launch(ctx, k, 3, global, NULL);
 }
 
@@ -195,35 +189,16 @@ int conv2d_bias_grad(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *db
     size_t lanes = 1, limit = oclseg_kernel_wg_limit(ctx, k);
     if (limit > ctx->info.max_work_group_size) limit = ctx->info.max_work_group_size;
     while (lanes * 2 <= limit && lanes * 2 <= CONV2D_BIAS_GRAD_WG) lanes *= 2;
-    cl_uint dy_off = (cl_uint)dy->off, db_off = (cl_uint)dbias->off;
-    cl_uint n = (cl_uint)dy->n, cout = (cl_uint)dy->c, plane = (cl_uint)dy->h * (cl_uint)dy->w;
-    KARG(k, 0, dy->buf);
-    KARG(k, 1, dy_off);
-    KARG(k, 2, dbias->buf);
-    KARG(k, 3, db_off);
-    KARG(k, 4, n);
-    KARG(k, 5, cout);
-    KARG(k, 6, plane);
-    KARG_LOCAL(k, 7, lanes * sizeof(float));
-    size_t global = (size_t)cout * lanes;
+    kargs a = karg_begin(k);
+    karg_tensor(&a, dy);
+    karg_tensor(&a, dbias);
+    karg_u32(&a, (size_t)dy->n);
+    karg_u32(&a, (size_t)dy->c);
+    karg_u32(&a, (size_t)dy->h * dy->w);
+    karg_local(&a, lanes * sizeof(float));
+    TRY(karg_end(&a));
+    size_t global = (size_t)dy->c * lanes;
     return oclseg_launch(ctx, k, 1, &global, &lanes);
-}
-
-/* Row-major C (m x n) = op(A) * op(B) + beta * C, at element offsets with the given leading dims.
- *
- * GEMMs are issued per image with CLBlastSgemm rather than one CLBlastSgemmStridedBatched:
- * CLBlast 1.5.3's strided-batched indirect path skips its padding copy for a matrix whose sizes
- * already match the tile sizes and then ignores that matrix's offset and batch stride (the
- * kernel recomputes offsets as batch * rows * cols). Our operands are views at non-zero offsets
- * (parameter arenas) and the weight is shared by the batch (stride 0), so it would silently read
- * the wrong data for some shapes. Plain Sgemm honours offsets in all paths; the cost is N small
- * launches per conv, and the per-image loop also gives the weight gradient a fixed
- * accumulation order (beta = 1 after the first image), hence determinism. */
-static int gemm(oclseg_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
-                cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off, size_t ldb,
-                float beta, cl_mem c, size_t c_off, size_t ldc) {
-    return gemm_single(ctx, trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off,
-                       ldc);
 }
 
 int op_conv2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *w,
@@ -238,8 +213,10 @@ int op_conv2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tens
     const size_t x_image = (size_t)g.cin * g.h * g.w, y_image = (size_t)g.cout * plane;
     if (is_pointwise(&g)) {
         /* Y_n (Cout, HW) = W (Cout, Cin) * X_n (Cin, HW), straight on the NCHW data */
-        TRY(gemm_batched(ctx, 0, 0, g.cout, plane, k_len, w->buf, w->off, k_len, 0, x->buf,
-                         x->off, plane, x_image, 0.0f, y->buf, y->off, plane, y_image, g.n));
+        TRY(gemm_batched(ctx, (gemm_dims){0, 0, g.cout, plane, k_len},
+                         gemm_mat(w->buf, w->off, k_len, 0),
+                         gemm_mat(x->buf, x->off, plane, x_image), 0.0f,
+                         gemm_mat(y->buf, y->off, plane, y_image), g.n));
     } else {
         const int chunk = chunk_images(&g);
         const size_t cols_image = conv2d_cols_per_image(&g);
@@ -249,9 +226,10 @@ int op_conv2d_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tens
             const int count = g.n - n0 < chunk ? g.n - n0 : chunk;
             TRY(conv2d_im2col(ctx, &g, x, n0, count, cols, 0));
             /* Y_n (Cout, P) = W (Cout, K) * cols_n (K, P) */
-            TRY(gemm_batched(ctx, 0, 0, g.cout, plane, k_len, w->buf, w->off, k_len, 0, cols, 0,
-                             plane, cols_image, 0.0f, y->buf, y->off + n0 * y_image, plane,
-                             y_image, count));
+            TRY(gemm_batched(ctx, (gemm_dims){0, 0, g.cout, plane, k_len},
+                             gemm_mat(w->buf, w->off, k_len, 0),
+                             gemm_mat(cols, 0, plane, cols_image), 0.0f,
+                             gemm_mat(y->buf, y->off + n0 * y_image, plane, y_image), count));
         }
     }
     if (bias) TRY(conv2d_bias_add(ctx, bias, y));
@@ -277,12 +255,15 @@ int op_conv2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_ten
     if (is_pointwise(&g)) {
         /* dW (Cout, Cin) = sum_n dY_n (Cout, HW) * X_n^T (HW, Cin), images in order */
         if (dw)
-            TRY(gemm_batched_sum(ctx, 0, 1, g.cout, k_len, plane, dy->buf, dy->off, plane, y_image,
-                                 x->buf, x->off, plane, x_image, dw->buf, dw->off, g.n));
+            TRY(gemm_batched_sum(ctx, (gemm_dims){0, 1, g.cout, k_len, plane},
+                                 gemm_mat(dy->buf, dy->off, plane, y_image),
+                                 gemm_mat(x->buf, x->off, plane, x_image), dw->buf, dw->off, g.n));
         /* dX_n (Cin, HW) = W^T (Cin, Cout) * dY_n (Cout, HW) */
         if (dx)
-            TRY(gemm_batched(ctx, 1, 0, k_len, plane, g.cout, w->buf, w->off, k_len, 0, dy->buf,
-                             dy->off, plane, y_image, 0.0f, dx->buf, dx->off, plane, x_image, g.n));
+            TRY(gemm_batched(ctx, (gemm_dims){1, 0, k_len, plane, g.cout},
+                             gemm_mat(w->buf, w->off, k_len, 0),
+                             gemm_mat(dy->buf, dy->off, plane, y_image), 0.0f,
+                             gemm_mat(dx->buf, dx->off, plane, x_image), g.n));
         return OCLSEG_OK;
     }
 
@@ -294,19 +275,22 @@ int op_conv2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_ten
         const int count = g.n - n0 < chunk ? g.n - n0 : chunk;
         if (dw) {
             TRY(conv2d_im2col(ctx, &g, x, n0, count, cols, 0));
-            /* dW (Cout, K) += dY_n (Cout, P) * cols_n^T (P, K), images in order */
+            /* dW (Cout, K) += dY_n (Cout, P) * cols_n^T (P, K), one GEMM per image in order
+             * (beta 1 after the first): a fixed accumulation order, hence determinism */
             for (int b = 0; b < count; b++) {
                 const int n = n0 + b;
-                TRY(gemm(ctx, 0, 1, g.cout, k_len, plane, dy->buf, dy->off + n * y_image, plane,
-                         cols, b * cols_image, plane, n == 0 ? 0.0f : 1.0f, dw->buf, dw->off,
-                         k_len));
+                TRY(gemm_single(ctx, (gemm_dims){0, 1, g.cout, k_len, plane},
+                                gemm_mat(dy->buf, dy->off + n * y_image, plane, 0),
+                                gemm_mat(cols, b * cols_image, plane, 0), n == 0 ? 0.0f : 1.0f,
+                                gemm_mat(dw->buf, dw->off, k_len, 0)));
             }
         }
         if (dx) {
             /* dcols_n (K, P) = W^T (K, Cout) * dY_n (Cout, P), then gathered back into dX */
-            TRY(gemm_batched(ctx, 1, 0, k_len, plane, g.cout, w->buf, w->off, k_len, 0, dy->buf,
-                             dy->off + n0 * y_image, plane, y_image, 0.0f, cols, 0, plane,
-                             cols_image, count));
+            TRY(gemm_batched(ctx, (gemm_dims){1, 0, k_len, plane, g.cout},
+                             gemm_mat(w->buf, w->off, k_len, 0),
+                             gemm_mat(dy->buf, dy->off + n0 * y_image, plane, y_image), 0.0f,
+                             gemm_mat(cols, 0, plane, cols_image), count));
             TRY(conv2d_col2im(ctx, &g, cols, 0, n0, count, dx));
         }
     }

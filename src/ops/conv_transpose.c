@@ -19,6 +19,7 @@
 #include "oclseg/ops.h"
 #include "ops/conv_transpose_internal.h"
 #include "ops/gemm.h"
+#include "runtime/kargs.h"
 
 /* Upper bound on the column workspace (one image's columns are always allowed). */
 #ifndef CONVT_COLS_MAX_BYTES
@@ -113,30 +114,25 @@ int convt_col2im(oclseg_ctx *ctx, cl_mem cols, size_t cols_off, const oclseg_ten
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "conv_transpose", NULL, "convt_col2im", &k));
     size_t plane = (size_t)y->c * y->h * y->w;
-    cl_uint c_off = (cl_uint)cols_off, y_off = (cl_uint)(y->off + (size_t)n0 * plane);
-    cl_uint b_off = bias ? (cl_uint)bias->off : 0;
-    cl_uint flags = (bias != NULL ? 1u : 0u) | (relu ? 2u : 0u);
-    cl_mem b_buf = bias ? bias->buf : cols; /* any valid buffer; never read without bias */
-    cl_uint u_nb = (cl_uint)nb, cout = (cl_uint)y->c, u_h = (cl_uint)h, u_w = (cl_uint)w;
-    cl_uint ho = (cl_uint)y->h, wo = (cl_uint)y->w, u_kh = (cl_uint)kh, u_kw = (cl_uint)kw;
-    cl_uint u_stride = (cl_uint)stride, u_pad = (cl_uint)pad;
-    KARG(k, 0, cols);
-    KARG(k, 1, c_off);
-    KARG(k, 2, b_buf);
-    KARG(k, 3, b_off);
-    KARG(k, 4, flags);
-    KARG(k, 5, y->buf);
-    KARG(k, 6, y_off);
-    KARG(k, 7, u_nb);
-    KARG(k, 8, cout);
-    KARG(k, 9, u_h);
-    KARG(k, 10, u_w);
-    KARG(k, 11, ho);
-    KARG(k, 12, wo);
-    KARG(k, 13, u_kh);
-    KARG(k, 14, u_kw);
-    KARG(k, 15, u_stride);
-    KARG(k, 16, u_pad);
+    kargs a = karg_begin(k);
+    karg_mem(&a, cols);
+    karg_u32(&a, cols_off);
+    karg_mem(&a, bias ? bias->buf : cols); /* any valid buffer; never read without bias */
+    karg_u32(&a, bias ? bias->off : 0);
+    karg_u32(&a, (bias != NULL ? 1u : 0u) | (relu ? 2u : 0u)); /* flags */
+    karg_mem(&a, y->buf);
+    karg_u32(&a, y->off + (size_t)n0 * plane);
+    karg_u32(&a, (size_t)nb);
+    karg_u32(&a, (size_t)y->c);
+    karg_u32(&a, (size_t)h);
+    karg_u32(&a, (size_t)w);
+    karg_u32(&a, (size_t)y->h);
+    karg_u32(&a, (size_t)y->w);
+    karg_u32(&a, (size_t)kh);
+    karg_u32(&a, (size_t)kw);
+    karg_u32(&a, (size_t)stride);
+    karg_u32(&a, (size_t)pad);
+    TRY(karg_end(&a));
     size_t global[3] = {(size_t)y->w, (size_t)y->h, (size_t)nb * y->c};
     return oclseg_launch(ctx, k, 3, global, NULL);
 }
@@ -146,29 +142,25 @@ int convt_im2col(oclseg_ctx *ctx, const oclseg_tensor *dy, int n0, int nb, int h
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "conv_transpose", NULL, "convt_im2col", &k));
     size_t plane = (size_t)dy->c * dy->h * dy->w;
-    cl_uint dy_off = (cl_uint)(dy->off + (size_t)n0 * plane), c_off = (cl_uint)cols_off;
-    cl_uint u_nb = (cl_uint)nb, cout = (cl_uint)dy->c, u_h = (cl_uint)h, u_w = (cl_uint)w;
-    cl_uint ho = (cl_uint)dy->h, wo = (cl_uint)dy->w, u_kh = (cl_uint)kh, u_kw = (cl_uint)kw;
-    cl_uint u_stride = (cl_uint)stride, u_pad = (cl_uint)pad;
-    KARG(k, 0, dy->buf);
-    KARG(k, 1, dy_off);
-    KARG(k, 2, cols);
-    KARG(k, 3, c_off);
-    KARG(k, 4, u_nb);
-    KARG(k, 5, cout);
-    KARG(k, 6, u_h);
-    KARG(k, 7, u_w);
-    KARG(k, 8, ho);
-    KARG(k, 9, wo);
-    KARG(k, 10, u_kh);
-    KARG(k, 11, u_kw);
-    KARG(k, 12, u_stride);
-    KARG(k, 13, u_pad);
     const size_t hw = (size_t)h * w, rows = (size_t)dy->c * kh * kw;
-    cl_uint img_stride = (cl_uint)(interleaved ? hw : rows * hw);
-    cl_uint row_stride = (cl_uint)(interleaved ? (size_t)nb * hw : hw);
-    KARG(k, 14, img_stride);
-    KARG(k, 15, row_stride);
+    kargs a = karg_begin(k);
+    karg_mem(&a, dy->buf);
+    karg_u32(&a, dy->off + (size_t)n0 * plane);
+    karg_mem(&a, cols);
+    karg_u32(&a, cols_off);
+    karg_u32(&a, (size_t)nb);
+    karg_u32(&a, (size_t)dy->c);
+    karg_u32(&a, (size_t)h);
+    karg_u32(&a, (size_t)w);
+    karg_u32(&a, (size_t)dy->h);
+    karg_u32(&a, (size_t)dy->w);
+    karg_u32(&a, (size_t)kh);
+    karg_u32(&a, (size_t)kw);
+    karg_u32(&a, (size_t)stride);
+    karg_u32(&a, (size_t)pad);
+    karg_u32(&a, interleaved ? hw : rows * hw);          /* image stride */
+    karg_u32(&a, interleaved ? (size_t)nb * hw : hw);    /* row stride */
+    TRY(karg_end(&a));
     size_t global[3] = {(size_t)w, (size_t)h, (size_t)dy->c};
     return oclseg_launch(ctx, k, 3, global, NULL);
 }
@@ -178,15 +170,15 @@ int convt_pack_images(oclseg_ctx *ctx, const oclseg_tensor *x, int n0, int nb, c
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "conv_transpose", NULL, "convt_pack_images", &k));
     const size_t hw = (size_t)x->h * x->w;
-    cl_uint x_off = (cl_uint)(x->off + (size_t)n0 * x->c * hw), p_off = (cl_uint)packed_off;
-    cl_uint u_nb = (cl_uint)nb, channels = (cl_uint)x->c, u_hw = (cl_uint)hw;
-    KARG(k, 0, x->buf);
-    KARG(k, 1, x_off);
-    KARG(k, 2, packed);
-    KARG(k, 3, p_off);
-    KARG(k, 4, u_nb);
-    KARG(k, 5, channels);
-    KARG(k, 6, u_hw);
+    kargs a = karg_begin(k);
+    karg_mem(&a, x->buf);
+    karg_u32(&a, x->off + (size_t)n0 * x->c * hw);
+    karg_mem(&a, packed);
+    karg_u32(&a, packed_off);
+    karg_u32(&a, (size_t)nb);
+    karg_u32(&a, (size_t)x->c);
+    karg_u32(&a, hw);
+    TRY(karg_end(&a));
     size_t global[3] = {hw, (size_t)x->c, (size_t)nb};
     return oclseg_launch(ctx, k, 3, global, NULL);
 }
@@ -211,9 +203,10 @@ int op_conv_transpose2d_forward_act(oclseg_ctx *ctx, const oclseg_tensor *x,
     for (int n0 = 0; n0 < d.n; n0 += chunk) {
         const int nb = d.n - n0 < chunk ? d.n - n0 : chunk;
         /* cols_n (rows, HW) = w^T (rows x Cin) * x_n (Cin x HW), same w for every image */
-        TRY(gemm_batched(ctx, 1, 0, d.rows, d.hw, (size_t)d.cin, w->buf, w->off, d.rows, 0,
-                         x->buf, x->off + (size_t)n0 * x_image, d.hw, x_image, 0.0f, cols, 0,
-                         d.hw, cols_per_image, nb));
+        TRY(gemm_batched(ctx, (gemm_dims){1, 0, d.rows, d.hw, (size_t)d.cin},
+                         gemm_mat(w->buf, w->off, d.rows, 0),
+                         gemm_mat(x->buf, x->off + (size_t)n0 * x_image, d.hw, x_image), 0.0f,
+                         gemm_mat(cols, 0, d.hw, cols_per_image), nb));
         TRY(convt_col2im(ctx, cols, 0, bias, y, n0, nb, d.h, d.w, d.kh, d.kw, stride, pad, relu));
     }
     return OCLSEG_OK;
@@ -231,24 +224,24 @@ static int bias_grad(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *db
     cl_kernel k1, k2;
     TRY(oclseg_kernel_get(ctx, "conv_transpose", NULL, "convt_bias_partial", &k1));
     TRY(oclseg_kernel_get(ctx, "conv_transpose", NULL, "convt_bias_final", &k2));
-    cl_uint dy_off = (cl_uint)dy->off, p_off = 0, batch = (cl_uint)dy->n, cout = (cl_uint)dy->c;
-    cl_uint u_plane = (cl_uint)plane, u_parts = (cl_uint)parts, db_off = (cl_uint)dbias->off;
-    KARG(k1, 0, dy->buf);
-    KARG(k1, 1, dy_off);
-    KARG(k1, 2, partial);
-    KARG(k1, 3, p_off);
-    KARG(k1, 4, batch);
-    KARG(k1, 5, cout);
-    KARG(k1, 6, u_plane);
-    KARG(k1, 7, u_parts);
+    kargs a = karg_begin(k1);
+    karg_tensor(&a, dy);
+    karg_mem(&a, partial); // (Cout, parts)
+    karg_u32(&a, 0);
+    karg_u32(&a, (size_t)dy->n);
+    karg_u32(&a, (size_t)dy->c);
+    karg_u32(&a, plane);
+    karg_u32(&a, parts);
+    TRY(karg_end(&a));
     size_t global1[2] = {parts, (size_t)dy->c};
     TRY(oclseg_launch(ctx, k1, 2, global1, NULL));
-    KARG(k2, 0, partial);
-    KARG(k2, 1, p_off);
-    KARG(k2, 2, u_parts);
-    KARG(k2, 3, dbias->buf);
-    KARG(k2, 4, db_off);
-    KARG(k2, 5, cout);
+    a = karg_begin(k2);
+    karg_mem(&a, partial);
+    karg_u32(&a, 0);
+    karg_u32(&a, parts);
+    karg_tensor(&a, dbias);
+    karg_u32(&a, (size_t)dy->c);
+    TRY(karg_end(&a));
     size_t global2 = (size_t)dy->c;
     return oclseg_launch(ctx, k2, 1, &global2, NULL);
 }
@@ -294,9 +287,11 @@ int op_conv_transpose2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x,
         TRY(convt_im2col(ctx, dy, n0, nb, d.h, d.w, d.kh, d.kw, stride, pad, scratch, 0, 1));
         if (dx) {
             /* dx_n (Cin, HW) = w (Cin x rows) * cols_n (rows x HW, at column i*HW) */
-            TRY(gemm_batched(ctx, 0, 0, (size_t)d.cin, d.hw, d.rows, w->buf, w->off, d.rows, 0,
-                             scratch, 0, k_chunk, d.hw, 0.0f, dx->buf,
-                             dx->off + (size_t)n0 * x_image, d.hw, x_image, nb));
+            TRY(gemm_batched(ctx, (gemm_dims){0, 0, (size_t)d.cin, d.hw, d.rows},
+                             gemm_mat(w->buf, w->off, d.rows, 0),
+                             gemm_mat(scratch, 0, k_chunk, d.hw), 0.0f,
+                             gemm_mat(dx->buf, dx->off + (size_t)n0 * x_image, d.hw, x_image),
+                             nb));
         }
         if (dw) {
             /* dw (Cin, rows) (+)= xpacked_g (Cin x g*HW) * cols_g^T (g*HW x rows), groups of g
@@ -305,10 +300,11 @@ int op_conv_transpose2d_backward(oclseg_ctx *ctx, const oclseg_tensor *x,
             const int group = d.hw >= CONVT_DW_MIN_K ? 1 : (int)((CONVT_DW_MIN_K + d.hw - 1) / d.hw);
             for (int i = 0; i < nb; i += group) {
                 const size_t g = (size_t)(nb - i < group ? nb - i : group);
-                TRY(gemm_single(ctx, 0, 1, (size_t)d.cin, d.rows, g * d.hw, scratch,
-                                cols_floats + (size_t)i * d.hw, k_chunk, scratch,
-                                (size_t)i * d.hw, k_chunk, n0 + i == 0 ? 0.0f : 1.0f, dw->buf,
-                                dw->off, d.rows));
+                TRY(gemm_single(ctx, (gemm_dims){0, 1, (size_t)d.cin, d.rows, g * d.hw},
+                                gemm_mat(scratch, cols_floats + (size_t)i * d.hw, k_chunk, 0),
+                                gemm_mat(scratch, (size_t)i * d.hw, k_chunk, 0),
+                                n0 + i == 0 ? 0.0f : 1.0f,
+                                gemm_mat(dw->buf, dw->off, d.rows, 0)));
             }
         }
     }

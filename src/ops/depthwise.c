@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "oclseg/ops.h"
+#include "runtime/kargs.h"
 
 /* Weight gradient: aim for about this many (n, oh, ow) positions per work-item in pass 1 before
  * the work-group tree; more positions per channel are split into more chunks (work-groups). */
@@ -72,24 +73,20 @@ static int run_direct(oclseg_ctx *ctx, const char *kernel_name, const oclseg_ten
                       int stride) {
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "depthwise", NULL, kernel_name, &k));
-    cl_uint src_off = (cl_uint)src->off, w_off = (cl_uint)w->off, dst_off = (cl_uint)dst->off;
-    cl_uint c = (cl_uint)x->c, nc = (cl_uint)x->n * (cl_uint)x->c;
-    cl_int h = x->h, wd = x->w, ho = out_size(x->h, stride), wo = out_size(x->w, stride);
-    cl_int s = stride;
-    KARG(k, 0, src->buf);
-    KARG(k, 1, src_off);
-    KARG(k, 2, w->buf);
-    KARG(k, 3, w_off);
-    KARG(k, 4, dst->buf);
-    KARG(k, 5, dst_off);
-    KARG(k, 6, c);
-    KARG(k, 7, h);
-    KARG(k, 8, wd);
-    KARG(k, 9, ho);
-    KARG(k, 10, wo);
-    KARG(k, 11, nc);
-    KARG(k, 12, s);
-    size_t global[3] = {(size_t)dst->w, (size_t)dst->h, (size_t)nc};
+    const size_t nc = (size_t)x->n * x->c;
+    kargs a = karg_begin(k);
+    karg_tensor(&a, src);
+    karg_tensor(&a, w);
+    karg_tensor(&a, dst);
+    karg_u32(&a, (size_t)x->c);
+    karg_i32(&a, x->h);
+    karg_i32(&a, x->w);
+    karg_i32(&a, out_size(x->h, stride));
+    karg_i32(&a, out_size(x->w, stride));
+    karg_u32(&a, nc);
+    karg_i32(&a, stride);
+    TRY(karg_end(&a));
+    size_t global[3] = {(size_t)dst->w, (size_t)dst->h, nc};
     return oclseg_launch(ctx, k, 3, global, NULL);
 }
 
@@ -106,6 +103,11 @@ static int depthwise_dw(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_te
     cl_kernel kp;
     TRY(oclseg_kernel_get(ctx, "depthwise", NULL, "depthwise_dw_partial", &kp));
     const size_t wg = oclseg_reduce_wg(ctx, "depthwise", kp);
+    if (wg < 9) { /* the first 9 items of a work-group write the 9 taps' sums */
+        OCLSEG_ERROR("depthwise weight gradient: needs work-groups of at least 9 items, the "
+                     "device allows %zu", wg);
+        return OCLSEG_ERR_UNSUPPORTED;
+    }
     const size_t positions = (size_t)dy->n * (size_t)dy->h * (size_t)dy->w; /* N*Ho*Wo */
     const size_t per_group = wg * DW_POSITIONS_PER_ITEM;
     size_t chunks = (positions + per_group - 1) / per_group;
@@ -113,45 +115,41 @@ static int depthwise_dw(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_te
     size_t chunk_len = (positions + chunks - 1) / chunks;
     chunks = (positions + chunk_len - 1) / chunk_len; /* no empty trailing chunk */
 
-    cl_mem part = dw->buf;
-    cl_uint part_off = (cl_uint)dw->off;
+    cl_mem part = dw->buf; // (C, chunks, 9) partials, or dw itself when there is one chunk
+    size_t part_off = dw->off;
     if (chunks > 1) { /* partials go to scratch, pass 2 sums them into dw */
         TRY(oclseg_scratch(ctx, (size_t)x->c * chunks * 9 * sizeof(float), &part));
         part_off = 0;
     }
-    cl_uint x_off = (cl_uint)x->off, dy_off = (cl_uint)dy->off;
-    cl_uint n = (cl_uint)x->n, c = (cl_uint)x->c;
-    cl_int h = x->h, wd = x->w, ho = dy->h, wo = dy->w, s = stride;
-    cl_uint chunks_u = (cl_uint)chunks, chunk_len_u = (cl_uint)chunk_len;
-    KARG(kp, 0, x->buf);
-    KARG(kp, 1, x_off);
-    KARG(kp, 2, dy->buf);
-    KARG(kp, 3, dy_off);
-    KARG(kp, 4, part);
-    KARG(kp, 5, part_off);
-    KARG(kp, 6, n);
-    KARG(kp, 7, c);
-    KARG(kp, 8, h);
-    KARG(kp, 9, wd);
-    KARG(kp, 10, ho);
-    KARG(kp, 11, wo);
-    KARG(kp, 12, s);
-    KARG(kp, 13, chunks_u);
-    KARG(kp, 14, chunk_len_u);
-    size_t global[2] = {wg * chunks, (size_t)c}, local[2] = {wg, 1};
+    kargs a = karg_begin(kp);
+    karg_tensor(&a, x);
+    karg_tensor(&a, dy);
+    karg_mem(&a, part);
+    karg_u32(&a, part_off);
+    karg_u32(&a, (size_t)x->n);
+    karg_u32(&a, (size_t)x->c);
+    karg_i32(&a, x->h);
+    karg_i32(&a, x->w);
+    karg_i32(&a, dy->h);
+    karg_i32(&a, dy->w);
+    karg_i32(&a, stride);
+    karg_u32(&a, chunks);
+    karg_u32(&a, chunk_len);
+    TRY(karg_end(&a));
+    size_t global[2] = {wg * chunks, (size_t)x->c}, local[2] = {wg, 1};
     TRY(oclseg_launch(ctx, kp, 2, global, local));
     if (chunks == 1) return OCLSEG_OK;
 
     cl_kernel kf;
     TRY(oclseg_kernel_get(ctx, "depthwise", NULL, "depthwise_dw_finish", &kf));
-    cl_uint dw_off = (cl_uint)dw->off;
-    KARG(kf, 0, part);
-    KARG(kf, 1, part_off);
-    KARG(kf, 2, dw->buf);
-    KARG(kf, 3, dw_off);
-    KARG(kf, 4, c);
-    KARG(kf, 5, chunks_u);
-    size_t global_f = (size_t)c * 9;
+    a = karg_begin(kf);
+    karg_mem(&a, part);
+    karg_u32(&a, part_off);
+    karg_tensor(&a, dw);
+    karg_u32(&a, (size_t)x->c);
+    karg_u32(&a, chunks);
+    TRY(karg_end(&a));
+    size_t global_f = (size_t)x->c * 9;
     return oclseg_launch(ctx, kf, 1, &global_f, NULL);
 }
 

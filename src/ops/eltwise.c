@@ -1,5 +1,6 @@
 /* Elementwise ops (relu, relu6, add, sigmoid): host side of cl/eltwise.cl. */
 #include "oclseg/ops.h"
+#include "runtime/kargs.h"
 
 /* Runs kernel(a, a_off, [b, b_off,] y, y_off, n) over n elements. */
 static int run_unary(oclseg_ctx *ctx, const char *kernel_name, const oclseg_tensor *x,
@@ -11,13 +12,12 @@ static int run_unary(oclseg_ctx *ctx, const char *kernel_name, const oclseg_tens
     }
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "eltwise", NULL, kernel_name, &k));
-    cl_uint x_off = (cl_uint)x->off, y_off = (cl_uint)y->off, n = (cl_uint)oclseg_tensor_numel(x);
-    KARG(k, 0, x->buf);
-    KARG(k, 1, x_off);
-    KARG(k, 2, y->buf);
-    KARG(k, 3, y_off);
-    KARG(k, 4, n);
-    size_t global = n;
+    size_t global = oclseg_tensor_numel(x);
+    kargs a = karg_begin(k);
+    karg_tensor(&a, x);
+    karg_tensor(&a, y);
+    karg_u32(&a, global);
+    TRY(karg_end(&a));
     return oclseg_launch(ctx, k, 1, &global, NULL);
 }
 
@@ -31,16 +31,13 @@ static int run_binary(oclseg_ctx *ctx, const char *kernel_name, const oclseg_ten
     }
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "eltwise", NULL, kernel_name, &k));
-    cl_uint a_off = (cl_uint)a->off, b_off = (cl_uint)b->off, y_off = (cl_uint)y->off;
-    cl_uint n = (cl_uint)oclseg_tensor_numel(a);
-    KARG(k, 0, a->buf);
-    KARG(k, 1, a_off);
-    KARG(k, 2, b->buf);
-    KARG(k, 3, b_off);
-    KARG(k, 4, y->buf);
-    KARG(k, 5, y_off);
-    KARG(k, 6, n);
-    size_t global = n;
+    size_t global = oclseg_tensor_numel(a);
+    kargs args = karg_begin(k);
+    karg_tensor(&args, a);
+    karg_tensor(&args, b);
+    karg_tensor(&args, y);
+    karg_u32(&args, global);
+    TRY(karg_end(&args));
     return oclseg_launch(ctx, k, 1, &global, NULL);
 }
 

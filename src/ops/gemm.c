@@ -8,6 +8,7 @@
 #include <clblast_c.h>
 
 #include "oclseg/tuning.h"
+#include "runtime/kargs.h"
 
 /* Shape recording for `oclseg tune` (process-wide, off unless oclseg_gemm_record_begin ran). */
 static int rec_on;
@@ -55,42 +56,39 @@ int oclseg_gemm_record_end(oclseg_gemm_shape **shapes, int *count) {
     return OCLSEG_OK;
 }
 
-int gemm_single(oclseg_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k, cl_mem a,
-                size_t a_off, size_t lda, cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c,
-                size_t c_off, size_t ldc) {
-    record(trans_a, trans_b, 0, m, n, k, 1, beta);
-    CLBLAST_CHECK(CLBlastSgemm(CLBlastLayoutRowMajor,
-                               trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
-                               trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, 1.0f,
-                               a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc, &ctx->queue,
+static CLBlastTranspose transpose(int t) { return t ? CLBlastTransposeYes : CLBlastTransposeNo; }
+
+int gemm_single(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
+                gemm_operand c) {
+    record(d.trans_a, d.trans_b, 0, d.m, d.n, d.k, 1, beta);
+    CLBLAST_CHECK(CLBlastSgemm(CLBlastLayoutRowMajor, transpose(d.trans_a), transpose(d.trans_b),
+                               d.m, d.n, d.k, 1.0f, a.buf, a.off, a.ld, b.buf, b.off, b.ld, beta,
+                               c.buf, c.off, c.ld, &ctx->queue,
                                oclseg_prof_slot(ctx, "CLBlast sgemm")));
     return OCLSEG_OK;
 }
 
 #define GEMM_BATCH_MAX 64 /* matrices per CLBlast call (offset arrays live on the stack) */
 
-int gemm_batched(oclseg_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
-                 cl_mem a, size_t a_off, size_t lda, size_t a_stride, cl_mem b, size_t b_off,
-                 size_t ldb, size_t b_stride, float beta, cl_mem c, size_t c_off, size_t ldc,
-                 size_t c_stride, int count) {
+int gemm_batched(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
+                 gemm_operand c, int count) {
     size_t a_offs[GEMM_BATCH_MAX], b_offs[GEMM_BATCH_MAX], c_offs[GEMM_BATCH_MAX];
     float alphas[GEMM_BATCH_MAX], betas[GEMM_BATCH_MAX];
     for (int first = 0; first < count; first += GEMM_BATCH_MAX) {
         const int batch = count - first < GEMM_BATCH_MAX ? count - first : GEMM_BATCH_MAX;
         for (int i = 0; i < batch; i++) {
             const size_t at = (size_t)(first + i);
-            a_offs[i] = a_off + at * a_stride;
-            b_offs[i] = b_off + at * b_stride;
-            c_offs[i] = c_off + at * c_stride;
+            a_offs[i] = a.off + at * a.stride;
+            b_offs[i] = b.off + at * b.stride;
+            c_offs[i] = c.off + at * c.stride;
             alphas[i] = 1.0f;
             betas[i] = beta;
         }
-        record(trans_a, trans_b, 1, m, n, k, batch, beta);
+        record(d.trans_a, d.trans_b, 1, d.m, d.n, d.k, batch, beta);
         CLBLAST_CHECK(CLBlastSgemmBatched(
-            CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
-            trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alphas, a, a_offs, lda, b,
-            b_offs, ldb, betas, c, c_offs, ldc, (size_t)batch, &ctx->queue,
-            oclseg_prof_slot(ctx, "CLBlast sgemm (batched)")));
+            CLBlastLayoutRowMajor, transpose(d.trans_a), transpose(d.trans_b), d.m, d.n, d.k,
+            alphas, a.buf, a_offs, a.ld, b.buf, b_offs, b.ld, betas, c.buf, c_offs, c.ld,
+            (size_t)batch, &ctx->queue, oclseg_prof_slot(ctx, "CLBlast sgemm (batched)")));
     }
     return OCLSEG_OK;
 }
@@ -99,23 +97,22 @@ int gemm_sum_slices(oclseg_ctx *ctx, cl_mem src, size_t src_off, size_t slice, i
                     cl_mem dst, size_t dst_off, int accumulate) {
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "gemm", NULL, "sum_slices", &k));
-    cl_uint so = (cl_uint)src_off, sl = (cl_uint)slice, cnt = (cl_uint)count, d_o = (cl_uint)dst_off;
-    cl_uint acc = accumulate ? 1u : 0u;
-    KARG(k, 0, src);
-    KARG(k, 1, so);
-    KARG(k, 2, sl);
-    KARG(k, 3, cnt);
-    KARG(k, 4, dst);
-    KARG(k, 5, d_o);
-    KARG(k, 6, acc);
+    kargs a = karg_begin(k);
+    karg_mem(&a, src);
+    karg_u32(&a, src_off);
+    karg_u32(&a, slice);
+    karg_u32(&a, (size_t)count);
+    karg_mem(&a, dst);
+    karg_u32(&a, dst_off);
+    karg_u32(&a, accumulate ? 1 : 0);
+    TRY(karg_end(&a));
     size_t global = slice;
     return oclseg_launch(ctx, k, 1, &global, NULL);
 }
 
-int gemm_batched_sum(oclseg_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
-                     cl_mem a, size_t a_off, size_t lda, size_t a_stride, cl_mem b, size_t b_off,
-                     size_t ldb, size_t b_stride, cl_mem c, size_t c_off, int count) {
-    const size_t slice = m * n, budget = (size_t)64 << 20;
+int gemm_batched_sum(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, cl_mem c,
+                     size_t c_off, int count) {
+    const size_t slice = d.m * d.n, budget = (size_t)64 << 20;
     int chunk = (int)(budget / (slice * sizeof(float)));
     if (chunk < 1) chunk = 1;
     if (chunk > count) chunk = count;
@@ -123,9 +120,10 @@ int gemm_batched_sum(oclseg_ctx *ctx, int trans_a, int trans_b, size_t m, size_t
     TRY(oclseg_scratch(ctx, (size_t)chunk * slice * sizeof(float), &parts));
     for (int first = 0; first < count; first += chunk) {
         const int nb = count - first < chunk ? count - first : chunk;
-        TRY(gemm_batched(ctx, trans_a, trans_b, m, n, k, a, a_off + (size_t)first * a_stride, lda,
-                         a_stride, b, b_off + (size_t)first * b_stride, ldb, b_stride, 0.0f, parts,
-                         0, n, slice, nb));
+        gemm_operand a_chunk = a, b_chunk = b;
+        a_chunk.off += (size_t)first * a.stride;
+        b_chunk.off += (size_t)first * b.stride;
+        TRY(gemm_batched(ctx, d, a_chunk, b_chunk, 0.0f, gemm_mat(parts, 0, d.n, slice), nb));
         TRY(gemm_sum_slices(ctx, parts, 0, slice, nb, c, c_off, first > 0));
     }
     return OCLSEG_OK;

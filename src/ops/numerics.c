@@ -1,5 +1,6 @@
 /* Numerics checks (does a range hold NaN/Inf?): host side of cl/numerics.cl. */
 #include "oclseg/ops.h"
+#include "runtime/kargs.h"
 
 #ifndef NONFINITE_MAX_GROUPS
 #define NONFINITE_MAX_GROUPS 256 /* pass-1 work-groups (partials in the scratch workspace) */
@@ -24,17 +25,19 @@ int op_check_finite(oclseg_ctx *ctx, cl_mem x, size_t x_off, size_t count, cl_me
     if (groups < finish_wg) groups = finish_wg;
     cl_mem partial;
     TRY(oclseg_scratch(ctx, groups * sizeof(float), &partial)); /* (groups) */
-    cl_uint off = (cl_uint)x_off, n = (cl_uint)count, n_groups = (cl_uint)groups;
-    cl_uint result_off = (cl_uint)out_off;
-    KARG(partial_k, 0, x);
-    KARG(partial_k, 1, off);
-    KARG(partial_k, 2, n);
-    KARG(partial_k, 3, partial);
+    kargs a = karg_begin(partial_k);
+    karg_mem(&a, x);
+    karg_u32(&a, x_off);
+    karg_u32(&a, count);
+    karg_mem(&a, partial);
+    TRY(karg_end(&a));
     size_t global = groups * wg;
     TRY(oclseg_launch(ctx, partial_k, 1, &global, &wg));
-    KARG(finish_k, 0, partial);
-    KARG(finish_k, 1, n_groups);
-    KARG(finish_k, 2, out);
-    KARG(finish_k, 3, result_off);
+    a = karg_begin(finish_k);
+    karg_mem(&a, partial);
+    karg_u32(&a, groups);
+    karg_mem(&a, out);
+    karg_u32(&a, out_off);
+    TRY(karg_end(&a));
     return oclseg_launch(ctx, finish_k, 1, &finish_wg, &finish_wg);
 }

@@ -1,5 +1,6 @@
 /* Bilinear resize (align_corners=False, any output size): host side of cl/upsample.cl. */
 #include "oclseg/ops.h"
+#include "runtime/kargs.h"
 
 /* x (N, C, H, W) and y (N, C, Ho, Wo): same N and C, non-empty, uint-indexable. */
 static int check_shapes(const char *what, const oclseg_tensor *x, const oclseg_tensor *y) {
@@ -26,23 +27,20 @@ static int run(oclseg_ctx *ctx, const char *kernel_name, const oclseg_tensor *sr
     TRY(check_shapes(kernel_name, x, y));
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "upsample", NULL, kernel_name, &k));
-    cl_uint src_off = (cl_uint)src->off, dst_off = (cl_uint)dst->off;
-    cl_uint planes = (cl_uint)x->n * (cl_uint)x->c, h = (cl_uint)x->h, w = (cl_uint)x->w;
-    cl_uint ho = (cl_uint)y->h, wo = (cl_uint)y->w;
+    const size_t planes = (size_t)x->n * x->c;
+    kargs a = karg_begin(k);
+    karg_tensor(&a, src);
+    karg_tensor(&a, dst);
+    karg_u32(&a, planes);
+    karg_u32(&a, (size_t)x->h);
+    karg_u32(&a, (size_t)x->w);
+    karg_u32(&a, (size_t)y->h);
+    karg_u32(&a, (size_t)y->w);
     /* PyTorch (size= given): scale = (float)in / out, computed in float. */
-    cl_float scale_h = (float)x->h / (float)y->h, scale_w = (float)x->w / (float)y->w;
-    KARG(k, 0, src->buf);
-    KARG(k, 1, src_off);
-    KARG(k, 2, dst->buf);
-    KARG(k, 3, dst_off);
-    KARG(k, 4, planes);
-    KARG(k, 5, h);
-    KARG(k, 6, w);
-    KARG(k, 7, ho);
-    KARG(k, 8, wo);
-    KARG(k, 9, scale_h);
-    KARG(k, 10, scale_w);
-    size_t global[3] = {(size_t)dst->w, (size_t)dst->h, (size_t)planes};
+    karg_f32(&a, (float)x->h / (float)y->h);
+    karg_f32(&a, (float)x->w / (float)y->w);
+    TRY(karg_end(&a));
+    size_t global[3] = {(size_t)dst->w, (size_t)dst->h, planes};
     return oclseg_launch(ctx, k, 3, global, NULL);
 }
 

@@ -13,14 +13,14 @@ void oclseg_cl_created(oclseg_cl_kind kind) { atomic_fetch_add(&live[kind], 1); 
 void oclseg_cl_released(oclseg_cl_kind kind) { atomic_fetch_sub(&live[kind], 1); }
 long oclseg_cl_live(oclseg_cl_kind kind) { return atomic_load(&live[kind]); }
 
-long oclseg_cl_live_total(void) {
+static long live_total(void) {
     long total = 0;
     for (int k = 0; k < OCLSEG_CL_KINDS; k++) total += atomic_load(&live[k]);
     return total;
 }
 
 int oclseg_cl_check_released(void) {
-    if (oclseg_cl_live_total() == 0) return OCLSEG_OK;
+    if (live_total() == 0) return OCLSEG_OK;
     char list[256] = "";
     size_t used = 0;
     for (int k = 0; k < OCLSEG_CL_KINDS; k++) {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "oclseg/status.h"
+#include "oclseg/util.h"
 
 #ifdef OCLSEG_HAVE_MPI
 #include <mpi.h>
@@ -26,12 +27,6 @@ static struct {
     float *scratch;
     size_t scratch_floats;
 } g = {0, 0, 0, 1, 0, 1, "", 0, 0, 0, 600, NULL, 0};
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 int oclseg_dist_built_with_mpi(void) {
 #ifdef OCLSEG_HAVE_MPI
@@ -122,7 +117,7 @@ void oclseg_dist_abort(int code, const char *fmt, ...) {
  * the OpenCL driver's threads, so no busy wait), and stops every rank when it has not completed
  * after OCLSEG_DIST_TIMEOUT seconds (default 600): a rank hung or died. */
 static int wait_request(MPI_Request *req, const char *what) {
-    double start = now_s();
+    double start = oclseg_now_s();
     long sleep_ns = 2000;
     for (;;) {
         int done = 0;
@@ -134,7 +129,7 @@ static int wait_request(MPI_Request *req, const char *what) {
             oclseg_dist_abort(75, "%s failed: %s (another rank died?)", what, err);
         }
         if (done) return OCLSEG_OK;
-        double waited = now_s() - start;
+        double waited = oclseg_now_s() - start;
         if (waited > g.timeout_s)
             oclseg_dist_abort(75, "%s: no answer from the other ranks for %.0f s "
                                   "(OCLSEG_DIST_TIMEOUT): a rank hung or died; stopping all ranks",
@@ -172,7 +167,7 @@ int oclseg_dist_sum(float *buf, size_t count, const double *weights) {
         OCLSEG_ERROR("gradient sum: %zu floats exceed MPI's int displacements", count);
         return OCLSEG_ERR_UNSUPPORTED;
     }
-    double t0 = now_s();
+    double t0 = oclseg_now_s();
     size_t mine_start;
     int mine = segment(count, g.rank, &mine_start);
     size_t need = (size_t)mine * (size_t)g.size;
@@ -198,7 +193,7 @@ int oclseg_dist_sum(float *buf, size_t count, const double *weights) {
         oclseg_dist_abort(75, "gradient all-to-all could not start");
     wait_request(&req, "gradient sum (all-to-all)");
     float *out = buf + mine_start;
-    double t_add = now_s();
+    double t_add = oclseg_now_s();
     for (int i = 0; i < mine; i++) {
         double s = 0.0;
         for (int r = 0; r < g.size; r++) {
@@ -207,7 +202,7 @@ int oclseg_dist_sum(float *buf, size_t count, const double *weights) {
         }
         out[i] = (float)s;
     }
-    g.add_seconds += now_s() - t_add;
+    g.add_seconds += oclseg_now_s() - t_add;
     for (int r = 0; r < g.size; r++) rcount[r] = scount[r];
     if (MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, buf, rcount, sdispl, MPI_FLOAT,
                         MPI_COMM_WORLD, &req) != MPI_SUCCESS)
@@ -215,7 +210,7 @@ int oclseg_dist_sum(float *buf, size_t count, const double *weights) {
     wait_request(&req, "gradient sum (all-gather)");
     g.bytes_sent += 2 * (count - (size_t)mine) * sizeof(float);
     free(scount);
-    g.comm_seconds += now_s() - t0;
+    g.comm_seconds += oclseg_now_s() - t0;
     return OCLSEG_OK;
 #else
     return OCLSEG_ERR_INTERNAL;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "oclseg/runtime.h"
+#include "oclseg/util.h"
 #include "runtime/kernels_embedded.h"
 #include "runtime/program_internal.h"
 
@@ -27,7 +28,7 @@ static const tuning_entry tuning_table[] = {
 
 static int contains(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
 
-const char *oclseg_tuning_defines(const oclseg_device_info *dev, const char *program_name) {
+const char *oclseg_device_defines(const oclseg_device_info *dev, const char *program_name) {
     const size_t n = sizeof tuning_table / sizeof tuning_table[0];
     for (int pass = 0; pass < 3; pass++) {
         for (size_t i = 0; i < n; i++) {
@@ -110,19 +111,6 @@ void oclseg_cache_dir(char *out, size_t size) {
     else out[0] = '\0';
 }
 
-static void mkdir_p(const char *path) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    }
-    mkdir(tmp, 0755);
-}
-
 #define CACHE_MAGIC "OCLSEGK1"
 
 typedef struct cache_key {
@@ -177,7 +165,7 @@ static void cache_write(const cache_key *key, const unsigned char *bin, size_t s
     if (!key->path[0]) return;
     char dir[4096], tmp[4300];
     oclseg_cache_dir(dir, sizeof dir);
-    mkdir_p(dir);
+    (void)oclseg_mkdir_p(dir); /* best effort: a cache that cannot be written is skipped */
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", key->path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) return;
@@ -231,7 +219,7 @@ static int build_program(oclseg_ctx *ctx, const char *name, const char *extra_de
     TRY(load_source(name, &source));
     char options[2048];
     snprintf(options, sizeof options, "%s %s %s", ctx->cl_std,
-             oclseg_tuning_defines(&ctx->info, name), extra_defines ? extra_defines : "");
+             oclseg_device_defines(&ctx->info, name), extra_defines ? extra_defines : "");
     cache_key key;
     make_cache_key(ctx, source, options, &key);
     cl_int err;
@@ -398,7 +386,7 @@ static size_t floor_pow2(size_t v) {
 
 size_t oclseg_reduce_wg(oclseg_ctx *ctx, const char *program_name, cl_kernel kernel) {
     static const char key[] = "-DREDUCE_WG=";
-    const char *at = strstr(oclseg_tuning_defines(&ctx->info, program_name), key);
+    const char *at = strstr(oclseg_device_defines(&ctx->info, program_name), key);
     size_t wg = at ? (size_t)strtoul(at + strlen(key), NULL, 10) : 64;
     size_t limit = oclseg_kernel_wg_limit(ctx, kernel);
     if (limit > ctx->info.max_work_group_size) limit = ctx->info.max_work_group_size;

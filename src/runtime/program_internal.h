@@ -19,7 +19,8 @@ struct oclseg_kernel_entry {
 
 void oclseg_programs_release(oclseg_ctx *ctx);
 
-/* Per-device tuning defines: device-name match, else vendor match, else the default. */
-const char *oclseg_tuning_defines(const oclseg_device_info *dev, const char *program_name);
+/* Per-device kernel -D table (work-group sizes, vector widths; not GEMM tuning): device-name
+ * match, else vendor match, else the default. */
+const char *oclseg_device_defines(const oclseg_device_info *dev, const char *program_name);
 
 #endif

@@ -1,27 +1,8 @@
-/* Tensor views and owning tensors: creation, release, shape checks, host copies. */
+/* Tensor views: construction, shape checks, host copies. */
 #include "oclseg/tensor.h"
 
-int oclseg_tensor_create(oclseg_ctx *ctx, oclseg_tensor *t, int n, int c, int h, int w,
-                         const char *what) {
-    *t = oclseg_tensor_view(NULL, 0, n, c, h, w);
-    if (n <= 0 || c <= 0 || h <= 0 || w <= 0) {
-        OCLSEG_ERROR("invalid tensor shape (%d, %d, %d, %d) for %s", n, c, h, w,
-                     what ? what : "a tensor");
-        return OCLSEG_ERR_INVALID_ARG;
-    }
-    TRY(oclseg_buffer_create(ctx, oclseg_tensor_numel(t) * sizeof(float), what, &t->buf));
-    t->owned = 1;
-    return OCLSEG_OK;
-}
-
-void oclseg_tensor_free(oclseg_ctx *ctx, oclseg_tensor *t) {
-    if (t->owned && t->buf) oclseg_buffer_free(ctx, t->buf, oclseg_tensor_numel(t) * sizeof(float));
-    t->buf = NULL;
-    t->owned = 0;
-}
-
 oclseg_tensor oclseg_tensor_view(cl_mem buf, size_t off, int n, int c, int h, int w) {
-    oclseg_tensor t = {buf, off, n, c, h, w, 0};
+    oclseg_tensor t = {buf, off, n, c, h, w};
     return t;
 }
 

@@ -29,10 +29,6 @@ static const char *const *const kernel_params[OCLSEG_TUNING_KERNELS] = {xgemm_pa
 static const char *const flag_params[] = {"GEMMK", "SA", "SB", "STRM", "STRN", "PADA", "PADB",
                                           NULL};
 
-const char *oclseg_tuning_kernel_name(int i) {
-    return i >= 0 && i < OCLSEG_TUNING_KERNELS ? kernel_names[i] : NULL;
-}
-
 static int in_list(const char *const *list, const char *name) {
     for (int i = 0; list[i]; i++)
         if (strcmp(list[i], name) == 0) return 1;

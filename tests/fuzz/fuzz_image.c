@@ -1,6 +1,7 @@
 /* libFuzzer target: PNG/JPEG decoding from memory (oclseg_image_decode) to 1 and 3 channels,
  * including the decompression-bomb guard, then small bilinear and nearest resizes of the result
- * and mask binarisation, with the decoder's invariants checked. */
+ * and mask binarisation, and mask decoding (encoding recognition) of the same bytes, with the
+ * decoder's invariants checked. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,29 @@ static void resize_all(const oclseg_image *img, uint32_t salt) {
     REQUIRE(oclseg_resize_nearest(img, w, -1, &out) == OCLSEG_ERR_INVALID_ARG);
 }
 
+/* Mask decoding (raw values, encoding recognition) of the same bytes: refused with a status, or
+ * a 0/1 mask of the image's size with a consistent lesion fraction. */
+static void check_mask(const uint8_t *data, size_t size, const oclseg_image *decoded,
+                       double threshold) {
+    oclseg_image m;
+    oclseg_mask_info info;
+    if (oclseg_mask_decode(data, size, "fuzz-mask", threshold, &m, &info) != OCLSEG_OK) {
+        REQUIRE(m.pixels == NULL);
+        return;
+    }
+    check_image(&m, decoded->width, decoded->height, 1);
+    size_t n = (size_t)m.width * (size_t)m.height, fg = 0;
+    for (size_t i = 0; i < n; i++) {
+        REQUIRE(m.pixels[i] <= 1);
+        fg += m.pixels[i];
+    }
+    REQUIRE(info.foreground_fraction == (double)fg / (double)n);
+    REQUIRE((info.encoding == OCLSEG_MASK_THRESHOLD) == (threshold > 0));
+    char desc[64];
+    oclseg_mask_describe(&info, desc, sizeof desc);
+    oclseg_image_free(&m);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint32_t salt = 2166136261u; /* FNV-1a of the last bytes: varies the resize targets */
     for (size_t i = size > 16 ? size - 16 : 0; i < size; i++) salt = (salt ^ data[i]) * 16777619u;
@@ -77,6 +101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if ((long long)rgb.width * rgb.height <= RESIZE_MAX_PIXELS) {
         resize_all(&rgb, salt);
         resize_all(&gray, salt ^ 0x9e3779b9u);
+        check_mask(data, size, &gray, 0);
+        check_mask(data, size, &gray, 1 + salt % 300);
     }
     oclseg_image_free(&rgb);
     oclseg_image_free(&gray);

@@ -1,0 +1,53 @@
+/* GEMM tuning: finds faster CLBlast parameters for one device by validated, timed trials. */
+#ifndef OCLSEG_TUNE_H
+#define OCLSEG_TUNE_H
+
+#include <stddef.h>
+
+#include "oclseg/util.h"
+
+typedef struct oclseg_tune_options {
+    const char *device;            /* device spec (see oclseg_device_choose) */
+    int batch, size, repeats;      /* the training step whose GEMMs are recorded; timing medians */
+    double budget_s;               /* time for the whole search */
+    double trial_timeout_s;        /* a child running longer is killed and its candidate rejected */
+    /* The executable whose `tune` subcommand runs the children (hidden options, see
+     * oclseg_tune_child_*); NULL: /proc/self/exe, i.e. the calling oclseg binary. */
+    const char *exe;
+    /* Progress lines (no newline); NULL: silent. */
+    void (*progress)(void *user, const char *line);
+    void *progress_user;
+} oclseg_tune_options;
+
+/* batch 16, size 128, repeats 3, budget 300 s, trial timeout 300 s. */
+void oclseg_tune_options_default(oclseg_tune_options *o);
+
+typedef struct oclseg_tune_report {
+    int shapes;                      /* unique GEMM shapes of one step */
+    long calls;                      /* CLBlast calls per step */
+    int candidates, rejected;
+    char best[64];                   /* name of the chosen candidate ("CLBlast defaults": none) */
+    double baseline_ms, best_ms;     /* weighted GEMM time of one step */
+    double baseline_gflops, best_gflops; /* 1024^3 SGEMM through CLBlast */
+    int written;                     /* 1: `path` now holds the winner; 0: the defaults stay */
+    char path[OCLSEG_PATH_MAX];      /* the device's tuning file */
+    char work_dir[256];              /* candidates, results and child logs */
+    double seconds;
+} oclseg_tune_report;
+
+/* Records the GEMM shapes of one training step, tries CLBlast's defaults, its tuners' results and
+ * hand-picked sets in child processes (every recorded shape must reproduce the defaults bit for bit
+ * on integer data), and writes the fastest to the device's tuning file when it beats the defaults
+ * by 3% (else removes an older file). OCLSEG_OK when the search completed either way. */
+int oclseg_tune(const oclseg_tune_options *o, oclseg_tune_report *r);
+
+/* Child entry points, each run in its own process by oclseg_tune through `EXE tune --record ...`,
+ * `--tuner ...`, `--trial ...` (the CLI maps those options here). Each returns OCLSEG_OK after
+ * writing its JSON result file. */
+int oclseg_tune_child_record(const char *device, int batch, int size, const char *shapes_path);
+int oclseg_tune_child_tuner(const char *device, const char *kernel, size_t m, size_t n, size_t k,
+                            double fraction, const char *result_path);
+int oclseg_tune_child_trial(const char *device, const char *candidate_path,
+                            const char *shapes_path, const char *result_path, int repeats);
+
+#endif

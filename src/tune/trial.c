@@ -1,0 +1,379 @@
+/* Tuner children: record a step's GEMM shapes, run one CLBlast tuner, validate and time one candidate. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "oclseg/trainer.h"
+#include "oclseg/tune.h"
+#include "oclseg/tuning.h"
+#include "oclseg/safetensors.h"
+#include "oclseg/util.h"
+#include "ops/gemm.h"
+#include "runtime/tune_clblast.h"
+#include "tune/tune_internal.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int dump_json(json_t *j, const char *path) {
+    char *text = j ? json_dumps(j, JSON_INDENT(1)) : NULL;
+    json_decref(j);
+    if (!text) {
+        OCLSEG_ERROR("%s: cannot format the JSON result", path);
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    }
+    int st = oclseg_file_write_atomic(path, text, strlen(text));
+    free(text);
+    return st;
+}
+
+/* ---- shapes files ---------------------------------------------------------------------------- */
+
+int tune_shapes_save(const oclseg_gemm_shape *s, int count, const char *path) {
+    json_t *arr = json_array();
+    for (int i = 0; i < count; i++)
+        json_array_append_new(arr, json_pack("{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:f, s:I}",
+                                             "trans_a", s[i].trans_a, "trans_b", s[i].trans_b,
+                                             "batched", s[i].batched, "batch", s[i].batch, "m",
+                                             (json_int_t)s[i].m, "n", (json_int_t)s[i].n, "k",
+                                             (json_int_t)s[i].k, "beta", (double)s[i].beta,
+                                             "calls", (json_int_t)s[i].calls));
+    return dump_json(json_pack("{s:o}", "shapes", arr), path);
+}
+
+int tune_shapes_load(const char *path, oclseg_gemm_shape **out, int *count) {
+    json_error_t e;
+    json_t *root = json_load_file(path, 0, &e), *arr = json_object_get(root, "shapes");
+    *out = NULL;
+    *count = 0;
+    if (!root) {
+        OCLSEG_ERROR("%s: cannot read a shapes file: %s (line %d)", path, e.text, e.line);
+        return OCLSEG_ERR_FORMAT;
+    }
+    if (!json_is_array(arr)) {
+        OCLSEG_ERROR("%s: not a shapes file (no \"shapes\" array)", path);
+        json_decref(root);
+        return OCLSEG_ERR_FORMAT;
+    }
+    size_t n = json_array_size(arr);
+    *out = calloc(n + 1, sizeof **out);
+    if (!*out) {
+        json_decref(root);
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_array_get(arr, i);
+        json_int_t m = 0, nn = 0, k = 0, calls = 0;
+        double beta = 0;
+        oclseg_gemm_shape *s = &(*out)[i];
+        if (json_unpack(o, "{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:F, s:I}", "trans_a", &s->trans_a,
+                        "trans_b", &s->trans_b, "batched", &s->batched, "batch", &s->batch, "m", &m,
+                        "n", &nn, "k", &k, "beta", &beta, "calls", &calls) != 0 ||
+            m <= 0 || nn <= 0 || k <= 0 || s->batch <= 0) {
+            OCLSEG_ERROR("%s: shape %zu is malformed", path, i);
+            free(*out);
+            *out = NULL;
+            json_decref(root);
+            return OCLSEG_ERR_FORMAT;
+        }
+        s->m = (size_t)m, s->n = (size_t)nn, s->k = (size_t)k, s->beta = (float)beta;
+        s->calls = (long)calls;
+    }
+    *count = (int)n;
+    json_decref(root);
+    return OCLSEG_OK;
+}
+
+/* ---- child: record the GEMM shapes of one training step ------------------------------------- */
+
+int oclseg_tune_child_record(const char *device, int batch, int size, const char *shapes_path) {
+    oclseg_ctx *ctx = NULL;
+    oclseg_model *m = NULL;
+    oclseg_trainer *t = NULL;
+    oclseg_gemm_shape *shapes = NULL;
+    int count = 0, st;
+    size_t s2 = (size_t)size * size;
+    float *images = malloc((size_t)batch * 3 * s2 * sizeof *images);  // (B, 3, S, S)
+    float *masks = malloc((size_t)batch * s2 * sizeof *masks);        // (B, 1, S, S)
+    oclseg_ctx_options co = {.device_spec = device};
+    if (!images || !masks) {
+        st = OCLSEG_ERR_OUT_OF_MEMORY;
+        goto done;
+    }
+    for (size_t i = 0; i < (size_t)batch * 3 * s2; i++) images[i] = (float)((i * 7919) % 17) / 8 - 1;
+    for (size_t i = 0; i < (size_t)batch * s2; i++) masks[i] = (float)((i / 37) % 2);
+    TRY_GOTO(oclseg_ctx_create(&ctx, &co), st, done);
+    oclseg_model_config cfg;
+    oclseg_model_config_default(&cfg);
+    cfg.size = size;
+    cfg.max_batch = batch;
+    TRY_GOTO(oclseg_model_create(ctx, &cfg, &m), st, done);
+    TRY_GOTO(oclseg_model_init_random(m, 1), st, done);
+    oclseg_trainer_config tc = {.frozen_encoder = 0, .seed = 1};
+    oclseg_optim_config_default(&tc.optim, OCLSEG_OPT_NADAM);
+    TRY_GOTO(oclseg_trainer_create(m, &tc, &t), st, done);
+    float losses[OCLSEG_LOSS_RING];
+    int64_t first;
+    int nl;
+    /* the second step is recorded: the first may differ (scratch growth, first-use paths) */
+    TRY_GOTO(oclseg_trainer_step(t, images, masks, batch), st, done);
+    TRY_GOTO(oclseg_trainer_drain_losses(t, losses, &first, &nl), st, done);
+    oclseg_gemm_record_begin();
+    st = oclseg_trainer_step(t, images, masks, batch);
+    if (st == OCLSEG_OK) st = oclseg_trainer_drain_losses(t, losses, &first, &nl);
+    int st2 = oclseg_gemm_record_end(&shapes, &count);
+    if (st == OCLSEG_OK) st = st2;
+    if (st == OCLSEG_OK) st = tune_shapes_save(shapes, count, shapes_path);
+done:
+    free(shapes);
+    free(images);
+    free(masks);
+    oclseg_trainer_free(t);
+    oclseg_model_free(m);
+    oclseg_ctx_free(ctx);
+    return st;
+}
+
+/* ---- child: one CLBlast tuner run ------------------------------------------------------------ */
+
+int oclseg_tune_child_tuner(const char *device, const char *kernel, size_t m, size_t n, size_t k,
+                            double fraction, const char *result_path) {
+    if (strcmp(kernel, "Xgemm") != 0 && strcmp(kernel, "XgemmDirect") != 0) {
+        OCLSEG_ERROR("oclseg tune: unknown CLBlast tuner '%s' (Xgemm or XgemmDirect)", kernel);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    oclseg_ctx *ctx = NULL;
+    oclseg_ctx_options co = {.device_spec = device};
+    TRY(oclseg_ctx_create(&ctx, &co));
+    oclseg_tuning t;
+    memset(&t, 0, sizeof t);
+    int ki = strcmp(kernel, "Xgemm") == 0 ? 0 : 1;
+    int err = oclseg_clblast_tune(ctx->queue, kernel, m, n, k, fraction, &t.params[ki]);
+    oclseg_ctx_free(ctx);
+    if (err != 0) {
+        OCLSEG_ERROR("oclseg tune: CLBlast tuner %s failed: status %d", kernel, err);
+        return OCLSEG_ERR_CLBLAST;
+    }
+    t.has[ki] = 1;
+    char *text = oclseg_tuning_format(&t, 1);
+    int st = text ? oclseg_file_write_atomic(result_path, text, strlen(text))
+                  : OCLSEG_ERR_OUT_OF_MEMORY;
+    free(text);
+    return st;
+}
+
+/* ---- child: validate and time one candidate -------------------------------------------------- */
+
+typedef struct trial_buffers {
+    float *a, *b, *c0, *c;
+    cl_mem da, db, dc;
+    size_t na, nb, nc;
+} trial_buffers;
+
+static uint64_t xorshift(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Small integers in [-2, 2]: every product and partial sum of a GEMM with k < 2^21 is an integer
+ * of magnitude < 2^24, hence exact in float32 whatever the summation order or tiling. */
+static void fill_ints(float *x, size_t n, uint64_t seed) {
+    uint64_t s = seed * 0x9E3779B97F4A7C15ULL + 1;
+    for (size_t i = 0; i < n; i++) x[i] = (float)((int)(xorshift(&s) % 5) - 2);
+}
+
+static int run_shape(oclseg_ctx *ctx, const oclseg_gemm_shape *s, trial_buffers *b) {
+    const size_t lda = s->trans_a ? s->m : s->k, ldb = s->trans_b ? s->k : s->n, ldc = s->n;
+    const gemm_dims d = {s->trans_a, s->trans_b, s->m, s->n, s->k};
+    const gemm_operand a = gemm_mat(b->da, 0, lda, s->m * s->k);
+    const gemm_operand bm = gemm_mat(b->db, 0, ldb, s->k * s->n);
+    const gemm_operand c = gemm_mat(b->dc, 0, ldc, s->m * s->n);
+    if (s->batched) return gemm_batched(ctx, d, a, bm, s->beta, c, s->batch);
+    return gemm_single(ctx, d, a, bm, s->beta, c);
+}
+
+/* Hash of the result (with -0 folded into +0: the sign of an exact zero may depend on the
+ * kernel), and a host check of sampled elements in exact integer arithmetic. */
+static int check_result(const oclseg_gemm_shape *s, const trial_buffers *b, uint64_t *hash,
+                        char *why, size_t whyn) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < b->nc; i++) {
+        float v = b->c[i] + 0.0f;
+        uint32_t u;
+        memcpy(&u, &v, 4);
+        h = (h ^ u) * 1099511628211ULL;
+    }
+    *hash = h;
+    uint64_t rs = 12345;
+    for (int t = 0; t < 64; t++) {
+        size_t bi = xorshift(&rs) % (size_t)s->batch, i = xorshift(&rs) % s->m,
+               j = xorshift(&rs) % s->n;
+        const float *a = b->a + bi * s->m * s->k, *bb = b->b + bi * s->k * s->n;
+        long long acc = 0;
+        for (size_t l = 0; l < s->k; l++) {
+            float x = s->trans_a ? a[l * s->m + i] : a[i * s->k + l];
+            float y = s->trans_b ? bb[j * s->k + l] : bb[l * s->n + j];
+            acc += (long long)x * (long long)y;
+        }
+        size_t ci = bi * s->m * s->n + i * s->n + j;
+        if (s->beta != 0.0f) acc += (long long)b->c0[ci];
+        if (b->c[ci] != (float)acc) {
+            snprintf(why, whyn, "C[%zu][%zu][%zu] = %g, exact value %lld", bi, i, j, b->c[ci], acc);
+            return OCLSEG_ERR_NUMERIC;
+        }
+    }
+    return OCLSEG_OK;
+}
+
+static void free_buffers(oclseg_ctx *ctx, trial_buffers *b) {
+    free(b->a), free(b->b), free(b->c0), free(b->c);
+    if (b->da) oclseg_buffer_free(ctx, b->da, b->na * 4);
+    if (b->db) oclseg_buffer_free(ctx, b->db, b->nb * 4);
+    if (b->dc) oclseg_buffer_free(ctx, b->dc, b->nc * 4);
+    memset(b, 0, sizeof *b);
+}
+
+static int make_buffers(oclseg_ctx *ctx, const oclseg_gemm_shape *s, int index, trial_buffers *b) {
+    memset(b, 0, sizeof *b);
+    b->na = (size_t)s->batch * s->m * s->k;
+    b->nb = (size_t)s->batch * s->k * s->n;
+    b->nc = (size_t)s->batch * s->m * s->n;
+    b->a = malloc(b->na * 4), b->b = malloc(b->nb * 4), b->c0 = malloc(b->nc * 4);
+    b->c = malloc(b->nc * 4);
+    if (!b->a || !b->b || !b->c0 || !b->c) return OCLSEG_ERR_OUT_OF_MEMORY;
+    fill_ints(b->a, b->na, 3 * (uint64_t)index + 1);
+    fill_ints(b->b, b->nb, 3 * (uint64_t)index + 2);
+    fill_ints(b->c0, b->nc, 3 * (uint64_t)index + 3);
+    TRY(oclseg_buffer_create(ctx, b->na * 4, "tune A", &b->da));
+    TRY(oclseg_buffer_create(ctx, b->nb * 4, "tune B", &b->db));
+    TRY(oclseg_buffer_create(ctx, b->nc * 4, "tune C", &b->dc));
+    TRY(oclseg_write(ctx, b->da, 0, b->na * 4, b->a));
+    TRY(oclseg_write(ctx, b->db, 0, b->nb * 4, b->b));
+    return OCLSEG_OK;
+}
+
+/* One correctness run (C reset first), then `repeats` timed runs; median seconds in *sec. */
+static int corrupt; /* test hook: pretend the kernel got the last element wrong */
+
+static int trial_shape(oclseg_ctx *ctx, const oclseg_gemm_shape *s, trial_buffers *b, int repeats,
+                       uint64_t *hash, double *sec, char *why, size_t whyn) {
+    TRY(oclseg_write(ctx, b->dc, 0, b->nc * 4, b->c0));
+    TRY(run_shape(ctx, s, b));
+    TRY(oclseg_read(ctx, b->dc, 0, b->nc * 4, b->c));
+    if (corrupt) b->c[b->nc - 1] += 1.0f;
+    TRY(check_result(s, b, hash, why, whyn));
+    if (repeats <= 0) return OCLSEG_OK;
+    double t[16];
+    if (repeats > 16) repeats = 16;
+    for (int r = 0; r < repeats; r++) {
+        double t0 = oclseg_now_s();
+        TRY(run_shape(ctx, s, b));
+        TRY(oclseg_finish(ctx));
+        t[r] = oclseg_now_s() - t0;
+    }
+    qsort(t, (size_t)repeats, sizeof *t, cmp_double);
+    *sec = t[repeats / 2];
+    return OCLSEG_OK;
+}
+
+int oclseg_tune_child_trial(const char *device, const char *candidate_path,
+                            const char *shapes_path, const char *result_path, int repeats) {
+    oclseg_gemm_shape *rec = NULL;
+    int nrec = 0;
+    json_t *res = json_object();
+    char why[512] = "";
+    oclseg_ctx *ctx = NULL;
+    uint64_t *ref = NULL;
+    size_t len = 0;
+    oclseg_tuning cand;
+    char *text = NULL;
+    int st = oclseg_read_file(candidate_path, 0, &text, &len);
+    if (st == OCLSEG_OK) st = oclseg_tuning_parse(text, len, 1, &cand, why, sizeof why);
+    free(text);
+    if (st == OCLSEG_OK) st = tune_shapes_load(shapes_path, &rec, &nrec);
+    /* Validation-only shapes (not timed into the total): large square GEMMs take CLBlast's
+     * indirect Xgemm path whatever the model's shapes do, so Xgemm parameters are validated too;
+     * 1000 is not a multiple of any tile size (padding path). The 1024^3 time is the ceiling. */
+    oclseg_gemm_shape *shapes = calloc((size_t)nrec + 2, sizeof *shapes);
+    int n = nrec + 2;
+    if (shapes) {
+        for (int i = 0; i < nrec; i++) shapes[i] = rec[i];
+        shapes[nrec] = (oclseg_gemm_shape){0, 0, 0, 1, 1024, 1024, 1024, 0.0f, 0};
+        shapes[nrec + 1] = (oclseg_gemm_shape){1, 0, 0, 1, 1000, 1000, 1000, 1.0f, 0};
+    }
+    ref = calloc((size_t)n, sizeof *ref);
+    double *sec = calloc((size_t)n, sizeof *sec);
+    if (st == OCLSEG_OK && (!shapes || !ref || !sec)) st = OCLSEG_ERR_OUT_OF_MEMORY;
+    oclseg_ctx_options co = {.device_spec = device};
+    if (st == OCLSEG_OK) st = oclseg_ctx_create(&ctx, &co);
+    /* reference hashes with CLBlast's defaults (the parent runs children with OCLSEG_NO_TUNING) */
+    for (int i = 0; st == OCLSEG_OK && i < n; i++) {
+        trial_buffers b;
+        st = make_buffers(ctx, &shapes[i], i, &b);
+        if (st == OCLSEG_OK) st = trial_shape(ctx, &shapes[i], &b, 0, &ref[i], NULL, why, sizeof why);
+        if (st != OCLSEG_OK && !why[0]) snprintf(why, sizeof why, "defaults failed on shape %d", i);
+        free_buffers(ctx, &b);
+    }
+    if (st == OCLSEG_OK) {
+        st = oclseg_tuning_apply_params(ctx->info.device, &cand);
+        if (st != OCLSEG_OK) snprintf(why, sizeof why, "CLBlastOverrideParameters rejected it");
+        /* test hooks (tests/test_tune.c): a candidate that crashes the driver, one that
+         * computes a wrong element; both only for non-empty candidates (not the baseline) */
+        int nonempty = cand.has[0] || cand.has[1] || cand.has[2];
+        const char *hook = getenv("OCLSEG_TUNE_TRIAL_ABORT");
+        if (nonempty && hook && strcmp(hook, "1") == 0) abort();
+        hook = getenv("OCLSEG_TUNE_TRIAL_CORRUPT");
+        corrupt = nonempty && hook && strcmp(hook, "1") == 0;
+    }
+    double total = 0, ceiling_gflops = 0;
+    json_t *per = json_array();
+    for (int i = 0; st == OCLSEG_OK && i < n; i++) {
+        const oclseg_gemm_shape *s = &shapes[i];
+        trial_buffers b;
+        uint64_t h = 0;
+        st = make_buffers(ctx, s, i, &b);
+        if (st == OCLSEG_OK)
+            st = trial_shape(ctx, s, &b, i == nrec + 1 ? 0 : repeats, &h, &sec[i], why, sizeof why);
+        if (st == OCLSEG_OK && h != ref[i]) {
+            snprintf(why, sizeof why, "result differs from CLBlast's defaults");
+            st = OCLSEG_ERR_NUMERIC;
+        }
+        if (st != OCLSEG_OK) {
+            char tmp[512];
+            snprintf(tmp, sizeof tmp, "%s; shape %dx%dx%d batch %d trans %d%d: %s",
+                     oclseg_status_str(st), (int)s->m, (int)s->n, (int)s->k, s->batch, s->trans_a,
+                     s->trans_b, why[0] ? why : "CLBlast error");
+            snprintf(why, sizeof why, "%s", tmp);
+        }
+        free_buffers(ctx, &b);
+        if (i < nrec) {
+            total += sec[i] * 1e3 * (double)s->calls;
+            json_array_append_new(per, json_real(sec[i] * 1e3));
+        } else if (i == nrec) {
+            ceiling_gflops = 2.0 * 1024 * 1024 * 1024 / sec[i] / 1e9;
+        }
+    }
+    oclseg_ctx_free(ctx);
+    if (st == OCLSEG_OK) {
+        json_object_set_new(res, "ok", json_true());
+        json_object_set_new(res, "weighted_ms", json_real(total));
+        json_object_set_new(res, "sgemm_1024_gflops", json_real(ceiling_gflops));
+        json_object_set_new(res, "per_shape_ms", per);
+    } else {
+        json_decref(per);
+        json_object_set_new(res, "ok", json_false());
+        json_object_set_new(res, "reason", json_string(why[0] ? why : oclseg_status_str(st)));
+    }
+    int written = dump_json(res, result_path);
+    free(rec);
+    free(shapes);
+    free(ref);
+    free(sec);
+    return st != OCLSEG_OK ? st : written;
+}
+
