@@ -174,6 +174,38 @@ START_TEST(pocl_and_rusticl_ranks_stay_identical) {
 }
 END_TEST
 
+/* --balance with the rank speeds forced to 1:7 (OCLSEG_BALANCE_SPEEDS): from step 4 on the
+ * global batch of 4 splits 1 + 3 instead of 2 + 2. Same global batch, so the same losses: steps
+ * 0-3 (even split, before the measurement ends) bit-identical, steps 4-5 within rtol 1e-2 (the
+ * same rounding-level tolerance as above), parameters identical on both ranks every step. */
+START_TEST(balance_gives_the_even_result) {
+    if (skip("balance_gives_the_even_result")) return;
+    const char *args = "--epochs 2 --batch 4 --size 32 --eval-every 1000 --sync-bn";
+    ck_assert_int_eq(harness_sh("%s -np 2 %s train --data %s --out %s/even %s --quiet", mpirun,
+                                bin, data, root, args), 0);
+    ck_assert_int_eq(harness_sh("%s -np 2 -x OCLSEG_BALANCE_SPEEDS=1,7 -x OCLSEG_DIST_CHECK=1 %s "
+                                "train --data %s --out %s/bal %s --balance > %s/bal.out "
+                                "2> %s/bal.err", mpirun, bin, data, root, args, root, root), 0);
+    ck_assert_int_eq(harness_sh("grep -q 'from step 4 on, a batch of 4 splits as 1 .* 3 ' %s/bal.out",
+                                root), 0);
+    ck_assert_int_eq(harness_sh("grep -c 'dist-check step .* on all 2 ranks' %s/bal.err | grep -qx 6",
+                                root), 0);
+    char a[128], b[128];
+    snprintf(a, sizeof a, "%s/even", root);
+    snprintf(b, sizeof b, "%s/bal", root);
+    double even[6], bal[6];
+    read_losses(a, even, 6);
+    read_losses(b, bal, 6);
+    for (int s = 0; s < 6; s++) {
+        double rel = fabs(even[s] - bal[s]) / fabs(even[s]);
+        fprintf(stderr, "--balance step %d: even %.9f, 1+3 %.9f, relative %.2e\n", s, even[s],
+                bal[s], rel);
+        if (s < 4) ck_assert_msg(even[s] == bal[s], "step %d differs before balancing", s);
+        else ck_assert_msg(rel <= 1e-2, "step %d: %.2e > 1e-2", s, rel);
+    }
+}
+END_TEST
+
 START_TEST(reruns_are_bit_identical) {
     if (skip("reruns_are_bit_identical")) return;
     for (int i = 0; i < 2; i++)
@@ -346,6 +378,7 @@ int main(void) {
     tcase_add_test(tc, disagreeing_ranks_are_refused);
     tcase_add_test(tc, sync_bn_matches_one_process);
     tcase_add_test(tc, reruns_are_bit_identical);
+    tcase_add_test(tc, balance_gives_the_even_result);
     tcase_add_test(tc, pocl_and_rusticl_ranks_stay_identical);
     tcase_add_test(tc, killed_rank_stops_the_job_and_resumes);
     tcase_add_test(tc, hung_rank_times_out);

@@ -19,6 +19,7 @@ typedef struct oclseg_fit_options {
     int shuffle, augment, quiet, skip_bad, threads;
     int check_numerics;         /* --check-numerics (also env OCLSEG_CHECK_NUMERICS=1) */
     int sync_bn;                /* --sync-bn: BatchNorm statistics over the global batch (MPI) */
+    int balance;                /* --balance: split global batches in proportion to rank speed */
     double mask_threshold;      /* --mask-threshold T (> 0); 0: recognise the mask encoding */
 } oclseg_fit_options;
 

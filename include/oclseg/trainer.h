@@ -30,6 +30,8 @@ typedef struct oclseg_trainer {
     float *reduce_host;        /* (param_floats + 1): gradients + loss summed over ranks */
     double reduce_seconds;     /* time in data-parallel gradient sums (read, sum, write back) */
     int64_t reduce_steps;
+    double last_compute_seconds; /* last data-parallel step: from its start until this rank's
+                                    gradients were read (its own forward + backward) */
     int broadcast_params;      /* ranks on different devices/drivers: after each data-parallel
                                   step rank 0's parameters (and running statistics) are copied to
                                   all, as their optimizer arithmetic may round differently */

@@ -250,6 +250,9 @@ typedef struct fit_run {
     float *images, *masks;
     int *perm, *batch_idx;
     int *rank_counts, *rank_starts; /* this step's split of the global batch over the ranks */
+    double *rank_speed;             /* --balance: images/s per rank once measured */
+    int balanced, steps_here;       /* steps taken by this process (resumed runs start at 0) */
+    double speed_images, speed_seconds;
     int local_batch;
     oclseg_augment *aug;
     double epoch_loss_sum;
@@ -293,6 +296,7 @@ static int setup(fit_run *r) {
     mc.size = o->size;
     /* each rank holds its slice of the global batch (at most ceil(B / ranks) images) */
     r->local_batch = (o->batch + oclseg_dist_size() - 1) / oclseg_dist_size();
+    if (o->balance) r->local_batch = o->batch; /* a fast rank may take most of the batch */
     mc.max_batch = r->local_batch;
     mc.dropout = o->dropout;
     TRY(oclseg_model_create(r->ctx, &mc, &r->model));
@@ -322,7 +326,9 @@ static int setup(fit_run *r) {
     r->batch_idx = malloc((size_t)o->batch * sizeof(int));
     r->aug = malloc((size_t)o->batch * sizeof *r->aug);
     r->rank_counts = malloc(2 * (size_t)oclseg_dist_size() * sizeof(int));
-    if (!r->images || !r->masks || !r->perm || !r->batch_idx || !r->aug || !r->rank_counts)
+    r->rank_speed = malloc((size_t)oclseg_dist_size() * sizeof(double));
+    if (!r->images || !r->masks || !r->perm || !r->batch_idx || !r->aug || !r->rank_counts ||
+        !r->rank_speed)
         return OCLSEG_ERR_OUT_OF_MEMORY;
     r->rank_starts = r->rank_counts + oclseg_dist_size();
     return OCLSEG_OK;
@@ -337,6 +343,7 @@ static void teardown(fit_run *r) {
     free(r->batch_idx);
     free(r->aug);
     free(r->rank_counts);
+    free(r->rank_speed);
     oclseg_trainer_free(r->trainer);
     oclseg_model_free(r->model);
     oclseg_ctx_free(r->ctx);
@@ -436,7 +443,8 @@ static int train_step(fit_run *r, int epoch, int s) {
     const oclseg_dataset *train = r->data.train;
     int b0 = s * o->batch, n = train->count - b0 < o->batch ? train->count - b0 : o->batch;
     const int size = oclseg_dist_size(), rank = oclseg_dist_rank();
-    fit_dist_split(n, size, r->rank_counts, r->rank_starts);
+    if (r->balanced) fit_dist_split_weighted(n, size, r->rank_speed, r->rank_counts, r->rank_starts);
+    else fit_dist_split(n, size, r->rank_counts, r->rank_starts);
     int first = r->rank_starts[rank], mine = r->rank_counts[rank];
     for (int i = 0; i < mine; i++) {
         r->batch_idx[i] = r->perm[b0 + first + i];
@@ -448,6 +456,19 @@ static int train_step(fit_run *r, int epoch, int s) {
     if (size == 1) return oclseg_trainer_step(r->trainer, r->images, r->masks, n);
     int64_t step = r->trainer->step;
     TRY(oclseg_trainer_step_shard(r->trainer, r->images, r->masks, mine, r->rank_counts));
+    if (o->balance && !r->balanced) {
+        TRY(fit_dist_measure_speed(r->steps_here++, mine, r->trainer->last_compute_seconds,
+                                   &r->speed_images, &r->speed_seconds, r->rank_speed,
+                                   &r->balanced));
+        if (r->balanced && !o->quiet) {
+            fit_dist_split_weighted(o->batch, size, r->rank_speed, r->rank_counts, r->rank_starts);
+            printf("--balance: from step %lld on, a batch of %d splits as", (long long)step + 1,
+                   o->batch);
+            for (int k = 0; k < size; k++)
+                printf(" %d (%.1f images/s)", r->rank_counts[k], r->rank_speed[k]);
+            printf("\n");
+        }
+    }
     return fit_dist_check_params(r->trainer, step);
 }
 

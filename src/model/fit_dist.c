@@ -17,6 +17,58 @@ void fit_dist_split(int n, int size, int *counts, int *starts) {
     }
 }
 
+void fit_dist_split_weighted(int n, int size, const double *speed, int *counts, int *starts) {
+    double total = 0, *frac = malloc((size_t)size * sizeof *frac);
+    for (int r = 0; r < size; r++) total += speed[r];
+    if (!frac || !(total > 0)) {
+        free(frac);
+        fit_dist_split(n, size, counts, starts);
+        return;
+    }
+    int base = n >= size ? 1 : 0, left = n - base * size;
+    int given = 0;
+    for (int r = 0; r < size; r++) {
+        double q = left * (speed[r] / total);
+        counts[r] = base + (int)q;
+        frac[r] = q - (int)q;
+        given += counts[r];
+    }
+    for (; given < n; given++) { /* largest remainder first, ties to the lower rank */
+        int best = 0;
+        for (int r = 1; r < size; r++)
+            if (frac[r] > frac[best]) best = r;
+        counts[best]++;
+        frac[best] = -1.0;
+    }
+    for (int r = 0, start = 0; r < size; r++) {
+        starts[r] = start;
+        start += counts[r];
+    }
+    free(frac);
+}
+
+int fit_dist_measure_speed(int64_t step, int images, double seconds, double *sum_images,
+                           double *sum_seconds, double *speed, int *ready) {
+    const int size = oclseg_dist_size();
+    *ready = 0;
+    if (step >= 1 && step <= 3) {
+        *sum_images += images;
+        *sum_seconds += seconds;
+    }
+    if (step != 3) return OCLSEG_OK;
+    double mine = *sum_seconds > 0 ? *sum_images / *sum_seconds : 1.0;
+    TRY(oclseg_dist_allgather(&mine, sizeof mine, speed));
+    const char *fake = getenv("OCLSEG_BALANCE_SPEEDS");
+    for (int r = 0; fake && r < size; r++) {
+        speed[r] = atof(fake);
+        fake = strchr(fake, ',');
+        if (fake) fake++;
+        if (!(speed[r] > 0)) speed[r] = 1.0;
+    }
+    *ready = 1;
+    return OCLSEG_OK;
+}
+
 void fit_dist_my_slice(int n, int *lo, int *hi) {
     int size = oclseg_dist_size(), r = oclseg_dist_rank();
     *lo = r * (n / size) + (r < n % size ? r : n % size);
@@ -41,12 +93,12 @@ static uint64_t hash_options(const oclseg_fit_options *o) {
     snprintf(text, sizeof text,
              "epochs=%d batch=%d size=%d eval_every=%d max_steps=%d lr=%a dropout=%a opt=%d "
              "frozen=%d seed=%llu shuffle=%d augment=%d skip_bad=%d sync_bn=%d init=%s "
-             "pretrained=%s resume=%d mask_threshold=%a",
+             "pretrained=%s resume=%d mask_threshold=%a balance=%d",
              o->epochs, o->batch, o->size, o->eval_every, o->max_steps, (double)o->lr,
              (double)o->dropout, (int)o->optimizer, o->frozen_encoder,
              (unsigned long long)o->seed, o->shuffle, o->augment, o->skip_bad, o->sync_bn,
              o->init ? o->init : "", o->pretrained ? o->pretrained : "", o->resume != NULL,
-             o->mask_threshold);
+             o->mask_threshold, o->balance);
     return oclseg_fnv1a(OCLSEG_FNV_BASIS, text, strlen(text));
 }
 

@@ -138,7 +138,8 @@ static int local_pass(oclseg_trainer *t, const float *images, const float *masks
 /* Data parallel: reads this rank's gradients (from element off) and loss to the host, replaces
  * them by the global-batch average over all ranks, writes them back. Every rank ends up with the
  * same bits, so the optimizer keeps the parameters identical everywhere. */
-static int reduce_over_ranks(oclseg_trainer *t, const int *rank_counts, size_t off) {
+static int reduce_over_ranks(oclseg_trainer *t, const int *rank_counts, size_t off,
+                             double step_start) {
     oclseg_model *m = t->model;
     double t0 = oclseg_now_s();
     const int size = oclseg_dist_size();
@@ -153,6 +154,7 @@ static int reduce_over_ranks(oclseg_trainer *t, const int *rank_counts, size_t o
     for (int r = 0; r < size; r++) w[r] = (double)rank_counts[r] / total;
     float *h = t->reduce_host;
     int st = oclseg_read(t->ctx, m->grads_buf, off * sizeof(float), count * sizeof(float), h);
+    t->last_compute_seconds = oclseg_now_s() - step_start; /* the read waited for the backward */
     if (st == OCLSEG_OK) st = oclseg_read(t->ctx, t->loss_ring_buf, loss_byte, sizeof(float), h + count);
     if (st == OCLSEG_OK) st = oclseg_dist_sum(h, count + 1, w);
     if (st == OCLSEG_OK)
@@ -191,6 +193,7 @@ int oclseg_trainer_step(oclseg_trainer *t, const float *images, const float *mas
 
 int oclseg_trainer_step_shard(oclseg_trainer *t, const float *images, const float *masks, int n,
                               const int *rank_counts) {
+    const double step_start = oclseg_now_s();
     oclseg_model *m = t->model;
     if (t->step - t->drained >= OCLSEG_LOSS_RING) {
         OCLSEG_ERROR("%d losses are waiting to be read: call oclseg_trainer_drain_losses",
@@ -204,7 +207,7 @@ int oclseg_trainer_step_shard(oclseg_trainer *t, const float *images, const floa
     int pass = n > 0 || !dist ? local_pass(t, images, masks, n) : OCLSEG_OK;
     m->rank_counts = NULL;
     TRY(pass);
-    if (dist) TRY(reduce_over_ranks(t, rank_counts, off));
+    if (dist) TRY(reduce_over_ranks(t, rank_counts, off, step_start));
     /* every step: one flag for all trained gradients, read back with the losses */
     TRY(op_check_finite(t->ctx, m->grads_buf, off, m->param_floats - off, t->finite_ring_buf,
                         (size_t)(t->step % OCLSEG_LOSS_RING)));
