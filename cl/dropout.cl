@@ -28,16 +28,18 @@ static float philox_uniform(uint word) { return (float)(word >> 8) * 0x1.0p-24f;
 // y = x * noise, noise = (u >= p) ? scale : 0, as PyTorch multiplies by the scaled mask (so a
 // NaN in a dropped element stays NaN). Used for the forward (x -> y) and the backward
 // (dy -> dx) alike. Each work-item handles the 4 consecutive elements of one Philox call:
-// counter = (group index as 64 bits, step as 64 bits), key = (seed low, seed high).
+// counter = (group index as 64 bits, step as 64 bits), key = (seed low, seed high). group_off
+// shifts the group index: a slice starting at element 4 * group_off gets the mask those elements
+// have in the whole tensor (a data-parallel rank's images of the global batch).
 // y may alias x (each element is read, then written, by the same work-item).
 __kernel void dropout_apply(__global const float *x, const uint x_off, __global float *y,
                             const uint y_off, const uint n, const float p, const float scale,
                             const uint seed_lo, const uint seed_hi, const uint step_lo,
-                            const uint step_hi) {
+                            const uint step_hi, const uint group_off) {
     const uint group = get_global_id(0);
     if (group >= n / 4u + (n % 4u != 0u)) return; // written so that nothing overflows
     const uint first = group * 4u;
-    const uint4 bits = philox4x32_10((uint4)(group, 0u, step_lo, step_hi), (uint2)(seed_lo, seed_hi));
+    const uint4 bits = philox4x32_10((uint4)(group + group_off, 0u, step_lo, step_hi), (uint2)(seed_lo, seed_hi));
     const uint words[4] = {bits.x, bits.y, bits.z, bits.w};
     for (uint j = 0; j < 4u && first + j < n; j++) {
         const float noise = philox_uniform(words[j]) >= p ? scale : 0.0f;

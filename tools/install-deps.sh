@@ -9,7 +9,8 @@ pkgs=(build-essential meson ninja-build pkg-config python3
       ocl-icd-opencl-dev opencl-c-headers libclblast-dev libpng-dev libjpeg62-turbo-dev
       libjansson-dev check pocl-opencl-icd mesa-opencl-icd oclgrind clinfo gnuplot-nox
       libprotobuf-c-dev protobuf-c-compiler libonnx-dev
-      python3-numpy python3-onnx python3-opencv man-db)
+      python3-numpy python3-onnx python3-opencv man-db
+      libopenmpi-dev openmpi-bin)
 for opt in "$@"; do
     case $opt in
         --golden) pkgs+=(python3-torch python3-torchvision libopenblas0-pthread) ;;

@@ -18,11 +18,14 @@ typedef struct oclseg_fit_options {
     uint64_t seed;
     int shuffle, augment, quiet, skip_bad, threads;
     int check_numerics;         /* --check-numerics (also env OCLSEG_CHECK_NUMERICS=1) */
+    int sync_bn;                /* --sync-bn: BatchNorm statistics over the global batch (MPI) */
+    int balance;                /* --balance: split global batches in proportion to rank speed */
     double mask_threshold;      /* --mask-threshold T (> 0); 0: recognise the mask encoding */
 } oclseg_fit_options;
 
 void oclseg_fit_options_default(oclseg_fit_options *o);
-/* Runs training; returns OCLSEG_OK, OCLSEG_ERR_INTERRUPTED after a Ctrl-C (checkpoint written),
+/* Runs training (data-parallel over the ranks of oclseg/dist.h when started by mpirun: --batch
+ * is the global batch, rank 0 alone writes the run directory); returns OCLSEG_OK, OCLSEG_ERR_INTERRUPTED after a Ctrl-C (checkpoint written),
  * or an error. */
 int oclseg_fit(const oclseg_fit_options *o);
 

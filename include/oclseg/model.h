@@ -85,6 +85,10 @@ typedef struct oclseg_model {
     size_t grad_tmp_floats;
     unsigned char *grad_ready; /* per activation, during backward */
     cl_mem check_buf;          /* (2 * layer_count + 2) finiteness flags (--check-numerics) */
+    /* data parallel (set by the training run; 0 otherwise) */
+    int dropout_image_offset;  /* this batch's first image in the global batch (dropout masks) */
+    int sync_bn;               /* BatchNorm batch statistics over all ranks (--sync-bn) */
+    const int *rank_counts;    /* during a data-parallel step: images per rank (else NULL) */
 } oclseg_model;
 
 int oclseg_model_create(oclseg_ctx *ctx, const oclseg_model_config *cfg, oclseg_model **out);

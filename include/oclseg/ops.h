@@ -39,6 +39,12 @@ int op_dropout_forward(oclseg_ctx *ctx, const oclseg_tensor *x, oclseg_tensor *y
 int op_dropout_backward(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *dx, float p,
                         uint64_t seed, uint64_t step);
 void op_dropout_mask_host(size_t count, float p, uint64_t seed, uint64_t step, uint8_t *keep);
+/* The same on a slice that starts at element `first` (a multiple of 4) of a larger tensor: the
+ * slice gets the mask those elements have in the whole tensor (a rank's part of a global batch). */
+int op_dropout_forward_at(oclseg_ctx *ctx, const oclseg_tensor *x, oclseg_tensor *y, float p,
+                          uint64_t seed, uint64_t step, size_t first);
+int op_dropout_backward_at(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *dx, float p,
+                           uint64_t seed, uint64_t step, size_t first);
 
 /* ---- loss and metrics: cl/loss.cl, src/ops/loss.c -------------------------------------- */
 /* Mean binary cross-entropy with logits over all elements:
@@ -113,6 +119,27 @@ int op_batchnorm_backward_train(oclseg_ctx *ctx, const oclseg_tensor *x, const o
                                 const oclseg_tensor *gamma, const oclseg_tensor *save_mean,
                                 const oclseg_tensor *save_invstd, oclseg_tensor *dx,
                                 oclseg_tensor *dgamma, oclseg_tensor *dbeta);
+/* Synchronised BatchNorm (data parallel, --sync-bn; as torch.nn.SyncBatchNorm): the batch
+ * statistics and, in the backward, the sums dx needs are taken over the images of every rank of
+ * oclseg/dist.h, combined on the host in double in rank order (deterministic, the same bits on
+ * every rank). rank_counts[r] = images on rank r (all > 0); rank r's loss is weighted by
+ * rank_counts[r] / total in the gradient sum (oclseg_trainer_step_shard), which the backward
+ * accounts for. dgamma/dbeta stay this rank's (they are summed with the other gradients). */
+typedef struct op_bn_sync {
+    const int *rank_counts;
+} op_bn_sync;
+int op_batchnorm_forward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
+                                    const oclseg_tensor *gamma, const oclseg_tensor *beta,
+                                    oclseg_tensor *running_mean, oclseg_tensor *running_var,
+                                    oclseg_tensor *y, oclseg_tensor *save_mean,
+                                    oclseg_tensor *save_invstd, float momentum, float eps,
+                                    int relu6, const op_bn_sync *sync);
+int op_batchnorm_backward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
+                                     const oclseg_tensor *dy, const oclseg_tensor *gamma,
+                                     const oclseg_tensor *save_mean,
+                                     const oclseg_tensor *save_invstd, oclseg_tensor *dx,
+                                     oclseg_tensor *dgamma, oclseg_tensor *dbeta,
+                                     const op_bn_sync *sync);
 /* Eval-mode backward (running statistics are constants); dx, dgamma, dbeta may be NULL. */
 int op_batchnorm_backward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *dy,
                                const oclseg_tensor *gamma, const oclseg_tensor *running_mean,

@@ -33,9 +33,16 @@ const char *oclseg_device_type_str(cl_device_type type);
 
 /* Picks a device from spec: "P:D", a case-insensitive substring of the device name, platform
  * name, platform version (e.g. "PoCL") or vendor (the first match),
- * NULL/"" (then env OCLSEG_DEVICE, then first GPU > accelerator > CPU). A bad spec is an error
- * that lists the available devices. */
+ * NULL/"" (then env OCLSEG_DEVICE, then first GPU > accelerator > CPU), "auto" (the GPUs
+ * round-robin over the node-local ranks of an MPI run), or a comma-separated list of those, one
+ * per node-local rank (oclseg_dist_local_rank() picks). A bad spec is an error that lists the
+ * available devices. */
 int oclseg_device_choose(const char *spec, oclseg_device_info *out);
+
+/* 64-bit FNV-1a of `len` bytes continuing from `h` (start with OCLSEG_FNV1A64_INIT); a
+ * checksum and cache key, not a cryptographic hash. */
+#define OCLSEG_FNV1A64_INIT 0xcbf29ce484222325ULL
+uint64_t oclseg_fnv1a64(uint64_t h, const void *data, size_t len);
 
 typedef struct oclseg_kernel_entry oclseg_kernel_entry;
 
@@ -141,11 +148,6 @@ cl_event *oclseg_prof_slot(oclseg_ctx *ctx, const char *name);
  * malloc'd arrays of *count entries, sorted by time, descending. Then forgets the events. */
 int oclseg_prof_collect(oclseg_ctx *ctx, char (**names)[48], double **ms, int *count);
 void oclseg_prof_reset(oclseg_ctx *ctx);
-
-/* 64-bit FNV-1a of `len` bytes continuing from `h` (start with OCLSEG_FNV1A64_INIT); a
- * checksum and cache key, not a cryptographic hash. */
-#define OCLSEG_FNV1A64_INIT 0xcbf29ce484222325ULL
-uint64_t oclseg_fnv1a64(uint64_t h, const void *data, size_t len);
 
 /* Where the kernel binary cache lives ("" when disabled via OCLSEG_CACHE=0). */
 void oclseg_cache_dir(char *out, size_t size);

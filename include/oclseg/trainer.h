@@ -27,6 +27,14 @@ typedef struct oclseg_trainer {
     cl_mem finite_ring_buf;    /* (OCLSEG_LOSS_RING) 0 if step's gradients were finite, else NaN */
     cl_mem counts_buf;         /* (max_batch, 4) uint32 confusion counts for evaluation */
     cl_mem eval_loss_buf;      /* (1) */
+    float *reduce_host;        /* (param_floats + 1): gradients + loss summed over ranks */
+    double reduce_seconds;     /* time in data-parallel gradient sums (read, sum, write back) */
+    int64_t reduce_steps;
+    double last_compute_seconds; /* last data-parallel step: from its start until this rank's
+                                    gradients were read (its own forward + backward) */
+    int broadcast_params;      /* ranks on different devices/drivers: after each data-parallel
+                                  step rank 0's parameters (and running statistics) are copied to
+                                  all, as their optimizer arithmetic may round differently */
     float *staging[2];         /* host copies of images+masks for non-blocking uploads */
     cl_event upload_done[2];
     size_t image_floats, mask_floats; /* per max batch */
@@ -39,6 +47,16 @@ void oclseg_trainer_free(oclseg_trainer *t);
 /* Enqueues one training step on n images (N, 3, S, S) normalised and masks (N, 1, S, S) 0/1.
  * Never waits for the device (except to reuse a staging buffer two steps later). */
 int oclseg_trainer_step(oclseg_trainer *t, const float *images, const float *masks, int n);
+
+/* Data-parallel step (oclseg/dist.h): this rank's n images of a global batch split as
+ * rank_counts[0..size-1] over the ranks. The gradients and the loss are averaged over the whole
+ * global batch (a deterministic sum over ranks weighted by rank_counts[r] / total, see
+ * oclseg_dist_sum) before the optimizer, so every rank applies the same update to the same
+ * parameters: N ranks with B/N images each compute one rank's step on B images. n may be 0
+ * (this rank has no image in a short last batch: it only takes part in the sum). Blocking (it
+ * waits for the backward). rank_counts NULL or a group of one: oclseg_trainer_step. */
+int oclseg_trainer_step_shard(oclseg_trainer *t, const float *images, const float *masks, int n,
+                              const int *rank_counts);
 
 /* Reads back the losses of all steps not yet read (blocking): losses[i] belongs to step
  * first_step + i; *count <= OCLSEG_LOSS_RING. Call at least every OCLSEG_LOSS_RING steps

@@ -11,6 +11,7 @@
 
 #include "cli/bench_report.h"
 #include "cli/cli.h"
+#include "oclseg/dist.h"
 #include "oclseg/trainer.h"
 #include "oclseg/tuning.h"
 
@@ -37,7 +38,7 @@ typedef struct bench_result {
     char gemm_tuning[4200];
 } bench_result;
 
-static double now_ms(void) {
+double bench_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
@@ -48,7 +49,7 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static double median(double *v, int n) {
+double bench_median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
@@ -67,7 +68,11 @@ static void usage(FILE *out) {
             "--report DIR measures each device in both modes (fine-tune, then frozen encoder) and\n"
             "writes DIR/report.md with PNG charts (gnuplot) and DIR/bench.json; given RESULT.json\n"
             "files (bench --json output from any machines, tools/bench_pytorch.py peers) it\n"
-            "measures nothing and reports those.\n");
+            "measures nothing and reports those.\n"
+
+            "Under mpirun/srun: each rank's step on its share of the global --batch with the\n"
+            "gradient sum, per-rank and aggregate images/s, the time in the sum, the all-reduce\n"
+            "bandwidth and the scaling efficiency against one rank training the batch alone.\n");
 }
 
 /* GFLOP/s of a 1024^3 SGEMM through CLBlast (median of 5 after a warm-up): the practical
@@ -83,7 +88,7 @@ static int sgemm_peak(oclseg_ctx *ctx, double *gflops) {
     TRY_GOTO(oclseg_fill_f32(ctx, a, 0, n * n, 0.5f), st, done);
     TRY_GOTO(oclseg_fill_f32(ctx, b, 0, n * n, 0.25f), st, done);
     for (int i = -1; i < 5; i++) {
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         int err = (int)CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, n,
                                     n, n, 1.0f, a, 0, n, b, 0, n, 0.0f, c, 0, n, &ctx->queue, NULL);
         if (err != 0) {
@@ -92,9 +97,9 @@ static int sgemm_peak(oclseg_ctx *ctx, double *gflops) {
             goto done;
         }
         TRY_GOTO(oclseg_finish(ctx), st, done);
-        if (i >= 0) samples[i] = now_ms() - t0;
+        if (i >= 0) samples[i] = bench_now_ms() - t0;
     }
-    *gflops = 2.0 * n * n * n / (median(samples, 5) / 1e3) / 1e9;
+    *gflops = 2.0 * n * n * n / (bench_median(samples, 5) / 1e3) / 1e9;
 done:
     oclseg_buffer_free(ctx, a, bytes);
     oclseg_buffer_free(ctx, b, bytes);
@@ -148,13 +153,13 @@ static int bench_device(const oclseg_device_info *dev, const bench_options *o, b
     const int window = o->steps >= 10 ? 5 : 1, windows = o->steps / window;
     const oclseg_enqueue_stats before = ctx->enqueued;
     for (int i = 0; i < windows; i++) {
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         for (int k = 0; k < window; k++)
             TRY_GOTO(oclseg_trainer_step(t, images, masks, o->batch), st, done);
         TRY_GOTO(oclseg_trainer_drain_losses(t, losses, &first, &count), st, done);
-        samples[i] = (now_ms() - t0) / window;
+        samples[i] = (bench_now_ms() - t0) / window;
     }
-    r->step_ms = median(samples, windows);
+    r->step_ms = bench_median(samples, windows);
     const double steps_run = (double)windows * window;
     r->launches = (double)(ctx->enqueued.kernels - before.kernels) / steps_run;
     r->clblast_calls = (double)(ctx->enqueued.clblast_calls - before.clblast_calls) / steps_run;
@@ -164,18 +169,18 @@ static int bench_device(const oclseg_device_info *dev, const bench_options *o, b
         (double)(ctx->enqueued.clblast_blocking - before.clblast_blocking) / steps_run;
     /* and each step waited for alone (latency: includes every launch's host overhead) */
     for (int i = 0; i < o->steps; i++) {
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         TRY_GOTO(oclseg_trainer_step(t, images, masks, o->batch), st, done);
         TRY_GOTO(oclseg_finish(ctx), st, done);
-        samples[i] = now_ms() - t0;
+        samples[i] = bench_now_ms() - t0;
         TRY_GOTO(oclseg_trainer_drain_losses(t, losses, &first, &count), st, done);
     }
-    r->step_sync_ms = median(samples, o->steps);
+    r->step_sync_ms = bench_median(samples, o->steps);
     /* the parts, each timed alone */
     oclseg_tensor logits = oclseg_model_logits(m, o->batch), dl = oclseg_model_logits_grad(m, o->batch);
     for (int part = 0; part < 3; part++) {
         for (int i = 0; i < o->steps; i++) {
-            double t0 = now_ms();
+            double t0 = bench_now_ms();
             if (part == 0) {
                 TRY_GOTO(oclseg_model_forward(m, o->batch, 1, o->frozen, 1, 99), st, done);
             } else if (part == 1) {
@@ -188,9 +193,9 @@ static int bench_device(const oclseg_device_info *dev, const bench_options *o, b
                          st, done);
             }
             TRY_GOTO(oclseg_finish(ctx), st, done);
-            samples[i] = now_ms() - t0;
+            samples[i] = bench_now_ms() - t0;
         }
-        double med = median(samples, o->steps);
+        double med = bench_median(samples, o->steps);
         if (part == 0) r->forward_ms = med;
         else if (part == 1) r->backward_ms = med;
         else r->optim_ms = med;
@@ -319,6 +324,7 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "oclseg bench: result files are only read with --report DIR\n");
         return 2;
     }
+    if (oclseg_dist_size() > 1) return bench_dist(o.device, o.batch, o.size, o.steps, o.frozen);
     oclseg_device_info *devs = NULL;
     int count = 0;
     if (o.device && strcmp(o.device, "all") == 0) {

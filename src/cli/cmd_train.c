@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "oclseg/dist.h"
 #include "oclseg/fit.h"
 
 static void usage(FILE *out) {
@@ -15,7 +16,7 @@ static void usage(FILE *out) {
 "                    [--init F] [--dropout 0.5] [--size 128] [--seed 1] [--no-shuffle]\n"
 "                    [--no-augment] [--max-steps N] [--resume CKPT] [--eval-every 1]\n"
 "                    [--skip-bad] [--mask-threshold T] [--threads N] [--check-numerics]\n"
-"                    [--quiet]\n\n"
+"                    [--sync-bn] [--balance] [--quiet]\n\n"
 "Trains the MobileNetV2-encoder segmentation network with BCEWithLogits loss.\n"
 "  --data DIR         ISIC 2016 Part 1 layout (*Training_Data, *Training_GroundTruth,\n"
 "                     *Test_Data, *Test_GroundTruth); default: the synthetic set in\n"
@@ -32,6 +33,12 @@ static void usage(FILE *out) {
 "  --check-numerics   debug: after every forward and backward find the first layer holding\n"
 "                     a NaN/Inf and stop there (slow: waits for the device each step).\n"
 "                     Without it every step's loss and gradients are still checked.\n"
+"Data parallel (mpirun -np N oclseg train ...): --batch is the global batch, split over the\n"
+"ranks; gradients are averaged deterministically; rank 0 writes the run directory.\n"
+"  --device A,B,...   one device per node-local rank; --device auto: GPUs round-robin\n"
+"  --sync-bn          BatchNorm statistics over the global batch (default: per rank)\n"
+"  --balance          after 3 steps, split each global batch in proportion to rank speed\n"
+"  OCLSEG_DIST_CHECK=1 compares a hash of the parameters across ranks after every step\n"
 "Outputs in RUN (default runs/<date-time>): config.json, steps.csv, metrics.csv,\n"
 "weights.safetensors, best.safetensors, checkpoint.safetensors, curves.png.\n"
 "Ctrl-C finishes the current step, writes the checkpoint and prints how to resume.\n");
@@ -65,7 +72,8 @@ int cmd_train(int argc, char **argv) {
     oclseg_fit_options_default(&o);
     enum { O_DATA = 256, O_IMAGES, O_MASKS, O_SUFFIX, O_OUT, O_DEVICE, O_EPOCHS, O_BATCH, O_LR,
            O_OPT, O_FREEZE, O_PRETRAINED, O_INIT, O_DROPOUT, O_SIZE, O_SEED, O_NOSHUF, O_NOAUG,
-           O_MAXSTEPS, O_RESUME, O_EVAL, O_QUIET, O_SKIPBAD, O_THREADS, O_CHECKNUM, O_MASKTHR };
+           O_MAXSTEPS, O_RESUME, O_EVAL, O_QUIET, O_SKIPBAD, O_THREADS, O_CHECKNUM, O_MASKTHR,
+           O_SYNCBN, O_BALANCE };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"images", required_argument, 0, O_IMAGES},
         {"masks", required_argument, 0, O_MASKS}, {"mask-suffix", required_argument, 0, O_SUFFIX},
@@ -79,7 +87,8 @@ int cmd_train(int argc, char **argv) {
         {"no-augment", no_argument, 0, O_NOAUG}, {"max-steps", required_argument, 0, O_MAXSTEPS},
         {"resume", required_argument, 0, O_RESUME}, {"eval-every", required_argument, 0, O_EVAL},
         {"quiet", no_argument, 0, O_QUIET}, {"skip-bad", no_argument, 0, O_SKIPBAD},
-        {"check-numerics", no_argument, 0, O_CHECKNUM},
+        {"check-numerics", no_argument, 0, O_CHECKNUM}, {"sync-bn", no_argument, 0, O_SYNCBN},
+        {"balance", no_argument, 0, O_BALANCE},
         {"mask-threshold", required_argument, 0, O_MASKTHR},
         {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
@@ -126,6 +135,8 @@ int cmd_train(int argc, char **argv) {
         case O_QUIET: o.quiet = 1; break;
         case O_SKIPBAD: o.skip_bad = 1; break;
         case O_CHECKNUM: o.check_numerics = 1; break;
+        case O_SYNCBN: o.sync_bn = 1; break;
+        case O_BALANCE: o.balance = 1; break;
         case O_MASKTHR:
             bad |= parse_float("--mask-threshold", optarg, 1e-6, 65535, &mask_threshold);
             o.mask_threshold = mask_threshold;
@@ -140,6 +151,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "oclseg train: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    if (oclseg_dist_rank() != 0) o.quiet = 1; /* rank 0 reports for the job */
     int st = oclseg_fit(&o);
     if (st == OCLSEG_ERR_INTERRUPTED) return 130;
     return st == OCLSEG_OK ? 0 : 1;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "oclseg/dist.h"
 #include "oclseg/runtime.h"
 
 static const cli_command commands[] = {
@@ -36,6 +37,10 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < command_count; i++) {
         if (strcmp(argv[1], commands[i].name) != 0) continue;
+        /* Only these join an MPI job (tune re-executes oclseg in child processes that must not). */
+        int dist = strcmp(argv[1], "train") == 0 || strcmp(argv[1], "devices") == 0 ||
+                   strcmp(argv[1], "bench") == 0;
+        if (dist && oclseg_dist_init(&argc, &argv) != OCLSEG_OK) return 1;
         int rc = commands[i].run(argc - 1, argv + 1);
         /* Every OpenCL object we created must be released by now, also after errors.
          * OCLSEG_CHECK_CL_LEAKS=1 (tests) turns a leak into a failing exit status. */
@@ -43,6 +48,7 @@ int main(int argc, char **argv) {
             const char *strict = getenv("OCLSEG_CHECK_CL_LEAKS");
             if (strict && strcmp(strict, "1") == 0 && rc == 0) rc = 70;
         }
+        if (dist) oclseg_dist_finalize();
         return rc;
     }
     fprintf(stderr, "oclseg: unknown command '%s'\n\n", argv[1]);

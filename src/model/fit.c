@@ -14,7 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "model/fit_dist.h"
 #include "oclseg/data.h"
+#include "oclseg/dist.h"
 #include "oclseg/infer.h"
 #include "oclseg/safetensors.h"
 #include "oclseg/metrics.h"
@@ -120,12 +122,13 @@ static int load_data(const oclseg_fit_options *o, fit_data *d) {
         root = OCLSEG_SYNTH_DIR;
         char probe[4096];
         snprintf(probe, sizeof probe, "%s/ISBI2016_ISIC_Part1_Test_GroundTruth", root);
-        if (!dir_exists(probe)) {
+        if (!dir_exists(probe) && oclseg_dist_rank() == 0) { /* rank 0 writes, the others wait */
             if (!o->quiet)
                 printf("no --data given: generating the synthetic set in %s (900 train, 379 test)\n",
                        root);
             TRY(oclseg_synth_write(root, 900, 379, 1));
         }
+        TRY(oclseg_dist_barrier());
     }
     TRY(load_split(o, root, OCLSEG_SPLIT_TRAIN, &d->train));
     TRY(load_split(o, root, OCLSEG_SPLIT_TEST, &d->test));
@@ -171,6 +174,11 @@ static char *config_json_text(const oclseg_fit_options *o, const oclseg_ctx *ctx
                                   ctx->info.driver_version, "opencl_c", ctx->info.opencl_c_version));
     json_object_set_new(j, "versions", json_pack("{s:s, s:s, s:s}", "oclseg", OCLSEG_VERSION, "clblast",
                                                  OCLSEG_CLBLAST_VERSION, "build", OCLSEG_BUILD_INFO));
+    if (o->sync_bn) json_object_set_new(j, "sync_bn", json_true());
+    if (oclseg_dist_size() > 1 && fit_dist_describe(j, ctx) != OCLSEG_OK) {
+        json_decref(j);
+        return NULL;
+    }
     char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(j);
     return text;
@@ -228,45 +236,6 @@ static void plot_curves(const char *dir) {
         fprintf(stderr, "oclseg: warning: gnuplot failed; curves.png not drawn (install gnuplot-nox)\n");
 }
 
-/* ---- evaluation ------------------------------------------------------------------------------- */
-static int evaluate(oclseg_trainer *t, const oclseg_dataset *ds, int batch, double *mean_loss,
-                    oclseg_metrics *metrics) {
-    size_t s2 = (size_t)ds->size * ds->size;
-    float *images = malloc((size_t)batch * 3 * s2 * sizeof *images);
-    float *masks = malloc((size_t)batch * s2 * sizeof *masks);
-    int *idx = malloc((size_t)batch * sizeof *idx);
-    uint32_t *counts = malloc((size_t)batch * 4 * sizeof *counts);
-    oclseg_confusion *conf = calloc((size_t)ds->count + 1, sizeof *conf);
-    int st = OCLSEG_OK;
-    double loss_sum = 0;
-    if (!images || !masks || !idx || !counts || !conf) st = OCLSEG_ERR_OUT_OF_MEMORY;
-    for (int b0 = 0; st == OCLSEG_OK && b0 < ds->count; b0 += batch) {
-        int n = ds->count - b0 < batch ? ds->count - b0 : batch;
-        for (int i = 0; i < n; i++) idx[i] = b0 + i;
-        float loss = 0.0f;
-        st = oclseg_dataset_batch(ds, idx, n, NULL, images, masks);
-        if (st == OCLSEG_OK) st = oclseg_trainer_eval_batch(t, images, masks, n, &loss, counts, NULL);
-        if (st == OCLSEG_OK) loss_sum += (double)loss * n;
-        for (int i = 0; st == OCLSEG_OK && i < n; i++) {
-            oclseg_confusion *c = &conf[b0 + i];
-            c->tp = counts[4 * i];
-            c->fp = counts[4 * i + 1] - counts[4 * i];
-            c->fn = counts[4 * i + 2] - counts[4 * i];
-            c->tn = counts[4 * i + 3];
-        }
-    }
-    if (st == OCLSEG_OK) {
-        *mean_loss = loss_sum / ds->count;
-        st = oclseg_metrics_compute(conf, ds->count, metrics);
-    }
-    free(images);
-    free(masks);
-    free(idx);
-    free(counts);
-    free(conf);
-    return st;
-}
-
 /* ---- the run ------------------------------------------------------------------------------------ */
 typedef struct fit_run {
     const oclseg_fit_options *o;
@@ -279,6 +248,11 @@ typedef struct fit_run {
     FILE *steps_csv;
     float *images, *masks;
     int *perm, *batch_idx;
+    int *rank_counts, *rank_starts; /* this step's split of the global batch over the ranks */
+    double *rank_speed;             /* --balance: images/s per rank once measured */
+    int balanced, steps_here;       /* steps taken by this process (resumed runs start at 0) */
+    double speed_images, speed_seconds;
+    int local_batch;
     oclseg_augment *aug;
     double epoch_loss_sum;
     int64_t epoch_loss_count;
@@ -294,16 +268,18 @@ static int drain_losses(fit_run *r, int epoch) {
     int64_t first;
     int count;
     int st = oclseg_trainer_drain_losses(r->trainer, losses, &first, &count);
-    for (int i = 0; i < count; i++) {
-        fprintf(r->steps_csv, "%lld,%d,%.9g\n", (long long)(first + i), epoch + 1, (double)losses[i]);
+    for (int i = 0; i < count; i++) { /* the global-batch losses, the same on every rank */
+        if (r->steps_csv)
+            fprintf(r->steps_csv, "%lld,%d,%.9g\n", (long long)(first + i), epoch + 1, (double)losses[i]);
         r->epoch_loss_sum += losses[i];
         r->epoch_loss_count++;
     }
-    fflush(r->steps_csv);
+    if (r->steps_csv) fflush(r->steps_csv);
     return st;
 }
 
 static int save_checkpoint(fit_run *r, const oclseg_run_position *pos) {
+    if (oclseg_dist_rank() != 0) return OCLSEG_OK; /* rank 0 alone writes */
     char path[4200];
     path_in(r, "checkpoint.safetensors", path, sizeof path);
     return oclseg_checkpoint_save(r->trainer, pos, r->config_json, path);
@@ -317,11 +293,17 @@ static int setup(fit_run *r) {
     oclseg_model_config mc;
     oclseg_model_config_default(&mc);
     mc.size = o->size;
-    mc.max_batch = o->batch;
+    /* each rank holds its slice of the global batch (at most ceil(B / ranks) images) */
+    r->local_batch = (o->batch + oclseg_dist_size() - 1) / oclseg_dist_size();
+    if (o->balance) r->local_batch = o->batch; /* a fast rank may take most of the batch */
+    mc.max_batch = r->local_batch;
     mc.dropout = o->dropout;
     TRY(oclseg_model_create(r->ctx, &mc, &r->model));
+    r->model->sync_bn = o->sync_bn;
     TRY(oclseg_model_init_random(r->model, o->seed));
-    if (o->init) {
+    if (oclseg_dist_rank() != 0) {
+        /* weights come from rank 0 (fit_dist_sync_state): files need not exist on other hosts */
+    } else if (o->init) {
         TRY(oclseg_weights_load(r->model, o->init, OCLSEG_WEIGHTS_FULL, NULL));
     } else if (o->pretrained) {
         TRY(oclseg_weights_load(r->model, o->pretrained, OCLSEG_WEIGHTS_TORCHVISION, NULL));
@@ -342,8 +324,12 @@ static int setup(fit_run *r) {
     r->perm = malloc((size_t)r->data.train->count * sizeof(int));
     r->batch_idx = malloc((size_t)o->batch * sizeof(int));
     r->aug = malloc((size_t)o->batch * sizeof *r->aug);
-    if (!r->images || !r->masks || !r->perm || !r->batch_idx || !r->aug)
+    r->rank_counts = malloc(2 * (size_t)oclseg_dist_size() * sizeof(int));
+    r->rank_speed = malloc((size_t)oclseg_dist_size() * sizeof(double));
+    if (!r->images || !r->masks || !r->perm || !r->batch_idx || !r->aug || !r->rank_counts ||
+        !r->rank_speed)
         return OCLSEG_ERR_OUT_OF_MEMORY;
+    r->rank_starts = r->rank_counts + oclseg_dist_size();
     return OCLSEG_OK;
 }
 
@@ -355,6 +341,8 @@ static void teardown(fit_run *r) {
     free(r->perm);
     free(r->batch_idx);
     free(r->aug);
+    free(r->rank_counts);
+    free(r->rank_speed);
     oclseg_trainer_free(r->trainer);
     oclseg_model_free(r->model);
     oclseg_ctx_free(r->ctx);
@@ -394,13 +382,11 @@ static int write_predictions(fit_run *r, int count) {
     return st;
 }
 
-int oclseg_fit(const oclseg_fit_options *o) {
-    fit_run run = {.o = o};
-    fit_run *r = &run;
-    oclseg_run_position pos = {0, 0, -1.0};
-    int st = setup(r);
-    if (st != OCLSEG_OK) goto done;
-    /* run directory */
+/* Run directory, resume and the files of the run (rank 0 alone writes; every rank loads the
+ * same state: rank 0 reads the checkpoint and sends it to the others). */
+static int open_run(fit_run *r, oclseg_run_position *pos, char *metrics_path, size_t size) {
+    const oclseg_fit_options *o = r->o;
+    const int writer = oclseg_dist_rank() == 0;
     if (o->out_dir) {
         snprintf(r->dir, sizeof r->dir, "%s", o->out_dir);
     } else if (o->resume) {
@@ -413,146 +399,224 @@ int oclseg_fit(const oclseg_fit_options *o) {
         struct tm tm;
         localtime_r(&now, &tm);
         strftime(r->dir, sizeof r->dir, "runs/%Y%m%d-%H%M%S", &tm);
+        TRY(oclseg_dist_bcast(r->dir, sizeof r->dir, 0)); /* one name for all ranks */
     }
-    if (mkdir_p(r->dir) != 0) {
+    if (writer && mkdir_p(r->dir) != 0) {
         OCLSEG_ERROR("cannot create the run directory %s: %s", r->dir, strerror(errno));
-        st = OCLSEG_ERR_IO;
-        goto done;
+        return OCLSEG_ERR_IO;
     }
-    if (o->resume) {
+    if (o->resume && writer) {
         char *saved = NULL;
-        st = oclseg_checkpoint_load(r->trainer, o->resume, &pos, &saved);
+        int st = oclseg_checkpoint_load(r->trainer, o->resume, pos, &saved);
         free(saved);
-        if (st != OCLSEG_OK) goto done;
+        if (st != OCLSEG_OK) return st;
         if (!o->quiet)
-            printf("resuming from %s at epoch %d, step %lld\n", o->resume, pos.epoch + 1,
+            printf("resuming from %s at epoch %d, step %lld\n", o->resume, pos->epoch + 1,
                    (long long)r->trainer->step);
     }
+    TRY(fit_dist_sync_state(r->trainer, pos));
     r->config_json = config_json_text(o, r->ctx, r->model, &r->data);
-    if (!r->config_json || (st = write_text_file(r->dir, "config.json", r->config_json)) != OCLSEG_OK) {
-        if (st == OCLSEG_OK) st = OCLSEG_ERR_OUT_OF_MEMORY;
-        goto done;
-    }
+    if (!r->config_json) return OCLSEG_ERR_OUT_OF_MEMORY;
+    path_in(r, "metrics.csv", metrics_path, size);
+    if (!writer) return OCLSEG_OK;
+    TRY(write_text_file(r->dir, "config.json", r->config_json));
     char path[4200];
     path_in(r, "steps.csv", path, sizeof path);
     if (o->resume) csv_truncate(path, r->trainer->step);
     r->steps_csv = fopen(path, o->resume ? "a" : "w");
     if (!r->steps_csv) {
         OCLSEG_ERROR("cannot write %s: %s", path, strerror(errno));
-        st = OCLSEG_ERR_IO;
-        goto done;
+        return OCLSEG_ERR_IO;
     }
     if (!o->resume) fprintf(r->steps_csv, "step,epoch,loss\n");
-    path_in(r, "metrics.csv", path, sizeof path);
-    if (o->resume) csv_truncate(path, pos.epoch + 1);
+    if (o->resume) csv_truncate(metrics_path, pos->epoch + 1);
     else write_text_file(r->dir, "metrics.csv",
                          "epoch,train_loss,test_loss,AC,DI,JA,SE,SP,pooled_dice,pooled_iou,seconds\n");
+    return OCLSEG_OK;
+}
+
+/* Step s of an epoch: the global batch perm[s*B ...], this rank's slice of it (all of it with
+ * one rank), flips from (seed, epoch, sample). */
+static int train_step(fit_run *r, int epoch, int s) {
+    const oclseg_fit_options *o = r->o;
+    const oclseg_dataset *train = r->data.train;
+    int b0 = s * o->batch, n = train->count - b0 < o->batch ? train->count - b0 : o->batch;
+    const int size = oclseg_dist_size(), rank = oclseg_dist_rank();
+    if (r->balanced) fit_dist_split_weighted(n, size, r->rank_speed, r->rank_counts, r->rank_starts);
+    else fit_dist_split(n, size, r->rank_counts, r->rank_starts);
+    int first = r->rank_starts[rank], mine = r->rank_counts[rank];
+    for (int i = 0; i < mine; i++) {
+        r->batch_idx[i] = r->perm[b0 + first + i];
+        r->aug[i] = o->augment ? oclseg_augment_draw(o->seed, epoch, r->batch_idx[i])
+                               : (oclseg_augment){0, 0};
+    }
+    if (mine > 0) TRY(oclseg_dataset_batch(train, r->batch_idx, mine, r->aug, r->images, r->masks));
+    r->model->dropout_image_offset = first;
+    if (size == 1) return oclseg_trainer_step(r->trainer, r->images, r->masks, n);
+    int64_t step = r->trainer->step;
+    TRY(oclseg_trainer_step_shard(r->trainer, r->images, r->masks, mine, r->rank_counts));
+    if (o->balance && !r->balanced) {
+        TRY(fit_dist_measure_speed(r->steps_here++, mine, r->trainer->last_compute_seconds,
+                                   &r->speed_images, &r->speed_seconds, r->rank_speed,
+                                   &r->balanced));
+        if (r->balanced && !o->quiet) {
+            fit_dist_split_weighted(o->batch, size, r->rank_speed, r->rank_counts, r->rank_starts);
+            printf("--balance: from step %lld on, a batch of %d splits as", (long long)step + 1,
+                   o->batch);
+            for (int k = 0; k < size; k++)
+                printf(" %d (%.1f images/s)", r->rank_counts[k], r->rank_speed[k]);
+            printf("\n");
+        }
+    }
+    return fit_dist_check_params(r->trainer, step);
+}
+
+/* --max-steps or Ctrl-C (on any rank): drain, checkpoint, weights; returns the final status. */
+static int stop_early(fit_run *r, oclseg_run_position *pos, int epoch, int s, int steps_per_epoch,
+                      int was_interrupted) {
+    const oclseg_fit_options *o = r->o;
+    TRY(drain_losses(r, epoch));
+    pos->epoch = s + 1 == steps_per_epoch ? epoch + 1 : epoch;
+    pos->step_in_epoch = s + 1 == steps_per_epoch ? 0 : s + 1;
+    TRY(save_checkpoint(r, pos));
+    char wpath[4200];
+    path_in(r, "weights.safetensors", wpath, sizeof wpath);
+    if (oclseg_dist_rank() == 0) TRY(oclseg_weights_save(r->model, wpath));
+    if (!o->quiet && isatty(STDERR_FILENO)) fputc('\n', stderr);
+    if (was_interrupted) {
+        if (oclseg_dist_rank() == 0)
+            fprintf(stderr, "interrupted at step %lld: checkpoint written; resume with\n"
+                            "  oclseg train --resume %s/checkpoint.safetensors [same options]\n",
+                    (long long)r->trainer->step, r->dir);
+        return OCLSEG_ERR_INTERRUPTED;
+    }
+    if (!o->quiet)
+        printf("stopped after --max-steps %d; checkpoint %s/checkpoint.safetensors\n",
+               o->max_steps, r->dir);
+    return OCLSEG_OK;
+}
+
+/* End of an epoch: evaluation (sharded over the ranks), the metrics line, weights, best
+ * weights, checkpoint, curves (rank 0 writes). */
+static int end_epoch(fit_run *r, oclseg_run_position *pos, int epoch, double t_start,
+                     const char *metrics_path) {
+    const oclseg_fit_options *o = r->o;
+    const int writer = oclseg_dist_rank() == 0;
+    TRY(drain_losses(r, epoch));
+    double seconds = now_s() - t_start;
+    double train_loss = r->epoch_loss_count ? r->epoch_loss_sum / r->epoch_loss_count : NAN;
+    double test_loss = NAN;
+    oclseg_metrics met;
+    memset(&met, 0, sizeof met);
+    int evaluated = r->data.test && ((epoch + 1) % o->eval_every == 0 || epoch + 1 == o->epochs);
+    if (evaluated) {
+        TRY(fit_dist_sync_buffers(r->model)); /* rank 0's running statistics everywhere */
+        TRY(fit_dist_evaluate(r->trainer, r->data.test, r->local_batch, &test_loss, &met));
+    }
+    if (!o->quiet) {
+        if (isatty(STDERR_FILENO)) fprintf(stderr, "\r%80s\r", "");
+        printf("epoch %d/%d  train loss %.4f", epoch + 1, o->epochs, train_loss);
+        if (evaluated)
+            printf("  test loss %.4f  AC %.4f  DI %.4f  JA %.4f  SE %.4f  SP %.4f", test_loss,
+                   met.mean.accuracy, met.mean.dice, met.mean.jaccard, met.mean.sensitivity, met.mean.specificity);
+        printf("  (%.1f s)\n", seconds);
+        fflush(stdout);
+    }
+    FILE *mf = writer ? fopen(metrics_path, "a") : NULL;
+    if (mf) {
+        if (evaluated)
+            fprintf(mf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f\n", epoch + 1,
+                    train_loss, test_loss, met.mean.accuracy, met.mean.dice, met.mean.jaccard,
+                    met.mean.sensitivity, met.mean.specificity, met.pooled_dice,
+                    met.pooled_iou, seconds);
+        else /* not evaluated this epoch: empty test columns */
+            fprintf(mf, "%d,%.6f,,,,,,,,,%.2f\n", epoch + 1, train_loss, seconds);
+        fclose(mf);
+    }
+    char wpath[4200];
+    path_in(r, "weights.safetensors", wpath, sizeof wpath);
+    if (writer) TRY(oclseg_weights_save(r->model, wpath));
+    if (evaluated && met.mean.jaccard > pos->best_jaccard) {
+        pos->best_jaccard = met.mean.jaccard;
+        path_in(r, "best.safetensors", wpath, sizeof wpath);
+        if (writer) TRY(oclseg_weights_save(r->model, wpath));
+    }
+    pos->epoch = epoch + 1;
+    pos->step_in_epoch = 0;
+    TRY(save_checkpoint(r, pos));
+    if (writer) plot_curves(r->dir);
+    return OCLSEG_OK;
+}
+
+static int train_loop(fit_run *r, oclseg_run_position *pos, const char *metrics_path) {
+    const oclseg_fit_options *o = r->o;
+    const oclseg_dataset *train = r->data.train;
+    const int steps_per_epoch = (train->count + o->batch - 1) / o->batch;
+    for (int epoch = pos->epoch; epoch < o->epochs; epoch++) {
+        double t_start = now_s();
+        r->epoch_loss_sum = 0;
+        r->epoch_loss_count = 0;
+        if (o->shuffle) {
+            TRY(oclseg_shuffle(r->perm, train->count, o->seed, epoch));
+        } else {
+            for (int i = 0; i < train->count; i++) r->perm[i] = i;
+        }
+        int first_step = epoch == pos->epoch ? pos->step_in_epoch : 0;
+        for (int s = first_step; s < steps_per_epoch; s++) {
+            TRY(train_step(r, epoch, s));
+            if (oclseg_trainer_pending(r->trainer) >= 16) TRY(drain_losses(r, epoch));
+            progress(r, epoch, s + 1, steps_per_epoch, t_start, s + 1 - first_step);
+            int at_max = o->max_steps > 0 && r->trainer->step >= o->max_steps;
+            int stop = interrupted;
+            if (oclseg_dist_size() > 1) TRY(oclseg_dist_any(stop, &stop)); /* all stop together */
+            if (stop || at_max) return stop_early(r, pos, epoch, s, steps_per_epoch, stop);
+        }
+        TRY(end_epoch(r, pos, epoch, t_start, metrics_path));
+    }
+    return OCLSEG_OK;
+}
+
+int oclseg_fit(const oclseg_fit_options *o) {
+    fit_run run = {.o = o};
+    fit_run *r = &run;
+    oclseg_run_position pos = {0, 0, -1.0};
+    char metrics_path[4200];
+    int st = setup(r);
+    if (st == OCLSEG_OK) st = fit_dist_check_same(o, r->data.train, r->data.test);
+    if (st == OCLSEG_OK && o->sync_bn && oclseg_dist_size() > 1)
+        st = fit_dist_check_sync_bn(o, r->data.train->count);
+    if (st == OCLSEG_OK) st = fit_dist_devices_differ(r->ctx, &r->trainer->broadcast_params);
+    if (st == OCLSEG_OK) st = open_run(r, &pos, metrics_path, sizeof metrics_path);
+    if (st != OCLSEG_OK) goto done;
     if (!o->quiet)
         printf("training on %s: %d train / %d test images, %dx%d, batch %d, %s, %s, run dir %s\n",
                r->ctx->info.name, r->data.train->count, r->data.test ? r->data.test->count : 0,
                o->size, o->size, o->batch, o->frozen_encoder ? "frozen encoder (model 1)"
                                                              : "fine-tuned encoder (model 2)",
                (const char *[]){"NAdam", "Adam", "SGD"}[o->optimizer], r->dir);
+    if (!o->quiet && oclseg_dist_size() > 1)
+        printf("data parallel: %d ranks, global batch %d, %s BatchNorm statistics\n",
+               oclseg_dist_size(), o->batch, o->sync_bn ? "synchronised (global batch)" : "per-rank");
+    if (!o->quiet && r->trainer->broadcast_params)
+        printf("the ranks' devices differ: rank 0's parameters are sent to all after each step\n");
 
     struct sigaction sa, old_sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, &old_sa);
     interrupted = 0;
-    const oclseg_dataset *train = r->data.train;
-    const int steps_per_epoch = (train->count + o->batch - 1) / o->batch;
-    int stop = 0;
-    for (int epoch = pos.epoch; epoch < o->epochs && !stop; epoch++) {
-        double t_start = now_s();
-        r->epoch_loss_sum = 0;
-        r->epoch_loss_count = 0;
-        if (o->shuffle) {
-            if ((st = oclseg_shuffle(r->perm, train->count, o->seed, epoch)) != OCLSEG_OK) break;
-        } else {
-            for (int i = 0; i < train->count; i++) r->perm[i] = i;
-        }
-        int first_step = epoch == pos.epoch ? pos.step_in_epoch : 0;
-        for (int s = first_step; s < steps_per_epoch; s++) {
-            int b0 = s * o->batch, n = train->count - b0 < o->batch ? train->count - b0 : o->batch;
-            for (int i = 0; i < n; i++) {
-                r->batch_idx[i] = r->perm[b0 + i];
-                r->aug[i] = o->augment ? oclseg_augment_draw(o->seed, epoch, r->batch_idx[i])
-                                       : (oclseg_augment){0, 0};
-            }
-            if ((st = oclseg_dataset_batch(train, r->batch_idx, n, r->aug, r->images, r->masks)) ||
-                (st = oclseg_trainer_step(r->trainer, r->images, r->masks, n)))
-                goto loop_end;
-            if (oclseg_trainer_pending(r->trainer) >= 16 && (st = drain_losses(r, epoch))) goto loop_end;
-            progress(r, epoch, s + 1, steps_per_epoch, t_start, s + 1 - first_step);
-            int at_max = o->max_steps > 0 && r->trainer->step >= o->max_steps;
-            if (interrupted || at_max) {
-                if ((st = drain_losses(r, epoch)) != OCLSEG_OK) goto loop_end;
-                pos.epoch = s + 1 == steps_per_epoch ? epoch + 1 : epoch;
-                pos.step_in_epoch = s + 1 == steps_per_epoch ? 0 : s + 1;
-                if ((st = save_checkpoint(r, &pos)) != OCLSEG_OK) goto loop_end;
-                char wpath[4200];
-                path_in(r, "weights.safetensors", wpath, sizeof wpath);
-                if ((st = oclseg_weights_save(r->model, wpath)) != OCLSEG_OK) goto loop_end;
-                if (!o->quiet && isatty(STDERR_FILENO)) fputc('\n', stderr);
-                if (interrupted) {
-                    fprintf(stderr, "interrupted at step %lld: checkpoint written; resume with\n"
-                                    "  oclseg train --resume %s/checkpoint.safetensors [same options]\n",
-                            (long long)r->trainer->step, r->dir);
-                    st = OCLSEG_ERR_INTERRUPTED;
-                } else if (!o->quiet) {
-                    printf("stopped after --max-steps %d; checkpoint %s/checkpoint.safetensors\n",
-                           o->max_steps, r->dir);
-                }
-                stop = 1;
-                goto loop_end;
-            }
-        }
-        if ((st = drain_losses(r, epoch)) != OCLSEG_OK) goto loop_end;
-        double seconds = now_s() - t_start;
-        double train_loss = r->epoch_loss_count ? r->epoch_loss_sum / r->epoch_loss_count : NAN;
-        double test_loss = NAN;
-        oclseg_metrics met;
-        memset(&met, 0, sizeof met);
-        int evaluated = r->data.test && ((epoch + 1) % o->eval_every == 0 || epoch + 1 == o->epochs);
-        if (evaluated && (st = evaluate(r->trainer, r->data.test, o->batch, &test_loss, &met)))
-            goto loop_end;
-        if (!o->quiet) {
-            if (isatty(STDERR_FILENO)) fprintf(stderr, "\r%80s\r", "");
-            printf("epoch %d/%d  train loss %.4f", epoch + 1, o->epochs, train_loss);
-            if (evaluated)
-                printf("  test loss %.4f  AC %.4f  DI %.4f  JA %.4f  SE %.4f  SP %.4f", test_loss,
-                       met.mean.accuracy, met.mean.dice, met.mean.jaccard, met.mean.sensitivity, met.mean.specificity);
-            printf("  (%.1f s)\n", seconds);
-            fflush(stdout);
-        }
-        FILE *mf = fopen(path, "a");
-        if (mf) {
-            if (evaluated)
-                fprintf(mf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f\n", epoch + 1,
-                        train_loss, test_loss, met.mean.accuracy, met.mean.dice, met.mean.jaccard,
-                        met.mean.sensitivity, met.mean.specificity, met.pooled_dice,
-                        met.pooled_iou, seconds);
-            else /* not evaluated this epoch: empty test columns */
-                fprintf(mf, "%d,%.6f,,,,,,,,,%.2f\n", epoch + 1, train_loss, seconds);
-            fclose(mf);
-        }
-        char wpath[4200];
-        path_in(r, "weights.safetensors", wpath, sizeof wpath);
-        if ((st = oclseg_weights_save(r->model, wpath)) != OCLSEG_OK) goto loop_end;
-        if (evaluated && met.mean.jaccard > pos.best_jaccard) {
-            pos.best_jaccard = met.mean.jaccard;
-            path_in(r, "best.safetensors", wpath, sizeof wpath);
-            if ((st = oclseg_weights_save(r->model, wpath)) != OCLSEG_OK) goto loop_end;
-        }
-        pos.epoch = epoch + 1;
-        pos.step_in_epoch = 0;
-        if ((st = save_checkpoint(r, &pos)) != OCLSEG_OK) goto loop_end;
-        plot_curves(r->dir);
-    }
-loop_end:
+    st = train_loop(r, &pos, metrics_path);
     sigaction(SIGINT, &old_sa, NULL);
-    if (st == OCLSEG_OK) st = write_predictions(r, 8);
+    if (st == OCLSEG_OK && oclseg_dist_rank() == 0) st = write_predictions(r, 8);
+    if (st == OCLSEG_OK && oclseg_dist_size() > 1 && !o->quiet && r->trainer->reduce_steps > 0)
+        printf("gradient sums: %.1f ms per step (%.1f ms of it in MPI + host sum)\n",
+               1e3 * r->trainer->reduce_seconds / r->trainer->reduce_steps,
+               1e3 * oclseg_dist_comm_seconds() / r->trainer->reduce_steps);
 done:
     teardown(r);
+    /* an error on one rank stops all of them (the others would wait in the next sum) */
+    if (st != OCLSEG_OK && st != OCLSEG_ERR_INTERRUPTED && oclseg_dist_size() > 1)
+        oclseg_dist_abort(1, "stopping every rank after: %s (see the message above)",
+                          oclseg_status_str(st));
     return st;
 }

@@ -1,5 +1,6 @@
 /* Builds the MobileNetV2 + decoder layer list, allocates the arenas, and runs forward/backward. */
 #include "oclseg/model.h"
+#include "oclseg/dist.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -418,6 +419,17 @@ int oclseg_model_read_grad(oclseg_model *m, int index, float *dst) {
 }
 
 /* ---- forward --------------------------------------------------------------------------------- */
+/* --sync-bn during a data-parallel training step. */
+static int bn_sync(const oclseg_model *m) {
+    return m->sync_bn && m->rank_counts && oclseg_dist_size() > 1;
+}
+
+/* First element of this batch's dropout mask: a data-parallel rank whose images start at image
+ * dropout_image_offset of the global batch draws the mask they have there. */
+static size_t dropout_first(const oclseg_model *m, const oclseg_tensor *x) {
+    return (size_t)m->dropout_image_offset * (size_t)x->c * (size_t)x->h * (size_t)x->w;
+}
+
 int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
                          uint64_t dropout_seed, uint64_t step) {
     oclseg_ctx *ctx = m->ctx;
@@ -460,8 +472,9 @@ int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
             if (batch_stats) {
                 oclseg_tensor sm = oclseg_tensor_view(m->bn_save_buf, l->save_off, g.n, 1, 1, 1);
                 oclseg_tensor si = oclseg_tensor_view(m->bn_save_buf, l->save_off + g.n, g.n, 1, 1, 1);
-                TRY(op_batchnorm_forward_train_act(ctx, &x, &g, &b, &rm, &rv, &y, &sm, &si,
-                                                   momentum, eps, relu6));
+                op_bn_sync sync = {m->rank_counts};
+                TRY(op_batchnorm_forward_train_sync(ctx, &x, &g, &b, &rm, &rv, &y, &sm, &si,
+                                                    momentum, eps, relu6, bn_sync(m) ? &sync : NULL));
                 m->bn_batches[l->bn_index]++;
             } else {
                 TRY(op_batchnorm_forward_eval_act(ctx, &x, &g, &b, &rm, &rv, &y, eps, relu6));
@@ -488,7 +501,8 @@ int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
             break;
         }
         case LAYER_DROPOUT:
-            TRY(op_dropout_forward(ctx, &x, &y, train ? m->cfg.dropout : 0.0f, dropout_seed, step));
+            TRY(op_dropout_forward_at(ctx, &x, &y, train ? m->cfg.dropout : 0.0f, dropout_seed,
+                                      step, dropout_first(m, &x)));
             break;
         case LAYER_UPSAMPLE: TRY(op_upsample_bilinear_forward(ctx, &x, &y)); break;
         }
@@ -568,7 +582,9 @@ int oclseg_model_backward(oclseg_model *m, int n, int frozen_encoder, uint64_t d
             oclseg_tensor db = param_view(m, m->grads_buf, l->param2);
             oclseg_tensor sm = oclseg_tensor_view(m->bn_save_buf, l->save_off, g.n, 1, 1, 1);
             oclseg_tensor si = oclseg_tensor_view(m->bn_save_buf, l->save_off + g.n, g.n, 1, 1, 1);
-            TRY(op_batchnorm_backward_train(ctx, &x, &dy, &g, &sm, &si, dx, &dg, &db));
+            op_bn_sync sync = {m->rank_counts};
+            TRY(op_batchnorm_backward_train_sync(ctx, &x, &dy, &g, &sm, &si, dx, &dg, &db,
+                                                 bn_sync(m) ? &sync : NULL));
             break;
         }
         case LAYER_ADD: { /* y = x + x2: both inputs receive dy */
@@ -588,7 +604,8 @@ int oclseg_model_backward(oclseg_model *m, int n, int frozen_encoder, uint64_t d
             break;
         }
         case LAYER_DROPOUT:
-            TRY(op_dropout_backward(ctx, &dy, dx, m->cfg.dropout, dropout_seed, step));
+            TRY(op_dropout_backward_at(ctx, &dy, dx, m->cfg.dropout, dropout_seed, step,
+                                       dropout_first(m, &dy)));
             break;
         case LAYER_UPSAMPLE: TRY(op_upsample_bilinear_backward(ctx, &dy, dx)); break;
         case LAYER_RELU6:

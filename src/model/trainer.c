@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "oclseg/dist.h"
+#include "oclseg/util.h"
+
 int oclseg_trainer_create(oclseg_model *model, const oclseg_trainer_config *cfg,
                           oclseg_trainer **out) {
     *out = NULL;
@@ -52,6 +55,7 @@ void oclseg_trainer_free(oclseg_trainer *t) {
         }
         free(t->staging[i]);
     }
+    free(t->reduce_host);
     oclseg_buffer_free(t->ctx, t->targets_buf, t->mask_floats * sizeof(float));
     oclseg_buffer_free(t->ctx, t->loss_ring_buf, OCLSEG_LOSS_RING * sizeof(float));
     oclseg_buffer_free(t->ctx, t->finite_ring_buf, OCLSEG_LOSS_RING * sizeof(float));
@@ -129,13 +133,95 @@ static int check_numerics(oclseg_trainer *t, int n, int backward) {
     return OCLSEG_OK;
 }
 
+static int local_pass(oclseg_trainer *t, const float *images, const float *masks, int n);
+
+/* Data parallel: reads this rank's gradients (from element off) and loss to the host, replaces
+ * them by the global-batch average over all ranks, writes them back. Every rank ends up with the
+ * same bits, so the optimizer keeps the parameters identical everywhere. */
+static int reduce_over_ranks(oclseg_trainer *t, const int *rank_counts, size_t off,
+                             double step_start) {
+    oclseg_model *m = t->model;
+    double t0 = oclseg_now_s();
+    const int size = oclseg_dist_size();
+    const size_t count = m->param_floats - off;
+    const size_t loss_byte = (size_t)(t->step % OCLSEG_LOSS_RING) * sizeof(float);
+    if (!t->reduce_host && !(t->reduce_host = malloc((m->param_floats + 1) * sizeof(float))))
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    double *w = malloc((size_t)size * sizeof *w);
+    if (!w) return OCLSEG_ERR_OUT_OF_MEMORY;
+    double total = 0.0;
+    for (int r = 0; r < size; r++) total += rank_counts[r];
+    for (int r = 0; r < size; r++) w[r] = (double)rank_counts[r] / total;
+    float *h = t->reduce_host;
+    int st = oclseg_read(t->ctx, m->grads_buf, off * sizeof(float), count * sizeof(float), h);
+    t->last_compute_seconds = oclseg_now_s() - step_start; /* the read waited for the backward */
+    if (st == OCLSEG_OK) st = oclseg_read(t->ctx, t->loss_ring_buf, loss_byte, sizeof(float), h + count);
+    if (st == OCLSEG_OK) st = oclseg_dist_sum(h, count + 1, w);
+    if (st == OCLSEG_OK)
+        st = oclseg_write(t->ctx, m->grads_buf, off * sizeof(float), count * sizeof(float), h);
+    if (st == OCLSEG_OK) st = oclseg_write(t->ctx, t->loss_ring_buf, loss_byte, sizeof(float), h + count);
+    free(w);
+    t->reduce_seconds += oclseg_now_s() - t0;
+    t->reduce_steps++;
+    return st;
+}
+
+/* Copies rank 0's trained parameters and the running statistics to every rank (blocking). The
+ * same kernels on two OpenCL implementations may round sqrt, division or a contracted
+ * multiply-add differently (OpenCL allows a few ulp), so heterogeneous ranks would drift apart
+ * by rounding even from bit-identical gradients. */
+static int params_from_rank0(oclseg_trainer *t, size_t off) {
+    oclseg_model *m = t->model;
+    double t0 = oclseg_now_s();
+    const int root = oclseg_dist_rank() == 0;
+    struct { cl_mem buf; size_t off, count; } parts[2] = {
+        {m->params_buf, off, m->param_floats - off}, {m->buffers_buf, 0, m->buffer_floats}};
+    for (int i = 0; i < 2; i++) {
+        size_t bytes = parts[i].count * sizeof(float), at = parts[i].off * sizeof(float);
+        if (bytes == 0) continue;
+        if (root) TRY(oclseg_read(t->ctx, parts[i].buf, at, bytes, t->reduce_host));
+        TRY(oclseg_dist_bcast(t->reduce_host, bytes, 0));
+        if (!root) TRY(oclseg_write(t->ctx, parts[i].buf, at, bytes, t->reduce_host));
+    }
+    t->reduce_seconds += oclseg_now_s() - t0;
+    return OCLSEG_OK;
+}
+
 int oclseg_trainer_step(oclseg_trainer *t, const float *images, const float *masks, int n) {
+    return oclseg_trainer_step_shard(t, images, masks, n, NULL);
+}
+
+int oclseg_trainer_step_shard(oclseg_trainer *t, const float *images, const float *masks, int n,
+                              const int *rank_counts) {
+    const double step_start = oclseg_now_s();
     oclseg_model *m = t->model;
     if (t->step - t->drained >= OCLSEG_LOSS_RING) {
         OCLSEG_ERROR("%d losses are waiting to be read: call oclseg_trainer_drain_losses",
                      OCLSEG_LOSS_RING);
         return OCLSEG_ERR_INVALID_ARG;
     }
+    int frozen = t->cfg.frozen_encoder;
+    int dist = rank_counts && oclseg_dist_size() > 1;
+    size_t off = frozen ? m->decoder_param_off : 0;
+    m->rank_counts = dist ? rank_counts : NULL; /* for --sync-bn */
+    int pass = n > 0 || !dist ? local_pass(t, images, masks, n) : OCLSEG_OK;
+    m->rank_counts = NULL;
+    TRY(pass);
+    if (dist) TRY(reduce_over_ranks(t, rank_counts, off, step_start));
+    /* every step: one flag for all trained gradients, read back with the losses */
+    TRY(op_check_finite(t->ctx, m->grads_buf, off, m->param_floats - off, t->finite_ring_buf,
+                        (size_t)(t->step % OCLSEG_LOSS_RING)));
+    TRY(op_optimizer_step(t->ctx, &t->cfg.optim, &t->opt, m->params_buf, m->grads_buf,
+                          m->state1_buf, m->state2_buf, off, m->param_floats - off));
+    if (dist && t->broadcast_params) TRY(params_from_rank0(t, off));
+    CL_CHECK(clFlush(t->ctx->queue));
+    t->step++;
+    return OCLSEG_OK;
+}
+
+/* Upload, forward, loss and backward of this rank's n images (no host synchronisation). */
+static int local_pass(oclseg_trainer *t, const float *images, const float *masks, int n) {
+    oclseg_model *m = t->model;
     int frozen = t->cfg.frozen_encoder;
     TRY(upload_batch(t, images, masks, n));
     TRY(inject_nan(t, 0));
@@ -149,14 +235,6 @@ int oclseg_trainer_step(oclseg_trainer *t, const float *images, const float *mas
     TRY(oclseg_model_backward(m, n, frozen, t->cfg.seed, (uint64_t)t->step));
     TRY(inject_nan(t, 1));
     if (t->cfg.check_numerics) TRY(check_numerics(t, n, 1));
-    size_t off = frozen ? m->decoder_param_off : 0;
-    /* every step: one flag for all trained gradients, read back with the losses */
-    TRY(op_check_finite(t->ctx, m->grads_buf, off, m->param_floats - off, t->finite_ring_buf,
-                        (size_t)(t->step % OCLSEG_LOSS_RING)));
-    TRY(op_optimizer_step(t->ctx, &t->cfg.optim, &t->opt, m->params_buf, m->grads_buf,
-                          m->state1_buf, m->state2_buf, off, m->param_floats - off));
-    CL_CHECK(clFlush(t->ctx->queue));
-    t->step++;
     return OCLSEG_OK;
 }
 

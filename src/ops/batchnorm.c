@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "oclseg/ops.h"
+#include "ops/batchnorm_sync.h"
 
 /* Values each work-item of a *_partial kernel reduces sequentially; a chunk holds
  * wg * BN_ITEMS_PER_ITEM values of one channel. 16 keeps the partials few (C * M / 512 at most)
@@ -130,6 +131,16 @@ int op_batchnorm_forward_train_act(oclseg_ctx *ctx, const oclseg_tensor *x,
                                    oclseg_tensor *y, oclseg_tensor *save_mean,
                                    oclseg_tensor *save_invstd, float momentum, float eps,
                                    int relu6) {
+    return op_batchnorm_forward_train_sync(ctx, x, gamma, beta, running_mean, running_var, y,
+                                           save_mean, save_invstd, momentum, eps, relu6, NULL);
+}
+
+int op_batchnorm_forward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
+                                    const oclseg_tensor *gamma, const oclseg_tensor *beta,
+                                    oclseg_tensor *running_mean, oclseg_tensor *running_var,
+                                    oclseg_tensor *y, oclseg_tensor *save_mean,
+                                    oclseg_tensor *save_invstd, float momentum, float eps,
+                                    int relu6, const op_bn_sync *sync) {
     static const char op[] = "batchnorm_forward_train";
     if (!x || !y) {
         OCLSEG_ERROR("%s: x and y are required", op);
@@ -144,7 +155,7 @@ int op_batchnorm_forward_train_act(oclseg_ctx *ctx, const oclseg_tensor *x,
     TRY(check_vector(op, "save_mean", save_mean, channels));
     TRY(check_vector(op, "save_invstd", save_invstd, channels));
     const size_t m = (size_t)x->n * (size_t)x->h * (size_t)x->w;
-    if (m <= 1) {
+    if (m <= 1 && !sync) { /* sync: the global count is checked in bn_sync_stats */
         OCLSEG_ERROR("%s: Expected more than 1 value per channel when training, got input size "
                      "(%d,%d,%d,%d)", op, x->n, x->c, x->h, x->w);
         return OCLSEG_ERR_INVALID_ARG;
@@ -170,6 +181,13 @@ int op_batchnorm_forward_train_act(oclseg_ctx *ctx, const oclseg_tensor *x,
     KARG(k_partial, 7, part);
     KARG(k_partial, 8, part_off);
     TRY(launch_partial(ctx, k_partial, &plan, channels));
+    if (sync) {
+        /* the partials become one global {mean, M2} per channel: finalize as one chunk */
+        cl_uint m_global;
+        TRY(bn_sync_stats(ctx, part, plan.chunks, plan.chunk_len, m_u, c_u, sync, &m_global));
+        plan.chunks = 1;
+        plan.chunk_len = m_u = m_global;
+    }
 
     cl_uint rm_off = (cl_uint)running_mean->off, rv_off = (cl_uint)running_var->off;
     cl_uint sm_off = (cl_uint)save_mean->off, si_off = (cl_uint)save_invstd->off;
@@ -294,13 +312,23 @@ int op_batchnorm_backward_train(oclseg_ctx *ctx, const oclseg_tensor *x, const o
                                 const oclseg_tensor *gamma, const oclseg_tensor *save_mean,
                                 const oclseg_tensor *save_invstd, oclseg_tensor *dx,
                                 oclseg_tensor *dgamma, oclseg_tensor *dbeta) {
+    return op_batchnorm_backward_train_sync(ctx, x, dy, gamma, save_mean, save_invstd, dx, dgamma,
+                                            dbeta, NULL);
+}
+
+int op_batchnorm_backward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
+                                     const oclseg_tensor *dy, const oclseg_tensor *gamma,
+                                     const oclseg_tensor *save_mean,
+                                     const oclseg_tensor *save_invstd, oclseg_tensor *dx,
+                                     oclseg_tensor *dgamma, oclseg_tensor *dbeta,
+                                     const op_bn_sync *sync) {
     static const char op[] = "batchnorm_backward_train";
     TRY(check_backward(op, x, dy, dx, dgamma, dbeta));
     const int channels = x->c;
     TRY(check_vector(op, "gamma", gamma, channels));
     TRY(check_vector(op, "save_mean", save_mean, channels));
     TRY(check_vector(op, "save_invstd", save_invstd, channels));
-    if (!dx && !dgamma && !dbeta) return OCLSEG_OK;
+    if (!dx && !dgamma && !dbeta && !sync) return OCLSEG_OK; /* sync: the others wait for us */
 
     const size_t m = (size_t)x->n * (size_t)x->h * (size_t)x->w;
     cl_kernel k_partial;
@@ -315,13 +343,15 @@ int op_batchnorm_backward_train(oclseg_ctx *ctx, const oclseg_tensor *x, const o
     cl_uint sm_off = (cl_uint)save_mean->off, si_off = (cl_uint)save_invstd->off;
     TRY(reduce_grads(ctx, x, dy, save_mean->buf, sm_off, save_invstd->buf, si_off, scratch, &plan,
                      part_off, sums_off, dgamma, dbeta, k_partial));
+    cl_uint m_u = (cl_uint)m;
+    if (sync) TRY(bn_sync_grad_sums(ctx, scratch, sums_off, (cl_uint)channels, sync, &m_u));
     if (!dx) return OCLSEG_OK;
 
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_backward_train_dx", &k));
     cl_uint x_off = (cl_uint)x->off, dy_off = (cl_uint)dy->off, gamma_off = (cl_uint)gamma->off;
     cl_uint dx_off = (cl_uint)dx->off, c_u = (cl_uint)channels, hw = (cl_uint)(x->h * x->w);
-    cl_uint m_u = (cl_uint)m, total = (cl_uint)oclseg_tensor_numel(x);
+    cl_uint total = (cl_uint)oclseg_tensor_numel(x);
     KARG(k, 0, x->buf);
     KARG(k, 1, x_off);
     KARG(k, 2, dy->buf);

@@ -61,7 +61,7 @@ static double float_as_typed_double(float f) {
 
 /* Runs dropout_apply (x -> y) for the forward, or (dy -> dx) for the backward. */
 static int run_dropout(oclseg_ctx *ctx, const char *what, const oclseg_tensor *x,
-                       oclseg_tensor *y, float p, uint64_t seed, uint64_t step) {
+                       oclseg_tensor *y, float p, uint64_t seed, uint64_t step, size_t first) {
     if (!oclseg_tensor_same_shape(x, y)) {
         OCLSEG_ERROR("%s: shape mismatch in (%d,%d,%d,%d) vs out (%d,%d,%d,%d)", what, x->n, x->c,
                      x->h, x->w, y->n, y->c, y->h, y->w);
@@ -72,6 +72,11 @@ static int run_dropout(oclseg_ctx *ctx, const char *what, const oclseg_tensor *x
         return OCLSEG_ERR_INVALID_ARG;
     }
     const size_t numel = oclseg_tensor_numel(x);
+    if (first % 4 != 0 || first + numel > UINT32_MAX) {
+        OCLSEG_ERROR("%s: first element %zu must be a multiple of 4 and the masked range fit 32 "
+                     "bits", what, first);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
     if (x->off + numel > UINT32_MAX || y->off + numel > UINT32_MAX) {
         OCLSEG_ERROR("%s: tensor of %zu floats at offsets %zu/%zu exceeds 32-bit indexing", what,
                      numel, x->off, y->off);
@@ -97,16 +102,28 @@ static int run_dropout(oclseg_ctx *ctx, const char *what, const oclseg_tensor *x
     KARG(k, 8, seed_hi);
     KARG(k, 9, step_lo);
     KARG(k, 10, step_hi);
+    cl_uint group_off = (cl_uint)(first / 4);
+    KARG(k, 11, group_off);
     size_t global = (numel + 3) / 4; /* one work-item per Philox call (4 elements) */
     return oclseg_launch(ctx, k, 1, &global, NULL);
 }
 
 int op_dropout_forward(oclseg_ctx *ctx, const oclseg_tensor *x, oclseg_tensor *y, float p,
                        uint64_t seed, uint64_t step) {
-    return run_dropout(ctx, "dropout forward", x, y, p, seed, step);
+    return run_dropout(ctx, "dropout forward", x, y, p, seed, step, 0);
 }
 
 int op_dropout_backward(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *dx, float p,
                         uint64_t seed, uint64_t step) {
-    return run_dropout(ctx, "dropout backward", dy, dx, p, seed, step);
+    return run_dropout(ctx, "dropout backward", dy, dx, p, seed, step, 0);
+}
+
+int op_dropout_forward_at(oclseg_ctx *ctx, const oclseg_tensor *x, oclseg_tensor *y, float p,
+                          uint64_t seed, uint64_t step, size_t first) {
+    return run_dropout(ctx, "dropout forward", x, y, p, seed, step, first);
+}
+
+int op_dropout_backward_at(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *dx, float p,
+                           uint64_t seed, uint64_t step, size_t first) {
+    return run_dropout(ctx, "dropout backward", dy, dx, p, seed, step, first);
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "oclseg/dist.h"
 #include "oclseg/runtime.h"
 
 const char *oclseg_device_type_str(cl_device_type type) {
@@ -113,6 +114,40 @@ static void print_device_list(const oclseg_device_info *devs, int count) {
                 devs[i].name, devs[i].platform_name, oclseg_device_type_str(devs[i].type));
 }
 
+/* A comma-separated spec ("0:0,1:0", "pocl,llvmpipe") names one device per node-local rank:
+ * element local_rank % count is this process's. Copies it to buf and returns it. */
+static const char *spec_for_rank(const char *spec, char *buf, size_t size) {
+    if (!spec || !strchr(spec, ',')) return spec;
+    int parts = 1;
+    for (const char *p = spec; *p; p++) parts += *p == ',';
+    int want = oclseg_dist_local_rank() % parts;
+    const char *start = spec;
+    for (int i = 0; i < want; i++) start = strchr(start, ',') + 1;
+    size_t len = strcspn(start, ",");
+    if (len >= size) len = size - 1;
+    memcpy(buf, start, len);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* The default device: the first GPU, else accelerator, else CPU. "auto": the GPUs round-robin
+ * over the node-local ranks (local rank r gets GPU r % GPUs), else the default. */
+static int default_device(const oclseg_device_info *devs, int count, int round_robin) {
+    if (round_robin) {
+        int gpus = 0;
+        for (int i = 0; i < count; i++) gpus += (devs[i].type & CL_DEVICE_TYPE_GPU) != 0;
+        int want = gpus ? oclseg_dist_local_rank() % gpus : -1;
+        for (int i = 0; i < count && want >= 0; i++)
+            if ((devs[i].type & CL_DEVICE_TYPE_GPU) && want-- == 0) return i;
+    }
+    static const cl_device_type order[] = {CL_DEVICE_TYPE_GPU, CL_DEVICE_TYPE_ACCELERATOR,
+                                           CL_DEVICE_TYPE_CPU};
+    for (int o = 0; o < 3; o++)
+        for (int i = 0; i < count; i++)
+            if (devs[i].type & order[o]) return i;
+    return 0;
+}
+
 int oclseg_device_choose(const char *spec, oclseg_device_info *out) {
     oclseg_device_info *devs = NULL;
     int count = 0;
@@ -124,14 +159,11 @@ int oclseg_device_choose(const char *spec, oclseg_device_info *out) {
         return OCLSEG_ERR_NO_DEVICE;
     }
     if (!spec || !*spec) spec = getenv("OCLSEG_DEVICE");
+    char mine[256];
+    spec = spec_for_rank(spec, mine, sizeof mine);
     int chosen = -1;
-    if (!spec || !*spec) {
-        static const cl_device_type order[] = {CL_DEVICE_TYPE_GPU, CL_DEVICE_TYPE_ACCELERATOR,
-                                               CL_DEVICE_TYPE_CPU};
-        for (int o = 0; o < 3 && chosen < 0; o++)
-            for (int i = 0; i < count && chosen < 0; i++)
-                if (devs[i].type & order[o]) chosen = i;
-        if (chosen < 0) chosen = 0;
+    if (!spec || !*spec || strcmp(spec, "auto") == 0) {
+        chosen = default_device(devs, count, spec && *spec);
     } else {
         int p, d, used = 0;
         if (sscanf(spec, "%d:%d%n", &p, &d, &used) == 2 && spec[used] == '\0') {

@@ -1,0 +1,385 @@
+/* Data-parallel training under mpirun (2 ranks, OCLSEG_BIN set by meson): sync-BN equivalence
+ * with one process, PoCL + rusticl ranks, bit-identical reruns, a killed and a hung rank, and
+ * ranks that disagree. Skipped with a message when built without MPI or mpirun is absent. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "oclseg/dist.h"
+#include "oclseg/safetensors.h"
+#include "oclseg/weights.h"
+
+static char root[64], data[128], data2[128];
+static const char *bin;
+/* as root mpirun needs --allow-run-as-root; --oversubscribe: 2 ranks on fewer cores */
+static const char mpirun[] = "mpirun --allow-run-as-root --oversubscribe --bind-to none";
+/* 32x32, batch 4 (2 images per rank), 12 training images: 3 steps per epoch */
+static const char tiny[] = "--epochs 1 --batch 4 --size 32 --eval-every 1000 --quiet";
+
+static int skip(const char *test) {
+    if (!oclseg_dist_built_with_mpi()) {
+        fprintf(stderr, "%s: skipped (built without MPI: -Dmpi=disabled or no libopenmpi-dev)\n", test);
+        return 1;
+    }
+    if (harness_sh("command -v mpirun > /dev/null") != 0) {
+        fprintf(stderr, "%s: skipped (mpirun not found: install openmpi-bin)\n", test);
+        return 1;
+    }
+    if (root[0]) return 0;
+    bin = getenv("OCLSEG_BIN");
+    ck_assert_msg(bin != NULL, "OCLSEG_BIN is not set (run through meson test)");
+    snprintf(root, sizeof root, "/tmp/oclseg-dist-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(root));
+    snprintf(data, sizeof data, "%s/data", root);
+    snprintf(data2, sizeof data2, "%s/data2", root);
+    ck_assert_int_eq(harness_sh("%s synth --out %s --train 12 --test 4 --seed 5 > /dev/null", bin, data), 0);
+    ck_assert_int_eq(harness_sh("%s synth --out %s --train 12 --test 4 --seed 6 > /dev/null", bin, data2), 0);
+    return 0;
+}
+
+static void read_losses(const char *run, double *losses, int count) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/steps.csv", run);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "no %s", path);
+    char line[256];
+    int n = 0;
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f)); /* header */
+    while (n < count && fgets(line, sizeof line, f)) losses[n++] = atof(strrchr(line, ',') + 1);
+    fclose(f);
+    ck_assert_int_eq(n, count);
+}
+
+/* All parameters (not running statistics) of RUN/weights.safetensors, concatenated. */
+static double *read_params(const char *run, size_t *count) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/weights.safetensors", run);
+    oclseg_st_file *f;
+    ck_assert_int_eq(oclseg_st_load(path, &f), OCLSEG_OK);
+    size_t total = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        double *out = pass ? malloc(total * sizeof *out) : NULL;
+        size_t at = 0;
+        for (int i = 0; i < f->count; i++) {
+            const oclseg_st_tensor *t = &f->tensors[i];
+            if (t->dtype != OCLSEG_ST_F32 || strstr(t->name, "running_")) continue;
+            size_t n = t->nbytes / 4;
+            if (pass) {
+                float *tmp = malloc(n * sizeof *tmp);
+                ck_assert_int_eq(oclseg_st_read_f32(f, t->name, tmp, n), OCLSEG_OK);
+                for (size_t k = 0; k < n; k++) out[at + k] = tmp[k];
+                free(tmp);
+            }
+            at += n;
+        }
+        total = at;
+        if (pass) {
+            oclseg_st_free(f);
+            *count = total;
+            return out;
+        }
+    }
+    return NULL;
+}
+
+/* ||(w0 - a) - (w0 - b)|| / ||w0 - a||: how far b's update is from a's, relative to a's. */
+static double update_error(const char *w0_run, const char *a_run, const char *b_run) {
+    size_t n0, na, nb;
+    double *w0 = read_params(w0_run, &n0), *a = read_params(a_run, &na), *b = read_params(b_run, &nb);
+    ck_assert(n0 == na && na == nb);
+    double diff = 0, ref = 0;
+    for (size_t i = 0; i < n0; i++) {
+        diff += (a[i] - b[i]) * (a[i] - b[i]);
+        ref += (w0[i] - a[i]) * (w0[i] - a[i]);
+    }
+    free(w0);
+    free(a);
+    free(b);
+    return sqrt(diff / ref);
+}
+
+/* 2 ranks x 2 images with --sync-bn against 1 process x 4 images (same global batch, seed,
+ * dropout masks). Tolerances (measured here; docs/numerics.md: training-mode BatchNorm over a
+ * handful of values per channel amplifies float32 rounding, most at 32x32 where the last
+ * encoder stages hold 4 values per channel):
+ * - step 0 loss is a forward pass, only the reduction order differs: measured 9e-8, rtol 1e-5.
+ * - losses of steps 1-2 follow updates from gradients that differ at rounding level: measured
+ *   4.7e-5 and 4.0e-4 relative; rtol 1e-2, as between PoCL and rusticl in test_train.
+ * - the first step's gradient (SGD lr 1: w0 - w1), relative L2 over all parameters: measured
+ *   9.7e-3; one process on PoCL vs one on rusticl, both correct, differ by 7.8e-3; tolerance
+ *   0.1. Per-rank BatchNorm (no --sync-bn) is off by 9e3, a missing weight or sum by far more
+ *   than 0.1, so this is the sharp check.
+ * - weights after 3 SGD steps (lr 1e-3), update relative L2: measured 0.87; PoCL vs rusticl in
+ *   one process give 1.11 (the 1x1 stages' near-zero variances make 3-step trajectories
+ *   diverge at rounding level); tolerance 3, per-rank BatchNorm gives 5e3. */
+START_TEST(sync_bn_matches_one_process) {
+    if (skip("sync_bn_matches_one_process")) return;
+    const char *sgd1 = "--optimizer sgd --max-steps 1";
+    ck_assert_int_eq(harness_sh("%s train --data %s --out %s/w0 %s %s --lr 0", bin, data, root, tiny, sgd1), 0);
+    ck_assert_int_eq(harness_sh("%s train --data %s --out %s/g1 %s %s --lr 1", bin, data, root, tiny, sgd1), 0);
+    ck_assert_int_eq(harness_sh("%s -np 2 %s train --data %s --out %s/g2 %s %s --lr 1 --sync-bn",
+                                mpirun, bin, data, root, tiny, sgd1), 0);
+    const char *sgd3 = "--optimizer sgd --max-steps 3 --lr 1e-3";
+    ck_assert_int_eq(harness_sh("%s train --data %s --out %s/s1 %s %s", bin, data, root, tiny, sgd3), 0);
+    ck_assert_int_eq(harness_sh("%s -np 2 %s train --data %s --out %s/s2 %s %s --sync-bn",
+                                mpirun, bin, data, root, tiny, sgd3), 0);
+    char a[128], b[128], w0[128];
+    snprintf(w0, sizeof w0, "%s/w0", root);
+    snprintf(a, sizeof a, "%s/g1", root);
+    snprintf(b, sizeof b, "%s/g2", root);
+    double grad_err = update_error(w0, a, b);
+    snprintf(a, sizeof a, "%s/s1", root);
+    snprintf(b, sizeof b, "%s/s2", root);
+    double weight_err = update_error(w0, a, b);
+    double l1[3], l2[3];
+    read_losses(a, l1, 3);
+    read_losses(b, l2, 3);
+    for (int s = 0; s < 3; s++) {
+        double rel = fabs(l1[s] - l2[s]) / fabs(l1[s]), rtol = s == 0 ? 1e-5 : 1e-2;
+        fprintf(stderr, "step %d loss: 1 process %.9f, 2 ranks %.9f, relative %.2e (rtol %.0e)\n",
+                s, l1[s], l2[s], rel, rtol);
+        ck_assert_msg(rel <= rtol, "step %d: losses differ by %.2e > %.0e", s, rel, rtol);
+    }
+    fprintf(stderr, "first gradient: relative L2 %.2e (tolerance 0.1); weights after 3 steps: "
+                    "update relative L2 %.2e (tolerance 3)\n", grad_err, weight_err);
+    ck_assert_msg(grad_err <= 0.1, "first gradient differs by %.2e", grad_err);
+    ck_assert_msg(weight_err <= 3.0, "weights after 3 steps differ by %.2e", weight_err);
+}
+END_TEST
+
+/* A heterogeneous pair: rank 0 on PoCL, rank 1 on rusticl (llvmpipe). OCLSEG_DIST_CHECK=1
+ * hashes the parameters on every rank after every step and stops the job if they differ. */
+START_TEST(pocl_and_rusticl_ranks_stay_identical) {
+    if (skip("pocl_and_rusticl_ranks_stay_identical")) return;
+    if (harness_sh("RUSTICL_ENABLE=llvmpipe %s devices | grep -q llvmpipe", bin) != 0 ||
+        harness_sh("%s devices | grep -qi pocl", bin) != 0) {
+        fprintf(stderr, "pocl_and_rusticl_ranks_stay_identical: skipped (needs PoCL and rusticl)\n");
+        return;
+    }
+    ck_assert_int_eq(harness_sh("%s -np 2 -x RUSTICL_ENABLE=llvmpipe -x OCLSEG_DIST_CHECK=1 %s "
+                                "train --data %s --out %s/het %s --max-steps 3 --device pocl,llvmpipe "
+                                "--sync-bn 2> %s/het.err", mpirun, bin, data, root, tiny, root), 0);
+    for (int s = 0; s < 3; s++)
+        ck_assert_int_eq(harness_sh("grep -q 'dist-check step %d: parameters .* on all 2 ranks' %s/het.err",
+                                    s, root), 0);
+    /* config.json records both ranks' devices */
+    ck_assert_int_eq(harness_sh("grep -q llvmpipe %s/het/config.json && grep -q '\"ranks\": 2' "
+                                "%s/het/config.json", root, root), 0);
+}
+END_TEST
+
+/* --balance with the rank speeds forced to 1:7 (OCLSEG_BALANCE_SPEEDS): from step 4 on the
+ * global batch of 4 splits 1 + 3 instead of 2 + 2. Same global batch, so the same losses: steps
+ * 0-3 (even split, before the measurement ends) bit-identical, steps 4-5 within rtol 1e-2 (the
+ * same rounding-level tolerance as above), parameters identical on both ranks every step. */
+START_TEST(balance_gives_the_even_result) {
+    if (skip("balance_gives_the_even_result")) return;
+    const char *args = "--epochs 2 --batch 4 --size 32 --eval-every 1000 --sync-bn";
+    ck_assert_int_eq(harness_sh("%s -np 2 %s train --data %s --out %s/even %s --quiet", mpirun,
+                                bin, data, root, args), 0);
+    ck_assert_int_eq(harness_sh("%s -np 2 -x OCLSEG_BALANCE_SPEEDS=1,7 -x OCLSEG_DIST_CHECK=1 %s "
+                                "train --data %s --out %s/bal %s --balance > %s/bal.out "
+                                "2> %s/bal.err", mpirun, bin, data, root, args, root, root), 0);
+    ck_assert_int_eq(harness_sh("grep -q 'from step 4 on, a batch of 4 splits as 1 .* 3 ' %s/bal.out",
+                                root), 0);
+    ck_assert_int_eq(harness_sh("grep -c 'dist-check step .* on all 2 ranks' %s/bal.err | grep -qx 6",
+                                root), 0);
+    char a[128], b[128];
+    snprintf(a, sizeof a, "%s/even", root);
+    snprintf(b, sizeof b, "%s/bal", root);
+    double even[6], bal[6];
+    read_losses(a, even, 6);
+    read_losses(b, bal, 6);
+    for (int s = 0; s < 6; s++) {
+        double rel = fabs(even[s] - bal[s]) / fabs(even[s]);
+        fprintf(stderr, "--balance step %d: even %.9f, 1+3 %.9f, relative %.2e\n", s, even[s],
+                bal[s], rel);
+        if (s < 4) ck_assert_msg(even[s] == bal[s], "step %d differs before balancing", s);
+        else ck_assert_msg(rel <= 1e-2, "step %d: %.2e > 1e-2", s, rel);
+    }
+}
+END_TEST
+
+START_TEST(reruns_are_bit_identical) {
+    if (skip("reruns_are_bit_identical")) return;
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(harness_sh("%s -np 2 %s train --data %s --out %s/rerun%d %s --max-steps 4 "
+                                    "--epochs 2", mpirun, bin, data, root, i, tiny), 0);
+    ck_assert_int_eq(harness_sh("cmp %s/rerun0/steps.csv %s/rerun1/steps.csv", root, root), 0);
+    ck_assert_int_eq(harness_sh("cmp %s/rerun0/weights.safetensors %s/rerun1/weights.safetensors",
+                                root, root), 0);
+    ck_assert_int_eq(harness_sh("test $(wc -l < %s/rerun0/steps.csv) -eq 5", root), 0);
+}
+END_TEST
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Starts `sh -c cmd` in the background; returns its pid (the shell execs mpirun). */
+static pid_t spawn(const char *cmd) {
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* The pid of one rank (a child of mpirun), or -1. */
+static pid_t a_rank_of(pid_t launcher) {
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "pgrep -n -P %d", (int)launcher);
+    FILE *p = popen(cmd, "r");
+    int pid = -1;
+    if (p) {
+        if (fscanf(p, "%d", &pid) != 1) pid = -1;
+        pclose(p);
+    }
+    return pid;
+}
+
+/* Waits up to `limit` seconds for pid; returns its exit status (128 + signal), or -1 on timeout. */
+static int wait_for(pid_t pid, double limit) {
+    double start = now_s();
+    while (now_s() - start < limit) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        usleep(100000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
+/* A long 2-rank run; once its first epoch's checkpoint exists, `sig` goes to one rank; the job
+ * must then end within 60 s with a non-zero status. */
+static void fault_run(const char *name, int sig, const char *env) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "exec %s -np 2 %s %s train --data %s --out %s/%s --epochs 1000 "
+             "--batch 4 --size 32 --eval-every 1000 --quiet > %s/%s.log 2>&1", mpirun, env, bin,
+             data, root, name, root, name);
+    pid_t launcher = spawn(cmd);
+    char ckpt[256];
+    snprintf(ckpt, sizeof ckpt, "%s/%s/checkpoint.safetensors", root, name);
+    double start = now_s();
+    while (access(ckpt, F_OK) != 0 && now_s() - start < 300) usleep(100000);
+    ck_assert_msg(access(ckpt, F_OK) == 0, "%s: no checkpoint after 300 s", name);
+    usleep(500000); /* into the next epoch */
+    pid_t rank = a_rank_of(launcher);
+    ck_assert_int_gt(rank, 0);
+    double t0 = now_s();
+    kill(rank, sig);
+    int rc = wait_for(launcher, 60);
+    if (sig == SIGSTOP) kill(rank, SIGKILL); /* in case the launcher left it behind */
+    fprintf(stderr, "%s rank: launcher exited with %d after %.1f s\n", name, rc, now_s() - t0);
+    ck_assert_msg(rc > 0, "%s: the job did not stop within 60 s, or exited 0 (%d)", name, rc);
+}
+
+/* SIGKILL on one rank: the job ends within 60 s with a non-zero status and a message; the
+ * checkpoint loads and the run resumes with 1 rank and with 2 ranks. */
+START_TEST(killed_rank_stops_the_job_and_resumes) {
+    if (skip("killed_rank_stops_the_job_and_resumes")) return;
+    fault_run("killed", SIGKILL, "");
+    ck_assert_int_eq(harness_sh("grep -qi 'signal 9\\|killed\\|rank' %s/killed.log", root), 0);
+    char ckpt[256];
+    snprintf(ckpt, sizeof ckpt, "%s/killed/checkpoint.safetensors", root);
+    oclseg_st_file *f;
+    ck_assert_int_eq(oclseg_st_load(ckpt, &f), OCLSEG_OK);
+    oclseg_checkpoint_meta meta;
+    ck_assert_int_eq(oclseg_checkpoint_meta_parse(f, &meta), OCLSEG_OK);
+    long long step = (long long)meta.trainer_step;
+    oclseg_st_free(f);
+    ck_assert_int_ge(step, 3);
+    for (int ranks = 1; ranks <= 2; ranks++) {
+        ck_assert_int_eq(harness_sh("rm -rf %s/resume%d && cp -r %s/killed %s/resume%d", root,
+                                    ranks, root, root, ranks), 0);
+        ck_assert_int_eq(harness_sh("%s -np %d %s train --data %s --resume %s/resume%d/checkpoint.safetensors "
+                                    "--epochs 1000 --batch 4 --size 32 --eval-every 1000 --quiet "
+                                    "--max-steps %lld", mpirun, ranks, bin, data, root, ranks,
+                                    step + 2), 0);
+        /* steps.csv: header + every step up to the new end, no gap, no repeat */
+        ck_assert_int_eq(harness_sh("test $(wc -l < %s/resume%d/steps.csv) -eq %lld && "
+                                    "tail -1 %s/resume%d/steps.csv | grep -q '^%lld,'", root,
+                                    ranks, step + 3, root, ranks, step + 1), 0);
+    }
+}
+END_TEST
+
+/* A rank that stops answering (SIGSTOP): the other gives up after OCLSEG_DIST_TIMEOUT seconds
+ * with a message naming itself, and the job ends. */
+START_TEST(hung_rank_times_out) {
+    if (skip("hung_rank_times_out")) return;
+    fault_run("hung", SIGSTOP, "-x OCLSEG_DIST_TIMEOUT=5");
+    ck_assert_int_eq(harness_sh("grep -q 'rank [01] of 2 on .*no answer from the other ranks' "
+                                "%s/hung.log", root), 0);
+}
+END_TEST
+
+/* An error on one rank (an injected enqueue failure on rank 1 only): it names itself and stops
+ * the whole job instead of leaving rank 0 waiting in the next gradient sum. */
+START_TEST(failing_rank_stops_every_rank) {
+    if (skip("failing_rank_stops_every_rank")) return;
+    double t0 = now_s();
+    ck_assert_int_ne(harness_sh("%s -np 1 %s train --data %s --out %s/fail %s --max-steps 3 : -np 1 "
+                                "env OCLSEG_FAULT_LAUNCH=400 %s train --data %s --out %s/fail %s "
+                                "--max-steps 3 2> %s/fail.err", mpirun, bin, data, root, tiny, bin,
+                                data, root, tiny, root), 0);
+    fprintf(stderr, "failing rank: the job ended after %.1f s\n", now_s() - t0);
+    ck_assert_int_eq(harness_sh("grep -q 'CL_OUT_OF_RESOURCES' %s/fail.err && grep -q 'rank 1 of 2 "
+                                "on .*stopping every rank' %s/fail.err", root, root), 0);
+}
+END_TEST
+
+START_TEST(disagreeing_ranks_are_refused) {
+    if (skip("disagreeing_ranks_are_refused")) return;
+    ck_assert_int_ne(harness_sh("%s -np 1 %s train --data %s --out %s/mis %s --lr 1e-3 : -np 1 %s "
+                                "train --data %s --out %s/mis %s --lr 2e-3 2> %s/mis.err", mpirun,
+                                bin, data, root, tiny, bin, data, root, tiny, root), 0);
+    ck_assert_int_eq(harness_sh("grep -q 'rank 1 differs from rank 0 in its training options' "
+                                "%s/mis.err", root), 0);
+    ck_assert_int_ne(harness_sh("%s -np 1 %s train --data %s --out %s/mis2 %s : -np 1 %s train "
+                                "--data %s --out %s/mis2 %s 2> %s/mis2.err", mpirun, bin, data,
+                                root, tiny, bin, data2, root, tiny, root), 0);
+    ck_assert_int_eq(harness_sh("grep -q 'rank 1 differs from rank 0 in its data set' %s/mis2.err",
+                                root), 0);
+    ck_assert_int_ne(harness_sh("test -e %s/mis/steps.csv", root), 0); /* nothing trained */
+}
+END_TEST
+
+START_TEST(devices_lists_every_rank) {
+    if (skip("devices_lists_every_rank")) return;
+    ck_assert_int_eq(harness_sh("%s -np 2 %s devices > %s/dev.txt", mpirun, bin, root), 0);
+    ck_assert_int_eq(harness_sh("grep -q '^rank 0 (local 0) on ' %s/dev.txt && "
+                                "grep -q '^rank 1 (local 1) on ' %s/dev.txt", root, root), 0);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("dist");
+    TCase *tc = tcase_create("dist");
+    tcase_set_timeout(tc, 1800);
+    tcase_add_test(tc, devices_lists_every_rank);
+    tcase_add_test(tc, disagreeing_ranks_are_refused);
+    tcase_add_test(tc, sync_bn_matches_one_process);
+    tcase_add_test(tc, reruns_are_bit_identical);
+    tcase_add_test(tc, balance_gives_the_even_result);
+    tcase_add_test(tc, pocl_and_rusticl_ranks_stay_identical);
+    tcase_add_test(tc, killed_rank_stops_the_job_and_resumes);
+    tcase_add_test(tc, hung_rank_times_out);
+    tcase_add_test(tc, failing_rank_stops_every_rank);
+    suite_add_tcase(s, tc);
+    int rc = harness_run(s);
+    if (root[0] && rc == 0) harness_sh("rm -rf %s", root);
+    return rc;
+}
