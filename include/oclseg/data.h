@@ -157,6 +157,25 @@ int oclseg_shuffle(int *perm, int n, uint64_t seed, int epoch);
 /* The splitmix64 finalizer (a bijective 64-bit mixer) used by the two functions above. */
 uint64_t oclseg_mix64(uint64_t x);
 
+/* ---- validation split, post-processing ------------------------------------------------------ */
+
+/* The number of validation images for n training images: round(fraction * n), at least 1 and
+ * at most n - 1 when fraction > 0 and n >= 2, else 0. */
+int oclseg_val_count(int n, double fraction);
+/* Splits ds into train and validation parts (copies; ds is unchanged): oclseg_val_count(n,
+ * fraction) samples chosen by a permutation deterministic from the seed (salted, so it differs
+ * from every epoch's shuffle), both parts in the original order. *val is NULL when no sample is
+ * held out. fraction must be in [0, 1). */
+int oclseg_dataset_split(const oclseg_dataset *ds, double fraction, uint64_t seed,
+                         oclseg_dataset **train, oclseg_dataset **val);
+
+/* In place on a 0/non-0 mask (non-0 values become 1 where touched): with largest_component,
+ * keeps only the largest 8-connected foreground component (the first in scan order among equal
+ * sizes); with fill_holes, sets every background pixel not 4-connected to the image border
+ * (a hole) to 1. Largest component first, then holes. */
+int oclseg_mask_postprocess(uint8_t *mask, int width, int height, int largest_component,
+                            int fill_holes);
+
 /* ---- synthetic data ------------------------------------------------------------------------------ */
 
 /* Writes n_train + n_test dermoscopy-like images and exact masks in the ISIC 2016 layout under

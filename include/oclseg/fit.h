@@ -3,6 +3,7 @@
 #ifndef OCLSEG_FIT_H
 #define OCLSEG_FIT_H
 
+#include "oclseg/infer.h"
 #include "oclseg/weights.h"
 
 typedef struct oclseg_fit_options {
@@ -18,6 +19,11 @@ typedef struct oclseg_fit_options {
     uint64_t seed;
     int shuffle, augment, quiet, skip_bad, threads;
     int check_numerics;         /* --check-numerics (also env OCLSEG_CHECK_NUMERICS=1) */
+    double val_fraction;        /* share of the training set held out for selection (0.1) */
+    int patience;               /* stop after this many epochs without a better validation
+                                   Jaccard (0: never) */
+    oclseg_predict_options predict; /* TTA / post-processing of the final val+test report
+                                       (its threshold is chosen on validation) */
 } oclseg_fit_options;
 
 void oclseg_fit_options_default(oclseg_fit_options *o);

@@ -12,6 +12,7 @@ typedef struct oclseg_infer {
     int owns;      /* created ctx/model (oclseg_infer_create) or borrowed (oclseg_infer_wrap) */
     float *input;  /* (1, 3, S, S) staging */
     float *probs;  /* (max_batch, 1, S, S) */
+    float *flipped; /* (max_batch, 3, S, S) TTA staging, allocated on first use */
 } oclseg_infer;
 
 /* Creates a context on `device` and a model of input size `size` loaded from `weights`. */
@@ -23,6 +24,23 @@ void oclseg_infer_free(oclseg_infer *inf);
 
 /* Sigmoid probabilities (n, 1, S, S) for n normalised images (n, 3, S, S), eval mode. */
 int oclseg_infer_batch(oclseg_infer *inf, const float *images, int n, float *probs);
+/* How probabilities become masks: test-time augmentation, threshold, post-processing. */
+typedef struct oclseg_predict_options {
+    int tta_flips;         /* probabilities averaged over the 4 flips (none, h, v, h+v) */
+    float threshold;       /* mask = prob > threshold (0.5) */
+    int largest_component; /* keep the largest 8-connected component */
+    int fill_holes;        /* fill background regions not connected to the border */
+} oclseg_predict_options;
+void oclseg_predict_options_default(oclseg_predict_options *o);
+
+/* As oclseg_infer_batch; with tta_flips, the mean of the probabilities of the image flipped
+ * left-right, top-bottom and both (each flipped back) and of the image itself. n <= max_batch. */
+int oclseg_infer_batch_tta(oclseg_infer *inf, const float *images, int n, int tta_flips,
+                           float *probs);
+/* mask[i] = prob[i] > o->threshold (0/1), then o's post-processing. */
+int oclseg_probs_to_mask(const float *prob, int width, int height,
+                         const oclseg_predict_options *o, uint8_t *mask);
+
 /* Probability map at the image's own resolution (width*height floats): the image is resized
  * to S (antialiased bilinear), run, and the probabilities upsampled back (align_corners=False). */
 int oclseg_infer_image(oclseg_infer *inf, const oclseg_image *rgb, float *prob_full);

@@ -47,6 +47,13 @@ void op_dropout_mask_host(size_t count, float p, uint64_t seed, uint64_t step, u
  * If grad != NULL it also writes d(loss)/dx = (sigmoid(x) - y) / numel. */
 int op_bce_with_logits(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclseg_tensor *target,
                        oclseg_tensor *loss, oclseg_tensor *grad);
+/* Soft Dice loss on sigmoid probabilities, per image i of the N images (smooth 1):
+ *   D_i = (2 sum p*y + 1) / (sum p + sum y + 1), loss = 1 - mean_i D_i,
+ * with p = sigmoid(logits). accumulate = 0 writes the loss (and, if grad != NULL, d(loss)/dx);
+ * accumulate = 1 adds them to what is there (bce+dice: call op_bce_with_logits first).
+ * Deterministic two-pass reductions; uses the shared scratch for 2N floats. */
+int op_soft_dice(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclseg_tensor *target,
+                 oclseg_tensor *loss, oclseg_tensor *grad, int accumulate);
 /* Per-image confusion counts at probability threshold t (pred = sigmoid(x) > t, truth = y > 0.5):
  * counts[off + 4*n + {0,1,2,3}] = {intersection (TP), predicted (TP+FP), target (TP+FN), TN},
  * as uint32 in `counts` (a buffer of >= off + 4*N uint32). */

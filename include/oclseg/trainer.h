@@ -5,8 +5,17 @@
 
 #include "oclseg/model.h"
 
+/* Training loss: BCE with logits (mean), soft Dice (1 - mean per-image Dice of the
+ * probabilities), or their sum. */
+typedef enum oclseg_loss_kind {
+    OCLSEG_LOSS_BCE = 0,
+    OCLSEG_LOSS_DICE = 1,
+    OCLSEG_LOSS_BCE_DICE = 2
+} oclseg_loss_kind;
+
 typedef struct oclseg_trainer_config {
     oclseg_optim_config optim;
+    oclseg_loss_kind loss;
     int frozen_encoder; /* model 1: encoder (and its BatchNorm statistics) frozen */
     uint64_t seed;      /* dropout masks derive from (seed, step) */
     int check_numerics; /* debug: after every forward/backward, look for NaN/Inf (blocking) and

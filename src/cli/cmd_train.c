@@ -14,7 +14,9 @@ static void usage(FILE *out) {
 "                    [--optimizer nadam|adam|sgd] [--freeze-encoder] [--pretrained F]\n"
 "                    [--init F] [--dropout 0.5] [--size 128] [--seed 1] [--no-shuffle]\n"
 "                    [--no-augment] [--max-steps N] [--resume CKPT] [--eval-every 1]\n"
-"                    [--skip-bad] [--threads N] [--check-numerics] [--quiet]\n\n"
+"                    [--skip-bad] [--threads N] [--check-numerics] [--quiet]\n"
+"                    [--val-fraction 0.1] [--patience 0] [--tta flips]\n"
+"                    [--largest-component] [--fill-holes]\n\n"
 "Trains the MobileNetV2-encoder segmentation network with BCEWithLogits loss.\n"
 "  --data DIR         ISIC 2016 Part 1 layout (*Training_Data, *Training_GroundTruth,\n"
 "                     *Test_Data, *Test_GroundTruth); default: the synthetic set in\n"
@@ -25,11 +27,18 @@ static void usage(FILE *out) {
 "  --init F           a full model state dict replacing the whole initialisation\n"
 "  --resume CKPT      continue a run from its checkpoint.safetensors (bit-identical losses)\n"
 "  --max-steps N      stop after N steps in total (writes the checkpoint)\n"
+"  --val-fraction F   hold out this share of the training set (deterministic from --seed) to\n"
+"                     select the best epoch (best.safetensors), the decision threshold and the\n"
+"                     early stop; the test set is scored once, for the selected model\n"
+"                     (final.csv). 0: no validation, best.safetensors = last epoch\n"
+"  --patience N       early stop after N epochs without a better validation Jaccard (0: off)\n"
+"  --tta flips        final report: probabilities averaged over the 4 flips\n"
+"  --largest-component, --fill-holes  final report: post-process the masks\n"
 "  --check-numerics   debug: after every forward and backward find the first layer holding\n"
 "                     a NaN/Inf and stop there (slow: waits for the device each step).\n"
 "                     Without it every step's loss and gradients are still checked.\n"
 "Outputs in RUN (default runs/<date-time>): config.json, steps.csv, metrics.csv,\n"
-"weights.safetensors, best.safetensors, checkpoint.safetensors, curves.png.\n"
+"weights.safetensors, best.safetensors, checkpoint.safetensors, final.csv, curves.png.\n"
 "Ctrl-C finishes the current step, writes the checkpoint and prints how to resume.\n");
 }
 
@@ -61,7 +70,8 @@ int cmd_train(int argc, char **argv) {
     oclseg_fit_options_default(&o);
     enum { O_DATA = 256, O_IMAGES, O_MASKS, O_SUFFIX, O_OUT, O_DEVICE, O_EPOCHS, O_BATCH, O_LR,
            O_OPT, O_FREEZE, O_PRETRAINED, O_INIT, O_DROPOUT, O_SIZE, O_SEED, O_NOSHUF, O_NOAUG,
-           O_MAXSTEPS, O_RESUME, O_EVAL, O_QUIET, O_SKIPBAD, O_THREADS, O_CHECKNUM };
+           O_MAXSTEPS, O_RESUME, O_EVAL, O_QUIET, O_SKIPBAD, O_THREADS, O_CHECKNUM, O_VALFRAC,
+           O_PATIENCE, O_TTA, O_LARGEST, O_FILL };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"images", required_argument, 0, O_IMAGES},
         {"masks", required_argument, 0, O_MASKS}, {"mask-suffix", required_argument, 0, O_SUFFIX},
@@ -77,6 +87,10 @@ int cmd_train(int argc, char **argv) {
         {"quiet", no_argument, 0, O_QUIET}, {"skip-bad", no_argument, 0, O_SKIPBAD},
         {"check-numerics", no_argument, 0, O_CHECKNUM},
         {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'},
+        {"val-fraction", required_argument, 0, O_VALFRAC},
+        {"patience", required_argument, 0, O_PATIENCE}, {"tta", required_argument, 0, O_TTA},
+        {"largest-component", no_argument, 0, O_LARGEST},
+        {"fill-holes", no_argument, 0, O_FILL},
         {0, 0, 0, 0}};
     int c, seed = 1, bad = 0;
     optind = 1;
@@ -121,6 +135,23 @@ int cmd_train(int argc, char **argv) {
         case O_SKIPBAD: o.skip_bad = 1; break;
         case O_CHECKNUM: o.check_numerics = 1; break;
         case O_THREADS: bad |= parse_int("--threads", optarg, 0, &o.threads); break;
+        case O_VALFRAC: {
+            float f = 0.0f;
+            bad |= parse_float("--val-fraction", optarg, 0, 0.9, &f);
+            o.val_fraction = f;
+            break;
+        }
+        case O_PATIENCE: bad |= parse_int("--patience", optarg, 0, &o.patience); break;
+        case O_TTA:
+            if (strcmp(optarg, "flips") == 0) o.predict.tta_flips = 1;
+            else if (strcmp(optarg, "none") == 0) o.predict.tta_flips = 0;
+            else {
+                fprintf(stderr, "oclseg train: --tta must be flips or none\n");
+                bad = 1;
+            }
+            break;
+        case O_LARGEST: o.predict.largest_component = 1; break;
+        case O_FILL: o.predict.fill_holes = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -18,6 +18,7 @@
 #include "oclseg/infer.h"
 #include "oclseg/safetensors.h"
 #include "oclseg/metrics.h"
+#include "model/fit_internal.h"
 
 void oclseg_fit_options_default(oclseg_fit_options *o) {
     memset(o, 0, sizeof *o);
@@ -31,6 +32,8 @@ void oclseg_fit_options_default(oclseg_fit_options *o) {
     o->seed = 1;
     o->shuffle = 1;
     o->augment = 1;
+    o->val_fraction = 0.1;
+    oclseg_predict_options_default(&o->predict);
 }
 
 static volatile sig_atomic_t interrupted;
@@ -64,7 +67,7 @@ static int dir_exists(const char *path) {
 
 /* ---- data ------------------------------------------------------------------------------------ */
 typedef struct fit_data {
-    oclseg_dataset *train, *test; /* test may be NULL (generic layout) */
+    oclseg_dataset *train, *val, *test; /* val: NULL with --val-fraction 0; test: NULL (generic) */
 } fit_data;
 
 static int load_split(const oclseg_fit_options *o, const char *root, oclseg_split split,
@@ -78,7 +81,30 @@ static int load_split(const oclseg_fit_options *o, const char *root, oclseg_spli
     return st;
 }
 
+/* Holds out the validation part of d->train (deterministic from the seed). */
+static int split_val(const oclseg_fit_options *o, fit_data *d) {
+    if (!(o->val_fraction > 0.0)) return OCLSEG_OK;
+    oclseg_dataset *all = d->train, *train = NULL;
+    int st = oclseg_dataset_split(all, o->val_fraction, o->seed, &train, &d->val);
+    if (st != OCLSEG_OK) return st;
+    if (!d->val) {
+        oclseg_dataset_free(train);
+        OCLSEG_ERROR("--val-fraction %g: %d training images are too few to hold any out",
+                     o->val_fraction, all->count);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    oclseg_dataset_free(all);
+    d->train = train;
+    return OCLSEG_OK;
+}
+
+static int load_data_all(const oclseg_fit_options *o, fit_data *d);
 static int load_data(const oclseg_fit_options *o, fit_data *d) {
+    TRY(load_data_all(o, d));
+    return split_val(o, d);
+}
+
+static int load_data_all(const oclseg_fit_options *o, fit_data *d) {
     memset(d, 0, sizeof *d);
     if (o->images_dir || o->masks_dir) {
         if (!o->images_dir || !o->masks_dir) {
@@ -114,14 +140,20 @@ static char *config_json_text(const oclseg_fit_options *o, const oclseg_ctx *ctx
     static const char *opt_names[] = {"nadam", "adam", "sgd"};
     json_t *j = json_pack(
         "{s:s?, s:s?, s:s?, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:s, s:b, s:s?, s:s?, s:I, s:b, "
-        "s:b, s:b, s:i, s:i}",
+        "s:b, s:b, s:i, s:i, s:f, s:i, s:i}",
         "data", o->data_dir ? o->data_dir : (o->images_dir ? NULL : OCLSEG_SYNTH_DIR), "images",
         o->images_dir, "masks", o->masks_dir, "epochs", o->epochs, "batch", o->batch, "size",
         o->size, "eval_every", o->eval_every, "max_steps", o->max_steps, "lr", (double)o->lr,
         "dropout", (double)o->dropout, "optimizer", opt_names[o->optimizer], "freeze_encoder",
         o->frozen_encoder, "pretrained", o->pretrained, "init", o->init, "seed",
         (json_int_t)o->seed, "shuffle", o->shuffle, "augment", o->augment, "skip_bad",
-        o->skip_bad, "train_images", d->train->count, "test_images", d->test ? d->test->count : 0);
+        o->skip_bad, "train_images", d->train->count, "test_images", d->test ? d->test->count : 0,
+        "val_fraction", o->val_fraction, "val_images", d->val ? d->val->count : 0, "patience",
+        o->patience);
+    json_object_set_new(j, "predict",
+                        json_pack("{s:b, s:b, s:b}", "tta_flips", o->predict.tta_flips,
+                                  "largest_component", o->predict.largest_component,
+                                  "fill_holes", o->predict.fill_holes));
     json_object_set_new(j, "model", json_pack("{s:f, s:i, s:[i,i,i], s:I, s:I}", "width_mult",
                                               (double)m->cfg.width_mult, "last_channel",
                                               m->cfg.last_channel, "decoder", m->cfg.decoder[0],
@@ -182,52 +214,13 @@ static void plot_curves(const char *dir) {
             "set key autotitle columnhead\nset grid\nset xlabel 'epoch'\n"
             "set multiplot layout 1,2\nset title 'BCE loss'\n"
             "plot '%s/metrics.csv' using 1:2 with linespoints title 'train', "
-            "'' using 1:3 with linespoints title 'test'\n"
-            "set title 'test metrics (mean per image)'\nset yrange [0:1]\n"
+            "'' using 1:3 with linespoints title 'validation'\n"
+            "set title 'validation metrics (mean per image)'\nset yrange [0:1]\n"
             "plot '%s/metrics.csv' using 1:5 with linespoints title 'Dice', "
             "'' using 1:6 with linespoints title 'Jaccard'\nunset multiplot\n",
             dir, dir, dir);
     if (pclose(g) != 0 && dir_exists(dir))
         fprintf(stderr, "oclseg: warning: gnuplot failed; curves.png not drawn (install gnuplot-nox)\n");
-}
-
-/* ---- evaluation ------------------------------------------------------------------------------- */
-static int evaluate(oclseg_trainer *t, const oclseg_dataset *ds, int batch, double *mean_loss,
-                    oclseg_metrics *metrics) {
-    size_t s2 = (size_t)ds->size * ds->size;
-    float *images = malloc((size_t)batch * 3 * s2 * sizeof *images);
-    float *masks = malloc((size_t)batch * s2 * sizeof *masks);
-    int *idx = malloc((size_t)batch * sizeof *idx);
-    uint32_t *counts = malloc((size_t)batch * 4 * sizeof *counts);
-    oclseg_confusion *conf = calloc((size_t)ds->count + 1, sizeof *conf);
-    int st = OCLSEG_OK;
-    double loss_sum = 0;
-    if (!images || !masks || !idx || !counts || !conf) st = OCLSEG_ERR_OUT_OF_MEMORY;
-    for (int b0 = 0; st == OCLSEG_OK && b0 < ds->count; b0 += batch) {
-        int n = ds->count - b0 < batch ? ds->count - b0 : batch;
-        for (int i = 0; i < n; i++) idx[i] = b0 + i;
-        float loss = 0.0f;
-        st = oclseg_dataset_batch(ds, idx, n, NULL, images, masks);
-        if (st == OCLSEG_OK) st = oclseg_trainer_eval_batch(t, images, masks, n, &loss, counts, NULL);
-        if (st == OCLSEG_OK) loss_sum += (double)loss * n;
-        for (int i = 0; st == OCLSEG_OK && i < n; i++) {
-            oclseg_confusion *c = &conf[b0 + i];
-            c->tp = counts[4 * i];
-            c->fp = counts[4 * i + 1] - counts[4 * i];
-            c->fn = counts[4 * i + 2] - counts[4 * i];
-            c->tn = counts[4 * i + 3];
-        }
-    }
-    if (st == OCLSEG_OK) {
-        *mean_loss = loss_sum / ds->count;
-        st = oclseg_metrics_compute(conf, ds->count, metrics);
-    }
-    free(images);
-    free(masks);
-    free(idx);
-    free(counts);
-    free(conf);
-    return st;
 }
 
 /* ---- the run ------------------------------------------------------------------------------------ */
@@ -322,6 +315,7 @@ static void teardown(fit_run *r) {
     oclseg_model_free(r->model);
     oclseg_ctx_free(r->ctx);
     oclseg_dataset_free(r->data.train);
+    oclseg_dataset_free(r->data.val);
     oclseg_dataset_free(r->data.test);
 }
 
@@ -355,6 +349,72 @@ static int write_predictions(fit_run *r, int count) {
         st = oclseg_predict_file(inf, ds->samples[i].image_path, dir);
     oclseg_infer_free(inf);
     return st;
+}
+
+/* Epoch end: validation scores (if there is a validation set, every --eval-every epochs and at
+ * the last), the metrics.csv row, weights.safetensors, and best.safetensors when the validation
+ * Jaccard improved (*improved; without validation every epoch counts as best). */
+static int end_of_epoch(fit_run *r, int epoch, double seconds, oclseg_run_position *pos,
+                        int *improved) {
+    const oclseg_fit_options *o = r->o;
+    double train_loss = r->epoch_loss_count ? r->epoch_loss_sum / r->epoch_loss_count : NAN;
+    double val_loss = NAN;
+    oclseg_metrics met;
+    memset(&met, 0, sizeof met);
+    const oclseg_dataset *val = r->data.val;
+    int evaluated = val && ((epoch + 1) % o->eval_every == 0 || epoch + 1 == o->epochs);
+    if (evaluated) {
+        oclseg_predict_options plain;
+        oclseg_predict_options_default(&plain);
+        oclseg_confusion *conf = calloc((size_t)val->count, sizeof *conf);
+        if (!conf) return OCLSEG_ERR_OUT_OF_MEMORY;
+        int st = fit_evaluate(r->trainer, NULL, val, o->batch, &plain, &val_loss, conf, NULL);
+        if (st == OCLSEG_OK) st = oclseg_metrics_compute(conf, val->count, &met);
+        free(conf);
+        TRY(st);
+    }
+    if (!o->quiet) {
+        if (isatty(STDERR_FILENO)) fprintf(stderr, "\r%80s\r", "");
+        printf("epoch %d/%d  train loss %.4f", epoch + 1, o->epochs, train_loss);
+        if (evaluated)
+            printf("  val loss %.4f  AC %.4f  DI %.4f  JA %.4f  SE %.4f  SP %.4f", val_loss,
+                   met.mean.accuracy, met.mean.dice, met.mean.jaccard, met.mean.sensitivity,
+                   met.mean.specificity);
+        printf("  (%.1f s)\n", seconds);
+        fflush(stdout);
+    }
+    char path[4200];
+    path_in(r, "metrics.csv", path, sizeof path);
+    FILE *mf = fopen(path, "a");
+    if (mf) {
+        if (evaluated)
+            fprintf(mf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f\n", epoch + 1,
+                    train_loss, val_loss, met.mean.accuracy, met.mean.dice, met.mean.jaccard,
+                    met.mean.sensitivity, met.mean.specificity, met.pooled_dice, met.pooled_iou,
+                    seconds);
+        else /* not evaluated this epoch: empty validation columns */
+            fprintf(mf, "%d,%.6f,,,,,,,,,%.2f\n", epoch + 1, train_loss, seconds);
+        fclose(mf);
+    }
+    path_in(r, "weights.safetensors", path, sizeof path);
+    TRY(oclseg_weights_save(r->model, path));
+    *improved = !val || (evaluated && met.mean.jaccard > pos->best_jaccard);
+    if (*improved) {
+        if (evaluated) pos->best_jaccard = met.mean.jaccard;
+        path_in(r, "best.safetensors", path, sizeof path);
+        TRY(oclseg_weights_save(r->model, path));
+    }
+    return OCLSEG_OK;
+}
+
+/* The selected model (best.safetensors) is loaded, its threshold chosen on validation, and the
+ * test set scored once (final.csv). */
+static int select_and_report(fit_run *r, int best_epoch) {
+    char path[4200];
+    path_in(r, "best.safetensors", path, sizeof path);
+    if (r->data.val) TRY(oclseg_weights_load(r->model, path, OCLSEG_WEIGHTS_FULL, NULL));
+    return fit_final_report(r->trainer, r->data.val, r->data.test, r->o->batch, &r->o->predict,
+                            best_epoch, r->dir, r->o->quiet);
 }
 
 int oclseg_fit(const oclseg_fit_options *o) {
@@ -409,10 +469,13 @@ int oclseg_fit(const oclseg_fit_options *o) {
     path_in(r, "metrics.csv", path, sizeof path);
     if (o->resume) csv_truncate(path, pos.epoch + 1);
     else write_text_file(r->dir, "metrics.csv",
-                         "epoch,train_loss,test_loss,AC,DI,JA,SE,SP,pooled_dice,pooled_iou,seconds\n");
+                         "epoch,train_loss,val_loss,val_AC,val_DI,val_JA,val_SE,val_SP,val_pooled_dice,"
+                         "val_pooled_iou,seconds\n");
     if (!o->quiet)
-        printf("training on %s: %d train / %d test images, %dx%d, batch %d, %s, %s, run dir %s\n",
-               r->ctx->info.name, r->data.train->count, r->data.test ? r->data.test->count : 0,
+        printf("training on %s: %d train / %d validation / %d test images, %dx%d, batch %d, %s, "
+               "%s, run dir %s\n",
+               r->ctx->info.name, r->data.train->count, r->data.val ? r->data.val->count : 0,
+               r->data.test ? r->data.test->count : 0,
                o->size, o->size, o->batch, o->frozen_encoder ? "frozen encoder (model 1)"
                                                              : "fine-tuned encoder (model 2)",
                (const char *[]){"NAdam", "Adam", "SGD"}[o->optimizer], r->dir);
@@ -424,7 +487,7 @@ int oclseg_fit(const oclseg_fit_options *o) {
     interrupted = 0;
     const oclseg_dataset *train = r->data.train;
     const int steps_per_epoch = (train->count + o->batch - 1) / o->batch;
-    int stop = 0;
+    int stop = 0, halted = 0, best_epoch = pos.epoch; /* the best epoch before a resume is not known */
     for (int epoch = pos.epoch; epoch < o->epochs && !stop; epoch++) {
         double t_start = now_s();
         r->epoch_loss_sum = 0;
@@ -466,46 +529,20 @@ int oclseg_fit(const oclseg_fit_options *o) {
                     printf("stopped after --max-steps %d; checkpoint %s/checkpoint.safetensors\n",
                            o->max_steps, r->dir);
                 }
-                stop = 1;
+                stop = halted = 1;
                 goto loop_end;
             }
         }
         if ((st = drain_losses(r, epoch)) != OCLSEG_OK) goto loop_end;
-        double seconds = now_s() - t_start;
-        double train_loss = r->epoch_loss_count ? r->epoch_loss_sum / r->epoch_loss_count : NAN;
-        double test_loss = NAN;
-        oclseg_metrics met;
-        memset(&met, 0, sizeof met);
-        int evaluated = r->data.test && ((epoch + 1) % o->eval_every == 0 || epoch + 1 == o->epochs);
-        if (evaluated && (st = evaluate(r->trainer, r->data.test, o->batch, &test_loss, &met)))
+        int improved = 0;
+        if ((st = end_of_epoch(r, epoch, now_s() - t_start, &pos, &improved)) != OCLSEG_OK)
             goto loop_end;
-        if (!o->quiet) {
-            if (isatty(STDERR_FILENO)) fprintf(stderr, "\r%80s\r", "");
-            printf("epoch %d/%d  train loss %.4f", epoch + 1, o->epochs, train_loss);
-            if (evaluated)
-                printf("  test loss %.4f  AC %.4f  DI %.4f  JA %.4f  SE %.4f  SP %.4f", test_loss,
-                       met.mean.accuracy, met.mean.dice, met.mean.jaccard, met.mean.sensitivity, met.mean.specificity);
-            printf("  (%.1f s)\n", seconds);
-            fflush(stdout);
-        }
-        FILE *mf = fopen(path, "a");
-        if (mf) {
-            if (evaluated)
-                fprintf(mf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f\n", epoch + 1,
-                        train_loss, test_loss, met.mean.accuracy, met.mean.dice, met.mean.jaccard,
-                        met.mean.sensitivity, met.mean.specificity, met.pooled_dice,
-                        met.pooled_iou, seconds);
-            else /* not evaluated this epoch: empty test columns */
-                fprintf(mf, "%d,%.6f,,,,,,,,,%.2f\n", epoch + 1, train_loss, seconds);
-            fclose(mf);
-        }
-        char wpath[4200];
-        path_in(r, "weights.safetensors", wpath, sizeof wpath);
-        if ((st = oclseg_weights_save(r->model, wpath)) != OCLSEG_OK) goto loop_end;
-        if (evaluated && met.mean.jaccard > pos.best_jaccard) {
-            pos.best_jaccard = met.mean.jaccard;
-            path_in(r, "best.safetensors", wpath, sizeof wpath);
-            if ((st = oclseg_weights_save(r->model, wpath)) != OCLSEG_OK) goto loop_end;
+        if (improved) best_epoch = epoch + 1;
+        if (o->patience > 0 && r->data.val && epoch + 1 - best_epoch >= o->patience) {
+            if (!o->quiet)
+                printf("early stop: no better validation Jaccard for %d epochs (best: epoch %d)\n",
+                       o->patience, best_epoch);
+            stop = 1;
         }
         pos.epoch = epoch + 1;
         pos.step_in_epoch = 0;
@@ -514,6 +551,7 @@ int oclseg_fit(const oclseg_fit_options *o) {
     }
 loop_end:
     sigaction(SIGINT, &old_sa, NULL);
+    if (st == OCLSEG_OK && !halted) st = select_and_report(r, best_epoch);
     if (st == OCLSEG_OK) st = write_predictions(r, 8);
 done:
     teardown(r);

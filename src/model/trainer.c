@@ -145,7 +145,11 @@ int oclseg_trainer_step(oclseg_trainer *t, const float *images, const float *mas
     oclseg_tensor target = oclseg_tensor_view(t->targets_buf, 0, n, 1, m->cfg.size, m->cfg.size);
     oclseg_tensor loss = oclseg_tensor_view(t->loss_ring_buf, (size_t)(t->step % OCLSEG_LOSS_RING),
                                             1, 1, 1, 1);
-    TRY(op_bce_with_logits(t->ctx, &logits, &target, &loss, &dlogits));
+    if (t->cfg.loss != OCLSEG_LOSS_DICE)
+        TRY(op_bce_with_logits(t->ctx, &logits, &target, &loss, &dlogits));
+    if (t->cfg.loss != OCLSEG_LOSS_BCE)
+        TRY(op_soft_dice(t->ctx, &logits, &target, &loss, &dlogits,
+                         t->cfg.loss == OCLSEG_LOSS_BCE_DICE));
     TRY(oclseg_model_backward(m, n, frozen, t->cfg.seed, (uint64_t)t->step));
     TRY(inject_nan(t, 1));
     if (t->cfg.check_numerics) TRY(check_numerics(t, n, 1));
