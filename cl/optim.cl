@@ -1,7 +1,9 @@
 // Optimizer steps (torch.optim.NAdam / Adam / SGD of PyTorch 1.13, single-tensor formulas), one
 // elementwise pass over a flat parameter range [off, off + count) of param/grad/state buffers.
 // Step-dependent scalars (bias corrections, NAdam's mu products, step sizes) are computed in
-// double on the host and passed as float.
+// double on the host and passed as float. `decay` is decoupled weight decay (AdamW): the
+// parameter is first multiplied by 1 - lr * weight_decay (exactly 1.0f when not decoupled, so
+// the coupled formulas are unchanged bit for bit). Also: gradient clipping by global norm.
 
 // g = grad + weight_decay * param (PyTorch: grad.add(param, alpha=weight_decay) when wd != 0).
 static float decayed_grad(float g, float p, float weight_decay) {
@@ -17,11 +19,11 @@ __kernel void nadam_step(__global float *param, __global const float *grad, __gl
                          const float weight_decay, const float beta1, const float one_minus_beta1,
                          const float beta2, const float one_minus_beta2,
                          const float bias_correction2, const float eps, const float grad_coef,
-                         const float avg_coef) {
+                         const float avg_coef, const float decay) {
     const uint i = get_global_id(0);
     if (i >= count) return;
     const uint e = off + i;
-    float p = param[e];
+    float p = param[e] * decay;
     const float g = decayed_grad(grad[e], p, weight_decay);
     const float m = beta1 * exp_avg[e] + one_minus_beta1 * g;
     const float v = beta2 * exp_avg_sq[e] + one_minus_beta2 * g * g;
@@ -39,11 +41,11 @@ __kernel void adam_step(__global float *param, __global const float *grad, __glo
                         const float weight_decay, const float beta1, const float one_minus_beta1,
                         const float beta2, const float one_minus_beta2,
                         const float sqrt_bias_correction2, const float eps,
-                        const float neg_step_size) {
+                        const float neg_step_size, const float decay) {
     const uint i = get_global_id(0);
     if (i >= count) return;
     const uint e = off + i;
-    const float p = param[e];
+    const float p = param[e] * decay;
     const float g = decayed_grad(grad[e], p, weight_decay);
     const float m = beta1 * exp_avg[e] + one_minus_beta1 * g;
     const float v = beta2 * exp_avg_sq[e] + one_minus_beta2 * g * g;
@@ -72,4 +74,59 @@ __kernel void sgd_step(__global float *param, __global const float *grad,
         d = nesterov ? d + momentum * buf : buf;
     }
     param[e] = p + neg_lr * d;
+}
+
+#ifndef REDUCE_WG
+#define REDUCE_WG 64 // largest work-group size of the reductions (a power of two)
+#endif
+
+// Sums v over the work-group in a fixed order (tree over local memory). All items get the sum.
+static float work_group_sum(__local float *scratch, float v) {
+    const uint lid = get_local_id(0);
+    scratch[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint active = get_local_size(0) / 2; active > 0; active >>= 1) {
+        if (lid < active) scratch[lid] += scratch[lid + active];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float sum = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return sum;
+}
+
+// Gradient clipping by global norm (torch.nn.utils.clip_grad_norm_, norm 2), deterministic:
+// pass 1: work-group g sums g_i^2 over i = g*wg + lid + k*(groups*wg) into partial[g].
+__kernel void grad_sumsq_partial(__global const float *grad, const uint off, const uint n,
+                                 __global float *partial) {
+    __local float scratch[REDUCE_WG];
+    float acc = 0.0f;
+    for (uint i = get_global_id(0); i < n; i += get_global_size(0)) {
+        const float g = grad[off + i];
+        acc += g * g;
+    }
+    const float sum = work_group_sum(scratch, acc);
+    if (get_local_id(0) == 0) partial[get_group_id(0)] = sum;
+}
+
+// Pass 2 (one work-group): norm = sqrt(sum of partials); out[0] = norm,
+// out[1] = min(1, max_norm / (norm + 1e-6)) (PyTorch's clip coefficient).
+__kernel void grad_clip_coef(__global const float *partial, const uint groups,
+                             const float max_norm, __global float *out) {
+    __local float scratch[REDUCE_WG];
+    float acc = 0.0f;
+    for (uint g = get_local_id(0); g < groups; g += get_local_size(0)) acc += partial[g];
+    const float sum = work_group_sum(scratch, acc);
+    if (get_local_id(0) == 0) {
+        const float norm = sqrt(sum);
+        out[0] = norm;
+        out[1] = fmin(1.0f, max_norm / (norm + 1e-6f));
+    }
+}
+
+// Pass 3: grad[off + i] *= coef[1].
+__kernel void grad_scale(__global float *grad, const uint off, const uint n,
+                         __global const float *coef) {
+    const uint i = get_global_id(0);
+    if (i >= n) return;
+    grad[off + i] *= coef[1];
 }

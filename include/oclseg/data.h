@@ -124,11 +124,44 @@ int oclseg_dataset_load(const oclseg_pair_list *pairs, const oclseg_dataset_opti
                         oclseg_dataset **out);
 void oclseg_dataset_free(oclseg_dataset *ds);
 
-/* Flip flags for one sample of a batch. */
+/* The augmentation of one sample of a batch (zero-initialised = none; the seed recipe draws
+ * only the flips). */
 typedef struct oclseg_augment {
-    uint8_t flip_h; /* mirror left-right */
-    uint8_t flip_v; /* mirror top-bottom */
+    uint8_t flip_h;    /* mirror left-right */
+    uint8_t flip_v;    /* mirror top-bottom */
+    uint8_t transpose; /* swap x and y (with the flips: the 8 rotations/reflections by 90 deg) */
+    uint8_t warp;      /* apply m: source = m * (u, v, 1) in [-1, 1] coordinates */
+    uint8_t colour;    /* apply the colour jitter below */
+    float m[6];        /* 2x3 affine (rotation, scale, translation, resized crop) */
+    float brightness, contrast, saturation, hue; /* colour jitter factors (1, 1, 1, 0: none) */
 } oclseg_augment;
+
+/* Augmentation strengths (zeroed: none). */
+typedef struct oclseg_augment_config {
+    int flips;          /* left-right and top-bottom flips, p = 0.5 each (the seed recipe) */
+    int dihedral;       /* plus transposes (p = 0.5): all 90-degree rotations and reflections */
+    float rotate_deg;   /* rotation uniform in [-rotate_deg, rotate_deg] degrees */
+    float scale;        /* zoom uniform in [1 - scale, 1 + scale] */
+    float translate;    /* shift uniform in [-translate, translate] of the half-side, per axis */
+    float crop_min;     /* random resized crop: area share in [crop_min, 1], aspect 3/4..4/3 */
+    float brightness, contrast, saturation; /* factors uniform in [1 - x, 1 + x] */
+    float hue;          /* hue turn uniform in [-hue, hue] (0.5 = half the colour wheel) */
+} oclseg_augment_config;
+
+/* True if c does more than nothing. */
+int oclseg_augment_config_active(const oclseg_augment_config *c);
+/* Draws one sample's augmentation for c: the flips are oclseg_augment_draw's (so flips alone
+ * are the seed recipe bit for bit), everything else from a second counter-based stream of
+ * (seed, epoch, sample_index). */
+oclseg_augment oclseg_augment_draw_config(const oclseg_augment_config *c, uint64_t seed,
+                                          int epoch, int sample_index);
+/* Applies a to one S x S sample: every output pixel centre is mapped (flips, transpose, then
+ * the affine m) to a source position clamped to the image; the image is sampled bilinearly
+ * (rounded), the mask (may be NULL) with the nearest pixel of the same position, so both stay
+ * aligned; then the colour jitter (brightness, contrast around the mean luma, saturation
+ * around each pixel's luma, hue rotation about the gray axis), rounded and clamped. */
+void oclseg_augment_apply(const uint8_t *rgb, const uint8_t *mask, int size,
+                          const oclseg_augment *a, uint8_t *out_rgb, uint8_t *out_mask);
 
 /* Draws the flips of sample `sample_index` (its dataset index) in `epoch`, each with p = 0.5,
  * from a counter-based hash: h = mix(seed ^ mix(epoch << 32 | sample_index)) where mix is the

@@ -4,6 +4,7 @@
 #define OCLSEG_FIT_H
 
 #include "oclseg/infer.h"
+#include "oclseg/trainer.h"
 #include "oclseg/weights.h"
 
 typedef struct oclseg_fit_options {
@@ -17,8 +18,15 @@ typedef struct oclseg_fit_options {
     int frozen_encoder;
     const char *pretrained, *init, *resume;
     uint64_t seed;
-    int shuffle, augment, quiet, skip_bad, threads;
+    int shuffle, augment, quiet, skip_bad, threads; /* augment 0: --no-augment (none at all) */
+    oclseg_augment_config aug;  /* with augment: flips (default) and the --aug-* options */
     int check_numerics;         /* --check-numerics (also env OCLSEG_CHECK_NUMERICS=1) */
+    oclseg_loss_kind loss;      /* --loss bce (default), dice, bce+dice */
+    oclseg_schedule_kind schedule; /* --schedule constant (default), cosine, onecycle */
+    float warmup;               /* cosine: warm-up share of all steps (0.05) */
+    float weight_decay;         /* --weight-decay (0) */
+    int decoupled_wd;           /* --decoupled-wd: AdamW-style for adam/nadam */
+    float clip_norm;            /* --clip-norm (0: off) */
     double val_fraction;        /* share of the training set held out for selection (0.1) */
     int patience;               /* stop after this many epochs without a better validation
                                    Jaccard (0: never) */

@@ -14,8 +14,10 @@ typedef enum oclseg_loss_kind {
 } oclseg_loss_kind;
 
 typedef struct oclseg_trainer_config {
-    oclseg_optim_config optim;
+    oclseg_optim_config optim; /* optim.lr: the constant rate or the schedule's maximum */
     oclseg_loss_kind loss;
+    oclseg_schedule schedule;  /* zeroed: constant */
+    float clip_norm;           /* > 0: clip gradients to this global L2 norm before each step */
     int frozen_encoder; /* model 1: encoder (and its BatchNorm statistics) frozen */
     uint64_t seed;      /* dropout masks derive from (seed, step) */
     int check_numerics; /* debug: after every forward/backward, look for NaN/Inf (blocking) and
@@ -36,6 +38,7 @@ typedef struct oclseg_trainer {
     cl_mem finite_ring_buf;    /* (OCLSEG_LOSS_RING) 0 if step's gradients were finite, else NaN */
     cl_mem counts_buf;         /* (max_batch, 4) uint32 confusion counts for evaluation */
     cl_mem eval_loss_buf;      /* (1) */
+    cl_mem clip_buf;           /* (2) last gradient norm and clip coefficient */
     float *staging[2];         /* host copies of images+masks for non-blocking uploads */
     cl_event upload_done[2];
     size_t image_floats, mask_floats; /* per max batch */

@@ -32,7 +32,9 @@ void oclseg_fit_options_default(oclseg_fit_options *o) {
     o->seed = 1;
     o->shuffle = 1;
     o->augment = 1;
+    o->aug.flips = 1;
     o->val_fraction = 0.1;
+    o->warmup = 0.05f;
     oclseg_predict_options_default(&o->predict);
 }
 
@@ -140,7 +142,7 @@ static char *config_json_text(const oclseg_fit_options *o, const oclseg_ctx *ctx
     static const char *opt_names[] = {"nadam", "adam", "sgd"};
     json_t *j = json_pack(
         "{s:s?, s:s?, s:s?, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:s, s:b, s:s?, s:s?, s:I, s:b, "
-        "s:b, s:b, s:i, s:i, s:f, s:i, s:i}",
+        "s:b, s:b, s:i, s:i, s:f, s:i, s:i, s:s, s:s, s:f, s:f, s:b, s:f, s:o}",
         "data", o->data_dir ? o->data_dir : (o->images_dir ? NULL : OCLSEG_SYNTH_DIR), "images",
         o->images_dir, "masks", o->masks_dir, "epochs", o->epochs, "batch", o->batch, "size",
         o->size, "eval_every", o->eval_every, "max_steps", o->max_steps, "lr", (double)o->lr,
@@ -149,7 +151,16 @@ static char *config_json_text(const oclseg_fit_options *o, const oclseg_ctx *ctx
         (json_int_t)o->seed, "shuffle", o->shuffle, "augment", o->augment, "skip_bad",
         o->skip_bad, "train_images", d->train->count, "test_images", d->test ? d->test->count : 0,
         "val_fraction", o->val_fraction, "val_images", d->val ? d->val->count : 0, "patience",
-        o->patience);
+        o->patience, "loss", (const char *[]){"bce", "dice", "bce+dice"}[o->loss], "schedule",
+        (const char *[]){"constant", "cosine", "onecycle"}[o->schedule], "warmup",
+        (double)o->warmup, "weight_decay", (double)o->weight_decay, "decoupled_wd",
+        o->decoupled_wd, "clip_norm", (double)o->clip_norm, "augmentation",
+        json_pack("{s:b, s:b, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "flips", o->aug.flips,
+                  "dihedral", o->aug.dihedral, "rotate_deg", (double)o->aug.rotate_deg, "scale",
+                  (double)o->aug.scale, "translate", (double)o->aug.translate, "crop_min",
+                  (double)o->aug.crop_min, "brightness", (double)o->aug.brightness, "contrast",
+                  (double)o->aug.contrast, "saturation", (double)o->aug.saturation, "hue",
+                  (double)o->aug.hue));
     json_object_set_new(j, "predict",
                         json_pack("{s:b, s:b, s:b}", "tta_flips", o->predict.tta_flips,
                                   "largest_component", o->predict.largest_component,
@@ -291,6 +302,13 @@ static int setup(fit_run *r) {
     if (check_env && strcmp(check_env, "1") == 0) tc.check_numerics = 1;
     oclseg_optim_config_default(&tc.optim, o->optimizer);
     tc.optim.lr = o->lr;
+    tc.optim.weight_decay = o->weight_decay;
+    tc.optim.decoupled_wd = o->decoupled_wd;
+    tc.loss = o->loss;
+    tc.clip_norm = o->clip_norm;
+    const int64_t steps_per_epoch = (r->data.train->count + o->batch - 1) / o->batch;
+    oclseg_schedule_default(&tc.schedule, o->schedule, steps_per_epoch * o->epochs);
+    tc.schedule.warmup_steps = (int64_t)(o->warmup * (double)tc.schedule.total_steps);
     TRY(oclseg_trainer_create(r->model, &tc, &r->trainer));
     size_t s2 = (size_t)o->size * o->size;
     r->images = malloc((size_t)o->batch * 3 * s2 * sizeof(float));
@@ -502,8 +520,9 @@ int oclseg_fit(const oclseg_fit_options *o) {
             int b0 = s * o->batch, n = train->count - b0 < o->batch ? train->count - b0 : o->batch;
             for (int i = 0; i < n; i++) {
                 r->batch_idx[i] = r->perm[b0 + i];
-                r->aug[i] = o->augment ? oclseg_augment_draw(o->seed, epoch, r->batch_idx[i])
-                                       : (oclseg_augment){0, 0};
+                r->aug[i] = o->augment ? oclseg_augment_draw_config(&o->aug, o->seed, epoch,
+                                                                    r->batch_idx[i])
+                                       : (oclseg_augment){0};
             }
             if ((st = oclseg_dataset_batch(train, r->batch_idx, n, r->aug, r->images, r->masks)) ||
                 (st = oclseg_trainer_step(r->trainer, r->images, r->masks, n)))

@@ -28,6 +28,8 @@ int oclseg_trainer_create(oclseg_model *model, const oclseg_trainer_config *cfg,
                                   &t->counts_buf), st, fail);
     TRY_GOTO(oclseg_buffer_create(t->ctx, sizeof(float), "evaluation loss", &t->eval_loss_buf),
              st, fail);
+    TRY_GOTO(oclseg_buffer_create(t->ctx, 2 * sizeof(float), "gradient norm", &t->clip_buf), st,
+             fail);
     for (int i = 0; i < 2; i++) {
         t->staging[i] = malloc((t->image_floats + t->mask_floats) * sizeof(float));
         if (!t->staging[i]) {
@@ -57,6 +59,7 @@ void oclseg_trainer_free(oclseg_trainer *t) {
     oclseg_buffer_free(t->ctx, t->finite_ring_buf, OCLSEG_LOSS_RING * sizeof(float));
     oclseg_buffer_free(t->ctx, t->counts_buf, (size_t)t->model->cfg.max_batch * 4 * sizeof(uint32_t));
     oclseg_buffer_free(t->ctx, t->eval_loss_buf, sizeof(float));
+    oclseg_buffer_free(t->ctx, t->clip_buf, 2 * sizeof(float));
     free(t);
 }
 
@@ -157,8 +160,13 @@ int oclseg_trainer_step(oclseg_trainer *t, const float *images, const float *mas
     /* every step: one flag for all trained gradients, read back with the losses */
     TRY(op_check_finite(t->ctx, m->grads_buf, off, m->param_floats - off, t->finite_ring_buf,
                         (size_t)(t->step % OCLSEG_LOSS_RING)));
-    TRY(op_optimizer_step(t->ctx, &t->cfg.optim, &t->opt, m->params_buf, m->grads_buf,
-                          m->state1_buf, m->state2_buf, off, m->param_floats - off));
+    if (t->cfg.clip_norm > 0.0f)
+        TRY(op_clip_grad_norm(t->ctx, m->grads_buf, off, m->param_floats - off, t->cfg.clip_norm,
+                              t->clip_buf));
+    oclseg_optim_config optim = t->cfg.optim;
+    optim.lr = (float)oclseg_schedule_lr(&t->cfg.schedule, t->cfg.optim.lr, t->step);
+    TRY(op_optimizer_step(t->ctx, &optim, &t->opt, m->params_buf, m->grads_buf, m->state1_buf,
+                          m->state2_buf, off, m->param_floats - off));
     CL_CHECK(clFlush(t->ctx->queue));
     t->step++;
     return OCLSEG_OK;
