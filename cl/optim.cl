@@ -3,7 +3,7 @@
 // Step-dependent scalars (bias corrections, NAdam's mu products, step sizes) are computed in
 // double on the host and passed as float. `decay` is decoupled weight decay (AdamW): the
 // parameter is first multiplied by 1 - lr * weight_decay (exactly 1.0f when not decoupled, so
-// the coupled formulas are unchanged bit for bit). Also: gradient clipping by global norm.
+// the coupled formulas are unchanged bit for bit). Gradient clipping is in numerics.cl.
 
 // g = grad + weight_decay * param (PyTorch: grad.add(param, alpha=weight_decay) when wd != 0).
 static float decayed_grad(float g, float p, float weight_decay) {
@@ -76,57 +76,3 @@ __kernel void sgd_step(__global float *param, __global const float *grad,
     param[e] = p + neg_lr * d;
 }
 
-#ifndef REDUCE_WG
-#define REDUCE_WG 64 // largest work-group size of the reductions (a power of two)
-#endif
-
-// Sums v over the work-group in a fixed order (tree over local memory). All items get the sum.
-static float work_group_sum(__local float *scratch, float v) {
-    const uint lid = get_local_id(0);
-    scratch[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint active = get_local_size(0) / 2; active > 0; active >>= 1) {
-        if (lid < active) scratch[lid] += scratch[lid + active];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float sum = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return sum;
-}
-
-// Gradient clipping by global norm (torch.nn.utils.clip_grad_norm_, norm 2), deterministic:
-// pass 1: work-group g sums g_i^2 over i = g*wg + lid + k*(groups*wg) into partial[g].
-__kernel void grad_sumsq_partial(__global const float *grad, const uint off, const uint n,
-                                 __global float *partial) {
-    __local float scratch[REDUCE_WG];
-    float acc = 0.0f;
-    for (uint i = get_global_id(0); i < n; i += get_global_size(0)) {
-        const float g = grad[off + i];
-        acc += g * g;
-    }
-    const float sum = work_group_sum(scratch, acc);
-    if (get_local_id(0) == 0) partial[get_group_id(0)] = sum;
-}
-
-// Pass 2 (one work-group): norm = sqrt(sum of partials); out[0] = norm,
-// out[1] = min(1, max_norm / (norm + 1e-6)) (PyTorch's clip coefficient).
-__kernel void grad_clip_coef(__global const float *partial, const uint groups,
-                             const float max_norm, __global float *out) {
-    __local float scratch[REDUCE_WG];
-    float acc = 0.0f;
-    for (uint g = get_local_id(0); g < groups; g += get_local_size(0)) acc += partial[g];
-    const float sum = work_group_sum(scratch, acc);
-    if (get_local_id(0) == 0) {
-        const float norm = sqrt(sum);
-        out[0] = norm;
-        out[1] = fmin(1.0f, max_norm / (norm + 1e-6f));
-    }
-}
-
-// Pass 3: grad[off + i] *= coef[1].
-__kernel void grad_scale(__global float *grad, const uint off, const uint n,
-                         __global const float *coef) {
-    const uint i = get_global_id(0);
-    if (i >= n) return;
-    grad[off + i] *= coef[1];
-}

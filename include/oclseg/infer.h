@@ -42,14 +42,16 @@ int oclseg_probs_to_mask(const float *prob, int width, int height,
                          const oclseg_predict_options *o, uint8_t *mask);
 
 /* Probability map at the image's own resolution (width*height floats): the image is resized
- * to S (antialiased bilinear), run, and the probabilities upsampled back (align_corners=False). */
-int oclseg_infer_image(oclseg_infer *inf, const oclseg_image *rgb, float *prob_full);
+ * to S (antialiased bilinear), run (with tta_flips: the mean over the 4 flips), and the
+ * probabilities upsampled back (align_corners=False). */
+int oclseg_infer_image(oclseg_infer *inf, const oclseg_image *rgb, int tta_flips,
+                       float *prob_full);
 
-/* mask = prob > 0.5 as a 0/255 gray image of the same size. */
-int oclseg_mask_from_probs(const float *prob, int width, int height, oclseg_image *mask);
 /* RGB overlay: the image with the lesion lightly tinted and its contour drawn 2 px wide. */
 int oclseg_overlay(const oclseg_image *rgb, const oclseg_image *mask, oclseg_image *out);
-/* Writes <out_dir>/<id>_mask.png and <out_dir>/<id>_overlay.png for one image file. */
-int oclseg_predict_file(oclseg_infer *inf, const char *image_path, const char *out_dir);
+/* Writes <out_dir>/<id>_mask.png and <out_dir>/<id>_overlay.png for one image file; o (NULL:
+ * defaults) gives the TTA, threshold and post-processing. */
+int oclseg_predict_file(oclseg_infer *inf, const char *image_path, const char *out_dir,
+                        const oclseg_predict_options *o);
 
 #endif

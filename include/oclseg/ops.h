@@ -188,7 +188,8 @@ void oclseg_schedule_default(oclseg_schedule *s, oclseg_schedule_kind kind, int6
 /* Steps past the end keep the last step's rate. */
 double oclseg_schedule_lr(const oclseg_schedule *s, double max_lr, int64_t step);
 
-/* Gradient clipping by global norm (torch.nn.utils.clip_grad_norm_(max_norm), L2): over grad
+/* Gradient clipping by global norm (torch.nn.utils.clip_grad_norm_(max_norm), L2; kernels in
+ * cl/numerics.cl): over grad
  * [off, off + count), norm = sqrt(sum g^2) (deterministic two-pass reduction), then every
  * gradient is multiplied by min(1, max_norm / (norm + 1e-6)). out (>= 2 floats) receives
  * {norm, coefficient}. Never blocks. */

@@ -364,7 +364,7 @@ static int write_predictions(fit_run *r, int count) {
     TRY(oclseg_infer_wrap(r->model, &inf));
     int st = OCLSEG_OK;
     for (int i = 0; i < ds->count && i < count && st == OCLSEG_OK; i++)
-        st = oclseg_predict_file(inf, ds->samples[i].image_path, dir);
+        st = oclseg_predict_file(inf, ds->samples[i].image_path, dir, &r->o->predict);
     oclseg_infer_free(inf);
     return st;
 }
@@ -518,6 +518,9 @@ int oclseg_fit(const oclseg_fit_options *o) {
         int first_step = epoch == pos.epoch ? pos.step_in_epoch : 0;
         for (int s = first_step; s < steps_per_epoch; s++) {
             int b0 = s * o->batch, n = train->count - b0 < o->batch ? train->count - b0 : o->batch;
+            /* a last batch of one image at --size 32 would give the deepest training-mode
+             * BatchNorms a single value per channel (undefined, PyTorch refuses it): skip it */
+            if (n == 1 && o->size == 32) continue;
             for (int i = 0; i < n; i++) {
                 r->batch_idx[i] = r->perm[b0 + i];
                 r->aug[i] = o->augment ? oclseg_augment_draw_config(&o->aug, o->seed, epoch,

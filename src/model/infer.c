@@ -74,20 +74,15 @@ int oclseg_infer_batch(oclseg_infer *inf, const float *images, int n, float *pro
     return oclseg_tensor_read(inf->ctx, &p, probs);
 }
 
-int oclseg_infer_image(oclseg_infer *inf, const oclseg_image *rgb, float *prob_full) {
+int oclseg_infer_image(oclseg_infer *inf, const oclseg_image *rgb, int tta_flips,
+                       float *prob_full) {
     const int s = inf->model->cfg.size;
     oclseg_image small = {0};
     TRY(oclseg_resize_bilinear(rgb, s, s, &small));
     oclseg_image_normalize(small.pixels, s, s, inf->input);
     oclseg_image_free(&small);
-    TRY(oclseg_infer_batch(inf, inf->input, 1, inf->probs));
+    TRY(oclseg_infer_batch_tta(inf, inf->input, 1, tta_flips, inf->probs));
     return oclseg_upsample_bilinear_f32(inf->probs, s, s, prob_full, rgb->width, rgb->height);
-}
-
-int oclseg_mask_from_probs(const float *prob, int width, int height, oclseg_image *mask) {
-    TRY(oclseg_image_create(mask, width, height, 1));
-    for (size_t i = 0; i < (size_t)width * height; i++) mask->pixels[i] = prob[i] > 0.5f ? 255 : 0;
-    return OCLSEG_OK;
 }
 
 int oclseg_overlay(const oclseg_image *rgb, const oclseg_image *mask, oclseg_image *out) {
@@ -131,14 +126,21 @@ static void file_id(const char *path, char *out, size_t size) {
     if (dot && dot != out) *dot = '\0';
 }
 
-int oclseg_predict_file(oclseg_infer *inf, const char *image_path, const char *out_dir) {
+int oclseg_predict_file(oclseg_infer *inf, const char *image_path, const char *out_dir,
+                        const oclseg_predict_options *o) {
+    oclseg_predict_options defaults;
+    oclseg_predict_options_default(&defaults);
+    if (!o) o = &defaults;
     oclseg_image rgb = {0}, mask = {0}, over = {0};
     float *prob = NULL;
     int st = oclseg_image_load(image_path, 3, &rgb);
     if (st == OCLSEG_OK && !(prob = malloc((size_t)rgb.width * rgb.height * sizeof *prob)))
         st = OCLSEG_ERR_OUT_OF_MEMORY;
-    if (st == OCLSEG_OK) st = oclseg_infer_image(inf, &rgb, prob);
-    if (st == OCLSEG_OK) st = oclseg_mask_from_probs(prob, rgb.width, rgb.height, &mask);
+    if (st == OCLSEG_OK) st = oclseg_infer_image(inf, &rgb, o->tta_flips, prob);
+    if (st == OCLSEG_OK) st = oclseg_image_create(&mask, rgb.width, rgb.height, 1);
+    if (st == OCLSEG_OK) st = oclseg_probs_to_mask(prob, rgb.width, rgb.height, o, mask.pixels);
+    for (size_t i = 0; st == OCLSEG_OK && i < (size_t)rgb.width * rgb.height; i++)
+        mask.pixels[i] = mask.pixels[i] ? 255 : 0;
     if (st == OCLSEG_OK) st = oclseg_overlay(&rgb, &mask, &over);
     char id[256], path[4400];
     file_id(image_path, id, sizeof id);

@@ -169,53 +169,6 @@ int op_optimizer_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg,
     return OCLSEG_OK;
 }
 
-#ifndef CLIP_MAX_GROUPS
-#define CLIP_MAX_GROUPS 256 /* pass-1 work-groups of the norm (partials in the scratch) */
-#endif
-
-int op_clip_grad_norm(oclseg_ctx *ctx, cl_mem grad, size_t off, size_t count, float max_norm,
-                      cl_mem out) {
-    if (!grad || !out || count == 0 || off + count >= (1u << 31) || !(max_norm > 0.0f) ||
-        !isfinite(max_norm)) {
-        OCLSEG_ERROR("clip_grad_norm: %zu gradients at offset %zu, max norm %g: empty, beyond "
-                     "31-bit indexing or not a positive norm", count, off, (double)max_norm);
-        return OCLSEG_ERR_INVALID_ARG;
-    }
-    cl_kernel partial_k, coef_k, scale_k;
-    TRY(oclseg_kernel_get(ctx, "optim", NULL, "grad_sumsq_partial", &partial_k));
-    TRY(oclseg_kernel_get(ctx, "optim", NULL, "grad_clip_coef", &coef_k));
-    TRY(oclseg_kernel_get(ctx, "optim", NULL, "grad_scale", &scale_k));
-    size_t wg = oclseg_reduce_wg(ctx, "optim", partial_k);
-    size_t groups = (count + wg - 1) / wg;
-    if (groups > CLIP_MAX_GROUPS) groups = CLIP_MAX_GROUPS;
-    size_t finish_wg = oclseg_reduce_wg(ctx, "optim", coef_k);
-    if (groups < finish_wg) groups = finish_wg; /* every partial the finish may read is written */
-    cl_mem partial;
-    TRY(oclseg_scratch(ctx, CLIP_MAX_GROUPS * sizeof(float) > groups * sizeof(float)
-                                ? CLIP_MAX_GROUPS * sizeof(float)
-                                : groups * sizeof(float),
-                       &partial));
-    cl_uint off_u = (cl_uint)off, n = (cl_uint)count, n_groups = (cl_uint)groups;
-    cl_float mn = max_norm;
-    KARG(partial_k, 0, grad);
-    KARG(partial_k, 1, off_u);
-    KARG(partial_k, 2, n);
-    KARG(partial_k, 3, partial);
-    size_t global = groups * wg;
-    TRY(oclseg_launch(ctx, partial_k, 1, &global, &wg));
-    KARG(coef_k, 0, partial);
-    KARG(coef_k, 1, n_groups);
-    KARG(coef_k, 2, mn);
-    KARG(coef_k, 3, out);
-    TRY(oclseg_launch(ctx, coef_k, 1, &finish_wg, &finish_wg));
-    KARG(scale_k, 0, grad);
-    KARG(scale_k, 1, off_u);
-    KARG(scale_k, 2, n);
-    KARG(scale_k, 3, out);
-    size_t g = count;
-    return oclseg_launch(ctx, scale_k, 1, &g, NULL);
-}
-
 double oclseg_schedule_lr(const oclseg_schedule *s, double max_lr, int64_t step) {
     const double pi = 3.14159265358979323846;
     if (!s || s->kind == OCLSEG_SCHED_CONSTANT || s->total_steps <= 0) return max_lr;
