@@ -4,7 +4,6 @@
 #include "oclseg/fit.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -68,9 +67,6 @@ static int dir_exists(const char *path) {
 }
 
 /* ---- data ------------------------------------------------------------------------------------ */
-typedef struct fit_data {
-    oclseg_dataset *train, *val, *test; /* val: NULL with --val-fraction 0; test: NULL (generic) */
-} fit_data;
 
 static int load_split(const oclseg_fit_options *o, const char *root, oclseg_split split,
                       oclseg_dataset **out) {
@@ -134,104 +130,6 @@ static int load_data_all(const oclseg_fit_options *o, fit_data *d) {
     }
     TRY(load_split(o, root, OCLSEG_SPLIT_TRAIN, &d->train));
     return load_split(o, root, OCLSEG_SPLIT_TEST, &d->test);
-}
-
-/* ---- run directory files ---------------------------------------------------------------------- */
-static char *config_json_text(const oclseg_fit_options *o, const oclseg_ctx *ctx,
-                              const oclseg_model *m, const fit_data *d) {
-    static const char *opt_names[] = {"nadam", "adam", "sgd"};
-    json_t *j = json_pack(
-        "{s:s?, s:s?, s:s?, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:s, s:b, s:s?, s:s?, s:I, s:b, "
-        "s:b, s:b, s:i, s:i, s:f, s:i, s:i, s:s, s:s, s:f, s:f, s:b, s:f, s:o}",
-        "data", o->data_dir ? o->data_dir : (o->images_dir ? NULL : OCLSEG_SYNTH_DIR), "images",
-        o->images_dir, "masks", o->masks_dir, "epochs", o->epochs, "batch", o->batch, "size",
-        o->size, "eval_every", o->eval_every, "max_steps", o->max_steps, "lr", (double)o->lr,
-        "dropout", (double)o->dropout, "optimizer", opt_names[o->optimizer], "freeze_encoder",
-        o->frozen_encoder, "pretrained", o->pretrained, "init", o->init, "seed",
-        (json_int_t)o->seed, "shuffle", o->shuffle, "augment", o->augment, "skip_bad",
-        o->skip_bad, "train_images", d->train->count, "test_images", d->test ? d->test->count : 0,
-        "val_fraction", o->val_fraction, "val_images", d->val ? d->val->count : 0, "patience",
-        o->patience, "loss", (const char *[]){"bce", "dice", "bce+dice"}[o->loss], "schedule",
-        (const char *[]){"constant", "cosine", "onecycle"}[o->schedule], "warmup",
-        (double)o->warmup, "weight_decay", (double)o->weight_decay, "decoupled_wd",
-        o->decoupled_wd, "clip_norm", (double)o->clip_norm, "augmentation",
-        json_pack("{s:b, s:b, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "flips", o->aug.flips,
-                  "dihedral", o->aug.dihedral, "rotate_deg", (double)o->aug.rotate_deg, "scale",
-                  (double)o->aug.scale, "translate", (double)o->aug.translate, "crop_min",
-                  (double)o->aug.crop_min, "brightness", (double)o->aug.brightness, "contrast",
-                  (double)o->aug.contrast, "saturation", (double)o->aug.saturation, "hue",
-                  (double)o->aug.hue));
-    json_object_set_new(j, "predict",
-                        json_pack("{s:b, s:b, s:b}", "tta_flips", o->predict.tta_flips,
-                                  "largest_component", o->predict.largest_component,
-                                  "fill_holes", o->predict.fill_holes));
-    json_object_set_new(j, "model", json_pack("{s:f, s:i, s:[i,i,i], s:I, s:I}", "width_mult",
-                                              (double)m->cfg.width_mult, "last_channel",
-                                              m->cfg.last_channel, "decoder", m->cfg.decoder[0],
-                                              m->cfg.decoder[1], m->cfg.decoder[2], "parameters",
-                                              (json_int_t)m->param_floats, "buffers",
-                                              (json_int_t)m->buffer_floats));
-    json_object_set_new(j, "device",
-                        json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", ctx->info.name, "vendor",
-                                  ctx->info.vendor, "platform", ctx->info.platform_name, "driver",
-                                  ctx->info.driver_version, "opencl_c", ctx->info.opencl_c_version));
-    json_object_set_new(j, "versions", json_pack("{s:s, s:s, s:s}", "oclseg", "0.1.0", "clblast",
-                                                 OCLSEG_CLBLAST_VERSION, "build", OCLSEG_BUILD_INFO));
-    char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
-    json_decref(j);
-    return text;
-}
-
-static int write_text_file(const char *dir, const char *name, const char *text) {
-    char path[8300];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    return oclseg_file_write_atomic(path, text, strlen(text));
-}
-
-/* Keeps the lines of a CSV whose first field is < limit (drops what a resumed run redoes). */
-static void csv_truncate(const char *path, long long limit) {
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    char line[512];
-    size_t cap = 1 << 16, len = 0;
-    char *keep = malloc(cap);
-    while (keep && fgets(line, sizeof line, f)) {
-        char *end;
-        long long v = strtoll(line, &end, 10);
-        if (end != line && v >= limit) continue;
-        size_t l = strlen(line);
-        if (len + l + 1 > cap) {
-            char *grown = realloc(keep, cap *= 2);
-            if (!grown) break;
-            keep = grown;
-        }
-        memcpy(keep + len, line, l);
-        len += l;
-    }
-    fclose(f);
-    if (keep) oclseg_file_write_atomic(path, keep, len);
-    free(keep);
-}
-
-/* Draws curves.png (loss, Dice, Jaccard per epoch) from metrics.csv with gnuplot. */
-static void plot_curves(const char *dir) {
-    char cmd[8400];
-    snprintf(cmd, sizeof cmd, "gnuplot 2>/dev/null");
-    FILE *g = popen(cmd, "w");
-    if (!g) return;
-    fprintf(g,
-            "set terminal pngcairo size 1000,420 font ',10' noenhanced\n"
-            "set output '%s/curves.png'\nset datafile separator ','\n"
-            "set key autotitle columnhead\nset grid\nset xlabel 'epoch'\n"
-            "set multiplot layout 1,2\nset title 'BCE loss'\n"
-            "plot '%s/metrics.csv' using 1:2 with linespoints title 'train', "
-            "'' using 1:3 with linespoints title 'validation'\n"
-            "set title 'validation metrics (mean per image)'\nset yrange [0:1]\n"
-            "plot '%s/metrics.csv' using 1:5 with linespoints title 'Dice', "
-            "'' using 1:6 with linespoints title 'Jaccard'\nunset multiplot\n",
-            dir, dir, dir);
-    if (pclose(g) != 0 && dir_exists(dir))
-        fprintf(stderr, "oclseg: warning: gnuplot failed; curves.png not drawn (install gnuplot-nox)\n");
 }
 
 /* ---- the run ------------------------------------------------------------------------------------ */
@@ -469,14 +367,14 @@ int oclseg_fit(const oclseg_fit_options *o) {
             printf("resuming from %s at epoch %d, step %lld\n", o->resume, pos.epoch + 1,
                    (long long)r->trainer->step);
     }
-    r->config_json = config_json_text(o, r->ctx, r->model, &r->data);
-    if (!r->config_json || (st = write_text_file(r->dir, "config.json", r->config_json)) != OCLSEG_OK) {
+    r->config_json = fit_config_json(o, r->ctx, r->model, &r->data);
+    if (!r->config_json || (st = fit_write_text_file(r->dir, "config.json", r->config_json)) != OCLSEG_OK) {
         if (st == OCLSEG_OK) st = OCLSEG_ERR_OUT_OF_MEMORY;
         goto done;
     }
     char path[4200];
     path_in(r, "steps.csv", path, sizeof path);
-    if (o->resume) csv_truncate(path, r->trainer->step);
+    if (o->resume) fit_csv_truncate(path, r->trainer->step);
     r->steps_csv = fopen(path, o->resume ? "a" : "w");
     if (!r->steps_csv) {
         OCLSEG_ERROR("cannot write %s: %s", path, strerror(errno));
@@ -485,8 +383,8 @@ int oclseg_fit(const oclseg_fit_options *o) {
     }
     if (!o->resume) fprintf(r->steps_csv, "step,epoch,loss\n");
     path_in(r, "metrics.csv", path, sizeof path);
-    if (o->resume) csv_truncate(path, pos.epoch + 1);
-    else write_text_file(r->dir, "metrics.csv",
+    if (o->resume) fit_csv_truncate(path, pos.epoch + 1);
+    else fit_write_text_file(r->dir, "metrics.csv",
                          "epoch,train_loss,val_loss,val_AC,val_DI,val_JA,val_SE,val_SP,val_pooled_dice,"
                          "val_pooled_iou,seconds\n");
     if (!o->quiet)
@@ -569,7 +467,7 @@ int oclseg_fit(const oclseg_fit_options *o) {
         pos.epoch = epoch + 1;
         pos.step_in_epoch = 0;
         if ((st = save_checkpoint(r, &pos)) != OCLSEG_OK) goto loop_end;
-        plot_curves(r->dir);
+        fit_plot_curves(r->dir);
     }
 loop_end:
     sigaction(SIGINT, &old_sa, NULL);

@@ -1,11 +1,27 @@
-/* Evaluation pieces of the training run shared by fit.c and fit_eval.c (not public API). */
+/* Pieces of the training run shared by fit.c, fit_eval.c and fit_files.c (not public API). */
 #ifndef OCLSEG_FIT_INTERNAL_H
 #define OCLSEG_FIT_INTERNAL_H
 
 #include "oclseg/data.h"
+#include "oclseg/fit.h"
 #include "oclseg/infer.h"
 #include "oclseg/metrics.h"
 #include "oclseg/trainer.h"
+
+typedef struct fit_data {
+    oclseg_dataset *train, *val, *test; /* val: NULL with --val-fraction 0; test: NULL (generic) */
+} fit_data;
+
+/* ---- run directory files (fit_files.c) ---- */
+/* config.json: every effective setting, the model, device and versions (malloc'd text). */
+char *fit_config_json(const oclseg_fit_options *o, const oclseg_ctx *ctx, const oclseg_model *m,
+                      const fit_data *d);
+/* Writes dir/name atomically. */
+int fit_write_text_file(const char *dir, const char *name, const char *text);
+/* Keeps the lines of a CSV whose first field is < limit (drops what a resumed run redoes). */
+void fit_csv_truncate(const char *path, long long limit);
+/* Draws dir/curves.png from dir/metrics.csv with gnuplot (a warning if that fails). */
+void fit_plot_curves(const char *dir);
 
 /* Evaluates ds in batches: mean BCE loss (*mean_loss), per-image confusion conf[0..count) of
  * the masks po makes from the probabilities (po->tta_flips needs inf, a wrap of t's model), and,
