@@ -357,13 +357,13 @@ static void check_dice(const char *what, const float *x, const float *y, int n, 
     }
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
-        /* The shared scratch is grown once up front: after a regrowth (old buffer released, a
-         * larger one created) Oclgrind reports values that the first kernel writes into the new
-         * buffer as uninitialised when the second kernel reads them, although PoCL and rusticl
-         * compute the right values (reproduced with a 3-call program: bce on 15 elements, then
-         * dice on 5 images: reported; dice twice on a fresh scratch: not reported). */
+        /* Under Oclgrind the shared scratch is grown up front: after a regrowth (old buffer
+         * released, a larger one created) Oclgrind reports values the first kernel writes into
+         * the new buffer as uninitialised when the second reads them, although the values are
+         * right (the Oclgrind issue test_ops_batchnorm.c works around the same way; reproduced
+         * here with bce on 15 elements, then dice on 5 images). Real devices keep the growth. */
         cl_mem grown;
-        ck_assert_int_eq(oclseg_scratch(ctx, 4096, &grown), OCLSEG_OK);
+        if (harness_small()) ck_assert_int_eq(oclseg_scratch(ctx, 4096, &grown), OCLSEG_OK);
         hbuf bx = hb_from(ctx, x, count), by = hb_from(ctx, y, count);
         hbuf bg = hb_create(ctx, count), bl = hb_create(ctx, 1);
         oclseg_tensor tx = hb_tensor(&bx, n, 1, h, w), ty = hb_tensor(&by, n, 1, h, w);
@@ -439,22 +439,11 @@ START_TEST(dice_reference_gradient_vs_finite_differences) {
 }
 END_TEST
 
-/* The shared scratch workspace lives as long as its context; the harness's leak check at exit
- * counts every live buffer, so hand the scratch back once all tests have run. */
-static void release_scratch(void) {
-    for (int d = 0; d < harness_device_count(); d++) {
-        oclseg_ctx *ctx = harness_ctx(d);
-        if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
-        ctx->scratch = NULL;
-        ctx->scratch_bytes = 0;
-    }
-}
-
 int main(void) {
     Suite *s = suite_create("ops_loss");
     TCase *tc = tcase_create("loss");
     tcase_set_timeout(tc, 600);
-    tcase_add_unchecked_fixture(tc, NULL, release_scratch);
+    tcase_add_unchecked_fixture(tc, NULL, harness_release_scratch);
     tcase_add_test(tc, bce_forward_backward);
     tcase_add_test(tc, bce_reference_gradient_vs_finite_differences);
     tcase_add_test(tc, bce_extreme_logits);

@@ -462,16 +462,6 @@ START_TEST(invalid_arguments) {
 }
 END_TEST
 
-/* The clipping norm uses the shared scratch; the harness's leak check counts it at exit. */
-static void release_scratch(void) {
-    for (int d = 0; d < harness_device_count(); d++) {
-        oclseg_ctx *ctx = harness_ctx(d);
-        if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
-        ctx->scratch = NULL;
-        ctx->scratch_bytes = 0;
-    }
-}
-
 int main(void) {
     Suite *s = suite_create("ops_optim");
     TCase *tc = tcase_create("optim");
@@ -487,7 +477,7 @@ int main(void) {
     tcase_add_test(tc, cosine_and_constant_schedule);
     tcase_add_test(tc, adamw_onecycle_matches_pytorch);
     tcase_add_test(tc, clip_grad_norm_vs_reference);
-    tcase_add_unchecked_fixture(tc, NULL, release_scratch);
+    tcase_add_unchecked_fixture(tc, NULL, harness_release_scratch);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

@@ -51,6 +51,14 @@ int oclseg_metrics_compute(const oclseg_confusion *per_image, int count, oclseg_
     return OCLSEG_OK;
 }
 
+/* Adds one pixel (prediction, truth) to the counts. */
+static void tally(oclseg_confusion *c, int pred, int truth) {
+    c->tp += (uint64_t)(pred && truth);
+    c->fp += (uint64_t)(pred && !truth);
+    c->fn += (uint64_t)(!pred && truth);
+    c->tn += (uint64_t)(!pred && !truth);
+}
+
 int oclseg_confusion_count(const float *prob, const uint8_t *mask, size_t n, float threshold,
                            oclseg_confusion *out) {
     if (!out || (n && (!prob || !mask))) {
@@ -58,13 +66,7 @@ int oclseg_confusion_count(const float *prob, const uint8_t *mask, size_t n, flo
         return OCLSEG_ERR_INVALID_ARG;
     }
     oclseg_confusion c = {0};
-    for (size_t i = 0; i < n; i++) {
-        const int pred = prob[i] > threshold, truth = mask[i] != 0;
-        c.tp += (uint64_t)(pred && truth);
-        c.fp += (uint64_t)(pred && !truth);
-        c.fn += (uint64_t)(!pred && truth);
-        c.tn += (uint64_t)(!pred && !truth);
-    }
+    for (size_t i = 0; i < n; i++) tally(&c, prob[i] > threshold, mask[i] != 0);
     *out = c;
     return OCLSEG_OK;
 }
@@ -181,13 +183,7 @@ int oclseg_confusion_count_masks(const uint8_t *pred, const uint8_t *mask, size_
         return OCLSEG_ERR_INVALID_ARG;
     }
     oclseg_confusion c = {0};
-    for (size_t i = 0; i < n; i++) {
-        const int p = pred[i] != 0, t = mask[i] != 0;
-        c.tp += (uint64_t)(p && t);
-        c.fp += (uint64_t)(p && !t);
-        c.fn += (uint64_t)(!p && t);
-        c.tn += (uint64_t)(!p && !t);
-    }
+    for (size_t i = 0; i < n; i++) tally(&c, pred[i] != 0, mask[i] != 0);
     *out = c;
     return OCLSEG_OK;
 }
