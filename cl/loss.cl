@@ -100,3 +100,63 @@ __kernel void seg_counts(__global const float *x, const uint x_off, __global con
         counts[counts_off + 4u * image + lid] = value;
     }
 }
+
+// Soft Dice on sigmoid probabilities, per image i (smooth = DICE_SMOOTH):
+//   D_i = (2 sum_j p_j y_j + smooth) / (sum_j p_j + sum_j y_j + smooth),  loss = 1 - mean_i D_i.
+#ifndef DICE_SMOOTH
+#define DICE_SMOOTH 1.0f
+#endif
+
+// Pass 1, one work-group per image: sums[2i] = sum p*y, sums[2i+1] = sum p + sum y (fixed-order
+// strided loop per item, then a tree over local memory: deterministic).
+__kernel void dice_sums(__global const float *x, const uint x_off, __global const float *y,
+                        const uint y_off, const uint per_image, __global float *sums) {
+    __local float scratch[REDUCE_WG];
+    const uint lid = get_local_id(0), image = get_group_id(0);
+    const uint base = image * per_image;
+    float inter = 0.0f, total = 0.0f;
+    for (uint i = lid; i < per_image; i += get_local_size(0)) {
+        const float p = stable_sigmoid(x[x_off + base + i]), t = y[y_off + base + i];
+        inter += p * t;
+        total += p + t;
+    }
+    inter = work_group_sum(scratch, inter);
+    total = work_group_sum(scratch, total);
+    if (lid == 0) {
+        sums[2 * image] = inter;
+        sums[2 * image + 1] = total;
+    }
+}
+
+// Pass 2 (one work-group): loss[off] = (accumulate ? loss[off] : 0) + 1 - mean_i D_i.
+__kernel void dice_finish(__global const float *sums, const uint images, const int accumulate,
+                          __global float *loss, const uint loss_off) {
+    __local float scratch[REDUCE_WG];
+    float acc = 0.0f;
+    for (uint i = get_local_id(0); i < images; i += get_local_size(0))
+        acc += (2.0f * sums[2 * i] + DICE_SMOOTH) / (sums[2 * i + 1] + DICE_SMOOTH);
+    const float sum = work_group_sum(scratch, acc);
+    if (get_local_id(0) == 0) {
+        const float dice_loss = 1.0f - sum / (float)images;
+        loss[loss_off] = accumulate ? loss[loss_off] + dice_loss : dice_loss;
+    }
+}
+
+// Gradient, one item per element j of image i, with I = sums[2i], S = sums[2i+1] + smooth:
+//   dloss/dx_j = -(1/N) * (2 y_j S - (2 I + smooth)) / S^2 * p_j (1 - p_j),
+// written (accumulate = 0) or added (accumulate = 1) to grad.
+__kernel void dice_grad(__global const float *x, const uint x_off, __global const float *y,
+                        const uint y_off, const uint per_image, const uint n,
+                        __global const float *sums, const float inv_images, const int accumulate,
+                        __global float *grad, const uint grad_off) {
+    const uint j = get_global_id(0);
+    if (j >= n) return;
+    const uint image = j / per_image;
+    const float inter = sums[2 * image], s = sums[2 * image + 1] + DICE_SMOOTH;
+    const float xj = x[x_off + j], t = y[y_off + j];
+    // p (1 - p) = e / (1 + e)^2 with e = exp(-|x|): no cancellation in 1 - p for large |x|
+    const float e = exp(-fabs(xj)), dp = e / ((1.0f + e) * (1.0f + e));
+    const float dd = (2.0f * t * s - (2.0f * inter + DICE_SMOOTH)) / (s * s);
+    const float g = -inv_images * dd * dp;
+    grad[grad_off + j] = accumulate ? grad[grad_off + j] + g : g;
+}

@@ -1,4 +1,5 @@
-// Numerics checks: whether a range holds a non-finite float (NaN or +-Inf), as a deterministic
+// Numerics: whether a range holds a non-finite float (NaN or +-Inf), and the global gradient
+// norm for clipping (end of file). Non-finite check: a deterministic
 // two-pass reduction (no atomics), for the gradient check of every training step and the
 // --check-numerics debug mode. The reduction sums x - x, which is +0 for every finite x and NaN
 // for NaN and +-Inf (Inf - Inf); a sum with a NaN term is NaN. Without fast-math options (we
@@ -46,4 +47,41 @@ __kernel void nonfinite_finish(__global const float *partial, const uint groups,
     for (uint g = get_local_id(0); g < groups; g += get_local_size(0)) acc += partial[g];
     const float sum = work_group_sum(scratch, acc);
     if (get_local_id(0) == 0) out[out_off] = sum;
+}
+
+// Gradient clipping by global norm (torch.nn.utils.clip_grad_norm_, norm 2), deterministic:
+// pass 1: work-group g sums g_i^2 over i = g*wg + lid + k*(groups*wg) into partial[g].
+__kernel void grad_sumsq_partial(__global const float *grad, const uint off, const uint n,
+                                 __global float *partial) {
+    __local float scratch[REDUCE_WG];
+    float acc = 0.0f;
+    for (uint i = get_global_id(0); i < n; i += get_global_size(0)) {
+        const float g = grad[off + i];
+        acc += g * g;
+    }
+    const float sum = work_group_sum(scratch, acc);
+    if (get_local_id(0) == 0) partial[get_group_id(0)] = sum;
+}
+
+// Pass 2 (one work-group): norm = sqrt(sum of partials); out[0] = norm,
+// out[1] = min(1, max_norm / (norm + 1e-6)) (PyTorch's clip coefficient).
+__kernel void grad_clip_coef(__global const float *partial, const uint groups,
+                             const float max_norm, __global float *out) {
+    __local float scratch[REDUCE_WG];
+    float acc = 0.0f;
+    for (uint g = get_local_id(0); g < groups; g += get_local_size(0)) acc += partial[g];
+    const float sum = work_group_sum(scratch, acc);
+    if (get_local_id(0) == 0) {
+        const float norm = sqrt(sum);
+        out[0] = norm;
+        out[1] = fmin(1.0f, max_norm / (norm + 1e-6f));
+    }
+}
+
+// Pass 3: grad[off + i] *= coef[1].
+__kernel void grad_scale(__global float *grad, const uint off, const uint n,
+                         __global const float *coef) {
+    const uint i = get_global_id(0);
+    if (i >= n) return;
+    grad[off + i] *= coef[1];
 }

@@ -1,7 +1,9 @@
 // Optimizer steps (torch.optim.NAdam / Adam / SGD of PyTorch 1.13, single-tensor formulas), one
 // elementwise pass over a flat parameter range [off, off + count) of param/grad/state buffers.
 // Step-dependent scalars (bias corrections, NAdam's mu products, step sizes) are computed in
-// double on the host and passed as float.
+// double on the host and passed as float. `decay` is decoupled weight decay (AdamW): the
+// parameter is first multiplied by 1 - lr * weight_decay (exactly 1.0f when not decoupled, so
+// the coupled formulas are unchanged bit for bit). Gradient clipping is in numerics.cl.
 
 // g = grad + weight_decay * param (PyTorch: grad.add(param, alpha=weight_decay) when wd != 0).
 static float decayed_grad(float g, float p, float weight_decay) {
@@ -17,11 +19,11 @@ __kernel void nadam_step(__global float *param, __global const float *grad, __gl
                          const float weight_decay, const float beta1, const float one_minus_beta1,
                          const float beta2, const float one_minus_beta2,
                          const float bias_correction2, const float eps, const float grad_coef,
-                         const float avg_coef) {
+                         const float avg_coef, const float decay) {
     const uint i = get_global_id(0);
     if (i >= count) return;
     const uint e = off + i;
-    float p = param[e];
+    float p = param[e] * decay;
     const float g = decayed_grad(grad[e], p, weight_decay);
     const float m = beta1 * exp_avg[e] + one_minus_beta1 * g;
     const float v = beta2 * exp_avg_sq[e] + one_minus_beta2 * g * g;
@@ -39,11 +41,11 @@ __kernel void adam_step(__global float *param, __global const float *grad, __glo
                         const float weight_decay, const float beta1, const float one_minus_beta1,
                         const float beta2, const float one_minus_beta2,
                         const float sqrt_bias_correction2, const float eps,
-                        const float neg_step_size) {
+                        const float neg_step_size, const float decay) {
     const uint i = get_global_id(0);
     if (i >= count) return;
     const uint e = off + i;
-    const float p = param[e];
+    const float p = param[e] * decay;
     const float g = decayed_grad(grad[e], p, weight_decay);
     const float m = beta1 * exp_avg[e] + one_minus_beta1 * g;
     const float v = beta2 * exp_avg_sq[e] + one_minus_beta2 * g * g;
@@ -73,3 +75,4 @@ __kernel void sgd_step(__global float *param, __global const float *grad,
     }
     param[e] = p + neg_lr * d;
 }
+

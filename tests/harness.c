@@ -216,3 +216,12 @@ int harness_sh(const char *fmt, ...) {
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 255;
 }
+
+void harness_release_scratch(void) {
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
+        ctx->scratch = NULL;
+        ctx->scratch_bytes = 0;
+    }
+}

@@ -56,6 +56,11 @@ int harness_run(Suite *s);
 /* Runs a shell command built printf-style; returns its exit status (255 if it did not exit). */
 int harness_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Frees every test context's shared scratch workspace (it lives as long as its context, and
+ * the leak check at exit counts every live buffer): an unchecked teardown fixture for suites
+ * whose ops use oclseg_scratch. */
+void harness_release_scratch(void);
+
 /* Convenience: name of device i for messages. */
 const char *harness_device_name(int i);
 

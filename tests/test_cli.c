@@ -1,5 +1,6 @@
-/* Tests the command line end to end (OCLSEG_BIN, set by meson): synth, train, eval (one CSV row
- * per image, metrics in [0, 1]), predict (masks at the original resolution, 0/255) and the
+/* Tests the command line end to end (OCLSEG_BIN, set by meson): synth, train, selection on the
+ * validation split with one test report (final.csv), eval (one CSV row per image, metrics in
+ * [0, 1], TTA and post-processing), predict (masks at the original resolution, 0/255) and the
  * errors for bad input (missing/foreign weights, corrupt image, empty directory, bad options). */
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,6 +46,103 @@ START_TEST(train_writes_the_run_directory) {
     }
     ck_assert_int_ne(harness_sh("%s train --size 33 2> /dev/null", bin), 0);
     ck_assert_int_ne(harness_sh("%s train --optimizer adagrad 2> /dev/null", bin), 0);
+}
+END_TEST
+
+/* Reads the val_JA column (6th) of metrics.csv; returns the number of epochs. */
+static int read_val_ja(const char *dir, double *ja, int max) {
+    char path[256], line[512];
+    snprintf(path, sizeof path, "%s/metrics.csv", dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    ck_assert_str_eq(line, "epoch,train_loss,val_loss,val_AC,val_DI,val_JA,val_SE,val_SP,"
+                           "val_pooled_dice,val_pooled_iou,seconds\n");
+    int n = 0;
+    while (n < max && fgets(line, sizeof line, f)) {
+        int epoch;
+        double tl, vl, ac, di;
+        ck_assert_int_eq(sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf", &epoch, &tl, &vl, &ac, &di, &ja[n]), 6);
+        ck_assert_int_eq(epoch, n + 1);
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+/* The best epoch is chosen on the validation split (not the test set), and the test set is
+ * scored once, for that epoch, in final.csv; --recipe best runs end to end (augmentation,
+ * bce+dice, one-cycle, decoupled weight decay, TTA, post-processing). */
+START_TEST(train_selects_on_validation_and_reports_test_once) {
+    setup_once();
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/run_val", root);
+    ck_assert_int_eq(harness_sh("%s train --data %s/data --out %s --epochs 3 --batch 4 --size 32 "
+                                "--val-fraction 0.34 --recipe best --quiet", bin, root, dir), 0);
+    double ja[8];
+    ck_assert_int_eq(read_val_ja(dir, ja, 8), 3);
+    int best = 0;
+    for (int e = 1; e < 3; e++)
+        if (ja[e] > ja[best]) best = e;
+    char path[256], line[512];
+    snprintf(path, sizeof path, "%s/final.csv", dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    ck_assert_str_eq(line, "split,epoch,threshold,loss,AC,DI,JA,SE,SP,pooled_dice,pooled_iou,"
+                           "thresholded_JA,JA_p10,JA_median,JA_p90\n");
+    const char *splits[2] = {"val", "test"};
+    for (int k = 0; k < 2; k++) {
+        char split[16];
+        int epoch;
+        double t, v[12];
+        ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+        ck_assert_int_eq(sscanf(line, "%15[^,],%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf",
+                                split, &epoch, &t, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                                &v[7], &v[8], &v[9], &v[10], &v[11]), 15);
+        ck_assert_str_eq(split, splits[k]);
+        ck_assert_int_eq(epoch, best + 1); /* the epoch with the best validation Jaccard */
+        ck_assert(t >= 0.3 - 1e-9 && t <= 0.7 + 1e-9);
+        for (int i = 1; i < 12; i++) ck_assert(v[i] >= 0 && v[i] <= 1);
+    }
+    ck_assert_ptr_null(fgets(line, sizeof line, f)); /* the test set once */
+    fclose(f);
+    /* best.safetensors is the last epoch's weights exactly when that epoch was the best */
+    int same = harness_sh("cmp -s %s/best.safetensors %s/weights.safetensors", dir, dir) == 0;
+    ck_assert_int_eq(same, best == 2);
+    ck_assert_int_eq(harness_sh("grep -q '\"val_images\": 2' %s/config.json", dir), 0);
+    ck_assert_int_eq(harness_sh("grep -q '\"loss\": \"bce+dice\"' %s/config.json", dir), 0);
+    /* eval and predict with TTA and post-processing */
+    ck_assert_int_eq(harness_sh("%s eval --data %s/data --weights %s/best.safetensors --size 32 "
+                                "--tta flips --largest-component --fill-holes --threshold 0.45 "
+                                "--out %s/e.csv | grep -q 'ISIC 2018 thresholded JA'",
+                                bin, root, dir, dir), 0);
+    ck_assert_int_eq(harness_sh("%s predict --weights %s/best.safetensors --size 32 --tta flips "
+                                "--largest-component --out %s/p %s/data/ISBI2016_ISIC_Part1_Test_Data "
+                                "> /dev/null", bin, dir, dir, root), 0);
+    ck_assert_int_ne(harness_sh("%s eval --data %s/data --weights %s/best.safetensors --size 32 "
+                                "--threshold 1.5 2> /dev/null", bin, root, dir), 0);
+    ck_assert_int_ne(harness_sh("%s train --recipe fancy 2> /dev/null", bin), 0);
+    ck_assert_int_ne(harness_sh("%s train --loss focal 2> /dev/null", bin), 0);
+    ck_assert_int_ne(harness_sh("%s train --aug-affine 10,0.1 2> /dev/null", bin), 0);
+}
+END_TEST
+
+/* --patience stops when the validation Jaccard stops improving: with the encoder frozen (its
+ * BatchNorms in eval mode), no dropout and lr 0 the model never changes, so epoch 2 is no better
+ * than epoch 1 and --patience 1 stops there; the final report still runs. */
+START_TEST(early_stop_on_validation) {
+    setup_once();
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/run_patience", root);
+    ck_assert_int_eq(harness_sh("%s train --data %s/data --out %s --epochs 5 --batch 4 --size 32 "
+                                "--freeze-encoder --dropout 0 --lr 0 --patience 1 > %s.log",
+                                bin, root, dir, dir), 0);
+    double ja[8];
+    ck_assert_int_eq(read_val_ja(dir, ja, 8), 2);
+    ck_assert(ja[0] == ja[1]);
+    ck_assert_int_eq(harness_sh("grep -q 'early stop' %s.log", dir), 0);
+    ck_assert_int_eq(harness_sh("grep -q '^test,1,' %s/final.csv", dir), 0);
 }
 END_TEST
 
@@ -227,6 +325,8 @@ int main(void) {
     tcase_add_test(tc, synth_is_deterministic);
     tcase_add_test(tc, train_writes_the_run_directory);
     tcase_add_test(tc, eval_writes_one_row_per_image);
+    tcase_add_test(tc, train_selects_on_validation_and_reports_test_once);
+    tcase_add_test(tc, early_stop_on_validation);
     tcase_add_test(tc, predict_masks_at_original_resolution);
     tcase_add_test(tc, bad_input_is_a_clear_error);
     tcase_add_test(tc, mask_encodings_and_data_health);

@@ -1,5 +1,7 @@
 /* Tests the optimizer step (NAdam, Adam, SGD with/without momentum, Nesterov, dampening, weight
- * decay) against real PyTorch 1.13 (golden values from tools/make_optim_golden.py) and against a
+ * decay, decoupled weight decay), the learning-rate schedules (one-cycle and AdamW under it
+ * against PyTorch: tools/make_schedule_golden.py; cosine against its closed form) and gradient
+ * clipping by global norm, against real PyTorch 1.13 (tools/make_optim_golden.py) and against a
  * double-precision C reference of the same formulas over a sub-range of an odd-length buffer
  * (elements outside the range must stay bit-identical), plus defaults, host state and argument
  * checks.
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "data/optim_golden.h"
+#include "data/schedule_golden.h"
 #include "harness.h"
 
 #define STEPS 5
@@ -38,9 +41,11 @@ static void ref_step(const oclseg_optim_config *cfg, ref_state *st, double *p, c
         mu_next = b1 * (1.0 - 0.5 * pow(0.96, (double)(t + 1) * cfg->momentum_decay));
         st->mu_product *= mu;
     }
+    const int decoupled = cfg->decoupled_wd && cfg->kind != OCLSEG_OPT_SGD;
     for (size_t i = 0; i < n; i++) {
         double g = grad[i];
-        if (wd != 0.0) g += wd * p[i];
+        if (decoupled) p[i] *= 1.0 - lr * wd; /* AdamW: decay first, no decay in g */
+        else if (wd != 0.0) g += wd * p[i];
         if (cfg->kind == OCLSEG_OPT_SGD) {
             if (cfg->momentum != 0.0f) {
                 s1[i] = t == 1 ? g : cfg->momentum * s1[i] + (1.0 - cfg->dampening) * g;
@@ -239,6 +244,148 @@ START_TEST(nadam_vs_reference) {
 }
 END_TEST
 
+START_TEST(decoupled_vs_reference) {
+    oclseg_optim_config cfg = make_config(OCLSEG_OPT_NADAM, 2e-3f, 5e-2f, 0.8f, 0.99f, 1e-6f,
+                                          4e-2f, 0, 0, 0);
+    cfg.decoupled_wd = 1;
+    check_against_reference("nadam decoupled weight decay", &cfg);
+    cfg = make_config(OCLSEG_OPT_ADAM, 3e-3f, 5e-2f, 0.85f, 0.995f, 1e-6f, 0, 0, 0, 0);
+    cfg.decoupled_wd = 1;
+    check_against_reference("adam decoupled weight decay", &cfg);
+}
+END_TEST
+
+/* ---- schedules and AdamW against PyTorch (tools/make_schedule_golden.py) ------------------ */
+START_TEST(onecycle_matches_pytorch) {
+    oclseg_schedule s;
+    oclseg_schedule_default(&s, OCLSEG_SCHED_ONECYCLE, ONECYCLE_GOLDEN_TOTAL);
+    for (int k = 0; k < ONECYCLE_GOLDEN_TOTAL; k++) {
+        const double lr = oclseg_schedule_lr(&s, onecycle_golden_max_lr, k);
+        /* the same double formula as PyTorch's: agreement to rounding */
+        ck_assert_msg(fabs(lr - onecycle_golden_rates[k]) <= 1e-12 * onecycle_golden_max_lr,
+                      "one-cycle step %d: %.17g vs PyTorch %.17g", k, lr, onecycle_golden_rates[k]);
+    }
+    /* past the end: the last rate */
+    ck_assert(oclseg_schedule_lr(&s, onecycle_golden_max_lr, 1000) ==
+              oclseg_schedule_lr(&s, onecycle_golden_max_lr, ONECYCLE_GOLDEN_TOTAL - 1));
+}
+END_TEST
+
+START_TEST(cosine_and_constant_schedule) {
+    oclseg_schedule s;
+    oclseg_schedule_default(&s, OCLSEG_SCHED_COSINE, 20);
+    s.warmup_steps = 4;
+    const double expect[][2] = {{0, 0.25}, {1, 0.5}, {3, 1.0}, {4, 1.0}, {12, 0.5},
+                                {8, 0.5 * (1 + cos(M_PI / 4))}, {19, 0.5 * (1 + cos(M_PI * 15 / 16))}};
+    for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
+        const double lr = oclseg_schedule_lr(&s, 2.0, (int64_t)expect[i][0]);
+        ck_assert_msg(fabs(lr - 2.0 * expect[i][1]) < 1e-12, "cosine step %g: %.17g vs %.17g",
+                      expect[i][0], lr, 2.0 * expect[i][1]);
+    }
+    /* monotonic: up during the warm-up, down after */
+    for (int k = 1; k < 20; k++) {
+        const double a = oclseg_schedule_lr(&s, 1.0, k - 1), b = oclseg_schedule_lr(&s, 1.0, k);
+        ck_assert(k < 4 ? b > a : b <= a);
+    }
+    oclseg_schedule_default(&s, OCLSEG_SCHED_CONSTANT, 20);
+    ck_assert(oclseg_schedule_lr(&s, 1e-3, 7) == 1e-3);
+    oclseg_schedule zero = {0}; /* a zeroed schedule is constant */
+    ck_assert(oclseg_schedule_lr(&zero, 1e-3, 7) == 1e-3);
+}
+END_TEST
+
+START_TEST(adamw_onecycle_matches_pytorch) {
+    const size_t n = OPTIM_GOLDEN_N;
+    const float zeros[OPTIM_GOLDEN_N] = {0};
+    oclseg_optim_config cfg = make_config(OCLSEG_OPT_ADAM, adamw_golden_lr, adamw_golden_wd,
+                                          adamw_golden_beta1, adamw_golden_beta2,
+                                          adamw_golden_eps, 0, 0, 0, 0);
+    cfg.decoupled_wd = 1;
+    oclseg_schedule sched;
+    oclseg_schedule_default(&sched, OCLSEG_SCHED_ONECYCLE, OPTIM_GOLDEN_STEPS);
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        oclseg_optim_host_state st;
+        oclseg_optim_host_state_init(&st);
+        hbuf bp = hb_from(ctx, optim_golden_param0, n), bg = hb_create(ctx, n);
+        hbuf b1 = hb_from(ctx, zeros, n), b2 = hb_from(ctx, zeros, n);
+        float got[OPTIM_GOLDEN_N];
+        char what[128];
+        for (int s = 0; s < OPTIM_GOLDEN_STEPS; s++) {
+            oclseg_optim_config step_cfg = cfg;
+            const double lr = oclseg_schedule_lr(&sched, adamw_golden_lr, s);
+            ck_assert_msg(fabs(lr - adamw_golden_rates[s]) <= 1e-12 * adamw_golden_lr,
+                          "AdamW one-cycle rate of step %d: %.17g vs %.17g", s, lr,
+                          adamw_golden_rates[s]);
+            step_cfg.lr = (float)lr;
+            hb_upload(&bg, optim_golden_grad[s]);
+            ck_assert_int_eq(op_optimizer_step(ctx, &step_cfg, &st, bp.buf, bg.buf, b1.buf, b2.buf,
+                                               bp.lead, n), OCLSEG_OK);
+            snprintf(what, sizeof what, "AdamW one-cycle on %s, step %d", harness_device_name(d), s + 1);
+            hb_download(&bp, got, what);
+            /* the rate is rounded to float once per step (1/2 ulp of lr): within step_atol */
+            harness_compare(what, got, adamw_golden_param[s], n,
+                            step_atol(s + 1, max_abs(adamw_golden_param[s], n)), 0.0);
+        }
+        hb_free(&bp);
+        hb_free(&bg);
+        hb_free(&b1);
+        hb_free(&b2);
+    }
+}
+END_TEST
+
+/* ---- gradient clipping by global norm ----------------------------------------------------- */
+/* Tolerance: the norm is a sum of <= 1200 squares in float (strided partial sums of <= ~19
+ * terms, then two trees of depth <= 8): relative error <= ~40 * 6e-8 on the sum, half that on
+ * its square root, so rtol 2e-6 on the norm and the coefficient, and 3e-6 on each scaled
+ * gradient (one more rounding). */
+START_TEST(clip_grad_norm_vs_reference) {
+    const size_t total = harness_small() ? 29 : 1237, off = 5;
+    const size_t count = harness_small() ? 19 : 1200;
+    float *g = malloc(total * sizeof(float)), *got = malloc(total * sizeof(float));
+    double *ref = malloc(count * sizeof(double));
+    ck_assert(g && got && ref);
+    harness_fill_uniform(g, total, -2.0f, 2.0f, 41);
+    double sumsq = 0.0;
+    for (size_t i = 0; i < count; i++) sumsq += (double)g[off + i] * g[off + i];
+    const double norm = sqrt(sumsq);
+    const float max_norms[2] = {(float)(norm / 3.0), (float)(norm * 2.0)}; /* clips; does not */
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        for (int k = 0; k < 2; k++) {
+            hbuf bg = hb_from(ctx, g, total);
+            cl_mem o2; /* {norm, coefficient} */
+            ck_assert_int_eq(oclseg_buffer_create(ctx, 2 * sizeof(float), "clip out", &o2), OCLSEG_OK);
+            ck_assert_int_eq(op_clip_grad_norm(ctx, bg.buf, bg.lead + off, count, 0.0f, o2),
+                             OCLSEG_ERR_INVALID_ARG);
+            ck_assert_int_eq(op_clip_grad_norm(ctx, bg.buf, bg.lead + off, count, max_norms[k], o2),
+                             OCLSEG_OK);
+            float res[2];
+            ck_assert_int_eq(oclseg_read(ctx, o2, 0, sizeof res, res), OCLSEG_OK);
+            const double coef = fmin(1.0, max_norms[k] / (norm + 1e-6));
+            const double expect[2] = {norm, coef};
+            harness_compare("clip norm and coefficient", res, expect, 2, 0.0, 2e-6);
+            for (size_t i = 0; i < count; i++) ref[i] = g[off + i] * coef;
+            char what[96];
+            snprintf(what, sizeof what, "clipped gradients (max norm %g) on %s",
+                     (double)max_norms[k], harness_device_name(d));
+            hb_download(&bg, got, what);
+            harness_compare(what, got + off, ref, count, 0.0, 3e-6);
+            ck_assert_msg(memcmp(got, g, off * sizeof(float)) == 0 &&
+                              memcmp(got + off + count, g + off + count,
+                                     (total - off - count) * sizeof(float)) == 0,
+                          "%s: elements outside the range changed", what);
+            oclseg_buffer_free(ctx, o2, 2 * sizeof(float));
+            hb_free(&bg);
+        }
+    }
+    free(g);
+    free(got);
+    free(ref);
+}
+END_TEST
+
 START_TEST(adam_vs_reference) {
     oclseg_optim_config cfg;
     oclseg_optim_config_default(&cfg, OCLSEG_OPT_ADAM);
@@ -325,6 +472,12 @@ int main(void) {
     tcase_add_test(tc, sgd_vs_reference);
     tcase_add_test(tc, defaults_and_host_state);
     tcase_add_test(tc, invalid_arguments);
+    tcase_add_test(tc, decoupled_vs_reference);
+    tcase_add_test(tc, onecycle_matches_pytorch);
+    tcase_add_test(tc, cosine_and_constant_schedule);
+    tcase_add_test(tc, adamw_onecycle_matches_pytorch);
+    tcase_add_test(tc, clip_grad_norm_vs_reference);
+    tcase_add_unchecked_fixture(tc, NULL, harness_release_scratch);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

@@ -29,6 +29,7 @@ static void base_options(oclseg_fit_options *o, const char *out) {
     o->out_dir = out;
     o->size = 32;
     o->batch = 4; /* 10 images: batches of 4, 4, 2 (the partial batch is kept) */
+    o->val_fraction = 0; /* all 10 train (the default would hold 1 out for validation) */
     o->epochs = 2;
     o->quiet = 1;
     o->device = getenv("OCLSEG_TEST_DEVICE");

@@ -31,15 +31,18 @@ rows = {}
 for m in (1, 2):
     with open(f"{base}-model{m}/metrics.csv") as f:
         data = list(csv.DictReader(f))
-    last = data[-1]
+    with open(f"{base}-model{m}/final.csv") as f:
+        test = [r for r in csv.DictReader(f) if r["split"] == "test"][0]
+    test["train_loss"] = data[int(test["epoch"]) - 1]["train_loss"]
     secs = sum(float(r["seconds"]) for r in data) / len(data)
-    rows[m] = (last, secs)
+    rows[m] = (test, secs)
 print()
-print(f"test-set results after the last epoch (metrics at the training size; mean over images)")
+print(f"test-set results of the epoch selected on validation (metrics at the training size; mean over images)")
 print(f"{'':22s} {'model 1 (frozen)':>18s} {'model 2 (fine-tuned)':>21s}")
-for key, label in [("train_loss", "train loss"), ("test_loss", "test loss"), ("AC", "accuracy AC"),
-                   ("DI", "Dice DI"), ("JA", "Jaccard JA"), ("SE", "sensitivity SE"),
-                   ("SP", "specificity SP")]:
+for key, label in [("epoch", "selected epoch"), ("train_loss", "train loss"), ("loss", "test loss"),
+                   ("AC", "accuracy AC"), ("DI", "Dice DI"), ("JA", "Jaccard JA"),
+                   ("SE", "sensitivity SE"), ("SP", "specificity SP"),
+                   ("thresholded_JA", "ISIC 2018 thr. JA")]:
     print(f"{label:22s} {float(rows[1][0][key]):18.4f} {float(rows[2][0][key]):21.4f}")
 print(f"{'time per epoch (s)':22s} {rows[1][1]:18.1f} {rows[2][1]:21.1f}")
 print(f"\nrun directories: {base}-model1, {base}-model2 (curves.png, metrics.csv, weights)")

@@ -198,11 +198,44 @@ int oclseg_data_health_check(const oclseg_dataset *ds, const oclseg_data_health 
 int oclseg_data_health_report(const oclseg_dataset *ds, const char *split, char *line,
                               size_t size);
 
-/* Flip flags for one sample of a batch. */
+/* The augmentation of one sample of a batch (zero-initialised = none; the seed recipe draws
+ * only the flips). */
 typedef struct oclseg_augment {
-    uint8_t flip_h; /* mirror left-right */
-    uint8_t flip_v; /* mirror top-bottom */
+    uint8_t flip_h;    /* mirror left-right */
+    uint8_t flip_v;    /* mirror top-bottom */
+    uint8_t transpose; /* swap x and y (with the flips: the 8 rotations/reflections by 90 deg) */
+    uint8_t warp;      /* apply m: source = m * (u, v, 1) in [-1, 1] coordinates */
+    uint8_t colour;    /* apply the colour jitter below */
+    float m[6];        /* 2x3 affine (rotation, scale, translation, resized crop) */
+    float brightness, contrast, saturation, hue; /* colour jitter factors (1, 1, 1, 0: none) */
 } oclseg_augment;
+
+/* Augmentation strengths (zeroed: none). */
+typedef struct oclseg_augment_config {
+    int flips;          /* left-right and top-bottom flips, p = 0.5 each (the seed recipe) */
+    int dihedral;       /* plus transposes (p = 0.5): all 90-degree rotations and reflections */
+    float rotate_deg;   /* rotation uniform in [-rotate_deg, rotate_deg] degrees */
+    float scale;        /* zoom uniform in [1 - scale, 1 + scale] */
+    float translate;    /* shift uniform in [-translate, translate] of the half-side, per axis */
+    float crop_min;     /* random resized crop: area share in [crop_min, 1], aspect 3/4..4/3 */
+    float brightness, contrast, saturation; /* factors uniform in [1 - x, 1 + x] */
+    float hue;          /* hue turn uniform in [-hue, hue] (0.5 = half the colour wheel) */
+} oclseg_augment_config;
+
+/* True if c does more than nothing. */
+int oclseg_augment_config_active(const oclseg_augment_config *c);
+/* Draws one sample's augmentation for c: the flips are oclseg_augment_draw's (so flips alone
+ * are the seed recipe bit for bit), everything else from a second counter-based stream of
+ * (seed, epoch, sample_index). */
+oclseg_augment oclseg_augment_draw_config(const oclseg_augment_config *c, uint64_t seed,
+                                          int epoch, int sample_index);
+/* Applies a to one S x S sample: every output pixel centre is mapped (flips, transpose, then
+ * the affine m) to a source position clamped to the image; the image is sampled bilinearly
+ * (rounded), the mask (may be NULL) with the nearest pixel of the same position, so both stay
+ * aligned; then the colour jitter (brightness, contrast around the mean luma, saturation
+ * around each pixel's luma, hue rotation about the gray axis), rounded and clamped. */
+void oclseg_augment_apply(const uint8_t *rgb, const uint8_t *mask, int size,
+                          const oclseg_augment *a, uint8_t *out_rgb, uint8_t *out_mask);
 
 /* Draws the flips of sample `sample_index` (its dataset index) in `epoch`, each with p = 0.5,
  * from a counter-based hash: h = mix(seed ^ mix(epoch << 32 | sample_index)) where mix is the
@@ -230,6 +263,25 @@ int oclseg_shuffle(int *perm, int n, uint64_t seed, int epoch);
 
 /* The splitmix64 finalizer (a bijective 64-bit mixer) used by the two functions above. */
 uint64_t oclseg_mix64(uint64_t x);
+
+/* ---- validation split, post-processing ------------------------------------------------------ */
+
+/* The number of validation images for n training images: round(fraction * n), at least 1 and
+ * at most n - 1 when fraction > 0 and n >= 2, else 0. */
+int oclseg_val_count(int n, double fraction);
+/* Splits ds into train and validation parts (copies; ds is unchanged): oclseg_val_count(n,
+ * fraction) samples chosen by a permutation deterministic from the seed (salted, so it differs
+ * from every epoch's shuffle), both parts in the original order. *val is NULL when no sample is
+ * held out. fraction must be in [0, 1). */
+int oclseg_dataset_split(const oclseg_dataset *ds, double fraction, uint64_t seed,
+                         oclseg_dataset **train, oclseg_dataset **val);
+
+/* In place on a 0/non-0 mask (non-0 values become 1 where touched): with largest_component,
+ * keeps only the largest 8-connected foreground component (the first in scan order among equal
+ * sizes); with fill_holes, sets every background pixel not 4-connected to the image border
+ * (a hole) to 1. Largest component first, then holes. */
+int oclseg_mask_postprocess(uint8_t *mask, int width, int height, int largest_component,
+                            int fill_holes);
 
 /* ---- synthetic data ------------------------------------------------------------------------------ */
 

@@ -3,6 +3,8 @@
 #ifndef OCLSEG_FIT_H
 #define OCLSEG_FIT_H
 
+#include "oclseg/infer.h"
+#include "oclseg/trainer.h"
 #include "oclseg/weights.h"
 
 typedef struct oclseg_fit_options {
@@ -16,11 +18,23 @@ typedef struct oclseg_fit_options {
     int frozen_encoder;
     const char *pretrained, *init, *resume;
     uint64_t seed;
-    int shuffle, augment, quiet, skip_bad, threads;
+    int shuffle, augment, quiet, skip_bad, threads; /* augment 0: --no-augment (none at all) */
+    oclseg_augment_config aug;  /* with augment: flips (default) and the --aug-* options */
     int check_numerics;         /* --check-numerics (also env OCLSEG_CHECK_NUMERICS=1) */
     int sync_bn;                /* --sync-bn: BatchNorm statistics over the global batch (MPI) */
     int balance;                /* --balance: split global batches in proportion to rank speed */
     double mask_threshold;      /* --mask-threshold T (> 0); 0: recognise the mask encoding */
+    oclseg_loss_kind loss;      /* --loss bce (default), dice, bce+dice */
+    oclseg_schedule_kind schedule; /* --schedule constant (default), cosine, onecycle */
+    float warmup;               /* cosine: warm-up share of all steps (0.05) */
+    float weight_decay;         /* --weight-decay (0) */
+    int decoupled_wd;           /* --decoupled-wd: AdamW-style for adam/nadam */
+    float clip_norm;            /* --clip-norm (0: off) */
+    double val_fraction;        /* share of the training set held out for selection (0.1) */
+    int patience;               /* stop after this many epochs without a better validation
+                                   Jaccard (0: never) */
+    oclseg_predict_options predict; /* TTA / post-processing of the final val+test report
+                                       (its threshold is chosen on validation) */
 } oclseg_fit_options;
 
 void oclseg_fit_options_default(oclseg_fit_options *o);

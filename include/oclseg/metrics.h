@@ -46,6 +46,28 @@ int oclseg_metrics_compute(const oclseg_confusion *per_image, int count, oclseg_
 int oclseg_confusion_count(const float *prob, const uint8_t *mask, size_t n, float threshold,
                            oclseg_confusion *out);
 
+/* ISIC 2018 Task 1 scoring and the per-image Jaccard distribution of `count` images. */
+#define OCLSEG_ISIC2018_JA_FLOOR 0.65
+typedef struct oclseg_jaccard_summary {
+    int count;
+    double thresholded; /* mean per-image JA with every JA < 0.65 counted as 0 (ISIC 2018) */
+    int below_floor;    /* images with JA < 0.65 */
+    double min, p10, p25, median, p75, p90, max; /* quantiles, linear interpolation (numpy) */
+    int histogram[10];  /* images with JA in [k/10, (k+1)/10); bin 9 includes 1 */
+} oclseg_jaccard_summary;
+int oclseg_jaccard_summary_compute(const oclseg_confusion *per_image, int count,
+                                   oclseg_jaccard_summary *out);
+
+/* Decision threshold chosen on a validation set: the probability threshold in
+ * {0.30, 0.35, ..., 0.70} with the highest mean per-image Jaccard of prob > t over `count`
+ * images of `per_image` pixels (masks 0/non-0); ties go to the threshold nearest 0.5. */
+int oclseg_select_threshold(const float *probs, const uint8_t *masks, int count,
+                            size_t per_image, float *threshold, double *mean_jaccard);
+
+/* Counts one image from a predicted mask: prediction = pred != 0, truth = mask != 0. */
+int oclseg_confusion_count_masks(const uint8_t *pred, const uint8_t *mask, size_t n,
+                                 oclseg_confusion *out);
+
 /* Bilinear resize of a single-channel float map (src_w x src_h -> dst_w x dst_h) with
  * align_corners=False semantics (PyTorch's F.interpolate(..., 'bilinear',
  * align_corners=False)): source coordinate (d + 0.5) * in / out - 0.5, clamped at 0 below and

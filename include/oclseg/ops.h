@@ -53,6 +53,13 @@ int op_dropout_backward_at(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tens
  * If grad != NULL it also writes d(loss)/dx = (sigmoid(x) - y) / numel. */
 int op_bce_with_logits(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclseg_tensor *target,
                        oclseg_tensor *loss, oclseg_tensor *grad);
+/* Soft Dice loss on sigmoid probabilities, per image i of the N images (smooth 1):
+ *   D_i = (2 sum p*y + 1) / (sum p + sum y + 1), loss = 1 - mean_i D_i,
+ * with p = sigmoid(logits). accumulate = 0 writes the loss (and, if grad != NULL, d(loss)/dx);
+ * accumulate = 1 adds them to what is there (bce+dice: call op_bce_with_logits first).
+ * Deterministic two-pass reductions; uses the shared scratch for 2N floats. */
+int op_soft_dice(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclseg_tensor *target,
+                 oclseg_tensor *loss, oclseg_tensor *grad, int accumulate);
 /* Per-image confusion counts at probability threshold t (pred = sigmoid(x) > t, truth = y > 0.5):
  * counts[off + 4*n + {0,1,2,3}] = {intersection (TP), predicted (TP+FP), target (TP+FN), TN},
  * as uint32 in `counts` (a buffer of >= off + 4*N uint32). */
@@ -180,7 +187,41 @@ typedef struct oclseg_optim_config {
     float beta1, beta2, eps, momentum_decay; /* NAdam/Adam: 0.9 0.999 1e-8, NAdam 4e-3 */
     float momentum, dampening;               /* SGD */
     int nesterov;                            /* SGD */
+    int decoupled_wd; /* Adam/NAdam: weight decay as p *= 1 - lr * weight_decay before the step
+                         (torch.optim.AdamW; NAdam as PyTorch 2's decoupled_weight_decay) */
 } oclseg_optim_config;
+
+/* Learning-rate schedules over a run of total_steps optimizer steps, as a function of the
+ * 0-based step (max_lr = the --lr value):
+ *   constant: max_lr.
+ *   cosine:   linear warm-up max_lr * (step + 1) / warmup_steps for step < warmup_steps, then
+ *             max_lr * (1 + cos(pi * (step - warmup) / (total - warmup))) / 2.
+ *   onecycle: torch.optim.lr_scheduler.OneCycleLR(max_lr, total_steps, pct_start, 'cos',
+ *             cycle_momentum=False, div_factor, final_div_factor, three_phase=False). */
+typedef enum oclseg_schedule_kind {
+    OCLSEG_SCHED_CONSTANT = 0,
+    OCLSEG_SCHED_COSINE = 1,
+    OCLSEG_SCHED_ONECYCLE = 2
+} oclseg_schedule_kind;
+
+typedef struct oclseg_schedule {
+    oclseg_schedule_kind kind;
+    int64_t total_steps, warmup_steps;
+    double pct_start, div_factor, final_div_factor;
+} oclseg_schedule;
+
+/* warmup 5% of the steps; one-cycle pct_start 0.3, div_factor 25, final_div_factor 1e4. */
+void oclseg_schedule_default(oclseg_schedule *s, oclseg_schedule_kind kind, int64_t total_steps);
+/* Steps past the end keep the last step's rate. */
+double oclseg_schedule_lr(const oclseg_schedule *s, double max_lr, int64_t step);
+
+/* Gradient clipping by global norm (torch.nn.utils.clip_grad_norm_(max_norm), L2; kernels in
+ * cl/numerics.cl): over grad
+ * [off, off + count), norm = sqrt(sum g^2) (deterministic two-pass reduction), then every
+ * gradient is multiplied by min(1, max_norm / (norm + 1e-6)). out (>= 2 floats) receives
+ * {norm, coefficient}. Never blocks. */
+int op_clip_grad_norm(oclseg_ctx *ctx, cl_mem grad, size_t off, size_t count, float max_norm,
+                      cl_mem out);
 
 /* Host-side scalar state shared by all parameters (they always step together). */
 typedef struct oclseg_optim_host_state {

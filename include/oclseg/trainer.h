@@ -5,8 +5,19 @@
 
 #include "oclseg/model.h"
 
+/* Training loss: BCE with logits (mean), soft Dice (1 - mean per-image Dice of the
+ * probabilities), or their sum. */
+typedef enum oclseg_loss_kind {
+    OCLSEG_LOSS_BCE = 0,
+    OCLSEG_LOSS_DICE = 1,
+    OCLSEG_LOSS_BCE_DICE = 2
+} oclseg_loss_kind;
+
 typedef struct oclseg_trainer_config {
-    oclseg_optim_config optim;
+    oclseg_optim_config optim; /* optim.lr: the constant rate or the schedule's maximum */
+    oclseg_loss_kind loss;
+    oclseg_schedule schedule;  /* zeroed: constant */
+    float clip_norm;           /* > 0: clip gradients to this global L2 norm before each step */
     int frozen_encoder; /* model 1: encoder (and its BatchNorm statistics) frozen */
     uint64_t seed;      /* dropout masks derive from (seed, step) */
     int check_numerics; /* debug: after every forward/backward, look for NaN/Inf (blocking) and
@@ -35,6 +46,7 @@ typedef struct oclseg_trainer {
     int broadcast_params;      /* ranks on different devices/drivers: after each data-parallel
                                   step rank 0's parameters (and running statistics) are copied to
                                   all, as their optimizer arithmetic may round differently */
+    cl_mem clip_buf;           /* (2) last gradient norm and clip coefficient */
     float *staging[2];         /* host copies of images+masks for non-blocking uploads */
     cl_event upload_done[2];
     size_t image_floats, mask_floats; /* per max batch */

@@ -10,6 +10,25 @@ typedef struct cli_command {
     int (*run)(int argc, char **argv); /* returns the process exit code */
 } cli_command;
 
+/* The inference options shared by eval and predict (long options, codes CLI_PREDICT_OPT..+3):
+ * --tta flips|none, --threshold T, --largest-component, --fill-holes. */
+#define CLI_PREDICT_OPT 400
+#define CLI_PREDICT_OPTIONS                                                                   \
+    {"tta", required_argument, 0, CLI_PREDICT_OPT},                                           \
+        {"threshold", required_argument, 0, CLI_PREDICT_OPT + 1},                             \
+        {"largest-component", no_argument, 0, CLI_PREDICT_OPT + 2},                           \
+        {"fill-holes", no_argument, 0, CLI_PREDICT_OPT + 3}
+#define CLI_PREDICT_USAGE                                                                     \
+    "  --tta flips        average the probabilities of the 4 flips of each image\n"          \
+    "  --threshold T      mask = probability > T (default 0.5; training picks one on the\n"  \
+    "                     validation set: final.csv)\n"                                        \
+    "  --largest-component  keep only the largest 8-connected lesion region\n"              \
+    "  --fill-holes       fill background regions enclosed by the lesion\n"
+struct oclseg_predict_options;
+/* Handles option code c (with its argument); returns 1 if it was one of the above, 0 if not,
+ * -1 on a bad value (message printed, prefixed with cmd). */
+int cli_predict_option(const char *cmd, int c, const char *arg, struct oclseg_predict_options *o);
+
 int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);

@@ -13,34 +13,56 @@ typedef struct eval_options {
     const char *data, *images, *masks, *suffix, *weights, *device, *out;
     int test_split, size, batch, skip_bad;
     double mask_threshold;
+    oclseg_predict_options predict;
 } eval_options;
 
 static void usage(FILE *f) {
     fprintf(f, "usage: oclseg eval (--data DIR [--split test|train] | --images DIR --masks DIR\n"
                "                   [--mask-suffix S]) --weights F [--size 128] [--batch 16]\n"
-               "                   [--device D] [--out CSV] [--skip-bad] [--mask-threshold T]\n\n"
+               "                   [--device D] [--out CSV] [--skip-bad] [--mask-threshold T]\n"
+               "                   [--tta flips] [--threshold 0.5] [--largest-component]\n"
+               "                   [--fill-holes]\n\n"
                "Prints AC, DI, JA, SE, SP (mean over images) and pooled Dice/IoU, computed at each\n"
-               "mask's original resolution (probabilities upsampled, thresholded at 0.5), plus the\n"
-               "BCE loss at --size; writes one CSV row per image (default: eval_<split>.csv next\n"
-               "to the weights file). Masks are read as by train (see --mask-threshold there): the\n"
-               "encoding is recognised, and a data health line is printed first.\n");
+               "mask's original resolution (probabilities upsampled, then thresholded and\n"
+               "post-processed), ISIC 2018's thresholded Jaccard (per-image JA < 0.65 counts as 0)\n"
+               "and the per-image JA distribution (quantiles, histogram), plus the BCE loss at\n"
+               "--size; writes one CSV row per image (default: eval_<split>.csv next to the\n"
+               "weights file). Masks are read as by train (see --mask-threshold there): the\n"
+               "encoding is recognised, and a data health line is printed first.\n" CLI_PREDICT_USAGE);
 }
 
-/* Per-image confusion at the original resolution of sample i from its probabilities at S. */
+/* Per-image confusion at the original resolution of sample i from its probabilities at S,
+ * thresholded and post-processed as po says. */
 static int score_original(const oclseg_sample *s, const float *probs, int size,
-                          double mask_threshold, oclseg_confusion *c) {
+                          double mask_threshold, const oclseg_predict_options *po,
+                          oclseg_confusion *c) {
     oclseg_image mask = {0};
     oclseg_mask_info info;
     TRY(oclseg_mask_load(s->mask_path, mask_threshold, &mask, &info));
-    float *full = malloc((size_t)mask.width * mask.height * sizeof *full);
-    int st = full ? oclseg_upsample_bilinear_f32(probs, size, size, full, mask.width, mask.height)
-                  : OCLSEG_ERR_OUT_OF_MEMORY;
+    const size_t n = (size_t)mask.width * mask.height;
+    float *full = malloc(n * sizeof *full);
+    uint8_t *pred = malloc(n);
+    int st = full && pred ? oclseg_upsample_bilinear_f32(probs, size, size, full, mask.width,
+                                                          mask.height)
+                          : OCLSEG_ERR_OUT_OF_MEMORY;
+    if (st == OCLSEG_OK) st = oclseg_probs_to_mask(full, mask.width, mask.height, po, pred);
     if (st == OCLSEG_OK) {
-        st = oclseg_confusion_count(full, mask.pixels, (size_t)mask.width * mask.height, 0.5f, c);
+        st = oclseg_confusion_count_masks(pred, mask.pixels, n, c);
     }
     free(full);
+    free(pred);
     oclseg_image_free(&mask);
     return st;
+}
+
+static void print_distribution(const oclseg_jaccard_summary *j) {
+    printf("  ISIC 2018 thresholded JA %.4f (%d of %d images below 0.65 count as 0)\n",
+           j->thresholded, j->below_floor, j->count);
+    printf("  per-image JA: min %.3f  p10 %.3f  p25 %.3f  median %.3f  p75 %.3f  p90 %.3f  "
+           "max %.3f\n  JA histogram (0-0.1 ... 0.9-1.0):", j->min, j->p10, j->p25, j->median,
+           j->p75, j->p90, j->max);
+    for (int k = 0; k < 10; k++) printf(" %d", j->histogram[k]);
+    printf("\n");
 }
 
 static int run_eval(const eval_options *o) {
@@ -104,12 +126,14 @@ static int run_eval(const eval_options *o) {
         for (int i = 0; i < n; i++) idx[i] = b0 + i;
         TRY_GOTO(oclseg_dataset_batch(ds, idx, n, NULL, images, masks), st, done);
         TRY_GOTO(oclseg_trainer_eval_batch(t, images, masks, n, &loss, counts, probs), st, done);
+        if (o->predict.tta_flips)
+            TRY_GOTO(oclseg_infer_batch_tta(inf, images, n, 1, probs), st, done);
         loss_sum += (double)loss * n;
         for (int i = 0; i < n; i++) {
             const oclseg_sample *s = &ds->samples[b0 + i];
             TRY_GOTO(score_original(s, probs + (size_t)i * s2, o->size, o->mask_threshold,
-                                   &conf[b0 + i]),
-                    st, done);
+                                    &o->predict, &conf[b0 + i]),
+                     st, done);
             oclseg_scores sc = oclseg_scores_from_confusion(&conf[b0 + i]);
             fprintf(csv, "%s,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f\n", s->id, s->orig_width,
                     s->orig_height, sc.accuracy, sc.dice, sc.jaccard, sc.sensitivity,
@@ -123,6 +147,13 @@ static int run_eval(const eval_options *o) {
     printf("  AC %.4f  DI %.4f  JA %.4f  SE %.4f  SP %.4f   pooled Dice %.4f  pooled IoU %.4f\n",
            met.mean.accuracy, met.mean.dice, met.mean.jaccard, met.mean.sensitivity,
            met.mean.specificity, met.pooled_dice, met.pooled_iou);
+    oclseg_jaccard_summary js;
+    TRY_GOTO(oclseg_jaccard_summary_compute(conf, ds->count, &js), st, done);
+    print_distribution(&js);
+    printf("  threshold %.2f%s%s%s\n", (double)o->predict.threshold,
+           o->predict.tta_flips ? ", flip TTA" : "",
+           o->predict.largest_component ? ", largest component" : "",
+           o->predict.fill_holes ? ", holes filled" : "");
     printf("  BCE loss at %dx%d: %.4f\n  per-image CSV: %s\n", o->size, o->size,
            loss_sum / ds->count, csv_path);
 done:
@@ -142,6 +173,7 @@ done:
 
 int cmd_eval(int argc, char **argv) {
     eval_options o = {.test_split = 1, .size = 128, .batch = 16};
+    oclseg_predict_options_default(&o.predict);
     enum { O_DATA = 256, O_IMAGES, O_MASKS, O_SUFFIX, O_WEIGHTS, O_SPLIT, O_SIZE, O_BATCH,
            O_DEVICE, O_OUT, O_SKIP, O_MASKTHR };
     static const struct option opts[] = {
@@ -151,10 +183,13 @@ int cmd_eval(int argc, char **argv) {
         {"size", required_argument, 0, O_SIZE}, {"batch", required_argument, 0, O_BATCH},
         {"device", required_argument, 0, O_DEVICE}, {"out", required_argument, 0, O_OUT},
         {"skip-bad", no_argument, 0, O_SKIP}, {"mask-threshold", required_argument, 0, O_MASKTHR},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'}, CLI_PREDICT_OPTIONS, {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        const int handled = cli_predict_option("eval", c, optarg, &o.predict);
+        if (handled < 0) return 2;
+        if (handled) continue;
         switch (c) {
         case O_DATA: o.data = optarg; break;
         case O_IMAGES: o.images = optarg; break;

@@ -22,7 +22,8 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 /* Predicts every image of a directory (sorted by name); *count gets the number done. */
-static int predict_dir(oclseg_infer *inf, const char *dir, const char *out, int *count) {
+static int predict_dir(oclseg_infer *inf, const char *dir, const char *out,
+                       const oclseg_predict_options *po, int *count) {
     DIR *d = opendir(dir);
     if (!d) {
         fprintf(stderr, "oclseg predict: cannot open directory %s: %s\n", dir, strerror(errno));
@@ -51,12 +52,38 @@ static int predict_dir(oclseg_infer *inf, const char *dir, const char *out, int 
     for (size_t i = 0; i < n && st == OCLSEG_OK; i++) {
         char path[4400];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        st = oclseg_predict_file(inf, path, out);
+        st = oclseg_predict_file(inf, path, out, po);
         if (st == OCLSEG_OK) (*count)++;
     }
     for (size_t i = 0; i < n; i++) free(names[i]);
     free(names);
     return st;
+}
+
+int cli_predict_option(const char *cmd, int c, const char *arg, oclseg_predict_options *o) {
+    switch (c - CLI_PREDICT_OPT) {
+    case 0:
+        if (strcmp(arg, "flips") != 0 && strcmp(arg, "none") != 0) {
+            fprintf(stderr, "oclseg %s: --tta must be flips or none\n", cmd);
+            return -1;
+        }
+        o->tta_flips = strcmp(arg, "flips") == 0;
+        return 1;
+    case 1: {
+        char *end;
+        double t = strtod(arg, &end);
+        if (*arg == '\0' || *end != '\0' || !(t > 0.0 && t < 1.0)) {
+            fprintf(stderr, "oclseg %s: --threshold must be a number in (0, 1) (got '%s')\n", cmd,
+                    arg);
+            return -1;
+        }
+        o->threshold = (float)t;
+        return 1;
+    }
+    case 2: o->largest_component = 1; return 1;
+    case 3: o->fill_holes = 1; return 1;
+    default: return 0;
+    }
 }
 
 int cmd_predict(int argc, char **argv) {
@@ -68,10 +95,16 @@ int cmd_predict(int argc, char **argv) {
                                          {"device", required_argument, 0, 'd'},
                                          {"probs", no_argument, 0, 'p'},
                                          {"help", no_argument, 0, 'h'},
+                                         CLI_PREDICT_OPTIONS,
                                          {0, 0, 0, 0}};
+    oclseg_predict_options po;
+    oclseg_predict_options_default(&po);
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        const int handled = cli_predict_option("predict", c, optarg, &po);
+        if (handled < 0) return 2;
+        if (handled) continue;
         switch (c) {
         case 'w': weights = optarg; break;
         case 'o': out = optarg; break;
@@ -79,13 +112,14 @@ int cmd_predict(int argc, char **argv) {
         case 'd': device = optarg; break;
         case 'p': probs = 1; break;
         case 'h':
-            printf("usage: oclseg predict --weights F [--out DIR] [--size 128] [--device D] "
-                   "[--probs] IMAGE|DIR...\n\nFor each image (or each .jpg/.jpeg/.png in a directory) "
+            printf("usage: oclseg predict --weights F [--out DIR] [--size 128] [--device D] [--probs]\n"
+                   "                      [--tta flips] [--threshold 0.5] [--largest-component]"
+                   " [--fill-holes]\n                      IMAGE|DIR...\n\nFor each image (or each .jpg/.jpeg/.png in a directory) "
                    "writes DIR/<id>_mask.png (0/255 at the\nimage's original resolution: the "
                    "probabilities are upsampled before thresholding at 0.5)\nand "
                    "DIR/<id>_overlay.png (the image with the lesion contour in green). --size must "
                    "be\nthe size the weights were trained at. --probs also writes DIR/<id>_prob.npy: "
-                   "the\nprobabilities (float32, original resolution) as a NumPy array.\n");
+                   "the\nprobabilities (float32, original resolution) as a NumPy array.\n" CLI_PREDICT_USAGE);
             return 0;
         default: return 2;
         }
@@ -109,9 +143,9 @@ int cmd_predict(int argc, char **argv) {
     for (int i = optind; i < argc && st == OCLSEG_OK; i++) {
         struct stat sb;
         if (stat(argv[i], &sb) == 0 && S_ISDIR(sb.st_mode)) {
-            st = predict_dir(inf, argv[i], out, &done);
+            st = predict_dir(inf, argv[i], out, &po, &done);
         } else {
-            st = oclseg_predict_file(inf, argv[i], out);
+            st = oclseg_predict_file(inf, argv[i], out, &po);
             done += st == OCLSEG_OK;
         }
     }

@@ -8,6 +8,11 @@
 #include "oclseg/dist.h"
 #include "oclseg/fit.h"
 
+#define RECIPE_BEST                                                                          \
+    "--aug-dihedral --aug-affine 20,0.1,0.05 --aug-color 0.15,0.15,0.15,0.02 --loss bce+dice "  \
+    "--schedule onecycle --lr 2e-3 --weight-decay 1e-4 --decoupled-wd --tta flips "           \
+    "--largest-component --fill-holes"
+
 static void usage(FILE *out) {
     fprintf(out,
 "usage: oclseg train [--data DIR | --images DIR --masks DIR [--mask-suffix S]] [--out RUN]\n"
@@ -16,7 +21,13 @@ static void usage(FILE *out) {
 "                    [--init F] [--dropout 0.5] [--size 128] [--seed 1] [--no-shuffle]\n"
 "                    [--no-augment] [--max-steps N] [--resume CKPT] [--eval-every 1]\n"
 "                    [--skip-bad] [--mask-threshold T] [--threads N] [--check-numerics]\n"
-"                    [--sync-bn] [--balance] [--quiet]\n\n"
+"                    [--sync-bn] [--balance] [--quiet]\n"
+"                    [--val-fraction 0.1] [--patience 0] [--tta flips]\n"
+"                    [--largest-component] [--fill-holes] [--loss bce|dice|bce+dice]\n"
+"                    [--schedule constant|cosine|onecycle] [--warmup 0.05]\n"
+"                    [--weight-decay 0] [--decoupled-wd] [--clip-norm 0]\n"
+"                    [--aug-dihedral] [--aug-affine DEG,SCALE,SHIFT]\n"
+"                    [--aug-color B,C,S,H] [--aug-crop MIN_AREA] [--recipe seed|best]\n\n"
 "Trains the MobileNetV2-encoder segmentation network with BCEWithLogits loss.\n"
 "  --data DIR         ISIC 2016 Part 1 layout (*Training_Data, *Training_GroundTruth,\n"
 "                     *Test_Data, *Test_GroundTruth); default: the synthetic set in\n"
@@ -30,6 +41,28 @@ static void usage(FILE *out) {
 "  --mask-threshold T mask value >= T is lesion (in the file's own units); default:\n"
 "                     recognise the encoding (0/255, 0/1 labels, 1-bit, 16-bit, palette\n"
 "                     indices 0/1, RGB with equal channels, JPEG) and refuse anything else\n"
+"  --val-fraction F   hold out this share of the training set (deterministic from --seed) to\n"
+"                     select the best epoch (best.safetensors), the decision threshold and the\n"
+"                     early stop; the test set is scored once, for the selected model\n"
+"                     (final.csv). 0: no validation, best.safetensors = last epoch\n"
+"  --loss L           bce (default), dice (1 - mean per-image soft Dice of the probabilities)\n"
+"                     or bce+dice (their sum)\n"
+"  --schedule S       learning rate over all steps: constant (default); cosine (linear warm-up\n"
+"                     over --warmup of the steps, then cosine to 0); onecycle (PyTorch's\n"
+"                     OneCycleLR, max --lr, 30%% up from lr/25, then down to lr/25e4)\n"
+"  --weight-decay W   L2 weight decay (coupled as in torch.optim unless --decoupled-wd:\n"
+"                     AdamW-style p *= 1 - lr*W for adam/nadam)\n"
+"  --clip-norm N      clip the gradients to global L2 norm N before each step (0: off)\n"
+"  --aug-dihedral     also transposes: with the flips, all 8 rotations/reflections by 90 deg\n"
+"  --aug-affine R,Z,T rotation in +-R degrees, zoom in [1-Z, 1+Z], shift in +-T of the\n"
+"                     half-side (images bilinear, masks nearest, edges replicated)\n"
+"  --aug-color B,C,S,H  brightness, contrast, saturation factors in [1-x, 1+x], hue turn in +-H\n"
+"  --aug-crop A       random resized crop of area share in [A, 1], aspect 3/4..4/3\n"
+"  --recipe R         seed (the defaults) or best: " RECIPE_BEST "\n"
+"                     (applied first: later options override it)\n"
+"  --patience N       early stop after N epochs without a better validation Jaccard (0: off)\n"
+"  --tta flips        final report: probabilities averaged over the 4 flips\n"
+"  --largest-component, --fill-holes  final report: post-process the masks\n"
 "  --check-numerics   debug: after every forward and backward find the first layer holding\n"
 "                     a NaN/Inf and stop there (slow: waits for the device each step).\n"
 "                     Without it every step's loss and gradients are still checked.\n"
@@ -40,8 +73,25 @@ static void usage(FILE *out) {
 "  --balance          after 3 steps, split each global batch in proportion to rank speed\n"
 "  OCLSEG_DIST_CHECK=1 compares a hash of the parameters across ranks after every step\n"
 "Outputs in RUN (default runs/<date-time>): config.json, steps.csv, metrics.csv,\n"
-"weights.safetensors, best.safetensors, checkpoint.safetensors, curves.png.\n"
+"weights.safetensors, best.safetensors, checkpoint.safetensors, final.csv, curves.png.\n"
 "Ctrl-C finishes the current step, writes the checkpoint and prints how to resume.\n");
+}
+
+/* Parses "a,b,c" into n floats, each in [0, max]. */
+static int parse_floats(const char *name, const char *v, int n, double max, float *out) {
+    const char *p = v;
+    for (int i = 0; i < n; i++) {
+        char *end;
+        double x = strtod(p, &end);
+        if (end == p || !(x >= 0 && x <= max) || (i + 1 < n ? *end != ',' : *end != '\0')) {
+            fprintf(stderr, "oclseg train: %s needs %d comma-separated numbers in [0, %g] (got "
+                    "'%s')\n", name, n, max, v);
+            return -1;
+        }
+        out[i] = (float)x;
+        p = end + 1;
+    }
+    return 0;
 }
 
 static int parse_int(const char *name, const char *v, int min, int *out) {
@@ -67,13 +117,52 @@ static int parse_float(const char *name, const char *v, double min, double max, 
     return 0;
 }
 
+static int parse_args(int argc, char **argv, oclseg_fit_options *o, int *done);
+
+/* The options of RECIPE_BEST, parsed as if given on the command line. */
+static int apply_recipe_best(oclseg_fit_options *o) {
+    char text[] = RECIPE_BEST;
+    char *argv[64] = {"train"};
+    int argc = 1;
+    for (char *tok = strtok(text, " "); tok && argc < 63; tok = strtok(NULL, " ")) argv[argc++] = tok;
+    int done = 0;
+    return parse_args(argc, argv, o, &done);
+}
+
 int cmd_train(int argc, char **argv) {
     oclseg_fit_options o;
     oclseg_fit_options_default(&o);
+    int done = 0;
+    /* --recipe first, so that every explicit option overrides it */
+    for (int i = 1; i < argc; i++) {
+        const char *r = NULL;
+        if (strcmp(argv[i], "--recipe") == 0 && i + 1 < argc) r = argv[i + 1];
+        else if (strncmp(argv[i], "--recipe=", 9) == 0) r = argv[i] + 9;
+        if (!r) continue;
+        if (strcmp(r, "best") == 0) {
+            if (apply_recipe_best(&o) != 0) return 2;
+        } else if (strcmp(r, "seed") != 0) {
+            fprintf(stderr, "oclseg train: --recipe must be seed or best\n");
+            return 2;
+        }
+    }
+    int rc = parse_args(argc, argv, &o, &done);
+    if (rc != 0 || done) return rc;
+    if (oclseg_dist_rank() != 0) o.quiet = 1; /* rank 0 reports for the job */
+    int st = oclseg_fit(&o);
+    if (st == OCLSEG_ERR_INTERRUPTED) return 130;
+    return st == OCLSEG_OK ? 0 : 1;
+}
+
+/* Parses argv into *o (on top of what it holds); returns 0, or the exit code (2: bad usage);
+ * *done is set when --help was answered. */
+static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done) {
+    oclseg_fit_options o = *out;
     enum { O_DATA = 256, O_IMAGES, O_MASKS, O_SUFFIX, O_OUT, O_DEVICE, O_EPOCHS, O_BATCH, O_LR,
            O_OPT, O_FREEZE, O_PRETRAINED, O_INIT, O_DROPOUT, O_SIZE, O_SEED, O_NOSHUF, O_NOAUG,
            O_MAXSTEPS, O_RESUME, O_EVAL, O_QUIET, O_SKIPBAD, O_THREADS, O_CHECKNUM, O_MASKTHR,
-           O_SYNCBN, O_BALANCE };
+           O_SYNCBN, O_BALANCE, O_VALFRAC, O_PATIENCE, O_TTA, O_LARGEST, O_FILL, O_LOSS, O_SCHED,
+           O_WARMUP, O_WD, O_DECOUPLED, O_CLIP, O_AUGD, O_AUGA, O_AUGC, O_AUGCROP, O_RECIPE };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"images", required_argument, 0, O_IMAGES},
         {"masks", required_argument, 0, O_MASKS}, {"mask-suffix", required_argument, 0, O_SUFFIX},
@@ -91,6 +180,17 @@ int cmd_train(int argc, char **argv) {
         {"balance", no_argument, 0, O_BALANCE},
         {"mask-threshold", required_argument, 0, O_MASKTHR},
         {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'},
+        {"val-fraction", required_argument, 0, O_VALFRAC},
+        {"patience", required_argument, 0, O_PATIENCE}, {"tta", required_argument, 0, O_TTA},
+        {"largest-component", no_argument, 0, O_LARGEST},
+        {"fill-holes", no_argument, 0, O_FILL}, {"loss", required_argument, 0, O_LOSS},
+        {"schedule", required_argument, 0, O_SCHED}, {"warmup", required_argument, 0, O_WARMUP},
+        {"weight-decay", required_argument, 0, O_WD},
+        {"decoupled-wd", no_argument, 0, O_DECOUPLED},
+        {"clip-norm", required_argument, 0, O_CLIP},
+        {"aug-dihedral", no_argument, 0, O_AUGD}, {"aug-affine", required_argument, 0, O_AUGA},
+        {"aug-color", required_argument, 0, O_AUGC}, {"aug-crop", required_argument, 0, O_AUGCROP},
+        {"recipe", required_argument, 0, O_RECIPE},
         {0, 0, 0, 0}};
     int c, seed = 1, bad = 0;
     float mask_threshold = 0;
@@ -142,7 +242,75 @@ int cmd_train(int argc, char **argv) {
             o.mask_threshold = mask_threshold;
             break;
         case O_THREADS: bad |= parse_int("--threads", optarg, 0, &o.threads); break;
-        case 'h': usage(stdout); return 0;
+        case O_VALFRAC: {
+            float f = 0.0f;
+            bad |= parse_float("--val-fraction", optarg, 0, 0.9, &f);
+            o.val_fraction = f;
+            break;
+        }
+        case O_PATIENCE: bad |= parse_int("--patience", optarg, 0, &o.patience); break;
+        case O_TTA:
+            if (strcmp(optarg, "flips") == 0) o.predict.tta_flips = 1;
+            else if (strcmp(optarg, "none") == 0) o.predict.tta_flips = 0;
+            else {
+                fprintf(stderr, "oclseg train: --tta must be flips or none\n");
+                bad = 1;
+            }
+            break;
+        case O_LARGEST: o.predict.largest_component = 1; break;
+        case O_FILL: o.predict.fill_holes = 1; break;
+        case O_LOSS:
+            if (strcmp(optarg, "bce") == 0) o.loss = OCLSEG_LOSS_BCE;
+            else if (strcmp(optarg, "dice") == 0) o.loss = OCLSEG_LOSS_DICE;
+            else if (strcmp(optarg, "bce+dice") == 0) o.loss = OCLSEG_LOSS_BCE_DICE;
+            else {
+                fprintf(stderr, "oclseg train: --loss must be bce, dice or bce+dice\n");
+                bad = 1;
+            }
+            break;
+        case O_SCHED:
+            if (strcmp(optarg, "constant") == 0) o.schedule = OCLSEG_SCHED_CONSTANT;
+            else if (strcmp(optarg, "cosine") == 0) o.schedule = OCLSEG_SCHED_COSINE;
+            else if (strcmp(optarg, "onecycle") == 0) o.schedule = OCLSEG_SCHED_ONECYCLE;
+            else {
+                fprintf(stderr, "oclseg train: --schedule must be constant, cosine or onecycle\n");
+                bad = 1;
+            }
+            break;
+        case O_WARMUP: bad |= parse_float("--warmup", optarg, 0, 0.9, &o.warmup); break;
+        case O_WD: bad |= parse_float("--weight-decay", optarg, 0, 1, &o.weight_decay); break;
+        case O_DECOUPLED: o.decoupled_wd = 1; break;
+        case O_CLIP: bad |= parse_float("--clip-norm", optarg, 0, 1e6, &o.clip_norm); break;
+        case O_AUGD: o.aug.dihedral = 1; break;
+        case O_AUGA: {
+            float v[3] = {0};
+            bad |= parse_floats("--aug-affine", optarg, 3, 180, v);
+            if (!bad && (v[1] >= 1 || v[2] > 1)) {
+                fprintf(stderr, "oclseg train: --aug-affine zoom must be < 1 and shift <= 1\n");
+                bad = 1;
+            }
+            o.aug.rotate_deg = v[0];
+            o.aug.scale = v[1];
+            o.aug.translate = v[2];
+            break;
+        }
+        case O_AUGC: {
+            float v[4] = {0};
+            bad |= parse_floats("--aug-color", optarg, 4, 1, v);
+            o.aug.brightness = v[0];
+            o.aug.contrast = v[1];
+            o.aug.saturation = v[2];
+            o.aug.hue = v[3] > 0.5f ? 0.5f : v[3];
+            break;
+        }
+        case O_AUGCROP: {
+            float v = 0;
+            bad |= parse_floats("--aug-crop", optarg, 1, 1, &v);
+            o.aug.crop_min = v;
+            break;
+        }
+        case O_RECIPE: break; /* applied before this loop */
+        case 'h': usage(stdout); *done = 1; return 0;
         default: usage(stderr); return 2;
         }
     }
@@ -151,8 +319,6 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "oclseg train: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if (oclseg_dist_rank() != 0) o.quiet = 1; /* rank 0 reports for the job */
-    int st = oclseg_fit(&o);
-    if (st == OCLSEG_ERR_INTERRUPTED) return 130;
-    return st == OCLSEG_OK ? 0 : 1;
+    *out = o;
+    return 0;
 }

@@ -246,6 +246,11 @@ void oclseg_image_normalize(const uint8_t *rgb_hwc, int width, int height, float
         for (int c = 0; c < 3; c++) chw[c * plane + i] = lut[c][rgb_hwc[3 * i + c]];
 }
 
+/* Anything oclseg_augment_apply must do (the flips alone stay on the exact integer path). */
+static int more_than_flips(const oclseg_augment *a) {
+    return a->transpose || a->warp || a->colour;
+}
+
 int oclseg_dataset_batch(const oclseg_dataset *ds, const int *indices, int count,
                          const oclseg_augment *aug, float *images, float *masks) {
     if (!ds || !indices || count < 0 || !images) {
@@ -262,12 +267,20 @@ int oclseg_dataset_batch(const oclseg_dataset *ds, const int *indices, int count
     normalize_lut(lut);
     const int S = ds->size;
     const size_t plane = (size_t)S * S;
+    uint8_t *warped = NULL; /* S x S x 4: RGB + mask of a sample with more than flips */
     for (int b = 0; b < count; b++) {
         const uint8_t *img = ds->images + (size_t)indices[b] * plane * 3;
         const uint8_t *msk = ds->masks + (size_t)indices[b] * plane;
-        const int fh = aug ? aug[b].flip_h : 0, fv = aug ? aug[b].flip_v : 0;
+        int fh = aug ? aug[b].flip_h : 0, fv = aug ? aug[b].flip_v : 0;
         float *out_img = images + (size_t)b * 3 * plane;
         float *out_msk = masks ? masks + (size_t)b * plane : NULL;
+        if (aug && more_than_flips(&aug[b])) {
+            if (!warped && !(warped = malloc(plane * 4))) return OCLSEG_ERR_OUT_OF_MEMORY;
+            oclseg_augment_apply(img, msk, S, &aug[b], warped, warped + plane * 3);
+            img = warped;
+            msk = warped + plane * 3;
+            fh = fv = 0;
+        }
         for (int y = 0; y < S; y++) {
             const int sy = fv ? S - 1 - y : y;
             for (int x = 0; x < S; x++) {
@@ -278,5 +291,6 @@ int oclseg_dataset_batch(const oclseg_dataset *ds, const int *indices, int count
             }
         }
     }
+    free(warped);
     return OCLSEG_OK;
 }

@@ -1,5 +1,6 @@
 /* Segmentation metrics: per-image ISIC scores with the empty-case rule, means, pooled scores,
  * confusion counting and bilinear upsampling of probability maps. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "oclseg/metrics.h"
@@ -50,6 +51,14 @@ int oclseg_metrics_compute(const oclseg_confusion *per_image, int count, oclseg_
     return OCLSEG_OK;
 }
 
+/* Adds one pixel (prediction, truth) to the counts. */
+static void tally(oclseg_confusion *c, int pred, int truth) {
+    c->tp += (uint64_t)(pred && truth);
+    c->fp += (uint64_t)(pred && !truth);
+    c->fn += (uint64_t)(!pred && truth);
+    c->tn += (uint64_t)(!pred && !truth);
+}
+
 int oclseg_confusion_count(const float *prob, const uint8_t *mask, size_t n, float threshold,
                            oclseg_confusion *out) {
     if (!out || (n && (!prob || !mask))) {
@@ -57,13 +66,7 @@ int oclseg_confusion_count(const float *prob, const uint8_t *mask, size_t n, flo
         return OCLSEG_ERR_INVALID_ARG;
     }
     oclseg_confusion c = {0};
-    for (size_t i = 0; i < n; i++) {
-        const int pred = prob[i] > threshold, truth = mask[i] != 0;
-        c.tp += (uint64_t)(pred && truth);
-        c.fp += (uint64_t)(pred && !truth);
-        c.fn += (uint64_t)(!pred && truth);
-        c.tn += (uint64_t)(!pred && !truth);
-    }
+    for (size_t i = 0; i < n; i++) tally(&c, prob[i] > threshold, mask[i] != 0);
     *out = c;
     return OCLSEG_OK;
 }
@@ -100,5 +103,87 @@ int oclseg_upsample_bilinear_f32(const float *src, int src_w, int src_h, float *
             dst[(size_t)y * dst_w + x] = top + (bottom - top) * wy;
         }
     }
+    return OCLSEG_OK;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* numpy.quantile's default (linear): position q * (n - 1) in the sorted values. */
+static double quantile(const double *sorted, int n, double q) {
+    const double pos = q * (n - 1);
+    const int lo = (int)pos;
+    const int hi = lo + 1 < n ? lo + 1 : n - 1;
+    return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+}
+
+int oclseg_jaccard_summary_compute(const oclseg_confusion *per_image, int count,
+                                   oclseg_jaccard_summary *out) {
+    if (!out || count <= 0 || !per_image) {
+        OCLSEG_ERROR("oclseg_jaccard_summary_compute: invalid arguments (count %d)", count);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    memset(out, 0, sizeof *out);
+    double *ja = malloc((size_t)count * sizeof *ja);
+    if (!ja) return OCLSEG_ERR_OUT_OF_MEMORY;
+    double sum = 0.0;
+    for (int i = 0; i < count; i++) {
+        ja[i] = oclseg_scores_from_confusion(&per_image[i]).jaccard;
+        if (ja[i] < OCLSEG_ISIC2018_JA_FLOOR) out->below_floor++;
+        else sum += ja[i];
+        int bin = (int)(ja[i] * 10.0);
+        out->histogram[bin < 0 ? 0 : bin > 9 ? 9 : bin]++;
+    }
+    qsort(ja, (size_t)count, sizeof *ja, cmp_double);
+    out->count = count;
+    out->thresholded = sum / count;
+    out->min = ja[0];
+    out->max = ja[count - 1];
+    out->p10 = quantile(ja, count, 0.10);
+    out->p25 = quantile(ja, count, 0.25);
+    out->median = quantile(ja, count, 0.50);
+    out->p75 = quantile(ja, count, 0.75);
+    out->p90 = quantile(ja, count, 0.90);
+    free(ja);
+    return OCLSEG_OK;
+}
+
+int oclseg_select_threshold(const float *probs, const uint8_t *masks, int count,
+                            size_t per_image, float *threshold, double *mean_jaccard) {
+    if (!probs || !masks || count <= 0 || per_image == 0 || !threshold) {
+        OCLSEG_ERROR("oclseg_select_threshold: invalid arguments (count %d)", count);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    /* candidates in order of distance from 0.5, so a strict '>' keeps the nearest on ties */
+    static const float grid[] = {0.50f, 0.45f, 0.55f, 0.40f, 0.60f, 0.35f, 0.65f, 0.30f, 0.70f};
+    double best = -1.0;
+    for (size_t g = 0; g < sizeof grid / sizeof grid[0]; g++) {
+        double sum = 0.0;
+        for (int i = 0; i < count; i++) {
+            oclseg_confusion c;
+            TRY(oclseg_confusion_count(probs + (size_t)i * per_image, masks + (size_t)i * per_image,
+                                       per_image, grid[g], &c));
+            sum += oclseg_scores_from_confusion(&c).jaccard;
+        }
+        if (sum / count > best) {
+            best = sum / count;
+            *threshold = grid[g];
+        }
+    }
+    if (mean_jaccard) *mean_jaccard = best;
+    return OCLSEG_OK;
+}
+
+int oclseg_confusion_count_masks(const uint8_t *pred, const uint8_t *mask, size_t n,
+                                 oclseg_confusion *out) {
+    if (!out || (n && (!pred || !mask))) {
+        OCLSEG_ERROR("oclseg_confusion_count_masks: invalid arguments");
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    oclseg_confusion c = {0};
+    for (size_t i = 0; i < n; i++) tally(&c, pred[i] != 0, mask[i] != 0);
+    *out = c;
     return OCLSEG_OK;
 }

@@ -4,7 +4,6 @@
 #include "oclseg/fit.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +19,7 @@
 #include "oclseg/infer.h"
 #include "oclseg/safetensors.h"
 #include "oclseg/metrics.h"
+#include "model/fit_internal.h"
 
 void oclseg_fit_options_default(oclseg_fit_options *o) {
     memset(o, 0, sizeof *o);
@@ -33,6 +33,10 @@ void oclseg_fit_options_default(oclseg_fit_options *o) {
     o->seed = 1;
     o->shuffle = 1;
     o->augment = 1;
+    o->aug.flips = 1;
+    o->val_fraction = 0.1;
+    o->warmup = 0.05f;
+    oclseg_predict_options_default(&o->predict);
 }
 
 static volatile sig_atomic_t interrupted;
@@ -65,9 +69,6 @@ static int dir_exists(const char *path) {
 }
 
 /* ---- data ------------------------------------------------------------------------------------ */
-typedef struct fit_data {
-    oclseg_dataset *train, *test; /* test may be NULL (generic layout) */
-} fit_data;
 
 static int load_split(const oclseg_fit_options *o, const char *root, oclseg_split split,
                       oclseg_dataset **out) {
@@ -101,7 +102,30 @@ static int report_health(const oclseg_fit_options *o, const fit_data *d) {
     return OCLSEG_OK;
 }
 
+/* Holds out the validation part of d->train (deterministic from the seed). */
+static int split_val(const oclseg_fit_options *o, fit_data *d) {
+    if (!(o->val_fraction > 0.0)) return OCLSEG_OK;
+    oclseg_dataset *all = d->train, *train = NULL;
+    int st = oclseg_dataset_split(all, o->val_fraction, o->seed, &train, &d->val);
+    if (st != OCLSEG_OK) return st;
+    if (!d->val) {
+        oclseg_dataset_free(train);
+        OCLSEG_ERROR("--val-fraction %g: %d training images are too few to hold any out",
+                     o->val_fraction, all->count);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    oclseg_dataset_free(all);
+    d->train = train;
+    return OCLSEG_OK;
+}
+
+static int load_data_all(const oclseg_fit_options *o, fit_data *d);
 static int load_data(const oclseg_fit_options *o, fit_data *d) {
+    TRY(load_data_all(o, d));
+    return split_val(o, d);
+}
+
+static int load_data_all(const oclseg_fit_options *o, fit_data *d) {
     memset(d, 0, sizeof *d);
     if (o->images_dir || o->masks_dir) {
         if (!o->images_dir || !o->masks_dir) {
@@ -133,107 +157,6 @@ static int load_data(const oclseg_fit_options *o, fit_data *d) {
     TRY(load_split(o, root, OCLSEG_SPLIT_TRAIN, &d->train));
     TRY(load_split(o, root, OCLSEG_SPLIT_TEST, &d->test));
     return report_health(o, d);
-}
-
-/* ---- run directory files ---------------------------------------------------------------------- */
-static char *config_json_text(const oclseg_fit_options *o, const oclseg_ctx *ctx,
-                              const oclseg_model *m, const fit_data *d) {
-    static const char *opt_names[] = {"nadam", "adam", "sgd"};
-    json_t *j = json_pack(
-        "{s:s?, s:s?, s:s?, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:s, s:b, s:s?, s:s?, s:I, s:b, "
-        "s:b, s:b, s:i, s:i}",
-        "data", o->data_dir ? o->data_dir : (o->images_dir ? NULL : OCLSEG_SYNTH_DIR), "images",
-        o->images_dir, "masks", o->masks_dir, "epochs", o->epochs, "batch", o->batch, "size",
-        o->size, "eval_every", o->eval_every, "max_steps", o->max_steps, "lr", (double)o->lr,
-        "dropout", (double)o->dropout, "optimizer", opt_names[o->optimizer], "freeze_encoder",
-        o->frozen_encoder, "pretrained", o->pretrained, "init", o->init, "seed",
-        (json_int_t)o->seed, "shuffle", o->shuffle, "augment", o->augment, "skip_bad",
-        o->skip_bad, "train_images", d->train->count, "test_images", d->test ? d->test->count : 0);
-    json_object_set_new(j, "model", json_pack("{s:f, s:i, s:[i,i,i], s:I, s:I}", "width_mult",
-                                              (double)m->cfg.width_mult, "last_channel",
-                                              m->cfg.last_channel, "decoder", m->cfg.decoder[0],
-                                              m->cfg.decoder[1], m->cfg.decoder[2], "parameters",
-                                              (json_int_t)m->param_floats, "buffers",
-                                              (json_int_t)m->buffer_floats));
-    json_object_set_new(j, "mask_threshold",
-                        o->mask_threshold > 0 ? json_real(o->mask_threshold) : json_null());
-    json_t *health = json_object();
-    const oclseg_dataset *sets[2] = {d->train, d->test};
-    for (int k = 0; k < 2; k++) {
-        if (!sets[k]) continue;
-        oclseg_data_health h;
-        char line[1024];
-        oclseg_data_health_compute(sets[k], &h);
-        oclseg_data_health_format(&h, k ? "test" : "train", line, sizeof line);
-        json_object_set_new(health, k ? "test" : "train", json_string(line));
-    }
-    json_object_set_new(j, "data_health", health);
-    json_object_set_new(j, "device",
-                        json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", ctx->info.name, "vendor",
-                                  ctx->info.vendor, "platform", ctx->info.platform_name, "driver",
-                                  ctx->info.driver_version, "opencl_c", ctx->info.opencl_c_version));
-    json_object_set_new(j, "versions", json_pack("{s:s, s:s, s:s}", "oclseg", OCLSEG_VERSION, "clblast",
-                                                 OCLSEG_CLBLAST_VERSION, "build", OCLSEG_BUILD_INFO));
-    if (o->sync_bn) json_object_set_new(j, "sync_bn", json_true());
-    if (oclseg_dist_size() > 1 && fit_dist_describe(j, ctx) != OCLSEG_OK) {
-        json_decref(j);
-        return NULL;
-    }
-    char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
-    json_decref(j);
-    return text;
-}
-
-static int write_text_file(const char *dir, const char *name, const char *text) {
-    char path[8300];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    return oclseg_file_write_atomic(path, text, strlen(text));
-}
-
-/* Keeps the lines of a CSV whose first field is < limit (drops what a resumed run redoes). */
-static void csv_truncate(const char *path, long long limit) {
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    char line[512];
-    size_t cap = 1 << 16, len = 0;
-    char *keep = malloc(cap);
-    while (keep && fgets(line, sizeof line, f)) {
-        char *end;
-        long long v = strtoll(line, &end, 10);
-        if (end != line && v >= limit) continue;
-        size_t l = strlen(line);
-        if (len + l + 1 > cap) {
-            char *grown = realloc(keep, cap *= 2);
-            if (!grown) break;
-            keep = grown;
-        }
-        memcpy(keep + len, line, l);
-        len += l;
-    }
-    fclose(f);
-    if (keep) oclseg_file_write_atomic(path, keep, len);
-    free(keep);
-}
-
-/* Draws curves.png (loss, Dice, Jaccard per epoch) from metrics.csv with gnuplot. */
-static void plot_curves(const char *dir) {
-    char cmd[8400];
-    snprintf(cmd, sizeof cmd, "gnuplot 2>/dev/null");
-    FILE *g = popen(cmd, "w");
-    if (!g) return;
-    fprintf(g,
-            "set terminal pngcairo size 1000,420 font ',10' noenhanced\n"
-            "set output '%s/curves.png'\nset datafile separator ','\n"
-            "set key autotitle columnhead\nset grid\nset xlabel 'epoch'\n"
-            "set multiplot layout 1,2\nset title 'BCE loss'\n"
-            "plot '%s/metrics.csv' using 1:2 with linespoints title 'train', "
-            "'' using 1:3 with linespoints title 'test'\n"
-            "set title 'test metrics (mean per image)'\nset yrange [0:1]\n"
-            "plot '%s/metrics.csv' using 1:5 with linespoints title 'Dice', "
-            "'' using 1:6 with linespoints title 'Jaccard'\nunset multiplot\n",
-            dir, dir, dir);
-    if (pclose(g) != 0 && dir_exists(dir))
-        fprintf(stderr, "oclseg: warning: gnuplot failed; curves.png not drawn (install gnuplot-nox)\n");
 }
 
 /* ---- the run ------------------------------------------------------------------------------------ */
@@ -317,6 +240,13 @@ static int setup(fit_run *r) {
     if (check_env && strcmp(check_env, "1") == 0) tc.check_numerics = 1;
     oclseg_optim_config_default(&tc.optim, o->optimizer);
     tc.optim.lr = o->lr;
+    tc.optim.weight_decay = o->weight_decay;
+    tc.optim.decoupled_wd = o->decoupled_wd;
+    tc.loss = o->loss;
+    tc.clip_norm = o->clip_norm;
+    const int64_t steps_per_epoch = (r->data.train->count + o->batch - 1) / o->batch;
+    oclseg_schedule_default(&tc.schedule, o->schedule, steps_per_epoch * o->epochs);
+    tc.schedule.warmup_steps = (int64_t)(o->warmup * (double)tc.schedule.total_steps);
     TRY(oclseg_trainer_create(r->model, &tc, &r->trainer));
     size_t s2 = (size_t)o->size * o->size;
     r->images = malloc((size_t)o->batch * 3 * s2 * sizeof(float));
@@ -347,6 +277,7 @@ static void teardown(fit_run *r) {
     oclseg_model_free(r->model);
     oclseg_ctx_free(r->ctx);
     oclseg_dataset_free(r->data.train);
+    oclseg_dataset_free(r->data.val);
     oclseg_dataset_free(r->data.test);
 }
 
@@ -377,9 +308,19 @@ static int write_predictions(fit_run *r, int count) {
     TRY(oclseg_infer_wrap(r->model, &inf));
     int st = OCLSEG_OK;
     for (int i = 0; i < ds->count && i < count && st == OCLSEG_OK; i++)
-        st = oclseg_predict_file(inf, ds->samples[i].image_path, dir);
+        st = oclseg_predict_file(inf, ds->samples[i].image_path, dir, &r->o->predict);
     oclseg_infer_free(inf);
     return st;
+}
+
+/* The selected model (best.safetensors) is loaded, its threshold chosen on validation, and the
+ * test set scored once (final.csv). */
+static int select_and_report(fit_run *r, int best_epoch) {
+    char path[4200];
+    path_in(r, "best.safetensors", path, sizeof path);
+    if (r->data.val) TRY(oclseg_weights_load(r->model, path, OCLSEG_WEIGHTS_FULL, NULL));
+    return fit_final_report(r->trainer, r->data.val, r->data.test, r->o->batch, &r->o->predict,
+                            best_epoch, r->dir, r->o->quiet);
 }
 
 /* Run directory, resume and the files of the run (rank 0 alone writes; every rank loads the
@@ -415,23 +356,24 @@ static int open_run(fit_run *r, oclseg_run_position *pos, char *metrics_path, si
                    (long long)r->trainer->step);
     }
     TRY(fit_dist_sync_state(r->trainer, pos));
-    r->config_json = config_json_text(o, r->ctx, r->model, &r->data);
+    r->config_json = fit_config_json(o, r->ctx, r->model, &r->data);
     if (!r->config_json) return OCLSEG_ERR_OUT_OF_MEMORY;
     path_in(r, "metrics.csv", metrics_path, size);
     if (!writer) return OCLSEG_OK;
-    TRY(write_text_file(r->dir, "config.json", r->config_json));
+    TRY(fit_write_text_file(r->dir, "config.json", r->config_json));
     char path[4200];
     path_in(r, "steps.csv", path, sizeof path);
-    if (o->resume) csv_truncate(path, r->trainer->step);
+    if (o->resume) fit_csv_truncate(path, r->trainer->step);
     r->steps_csv = fopen(path, o->resume ? "a" : "w");
     if (!r->steps_csv) {
         OCLSEG_ERROR("cannot write %s: %s", path, strerror(errno));
         return OCLSEG_ERR_IO;
     }
     if (!o->resume) fprintf(r->steps_csv, "step,epoch,loss\n");
-    if (o->resume) csv_truncate(metrics_path, pos->epoch + 1);
-    else write_text_file(r->dir, "metrics.csv",
-                         "epoch,train_loss,test_loss,AC,DI,JA,SE,SP,pooled_dice,pooled_iou,seconds\n");
+    if (o->resume) fit_csv_truncate(metrics_path, pos->epoch + 1);
+    else fit_write_text_file(r->dir, "metrics.csv",
+                             "epoch,train_loss,val_loss,val_AC,val_DI,val_JA,val_SE,val_SP,"
+                             "val_pooled_dice,val_pooled_iou,seconds\n");
     return OCLSEG_OK;
 }
 
@@ -447,8 +389,9 @@ static int train_step(fit_run *r, int epoch, int s) {
     int first = r->rank_starts[rank], mine = r->rank_counts[rank];
     for (int i = 0; i < mine; i++) {
         r->batch_idx[i] = r->perm[b0 + first + i];
-        r->aug[i] = o->augment ? oclseg_augment_draw(o->seed, epoch, r->batch_idx[i])
-                               : (oclseg_augment){0, 0};
+        r->aug[i] = o->augment ? oclseg_augment_draw_config(&o->aug, o->seed, epoch,
+                                                            r->batch_idx[i])
+                               : (oclseg_augment){0};
     }
     if (mine > 0) TRY(oclseg_dataset_batch(train, r->batch_idx, mine, r->aug, r->images, r->masks));
     r->model->dropout_image_offset = first;
@@ -496,28 +439,31 @@ static int stop_early(fit_run *r, oclseg_run_position *pos, int epoch, int s, in
     return OCLSEG_OK;
 }
 
-/* End of an epoch: evaluation (sharded over the ranks), the metrics line, weights, best
- * weights, checkpoint, curves (rank 0 writes). */
+/* End of an epoch: validation scores (sharded over the ranks; if there is a validation set,
+ * every --eval-every epochs and at the last), the metrics line, weights, best weights when the
+ * validation Jaccard improved (*improved; without validation every epoch counts as best),
+ * checkpoint, curves (rank 0 writes). */
 static int end_epoch(fit_run *r, oclseg_run_position *pos, int epoch, double t_start,
-                     const char *metrics_path) {
+                     const char *metrics_path, int *improved) {
     const oclseg_fit_options *o = r->o;
     const int writer = oclseg_dist_rank() == 0;
     TRY(drain_losses(r, epoch));
     double seconds = now_s() - t_start;
     double train_loss = r->epoch_loss_count ? r->epoch_loss_sum / r->epoch_loss_count : NAN;
-    double test_loss = NAN;
+    double val_loss = NAN;
     oclseg_metrics met;
     memset(&met, 0, sizeof met);
-    int evaluated = r->data.test && ((epoch + 1) % o->eval_every == 0 || epoch + 1 == o->epochs);
+    const oclseg_dataset *val = r->data.val;
+    int evaluated = val && ((epoch + 1) % o->eval_every == 0 || epoch + 1 == o->epochs);
     if (evaluated) {
         TRY(fit_dist_sync_buffers(r->model)); /* rank 0's running statistics everywhere */
-        TRY(fit_dist_evaluate(r->trainer, r->data.test, r->local_batch, &test_loss, &met));
+        TRY(fit_dist_evaluate(r->trainer, val, r->local_batch, &val_loss, &met));
     }
     if (!o->quiet) {
         if (isatty(STDERR_FILENO)) fprintf(stderr, "\r%80s\r", "");
         printf("epoch %d/%d  train loss %.4f", epoch + 1, o->epochs, train_loss);
         if (evaluated)
-            printf("  test loss %.4f  AC %.4f  DI %.4f  JA %.4f  SE %.4f  SP %.4f", test_loss,
+            printf("  val loss %.4f  AC %.4f  DI %.4f  JA %.4f  SE %.4f  SP %.4f", val_loss,
                    met.mean.accuracy, met.mean.dice, met.mean.jaccard, met.mean.sensitivity, met.mean.specificity);
         printf("  (%.1f s)\n", seconds);
         fflush(stdout);
@@ -526,32 +472,38 @@ static int end_epoch(fit_run *r, oclseg_run_position *pos, int epoch, double t_s
     if (mf) {
         if (evaluated)
             fprintf(mf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f\n", epoch + 1,
-                    train_loss, test_loss, met.mean.accuracy, met.mean.dice, met.mean.jaccard,
+                    train_loss, val_loss, met.mean.accuracy, met.mean.dice, met.mean.jaccard,
                     met.mean.sensitivity, met.mean.specificity, met.pooled_dice,
                     met.pooled_iou, seconds);
-        else /* not evaluated this epoch: empty test columns */
+        else /* not evaluated this epoch: empty validation columns */
             fprintf(mf, "%d,%.6f,,,,,,,,,%.2f\n", epoch + 1, train_loss, seconds);
         fclose(mf);
     }
     char wpath[4200];
     path_in(r, "weights.safetensors", wpath, sizeof wpath);
     if (writer) TRY(oclseg_weights_save(r->model, wpath));
-    if (evaluated && met.mean.jaccard > pos->best_jaccard) {
-        pos->best_jaccard = met.mean.jaccard;
+    *improved = !val || (evaluated && met.mean.jaccard > pos->best_jaccard);
+    if (*improved) {
+        if (evaluated) pos->best_jaccard = met.mean.jaccard;
         path_in(r, "best.safetensors", wpath, sizeof wpath);
         if (writer) TRY(oclseg_weights_save(r->model, wpath));
     }
     pos->epoch = epoch + 1;
     pos->step_in_epoch = 0;
     TRY(save_checkpoint(r, pos));
-    if (writer) plot_curves(r->dir);
+    if (writer) fit_plot_curves(r->dir);
     return OCLSEG_OK;
 }
 
-static int train_loop(fit_run *r, oclseg_run_position *pos, const char *metrics_path) {
+/* The epochs; *halted when --max-steps or Ctrl-C ended the run early, *best_epoch the epoch
+ * selected on validation (the best epoch before a resume is not known: the resumed one). */
+static int train_loop(fit_run *r, oclseg_run_position *pos, const char *metrics_path,
+                      int *halted, int *best_epoch) {
     const oclseg_fit_options *o = r->o;
     const oclseg_dataset *train = r->data.train;
     const int steps_per_epoch = (train->count + o->batch - 1) / o->batch;
+    *halted = 0;
+    *best_epoch = pos->epoch;
     for (int epoch = pos->epoch; epoch < o->epochs; epoch++) {
         double t_start = now_s();
         r->epoch_loss_sum = 0;
@@ -563,15 +515,29 @@ static int train_loop(fit_run *r, oclseg_run_position *pos, const char *metrics_
         }
         int first_step = epoch == pos->epoch ? pos->step_in_epoch : 0;
         for (int s = first_step; s < steps_per_epoch; s++) {
+            /* a last batch of one image at --size 32 would give the deepest training-mode
+             * BatchNorms a single value per channel (undefined, PyTorch refuses it): skip it */
+            if (train->count - s * o->batch == 1 && o->size == 32) continue;
             TRY(train_step(r, epoch, s));
             if (oclseg_trainer_pending(r->trainer) >= 16) TRY(drain_losses(r, epoch));
             progress(r, epoch, s + 1, steps_per_epoch, t_start, s + 1 - first_step);
             int at_max = o->max_steps > 0 && r->trainer->step >= o->max_steps;
             int stop = interrupted;
             if (oclseg_dist_size() > 1) TRY(oclseg_dist_any(stop, &stop)); /* all stop together */
-            if (stop || at_max) return stop_early(r, pos, epoch, s, steps_per_epoch, stop);
+            if (stop || at_max) {
+                *halted = 1;
+                return stop_early(r, pos, epoch, s, steps_per_epoch, stop);
+            }
         }
-        TRY(end_epoch(r, pos, epoch, t_start, metrics_path));
+        int improved = 0;
+        TRY(end_epoch(r, pos, epoch, t_start, metrics_path, &improved));
+        if (improved) *best_epoch = epoch + 1;
+        if (o->patience > 0 && r->data.val && epoch + 1 - *best_epoch >= o->patience) {
+            if (!o->quiet)
+                printf("early stop: no better validation Jaccard for %d epochs (best: epoch %d)\n",
+                       o->patience, *best_epoch);
+            break;
+        }
     }
     return OCLSEG_OK;
 }
@@ -589,8 +555,10 @@ int oclseg_fit(const oclseg_fit_options *o) {
     if (st == OCLSEG_OK) st = open_run(r, &pos, metrics_path, sizeof metrics_path);
     if (st != OCLSEG_OK) goto done;
     if (!o->quiet)
-        printf("training on %s: %d train / %d test images, %dx%d, batch %d, %s, %s, run dir %s\n",
-               r->ctx->info.name, r->data.train->count, r->data.test ? r->data.test->count : 0,
+        printf("training on %s: %d train / %d validation / %d test images, %dx%d, batch %d, %s, "
+               "%s, run dir %s\n",
+               r->ctx->info.name, r->data.train->count, r->data.val ? r->data.val->count : 0,
+               r->data.test ? r->data.test->count : 0,
                o->size, o->size, o->batch, o->frozen_encoder ? "frozen encoder (model 1)"
                                                              : "fine-tuned encoder (model 2)",
                (const char *[]){"NAdam", "Adam", "SGD"}[o->optimizer], r->dir);
@@ -605,8 +573,11 @@ int oclseg_fit(const oclseg_fit_options *o) {
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, &old_sa);
     interrupted = 0;
-    st = train_loop(r, &pos, metrics_path);
+    int halted = 0, best_epoch = 0;
+    st = train_loop(r, &pos, metrics_path, &halted, &best_epoch);
     sigaction(SIGINT, &old_sa, NULL);
+    /* the selected model scored once on the test set (rank 0: final.csv) */
+    if (st == OCLSEG_OK && !halted && oclseg_dist_rank() == 0) st = select_and_report(r, best_epoch);
     if (st == OCLSEG_OK && oclseg_dist_rank() == 0) st = write_predictions(r, 8);
     if (st == OCLSEG_OK && oclseg_dist_size() > 1 && !o->quiet && r->trainer->reduce_steps > 0)
         printf("gradient sums: %.1f ms per step (%.1f ms of it in MPI + host sum)\n",

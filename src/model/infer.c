@@ -60,6 +60,7 @@ void oclseg_infer_free(oclseg_infer *inf) {
     }
     free(inf->input);
     free(inf->probs);
+    free(inf->flipped);
     free(inf);
 }
 
@@ -74,20 +75,15 @@ int oclseg_infer_batch(oclseg_infer *inf, const float *images, int n, float *pro
     return oclseg_tensor_read(inf->ctx, &p, probs);
 }
 
-int oclseg_infer_image(oclseg_infer *inf, const oclseg_image *rgb, float *prob_full) {
+int oclseg_infer_image(oclseg_infer *inf, const oclseg_image *rgb, int tta_flips,
+                       float *prob_full) {
     const int s = inf->model->cfg.size;
     oclseg_image small = {0};
     TRY(oclseg_resize_bilinear(rgb, s, s, &small));
     oclseg_image_normalize(small.pixels, s, s, inf->input);
     oclseg_image_free(&small);
-    TRY(oclseg_infer_batch(inf, inf->input, 1, inf->probs));
+    TRY(oclseg_infer_batch_tta(inf, inf->input, 1, tta_flips, inf->probs));
     return oclseg_upsample_bilinear_f32(inf->probs, s, s, prob_full, rgb->width, rgb->height);
-}
-
-int oclseg_mask_from_probs(const float *prob, int width, int height, oclseg_image *mask) {
-    TRY(oclseg_image_create(mask, width, height, 1));
-    for (size_t i = 0; i < (size_t)width * height; i++) mask->pixels[i] = prob[i] > 0.5f ? 255 : 0;
-    return OCLSEG_OK;
 }
 
 int oclseg_overlay(const oclseg_image *rgb, const oclseg_image *mask, oclseg_image *out) {
@@ -159,14 +155,21 @@ static void file_id(const char *path, char *out, size_t size) {
     if (dot && dot != out) *dot = '\0';
 }
 
-int oclseg_predict_file(oclseg_infer *inf, const char *image_path, const char *out_dir) {
+int oclseg_predict_file(oclseg_infer *inf, const char *image_path, const char *out_dir,
+                        const oclseg_predict_options *o) {
+    oclseg_predict_options defaults;
+    oclseg_predict_options_default(&defaults);
+    if (!o) o = &defaults;
     oclseg_image rgb = {0}, mask = {0}, over = {0};
     float *prob = NULL;
     int st = oclseg_image_load(image_path, 3, &rgb);
     if (st == OCLSEG_OK && !(prob = malloc((size_t)rgb.width * rgb.height * sizeof *prob)))
         st = OCLSEG_ERR_OUT_OF_MEMORY;
-    if (st == OCLSEG_OK) st = oclseg_infer_image(inf, &rgb, prob);
-    if (st == OCLSEG_OK) st = oclseg_mask_from_probs(prob, rgb.width, rgb.height, &mask);
+    if (st == OCLSEG_OK) st = oclseg_infer_image(inf, &rgb, o->tta_flips, prob);
+    if (st == OCLSEG_OK) st = oclseg_image_create(&mask, rgb.width, rgb.height, 1);
+    if (st == OCLSEG_OK) st = oclseg_probs_to_mask(prob, rgb.width, rgb.height, o, mask.pixels);
+    for (size_t i = 0; st == OCLSEG_OK && i < (size_t)rgb.width * rgb.height; i++)
+        mask.pixels[i] = mask.pixels[i] ? 255 : 0;
     if (st == OCLSEG_OK) st = oclseg_overlay(&rgb, &mask, &over);
     char id[256], path[4400];
     file_id(image_path, id, sizeof id);
@@ -187,4 +190,53 @@ int oclseg_predict_file(oclseg_infer *inf, const char *image_path, const char *o
     oclseg_image_free(&mask);
     oclseg_image_free(&over);
     return st;
+}
+
+void oclseg_predict_options_default(oclseg_predict_options *o) {
+    memset(o, 0, sizeof *o);
+    o->threshold = 0.5f;
+}
+
+/* Mirrors each (S x S) plane of `planes` planes: left-right if fh, top-bottom if fv. */
+static void flip_planes(const float *src, float *dst, int planes, int s, int fh, int fv) {
+    for (int p = 0; p < planes; p++) {
+        const float *a = src + (size_t)p * s * s;
+        float *b = dst + (size_t)p * s * s;
+        for (int y = 0; y < s; y++)
+            for (int x = 0; x < s; x++)
+                b[(size_t)y * s + x] = a[(size_t)(fv ? s - 1 - y : y) * s + (fh ? s - 1 - x : x)];
+    }
+}
+
+int oclseg_infer_batch_tta(oclseg_infer *inf, const float *images, int n, int tta_flips,
+                           float *probs) {
+    const int s = inf->model->cfg.size;
+    const size_t s2 = (size_t)s * s;
+    if (n <= 0 || n > inf->model->cfg.max_batch) {
+        OCLSEG_ERROR("oclseg_infer_batch_tta: %d images for a model of batch %d", n,
+                     inf->model->cfg.max_batch);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    TRY(oclseg_infer_batch(inf, images, n, probs));
+    if (!tta_flips) return OCLSEG_OK;
+    if (!inf->flipped &&
+        !(inf->flipped = malloc((size_t)inf->model->cfg.max_batch * 4 * s2 * sizeof(float))))
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    float *imgs = inf->flipped, *p = inf->flipped + (size_t)inf->model->cfg.max_batch * 3 * s2;
+    for (int f = 1; f < 4; f++) {
+        const int fh = f & 1, fv = f >> 1;
+        flip_planes(images, imgs, 3 * n, s, fh, fv);
+        TRY(oclseg_infer_batch(inf, imgs, n, inf->probs));
+        flip_planes(inf->probs, p, n, s, fh, fv); /* a flip is its own inverse */
+        for (size_t i = 0; i < (size_t)n * s2; i++) probs[i] += p[i];
+    }
+    for (size_t i = 0; i < (size_t)n * s2; i++) probs[i] *= 0.25f;
+    return OCLSEG_OK;
+}
+
+int oclseg_probs_to_mask(const float *prob, int width, int height,
+                         const oclseg_predict_options *o, uint8_t *mask) {
+    for (size_t i = 0; i < (size_t)width * height; i++) mask[i] = prob[i] > o->threshold;
+    if (!o->largest_component && !o->fill_holes) return OCLSEG_OK;
+    return oclseg_mask_postprocess(mask, width, height, o->largest_component, o->fill_holes);
 }

@@ -31,6 +31,8 @@ int oclseg_trainer_create(oclseg_model *model, const oclseg_trainer_config *cfg,
                                   &t->counts_buf), st, fail);
     TRY_GOTO(oclseg_buffer_create(t->ctx, sizeof(float), "evaluation loss", &t->eval_loss_buf),
              st, fail);
+    TRY_GOTO(oclseg_buffer_create(t->ctx, 2 * sizeof(float), "gradient norm", &t->clip_buf), st,
+             fail);
     for (int i = 0; i < 2; i++) {
         t->staging[i] = malloc((t->image_floats + t->mask_floats) * sizeof(float));
         if (!t->staging[i]) {
@@ -61,6 +63,7 @@ void oclseg_trainer_free(oclseg_trainer *t) {
     oclseg_buffer_free(t->ctx, t->finite_ring_buf, OCLSEG_LOSS_RING * sizeof(float));
     oclseg_buffer_free(t->ctx, t->counts_buf, (size_t)t->model->cfg.max_batch * 4 * sizeof(uint32_t));
     oclseg_buffer_free(t->ctx, t->eval_loss_buf, sizeof(float));
+    oclseg_buffer_free(t->ctx, t->clip_buf, 2 * sizeof(float));
     free(t);
 }
 
@@ -211,8 +214,13 @@ int oclseg_trainer_step_shard(oclseg_trainer *t, const float *images, const floa
     /* every step: one flag for all trained gradients, read back with the losses */
     TRY(op_check_finite(t->ctx, m->grads_buf, off, m->param_floats - off, t->finite_ring_buf,
                         (size_t)(t->step % OCLSEG_LOSS_RING)));
-    TRY(op_optimizer_step(t->ctx, &t->cfg.optim, &t->opt, m->params_buf, m->grads_buf,
-                          m->state1_buf, m->state2_buf, off, m->param_floats - off));
+    if (t->cfg.clip_norm > 0.0f)
+        TRY(op_clip_grad_norm(t->ctx, m->grads_buf, off, m->param_floats - off, t->cfg.clip_norm,
+                              t->clip_buf));
+    oclseg_optim_config optim = t->cfg.optim;
+    optim.lr = (float)oclseg_schedule_lr(&t->cfg.schedule, t->cfg.optim.lr, t->step);
+    TRY(op_optimizer_step(t->ctx, &optim, &t->opt, m->params_buf, m->grads_buf, m->state1_buf,
+                          m->state2_buf, off, m->param_floats - off));
     if (dist && t->broadcast_params) TRY(params_from_rank0(t, off));
     CL_CHECK(clFlush(t->ctx->queue));
     t->step++;
@@ -231,7 +239,11 @@ static int local_pass(oclseg_trainer *t, const float *images, const float *masks
     oclseg_tensor target = oclseg_tensor_view(t->targets_buf, 0, n, 1, m->cfg.size, m->cfg.size);
     oclseg_tensor loss = oclseg_tensor_view(t->loss_ring_buf, (size_t)(t->step % OCLSEG_LOSS_RING),
                                             1, 1, 1, 1);
-    TRY(op_bce_with_logits(t->ctx, &logits, &target, &loss, &dlogits));
+    if (t->cfg.loss != OCLSEG_LOSS_DICE)
+        TRY(op_bce_with_logits(t->ctx, &logits, &target, &loss, &dlogits));
+    if (t->cfg.loss != OCLSEG_LOSS_BCE)
+        TRY(op_soft_dice(t->ctx, &logits, &target, &loss, &dlogits,
+                         t->cfg.loss == OCLSEG_LOSS_BCE_DICE));
     TRY(oclseg_model_backward(m, n, frozen, t->cfg.seed, (uint64_t)t->step));
     TRY(inject_nan(t, 1));
     if (t->cfg.check_numerics) TRY(check_numerics(t, n, 1));

@@ -130,3 +130,69 @@ int op_seg_counts(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclseg_ten
     size_t global = images * wg; /* one work-group per image */
     return oclseg_launch(ctx, k, 1, &global, &wg);
 }
+
+int op_soft_dice(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclseg_tensor *target,
+                 oclseg_tensor *loss, oclseg_tensor *grad, int accumulate) {
+    TRY(check_pair("soft_dice", logits, target));
+    char a[64], b[64];
+    shape_str(logits, a, sizeof a);
+    const size_t numel = oclseg_tensor_numel(logits), images = (size_t)logits->n;
+    if (oclseg_tensor_numel(loss) != 1 || loss->off > UINT32_MAX) {
+        shape_str(loss, b, sizeof b);
+        OCLSEG_ERROR("soft_dice: loss must be a one-element view below 2^32, got %s at %zu", b,
+                     loss->off);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    if (grad && (!oclseg_tensor_same_shape(grad, logits) || grad->off + numel >= (1u << 31))) {
+        shape_str(grad, b, sizeof b);
+        OCLSEG_ERROR("soft_dice: grad %s at offset %zu does not match logits %s", b, grad->off, a);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    cl_kernel sums_k, finish_k, grad_k = NULL;
+    TRY(oclseg_kernel_get(ctx, "loss", NULL, "dice_sums", &sums_k));
+    TRY(oclseg_kernel_get(ctx, "loss", NULL, "dice_finish", &finish_k));
+    if (grad) TRY(oclseg_kernel_get(ctx, "loss", NULL, "dice_grad", &grad_k));
+    cl_mem sums;
+    /* (images, 2), requested at least as large as the BCE's partials so that bce+dice never
+     * regrows the shared scratch (a regrowth waits for the queue) */
+    size_t sums_bytes = 2 * images * sizeof(float);
+    if (sums_bytes < BCE_MAX_GROUPS * sizeof(float)) sums_bytes = BCE_MAX_GROUPS * sizeof(float);
+    TRY(oclseg_scratch(ctx, sums_bytes, &sums));
+    cl_uint x_off = (cl_uint)logits->off, y_off = (cl_uint)target->off;
+    cl_uint per_image = (cl_uint)(numel / images), n_images = (cl_uint)images, n = (cl_uint)numel;
+    cl_int acc = accumulate != 0;
+    KARG(sums_k, 0, logits->buf);
+    KARG(sums_k, 1, x_off);
+    KARG(sums_k, 2, target->buf);
+    KARG(sums_k, 3, y_off);
+    KARG(sums_k, 4, per_image);
+    KARG(sums_k, 5, sums);
+    size_t wg = oclseg_reduce_wg(ctx, "loss", sums_k), global = images * wg;
+    TRY(oclseg_launch(ctx, sums_k, 1, &global, &wg)); /* one work-group per image */
+
+    cl_uint loss_off = (cl_uint)loss->off;
+    KARG(finish_k, 0, sums);
+    KARG(finish_k, 1, n_images);
+    KARG(finish_k, 2, acc);
+    KARG(finish_k, 3, loss->buf);
+    KARG(finish_k, 4, loss_off);
+    size_t finish_wg = oclseg_reduce_wg(ctx, "loss", finish_k);
+    TRY(oclseg_launch(ctx, finish_k, 1, &finish_wg, &finish_wg));
+    if (!grad) return OCLSEG_OK;
+
+    cl_uint grad_off = (cl_uint)grad->off;
+    cl_float inv_images = (cl_float)(1.0 / (double)images);
+    KARG(grad_k, 0, logits->buf);
+    KARG(grad_k, 1, x_off);
+    KARG(grad_k, 2, target->buf);
+    KARG(grad_k, 3, y_off);
+    KARG(grad_k, 4, per_image);
+    KARG(grad_k, 5, n);
+    KARG(grad_k, 6, sums);
+    KARG(grad_k, 7, inv_images);
+    KARG(grad_k, 8, acc);
+    KARG(grad_k, 9, grad->buf);
+    KARG(grad_k, 10, grad_off);
+    size_t g = numel;
+    return oclseg_launch(ctx, grad_k, 1, &g, NULL);
+}

@@ -1,4 +1,7 @@
-/* Numerics checks (does a range hold NaN/Inf?): host side of cl/numerics.cl. */
+/* Numerics checks (does a range hold NaN/Inf?) and gradient clipping by global norm: host side
+ * of cl/numerics.cl. */
+#include <math.h>
+
 #include "oclseg/ops.h"
 #include "runtime/kargs.h"
 
@@ -40,4 +43,51 @@ int op_check_finite(oclseg_ctx *ctx, cl_mem x, size_t x_off, size_t count, cl_me
     karg_u32(&a, out_off);
     TRY(karg_end(&a));
     return oclseg_launch(ctx, finish_k, 1, &finish_wg, &finish_wg);
+}
+
+#ifndef CLIP_MAX_GROUPS
+#define CLIP_MAX_GROUPS 256 /* pass-1 work-groups of the norm (partials in the scratch) */
+#endif
+
+int op_clip_grad_norm(oclseg_ctx *ctx, cl_mem grad, size_t off, size_t count, float max_norm,
+                      cl_mem out) {
+    if (!grad || !out || count == 0 || off + count >= (1u << 31) || !(max_norm > 0.0f) ||
+        !isfinite(max_norm)) {
+        OCLSEG_ERROR("clip_grad_norm: %zu gradients at offset %zu, max norm %g: empty, beyond "
+                     "31-bit indexing or not a positive norm", count, off, (double)max_norm);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    cl_kernel partial_k, coef_k, scale_k;
+    TRY(oclseg_kernel_get(ctx, "numerics", NULL, "grad_sumsq_partial", &partial_k));
+    TRY(oclseg_kernel_get(ctx, "numerics", NULL, "grad_clip_coef", &coef_k));
+    TRY(oclseg_kernel_get(ctx, "numerics", NULL, "grad_scale", &scale_k));
+    size_t wg = oclseg_reduce_wg(ctx, "numerics", partial_k);
+    size_t groups = (count + wg - 1) / wg;
+    if (groups > CLIP_MAX_GROUPS) groups = CLIP_MAX_GROUPS;
+    size_t finish_wg = oclseg_reduce_wg(ctx, "numerics", coef_k);
+    if (groups < finish_wg) groups = finish_wg; /* every partial the finish may read is written */
+    cl_mem partial;
+    TRY(oclseg_scratch(ctx, CLIP_MAX_GROUPS * sizeof(float) > groups * sizeof(float)
+                                ? CLIP_MAX_GROUPS * sizeof(float)
+                                : groups * sizeof(float),
+                       &partial));
+    cl_uint off_u = (cl_uint)off, n = (cl_uint)count, n_groups = (cl_uint)groups;
+    cl_float mn = max_norm;
+    KARG(partial_k, 0, grad);
+    KARG(partial_k, 1, off_u);
+    KARG(partial_k, 2, n);
+    KARG(partial_k, 3, partial);
+    size_t global = groups * wg;
+    TRY(oclseg_launch(ctx, partial_k, 1, &global, &wg));
+    KARG(coef_k, 0, partial);
+    KARG(coef_k, 1, n_groups);
+    KARG(coef_k, 2, mn);
+    KARG(coef_k, 3, out);
+    TRY(oclseg_launch(ctx, coef_k, 1, &finish_wg, &finish_wg));
+    KARG(scale_k, 0, grad);
+    KARG(scale_k, 1, off_u);
+    KARG(scale_k, 2, n);
+    KARG(scale_k, 3, out);
+    size_t g = count;
+    return oclseg_launch(ctx, scale_k, 1, &g, NULL);
 }
