@@ -180,7 +180,9 @@ END_TEST
  * same rounding-level tolerance as above), parameters identical on both ranks every step. */
 START_TEST(balance_gives_the_even_result) {
     if (skip("balance_gives_the_even_result")) return;
-    const char *args = "--epochs 2 --batch 4 --size 32 --eval-every 1000 --sync-bn";
+    /* --val-fraction 0: the 12-image geometry this tolerance was measured on (at 32x32 the
+     * 1x1 BatchNorms amplify rounding; holding one image out gave 2.2e-2 at step 5) */
+    const char *args = "--epochs 2 --batch 4 --size 32 --eval-every 1000 --sync-bn --val-fraction 0";
     ck_assert_int_eq(harness_sh("%s -np 2 %s train --data %s --out %s/even %s --quiet", mpirun,
                                 bin, data, root, args), 0);
     ck_assert_int_eq(harness_sh("%s -np 2 -x OCLSEG_BALANCE_SPEEDS=1,7 -x OCLSEG_DIST_CHECK=1 %s "
@@ -300,7 +302,7 @@ START_TEST(killed_rank_stops_the_job_and_resumes) {
     ck_assert_int_eq(oclseg_checkpoint_meta_parse(f, &meta), OCLSEG_OK);
     long long step = (long long)meta.trainer_step;
     oclseg_st_free(f);
-    ck_assert_int_ge(step, 3);
+    ck_assert_int_ge(step, 2); /* one epoch: 11 training images (one held out for validation), batch 4; a last slice of one image at size 32 is skipped */
     for (int ranks = 1; ranks <= 2; ranks++) {
         ck_assert_int_eq(harness_sh("rm -rf %s/resume%d && cp -r %s/killed %s/resume%d", root,
                                     ranks, root, root, ranks), 0);

@@ -319,8 +319,9 @@ static int select_and_report(fit_run *r, int best_epoch) {
     char path[4200];
     path_in(r, "best.safetensors", path, sizeof path);
     if (r->data.val) TRY(oclseg_weights_load(r->model, path, OCLSEG_WEIGHTS_FULL, NULL));
-    return fit_final_report(r->trainer, r->data.val, r->data.test, r->o->batch, &r->o->predict,
-                            best_epoch, r->dir, r->o->quiet);
+    /* batches of this rank's model size (under mpirun it holds ceil(B / ranks) images) */
+    return fit_final_report(r->trainer, r->data.val, r->data.test, r->local_batch,
+                            &r->o->predict, best_epoch, r->dir, r->o->quiet);
 }
 
 /* Run directory, resume and the files of the run (rank 0 alone writes; every rank loads the
@@ -387,6 +388,15 @@ static int train_step(fit_run *r, int epoch, int s) {
     if (r->balanced) fit_dist_split_weighted(n, size, r->rank_speed, r->rank_counts, r->rank_starts);
     else fit_dist_split(n, size, r->rank_counts, r->rank_starts);
     int first = r->rank_starts[rank], mine = r->rank_counts[rank];
+    /* At --size 32 the deepest maps are 1x1: a training-mode BatchNorm over one image has one
+     * value per channel (undefined; PyTorch refuses it). A step where that would happen (a
+     * global last batch of one image, or with per-rank statistics a rank's slice of one) is
+     * skipped, on every rank alike: the split is the same everywhere. */
+    if (o->size == 32) {
+        int single = n == 1;
+        for (int k = 0; k < size && !o->sync_bn; k++) single |= r->rank_counts[k] == 1;
+        if (single) return OCLSEG_OK;
+    }
     for (int i = 0; i < mine; i++) {
         r->batch_idx[i] = r->perm[b0 + first + i];
         r->aug[i] = o->augment ? oclseg_augment_draw_config(&o->aug, o->seed, epoch,
@@ -515,9 +525,6 @@ static int train_loop(fit_run *r, oclseg_run_position *pos, const char *metrics_
         }
         int first_step = epoch == pos->epoch ? pos->step_in_epoch : 0;
         for (int s = first_step; s < steps_per_epoch; s++) {
-            /* a last batch of one image at --size 32 would give the deepest training-mode
-             * BatchNorms a single value per channel (undefined, PyTorch refuses it): skip it */
-            if (train->count - s * o->batch == 1 && o->size == 32) continue;
             TRY(train_step(r, epoch, s));
             if (oclseg_trainer_pending(r->trainer) >= 16) TRY(drain_losses(r, epoch));
             progress(r, epoch, s + 1, steps_per_epoch, t_start, s + 1 - first_step);
