@@ -2,6 +2,8 @@
  * Oclgrind) and gemm_batched / gemm_batched_sum against a double reference at arena-like offsets.
  * Tolerance: sums of at most K = 37 products of values in [-1, 1) plus a 5-term batch sum;
  * atol 1e-5 is ~100 float32 roundings of the largest partial sum. */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "harness.h"
@@ -63,6 +65,7 @@ START_TEST(batched_gemms_match_reference) {
             }
     for (int run = 0; run < 2 * harness_device_count(); run++) {
         oclseg_ctx *ctx = harness_ctx(run / 2);
+        ctx->gemm_backend = OCLSEG_GEMM_CLBLAST; /* on CPU devices the own kernels are the default */
         const long saved = ctx->gemm_min_indirect;
         if (run % 2) ctx->gemm_min_indirect = 1; /* every shape "indirect": the offset arrays */
         const long calls = ctx->enqueued.clblast_calls;
@@ -83,6 +86,7 @@ START_TEST(batched_gemms_match_reference) {
         ck_assert_int_eq(ctx->enqueued.clblast_calls - calls, 2);
         ck_assert_int_eq(ctx->enqueued.clblast_blocking - blocking, (run % 2) ? 2 : 0);
         ctx->gemm_min_indirect = saved;
+        ctx->gemm_backend = OCLSEG_GEMM_AUTO;
         hb_free(&ba);
         hb_free(&bb);
         hb_free(&bc);
@@ -96,12 +100,109 @@ START_TEST(batched_gemms_match_reference) {
 }
 END_TEST
 
+/* One case of the own kernels: C_z = op(A_z) * op(B_z) + beta C_z for z < count (sum = 1: C =
+ * the sum over z, through gemm_batched_sum), with leading dimensions 2 wider than the matrices
+ * and gaps between them. */
+typedef struct own_case {
+    int trans_a, trans_b;
+    size_t m, n, k;
+    int count;
+    float beta;
+    int sum;
+} own_case;
+
+static void run_own_case(oclseg_ctx *ctx, const own_case *t) {
+    const size_t a_rows = t->trans_a ? t->k : t->m, a_cols = t->trans_a ? t->m : t->k;
+    const size_t b_rows = t->trans_b ? t->n : t->k, b_cols = t->trans_b ? t->k : t->n;
+    const size_t lda = a_cols + 2, ldb = b_cols + 2, ldc = t->sum ? t->n : t->n + 2; /* sum: C dense */
+    const size_t a_stride = a_rows * lda + 3, b_stride = b_rows * ldb + 5;
+    const size_t c_stride = t->m * ldc + 1, c_mats = t->sum ? 1 : (size_t)t->count;
+    const size_t na = a_stride * t->count, nb = b_stride * t->count, nc = c_stride * c_mats;
+    float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b), *c0 = malloc(nc * sizeof *c0);
+    float *got = malloc(nc * sizeof *got);
+    double *ref = malloc(nc * sizeof *ref);
+    harness_fill_uniform(a, na, -1, 1, 11);
+    harness_fill_uniform(b, nb, -1, 1, 12);
+    harness_fill_uniform(c0, nc, -1, 1, 13);
+    for (size_t i = 0; i < nc; i++) ref[i] = c0[i]; /* the gaps must stay as they were */
+    for (size_t z = 0; z < c_mats; z++)
+        for (size_t i = 0; i < t->m; i++)
+            for (size_t j = 0; j < t->n; j++) {
+                double acc = 0;
+                for (size_t s = t->sum ? 0 : z; s < (t->sum ? (size_t)t->count : z + 1); s++)
+                    for (size_t q = 0; q < t->k; q++) {
+                        const float av = t->trans_a ? a[s * a_stride + q * lda + i]
+                                                    : a[s * a_stride + i * lda + q];
+                        const float bv = t->trans_b ? b[s * b_stride + j * ldb + q]
+                                                    : b[s * b_stride + q * ldb + j];
+                        acc += (double)av * bv;
+                    }
+                const size_t at = z * c_stride + i * ldc + j;
+                ref[at] = acc + (t->sum ? 0.0 : t->beta * (double)c0[at]);
+            }
+    hbuf ba = hb_from(ctx, a, na), bb = hb_from(ctx, b, nb), bc = hb_from(ctx, c0, nc);
+    const gemm_dims d = {t->trans_a, t->trans_b, t->m, t->n, t->k};
+    const gemm_operand oa = gemm_mat(ba.buf, ba.lead, lda, a_stride);
+    const gemm_operand ob = gemm_mat(bb.buf, bb.lead, ldb, b_stride);
+    if (t->sum) {
+        /* C's gaps hold NaN when it is overwritten (beta 0 must not read it) */
+        for (size_t i = 0; i < t->m; i++)
+            for (size_t j = 0; j < t->n; j++) c0[i * ldc + j] = NAN;
+        hb_upload(&bc, c0);
+        ck_assert_int_eq(gemm_batched_sum(ctx, d, oa, ob, bc.buf, bc.lead, t->count), OCLSEG_OK);
+    } else if (t->count == 1) {
+        ck_assert_int_eq(gemm_single(ctx, d, oa, ob, t->beta, gemm_mat(bc.buf, bc.lead, ldc, 0)),
+                         OCLSEG_OK);
+    } else {
+        ck_assert_int_eq(gemm_batched(ctx, d, oa, ob, t->beta,
+                                      gemm_mat(bc.buf, bc.lead, ldc, c_stride), t->count),
+                         OCLSEG_OK);
+    }
+    hb_download(&bc, got, "own gemm");
+    char what[96];
+    snprintf(what, sizeof what, "own gemm %s%s m%zu n%zu k%zu x%d beta %g%s", t->trans_a ? "T" : "N",
+             t->trans_b ? "T" : "N", t->m, t->n, t->k, t->count, t->beta, t->sum ? " sum" : "");
+    harness_compare(what, got, ref, nc, 1e-5, 1e-5);
+    hb_free(&ba);
+    hb_free(&bb);
+    hb_free(&bc);
+    free(a);
+    free(b);
+    free(c0);
+    free(got);
+    free(ref);
+}
+
+/* cl/gemm.cl gemm_nn / gemm_nt on every device (also under Oclgrind, which checks their bounds):
+ * tiles cut by every edge (m not a multiple of 8 or 4, n below, at and between the tile widths
+ * 4, 8, 16, 32 of gemm_nn, k below and above gemm_nt's 16 lanes), batches, beta 0 with NaN in
+ * C and beta 1, the batch sum. Tolerance as above: at most 48 products of values in [-1, 1). */
+START_TEST(own_kernels_match_reference) {
+    static const own_case cases[] = {
+        {0, 0, 7, 37, 5, 3, 0.0f, 0},  {0, 0, 9, 70, 13, 2, 1.0f, 0}, {0, 0, 17, 16, 1, 1, 0.0f, 0},
+        {0, 0, 3, 3, 4, 2, 0.0f, 0},   {0, 0, 8, 9, 3, 1, 1.0f, 0},   {0, 0, 1, 33, 6, 2, 0.0f, 0},
+        {1, 0, 13, 33, 7, 3, 0.0f, 0}, {1, 0, 5, 16, 40, 2, 1.0f, 0}, {1, 0, 20, 24, 9, 1, 0.0f, 0},
+        {0, 1, 7, 27, 37, 3, 0.0f, 0}, {0, 1, 5, 13, 16, 1, 1.0f, 0}, {0, 1, 9, 6, 21, 4, 0.0f, 1},
+        {0, 1, 1, 1, 3, 2, 0.0f, 1},   {0, 1, 12, 8, 48, 1, 0.0f, 1},
+    };
+    for (int dev = 0; dev < harness_device_count(); dev++) {
+        oclseg_ctx *ctx = harness_ctx(dev);
+        ctx->gemm_backend = OCLSEG_GEMM_OWN;
+        const long calls = ctx->enqueued.clblast_calls;
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_own_case(ctx, &cases[i]);
+        ck_assert_int_eq(ctx->enqueued.clblast_calls - calls, 0); /* none went to CLBlast */
+        ctx->gemm_backend = OCLSEG_GEMM_AUTO;
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ops_gemm");
     TCase *tc = tcase_create("gemm");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, sum_slices_fixed_order);
     tcase_add_test(tc, batched_gemms_match_reference);
+    tcase_add_test(tc, own_kernels_match_reference);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

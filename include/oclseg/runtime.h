@@ -83,7 +83,12 @@ typedef struct oclseg_ctx {
     /* CLBlast's XGEMM_MIN_INDIRECT_SIZE for this device (its database or the tuning override),
      * read at the first batched GEMM: 0 not yet read, -1 unavailable (see src/ops/gemm.c) */
     long gemm_min_indirect;
+    /* who runs this context's GEMMs: OCLSEG_GEMM_AUTO (OCLSEG_GEMM, else the own kernels on CPU
+     * devices and CLBlast elsewhere), OCLSEG_GEMM_OWN or OCLSEG_GEMM_CLBLAST (src/ops/gemm.c) */
+    int gemm_backend;
 } oclseg_ctx;
+
+enum { OCLSEG_GEMM_AUTO = 0, OCLSEG_GEMM_OWN = 1, OCLSEG_GEMM_CLBLAST = 2 };
 
 typedef struct oclseg_ctx_options {
     const char *device_spec; /* see oclseg_device_choose */

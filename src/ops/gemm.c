@@ -1,8 +1,9 @@
-/* Batched GEMM over arena views (CLBlastSgemmBatched with explicit offsets), and batched GEMMs
- * summed in a fixed order (host side of cl/gemm.cl); every CLBlast GEMM of oclseg goes through
- * here, so the tune command can record their shapes. */
+/* Every GEMM of oclseg (batched over arena views, batch sums in a fixed order): on CPU devices
+ * oclseg's own register-tiled kernels (cl/gemm.cl), elsewhere CLBlast; the shapes are recorded
+ * here for the tune command. */
 #include "ops/gemm.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,9 +70,120 @@ static void count_call(oclseg_ctx *ctx, double t0) {
 
 static CLBlastTranspose transpose(int t) { return t ? CLBlastTransposeYes : CLBlastTransposeNo; }
 
+/* ---- oclseg's own register-tiled kernels (cl/gemm.cl gemm_nn, gemm_nt) ----------------------
+ * Used on CPU devices, where CLBlast's GPU-shaped kernels reach ~18 GFLOP/s on PoCL against the
+ * cores' ~360 GFLOP/s (docs/performance.md). ctx->gemm_backend, else OCLSEG_GEMM=clblast|own,
+ * overrides the choice. */
+int gemm_uses_own_kernels(const oclseg_ctx *ctx) {
+    static int forced = -2; /* -1 unset, 0 clblast, 1 own; read once */
+    if (forced == -2) {
+        const char *e = getenv("OCLSEG_GEMM");
+        forced = !e || !*e ? -1 : strcmp(e, "own") == 0 ? 1 : strcmp(e, "clblast") == 0 ? 0 : -1;
+        if (e && *e && forced < 0)
+            fprintf(stderr, "oclseg: warning: OCLSEG_GEMM=%s is neither own nor clblast; "
+                            "using the device default\n", e);
+    }
+    if (ctx->gemm_backend != OCLSEG_GEMM_AUTO) return ctx->gemm_backend == OCLSEG_GEMM_OWN;
+    if (forced >= 0) return forced;
+    return (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0;
+}
+
+static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
+
+/* Work-group of tiles for the own kernels on a CPU: PoCL runs a group's items one after another
+ * on one thread, so a group should hold enough work to hide the per-group scheduling cost
+ * (~256 tiles) while leaving >= 8 groups per core. */
+static void tile_group(size_t tiles_x, size_t tiles_y, size_t groups_z, size_t local[3]) {
+    local[0] = tiles_x < 16 ? tiles_x : 16;
+    local[1] = tiles_y < 16 ? tiles_y : 16;
+    local[2] = 1;
+    while (local[1] > 1 && div_up(tiles_x, local[0]) * div_up(tiles_y, local[1]) * groups_z < 16)
+        local[1] = (local[1] + 1) / 2;
+    while (local[0] > 1 && div_up(tiles_x, local[0]) * div_up(tiles_y, local[1]) * groups_z < 16)
+        local[0] = (local[0] + 1) / 2;
+}
+
+static int launch_tiles(oclseg_ctx *ctx, cl_kernel k, size_t tiles_x, size_t tiles_y, size_t z) {
+    size_t local[3], global[3];
+    tile_group(tiles_x, tiles_y, z, local);
+    global[0] = div_up(tiles_x, local[0]) * local[0];
+    global[1] = div_up(tiles_y, local[1]) * local[1];
+    global[2] = z;
+    return oclseg_launch(ctx, k, 3, global, local);
+}
+
+/* The kernels' (m, n, k) and (buffer, offset, ld, stride) arguments. */
+static void karg_dims(kargs *g, gemm_dims d) {
+    karg_u32(g, d.m);
+    karg_u32(g, d.n);
+    karg_u32(g, d.k);
+}
+
+static void karg_operand(kargs *g, gemm_operand o) {
+    karg_mem(g, o.buf);
+    karg_u32(g, o.off);
+    karg_u32(g, o.ld);
+    karg_u32(g, o.stride);
+}
+
+/* C_i = op(A_i) * B_i + beta C_i (B not transposed) with cl/gemm.cl gemm_nn: the vector width
+ * and tile width follow n so that a tile fits (32, 16, 8 or 4 columns). */
+static int own_nn(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
+                  gemm_operand c, int count) {
+    const int vw = d.n >= 16 ? 16 : d.n >= 8 ? 8 : 4, nv = d.n >= 32 ? 2 : 1;
+    const int tm = 8;
+    char defines[64];
+    snprintf(defines, sizeof defines, "-DGEMM_VW=%d -DGEMM_NV=%d -DGEMM_TM=%d", vw, nv, tm);
+    cl_kernel k;
+    TRY(oclseg_kernel_get(ctx, "gemm", defines, "gemm_nn", &k));
+    kargs g = karg_begin(k);
+    karg_dims(&g, d);
+    karg_mem(&g, a.buf);
+    karg_u32(&g, a.off);
+    karg_u32(&g, d.trans_a ? 1 : a.ld); /* A[i][q]: i * rs + q * cs */
+    karg_u32(&g, d.trans_a ? a.ld : 1);
+    karg_u32(&g, a.stride);
+    karg_operand(&g, b);
+    karg_f32(&g, beta);
+    karg_operand(&g, c);
+    const size_t tiles_per_matrix = div_up(d.n, (size_t)vw * nv);
+    karg_u32(&g, (size_t)count);
+    karg_u32(&g, tiles_per_matrix);
+    TRY(karg_end(&g));
+    return launch_tiles(ctx, k, tiles_per_matrix * (size_t)count, div_up(d.m, tm), 1);
+}
+
+/* C_z = sum_{s < sum_count} A_{z,s} * B_{z,s}^T + beta C_z for z < count with cl/gemm.cl
+ * gemm_nt (A not transposed, B transposed: both contiguous along k). */
+static int own_nt(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
+                  gemm_operand c, int count, int sum_count) {
+    const int tm = 4, tn = 4;
+    cl_kernel k;
+    TRY(oclseg_kernel_get(ctx, "gemm", "-DGEMM_VW=16", "gemm_nt", &k));
+    kargs g = karg_begin(k);
+    karg_dims(&g, d);
+    karg_operand(&g, a);
+    karg_operand(&g, b);
+    karg_f32(&g, beta);
+    karg_operand(&g, c);
+    karg_u32(&g, (size_t)sum_count);
+    TRY(karg_end(&g));
+    return launch_tiles(ctx, k, div_up(d.n, tn), div_up(d.m, tm), (size_t)count);
+}
+
+/* The own kernels for any shape oclseg issues (trans_a with trans_b does not occur). */
+static int own_gemm(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
+                    gemm_operand c, int count, int sum_count) {
+    if (d.trans_b && d.trans_a) return OCLSEG_ERR_UNSUPPORTED;
+    if (d.trans_b) return own_nt(ctx, d, a, b, beta, c, count, sum_count);
+    if (sum_count != 1) return OCLSEG_ERR_UNSUPPORTED;
+    return own_nn(ctx, d, a, b, beta, c, count);
+}
+
 int gemm_single(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
                 gemm_operand c) {
     record(d.trans_a, d.trans_b, 0, d.m, d.n, d.k, 1, beta);
+    if (gemm_uses_own_kernels(ctx)) return own_gemm(ctx, d, a, b, beta, c, 1, 1);
     const double t0 = oclseg_now_s();
     CLBLAST_CHECK(CLBlastSgemm(CLBlastLayoutRowMajor, transpose(d.trans_a), transpose(d.trans_b),
                                d.m, d.n, d.k, 1.0f, a.buf, a.off, a.ld, b.buf, b.off, b.ld, beta,
@@ -115,6 +227,10 @@ static int strided_batched(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_op
 
 int gemm_batched(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
                  gemm_operand c, int count) {
+    if (gemm_uses_own_kernels(ctx)) {
+        record(d.trans_a, d.trans_b, 1, d.m, d.n, d.k, count, beta);
+        return own_gemm(ctx, d, a, b, beta, c, count, 1);
+    }
     /* CLBlastSgemmBatched uploads its offset and scalar arrays with blocking writes (a
      * clFinish on our queue per call: the host waits for the device at every batched GEMM, and
      * the device idles while the host enqueues what follows). CLBlastSgemmStridedBatched does
@@ -169,6 +285,11 @@ int gemm_sum_slices(oclseg_ctx *ctx, cl_mem src, size_t src_off, size_t slice, i
 
 int gemm_batched_sum(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, cl_mem c,
                      size_t c_off, int count) {
+    /* the own NT kernel sums the batch in its accumulators, in ascending order, without scratch */
+    if (gemm_uses_own_kernels(ctx) && d.trans_b && !d.trans_a) {
+        record(d.trans_a, d.trans_b, 1, d.m, d.n, d.k, count, 0.0f);
+        return own_nt(ctx, d, a, b, 0.0f, gemm_mat(c, c_off, d.n, 0), 1, count);
+    }
     const size_t slice = d.m * d.n, budget = (size_t)64 << 20;
     int chunk = (int)(budget / (slice * sizeof(float)));
     if (chunk < 1) chunk = 1;

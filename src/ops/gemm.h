@@ -1,4 +1,4 @@
-/* Batched GEMM over arena views for the conv ops (CLBlast underneath). */
+/* Batched GEMM over arena views for the conv ops (own CPU kernels or CLBlast underneath). */
 #ifndef OCLSEG_OPS_GEMM_H
 #define OCLSEG_OPS_GEMM_H
 
@@ -22,7 +22,8 @@ typedef struct gemm_dims {
     size_t m, n, k;
 } gemm_dims;
 
-/* C_i = op(A_i) * op(B_i) + beta * C_i for i < count. Issued as CLBlastSgemmBatched calls with
+/* C_i = op(A_i) * op(B_i) + beta * C_i for i < count. With the own kernels (CPU devices): one
+ * gemm_nn / gemm_nt launch. With CLBlast: issued as CLBlastSgemmBatched calls with
  * explicit per-matrix offsets — not CLBlastSgemmStridedBatched, whose "indirect" path in CLBlast
  * 1.5.3 skips its padding copy when a matrix already has the kernel's tile sizes and then
  * addresses matrix i at i * rows * cols from the buffer start, ignoring the offset and stride it
@@ -41,6 +42,10 @@ int gemm_batched_sum(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand 
 /* C = op(A) * op(B) + beta * C as one CLBlastSgemm (strides unused). */
 int gemm_single(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
                 gemm_operand c);
+
+/* 1 when GEMMs run on oclseg's own register-tiled kernels (cl/gemm.cl gemm_nn / gemm_nt; the
+ * default on CPU devices), 0 on CLBlast (OCLSEG_GEMM=own|clblast overrides). */
+int gemm_uses_own_kernels(const oclseg_ctx *ctx);
 
 /* dst[i] (+)= sum over s < count of src[src_off + s * slice + i] (cl/gemm.cl sum_slices). */
 int gemm_sum_slices(oclseg_ctx *ctx, cl_mem src, size_t src_off, size_t slice, int count,

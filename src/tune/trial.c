@@ -106,6 +106,7 @@ int oclseg_tune_child_record(const char *device, int batch, int size, const char
     for (size_t i = 0; i < (size_t)batch * 3 * s2; i++) images[i] = (float)((i * 7919) % 17) / 8 - 1;
     for (size_t i = 0; i < (size_t)batch * s2; i++) masks[i] = (float)((i / 37) % 2);
     TRY_GOTO(oclseg_ctx_create(&ctx, &co), st, done);
+    ctx->gemm_backend = OCLSEG_GEMM_CLBLAST; /* the GEMMs CLBlast would run (CPUs default to own) */
     oclseg_model_config cfg;
     oclseg_model_config_default(&cfg);
     cfg.size = size;
@@ -311,6 +312,7 @@ int oclseg_tune_child_trial(const char *device, const char *candidate_path,
     if (st == OCLSEG_OK && (!shapes || !ref || !sec)) st = OCLSEG_ERR_OUT_OF_MEMORY;
     oclseg_ctx_options co = {.device_spec = device};
     if (st == OCLSEG_OK) st = oclseg_ctx_create(&ctx, &co);
+    if (st == OCLSEG_OK) ctx->gemm_backend = OCLSEG_GEMM_CLBLAST; /* tuning CLBlast's kernels */
     /* reference hashes with CLBlast's defaults (the parent runs children with OCLSEG_NO_TUNING) */
     for (int i = 0; st == OCLSEG_OK && i < n; i++) {
         trial_buffers b;
