@@ -11,19 +11,17 @@
 #define PAD 1
 #define TAPS (KSIZE * KSIZE)
 
+// The argument list shared by the forward and input-gradient kernels (host: run_direct):
+// src (N, C, H, W) or dy (N, C, Ho, Wo), w (C, 1, 3, 3), dst likewise, then the geometry.
+#define DIRECT_ARGS(src, dst)                                                                     \
+    __global const float *src, const uint src##_off, __global const float *w, const uint w_off,  \
+        __global float *dst, const uint dst##_off, const uint C, const int H, const int W,       \
+        const int Ho, const int Wo, const uint NC, const int stride
+
 // y[n, c, oh, ow] = sum_{kh, kw} x[n, c, oh*stride - 1 + kh, ow*stride - 1 + kw] * w[c, kh, kw]
-// (taps outside the input are zero padding). Global (Wo, Ho, N*C).
-__kernel void depthwise_forward(__global const float *x, const uint x_off, // (N, C, H, W)
-                                __global const float *w, const uint w_off, // (C, 1, 3, 3)
-                                __global float *y, const uint y_off,       // (N, C, Ho, Wo)
-                                const uint C, const int H, const int W, const int Ho,
-                                const int Wo, const uint NC, const int stride) {
-    const int ow = (int)get_global_id(0), oh = (int)get_global_id(1);
-    const uint nc = (uint)get_global_id(2);
-    if (ow >= Wo || oh >= Ho || nc >= NC) return;
-    const uint c = nc % C;
-    __global const float *xp = x + x_off + (size_t)nc * (uint)(H * W);
-    __global const float *wp = w + w_off + c * TAPS;
+// (taps outside the input are zero padding), for one output element of plane xp.
+inline float forward_at(__global const float *xp, __global const float *wp, const int H,
+                        const int W, const int oh, const int ow, const int stride) {
     const int ih0 = oh * stride - PAD, iw0 = ow * stride - PAD;
     float acc = 0.0f;
     for (int kh = 0; kh < KSIZE; kh++) {
@@ -35,24 +33,26 @@ __kernel void depthwise_forward(__global const float *x, const uint x_off, // (N
             acc += xp[ih * W + iw] * wp[kh * KSIZE + kw];
         }
     }
-    y[y_off + ((size_t)nc * (uint)Ho + (uint)oh) * (uint)Wo + (uint)ow] = acc;
+    return acc;
+}
+
+// One work-item per output element. Global (Wo, Ho, N*C).
+__kernel void depthwise_forward(DIRECT_ARGS(x, y)) {
+    const int ow = (int)get_global_id(0), oh = (int)get_global_id(1);
+    const uint nc = (uint)get_global_id(2);
+    if (ow >= Wo || oh >= Ho || nc >= NC) return;
+    const uint c = nc % C;
+    __global const float *xp = x + x_off + (size_t)nc * (uint)(H * W);
+    y[y_off + ((size_t)nc * (uint)Ho + (uint)oh) * (uint)Wo + (uint)ow] =
+        forward_at(xp, w + w_off + c * TAPS, H, W, oh, ow, stride);
 }
 
 // Gather form of the input gradient: input pixel (ih, iw) was read by output (oh, ow) through
 // tap (kh, kw) iff oh*stride - 1 + kh == ih, so
-//   dx[n, c, ih, iw] = sum over such (kh, kw) of dy[n, c, oh, ow] * w[c, kh, kw].
-// Each work-item owns one dx element: no atomics, fixed summation order. Global (W, H, N*C).
-__kernel void depthwise_backward_input(__global const float *dy, const uint dy_off, // (N,C,Ho,Wo)
-                                       __global const float *w, const uint w_off, // (C, 1, 3, 3)
-                                       __global float *dx, const uint dx_off,     // (N, C, H, W)
-                                       const uint C, const int H, const int W, const int Ho,
-                                       const int Wo, const uint NC, const int stride) {
-    const int iw = (int)get_global_id(0), ih = (int)get_global_id(1);
-    const uint nc = (uint)get_global_id(2);
-    if (iw >= W || ih >= H || nc >= NC) return;
-    const uint c = nc % C;
-    __global const float *gp = dy + dy_off + (size_t)nc * (uint)(Ho * Wo);
-    __global const float *wp = w + w_off + c * TAPS;
+//   dx[n, c, ih, iw] = sum over such (kh, kw) of dy[n, c, oh, ow] * w[c, kh, kw]
+// for one element of plane gp (dy): no atomics, fixed summation order (kh, then kw).
+inline float backward_input_at(__global const float *gp, __global const float *wp, const int Ho,
+                               const int Wo, const int ih, const int iw, const int stride) {
     // stride is 1 or 2 (host-checked): t / stride = t >> shift, t % stride = t & odd_mask for
     // t >= 0. (Shifts also avoid the div/rem pair LLVM rewrites with `freeze`, which Oclgrind's
     // uninitialised-value checker cannot run.)
@@ -74,7 +74,18 @@ __kernel void depthwise_backward_input(__global const float *dy, const uint dy_o
             acc += gp[oh * Wo + ow_of[kw]] * wp[kh * KSIZE + kw];
         }
     }
-    dx[dx_off + ((size_t)nc * (uint)H + (uint)ih) * (uint)W + (uint)iw] = acc;
+    return acc;
+}
+
+// One work-item per dx element. Global (W, H, N*C).
+__kernel void depthwise_backward_input(DIRECT_ARGS(dy, dx)) {
+    const int iw = (int)get_global_id(0), ih = (int)get_global_id(1);
+    const uint nc = (uint)get_global_id(2);
+    if (iw >= W || ih >= H || nc >= NC) return;
+    const uint c = nc % C;
+    __global const float *gp = dy + dy_off + (size_t)nc * (uint)(Ho * Wo);
+    dx[dx_off + ((size_t)nc * (uint)H + (uint)ih) * (uint)W + (uint)iw] =
+        backward_input_at(gp, w + w_off + c * TAPS, Ho, Wo, ih, iw, stride);
 }
 
 // Weight gradient, pass 1: dw[c, tap] = sum over (n, oh, ow) of dy[n,c,oh,ow] * x[n,c,ih,iw].
@@ -141,4 +152,126 @@ __kernel void depthwise_dw_finish(__global const float *part, const uint part_of
     float acc = 0.0f;
     for (uint k = 0; k < chunks; k++) acc += p[(size_t)k * TAPS];
     dw[dw_off + i] = acc;
+}
+
+// ---- CPU forms: one work-item per row (PoCL and llvmpipe run a work-group's items in a loop on
+// one core, so a row with its bounds checks hoisted out of the interior beats an item per
+// element). Same sums in the same order as the kernels above; the edge columns call them.
+
+// Forward, one output row (oh, plane nc) per work-item. Global (Ho, N*C).
+__kernel void depthwise_forward_rows(DIRECT_ARGS(x, y)) {
+    const int oh = (int)get_global_id(0);
+    const uint nc = (uint)get_global_id(1);
+    if (oh >= Ho || nc >= NC) return;
+    __global const float *xp = x + x_off + (size_t)nc * (uint)(H * W);
+    __global const float *wp = w + w_off + (nc % C) * TAPS;
+    __global float *yp = y + y_off + ((size_t)nc * (uint)Ho + (uint)oh) * (uint)Wo;
+    const int ih0 = oh * stride - PAD;
+    // interior columns: ow >= 1 and ow * stride + 1 <= W - 1 (all three taps inside)
+    const int ow_end = min(Wo, (W - 2) / stride + 1);
+    if (ih0 < 0 || ih0 + 2 >= H || ow_end <= 1) { // a row touching the padding: checked path
+        for (int ow = 0; ow < Wo; ow++) yp[ow] = forward_at(xp, wp, H, W, oh, ow, stride);
+        return;
+    }
+    float wk[TAPS];
+    for (int t = 0; t < TAPS; t++) wk[t] = wp[t];
+    __global const float *r0 = xp + ih0 * W - PAD, *r1 = r0 + W, *r2 = r1 + W;
+    yp[0] = forward_at(xp, wp, H, W, oh, 0, stride);
+    for (int ow = 1; ow < ow_end; ow++) {
+        const int iw = ow * stride;
+        float acc = 0.0f;
+        acc += r0[iw] * wk[0];
+        acc += r0[iw + 1] * wk[1];
+        acc += r0[iw + 2] * wk[2];
+        acc += r1[iw] * wk[3];
+        acc += r1[iw + 1] * wk[4];
+        acc += r1[iw + 2] * wk[5];
+        acc += r2[iw] * wk[6];
+        acc += r2[iw + 1] * wk[7];
+        acc += r2[iw + 2] * wk[8];
+        yp[ow] = acc;
+    }
+    for (int ow = ow_end; ow < Wo; ow++) yp[ow] = forward_at(xp, wp, H, W, oh, ow, stride);
+}
+
+// Input gradient, one dx row (ih, plane nc) per work-item. Global (H, N*C). Stride 1 interior:
+// dx[ih][iw] = sum_{kh, kw} dy[ih + 1 - kh][iw + 1 - kw] * w[kh][kw] for 1 <= iw <= Wo - 2;
+// stride 2 rows and the edges take the checked per-element path.
+__kernel void depthwise_backward_input_rows(DIRECT_ARGS(dy, dx)) {
+    const int ih = (int)get_global_id(0);
+    const uint nc = (uint)get_global_id(1);
+    if (ih >= H || nc >= NC) return;
+    __global const float *gp = dy + dy_off + (size_t)nc * (uint)(Ho * Wo);
+    __global const float *wp = w + w_off + (nc % C) * TAPS;
+    __global float *dp = dx + dx_off + ((size_t)nc * (uint)H + (uint)ih) * (uint)W;
+    // interior rows for stride 1: output rows ih + 1 - kh all inside for kh = 0..2
+    if (stride != 1 || ih < 1 || ih + 1 >= Ho || Wo < 3) {
+        for (int iw = 0; iw < W; iw++) dp[iw] = backward_input_at(gp, wp, Ho, Wo, ih, iw, stride);
+        return;
+    }
+    float wk[TAPS];
+    for (int t = 0; t < TAPS; t++) wk[t] = wp[t];
+    // g_kh points at dy row ih + 1 - kh, shifted so that g_kh[iw + 1 - kw] is the tap's element
+    __global const float *g0 = gp + (ih + 1) * Wo, *g1 = g0 - Wo, *g2 = g1 - Wo;
+    dp[0] = backward_input_at(gp, wp, Ho, Wo, ih, 0, stride);
+    for (int iw = 1; iw + 1 < Wo; iw++) {
+        float acc = 0.0f;
+        acc += g0[iw + 1] * wk[0];
+        acc += g0[iw] * wk[1];
+        acc += g0[iw - 1] * wk[2];
+        acc += g1[iw + 1] * wk[3];
+        acc += g1[iw] * wk[4];
+        acc += g1[iw - 1] * wk[5];
+        acc += g2[iw + 1] * wk[6];
+        acc += g2[iw] * wk[7];
+        acc += g2[iw - 1] * wk[8];
+        dp[iw] = acc;
+    }
+    for (int iw = max(1, Wo - 1); iw < W; iw++)
+        dp[iw] = backward_input_at(gp, wp, Ho, Wo, ih, iw, stride);
+}
+
+// Weight gradient, CPU form: one work-item per channel c sums dy * shifted x over the images in
+// order, rows in order, straight into dw[c, tap] (a CPU has far fewer cores than channels; no
+// partials, no second pass). Global (C).
+__kernel void depthwise_dw_rows(__global const float *x, const uint x_off,   // (N, C, H, W)
+                                __global const float *dy, const uint dy_off, // (N, C, Ho, Wo)
+                                __global float *dw, const uint dw_off,       // (C, 1, 3, 3)
+                                const uint N, const uint C, const int H, const int W,
+                                const int Ho, const int Wo, const int stride) {
+    const uint c = (uint)get_global_id(0);
+    if (c >= C) return;
+    float acc[TAPS];
+    for (int t = 0; t < TAPS; t++) acc[t] = 0.0f;
+    const int ow_end = min(Wo, (W - 2) / stride + 1);
+    for (uint n = 0; n < N; n++) {
+        const size_t nc = (size_t)n * C + c;
+        __global const float *xp = x + x_off + nc * (uint)(H * W);
+        __global const float *gp = dy + dy_off + nc * (uint)(Ho * Wo);
+        for (int oh = 0; oh < Ho; oh++) {
+            const int ih0 = oh * stride - PAD;
+            __global const float *g = gp + oh * Wo;
+            for (int ow = 0; ow < Wo; ow++) {
+                const int iw0 = ow * stride - PAD;
+                if (ih0 >= 0 && ih0 + 2 < H && ow >= 1 && ow < ow_end) { // interior: no checks
+                    __global const float *r = xp + ih0 * W + iw0;
+                    const float gv = g[ow];
+                    for (int kh = 0; kh < KSIZE; kh++)
+                        for (int kw = 0; kw < KSIZE; kw++)
+                            acc[kh * KSIZE + kw] += gv * r[kh * W + kw];
+                    continue;
+                }
+                for (int kh = 0; kh < KSIZE; kh++) {
+                    const int ih = ih0 + kh;
+                    if (ih < 0 || ih >= H) continue;
+                    for (int kw = 0; kw < KSIZE; kw++) {
+                        const int iw = iw0 + kw;
+                        if (iw < 0 || iw >= W) continue;
+                        acc[kh * KSIZE + kw] += g[ow] * xp[ih * W + iw];
+                    }
+                }
+            }
+        }
+    }
+    for (int t = 0; t < TAPS; t++) dw[dw_off + c * TAPS + t] = acc[t];
 }

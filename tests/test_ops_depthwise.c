@@ -183,8 +183,12 @@ static void check_case(const dw_case *s, int grads) {
     const double atol_dw = DEPTH_DW * U * max_of(rdw_mag, nw);
     char what[160];
 
-    for (int d = 0; d < harness_device_count(); d++) {
+    /* every device runs both kernel forms: per element (GPUs) and per row (CPU devices) */
+    for (int run = 0; run < 2 * harness_device_count(); run++) {
+        const int d = run / 2;
         oclseg_ctx *ctx = harness_ctx(d);
+        ctx->row_kernels = run % 2 ? OCLSEG_ROWS_ON : OCLSEG_ROWS_OFF;
+        const char *form = run % 2 ? "rows" : "elements";
         hbuf bx = hb_from(ctx, x, nx), bw = hb_from(ctx, w, nw), bdy = hb_from(ctx, dy, ny);
         hbuf by = hb_create(ctx, ny), bdx = hb_create(ctx, nx), bdw = hb_create(ctx, nw);
         oclseg_tensor tx = hb_tensor(&bx, s->n, s->c, s->h, s->w);
@@ -195,8 +199,8 @@ static void check_case(const dw_case *s, int grads) {
         oclseg_tensor tdw = hb_tensor(&bdw, s->c, 1, 3, 3);
 
         ck_assert_int_eq(op_depthwise_forward(ctx, &tx, &tw, &ty, s->stride), OCLSEG_OK);
-        snprintf(what, sizeof what, "depthwise forward (%d,%d,%d,%d) stride %d on %s", s->n, s->c,
-                 s->h, s->w, s->stride, harness_device_name(d));
+        snprintf(what, sizeof what, "depthwise forward (%d,%d,%d,%d) stride %d on %s (%s)", s->n, s->c,
+                 s->h, s->w, s->stride, harness_device_name(d), form);
         hb_download(&by, y, what);
         harness_compare(what, y, ry, ny, atol_y, 0);
 
@@ -204,14 +208,14 @@ static void check_case(const dw_case *s, int grads) {
                                                (grads & GRAD_DW) ? &tdw : NULL, s->stride),
                          OCLSEG_OK);
         if (grads & GRAD_DX) {
-            snprintf(what, sizeof what, "depthwise dx (%d,%d,%d,%d) stride %d on %s", s->n, s->c,
-                     s->h, s->w, s->stride, harness_device_name(d));
+            snprintf(what, sizeof what, "depthwise dx (%d,%d,%d,%d) stride %d on %s (%s)", s->n, s->c,
+                     s->h, s->w, s->stride, harness_device_name(d), form);
             hb_download(&bdx, dx, what);
             harness_compare(what, dx, rdx, nx, atol_dx, 0);
         }
         if (grads & GRAD_DW) {
-            snprintf(what, sizeof what, "depthwise dw (%d,%d,%d,%d) stride %d on %s", s->n, s->c,
-                     s->h, s->w, s->stride, harness_device_name(d));
+            snprintf(what, sizeof what, "depthwise dw (%d,%d,%d,%d) stride %d on %s (%s)", s->n, s->c,
+                     s->h, s->w, s->stride, harness_device_name(d), form);
             hb_download(&bdw, dw, what);
             harness_compare(what, dw, rdw, nw, atol_dw, 0);
             /* deterministic: a second run gives the same bits */
@@ -230,6 +234,7 @@ static void check_case(const dw_case *s, int grads) {
         hb_free(&by);
         hb_free(&bdx);
         hb_free(&bdw);
+        ctx->row_kernels = OCLSEG_ROWS_AUTO;
     }
     free(x);
     free(w);

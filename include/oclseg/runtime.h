@@ -86,7 +86,15 @@ typedef struct oclseg_ctx {
     /* who runs this context's GEMMs: OCLSEG_GEMM_AUTO (OCLSEG_GEMM, else the own kernels on CPU
      * devices and CLBlast elsewhere), OCLSEG_GEMM_OWN or OCLSEG_GEMM_CLBLAST (src/ops/gemm.c) */
     int gemm_backend;
+    /* kernels shaped for CPUs (an item per row instead of per element; depthwise): 0 auto (CPU
+     * devices), OCLSEG_ROWS_ON, OCLSEG_ROWS_OFF */
+    int row_kernels;
 } oclseg_ctx;
+
+enum { OCLSEG_ROWS_AUTO = 0, OCLSEG_ROWS_ON = 1, OCLSEG_ROWS_OFF = 2 };
+
+/* Whether ops use their CPU-shaped kernels on this context (see row_kernels). */
+int oclseg_use_row_kernels(const oclseg_ctx *ctx);
 
 enum { OCLSEG_GEMM_AUTO = 0, OCLSEG_GEMM_OWN = 1, OCLSEG_GEMM_CLBLAST = 2 };
 

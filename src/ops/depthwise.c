@@ -1,4 +1,5 @@
 /* Depthwise 3x3 convolution (pad 1, stride 1 or 2, no bias): host side of cl/depthwise.cl. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,12 +68,16 @@ static int check_shapes(const char *op, const oclseg_tensor *x, const oclseg_ten
 }
 
 /* Runs a (src, w) -> dst kernel with the shared argument list of depthwise_forward and
- * depthwise_backward_input over a (dst W, dst H, N*C) grid. */
+ * depthwise_backward_input over a (dst W, dst H, N*C) grid, or its CPU form (kernel_name
+ * + "_rows") over a (dst H, N*C) grid. */
 static int run_direct(oclseg_ctx *ctx, const char *kernel_name, const oclseg_tensor *src,
                       const oclseg_tensor *w, oclseg_tensor *dst, const oclseg_tensor *x,
                       int stride) {
+    const int rows = oclseg_use_row_kernels(ctx);
+    char name[64];
+    snprintf(name, sizeof name, "%s%s", kernel_name, rows ? "_rows" : "");
     cl_kernel k;
-    TRY(oclseg_kernel_get(ctx, "depthwise", NULL, kernel_name, &k));
+    TRY(oclseg_kernel_get(ctx, "depthwise", NULL, name, &k));
     const size_t nc = (size_t)x->n * x->c;
     kargs a = karg_begin(k);
     karg_tensor(&a, src);
@@ -86,6 +91,10 @@ static int run_direct(oclseg_ctx *ctx, const char *kernel_name, const oclseg_ten
     karg_u32(&a, nc);
     karg_i32(&a, stride);
     TRY(karg_end(&a));
+    if (rows) {
+        size_t global[2] = {(size_t)dst->h, nc};
+        return oclseg_launch(ctx, k, 2, global, NULL);
+    }
     size_t global[3] = {(size_t)dst->w, (size_t)dst->h, nc};
     return oclseg_launch(ctx, k, 3, global, NULL);
 }
@@ -96,6 +105,49 @@ int op_depthwise_forward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_t
     return run_direct(ctx, "depthwise_forward", x, w, y, x, stride);
 }
 
+
+/* The weight-gradient kernels' (N, C, H, W, Ho, Wo, stride) arguments. */
+static void karg_dw_geometry(kargs *a, const oclseg_tensor *x, const oclseg_tensor *dy,
+                             int stride) {
+    karg_u32(a, (size_t)x->n);
+    karg_u32(a, (size_t)x->c);
+    karg_i32(a, x->h);
+    karg_i32(a, x->w);
+    karg_i32(a, dy->h);
+    karg_i32(a, dy->w);
+    karg_i32(a, stride);
+}
+
+/* Pass 2: dw[c, tap] = sum over the `chunks` partials of channel c, in order. */
+static int dw_finish(oclseg_ctx *ctx, cl_mem part, size_t part_off, oclseg_tensor *dw, size_t c,
+                     size_t chunks) {
+    cl_kernel kf;
+    TRY(oclseg_kernel_get(ctx, "depthwise", NULL, "depthwise_dw_finish", &kf));
+    kargs a = karg_begin(kf);
+    karg_mem(&a, part);
+    karg_u32(&a, part_off);
+    karg_tensor(&a, dw);
+    karg_u32(&a, c);
+    karg_u32(&a, chunks);
+    TRY(karg_end(&a));
+    size_t global_f = c * 9;
+    return oclseg_launch(ctx, kf, 1, &global_f, NULL);
+}
+
+/* CPU form of the weight gradient: one item per channel, images summed in order. */
+static int depthwise_dw_rows(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *dy,
+                             oclseg_tensor *dw, int stride) {
+    cl_kernel k;
+    TRY(oclseg_kernel_get(ctx, "depthwise", NULL, "depthwise_dw_rows", &k));
+    kargs a = karg_begin(k);
+    karg_tensor(&a, x);
+    karg_tensor(&a, dy);
+    karg_tensor(&a, dw);
+    karg_dw_geometry(&a, x, dy, stride);
+    TRY(karg_end(&a));
+    size_t global = (size_t)x->c;
+    return oclseg_launch(ctx, k, 1, &global, NULL);
+}
 
 /* dw = sum over (n, oh, ow) of dy * shifted x, per (channel, tap); see depthwise_dw_partial. */
 static int depthwise_dw(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *dy,
@@ -126,31 +178,14 @@ static int depthwise_dw(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_te
     karg_tensor(&a, dy);
     karg_mem(&a, part);
     karg_u32(&a, part_off);
-    karg_u32(&a, (size_t)x->n);
-    karg_u32(&a, (size_t)x->c);
-    karg_i32(&a, x->h);
-    karg_i32(&a, x->w);
-    karg_i32(&a, dy->h);
-    karg_i32(&a, dy->w);
-    karg_i32(&a, stride);
+    karg_dw_geometry(&a, x, dy, stride);
     karg_u32(&a, chunks);
     karg_u32(&a, chunk_len);
     TRY(karg_end(&a));
     size_t global[2] = {wg * chunks, (size_t)x->c}, local[2] = {wg, 1};
     TRY(oclseg_launch(ctx, kp, 2, global, local));
     if (chunks == 1) return OCLSEG_OK;
-
-    cl_kernel kf;
-    TRY(oclseg_kernel_get(ctx, "depthwise", NULL, "depthwise_dw_finish", &kf));
-    a = karg_begin(kf);
-    karg_mem(&a, part);
-    karg_u32(&a, part_off);
-    karg_tensor(&a, dw);
-    karg_u32(&a, (size_t)x->c);
-    karg_u32(&a, chunks);
-    TRY(karg_end(&a));
-    size_t global_f = (size_t)x->c * 9;
-    return oclseg_launch(ctx, kf, 1, &global_f, NULL);
+    return dw_finish(ctx, part, part_off, dw, (size_t)x->c, chunks);
 }
 
 int op_depthwise_backward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *w,
@@ -158,6 +193,7 @@ int op_depthwise_backward(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_
                           int stride) {
     TRY(check_shapes("depthwise backward", x, w, dy, dx, dw, stride));
     if (dx) TRY(run_direct(ctx, "depthwise_backward_input", dy, w, dx, x, stride));
-    if (dw) TRY(depthwise_dw(ctx, x, dy, dw, stride));
+    if (dw && oclseg_use_row_kernels(ctx)) TRY(depthwise_dw_rows(ctx, x, dy, dw, stride));
+    else if (dw) TRY(depthwise_dw(ctx, x, dy, dw, stride));
     return OCLSEG_OK;
 }

@@ -150,3 +150,14 @@ int oclseg_prof_collect(oclseg_ctx *ctx, char (**names)[48], double **ms, int *c
     *count = n;
     return OCLSEG_OK;
 }
+
+int oclseg_use_row_kernels(const oclseg_ctx *ctx) {
+    static int forced = -2; /* OCLSEG_ROW_KERNELS=0|1, read once; -1: unset */
+    if (forced == -2) {
+        const char *e = getenv("OCLSEG_ROW_KERNELS");
+        forced = e && strcmp(e, "1") == 0 ? 1 : e && strcmp(e, "0") == 0 ? 0 : -1;
+    }
+    if (ctx->row_kernels != OCLSEG_ROWS_AUTO) return ctx->row_kernels == OCLSEG_ROWS_ON;
+    if (forced >= 0) return forced;
+    return (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0;
+}
