@@ -234,3 +234,86 @@ __kernel void bn_backward_eval_dx(__global const float *dy, const uint dy_off,
     if (i >= total) return;
     dx[dx_off + i] = dy[dy_off + i] * (gamma[gamma_off + c] * invstd[invstd_off + c]);
 }
+
+// ---- CPU forms of the two *_partial kernels: same arguments, same partial layout (so the
+// finalize kernels are shared), one work-item per (chunk, channel) taking the chunk's values in
+// order: no local memory, no barriers, and the (image, position) index advanced without a
+// division per value. A CPU runs a work-group's items one after another, where the tree of the
+// GPU form only adds barrier regions. Global (chunks, C); the host makes chunks of whole planes.
+// Sums are blocked (BN_BLOCK values into a block sum, block sums into the total): a plain
+// running sum over thousands of values loses accuracy the tree keeps (the PyTorch golden test
+// of the fine-tuned encoder's gradients fails with one).
+
+#ifndef BN_BLOCK
+#define BN_BLOCK 64
+#endif
+
+// Next value of channel c after position (n, i): i + 1, wrapping to the next image.
+#define BN_ADVANCE(n, i, HW) \
+    if (++(i) == (HW)) {     \
+        (i) = 0;             \
+        (n)++;               \
+    }
+
+// bn_stats_partial's {mean, sum of squared deviations} of the chunk, by two passes (the chunk's
+// sum, then the squared deviations from its mean): exact enough without Welford's division.
+__kernel void bn_stats_rows(__global const float *x, const uint x_off, const uint C, const uint HW,
+                            const uint M, const uint chunk_len, const uint chunks,
+                            __global float *part, const uint part_off) {
+    const uint chunk = get_global_id(0), c = get_global_id(1);
+    if (chunk >= chunks || c >= C) return;
+    const uint start = chunk * chunk_len, end = min(M, start + chunk_len);
+    const uint n0 = start / HW, i0 = start - n0 * HW;
+    float sum = 0.0f;
+    uint n = n0, i = i0;
+    for (uint b = start; b < end; b += BN_BLOCK) {
+        float block = 0.0f;
+        for (uint m = b; m < min(end, b + BN_BLOCK); m++) {
+            block += x[x_off + (n * C + c) * HW + i];
+            BN_ADVANCE(n, i, HW)
+        }
+        sum += block;
+    }
+    const float mean = sum / (float)(end - start);
+    float m2 = 0.0f;
+    n = n0;
+    i = i0;
+    for (uint b = start; b < end; b += BN_BLOCK) {
+        float block = 0.0f;
+        for (uint m = b; m < min(end, b + BN_BLOCK); m++) {
+            const float d = x[x_off + (n * C + c) * HW + i] - mean;
+            block += d * d;
+            BN_ADVANCE(n, i, HW)
+        }
+        m2 += block;
+    }
+    part[part_off + 2 * (c * chunks + chunk)] = mean;
+    part[part_off + 2 * (c * chunks + chunk) + 1] = m2;
+}
+
+// bn_grad_partial's {sum dy, sum dy * (x - mean[c])} of the chunk, in order.
+__kernel void bn_grad_rows(__global const float *x, const uint x_off, __global const float *dy,
+                           const uint dy_off, __global const float *mean, const uint mean_off,
+                           const uint C, const uint HW, const uint M, const uint chunk_len,
+                           const uint chunks, __global float *part, const uint part_off) {
+    const uint chunk = get_global_id(0), c = get_global_id(1);
+    if (chunk >= chunks || c >= C) return;
+    const uint start = chunk * chunk_len, end = min(M, start + chunk_len);
+    const float mu = mean[mean_off + c];
+    uint n = start / HW, i = start - n * HW;
+    float sum_dy = 0.0f, sum_dy_xmu = 0.0f;
+    for (uint b = start; b < end; b += BN_BLOCK) {
+        float block_dy = 0.0f, block_dy_xmu = 0.0f;
+        for (uint m = b; m < min(end, b + BN_BLOCK); m++) {
+            const uint idx = (n * C + c) * HW + i;
+            const float g = dy[dy_off + idx];
+            block_dy += g;
+            block_dy_xmu += g * (x[x_off + idx] - mu);
+            BN_ADVANCE(n, i, HW)
+        }
+        sum_dy += block_dy;
+        sum_dy_xmu += block_dy_xmu;
+    }
+    part[part_off + 2 * (c * chunks + chunk)] = sum_dy;
+    part[part_off + 2 * (c * chunks + chunk) + 1] = sum_dy_xmu;
+}

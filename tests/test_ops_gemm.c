@@ -184,6 +184,8 @@ START_TEST(own_kernels_match_reference) {
         {1, 0, 13, 33, 7, 3, 0.0f, 0}, {1, 0, 5, 16, 40, 2, 1.0f, 0}, {1, 0, 20, 24, 9, 1, 0.0f, 0},
         {0, 1, 7, 27, 37, 3, 0.0f, 0}, {0, 1, 5, 13, 16, 1, 1.0f, 0}, {0, 1, 9, 6, 21, 4, 0.0f, 1},
         {0, 1, 1, 1, 3, 2, 0.0f, 1},   {0, 1, 12, 8, 48, 1, 0.0f, 1},
+        /* more tiles than rusticl's 32-item work-group limit (the group must shrink to it) */
+        {0, 0, 260, 1100, 2, 1, 0.0f, 0}, {0, 1, 200, 200, 3, 1, 0.0f, 0},
     };
     for (int dev = 0; dev < harness_device_count(); dev++) {
         oclseg_ctx *ctx = harness_ctx(dev);

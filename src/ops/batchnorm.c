@@ -1,5 +1,6 @@
 /* BatchNorm2d forward (train/eval) and backward (train/eval): host side of cl/batchnorm.cl. */
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,21 +15,42 @@
 
 /* How a per-channel reduction over M values is split (see cl/batchnorm.cl). */
 typedef struct reduce_plan {
-    size_t wg;          /* work-group size L: a power of two <= REDUCE_WG and the kernel's limit */
+    size_t wg;          /* work-group size L: a power of two <= REDUCE_WG and the kernel's limit;
+                         * 0: the CPU form, one work-item per (chunk, channel) */
     cl_uint chunk_len;  /* values per (chunk, channel) work-group */
     cl_uint chunks;     /* chunks per channel */
 } reduce_plan;
 
-static int make_plan(oclseg_ctx *ctx, cl_kernel partial_kernel, size_t m, reduce_plan *plan) {
-    size_t wg = oclseg_reduce_wg(ctx, "batchnorm", partial_kernel);
-    plan->wg = wg;
-    plan->chunk_len = (cl_uint)(wg * BN_ITEMS_PER_ITEM);
+/* Values per (chunk, channel) item of the CPU forms (*_rows): whole planes, at least this many. */
+#define BN_ROWS_MIN_CHUNK 4096
+
+/* The partial kernel of reduction `base` ("bn_stats" or "bn_grad") over m values per channel in
+ * planes of hw, and its plan: the work-group tree (`base`_partial) or, on CPU devices, one item
+ * per chunk of whole planes (`base`_rows, plan->wg = 0). */
+static int partial_kernel(oclseg_ctx *ctx, const char *base, size_t m, size_t hw, cl_kernel *k,
+                          reduce_plan *plan) {
+    char name[32];
+    const int rows = oclseg_use_row_kernels(ctx);
+    snprintf(name, sizeof name, "%s_%s", base, rows ? "rows" : "partial");
+    TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, name, k));
+    if (rows) {
+        const size_t planes = hw >= BN_ROWS_MIN_CHUNK ? 1 : (BN_ROWS_MIN_CHUNK + hw - 1) / hw;
+        plan->wg = 0;
+        plan->chunk_len = (cl_uint)(planes * hw);
+    } else {
+        plan->wg = oclseg_reduce_wg(ctx, "batchnorm", *k);
+        plan->chunk_len = (cl_uint)(plan->wg * BN_ITEMS_PER_ITEM);
+    }
     plan->chunks = (cl_uint)((m + plan->chunk_len - 1) / plan->chunk_len);
     return OCLSEG_OK;
 }
 
-/* Launches a *_partial kernel: one work-group per (chunk, channel). */
+/* Launches a partial kernel: one work-group per (chunk, channel), or one item (*_rows). */
 static int launch_partial(oclseg_ctx *ctx, cl_kernel k, const reduce_plan *plan, int channels) {
+    if (plan->wg == 0) {
+        size_t global[2] = {(size_t)plan->chunks, (size_t)channels};
+        return oclseg_launch(ctx, k, 2, global, NULL);
+    }
     size_t global[2] = {(size_t)plan->chunks * plan->wg, (size_t)channels};
     size_t local[2] = {plan->wg, 1};
     return oclseg_launch(ctx, k, 2, global, local);
@@ -162,10 +184,9 @@ int op_batchnorm_forward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
     }
 
     cl_kernel k_partial, k_finalize;
-    TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_stats_partial", &k_partial));
-    TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_stats_finalize", &k_finalize));
     reduce_plan plan;
-    TRY(make_plan(ctx, k_partial, m, &plan));
+    TRY(partial_kernel(ctx, "bn_stats", m, (size_t)x->h * x->w, &k_partial, &plan));
+    TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_stats_finalize", &k_finalize));
     cl_mem part; // (C, chunks, 2): {mean, sum of squared deviations} per chunk
     TRY(oclseg_scratch(ctx, (size_t)channels * plan.chunks * 2 * sizeof(float), &part));
 
@@ -332,9 +353,8 @@ int op_batchnorm_backward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
 
     const size_t m = (size_t)x->n * (size_t)x->h * (size_t)x->w;
     cl_kernel k_partial;
-    TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_grad_partial", &k_partial));
     reduce_plan plan;
-    TRY(make_plan(ctx, k_partial, m, &plan));
+    TRY(partial_kernel(ctx, "bn_grad", m, (size_t)x->h * x->w, &k_partial, &plan));
     /* scratch: sums (C, 2) {sum dy, sum dy*xhat}, then partials (C, chunks, 2) */
     const cl_uint sums_off = 0, part_off = (cl_uint)(2 * channels);
     cl_mem scratch;
@@ -391,8 +411,7 @@ int op_batchnorm_backward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oc
     reduce_plan plan = {0, 0, 0};
     cl_kernel k_partial = NULL;
     if (dgamma || dbeta) {
-        TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_grad_partial", &k_partial));
-        TRY(make_plan(ctx, k_partial, m, &plan));
+        TRY(partial_kernel(ctx, "bn_grad", m, (size_t)x->h * x->w, &k_partial, &plan));
     }
     /* scratch: invstd (C), sums (C, 2), then partials (C, chunks, 2) */
     const cl_uint invstd_off = 0, sums_off = (cl_uint)channels, part_off = (cl_uint)(3 * channels);

@@ -92,11 +92,15 @@ static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
 
 /* Work-group of tiles for the own kernels on a CPU: PoCL runs a group's items one after another
  * on one thread, so a group should hold enough work to hide the per-group scheduling cost
- * (~256 tiles) while leaving >= 8 groups per core. */
-static void tile_group(size_t tiles_x, size_t tiles_y, size_t groups_z, size_t local[3]) {
+ * (up to 16 x 16 tiles) while leaving >= 8 groups per core, within the kernel's limit. */
+static void tile_group(size_t tiles_x, size_t tiles_y, size_t groups_z, size_t limit,
+                       size_t local[3]) {
     local[0] = tiles_x < 16 ? tiles_x : 16;
     local[1] = tiles_y < 16 ? tiles_y : 16;
     local[2] = 1;
+    while (local[0] * local[1] > limit) /* CL_KERNEL_WORK_GROUP_SIZE (32 on rusticl) */
+        if (local[1] > 1) local[1] = (local[1] + 1) / 2;
+        else local[0] = (local[0] + 1) / 2;
     while (local[1] > 1 && div_up(tiles_x, local[0]) * div_up(tiles_y, local[1]) * groups_z < 16)
         local[1] = (local[1] + 1) / 2;
     while (local[0] > 1 && div_up(tiles_x, local[0]) * div_up(tiles_y, local[1]) * groups_z < 16)
@@ -105,7 +109,9 @@ static void tile_group(size_t tiles_x, size_t tiles_y, size_t groups_z, size_t l
 
 static int launch_tiles(oclseg_ctx *ctx, cl_kernel k, size_t tiles_x, size_t tiles_y, size_t z) {
     size_t local[3], global[3];
-    tile_group(tiles_x, tiles_y, z, local);
+    size_t limit = oclseg_kernel_wg_limit(ctx, k);
+    if (limit > ctx->info.max_work_group_size) limit = ctx->info.max_work_group_size;
+    tile_group(tiles_x, tiles_y, z, limit, local);
     global[0] = div_up(tiles_x, local[0]) * local[0];
     global[1] = div_up(tiles_y, local[1]) * local[1];
     global[2] = z;
