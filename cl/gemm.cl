@@ -187,3 +187,14 @@ __kernel void gemm_nt(const uint m, const uint n, const uint k, __global const f
         }
     }
 }
+
+// dst (k x rows, row-major at dst_off) = the transpose of src's rows x k matrix (row r at
+// src[src_off + r * ld], k contiguous floats): B^T for gemm_nn when an A * B^T has a k too short
+// for gemm_nt's lanes. Global (k, rows).
+__kernel void gemm_transpose(__global const float *src, const uint src_off, const uint ld,
+                             const uint rows, const uint k, __global float *dst,
+                             const uint dst_off) {
+    const uint q = get_global_id(0), r = get_global_id(1);
+    if (q >= k || r >= rows) return;
+    dst[dst_off + q * rows + r] = src[src_off + r * ld + q];
+}

@@ -22,8 +22,10 @@ static int device_count = -1;
 static int release_contexts(void) {
     int leaks = 0;
     for (int i = 0; i < device_count; i++) {
-        /* The shared scratch workspace belongs to the context (freed with it), not a leak. */
+        /* The shared scratch workspace and the GEMM packing buffer belong to the context (freed
+         * with it), not a leak. */
         size_t scratch = contexts[i] && contexts[i]->scratch ? 1 : 0;
+        if (contexts[i] && contexts[i]->gemm_pack) scratch++;
         if (contexts[i] && contexts[i]->live_buffers != scratch) {
             fprintf(stderr, "%zu device buffers leaked on %s\n",
                     contexts[i]->live_buffers - scratch, devices[i].name);

@@ -86,6 +86,8 @@ typedef struct oclseg_ctx {
     /* who runs this context's GEMMs: OCLSEG_GEMM_AUTO (OCLSEG_GEMM, else the own kernels on CPU
      * devices and CLBlast elsewhere), OCLSEG_GEMM_OWN or OCLSEG_GEMM_CLBLAST (src/ops/gemm.c) */
     int gemm_backend;
+    cl_mem gemm_pack; /* packed GEMM operands of the own kernels (src/ops/gemm.c), grown as needed */
+    size_t gemm_pack_bytes;
     /* kernels shaped for CPUs (an item per row instead of per element; depthwise): 0 auto (CPU
      * devices), OCLSEG_ROWS_ON, OCLSEG_ROWS_OFF */
     int row_kernels;

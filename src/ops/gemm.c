@@ -177,10 +177,63 @@ static int own_nt(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, 
     return launch_tiles(ctx, k, div_up(d.n, tn), div_up(d.m, tm), (size_t)count);
 }
 
+/* gemm_nt's dot products pay a lane sum per element of C: below this k a single A * B^T goes to
+ * gemm_nn instead, with B transposed by gemm_transpose (8-15x faster on the decoder's weight
+ * gradients, k = 256; docs/performance.md). Batch sums stay on gemm_nt: packing a batch side by
+ * side gave wrong weight gradients on rusticl in the golden test (not in isolation; not
+ * understood), see docs/performance.md. */
+#define GEMM_NT_MIN_K 1024
+
+/* The buffer for B^T when the shared scratch holds an operand. */
+static int pack_buffer(oclseg_ctx *ctx, size_t bytes, cl_mem *out) {
+    if (bytes > ctx->gemm_pack_bytes) {
+        if (ctx->gemm_pack) {
+            CL_CHECK(clFinish(ctx->queue)); /* older GEMMs may still read it */
+            oclseg_buffer_free(ctx, ctx->gemm_pack, ctx->gemm_pack_bytes);
+            ctx->gemm_pack = NULL;
+            ctx->gemm_pack_bytes = 0;
+        }
+        TRY(oclseg_buffer_create(ctx, bytes, "the GEMM packing buffer", &ctx->gemm_pack));
+        ctx->gemm_pack_bytes = bytes;
+    }
+    *out = ctx->gemm_pack;
+    return OCLSEG_OK;
+}
+
+/* C = A * B^T + beta C (one matrix each) as gemm_nn on A and B^T (k x n), the transpose in the
+ * shared scratch unless an operand lives there (conv2d's and conv_transpose's columns), else in
+ * the context's packing buffer. */
+static int own_nt_transposed(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b,
+                             float beta, gemm_operand c) {
+    const size_t bytes = d.k * d.n * sizeof(float);
+    cl_mem bt; // (k, n)
+    if (ctx->scratch && (a.buf == ctx->scratch || b.buf == ctx->scratch))
+        TRY(pack_buffer(ctx, bytes, &bt));
+    else
+        TRY(oclseg_scratch(ctx, bytes, &bt));
+    cl_kernel kt;
+    TRY(oclseg_kernel_get(ctx, "gemm", NULL, "gemm_transpose", &kt));
+    kargs g = karg_begin(kt);
+    karg_mem(&g, b.buf);
+    karg_u32(&g, b.off);
+    karg_u32(&g, b.ld);
+    karg_u32(&g, d.n);
+    karg_u32(&g, d.k);
+    karg_mem(&g, bt);
+    karg_u32(&g, 0);
+    TRY(karg_end(&g));
+    size_t global[2] = {d.k, d.n};
+    TRY(oclseg_launch(ctx, kt, 2, global, NULL));
+    const gemm_dims nn = {0, 0, d.m, d.n, d.k};
+    return own_nn(ctx, nn, a, gemm_mat(bt, 0, d.n, 0), beta, c, 1);
+}
+
 /* The own kernels for any shape oclseg issues (trans_a with trans_b does not occur). */
 static int own_gemm(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
                     gemm_operand c, int count, int sum_count) {
     if (d.trans_b && d.trans_a) return OCLSEG_ERR_UNSUPPORTED;
+    if (d.trans_b && d.k < GEMM_NT_MIN_K && count == 1 && sum_count == 1)
+        return own_nt_transposed(ctx, d, a, b, beta, c);
     if (d.trans_b) return own_nt(ctx, d, a, b, beta, c, count, sum_count);
     if (sum_count != 1) return OCLSEG_ERR_UNSUPPORTED;
     return own_nn(ctx, d, a, b, beta, c, count);
@@ -291,10 +344,11 @@ int gemm_sum_slices(oclseg_ctx *ctx, cl_mem src, size_t src_off, size_t slice, i
 
 int gemm_batched_sum(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, cl_mem c,
                      size_t c_off, int count) {
-    /* the own NT kernel sums the batch in its accumulators, in ascending order, without scratch */
+    /* the own kernels sum the batch in gemm_nt's accumulators, in ascending order, without the
+     * shared scratch */
     if (gemm_uses_own_kernels(ctx) && d.trans_b && !d.trans_a) {
         record(d.trans_a, d.trans_b, 1, d.m, d.n, d.k, count, 0.0f);
-        return own_nt(ctx, d, a, b, 0.0f, gemm_mat(c, c_off, d.n, 0), 1, count);
+        return own_gemm(ctx, d, a, b, 0.0f, gemm_mat(c, c_off, d.n, 0), 1, count);
     }
     const size_t slice = d.m * d.n, budget = (size_t)64 << 20;
     int chunk = (int)(budget / (slice * sizeof(float)));

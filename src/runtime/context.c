@@ -73,6 +73,7 @@ void oclseg_ctx_free(oclseg_ctx *ctx) {
     free(ctx->prof);
     oclseg_programs_release(ctx);
     if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
+    if (ctx->gemm_pack) oclseg_buffer_free(ctx, ctx->gemm_pack, ctx->gemm_pack_bytes);
     if (ctx->queue) {
         clReleaseCommandQueue(ctx->queue);
         oclseg_cl_released(OCLSEG_CL_QUEUE);
