@@ -3,9 +3,8 @@
 // Tensors are NCHW float32 passed as (buffer, uint element offset); weights are (C, 1, 3, 3).
 // Global sizes are rounded up by the host, so every kernel bounds-checks its ids.
 
-#ifndef REDUCE_WG
-#define REDUCE_WG 64 // largest work-group size of depthwise_dw_partial (a power of two)
-#endif
+// REDUCE_WG (largest work-group size of depthwise_dw_partial) and WORK_GROUP_TREE:
+// cl/common.clh (prepended by the loader).
 
 #define KSIZE 3
 #define PAD 1
@@ -118,13 +117,9 @@ __kernel void depthwise_dw_partial(__global const float *x, const uint x_off,   
         }
     }
     for (int t = 0; t < TAPS; t++) sums[t * REDUCE_WG + lid] = acc[t];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint span = L / 2; span > 0; span >>= 1) {
-        if (lid < span)
-            for (int t = 0; t < TAPS; t++)
-                sums[t * REDUCE_WG + lid] += sums[t * REDUCE_WG + lid + span];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    WORK_GROUP_TREE(lid, span,
+        for (int t = 0; t < TAPS; t++)
+            sums[t * REDUCE_WG + lid] += sums[t * REDUCE_WG + lid + span];)
     if (c < C && lid < TAPS) part[part_off + ((size_t)c * chunks + chunk) * TAPS + lid] =
         sums[lid * REDUCE_WG];
 }

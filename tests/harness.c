@@ -106,7 +106,7 @@ hbuf hb_create(oclseg_ctx *ctx, size_t n) {
 }
 
 void hb_free(hbuf *b) {
-    if (b->buf) oclseg_buffer_free(b->ctx, b->buf, (b->lead + b->n + b->trail) * sizeof(float));
+    if (b->buf) oclseg_buffer_free(b->ctx, b->buf);
     b->buf = NULL;
 }
 
@@ -220,7 +220,7 @@ int harness_sh(const char *fmt, ...) {
 void harness_release_scratch(void) {
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
-        if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
+        if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch);
         ctx->scratch = NULL;
         ctx->scratch_bytes = 0;
     }

@@ -665,7 +665,7 @@ static void release_scratch(void) {
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
         if (oclseg_finish(ctx) != OCLSEG_OK) fprintf(stderr, "clFinish failed\n");
-        if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
+        if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch);
         ctx->scratch = NULL;
         ctx->scratch_bytes = 0;
     }

@@ -191,7 +191,7 @@ static void release_scratch(void) {
     for (int dev = 0; dev < harness_device_count(); dev++) {
         oclseg_ctx *ctx = harness_ctx(dev);
         ck_assert_int_eq(oclseg_finish(ctx), OCLSEG_OK);
-        if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
+        if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch);
         ctx->scratch = NULL;
         ctx->scratch_bytes = 0;
     }

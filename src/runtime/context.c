@@ -72,7 +72,7 @@ void oclseg_ctx_free(oclseg_ctx *ctx) {
     oclseg_prof_reset(ctx);
     free(ctx->prof);
     oclseg_programs_release(ctx);
-    if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
+    if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch);
     if (ctx->queue) {
         clReleaseCommandQueue(ctx->queue);
         oclseg_cl_released(OCLSEG_CL_QUEUE);

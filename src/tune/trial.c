@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "oclseg/env.h"
 #include "oclseg/trainer.h"
 #include "oclseg/tune.h"
 #include "oclseg/tuning.h"
@@ -232,9 +233,9 @@ static int check_result(const oclseg_gemm_shape *s, const trial_buffers *b, uint
 
 static void free_buffers(oclseg_ctx *ctx, trial_buffers *b) {
     free(b->a), free(b->b), free(b->c0), free(b->c);
-    if (b->da) oclseg_buffer_free(ctx, b->da, b->na * 4);
-    if (b->db) oclseg_buffer_free(ctx, b->db, b->nb * 4);
-    if (b->dc) oclseg_buffer_free(ctx, b->dc, b->nc * 4);
+    if (b->da) oclseg_buffer_free(ctx, b->da);
+    if (b->db) oclseg_buffer_free(ctx, b->db);
+    if (b->dc) oclseg_buffer_free(ctx, b->dc);
     memset(b, 0, sizeof *b);
 }
 
@@ -325,10 +326,8 @@ int oclseg_tune_child_trial(const char *device, const char *candidate_path,
         /* test hooks (tests/test_tune.c): a candidate that crashes the driver, one that
          * computes a wrong element; both only for non-empty candidates (not the baseline) */
         int nonempty = cand.has[0] || cand.has[1] || cand.has[2];
-        const char *hook = getenv("OCLSEG_TUNE_TRIAL_ABORT");
-        if (nonempty && hook && strcmp(hook, "1") == 0) abort();
-        hook = getenv("OCLSEG_TUNE_TRIAL_CORRUPT");
-        corrupt = nonempty && hook && strcmp(hook, "1") == 0;
+        if (nonempty && oclseg_env_get()->tune_trial_abort) abort();
+        corrupt = nonempty && oclseg_env_get()->tune_trial_corrupt;
     }
     double total = 0, ceiling_gflops = 0;
     json_t *per = json_array();
