@@ -10,30 +10,43 @@
 #define PAD 1
 #define TAPS (KSIZE * KSIZE)
 
+// The argument list of the two direct kernels: (src, w) -> dst, the sizes, the stride.
+#define DIRECT_ARGS(src, dst)                                                                   \
+    __global const float *src, const uint src##_off, __global const float *w, const uint w_off, \
+        __global float *dst, const uint dst##_off, const uint C, const int H, const int W,      \
+        const int Ho, const int Wo, const uint NC, const int stride
+
+// Their prologue: the work-item's column, row and image plane (bounds-checked), its channel c,
+// the source plane `src`p and the channel's 9 weights wp.
+#define DIRECT_PROLOGUE(col, row, cols, rows, src, src_plane)                                   \
+    const int col = (int)get_global_id(0), row = (int)get_global_id(1);                         \
+    const uint nc = (uint)get_global_id(2);                                                     \
+    if (col >= cols || row >= rows || nc >= NC) return;                                         \
+    const uint c = nc % C;                                                                      \
+    __global const float *src##p = src + src##_off + (size_t)nc * (uint)(src_plane);            \
+    __global const float *wp = w + w_off + c * TAPS;
+
+// Runs `...` for every tap (kh, kw) whose input position (ih, iw) = (ih0 + kh, iw0 + kw) lies
+// inside the H x W input (padding taps are skipped), in a fixed order.
+#define FOR_EACH_TAP(ih0, iw0, ...)                                                              \
+    for (int kh = 0; kh < KSIZE; kh++) {                                                        \
+        const int ih = (ih0) + kh;                                                              \
+        if (ih < 0 || ih >= H) continue;                                                        \
+        for (int kw = 0; kw < KSIZE; kw++) {                                                    \
+            const int iw = (iw0) + kw;                                                          \
+            if (iw < 0 || iw >= W) continue;                                                    \
+            __VA_ARGS__                                                                         \
+        }                                                                                       \
+    }
+
 // y[n, c, oh, ow] = sum_{kh, kw} x[n, c, oh*stride - 1 + kh, ow*stride - 1 + kw] * w[c, kh, kw]
 // (taps outside the input are zero padding). Global (Wo, Ho, N*C).
-__kernel void depthwise_forward(__global const float *x, const uint x_off, // (N, C, H, W)
-                                __global const float *w, const uint w_off, // (C, 1, 3, 3)
-                                __global float *y, const uint y_off,       // (N, C, Ho, Wo)
-                                const uint C, const int H, const int W, const int Ho,
-                                const int Wo, const uint NC, const int stride) {
-    const int ow = (int)get_global_id(0), oh = (int)get_global_id(1);
-    const uint nc = (uint)get_global_id(2);
-    if (ow >= Wo || oh >= Ho || nc >= NC) return;
-    const uint c = nc % C;
-    __global const float *xp = x + x_off + (size_t)nc * (uint)(H * W);
-    __global const float *wp = w + w_off + c * TAPS;
+// x (N, C, H, W), w (C, 1, 3, 3), y (N, C, Ho, Wo)
+__kernel void depthwise_forward(DIRECT_ARGS(x, y)) {
+    DIRECT_PROLOGUE(ow, oh, Wo, Ho, x, H * W)
     const int ih0 = oh * stride - PAD, iw0 = ow * stride - PAD;
     float acc = 0.0f;
-    for (int kh = 0; kh < KSIZE; kh++) {
-        const int ih = ih0 + kh;
-        if (ih < 0 || ih >= H) continue;
-        for (int kw = 0; kw < KSIZE; kw++) {
-            const int iw = iw0 + kw;
-            if (iw < 0 || iw >= W) continue;
-            acc += xp[ih * W + iw] * wp[kh * KSIZE + kw];
-        }
-    }
+    FOR_EACH_TAP(ih0, iw0, acc += xp[ih * W + iw] * wp[kh * KSIZE + kw];)
     y[y_off + ((size_t)nc * (uint)Ho + (uint)oh) * (uint)Wo + (uint)ow] = acc;
 }
 
@@ -41,17 +54,10 @@ __kernel void depthwise_forward(__global const float *x, const uint x_off, // (N
 // tap (kh, kw) iff oh*stride - 1 + kh == ih, so
 //   dx[n, c, ih, iw] = sum over such (kh, kw) of dy[n, c, oh, ow] * w[c, kh, kw].
 // Each work-item owns one dx element: no atomics, fixed summation order. Global (W, H, N*C).
-__kernel void depthwise_backward_input(__global const float *dy, const uint dy_off, // (N,C,Ho,Wo)
-                                       __global const float *w, const uint w_off, // (C, 1, 3, 3)
-                                       __global float *dx, const uint dx_off,     // (N, C, H, W)
-                                       const uint C, const int H, const int W, const int Ho,
-                                       const int Wo, const uint NC, const int stride) {
-    const int iw = (int)get_global_id(0), ih = (int)get_global_id(1);
-    const uint nc = (uint)get_global_id(2);
-    if (iw >= W || ih >= H || nc >= NC) return;
-    const uint c = nc % C;
-    __global const float *gp = dy + dy_off + (size_t)nc * (uint)(Ho * Wo);
-    __global const float *wp = w + w_off + c * TAPS;
+// dy (N, C, Ho, Wo), w (C, 1, 3, 3), dx (N, C, H, W)
+__kernel void depthwise_backward_input(DIRECT_ARGS(dy, dx)) {
+    DIRECT_PROLOGUE(iw, ih, W, H, dy, Ho * Wo)
+    __global const float *gp = dyp;
     // stride is 1 or 2 (host-checked): t / stride = t >> shift, t % stride = t & odd_mask for
     // t >= 0. (Shifts also avoid the div/rem pair LLVM rewrites with `freeze`, which Oclgrind's
     // uninitialised-value checker cannot run.)
@@ -105,15 +111,7 @@ __kernel void depthwise_dw_partial(__global const float *x, const uint x_off,   
             const float g = dy[dy_off + nc * hw_out + r];
             __global const float *xp = x + x_off + nc * (uint)(H * W);
             const int ih0 = oh * stride - PAD, iw0 = ow * stride - PAD;
-            for (int kh = 0; kh < KSIZE; kh++) {
-                const int ih = ih0 + kh;
-                if (ih < 0 || ih >= H) continue;
-                for (int kw = 0; kw < KSIZE; kw++) {
-                    const int iw = iw0 + kw;
-                    if (iw < 0 || iw >= W) continue;
-                    acc[kh * KSIZE + kw] += g * xp[ih * W + iw];
-                }
-            }
+            FOR_EACH_TAP(ih0, iw0, acc[kh * KSIZE + kw] += g * xp[ih * W + iw];)
         }
     }
     for (int t = 0; t < TAPS; t++) sums[t * REDUCE_WG + lid] = acc[t];

@@ -68,6 +68,12 @@ static int check_vector(const char *op, const char *name, const oclseg_tensor *v
     return OCLSEG_OK;
 }
 
+/* Launches k over (HW, C, N) of x: no per-element division in the kernel. */
+static int launch_per_element(oclseg_ctx *ctx, cl_kernel k, const oclseg_tensor *x) {
+    size_t global[3] = {(size_t)x->h * x->w, (size_t)x->c, (size_t)x->n};
+    return oclseg_launch(ctx, k, 3, global, NULL);
+}
+
 /* Checks shared by both forwards: x and y, and the four per-channel vectors. */
 static int check_forward(const char *op, const oclseg_tensor *x, const oclseg_tensor *y,
                          const oclseg_tensor *gamma, const oclseg_tensor *beta,
@@ -106,9 +112,7 @@ static int launch_apply(oclseg_ctx *ctx, const oclseg_tensor *x, cl_mem mean, cl
     karg_u32(&a, total);
     karg_u32(&a, fuse);
     TRY(karg_end(&a));
-    /* (HW, C, N): no per-element division in the kernel */
-    size_t global[3] = {(size_t)hw, (size_t)channels, (size_t)total / ((size_t)hw * channels)};
-    return oclseg_launch(ctx, k, 3, global, NULL);
+    return launch_per_element(ctx, k, x);
 }
 
 /* invstd (scratch at invstd_off, C floats) = 1 / sqrt(var + eps). */
@@ -345,8 +349,6 @@ int op_batchnorm_backward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
 
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_backward_train_dx", &k));
-    cl_uint c_u = (cl_uint)channels, hw = (cl_uint)(x->h * x->w);
-    cl_uint total = (cl_uint)oclseg_tensor_numel(x);
     kargs a = karg_begin(k);
     karg_tensor(&a, x);
     karg_tensor(&a, dy);
@@ -356,14 +358,12 @@ int op_batchnorm_backward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
     karg_mem(&a, scratch);
     karg_u32(&a, sums_off);
     karg_tensor(&a, dx);
-    karg_u32(&a, c_u);
-    karg_u32(&a, hw);
+    karg_u32(&a, (size_t)x->c);
+    karg_u32(&a, (size_t)x->h * x->w);
     karg_u32(&a, m_u);
-    karg_u32(&a, total);
+    karg_u32(&a, oclseg_tensor_numel(x));
     TRY(karg_end(&a));
-    /* (HW, C, N): no per-element division in the kernel */
-    size_t global[3] = {(size_t)hw, (size_t)c_u, (size_t)total / ((size_t)hw * c_u)};
-    return oclseg_launch(ctx, k, 3, global, NULL);
+    return launch_per_element(ctx, k, x);
 }
 
 int op_batchnorm_backward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *dy,
@@ -399,19 +399,15 @@ int op_batchnorm_backward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oc
 
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_backward_eval_dx", &k));
-    cl_uint c_u = (cl_uint)channels, hw = (cl_uint)(x->h * x->w);
-    cl_uint total = (cl_uint)oclseg_tensor_numel(x);
     kargs a = karg_begin(k);
     karg_tensor(&a, dy);
     karg_mem(&a, scratch);
     karg_u32(&a, invstd_off);
     karg_tensor(&a, gamma);
     karg_tensor(&a, dx);
-    karg_u32(&a, c_u);
-    karg_u32(&a, hw);
-    karg_u32(&a, total);
+    karg_u32(&a, (size_t)x->c);
+    karg_u32(&a, (size_t)x->h * x->w);
+    karg_u32(&a, oclseg_tensor_numel(x));
     TRY(karg_end(&a));
-    /* (HW, C, N): no per-element division in the kernel */
-    size_t global[3] = {(size_t)hw, (size_t)c_u, (size_t)total / ((size_t)hw * c_u)};
-    return oclseg_launch(ctx, k, 3, global, NULL);
+    return launch_per_element(ctx, k, x);
 }

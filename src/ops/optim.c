@@ -54,11 +54,9 @@ static int check_config(const oclseg_optim_config *cfg) {
     return OCLSEG_OK;
 }
 
-int op_optimizer_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg,
-                      oclseg_optim_host_state *st, cl_mem param, cl_mem grad, cl_mem state1,
-                      cl_mem state2, size_t off, size_t count) {
-    TRY(check_config(cfg));
-    const int sgd_momentum = cfg->kind == OCLSEG_OPT_SGD && cfg->momentum != 0.0f;
+/* The buffers the optimizer needs are given and the range fits 32-bit indexing. */
+static int check_buffers(const oclseg_optim_config *cfg, int sgd_momentum, cl_mem param,
+                         cl_mem grad, cl_mem state1, cl_mem state2, size_t off, size_t count) {
     const int needs_state1 = cfg->kind != OCLSEG_OPT_SGD || sgd_momentum;
     const int needs_state2 = cfg->kind != OCLSEG_OPT_SGD;
     if (!param || !grad || (needs_state1 && !state1) || (needs_state2 && !state2)) {
@@ -72,6 +70,39 @@ int op_optimizer_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg,
                      count);
         return OCLSEG_ERR_INVALID_ARG;
     }
+    return OCLSEG_OK;
+}
+
+/* SGD (PyTorch 1.13): momentum_buf is NULL without momentum. */
+static int sgd_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg,
+                    const oclseg_optim_host_state *st, cl_mem param, cl_mem grad,
+                    cl_mem momentum_buf, size_t off, size_t count) {
+    cl_kernel k;
+    TRY(oclseg_kernel_get(ctx, "optim", NULL, "sgd_step", &k));
+    kargs a = karg_begin(k);
+    karg_mem(&a, param);
+    karg_mem(&a, grad);
+    karg_mem(&a, momentum_buf);
+    karg_u32(&a, off);
+    karg_u32(&a, count);
+    karg_f32(&a, cfg->weight_decay); /* SGD's weight decay is never decoupled */
+    karg_i32(&a, momentum_buf != NULL);
+    karg_i32(&a, st->step == 0);
+    karg_f32(&a, cfg->momentum);
+    karg_f32(&a, (float)(1.0 - (double)cfg->dampening));
+    karg_i32(&a, cfg->nesterov != 0);
+    karg_f32(&a, -cfg->lr);
+    TRY(karg_end(&a));
+    size_t global = count;
+    return oclseg_launch(ctx, k, 1, &global, NULL);
+}
+
+int op_optimizer_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg,
+                      oclseg_optim_host_state *st, cl_mem param, cl_mem grad, cl_mem state1,
+                      cl_mem state2, size_t off, size_t count) {
+    TRY(check_config(cfg));
+    const int sgd_momentum = cfg->kind == OCLSEG_OPT_SGD && cfg->momentum != 0.0f;
+    TRY(check_buffers(cfg, sgd_momentum, param, grad, state1, state2, off, count));
     const cl_uint off_u = (cl_uint)off, count_u = (cl_uint)count;
     const int64_t step = st->step + 1; /* PyTorch increments the step before using it */
     const double lr = cfg->lr, beta1 = cfg->beta1, beta2 = cfg->beta2;
@@ -132,28 +163,7 @@ int op_optimizer_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg,
         TRY(oclseg_launch(ctx, k, 1, &global, NULL));
         st->mu_product = mu_product;
     } else if (cfg->kind == OCLSEG_OPT_SGD) {
-        const cl_int use_momentum = sgd_momentum, first_step = st->step == 0;
-        const cl_int nesterov = cfg->nesterov != 0;
-        const cl_float momentum = cfg->momentum;
-        const cl_float one_minus_dampening = (cl_float)(1.0 - (double)cfg->dampening);
-        const cl_float neg_lr = -cfg->lr;
-        cl_mem momentum_buf = sgd_momentum ? state1 : NULL;
-        TRY(oclseg_kernel_get(ctx, "optim", NULL, "sgd_step", &k));
-        kargs a = karg_begin(k);
-        karg_mem(&a, param);
-        karg_mem(&a, grad);
-        karg_mem(&a, momentum_buf);
-        karg_u32(&a, off_u);
-        karg_u32(&a, count_u);
-        karg_f32(&a, weight_decay);
-        karg_i32(&a, use_momentum);
-        karg_i32(&a, first_step);
-        karg_f32(&a, momentum);
-        karg_f32(&a, one_minus_dampening);
-        karg_i32(&a, nesterov);
-        karg_f32(&a, neg_lr);
-        TRY(karg_end(&a));
-        TRY(oclseg_launch(ctx, k, 1, &global, NULL));
+        TRY(sgd_step(ctx, cfg, st, param, grad, sgd_momentum ? state1 : NULL, off, count));
     } else {
         OCLSEG_ERROR("optimizer step: unknown optimizer kind %d", (int)cfg->kind);
         return OCLSEG_ERR_INVALID_ARG;
