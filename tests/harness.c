@@ -301,7 +301,7 @@ hbuf *ha_buf(harness_arena *a, oclseg_ctx *ctx, size_t n) {
     hbuf *b = malloc(sizeof *b);
     ck_assert_ptr_nonnull(b);
     *b = hb_create(ctx, n);
-    return arena_keep((void ***)&a->bufs, &a->buf_count, &a->buf_cap, b);
+    return arena_keep(&a->bufs, &a->buf_count, &a->buf_cap, b);
 }
 
 hbuf *ha_buf_from(harness_arena *a, oclseg_ctx *ctx, const float *src, size_t n) {
@@ -313,7 +313,7 @@ hbuf *ha_buf_from(harness_arena *a, oclseg_ctx *ctx, const float *src, size_t n)
 void ha_free(harness_arena *a) {
     for (size_t i = 0; i < a->host_count; i++) free(a->host[i]);
     for (size_t i = 0; i < a->buf_count; i++) {
-        hb_free(a->bufs[i]);
+        hb_free((hbuf *)a->bufs[i]);
         free(a->bufs[i]);
     }
     free(a->host);

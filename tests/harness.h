@@ -15,6 +15,11 @@ int harness_device_count(void);
 oclseg_ctx *harness_ctx(int i);
 /* OCLSEG_TEST_SMALL=1 (set under Oclgrind): tests should use their smallest shapes. */
 int harness_small(void);
+/* A test's case table: `small` under OCLSEG_TEST_SMALL (Oclgrind), else `full` (both arrays);
+ * stores the count in *count_out and yields the first case. */
+#define HARNESS_CASES(full, small, count_out)                                                      \
+    (harness_small() ? (*(count_out) = sizeof(small) / sizeof((small)[0]), (small))                 \
+                     : (*(count_out) = sizeof(full) / sizeof((full)[0]), (full)))
 /* OCLSEG_TEST_NO_GEMM=1 (set under Oclgrind, where CLBlast does not run): skip GEMM paths. */
 int harness_no_gemm(void);
 
@@ -65,7 +70,7 @@ void harness_compare(const char *what, const float *got, const double *ref, size
 /* ---- per-case arena: every host array and guarded device buffer of one case, one free ---- */
 typedef struct harness_arena {
     void **host;   /* malloc'd host arrays */
-    hbuf **bufs;   /* guarded device buffers */
+    void **bufs;   /* guarded device buffers (hbuf *) */
     size_t host_count, host_cap, buf_count, buf_cap;
 } harness_arena;
 

@@ -12,8 +12,9 @@
  * max|x| * max invstd (the condition number of the statistics; ~175 for the 100 +- 1 input).
  * E[x^2] - E[x]^2 in float would instead be off by ~u*kappa^2 (~0.004 relative for 100 +- 1)
  * and fails these bounds (checked: save_invstd 2.6x over at 100 +- 1; the same formula per
- * work-item with Chan merges after it 2.2x over at 1000 +- 1). The backward takes mean/invstd as inputs, so there x - mean is one
- * correctly rounded subtraction and no kappa enters; sums are bounded by T * sum|terms|. */
+ * work-item with Chan merges after it 2.2x over at 1000 +- 1). The backward takes mean/invstd
+ * as inputs, so there x - mean is one correctly rounded subtraction and no kappa enters; sums
+ * are bounded by T * sum|terms|. */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -48,12 +49,7 @@ static const shape SMALL_SHAPES[] = {
 };
 
 static const shape *shapes(size_t *count) {
-    if (harness_small()) {
-        *count = sizeof SMALL_SHAPES / sizeof SMALL_SHAPES[0];
-        return SMALL_SHAPES;
-    }
-    *count = sizeof FULL_SHAPES / sizeof FULL_SHAPES[0];
-    return FULL_SHAPES;
+    return HARNESS_CASES(FULL_SHAPES, SMALL_SHAPES, count);
 }
 
 static size_t numel(shape s) { return (size_t)s.n * s.c * s.h * s.w; }

@@ -49,15 +49,9 @@ static const conv_case SMALL_CASES[] = {
     {"small 3x3 s2 p1", 3, 2, 3, 5, 6, 3, 3, 2, 2, 1, 1, 1},
     {"small 3x5 s(2,1) p(1,2)", 3, 2, 2, 4, 5, 3, 5, 2, 1, 1, 2, 0},
 };
-#define SMALL_CASE_COUNT (sizeof SMALL_CASES / sizeof SMALL_CASES[0])
 
 static const conv_case *kernel_cases(size_t *count) {
-    if (harness_small()) {
-        *count = SMALL_CASE_COUNT;
-        return SMALL_CASES;
-    }
-    *count = CASE_COUNT;
-    return CASES;
+    return HARNESS_CASES(CASES, SMALL_CASES, count);
 }
 
 static int out_h(const conv_case *c) { return (c->h + 2 * c->pad_h - c->kh) / c->stride_h + 1; }

@@ -104,9 +104,14 @@ static void ref_backward(const convt_case *c, const double *x, const double *w, 
                 }
 }
 
-/* cols[n, (co, ky, kx), (iy, ix)] = dy[n, co, iy*s - p + ky, ix*s - p + kx] or 0. */
-static void ref_im2col(const convt_case *c, const double *dy, double *cols) {
+/* to_cols: im2col, cols[n, (co, ky, kx), (iy, ix)] = y[n, co, iy*s - p + ky, ix*s - p + kx]
+ * or 0 (y is dy); else col2im, y = bias (b may be NULL) + the scatter of cols: the forward's
+ * second half. */
+static void ref_cols(const convt_case *c, int to_cols, double *cols, double *y,
+                     const double *b) {
     const int ho = out_h(c), wo = out_w(c);
+    if (!to_cols)
+        for (size_t i = 0; i < y_count(c); i++) y[i] = b ? b[(i / ((size_t)ho * wo)) % c->cout] : 0;
     size_t i = 0;
     for (int n = 0; n < c->n; n++)
         for (int co = 0; co < c->cout; co++)
@@ -116,27 +121,13 @@ static void ref_im2col(const convt_case *c, const double *dy, double *cols) {
                         for (int ix = 0; ix < c->w; ix++, i++) {
                             int oy = iy * c->stride - c->pad + ky;
                             int ox = ix * c->stride - c->pad + kx;
-                            cols[i] = (oy < 0 || oy >= ho || ox < 0 || ox >= wo)
-                                          ? 0.0
-                                          : dy[(((size_t)n * c->cout + co) * ho + oy) * wo + ox];
-                        }
-}
-
-/* y = bias + col2im(cols): the forward's second half, by scatter. */
-static void ref_col2im(const convt_case *c, const double *cols, const double *b, double *y) {
-    const int ho = out_h(c), wo = out_w(c);
-    for (size_t i = 0; i < y_count(c); i++) y[i] = b ? b[(i / ((size_t)ho * wo)) % c->cout] : 0;
-    size_t i = 0;
-    for (int n = 0; n < c->n; n++)
-        for (int co = 0; co < c->cout; co++)
-            for (int ky = 0; ky < c->kh; ky++)
-                for (int kx = 0; kx < c->kw; kx++)
-                    for (int iy = 0; iy < c->h; iy++)
-                        for (int ix = 0; ix < c->w; ix++, i++) {
-                            int oy = iy * c->stride - c->pad + ky;
-                            int ox = ix * c->stride - c->pad + kx;
-                            if (oy < 0 || oy >= ho || ox < 0 || ox >= wo) continue;
-                            y[(((size_t)n * c->cout + co) * ho + oy) * wo + ox] += cols[i];
+                            if (oy < 0 || oy >= ho || ox < 0 || ox >= wo) {
+                                if (to_cols) cols[i] = 0.0;
+                                continue;
+                            }
+                            double *yv = &y[(((size_t)n * c->cout + co) * ho + oy) * wo + ox];
+                            if (to_cols) cols[i] = *yv;
+                            else *yv += cols[i];
                         }
 }
 
@@ -309,20 +300,11 @@ static const convt_case CASE_WIDE = {"wide k4 s2 p1", 2, 160, 25, 4, 4, 4, 4, 2,
 /* The model's last layer shape, reduced: Cout 1 at 16x16 -> 32x32. */
 static const convt_case CASE_HEAD = {"head 64->1", 2, 64, 1, 16, 16, 4, 4, 2, 1, 1};
 
-START_TEST(forward_backward_k4s2) {
-    if (harness_no_gemm()) return;
-    check_case(&CASE_K4S2);
-}
+START_TEST(forward_backward_k4s2) { if (!harness_no_gemm()) check_case(&CASE_K4S2); }
 END_TEST
-START_TEST(forward_backward_k3s1) {
-    if (harness_no_gemm()) return;
-    check_case(&CASE_K3S1);
-}
+START_TEST(forward_backward_k3s1) { if (!harness_no_gemm()) check_case(&CASE_K3S1); }
 END_TEST
-START_TEST(forward_backward_s3) {
-    if (harness_no_gemm()) return;
-    check_case(&CASE_S3);
-}
+START_TEST(forward_backward_s3) { if (!harness_no_gemm()) check_case(&CASE_S3); }
 END_TEST
 START_TEST(forward_backward_wide) {
     if (harness_no_gemm() || harness_small()) return;
@@ -362,11 +344,11 @@ static void check_columns(const convt_case *c) {
     const float *cols = ha_uniform(&A, nc, -1.0f, 1.0f, 21);
     const float *dy = ha_uniform(&A, ny, -1.0f, 1.0f, 22);
     const float *b = ha_uniform(&A, (size_t)c->cout, -1.0f, 1.0f, 23);
-    double *ref_cols = ha_doubles(&A, nc), *ref_y = ha_doubles(&A, ny);
-    const double *dy_d = ha_widen(&A, dy, ny);
-    ref_col2im(c, ha_widen(&A, cols, nc), c->with_bias ? ha_widen(&A, b, (size_t)c->cout) : NULL,
-               ref_y);
-    ref_im2col(c, dy_d, ref_cols);
+    double *ref_cols_v = ha_doubles(&A, nc), *ref_y = ha_doubles(&A, ny);
+    double *dy_d = ha_widen(&A, dy, ny);
+    ref_cols(c, 0, ha_widen(&A, cols, nc), ref_y,
+             c->with_bias ? ha_widen(&A, b, (size_t)c->cout) : NULL);
+    ref_cols(c, 1, ref_cols_v, dy_d, NULL);
     const int per_y = ((c->kh + c->stride - 1) / c->stride) * ((c->kw + c->stride - 1) / c->stride);
     double *expect = ha_doubles(&A, nc > ny ? nc : ny);
     for (int dev = 0; dev < harness_device_count(); dev++) {
@@ -393,7 +375,7 @@ static void check_columns(const convt_case *c) {
                                  OCLSEG_OK);
                 hb_check(by, ref_y, atol_for(per_y + 1), RTOL, "%s col2im on %s", c->name, name);
                 /* copies and zeros: exact */
-                hb_check(bout, ref_cols, 0.0, 0.0, "%s im2col on %s", c->name, name);
+                hb_check(bout, ref_cols_v, 0.0, 0.0, "%s im2col on %s", c->name, name);
             }
         }
         for (size_t i = 0; i < ny; i++) expect[i] = ref_y[i] > 0 ? ref_y[i] : 0.0;
@@ -407,7 +389,7 @@ static void check_columns(const convt_case *c) {
         for (size_t r = 0; r < rows; r++)
             for (int n = 0; n < c->n; n++)
                 for (size_t p = 0; p < hw; p++)
-                    expect[(r * c->n + n) * hw + p] = ref_cols[((size_t)n * rows + r) * hw + p];
+                    expect[(r * c->n + n) * hw + p] = ref_cols_v[((size_t)n * rows + r) * hw + p];
         hb_check(bout, expect, 0.0, 0.0, "%s im2col interleaved on %s", c->name, name);
 
         /* packing dy's images side by side per channel: (Cout, N*Ho*Wo) */
