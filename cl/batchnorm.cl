@@ -12,9 +12,8 @@
 // Mean/variance use Welford updates per work-item and Chan et al.'s pairwise merges, never
 // E[x^2] - E[x]^2 (which cancels catastrophically for |mean| >> std in float32).
 
-#ifndef REDUCE_WG
-#define REDUCE_WG 64 // largest work-group size of the *_partial kernels (a power of two)
-#endif
+// REDUCE_WG (largest work-group size of the *_partial kernels) and WORK_GROUP_TREE:
+// cl/common.clh (prepended by the loader).
 
 // Merges the statistics of set b (count nb, mean mean_b, sum of squared deviations m2_b) into
 // set a, in place (Chan, Golub, LeVeque). Counts are exact integers.
@@ -66,20 +65,14 @@ __kernel void bn_stats_partial(__global const float *x, const uint x_off, const 
     count_l[lid] = count;
     mean_l[lid] = mean;
     m2_l[lid] = m2;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint step = L / 2; step > 0; step >>= 1) {
-        if (lid < step) {
-            count = count_l[lid];
-            mean = mean_l[lid];
-            m2 = m2_l[lid];
-            chan_merge(&count, &mean, &m2, count_l[lid + step], mean_l[lid + step],
-                       m2_l[lid + step]);
-            count_l[lid] = count;
-            mean_l[lid] = mean;
-            m2_l[lid] = m2;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    WORK_GROUP_TREE(lid, step,
+        count = count_l[lid];
+        mean = mean_l[lid];
+        m2 = m2_l[lid];
+        chan_merge(&count, &mean, &m2, count_l[lid + step], mean_l[lid + step], m2_l[lid + step]);
+        count_l[lid] = count;
+        mean_l[lid] = mean;
+        m2_l[lid] = m2;)
     if (lid == 0) {
         part[part_off + 2 * (c * chunks + chunk)] = mean_l[0];
         part[part_off + 2 * (c * chunks + chunk) + 1] = m2_l[0];
@@ -162,14 +155,9 @@ __kernel void bn_grad_partial(__global const float *x, const uint x_off, __globa
     }
     sum_dy_l[lid] = sum_dy;
     sum_dy_xmu_l[lid] = sum_dy_xmu;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint step = L / 2; step > 0; step >>= 1) {
-        if (lid < step) {
-            sum_dy_l[lid] += sum_dy_l[lid + step];
-            sum_dy_xmu_l[lid] += sum_dy_xmu_l[lid + step];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    WORK_GROUP_TREE(lid, step,
+        sum_dy_l[lid] += sum_dy_l[lid + step];
+        sum_dy_xmu_l[lid] += sum_dy_xmu_l[lid + step];)
     if (lid == 0) {
         part[part_off + 2 * (c * chunks + chunk)] = sum_dy_l[0];
         part[part_off + 2 * (c * chunks + chunk) + 1] = sum_dy_xmu_l[0];

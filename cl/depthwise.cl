@@ -3,9 +3,8 @@
 // Tensors are NCHW float32 passed as (buffer, uint element offset); weights are (C, 1, 3, 3).
 // Global sizes are rounded up by the host, so every kernel bounds-checks its ids.
 
-#ifndef REDUCE_WG
-#define REDUCE_WG 64 // largest work-group size of depthwise_dw_partial (a power of two)
-#endif
+// REDUCE_WG (largest work-group size of depthwise_dw_partial) and WORK_GROUP_TREE:
+// cl/common.clh (prepended by the loader).
 
 #define KSIZE 3
 #define PAD 1
@@ -18,21 +17,26 @@
         __global float *dst, const uint dst##_off, const uint C, const int H, const int W,       \
         const int Ho, const int Wo, const uint NC, const int stride
 
+// Runs `...` for every tap (kh, kw) whose input position (ih, iw) = (ih0 + kh, iw0 + kw) lies
+// inside the H x W input (padding taps are skipped), in a fixed order.
+#define FOR_EACH_TAP(ih0, iw0, ...)                                                              \
+    for (int kh = 0; kh < KSIZE; kh++) {                                                        \
+        const int ih = (ih0) + kh;                                                              \
+        if (ih < 0 || ih >= H) continue;                                                        \
+        for (int kw = 0; kw < KSIZE; kw++) {                                                    \
+            const int iw = (iw0) + kw;                                                          \
+            if (iw < 0 || iw >= W) continue;                                                    \
+            __VA_ARGS__                                                                         \
+        }                                                                                       \
+    }
+
 // y[n, c, oh, ow] = sum_{kh, kw} x[n, c, oh*stride - 1 + kh, ow*stride - 1 + kw] * w[c, kh, kw]
 // (taps outside the input are zero padding), for one output element of plane xp.
 inline float forward_at(__global const float *xp, __global const float *wp, const int H,
                         const int W, const int oh, const int ow, const int stride) {
     const int ih0 = oh * stride - PAD, iw0 = ow * stride - PAD;
     float acc = 0.0f;
-    for (int kh = 0; kh < KSIZE; kh++) {
-        const int ih = ih0 + kh;
-        if (ih < 0 || ih >= H) continue;
-        for (int kw = 0; kw < KSIZE; kw++) {
-            const int iw = iw0 + kw;
-            if (iw < 0 || iw >= W) continue;
-            acc += xp[ih * W + iw] * wp[kh * KSIZE + kw];
-        }
-    }
+    FOR_EACH_TAP(ih0, iw0, acc += xp[ih * W + iw] * wp[kh * KSIZE + kw];)
     return acc;
 }
 
@@ -117,25 +121,13 @@ __kernel void depthwise_dw_partial(__global const float *x, const uint x_off,   
             const float g = dy[dy_off + nc * hw_out + r];
             __global const float *xp = x + x_off + nc * (uint)(H * W);
             const int ih0 = oh * stride - PAD, iw0 = ow * stride - PAD;
-            for (int kh = 0; kh < KSIZE; kh++) {
-                const int ih = ih0 + kh;
-                if (ih < 0 || ih >= H) continue;
-                for (int kw = 0; kw < KSIZE; kw++) {
-                    const int iw = iw0 + kw;
-                    if (iw < 0 || iw >= W) continue;
-                    acc[kh * KSIZE + kw] += g * xp[ih * W + iw];
-                }
-            }
+            FOR_EACH_TAP(ih0, iw0, acc[kh * KSIZE + kw] += g * xp[ih * W + iw];)
         }
     }
     for (int t = 0; t < TAPS; t++) sums[t * REDUCE_WG + lid] = acc[t];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint span = L / 2; span > 0; span >>= 1) {
-        if (lid < span)
-            for (int t = 0; t < TAPS; t++)
-                sums[t * REDUCE_WG + lid] += sums[t * REDUCE_WG + lid + span];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    WORK_GROUP_TREE(lid, span,
+        for (int t = 0; t < TAPS; t++)
+            sums[t * REDUCE_WG + lid] += sums[t * REDUCE_WG + lid + span];)
     if (c < C && lid < TAPS) part[part_off + ((size_t)c * chunks + chunk) * TAPS + lid] =
         sums[lid * REDUCE_WG];
 }
@@ -261,15 +253,7 @@ __kernel void depthwise_dw_rows(__global const float *x, const uint x_off,   // 
                             acc[kh * KSIZE + kw] += gv * r[kh * W + kw];
                     continue;
                 }
-                for (int kh = 0; kh < KSIZE; kh++) {
-                    const int ih = ih0 + kh;
-                    if (ih < 0 || ih >= H) continue;
-                    for (int kw = 0; kw < KSIZE; kw++) {
-                        const int iw = iw0 + kw;
-                        if (iw < 0 || iw >= W) continue;
-                        acc[kh * KSIZE + kw] += g[ow] * xp[ih * W + iw];
-                    }
-                }
+                FOR_EACH_TAP(ih0, iw0, acc[kh * KSIZE + kw] += g[ow] * xp[ih * W + iw];)
             }
         }
     }

@@ -1,27 +1,7 @@
 // Loss and metrics: mean binary cross-entropy with logits (+ its gradient) as a deterministic
 // two-pass reduction, and per-image confusion counts for IoU/Dice.
 
-#ifndef REDUCE_WG
-#define REDUCE_WG 64 // largest work-group size of the reductions (a power of two)
-#endif
-
-// The reduction kernels run with a power-of-two work-group size <= REDUCE_WG chosen by the host
-// (REDUCE_WG lowered to what the kernel allows on the device), so their local arrays hold
-// REDUCE_WG items and their loops use get_local_size(0).
-
-// Sums v over the work-group in a fixed order (tree over local memory). All items get the sum.
-static float work_group_sum(__local float *scratch, float v) {
-    const uint lid = get_local_id(0);
-    scratch[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint active = get_local_size(0) / 2; active > 0; active >>= 1) {
-        if (lid < active) scratch[lid] += scratch[lid + active];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float sum = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE); // scratch may be reused right after
-    return sum;
-}
+// REDUCE_WG, WORK_GROUP_TREE and work_group_sum: cl/common.clh (prepended by the loader).
 
 // Numerically stable sigmoid: exp of a non-positive number never overflows.
 static float stable_sigmoid(float x) {
@@ -89,11 +69,7 @@ __kernel void seg_counts(__global const float *x, const uint x_off, __global con
         acc += (uint4)(pred & truth, pred, truth, (pred | truth) ^ 1u);
     }
     scratch[lid] = acc;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint active = get_local_size(0) / 2; active > 0; active >>= 1) {
-        if (lid < active) scratch[lid] += scratch[lid + active];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    WORK_GROUP_TREE(lid, active, scratch[lid] += scratch[lid + active];)
     if (lid < 4u) {
         const uint4 total = scratch[0];
         const uint value = lid == 0u ? total.x : lid == 1u ? total.y : lid == 2u ? total.z : total.w;

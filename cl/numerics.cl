@@ -6,23 +6,7 @@
 // never pass them) the compiler may not fold x - x to 0. Plain float arithmetic: every
 // implementation and checker (Oclgrind) handles it alike.
 
-#ifndef REDUCE_WG
-#define REDUCE_WG 64 // largest work-group size of the reductions (a power of two)
-#endif
-
-// Sums v over the work-group in a fixed order (tree over local memory). All items get the sum.
-static float work_group_sum(__local float *scratch, float v) {
-    const uint lid = get_local_id(0);
-    scratch[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint active = get_local_size(0) / 2; active > 0; active >>= 1) {
-        if (lid < active) scratch[lid] += scratch[lid + active];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float sum = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return sum;
-}
+// REDUCE_WG and work_group_sum: cl/common.clh (prepended by the loader).
 
 // Pass 1: work-group g sums x[off + i] - x[off + i] for i = g*wg + lid + k*(groups*wg), writing
 // partial[g] (0 or NaN).

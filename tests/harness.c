@@ -108,7 +108,7 @@ hbuf hb_create(oclseg_ctx *ctx, size_t n) {
 }
 
 void hb_free(hbuf *b) {
-    if (b->buf) oclseg_buffer_free(b->ctx, b->buf, (b->lead + b->n + b->trail) * sizeof(float));
+    if (b->buf) oclseg_buffer_free(b->ctx, b->buf);
     b->buf = NULL;
 }
 
@@ -161,6 +161,19 @@ void hb_download(hbuf *b, float *dst, const char *what) {
     free(host);
 }
 
+void hb_check(hbuf *b, const double *ref, double atol, double rtol, const char *fmt, ...) {
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    float *got = malloc((b->n ? b->n : 1) * sizeof *got);
+    ck_assert_ptr_nonnull(got);
+    hb_download(b, got, what);
+    harness_compare(what, got, ref, b->n, atol, rtol);
+    free(got);
+}
+
 void harness_fill_uniform(float *dst, size_t n, float lo, float hi, uint64_t seed) {
     uint64_t s = seed * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL;
     for (size_t i = 0; i < n; i++) {
@@ -179,30 +192,163 @@ double *harness_to_double(const float *src, size_t n) {
     return d;
 }
 
+double harness_max_error(const float *got, const double *ref, size_t n, double atol, double rtol,
+                         size_t *index, double *abs_err) {
+    double worst = -1.0, worst_err = 0.0;
+    size_t worst_i = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double err = isfinite(got[i]) ? fabs((double)got[i] - ref[i]) : INFINITY;
+        const double allowed = atol + rtol * fabs(ref[i]);
+        const double ratio = err == 0.0 ? 0.0 : allowed > 0.0 ? err / allowed : INFINITY;
+        if (ratio > worst) worst = ratio, worst_err = err, worst_i = i;
+    }
+    if (index) *index = worst_i;
+    if (abs_err) *abs_err = worst_err;
+    return worst < 0.0 ? 0.0 : worst;
+}
+
+/* The worst error of each harness_compare `what`, printed by harness_run. */
+typedef struct worst_entry {
+    char what[160];
+    double ratio, err, atol, rtol;
+    size_t index, n;
+} worst_entry;
+static worst_entry *worst_list;
+static size_t worst_count, worst_cap;
+
+static void record_worst(const char *what, double ratio, double err, size_t index, size_t n,
+                         double atol, double rtol) {
+    for (size_t i = 0; i < worst_count; i++) {
+        if (strncmp(worst_list[i].what, what, sizeof worst_list[i].what - 1) != 0) continue;
+        if (ratio > worst_list[i].ratio) {
+            worst_list[i].ratio = ratio, worst_list[i].err = err, worst_list[i].index = index;
+            worst_list[i].n = n, worst_list[i].atol = atol, worst_list[i].rtol = rtol;
+        }
+        return;
+    }
+    if (worst_count == worst_cap) {
+        size_t cap = worst_cap ? 2 * worst_cap : 64;
+        worst_entry *grown = realloc(worst_list, cap * sizeof *grown);
+        if (!grown) return; /* a report line less, not a test failure */
+        worst_list = grown, worst_cap = cap;
+    }
+    worst_entry *e = &worst_list[worst_count++];
+    snprintf(e->what, sizeof e->what, "%s", what);
+    e->ratio = ratio, e->err = err, e->index = index, e->n = n, e->atol = atol, e->rtol = rtol;
+}
+
+static void print_worst(void) {
+    if (worst_count == 0) return;
+    printf("worst error per comparison (|err| / (atol + rtol*|ref|); 1 = at the tolerance):\n");
+    for (size_t i = 0; i < worst_count; i++) {
+        const worst_entry *e = &worst_list[i];
+        printf("  %-8.3g %s: |err| %.3g at %zu of %zu (atol %.3g, rtol %.3g)\n", e->ratio, e->what,
+               e->err, e->index, e->n, e->atol, e->rtol);
+    }
+    free(worst_list);
+    worst_list = NULL;
+    worst_count = worst_cap = 0;
+}
+
 void harness_compare(const char *what, const float *got, const double *ref, size_t n,
                      double atol, double rtol) {
-    double worst = 0.0;
     size_t worst_i = 0;
+    double worst_err = 0.0;
+    const double worst = harness_max_error(got, ref, n, atol, rtol, &worst_i, &worst_err);
     for (size_t i = 0; i < n; i++) {
         ck_assert_msg(isfinite(got[i]), "%s: element %zu is not finite (%g; reference %.9g)", what,
                       i, (double)got[i], ref[i]);
         double err = fabs((double)got[i] - ref[i]);
         double allowed = atol + rtol * fabs(ref[i]);
-        if (err / allowed > worst) {
-            worst = err / allowed;
-            worst_i = i;
-        }
         ck_assert_msg(err <= allowed,
-                      "%s: element %zu = %.9g, reference %.9g, |err| %.3g > atol %.3g + rtol %.3g*|ref|",
-                      what, i, (double)got[i], ref[i], err, atol, rtol);
+                      "%s: element %zu = %.9g, reference %.9g, |err| %.3g > atol %.3g + rtol "
+                      "%.3g*|ref| (worst: element %zu, |err| %.3g, %.3g x the tolerance)",
+                      what, i, (double)got[i], ref[i], err, atol, rtol, worst_i, worst_err, worst);
     }
-    (void)worst_i;
+    record_worst(what, worst, worst_err, worst_i, n, atol, rtol);
+}
+
+/* ---- per-case arena ------------------------------------------------------------------------ */
+static void *arena_keep(void ***list, size_t *count, size_t *cap, void *p) {
+    ck_assert_ptr_nonnull(p);
+    if (*count == *cap) {
+        size_t grown_cap = *cap ? 2 * *cap : 16;
+        void **grown = realloc(*list, grown_cap * sizeof *grown);
+        ck_assert_ptr_nonnull(grown);
+        *list = grown, *cap = grown_cap;
+    }
+    (*list)[(*count)++] = p;
+    return p;
+}
+
+float *ha_floats(harness_arena *a, size_t n) {
+    return arena_keep(&a->host, &a->host_count, &a->host_cap, calloc(n ? n : 1, sizeof(float)));
+}
+
+double *ha_doubles(harness_arena *a, size_t n) {
+    return arena_keep(&a->host, &a->host_count, &a->host_cap, calloc(n ? n : 1, sizeof(double)));
+}
+
+float *ha_uniform(harness_arena *a, size_t n, float lo, float hi, uint64_t seed) {
+    float *v = ha_floats(a, n);
+    harness_fill_uniform(v, n, lo, hi, seed);
+    return v;
+}
+
+double *ha_widen(harness_arena *a, const float *src, size_t n) {
+    return arena_keep(&a->host, &a->host_count, &a->host_cap, harness_to_double(src, n));
+}
+
+hbuf *ha_buf(harness_arena *a, oclseg_ctx *ctx, size_t n) {
+    hbuf *b = malloc(sizeof *b);
+    ck_assert_ptr_nonnull(b);
+    *b = hb_create(ctx, n);
+    return arena_keep(&a->bufs, &a->buf_count, &a->buf_cap, b);
+}
+
+hbuf *ha_buf_from(harness_arena *a, oclseg_ctx *ctx, const float *src, size_t n) {
+    hbuf *b = ha_buf(a, ctx, n);
+    hb_upload(b, src);
+    return b;
+}
+
+void ha_free(harness_arena *a) {
+    for (size_t i = 0; i < a->host_count; i++) free(a->host[i]);
+    for (size_t i = 0; i < a->buf_count; i++) {
+        hb_free((hbuf *)a->bufs[i]);
+        free(a->bufs[i]);
+    }
+    free(a->host);
+    free(a->bufs);
+    memset(a, 0, sizeof *a);
+}
+
+/* ---- finite differences ---------------------------------------------------------------------- */
+void harness_check_fd(const char *what, harness_loss_fn loss, void *user,
+                      const harness_fd_arg *args, size_t arg_count, double h, double atol,
+                      double rtol) {
+    for (size_t k = 0; k < arg_count; k++) {
+        const harness_fd_arg *arg = &args[k];
+        for (size_t i = 0; i < arg->n; i++) {
+            const double saved = arg->value[i];
+            arg->value[i] = saved + h;
+            const double plus = loss(user);
+            arg->value[i] = saved - h;
+            const double minus = loss(user);
+            arg->value[i] = saved;
+            const double fd = (plus - minus) / (2.0 * h), analytic = arg->grad[i];
+            ck_assert_msg(fabs(fd - analytic) <= atol + rtol * fabs(fd),
+                          "%s: reference %s[%zu] = %.12g, finite difference %.12g", what,
+                          arg->name, i, analytic, fd);
+        }
+    }
 }
 
 int harness_run(Suite *s) {
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
     srunner_run_all(sr, CK_NORMAL);
+    print_worst();
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     if (device_count >= 0 && release_contexts() != 0) failed++;
@@ -222,7 +368,7 @@ int harness_sh(const char *fmt, ...) {
 void harness_release_scratch(void) {
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
-        if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
+        if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch);
         ctx->scratch = NULL;
         ctx->scratch_bytes = 0;
     }

@@ -15,6 +15,11 @@ int harness_device_count(void);
 oclseg_ctx *harness_ctx(int i);
 /* OCLSEG_TEST_SMALL=1 (set under Oclgrind): tests should use their smallest shapes. */
 int harness_small(void);
+/* A test's case table: `small` under OCLSEG_TEST_SMALL (Oclgrind), else `full` (both arrays);
+ * stores the count in *count_out and yields the first case. */
+#define HARNESS_CASES(full, small, count_out)                                                      \
+    (harness_small() ? (*(count_out) = sizeof(small) / sizeof((small)[0]), (small))                 \
+                     : (*(count_out) = sizeof(full) / sizeof((full)[0]), (full)))
 /* OCLSEG_TEST_NO_GEMM=1 (set under Oclgrind, where CLBlast does not run): skip GEMM paths. */
 int harness_no_gemm(void);
 
@@ -37,6 +42,10 @@ void hb_upload(hbuf *b, const float *src);
 void hb_poison(hbuf *b);
 /* Reads the body to dst and asserts (ck_assert) that both guards are intact. */
 void hb_download(hbuf *b, float *dst, const char *what);
+/* Downloads b (hb_download: guards asserted) and compares it with ref (harness_compare); the
+ * comparison's name is printf-formatted (op, case, device). */
+void hb_check(hbuf *b, const double *ref, double atol, double rtol, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 /* Creates and uploads in one go. */
 hbuf hb_from(oclseg_ctx *ctx, const float *src, size_t n);
 
@@ -45,10 +54,60 @@ void harness_fill_uniform(float *dst, size_t n, float lo, float hi, uint64_t see
 /* Float data widened to double (for references). */
 double *harness_to_double(const float *src, size_t n);
 
+/* The worst element of got against ref: the largest |got - ref| / (atol + rtol * |ref|) (0 for
+ * n == 0; a non-finite element, or any error against a zero tolerance, gives INFINITY), with its
+ * index and |got - ref| when the pointers are not NULL. */
+double harness_max_error(const float *got, const double *ref, size_t n, double atol, double rtol,
+                         size_t *index, double *abs_err);
+
 /* Asserts |got - ref| <= atol + rtol * |ref| for every element, and that got is finite. On the
- * first failure it reports the element index, both values and the worst error seen. */
+ * first failure it reports the element index, both values and the worst error seen. Every call's
+ * worst error is kept and printed, with its tolerance, when harness_run finishes (one line per
+ * `what`: op, case and device), so the margins are visible on every run. */
 void harness_compare(const char *what, const float *got, const double *ref, size_t n,
                      double atol, double rtol);
+
+/* ---- per-case arena: every host array and guarded device buffer of one case, one free ---- */
+typedef struct harness_arena {
+    void **host;   /* malloc'd host arrays */
+    void **bufs;   /* guarded device buffers (hbuf *) */
+    size_t host_count, host_cap, buf_count, buf_cap;
+} harness_arena;
+
+/* Zeroed host arrays (asserted non-NULL), freed by ha_free. */
+float *ha_floats(harness_arena *a, size_t n);
+double *ha_doubles(harness_arena *a, size_t n);
+/* Uniform floats in [lo, hi) from a seed (harness_fill_uniform), and their double copy. */
+float *ha_uniform(harness_arena *a, size_t n, float lo, float hi, uint64_t seed);
+double *ha_widen(harness_arena *a, const float *src, size_t n);
+/* A guarded device buffer: poisoned (ha_buf), or holding src (ha_buf_from). */
+hbuf *ha_buf(harness_arena *a, oclseg_ctx *ctx, size_t n);
+hbuf *ha_buf_from(harness_arena *a, oclseg_ctx *ctx, const float *src, size_t n);
+/* Frees everything the arena holds; the arena can be used again. */
+void ha_free(harness_arena *a);
+
+/* ---- finite differences of a double-precision reference ---- */
+/* One argument of the reference: `n` values the check perturbs in place, and the analytic
+ * gradient of the loss with respect to them. */
+typedef struct harness_fd_arg {
+    const char *name;
+    double *value;
+    const double *grad;
+    size_t n;
+} harness_fd_arg;
+
+/* The loss at the current argument values (the reference forward, reduced to a number). */
+typedef double (*harness_loss_fn)(void *user);
+
+/* For every element of every argument: the central difference (L(v + h) - L(v - h)) / 2h,
+ * asserted within atol + rtol * |fd| of the analytic gradient (one assertion per element); the
+ * values are restored. */
+void harness_check_fd(const char *what, harness_loss_fn loss, void *user,
+                      const harness_fd_arg *args, size_t arg_count, double h, double atol,
+                      double rtol);
+
+/* Asserts that an op call rejects its arguments (OCLSEG_ERR_INVALID_ARG, one assertion). */
+#define HARNESS_REJECTS(call) ck_assert_int_eq((call), OCLSEG_ERR_INVALID_ARG)
 
 /* Runs a suite (no fork: contexts are shared) and returns the process exit code. */
 int harness_run(Suite *s);

@@ -2,7 +2,7 @@
 # `meson install` into a temporary prefix (meson test 'install'): the installed binary runs from
 # there with its embedded kernels (a 32x32 predict on the first device, from another directory),
 # the man page is installed and renders, and it names every subcommand and every environment
-# variable the sources read.
+# variable the sources read (as do README.md's table and include/oclseg/env.h).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 builddir=${BUILDDIR:?BUILDDIR must name the meson build directory}
@@ -35,7 +35,15 @@ missing=0
 for cmd in $("$bin" --help | awk '/^commands:/ {on=1; next} on && NF {print $1}'); do
     grep -q "oclseg $cmd" "$work/man.txt" || { echo "FAIL: subcommand $cmd not in oclseg.1"; missing=1; }
 done
-for var in $(grep -rhoE 'getenv\("[A-Z_0-9]+"\)' src | sed 's/getenv("\(.*\)")/\1/' | sort -u); do
+# every switch is read in one place (src/runtime/env.c into include/oclseg/env.h's struct), and
+# the man page and the README's table name each of them
+outside=$(grep -rlE '\bgetenv\(' src | grep -v '^src/runtime/env.c$' || true)
+[ -z "$outside" ] || { echo "FAIL: getenv outside src/runtime/env.c: $outside"; missing=1; }
+vars=$(grep -hoE 'getenv\("[A-Z_0-9]+"\)' src/runtime/env.c | sed 's/getenv("\(.*\)")/\1/' | sort -u)
+[ -n "$vars" ] || { echo "FAIL: no getenv(\"NAME\") in src/runtime/env.c"; missing=1; }
+for var in $vars; do
     grep -q "$var" "$work/man.txt" || { echo "FAIL: $var (read by src/) not in oclseg.1"; missing=1; }
+    grep -q "\`$var\`" README.md || { echo "FAIL: $var (read by src/) not in README's table"; missing=1; }
+    grep -q "$var" include/oclseg/env.h || { echo "FAIL: $var not documented in oclseg/env.h"; missing=1; }
 done
 [ $missing = 0 ] && echo PASS

@@ -11,6 +11,7 @@
 
 #include "export/onnx.pb-c.h"
 #include "harness.h"
+#include "oclseg/env.h"
 #include "oclseg/util.h"
 #include "oclseg/export.h"
 #include "oclseg/runtime.h"
@@ -241,8 +242,10 @@ START_TEST(bad_inputs_leave_no_file) {
     ck_assert_int_eq(oclseg_export_onnx(weights, "/nonexistent-dir/x.onnx", 32, NULL, &o),
                      OCLSEG_ERR_IO);
     setenv("OCLSEG_FAULT_WRITE", "1", 1);
+    oclseg_env_reload(); /* the switches are read once */
     int st = oclseg_export_onnx(weights, path, 32, NULL, &o);
     unsetenv("OCLSEG_FAULT_WRITE");
+    oclseg_env_reload(); /* the switches are read once */
     ck_assert_int_eq(st, OCLSEG_ERR_IO);
     assert_dir_clean();
     /* the command line names the problem */

@@ -49,15 +49,9 @@ static const conv_case SMALL_CASES[] = {
     {"small 3x3 s2 p1", 3, 2, 3, 5, 6, 3, 3, 2, 2, 1, 1, 1},
     {"small 3x5 s(2,1) p(1,2)", 3, 2, 2, 4, 5, 3, 5, 2, 1, 1, 2, 0},
 };
-#define SMALL_CASE_COUNT (sizeof SMALL_CASES / sizeof SMALL_CASES[0])
 
 static const conv_case *kernel_cases(size_t *count) {
-    if (harness_small()) {
-        *count = SMALL_CASE_COUNT;
-        return SMALL_CASES;
-    }
-    *count = CASE_COUNT;
-    return CASES;
+    return HARNESS_CASES(CASES, SMALL_CASES, count);
 }
 
 static int out_h(const conv_case *c) { return (c->h + 2 * c->pad_h - c->kh) / c->stride_h + 1; }
@@ -126,10 +120,13 @@ static void ref_backward(const conv_case *c, const double *x, const double *w, c
                 }
 }
 
-/* cols (count, K, P) of images [n0, n0 + count). */
-static void ref_im2col(const conv_case *c, const double *x, int n0, int count, double *cols) {
+/* im2col (to_cols: cols (count, K, P) of images [n0, n0 + count) from `image`) and its adjoint
+ * col2im (to_cols 0: `image` (N, Cin, H, W) = the scatter-add of cols (N, K, P)). */
+static void ref_cols(const conv_case *c, int to_cols, int n0, int count, double *image,
+                     double *cols) {
     int ho = out_h(c), wo = out_w(c);
     size_t k_n = k_len(c), p_n = plane(c);
+    if (!to_cols) memset(image, 0, x_count(c) * sizeof *image);
     for (int b = 0; b < count; b++)
         for (int ci = 0; ci < c->cin; ci++)
             for (int ky = 0; ky < c->kh; ky++)
@@ -138,126 +135,76 @@ static void ref_im2col(const conv_case *c, const double *x, int n0, int count, d
                         for (int ox = 0; ox < wo; ox++) {
                             size_t k = ((size_t)ci * c->kh + ky) * c->kw + kx;
                             long i = input_index(c, n0 + b, ci, oy, ox, ky, kx);
-                            cols[(b * k_n + k) * p_n + (size_t)oy * wo + ox] = i < 0 ? 0.0 : x[i];
+                            double *col = &cols[(b * k_n + k) * p_n + (size_t)oy * wo + ox];
+                            if (to_cols) *col = i < 0 ? 0.0 : image[i];
+                            else if (i >= 0) image[i] += *col;
                         }
 }
 
-/* dx (N, Cin, H, W) = scatter-add of cols (N, K, P): the adjoint of im2col. */
-static void ref_col2im(const conv_case *c, const double *cols, double *dx) {
-    int ho = out_h(c), wo = out_w(c);
-    size_t k_n = k_len(c), p_n = plane(c);
-    memset(dx, 0, x_count(c) * sizeof *dx);
-    for (int n = 0; n < c->n; n++)
-        for (int ci = 0; ci < c->cin; ci++)
-            for (int ky = 0; ky < c->kh; ky++)
-                for (int kx = 0; kx < c->kw; kx++)
-                    for (int oy = 0; oy < ho; oy++)
-                        for (int ox = 0; ox < wo; ox++) {
-                            size_t k = ((size_t)ci * c->kh + ky) * c->kw + kx;
-                            long i = input_index(c, n, ci, oy, ox, ky, kx);
-                            if (i >= 0) dx[i] += cols[(n * k_n + k) * p_n + (size_t)oy * wo + ox];
-                        }
-}
-
-/* ---- host data for one case ------------------------------------------------------------ */
+/* ---- host data and device buffers for one case (in one arena) ---------------------------- */
 
 typedef struct case_data {
     float *x, *w, *b, *dy;      /* inputs */
     double *y, *dx, *dw, *db;   /* references */
 } case_data;
 
-static double *widen(const float *src, size_t n) { return harness_to_double(src, n); }
-
-static case_data case_data_make(const conv_case *c, uint64_t seed) {
+static case_data case_data_make(harness_arena *A, const conv_case *c, uint64_t seed) {
     case_data d;
-    d.x = malloc(x_count(c) * sizeof(float));
-    d.w = malloc(w_count(c) * sizeof(float));
-    d.b = malloc((size_t)c->cout * sizeof(float));
-    d.dy = malloc(y_count(c) * sizeof(float));
-    d.y = malloc(y_count(c) * sizeof(double));
-    d.dx = malloc(x_count(c) * sizeof(double));
-    d.dw = malloc(w_count(c) * sizeof(double));
-    d.db = malloc((size_t)c->cout * sizeof(double));
-    ck_assert(d.x && d.w && d.b && d.dy && d.y && d.dx && d.dw && d.db);
-    harness_fill_uniform(d.x, x_count(c), -1.0f, 1.0f, seed);
-    harness_fill_uniform(d.w, w_count(c), -1.0f, 1.0f, seed + 1);
-    harness_fill_uniform(d.b, (size_t)c->cout, -1.0f, 1.0f, seed + 2);
-    harness_fill_uniform(d.dy, y_count(c), -1.0f, 1.0f, seed + 3);
-    double *xd = widen(d.x, x_count(c)), *wd = widen(d.w, w_count(c));
-    double *bd = widen(d.b, (size_t)c->cout), *dyd = widen(d.dy, y_count(c));
+    d.x = ha_uniform(A, x_count(c), -1.0f, 1.0f, seed);
+    d.w = ha_uniform(A, w_count(c), -1.0f, 1.0f, seed + 1);
+    d.b = ha_uniform(A, (size_t)c->cout, -1.0f, 1.0f, seed + 2);
+    d.dy = ha_uniform(A, y_count(c), -1.0f, 1.0f, seed + 3);
+    d.y = ha_doubles(A, y_count(c));
+    d.dx = ha_doubles(A, x_count(c));
+    d.dw = ha_doubles(A, w_count(c));
+    d.db = ha_doubles(A, (size_t)c->cout);
+    const double *xd = ha_widen(A, d.x, x_count(c)), *wd = ha_widen(A, d.w, w_count(c));
+    const double *bd = ha_widen(A, d.b, (size_t)c->cout), *dyd = ha_widen(A, d.dy, y_count(c));
     ref_forward(c, xd, wd, c->bias ? bd : NULL, d.y);
     ref_backward(c, xd, wd, dyd, d.dx, d.dw, d.db);
-    free(xd);
-    free(wd);
-    free(bd);
-    free(dyd);
     return d;
-}
-
-static void case_data_free(case_data *d) {
-    free(d->x);
-    free(d->w);
-    free(d->b);
-    free(d->dy);
-    free(d->y);
-    free(d->dx);
-    free(d->dw);
-    free(d->db);
 }
 
 /* Device buffers for one case. */
 typedef struct case_bufs {
-    hbuf x, w, b, dy, y, dx, dw, db;
+    hbuf *x, *w, *b, *dy, *y, *dx, *dw, *db;
     oclseg_tensor tx, tw, tb, tdy, ty, tdx, tdw, tdb;
 } case_bufs;
 
-static case_bufs case_bufs_make(oclseg_ctx *ctx, const conv_case *c, const case_data *d) {
+static case_bufs case_bufs_make(harness_arena *A, oclseg_ctx *ctx, const conv_case *c,
+                                const case_data *d) {
     case_bufs B;
     int ho = out_h(c), wo = out_w(c);
-    B.x = hb_from(ctx, d->x, x_count(c));
-    B.w = hb_from(ctx, d->w, w_count(c));
-    B.b = hb_from(ctx, d->b, (size_t)c->cout);
-    B.dy = hb_from(ctx, d->dy, y_count(c));
-    B.y = hb_create(ctx, y_count(c));
-    B.dx = hb_create(ctx, x_count(c));
-    B.dw = hb_create(ctx, w_count(c));
-    B.db = hb_create(ctx, (size_t)c->cout);
-    B.tx = hb_tensor(&B.x, c->n, c->cin, c->h, c->w);
-    B.tw = hb_tensor(&B.w, c->cout, c->cin, c->kh, c->kw);
-    B.tb = hb_tensor(&B.b, c->cout, 1, 1, 1);
-    B.tdy = hb_tensor(&B.dy, c->n, c->cout, ho, wo);
-    B.ty = hb_tensor(&B.y, c->n, c->cout, ho, wo);
-    B.tdx = hb_tensor(&B.dx, c->n, c->cin, c->h, c->w);
-    B.tdw = hb_tensor(&B.dw, c->cout, c->cin, c->kh, c->kw);
-    B.tdb = hb_tensor(&B.db, c->cout, 1, 1, 1);
+    B.x = ha_buf_from(A, ctx, d->x, x_count(c));
+    B.w = ha_buf_from(A, ctx, d->w, w_count(c));
+    B.b = ha_buf_from(A, ctx, d->b, (size_t)c->cout);
+    B.dy = ha_buf_from(A, ctx, d->dy, y_count(c));
+    B.y = ha_buf(A, ctx, y_count(c));
+    B.dx = ha_buf(A, ctx, x_count(c));
+    B.dw = ha_buf(A, ctx, w_count(c));
+    B.db = ha_buf(A, ctx, (size_t)c->cout);
+    B.tx = hb_tensor(B.x, c->n, c->cin, c->h, c->w);
+    B.tw = hb_tensor(B.w, c->cout, c->cin, c->kh, c->kw);
+    B.tb = hb_tensor(B.b, c->cout, 1, 1, 1);
+    B.tdy = hb_tensor(B.dy, c->n, c->cout, ho, wo);
+    B.ty = hb_tensor(B.y, c->n, c->cout, ho, wo);
+    B.tdx = hb_tensor(B.dx, c->n, c->cin, c->h, c->w);
+    B.tdw = hb_tensor(B.dw, c->cout, c->cin, c->kh, c->kw);
+    B.tdb = hb_tensor(B.db, c->cout, 1, 1, 1);
     return B;
-}
-
-static void case_bufs_free(case_bufs *B) {
-    hb_free(&B->x);
-    hb_free(&B->w);
-    hb_free(&B->b);
-    hb_free(&B->dy);
-    hb_free(&B->y);
-    hb_free(&B->dx);
-    hb_free(&B->dw);
-    hb_free(&B->db);
 }
 
 /* Which gradients a backward call asks for. */
 enum { WANT_DX = 1, WANT_DW = 2, WANT_DB = 4, WANT_ALL = 7 };
 
-static void check_forward(oclseg_ctx *ctx, const conv_case *c, const case_data *d, case_bufs *B) {
-    char what[512];
-    snprintf(what, sizeof what, "conv2d forward [%s] on %s", c->name, ctx->info.name);
-    hb_poison(&B->y);
+static void check_forward(oclseg_ctx *ctx, const conv_case *c, const case_data *d,
+                          case_bufs *B) {
+    hb_poison(B->y);
     ck_assert_int_eq(op_conv2d_forward(ctx, &B->tx, &B->tw, c->bias ? &B->tb : NULL, &B->ty,
                                        params(c)),
                      OCLSEG_OK);
-    float *y = malloc(y_count(c) * sizeof(float));
-    hb_download(&B->y, y, what);
-    harness_compare(what, y, d->y, y_count(c), atol_for(k_len(c) + 1), RTOL);
-    free(y);
+    hb_check(B->y, d->y, atol_for(k_len(c) + 1), RTOL, "conv2d forward [%s] on %s", c->name,
+             ctx->info.name);
 }
 
 /* Runs the backward for `want` on poisoned outputs and checks what was asked for. Returns the
@@ -265,40 +212,48 @@ static void check_forward(oclseg_ctx *ctx, const conv_case *c, const case_data *
 static float *check_backward(oclseg_ctx *ctx, const conv_case *c, const case_data *d,
                              case_bufs *B, int want) {
     char what[512];
-    hb_poison(&B->dx);
-    hb_poison(&B->dw);
-    hb_poison(&B->db);
+    hb_poison(B->dx);
+    hb_poison(B->dw);
+    hb_poison(B->db);
     ck_assert_int_eq(op_conv2d_backward(ctx, &B->tx, &B->tw, &B->tdy,
                                         (want & WANT_DX) ? &B->tdx : NULL,
                                         (want & WANT_DW) ? &B->tdw : NULL,
                                         (want & WANT_DB) ? &B->tdb : NULL, params(c)),
                      OCLSEG_OK);
-    float *dx = malloc(x_count(c) * sizeof(float)), *dw = malloc(w_count(c) * sizeof(float));
-    float *db = malloc((size_t)c->cout * sizeof(float));
+    float *dw = malloc(w_count(c) * sizeof(float));
+    ck_assert_ptr_nonnull(dw);
     const size_t batch_terms = plane(c) * (size_t)c->n;
-    if (want & WANT_DX) {
-        snprintf(what, sizeof what, "conv2d dx [%s] want %d on %s", c->name, want, ctx->info.name);
-        hb_download(&B->dx, dx, what);
-        harness_compare(what, dx, d->dx, x_count(c),
-                        atol_for((size_t)c->cout * c->kh * c->kw), RTOL);
-    }
+    const char *dev = ctx->info.name;
+    if (want & WANT_DX)
+        hb_check(B->dx, d->dx, atol_for((size_t)c->cout * c->kh * c->kw), RTOL,
+                 "conv2d dx [%s] want %d on %s", c->name, want, dev);
     if (want & WANT_DW) {
-        snprintf(what, sizeof what, "conv2d dw [%s] want %d on %s", c->name, want, ctx->info.name);
-        hb_download(&B->dw, dw, what);
+        snprintf(what, sizeof what, "conv2d dw [%s] want %d on %s", c->name, want, dev);
+        hb_download(B->dw, dw, what);
         harness_compare(what, dw, d->dw, w_count(c), atol_for(batch_terms), RTOL);
     }
-    if (want & WANT_DB) {
-        snprintf(what, sizeof what, "conv2d dbias [%s] want %d on %s", c->name, want,
-                 ctx->info.name);
-        hb_download(&B->db, db, what);
-        harness_compare(what, db, d->db, (size_t)c->cout, atol_for(batch_terms), RTOL);
-    }
-    free(dx);
-    free(db);
+    if (want & WANT_DB)
+        hb_check(B->db, d->db, atol_for(batch_terms), RTOL, "conv2d dbias [%s] want %d on %s",
+                 c->name, want, dev);
     return dw;
 }
 
 /* ---- tests ------------------------------------------------------------------------------ */
+
+/* The loss sum(y * g) of the reference forward at the current x, w, b (for the FD check). */
+typedef struct fd_state {
+    const conv_case *c;
+    const double *x, *w, *b, *g;
+    double *y;
+} fd_state;
+
+static double fd_loss(void *user) {
+    const fd_state *f = user;
+    ref_forward(f->c, f->x, f->w, f->b, f->y);
+    double loss = 0.0;
+    for (size_t j = 0; j < y_count(f->c); j++) loss += f->y[j] * f->g[j];
+    return loss;
+}
 
 /* The reference backward against central differences of the reference forward (in double).
  * L(x, w, b) = sum(y * g) is linear in each argument, so the central difference is exact up to
@@ -306,121 +261,85 @@ static float *check_backward(oclseg_ctx *ctx, const conv_case *c, const case_dat
 START_TEST(reference_matches_finite_differences) {
     const conv_case c = {"fd 3x2 s(2,1) p(1,1)", 2, 2, 3, 5, 4, 3, 2, 2, 1, 1, 1, 1};
     size_t nx = x_count(&c), nw = w_count(&c), ny = y_count(&c), nb = (size_t)c.cout;
-    double *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w), *b = malloc(nb * sizeof *b);
-    double *g = malloc(ny * sizeof *g), *y = malloc(ny * sizeof *y);
-    double *dx = malloc(nx * sizeof *dx), *dw = malloc(nw * sizeof *dw), *db = malloc(nb * sizeof *db);
-    float *tmp = malloc((nx + nw + nb + ny) * sizeof *tmp);
-    harness_fill_uniform(tmp, nx + nw + nb + ny, -1.0f, 1.0f, 99);
-    for (size_t i = 0; i < nx; i++) x[i] = tmp[i];
-    for (size_t i = 0; i < nw; i++) w[i] = tmp[nx + i];
-    for (size_t i = 0; i < nb; i++) b[i] = tmp[nx + nw + i];
-    for (size_t i = 0; i < ny; i++) g[i] = tmp[nx + nw + nb + i];
+    harness_arena A = {0};
+    const float *tmp = ha_uniform(&A, nx + nw + nb + ny, -1.0f, 1.0f, 99);
+    double *x = ha_widen(&A, tmp, nx), *w = ha_widen(&A, tmp + nx, nw);
+    double *b = ha_widen(&A, tmp + nx + nw, nb), *g = ha_widen(&A, tmp + nx + nw + nb, ny);
+    double *dx = ha_doubles(&A, nx), *dw = ha_doubles(&A, nw), *db = ha_doubles(&A, nb);
     ref_backward(&c, x, w, g, dx, dw, db);
-
-    const double h = 1e-3, tol = 1e-8;
-    double *params_of[3] = {x, w, b}, *grads[3] = {dx, dw, db};
-    size_t counts[3] = {nx, nw, nb};
-    const char *names[3] = {"dx", "dw", "dbias"};
-    for (int which = 0; which < 3; which++) {
-        for (size_t i = 0; i < counts[which]; i++) {
-            double saved = params_of[which][i], loss[2];
-            for (int s = 0; s < 2; s++) {
-                params_of[which][i] = saved + (s ? -h : h);
-                ref_forward(&c, x, w, b, y);
-                loss[s] = 0.0;
-                for (size_t j = 0; j < ny; j++) loss[s] += y[j] * g[j];
-            }
-            params_of[which][i] = saved;
-            double fd = (loss[0] - loss[1]) / (2.0 * h);
-            ck_assert_msg(fabs(fd - grads[which][i]) <= tol, "reference %s[%zu] = %.12g, FD %.12g",
-                          names[which], i, grads[which][i], fd);
-        }
-    }
-    free(x), free(w), free(b), free(g), free(y), free(dx), free(dw), free(db), free(tmp);
+    fd_state f = {&c, x, w, b, g, ha_doubles(&A, ny)};
+    const harness_fd_arg args[] = {{"dx", x, dx, nx}, {"dw", w, dw, nw}, {"dbias", b, db, nb}};
+    harness_check_fd("conv2d reference", fd_loss, &f, args, 3, 1e-3, 1e-8, 0.0);
+    ha_free(&A);
 }
 END_TEST
 
-START_TEST(forward_matches_reference) {
+/* The glue of the GEMM-path tests: for each picked case (NULL: every case), its data seeded
+ * `seed + 7 * position` in one arena, and `check` on every device with that case's buffers. */
+typedef void (*case_check)(oclseg_ctx *ctx, const conv_case *c, const case_data *d,
+                           case_bufs *B);
+
+static void run_cases(const size_t *picks, size_t pick_count, uint64_t seed, case_check check) {
     if (harness_no_gemm()) return;
-    for (size_t ci = 0; ci < CASE_COUNT; ci++) {
-        const conv_case *c = &CASES[ci];
-        case_data d = case_data_make(c, 10 + 7 * ci);
+    for (size_t pi = 0; pi < (picks ? pick_count : CASE_COUNT); pi++) {
+        const conv_case *c = &CASES[picks ? picks[pi] : pi];
+        harness_arena A = {0};
+        case_data d = case_data_make(&A, c, seed + 7 * pi);
         for (int dev = 0; dev < harness_device_count(); dev++) {
-            oclseg_ctx *ctx = harness_ctx(dev);
-            case_bufs B = case_bufs_make(ctx, c, &d);
-            check_forward(ctx, c, &d, &B);
-            case_bufs_free(&B);
+            case_bufs B = case_bufs_make(&A, harness_ctx(dev), c, &d);
+            check(harness_ctx(dev), c, &d, &B);
         }
-        case_data_free(&d);
+        ha_free(&A);
     }
 }
-END_TEST
 
 /* All three gradients at once, twice: the second run must give the same bits (determinism). */
-START_TEST(backward_matches_reference) {
-    if (harness_no_gemm()) return;
-    for (size_t ci = 0; ci < CASE_COUNT; ci++) {
-        const conv_case *c = &CASES[ci];
-        case_data d = case_data_make(c, 200 + 7 * ci);
-        for (int dev = 0; dev < harness_device_count(); dev++) {
-            oclseg_ctx *ctx = harness_ctx(dev);
-            case_bufs B = case_bufs_make(ctx, c, &d);
-            float *dw1 = check_backward(ctx, c, &d, &B, WANT_ALL);
-            float *dw2 = check_backward(ctx, c, &d, &B, WANT_ALL);
-            ck_assert_msg(memcmp(dw1, dw2, w_count(c) * sizeof(float)) == 0,
-                          "conv2d dw [%s] differs between two runs on %s", c->name,
-                          ctx->info.name);
-            free(dw1);
-            free(dw2);
-            case_bufs_free(&B);
-        }
-        case_data_free(&d);
-    }
+static void backward_twice(oclseg_ctx *ctx, const conv_case *c, const case_data *d,
+                           case_bufs *B) {
+    float *dw1 = check_backward(ctx, c, d, B, WANT_ALL);
+    float *dw2 = check_backward(ctx, c, d, B, WANT_ALL);
+    ck_assert_msg(memcmp(dw1, dw2, w_count(c) * sizeof(float)) == 0,
+                  "conv2d dw [%s] differs between two runs on %s", c->name, ctx->info.name);
+    free(dw1);
+    free(dw2);
 }
-END_TEST
 
-/* Each gradient alone (the others NULL), on a general and on the pointwise path. */
-START_TEST(backward_with_null_outputs) {
-    if (harness_no_gemm()) return;
-    const size_t picks[] = {0, 2, 4};
+/* Each gradient alone (the others NULL), and none (a valid no-op). */
+static void backward_each_alone(oclseg_ctx *ctx, const conv_case *c, const case_data *d,
+                                case_bufs *B) {
     const int wants[] = {WANT_DX, WANT_DW, WANT_DB, WANT_DX | WANT_DB};
-    for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
-        const conv_case *c = &CASES[picks[pi]];
-        case_data d = case_data_make(c, 400 + 7 * pi);
-        for (int dev = 0; dev < harness_device_count(); dev++) {
-            oclseg_ctx *ctx = harness_ctx(dev);
-            case_bufs B = case_bufs_make(ctx, c, &d);
-            for (size_t wi = 0; wi < sizeof wants / sizeof wants[0]; wi++)
-                free(check_backward(ctx, c, &d, &B, wants[wi]));
-            /* nothing asked for: a valid no-op */
-            ck_assert_int_eq(op_conv2d_backward(ctx, &B.tx, &B.tw, &B.tdy, NULL, NULL, NULL,
-                                                params(c)),
-                             OCLSEG_OK);
-            case_bufs_free(&B);
-        }
-        case_data_free(&d);
-    }
+    for (size_t wi = 0; wi < sizeof wants / sizeof wants[0]; wi++)
+        free(check_backward(ctx, c, d, B, wants[wi]));
+    ck_assert_int_eq(op_conv2d_backward(ctx, &B->tx, &B->tw, &B->tdy, NULL, NULL, NULL,
+                                        params(c)),
+                     OCLSEG_OK);
 }
-END_TEST
 
 /* A column budget of two images forces chunks [0, 2) and [2, 3): offsets across chunks. */
+static void chunked_columns(oclseg_ctx *ctx, const conv_case *c, const case_data *d,
+                            case_bufs *B) {
+    conv2d_set_cols_budget(2 * k_len(c) * plane(c) * sizeof(float) + 4);
+    check_forward(ctx, c, d, B);
+    free(check_backward(ctx, c, d, B, WANT_ALL));
+    conv2d_set_cols_budget(0);
+}
+
+START_TEST(forward_matches_reference) { run_cases(NULL, 0, 10, check_forward); }
+END_TEST
+
+START_TEST(backward_matches_reference) { run_cases(NULL, 0, 200, backward_twice); }
+END_TEST
+
+/* on a general and on the pointwise path */
+START_TEST(backward_with_null_outputs) {
+    const size_t picks[] = {0, 2, 4};
+    run_cases(picks, 3, 400, backward_each_alone);
+}
+END_TEST
+
 START_TEST(chunked_columns_match_reference) {
-    if (harness_no_gemm()) return;
     const size_t picks[] = {0, 4};
-    for (size_t pi = 0; pi < sizeof picks / sizeof picks[0]; pi++) {
-        const conv_case *c = &CASES[picks[pi]];
-        case_data d = case_data_make(c, 600 + 7 * pi);
-        conv2d_set_cols_budget(2 * k_len(c) * plane(c) * sizeof(float) + 4);
-        for (int dev = 0; dev < harness_device_count(); dev++) {
-            oclseg_ctx *ctx = harness_ctx(dev);
-            case_bufs B = case_bufs_make(ctx, c, &d);
-            check_forward(ctx, c, &d, &B);
-            free(check_backward(ctx, c, &d, &B, WANT_ALL));
-            case_bufs_free(&B);
-        }
-        conv2d_set_cols_budget(0);
-        case_data_free(&d);
-    }
+    run_cases(picks, 2, 600, chunked_columns);
 }
 END_TEST
 
@@ -432,29 +351,23 @@ START_TEST(im2col_matches_reference) {
         const conv_case *c = &cases[ci];
         const int n0 = 1, images = c->n - 1;
         size_t ncols = (size_t)images * k_len(c) * plane(c);
-        float *x = malloc(x_count(c) * sizeof *x), *cols = malloc(ncols * sizeof *cols);
-        double *ref = malloc(ncols * sizeof *ref);
-        harness_fill_uniform(x, x_count(c), -1.0f, 1.0f, 800 + ci);
-        double *xd = widen(x, x_count(c));
-        ref_im2col(c, xd, n0, images, ref);
+        harness_arena A = {0};
+        float *x = ha_uniform(&A, x_count(c), -1.0f, 1.0f, 800 + ci);
+        double *ref = ha_doubles(&A, ncols);
+        ref_cols(c, 1, n0, images, ha_widen(&A, x, x_count(c)), ref);
         for (int dev = 0; dev < harness_device_count(); dev++) {
             oclseg_ctx *ctx = harness_ctx(dev);
-            char what[512];
-            snprintf(what, sizeof what, "conv2d im2col [%s] on %s", c->name, ctx->info.name);
-            hbuf bx = hb_from(ctx, x, x_count(c)), bc = hb_create(ctx, ncols);
-            oclseg_tensor tx = hb_tensor(&bx, c->n, c->cin, c->h, c->w);
-            oclseg_tensor tw = oclseg_tensor_view(bx.buf, 0, c->cout, c->cin, c->kh, c->kw);
+            hbuf *bx = ha_buf_from(&A, ctx, x, x_count(c)), *bc = ha_buf(&A, ctx, ncols);
+            oclseg_tensor tx = hb_tensor(bx, c->n, c->cin, c->h, c->w);
+            oclseg_tensor tw = oclseg_tensor_view(bx->buf, 0, c->cout, c->cin, c->kh, c->kw);
             conv2d_geometry g;
             ck_assert_int_eq(conv2d_geometry_make("test", &tx, &tw, params(c), &g), OCLSEG_OK);
             ck_assert_int_eq(g.ho, out_h(c));
             ck_assert_int_eq(g.wo, out_w(c));
-            ck_assert_int_eq(conv2d_im2col(ctx, &g, &tx, n0, images, bc.buf, bc.lead), OCLSEG_OK);
-            hb_download(&bc, cols, what);
-            harness_compare(what, cols, ref, ncols, 0.0, 0.0);
-            hb_free(&bx);
-            hb_free(&bc);
+            ck_assert_int_eq(conv2d_im2col(ctx, &g, &tx, n0, images, bc->buf, bc->lead), OCLSEG_OK);
+            hb_check(bc, ref, 0.0, 0.0, "conv2d im2col [%s] on %s", c->name, ctx->info.name);
         }
-        free(x), free(cols), free(ref), free(xd);
+        ha_free(&A);
     }
 }
 END_TEST
@@ -466,33 +379,27 @@ START_TEST(col2im_matches_reference) {
     for (size_t ci = 0; ci < count; ci++) {
         const conv_case *c = &cases[ci];
         size_t ncols = (size_t)c->n * k_len(c) * plane(c), per_image = k_len(c) * plane(c);
-        float *cols = malloc(ncols * sizeof *cols), *dx = malloc(x_count(c) * sizeof *dx);
-        double *ref = malloc(x_count(c) * sizeof *ref);
-        harness_fill_uniform(cols, ncols, -1.0f, 1.0f, 900 + ci);
-        double *cd = widen(cols, ncols);
-        ref_col2im(c, cd, ref);
+        harness_arena A = {0};
+        float *cols = ha_uniform(&A, ncols, -1.0f, 1.0f, 900 + ci);
+        double *ref = ha_doubles(&A, x_count(c));
+        ref_cols(c, 0, 0, c->n, ref, ha_widen(&A, cols, ncols));
         /* an input element receives at most ceil(KH/sh) * ceil(KW/sw) <= KH*KW column entries */
         double atol = atol_for((size_t)c->kh * c->kw);
         for (int dev = 0; dev < harness_device_count(); dev++) {
             oclseg_ctx *ctx = harness_ctx(dev);
-            char what[512];
-            snprintf(what, sizeof what, "conv2d col2im [%s] on %s", c->name, ctx->info.name);
-            hbuf bc = hb_from(ctx, cols, ncols), bx = hb_create(ctx, x_count(c));
-            oclseg_tensor tdx = hb_tensor(&bx, c->n, c->cin, c->h, c->w);
-            oclseg_tensor tw = oclseg_tensor_view(bc.buf, 0, c->cout, c->cin, c->kh, c->kw);
+            hbuf *bc = ha_buf_from(&A, ctx, cols, ncols), *bx = ha_buf(&A, ctx, x_count(c));
+            oclseg_tensor tdx = hb_tensor(bx, c->n, c->cin, c->h, c->w);
+            oclseg_tensor tw = oclseg_tensor_view(bc->buf, 0, c->cout, c->cin, c->kh, c->kw);
             conv2d_geometry g;
             ck_assert_int_eq(conv2d_geometry_make("test", &tdx, &tw, params(c), &g), OCLSEG_OK);
             const int split = c->n - 1;
-            ck_assert_int_eq(conv2d_col2im(ctx, &g, bc.buf, bc.lead, 0, split, &tdx), OCLSEG_OK);
+            ck_assert_int_eq(conv2d_col2im(ctx, &g, bc->buf, bc->lead, 0, split, &tdx), OCLSEG_OK);
             ck_assert_int_eq(
-                conv2d_col2im(ctx, &g, bc.buf, bc.lead + split * per_image, split, 1, &tdx),
+                conv2d_col2im(ctx, &g, bc->buf, bc->lead + split * per_image, split, 1, &tdx),
                 OCLSEG_OK);
-            hb_download(&bx, dx, what);
-            harness_compare(what, dx, ref, x_count(c), atol, RTOL);
-            hb_free(&bc);
-            hb_free(&bx);
+            hb_check(bx, ref, atol, RTOL, "conv2d col2im [%s] on %s", c->name, ctx->info.name);
         }
-        free(cols), free(dx), free(ref), free(cd);
+        ha_free(&A);
     }
 }
 END_TEST
@@ -506,50 +413,43 @@ START_TEST(bias_kernels_match_reference) {
         if (harness_small() && si == 0) continue;
         const int n = shapes[si][0], co = shapes[si][1], ho = shapes[si][2], wo = shapes[si][3];
         size_t count = (size_t)n * co * ho * wo, pl = (size_t)ho * wo;
-        float *y = malloc(count * sizeof *y), *b = malloc((size_t)co * sizeof *b);
-        float *got = malloc(count * sizeof *got);
-        double *ref = malloc(count * sizeof *ref), *dref = calloc((size_t)co, sizeof *dref);
-        harness_fill_uniform(y, count, -1.0f, 1.0f, 1000 + si);
-        harness_fill_uniform(b, (size_t)co, -1.0f, 1.0f, 1100 + si);
+        harness_arena A = {0};
+        float *y = ha_uniform(&A, count, -1.0f, 1.0f, 1000 + si);
+        float *b = ha_uniform(&A, (size_t)co, -1.0f, 1.0f, 1100 + si);
+        double *ref = ha_doubles(&A, count), *dref = ha_doubles(&A, (size_t)co);
         for (size_t i = 0; i < count; i++) {
             size_t c = (i / pl) % (size_t)co;
             ref[i] = (double)y[i] + (double)b[c];
             dref[c] += y[i];
         }
+        /* the op's backward with dx = dw = NULL needs x and w: zeros of a 2-channel 1x1 conv */
+        conv_case c = {"bias", n, 2, co, ho, wo, 1, 1, 1, 1, 0, 0, 1};
+        const float *xdummy = ha_floats(&A, x_count(&c)), *wdummy = ha_floats(&A, w_count(&c));
         for (int dev = 0; dev < harness_device_count(); dev++) {
             oclseg_ctx *ctx = harness_ctx(dev);
-            char what[512];
-            hbuf by = hb_from(ctx, y, count), bb = hb_from(ctx, b, (size_t)co);
-            hbuf bdb = hb_create(ctx, (size_t)co);
-            oclseg_tensor ty = hb_tensor(&by, n, co, ho, wo), tb = hb_tensor(&bb, co, 1, 1, 1);
-            oclseg_tensor tdb = hb_tensor(&bdb, co, 1, 1, 1);
+            hbuf *by = ha_buf_from(&A, ctx, y, count), *bb = ha_buf_from(&A, ctx, b, (size_t)co);
+            hbuf *bdb = ha_buf(&A, ctx, (size_t)co);
+            oclseg_tensor ty = hb_tensor(by, n, co, ho, wo), tb = hb_tensor(bb, co, 1, 1, 1);
+            oclseg_tensor tdb = hb_tensor(bdb, co, 1, 1, 1);
             /* gradient first (y still holds dy), through the op with dx = dw = NULL */
-            conv_case c = {"bias", n, 2, co, ho, wo, 1, 1, 1, 1, 0, 0, 1};
-            float *xdummy = calloc(x_count(&c), sizeof(float));
-            float *wdummy = calloc(w_count(&c), sizeof(float));
-            hbuf bx = hb_from(ctx, xdummy, x_count(&c)), bw = hb_from(ctx, wdummy, w_count(&c));
-            oclseg_tensor tx = hb_tensor(&bx, n, 2, ho, wo), tw = hb_tensor(&bw, co, 2, 1, 1);
-            snprintf(what, sizeof what, "conv2d dbias only (%d,%d,%d,%d) on %s", n, co, ho, wo,
-                     ctx->info.name);
+            hbuf *bx = ha_buf_from(&A, ctx, xdummy, x_count(&c));
+            hbuf *bw = ha_buf_from(&A, ctx, wdummy, w_count(&c));
+            oclseg_tensor tx = hb_tensor(bx, n, 2, ho, wo), tw = hb_tensor(bw, co, 2, 1, 1);
             ck_assert_int_eq(
                 op_conv2d_backward(ctx, &tx, &tw, &ty, NULL, NULL, &tdb, params(&c)), OCLSEG_OK);
-            hb_download(&bdb, got, what);
-            harness_compare(what, got, dref, (size_t)co, atol_for((size_t)n * pl), RTOL);
+            const char *dev_name = ctx->info.name;
+            hb_check(bdb, dref, atol_for((size_t)n * pl), RTOL,
+                     "conv2d dbias only (%d,%d,%d,%d) on %s", n, co, ho, wo, dev_name);
             /* and the kernel helper directly, into a re-poisoned buffer */
-            hb_poison(&bdb);
+            hb_poison(bdb);
             ck_assert_int_eq(conv2d_bias_grad(ctx, &ty, &tdb), OCLSEG_OK);
-            hb_download(&bdb, got, what);
-            harness_compare(what, got, dref, (size_t)co, atol_for((size_t)n * pl), RTOL);
-
-            snprintf(what, sizeof what, "conv2d bias add (%d,%d,%d,%d) on %s", n, co, ho, wo,
-                     ctx->info.name);
+            hb_check(bdb, dref, atol_for((size_t)n * pl), RTOL,
+                     "conv2d dbias only (%d,%d,%d,%d) on %s", n, co, ho, wo, dev_name);
             ck_assert_int_eq(conv2d_bias_add(ctx, &tb, &ty), OCLSEG_OK);
-            hb_download(&by, got, what);
-            harness_compare(what, got, ref, count, atol_for(2), RTOL);
-            hb_free(&by), hb_free(&bb), hb_free(&bdb), hb_free(&bx), hb_free(&bw);
-            free(xdummy), free(wdummy);
+            hb_check(by, ref, atol_for(2), RTOL, "conv2d bias add (%d,%d,%d,%d) on %s", n, co, ho,
+                     wo, dev_name);
         }
-        free(y), free(b), free(got), free(ref), free(dref);
+        ha_free(&A);
     }
 }
 END_TEST
@@ -573,23 +473,16 @@ START_TEST(invalid_arguments_are_rejected) {
         p_neg_pad.pad_h = -1;
         oclseg_conv_params p_big = {1, 1, 0, 0};
         oclseg_tensor w_big = oclseg_tensor_view(buf.buf, 0, 1, c->cin, c->h + 1, 1);
-        ck_assert_int_eq(op_conv2d_forward(ctx, &x, &w_bad, NULL, &y, p), OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_conv2d_forward(ctx, &x, &w, NULL, &y_bad, p), OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_conv2d_forward(ctx, &x, &w, &b_bad, &y, p), OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_conv2d_forward(ctx, &x, &w, NULL, &y, p_zero_stride),
-                         OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_conv2d_forward(ctx, &x, &w, NULL, &y, p_neg_pad),
-                         OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_conv2d_forward(ctx, &x, &w_big, NULL, &y, p_big),
-                         OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_conv2d_backward(ctx, &x, &w, &y_bad, NULL, NULL, NULL, p),
-                         OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_conv2d_backward(ctx, &x, &w, &y, &dx_bad, NULL, NULL, p),
-                         OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_conv2d_backward(ctx, &x, &w, &y, NULL, &w_bad, NULL, p),
-                         OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_conv2d_backward(ctx, &x, &w, &y, NULL, NULL, &b_bad, p),
-                         OCLSEG_ERR_INVALID_ARG);
+        HARNESS_REJECTS(op_conv2d_forward(ctx, &x, &w_bad, NULL, &y, p));
+        HARNESS_REJECTS(op_conv2d_forward(ctx, &x, &w, NULL, &y_bad, p));
+        HARNESS_REJECTS(op_conv2d_forward(ctx, &x, &w, &b_bad, &y, p));
+        HARNESS_REJECTS(op_conv2d_forward(ctx, &x, &w, NULL, &y, p_zero_stride));
+        HARNESS_REJECTS(op_conv2d_forward(ctx, &x, &w, NULL, &y, p_neg_pad));
+        HARNESS_REJECTS(op_conv2d_forward(ctx, &x, &w_big, NULL, &y, p_big));
+        HARNESS_REJECTS(op_conv2d_backward(ctx, &x, &w, &y_bad, NULL, NULL, NULL, p));
+        HARNESS_REJECTS(op_conv2d_backward(ctx, &x, &w, &y, &dx_bad, NULL, NULL, p));
+        HARNESS_REJECTS(op_conv2d_backward(ctx, &x, &w, &y, NULL, &w_bad, NULL, p));
+        HARNESS_REJECTS(op_conv2d_backward(ctx, &x, &w, &y, NULL, NULL, &b_bad, p));
         hb_free(&buf);
     }
 }

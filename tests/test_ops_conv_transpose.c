@@ -104,9 +104,14 @@ static void ref_backward(const convt_case *c, const double *x, const double *w, 
                 }
 }
 
-/* cols[n, (co, ky, kx), (iy, ix)] = dy[n, co, iy*s - p + ky, ix*s - p + kx] or 0. */
-static void ref_im2col(const convt_case *c, const double *dy, double *cols) {
+/* to_cols: im2col, cols[n, (co, ky, kx), (iy, ix)] = y[n, co, iy*s - p + ky, ix*s - p + kx]
+ * or 0 (y is dy); else col2im, y = bias (b may be NULL) + the scatter of cols: the forward's
+ * second half. */
+static void ref_cols(const convt_case *c, int to_cols, double *cols, double *y,
+                     const double *b) {
     const int ho = out_h(c), wo = out_w(c);
+    if (!to_cols)
+        for (size_t i = 0; i < y_count(c); i++) y[i] = b ? b[(i / ((size_t)ho * wo)) % c->cout] : 0;
     size_t i = 0;
     for (int n = 0; n < c->n; n++)
         for (int co = 0; co < c->cout; co++)
@@ -116,200 +121,170 @@ static void ref_im2col(const convt_case *c, const double *dy, double *cols) {
                         for (int ix = 0; ix < c->w; ix++, i++) {
                             int oy = iy * c->stride - c->pad + ky;
                             int ox = ix * c->stride - c->pad + kx;
-                            cols[i] = (oy < 0 || oy >= ho || ox < 0 || ox >= wo)
-                                          ? 0.0
-                                          : dy[(((size_t)n * c->cout + co) * ho + oy) * wo + ox];
+                            if (oy < 0 || oy >= ho || ox < 0 || ox >= wo) {
+                                if (to_cols) cols[i] = 0.0;
+                                continue;
+                            }
+                            double *yv = &y[(((size_t)n * c->cout + co) * ho + oy) * wo + ox];
+                            if (to_cols) cols[i] = *yv;
+                            else *yv += cols[i];
                         }
 }
 
-/* y = bias + col2im(cols): the forward's second half, by scatter. */
-static void ref_col2im(const convt_case *c, const double *cols, const double *b, double *y) {
-    const int ho = out_h(c), wo = out_w(c);
-    for (size_t i = 0; i < y_count(c); i++) y[i] = b ? b[(i / ((size_t)ho * wo)) % c->cout] : 0;
-    size_t i = 0;
-    for (int n = 0; n < c->n; n++)
-        for (int co = 0; co < c->cout; co++)
-            for (int ky = 0; ky < c->kh; ky++)
-                for (int kx = 0; kx < c->kw; kx++)
-                    for (int iy = 0; iy < c->h; iy++)
-                        for (int ix = 0; ix < c->w; ix++, i++) {
-                            int oy = iy * c->stride - c->pad + ky;
-                            int ox = ix * c->stride - c->pad + kx;
-                            if (oy < 0 || oy >= ho || ox < 0 || ox >= wo) continue;
-                            y[(((size_t)n * c->cout + co) * ho + oy) * wo + ox] += cols[i];
-                        }
-}
-
-/* ---- test data ---------------------------------------------------------------------------- */
+/* ---- test data and device buffers (one arena per case) ------------------------------------ */
 
 typedef struct convt_data {
     float *x, *w, *b, *dy;   /* (N,Cin,H,W), (Cin,Cout,KH,KW), (Cout), (N,Cout,Ho,Wo) */
     double *y, *dx, *dw, *db; /* references */
 } convt_data;
 
-static convt_data make_data(const convt_case *c, uint64_t seed) {
+static convt_data make_data(harness_arena *A, const convt_case *c, uint64_t seed) {
     convt_data d;
-    d.x = malloc(x_count(c) * sizeof(float));
-    d.w = malloc(w_count(c) * sizeof(float));
-    d.b = malloc((size_t)c->cout * sizeof(float));
-    d.dy = malloc(y_count(c) * sizeof(float));
-    ck_assert(d.x && d.w && d.b && d.dy);
-    harness_fill_uniform(d.x, x_count(c), -1.0f, 1.0f, seed);
-    harness_fill_uniform(d.w, w_count(c), -1.0f, 1.0f, seed + 1);
-    harness_fill_uniform(d.b, (size_t)c->cout, -1.0f, 1.0f, seed + 2);
-    harness_fill_uniform(d.dy, y_count(c), -1.0f, 1.0f, seed + 3);
-    double *x = harness_to_double(d.x, x_count(c)), *w = harness_to_double(d.w, w_count(c));
-    double *b = harness_to_double(d.b, (size_t)c->cout), *dy = harness_to_double(d.dy, y_count(c));
-    d.y = malloc(y_count(c) * sizeof(double));
-    d.dx = malloc(x_count(c) * sizeof(double));
-    d.dw = malloc(w_count(c) * sizeof(double));
-    d.db = malloc((size_t)c->cout * sizeof(double));
-    ck_assert(d.y && d.dx && d.dw && d.db);
+    d.x = ha_uniform(A, x_count(c), -1.0f, 1.0f, seed);
+    d.w = ha_uniform(A, w_count(c), -1.0f, 1.0f, seed + 1);
+    d.b = ha_uniform(A, (size_t)c->cout, -1.0f, 1.0f, seed + 2);
+    d.dy = ha_uniform(A, y_count(c), -1.0f, 1.0f, seed + 3);
+    const double *x = ha_widen(A, d.x, x_count(c)), *w = ha_widen(A, d.w, w_count(c));
+    const double *b = ha_widen(A, d.b, (size_t)c->cout), *dy = ha_widen(A, d.dy, y_count(c));
+    d.y = ha_doubles(A, y_count(c));
+    d.dx = ha_doubles(A, x_count(c));
+    d.dw = ha_doubles(A, w_count(c));
+    d.db = ha_doubles(A, (size_t)c->cout);
     ref_forward(c, x, w, c->with_bias ? b : NULL, d.y);
     ref_backward(c, x, w, dy, d.dx, d.dw, d.db);
-    free(x);
-    free(w);
-    free(b);
-    free(dy);
     return d;
 }
 
-static void free_data(convt_data *d) {
-    free(d->x);
-    free(d->w);
-    free(d->b);
-    free(d->dy);
-    free(d->y);
-    free(d->dx);
-    free(d->dw);
-    free(d->db);
+/* Device buffers of one case on one device: inputs uploaded, outputs poisoned. */
+typedef struct convt_bufs {
+    hbuf *y, *dx, *dw, *db;
+    oclseg_tensor tx, tw, tb, tdy, ty, tdx, tdw, tdb;
+} convt_bufs;
+
+static convt_bufs make_bufs(harness_arena *A, oclseg_ctx *ctx, const convt_case *c,
+                            const convt_data *d) {
+    const int ho = out_h(c), wo = out_w(c);
+    convt_bufs B;
+    B.tx = hb_tensor(ha_buf_from(A, ctx, d->x, x_count(c)), c->n, c->cin, c->h, c->w);
+    B.tw = hb_tensor(ha_buf_from(A, ctx, d->w, w_count(c)), c->cin, c->cout, c->kh, c->kw);
+    B.tb = hb_tensor(ha_buf_from(A, ctx, d->b, (size_t)c->cout), c->cout, 1, 1, 1);
+    B.tdy = hb_tensor(ha_buf_from(A, ctx, d->dy, y_count(c)), c->n, c->cout, ho, wo);
+    B.y = ha_buf(A, ctx, y_count(c));
+    B.dx = ha_buf(A, ctx, x_count(c));
+    B.dw = ha_buf(A, ctx, w_count(c));
+    B.db = ha_buf(A, ctx, (size_t)c->cout);
+    B.ty = hb_tensor(B.y, c->n, c->cout, ho, wo);
+    B.tdx = hb_tensor(B.dx, c->n, c->cin, c->h, c->w);
+    B.tdw = hb_tensor(B.dw, c->cin, c->cout, c->kh, c->kw);
+    B.tdb = hb_tensor(B.db, c->cout, 1, 1, 1);
+    return B;
 }
 
 /* The shared scratch workspace belongs to the context, but the harness reports every buffer
  * still live at exit as a leak; give it back after each test that used it. */
 static void release_scratch(void) {
-    for (int dev = 0; dev < harness_device_count(); dev++) {
-        oclseg_ctx *ctx = harness_ctx(dev);
-        ck_assert_int_eq(oclseg_finish(ctx), OCLSEG_OK);
-        if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
-        ctx->scratch = NULL;
-        ctx->scratch_bytes = 0;
-    }
+    for (int dev = 0; dev < harness_device_count(); dev++)
+        ck_assert_int_eq(oclseg_finish(harness_ctx(dev)), OCLSEG_OK);
+    harness_release_scratch();
 }
 
 /* ---- the op against the references ---------------------------------------------------------- */
 
-/* Forward, full backward, each gradient alone (the others NULL), and bitwise determinism. */
+/* Forward (plain and with the fused ReLU: the ReLU of the reference, 1-Lipschitz: same
+ * tolerance) on one device. */
+static void check_forward(oclseg_ctx *ctx, const convt_case *c, const convt_data *d,
+                          convt_bufs *B, harness_arena *A) {
+    const char *dev = ctx->info.name;
+    const oclseg_tensor *bias = c->with_bias ? &B->tb : NULL;
+    ck_assert_int_eq(op_conv_transpose2d_forward(ctx, &B->tx, &B->tw, bias, &B->ty, c->stride,
+                                                 c->pad),
+                     OCLSEG_OK);
+    hb_check(B->y, d->y, atol_for(terms_y(c) + 1), RTOL, "%s forward on %s", c->name, dev);
+    ck_assert_int_eq(op_conv_transpose2d_forward_act(ctx, &B->tx, &B->tw, bias, &B->ty,
+                                                     c->stride, c->pad, 1),
+                     OCLSEG_OK);
+    double *y_relu = ha_doubles(A, y_count(c));
+    for (size_t i = 0; i < y_count(c); i++) y_relu[i] = d->y[i] > 0 ? d->y[i] : 0.0;
+    hb_check(B->y, y_relu, atol_for(terms_y(c) + 1), RTOL, "%s forward on %s", c->name, dev);
+}
+
+/* All three gradients at once, then each alone (the NULL ones are skipped, the requested one
+ * is still right, dw and dbias bit for bit the same: determinism). */
+static void check_backward(oclseg_ctx *ctx, const convt_case *c, const convt_data *d,
+                           convt_bufs *B, harness_arena *A) {
+    const char *dev = ctx->info.name;
+    char what[512];
+    float *got_dw = ha_floats(A, w_count(c)), *again_dw = ha_floats(A, w_count(c));
+    float *got_db = ha_floats(A, (size_t)c->cout), *again_db = ha_floats(A, (size_t)c->cout);
+    ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &B->tx, &B->tw, &B->tdy, &B->tdx,
+                                                  &B->tdw, &B->tdb, c->stride, c->pad),
+                     OCLSEG_OK);
+    hb_check(B->dx, d->dx, atol_for(terms_dx(c)), RTOL, "%s dx on %s", c->name, dev);
+    snprintf(what, sizeof what, "%s dw on %s", c->name, dev);
+    hb_download(B->dw, got_dw, what);
+    harness_compare(what, got_dw, d->dw, w_count(c), atol_for(terms_dw(c)), RTOL);
+    snprintf(what, sizeof what, "%s dbias on %s", c->name, dev);
+    hb_download(B->db, got_db, what);
+    harness_compare(what, got_db, d->db, (size_t)c->cout, atol_for(terms_db(c)), RTOL);
+
+    hb_poison(B->dx);
+    hb_poison(B->dw);
+    hb_poison(B->db);
+    ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &B->tx, &B->tw, &B->tdy, &B->tdx, NULL,
+                                                  NULL, c->stride, c->pad),
+                     OCLSEG_OK);
+    hb_check(B->dx, d->dx, atol_for(terms_dx(c)), RTOL, "%s dx alone on %s", c->name, dev);
+    ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &B->tx, &B->tw, &B->tdy, NULL, &B->tdw,
+                                                  NULL, c->stride, c->pad),
+                     OCLSEG_OK);
+    snprintf(what, sizeof what, "%s dw alone on %s", c->name, dev);
+    hb_download(B->dw, again_dw, what);
+    harness_compare(what, again_dw, d->dw, w_count(c), atol_for(terms_dw(c)), RTOL);
+    ck_assert_msg(memcmp(got_dw, again_dw, w_count(c) * sizeof(float)) == 0,
+                  "%s: dw differs between two runs (not deterministic)", what);
+    ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &B->tx, &B->tw, &B->tdy, NULL, NULL,
+                                                  &B->tdb, c->stride, c->pad),
+                     OCLSEG_OK);
+    snprintf(what, sizeof what, "%s dbias alone on %s", c->name, dev);
+    hb_download(B->db, again_db, what);
+    ck_assert_msg(memcmp(got_db, again_db, (size_t)c->cout * sizeof(float)) == 0,
+                  "%s: dbias differs between two runs (not deterministic)", what);
+}
+
+/* The same op in batch chunks of one image (strided offsets into x, dx, y, dy). */
+static void check_chunked(oclseg_ctx *ctx, const convt_case *c, const convt_data *d,
+                          convt_bufs *B) {
+    const char *dev = ctx->info.name;
+    size_t saved = convt_cols_max_bytes;
+    convt_cols_max_bytes = 1;
+    hb_poison(B->y);
+    hb_poison(B->dx);
+    hb_poison(B->dw);
+    int st_f = op_conv_transpose2d_forward(ctx, &B->tx, &B->tw, c->with_bias ? &B->tb : NULL,
+                                           &B->ty, c->stride, c->pad);
+    int st_b = op_conv_transpose2d_backward(ctx, &B->tx, &B->tw, &B->tdy, &B->tdx, &B->tdw, NULL,
+                                            c->stride, c->pad);
+    convt_cols_max_bytes = saved;
+    ck_assert_int_eq(st_f, OCLSEG_OK);
+    ck_assert_int_eq(st_b, OCLSEG_OK);
+    hb_check(B->y, d->y, atol_for(terms_y(c) + 1), RTOL, "%s chunked on %s", c->name, dev);
+    hb_check(B->dx, d->dx, atol_for(terms_dx(c)), RTOL, "%s chunked on %s", c->name, dev);
+    hb_check(B->dw, d->dw, atol_for(terms_dw(c)), RTOL, "%s chunked on %s", c->name, dev);
+}
+
+/* Forward, full backward, each gradient alone, determinism, and batch chunks: on every
+ * device, in one arena. */
 static void check_case(const convt_case *c) {
-    const int ho = out_h(c), wo = out_w(c);
-    convt_data d = make_data(c, 11);
-    float *got_y = malloc(y_count(c) * sizeof(float));
-    float *got_dx = malloc(x_count(c) * sizeof(float)), *got_dw = malloc(w_count(c) * sizeof(float));
-    float *again_dw = malloc(w_count(c) * sizeof(float)), got_db[512], again_db[512];
-    ck_assert(got_y && got_dx && got_dw && again_dw && c->cout <= 512);
-    char what[160];
+    harness_arena A = {0};
+    convt_data d = make_data(&A, c, 11);
     for (int dev = 0; dev < harness_device_count(); dev++) {
         oclseg_ctx *ctx = harness_ctx(dev);
-        hbuf bx = hb_from(ctx, d.x, x_count(c)), bw = hb_from(ctx, d.w, w_count(c));
-        hbuf bb = hb_from(ctx, d.b, (size_t)c->cout), bdy = hb_from(ctx, d.dy, y_count(c));
-        hbuf by = hb_create(ctx, y_count(c)), bdx = hb_create(ctx, x_count(c));
-        hbuf bdw = hb_create(ctx, w_count(c)), bdb = hb_create(ctx, (size_t)c->cout);
-        oclseg_tensor tx = hb_tensor(&bx, c->n, c->cin, c->h, c->w);
-        oclseg_tensor tw = hb_tensor(&bw, c->cin, c->cout, c->kh, c->kw);
-        oclseg_tensor tb = hb_tensor(&bb, c->cout, 1, 1, 1);
-        oclseg_tensor tdy = hb_tensor(&bdy, c->n, c->cout, ho, wo);
-        oclseg_tensor ty = hb_tensor(&by, c->n, c->cout, ho, wo);
-        oclseg_tensor tdx = hb_tensor(&bdx, c->n, c->cin, c->h, c->w);
-        oclseg_tensor tdw = hb_tensor(&bdw, c->cin, c->cout, c->kh, c->kw);
-        oclseg_tensor tdb = hb_tensor(&bdb, c->cout, 1, 1, 1);
-
-        snprintf(what, sizeof what, "%s forward on %s", c->name, harness_device_name(dev));
-        ck_assert_int_eq(op_conv_transpose2d_forward(ctx, &tx, &tw, c->with_bias ? &tb : NULL,
-                                                     &ty, c->stride, c->pad),
-                         OCLSEG_OK);
-        hb_download(&by, got_y, what);
-        harness_compare(what, got_y, d.y, y_count(c), atol_for(terms_y(c) + 1), RTOL);
-        /* bias + ReLU fused: the ReLU of the reference (1-Lipschitz: same tolerance) */
-        ck_assert_int_eq(op_conv_transpose2d_forward_act(ctx, &tx, &tw,
-                                                         c->with_bias ? &tb : NULL, &ty,
-                                                         c->stride, c->pad, 1),
-                         OCLSEG_OK);
-        hb_download(&by, got_y, what);
-        double *y_relu = malloc(y_count(c) * sizeof *y_relu);
-        ck_assert_ptr_nonnull(y_relu);
-        for (size_t i = 0; i < y_count(c); i++) y_relu[i] = d.y[i] > 0 ? d.y[i] : 0.0;
-        harness_compare(what, got_y, y_relu, y_count(c), atol_for(terms_y(c) + 1), RTOL);
-        free(y_relu);
-
-        /* all three gradients at once */
-        ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &tx, &tw, &tdy, &tdx, &tdw, &tdb,
-                                                      c->stride, c->pad),
-                         OCLSEG_OK);
-        snprintf(what, sizeof what, "%s dx on %s", c->name, harness_device_name(dev));
-        hb_download(&bdx, got_dx, what);
-        harness_compare(what, got_dx, d.dx, x_count(c), atol_for(terms_dx(c)), RTOL);
-        snprintf(what, sizeof what, "%s dw on %s", c->name, harness_device_name(dev));
-        hb_download(&bdw, got_dw, what);
-        harness_compare(what, got_dw, d.dw, w_count(c), atol_for(terms_dw(c)), RTOL);
-        snprintf(what, sizeof what, "%s dbias on %s", c->name, harness_device_name(dev));
-        hb_download(&bdb, got_db, what);
-        harness_compare(what, got_db, d.db, (size_t)c->cout, atol_for(terms_db(c)), RTOL);
-
-        /* each gradient alone: the NULL ones are skipped, the requested one is still right */
-        hb_poison(&bdx);
-        hb_poison(&bdw);
-        hb_poison(&bdb);
-        ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &tx, &tw, &tdy, &tdx, NULL, NULL,
-                                                      c->stride, c->pad),
-                         OCLSEG_OK);
-        snprintf(what, sizeof what, "%s dx alone on %s", c->name, harness_device_name(dev));
-        hb_download(&bdx, got_dx, what);
-        harness_compare(what, got_dx, d.dx, x_count(c), atol_for(terms_dx(c)), RTOL);
-        ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &tx, &tw, &tdy, NULL, &tdw, NULL,
-                                                      c->stride, c->pad),
-                         OCLSEG_OK);
-        snprintf(what, sizeof what, "%s dw alone on %s", c->name, harness_device_name(dev));
-        hb_download(&bdw, again_dw, what);
-        harness_compare(what, again_dw, d.dw, w_count(c), atol_for(terms_dw(c)), RTOL);
-        ck_assert_msg(memcmp(got_dw, again_dw, w_count(c) * sizeof(float)) == 0,
-                      "%s: dw differs between two runs (not deterministic)", what);
-        ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &tx, &tw, &tdy, NULL, NULL, &tdb,
-                                                      c->stride, c->pad),
-                         OCLSEG_OK);
-        snprintf(what, sizeof what, "%s dbias alone on %s", c->name, harness_device_name(dev));
-        hb_download(&bdb, again_db, what);
-        ck_assert_msg(memcmp(got_db, again_db, (size_t)c->cout * sizeof(float)) == 0,
-                      "%s: dbias differs between two runs (not deterministic)", what);
-
-        /* the same op in batch chunks of one image (strided offsets into x, dx, y, dy) */
-        size_t saved = convt_cols_max_bytes;
-        convt_cols_max_bytes = 1;
-        hb_poison(&by);
-        hb_poison(&bdx);
-        hb_poison(&bdw);
-        int st_f = op_conv_transpose2d_forward(ctx, &tx, &tw, c->with_bias ? &tb : NULL, &ty,
-                                               c->stride, c->pad);
-        int st_b = op_conv_transpose2d_backward(ctx, &tx, &tw, &tdy, &tdx, &tdw, NULL, c->stride,
-                                                c->pad);
-        convt_cols_max_bytes = saved;
-        ck_assert_int_eq(st_f, OCLSEG_OK);
-        ck_assert_int_eq(st_b, OCLSEG_OK);
-        snprintf(what, sizeof what, "%s chunked on %s", c->name, harness_device_name(dev));
-        hb_download(&by, got_y, what);
-        harness_compare(what, got_y, d.y, y_count(c), atol_for(terms_y(c) + 1), RTOL);
-        hb_download(&bdx, got_dx, what);
-        harness_compare(what, got_dx, d.dx, x_count(c), atol_for(terms_dx(c)), RTOL);
-        hb_download(&bdw, got_dw, what);
-        harness_compare(what, got_dw, d.dw, w_count(c), atol_for(terms_dw(c)), RTOL);
-
-        hbuf *all[] = {&bx, &bw, &bb, &bdy, &by, &bdx, &bdw, &bdb};
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) hb_free(all[i]);
+        convt_bufs B = make_bufs(&A, ctx, c, &d);
+        check_forward(ctx, c, &d, &B, &A);
+        check_backward(ctx, c, &d, &B, &A);
+        check_chunked(ctx, c, &d, &B);
     }
-    free(got_y);
-    free(got_dx);
-    free(got_dw);
-    free(again_dw);
-    free_data(&d);
+    ha_free(&A);
     release_scratch();
 }
 
@@ -325,20 +300,11 @@ static const convt_case CASE_WIDE = {"wide k4 s2 p1", 2, 160, 25, 4, 4, 4, 4, 2,
 /* The model's last layer shape, reduced: Cout 1 at 16x16 -> 32x32. */
 static const convt_case CASE_HEAD = {"head 64->1", 2, 64, 1, 16, 16, 4, 4, 2, 1, 1};
 
-START_TEST(forward_backward_k4s2) {
-    if (harness_no_gemm()) return;
-    check_case(&CASE_K4S2);
-}
+START_TEST(forward_backward_k4s2) { if (!harness_no_gemm()) check_case(&CASE_K4S2); }
 END_TEST
-START_TEST(forward_backward_k3s1) {
-    if (harness_no_gemm()) return;
-    check_case(&CASE_K3S1);
-}
+START_TEST(forward_backward_k3s1) { if (!harness_no_gemm()) check_case(&CASE_K3S1); }
 END_TEST
-START_TEST(forward_backward_s3) {
-    if (harness_no_gemm()) return;
-    check_case(&CASE_S3);
-}
+START_TEST(forward_backward_s3) { if (!harness_no_gemm()) check_case(&CASE_S3); }
 END_TEST
 START_TEST(forward_backward_wide) {
     if (harness_no_gemm() || harness_small()) return;
@@ -374,103 +340,70 @@ static const convt_case SMALL_CASES[] = {
 static void check_columns(const convt_case *c) {
     const int ho = out_h(c), wo = out_w(c);
     const size_t nc = cols_count(c), ny = y_count(c);
-    float *cols = malloc(nc * sizeof(float)), *dy = malloc(ny * sizeof(float));
-    float *b = malloc((size_t)c->cout * sizeof(float));
-    float *got_cols = malloc(nc * sizeof(float)), *got_y = malloc(ny * sizeof(float));
-    double *ref_cols = malloc(nc * sizeof(double)), *ref_y = malloc(ny * sizeof(double));
-    ck_assert(cols && dy && b && got_cols && got_y && ref_cols && ref_y);
-    harness_fill_uniform(cols, nc, -1.0f, 1.0f, 21);
-    harness_fill_uniform(dy, ny, -1.0f, 1.0f, 22);
-    harness_fill_uniform(b, (size_t)c->cout, -1.0f, 1.0f, 23);
-    double *cols_d = harness_to_double(cols, nc), *dy_d = harness_to_double(dy, ny);
-    double *b_d = harness_to_double(b, (size_t)c->cout);
-    ref_col2im(c, cols_d, c->with_bias ? b_d : NULL, ref_y);
-    ref_im2col(c, dy_d, ref_cols);
+    harness_arena A = {0};
+    const float *cols = ha_uniform(&A, nc, -1.0f, 1.0f, 21);
+    const float *dy = ha_uniform(&A, ny, -1.0f, 1.0f, 22);
+    const float *b = ha_uniform(&A, (size_t)c->cout, -1.0f, 1.0f, 23);
+    double *ref_cols_v = ha_doubles(&A, nc), *ref_y = ha_doubles(&A, ny);
+    double *dy_d = ha_widen(&A, dy, ny);
+    ref_cols(c, 0, ha_widen(&A, cols, nc), ref_y,
+             c->with_bias ? ha_widen(&A, b, (size_t)c->cout) : NULL);
+    ref_cols(c, 1, ref_cols_v, dy_d, NULL);
     const int per_y = ((c->kh + c->stride - 1) / c->stride) * ((c->kw + c->stride - 1) / c->stride);
-    char what[160];
+    double *expect = ha_doubles(&A, nc > ny ? nc : ny);
     for (int dev = 0; dev < harness_device_count(); dev++) {
         oclseg_ctx *ctx = harness_ctx(dev);
-        hbuf bcols = hb_from(ctx, cols, nc), bdy = hb_from(ctx, dy, ny);
-        hbuf bb = hb_from(ctx, b, (size_t)c->cout), by = hb_create(ctx, ny);
-        hbuf bout = hb_create(ctx, nc);
-        oclseg_tensor tb = hb_tensor(&bb, c->cout, 1, 1, 1);
-        oclseg_tensor ty = hb_tensor(&by, c->n, c->cout, ho, wo);
-        oclseg_tensor tdy = hb_tensor(&bdy, c->n, c->cout, ho, wo);
+        const char *name = harness_device_name(dev);
+        hbuf *bcols = ha_buf_from(&A, ctx, cols, nc), *by = ha_buf(&A, ctx, ny);
+        hbuf *bout = ha_buf(&A, ctx, nc), *bpack = ha_buf(&A, ctx, ny);
+        oclseg_tensor tb = hb_tensor(ha_buf_from(&A, ctx, b, (size_t)c->cout), c->cout, 1, 1, 1);
+        oclseg_tensor ty = hb_tensor(by, c->n, c->cout, ho, wo);
+        oclseg_tensor tdy = hb_tensor(ha_buf_from(&A, ctx, dy, ny), c->n, c->cout, ho, wo);
         const size_t per_image = nc / (size_t)c->n;
-        /* image by image (n0 > 0 exercises the image offsets), columns at offset lead */
-        for (int n0 = 0; n0 < c->n; n0++) {
-            ck_assert_int_eq(convt_col2im(ctx, bcols.buf, bcols.lead + (size_t)n0 * per_image,
-                                          c->with_bias ? &tb : NULL, &ty, n0, 1, c->h, c->w,
-                                          c->kh, c->kw, c->stride, c->pad, 0),
-                             OCLSEG_OK);
+        /* image by image (n0 > 0 exercises the image offsets), columns at offset lead; then
+         * again with the fused ReLU (the ReLU of the reference) */
+        for (int relu = 0; relu < 2; relu++) {
+            for (int n0 = 0; n0 < c->n; n0++)
+                ck_assert_int_eq(convt_col2im(ctx, bcols->buf,
+                                              bcols->lead + (size_t)n0 * per_image,
+                                              c->with_bias ? &tb : NULL, &ty, n0, 1, c->h, c->w,
+                                              c->kh, c->kw, c->stride, c->pad, relu),
+                                 OCLSEG_OK);
+            if (relu == 0) {
+                ck_assert_int_eq(convt_im2col(ctx, &tdy, 0, c->n, c->h, c->w, c->kh, c->kw,
+                                              c->stride, c->pad, bout->buf, bout->lead, 0),
+                                 OCLSEG_OK);
+                hb_check(by, ref_y, atol_for(per_y + 1), RTOL, "%s col2im on %s", c->name, name);
+                /* copies and zeros: exact */
+                hb_check(bout, ref_cols_v, 0.0, 0.0, "%s im2col on %s", c->name, name);
+            }
         }
-        ck_assert_int_eq(convt_im2col(ctx, &tdy, 0, c->n, c->h, c->w, c->kh, c->kw, c->stride,
-                                      c->pad, bout.buf, bout.lead, 0),
-                         OCLSEG_OK);
-        snprintf(what, sizeof what, "%s col2im on %s", c->name, harness_device_name(dev));
-        hb_download(&by, got_y, what);
-        harness_compare(what, got_y, ref_y, ny, atol_for(per_y + 1), RTOL);
-        snprintf(what, sizeof what, "%s im2col on %s", c->name, harness_device_name(dev));
-        hb_download(&bout, got_cols, what);
-        harness_compare(what, got_cols, ref_cols, nc, 0.0, 0.0); /* copies and zeros: exact */
-
-        /* col2im with the fused ReLU: the ReLU of the reference */
-        for (int n0 = 0; n0 < c->n; n0++)
-            ck_assert_int_eq(convt_col2im(ctx, bcols.buf, bcols.lead + (size_t)n0 * per_image,
-                                          c->with_bias ? &tb : NULL, &ty, n0, 1, c->h, c->w,
-                                          c->kh, c->kw, c->stride, c->pad, 1),
-                             OCLSEG_OK);
-        snprintf(what, sizeof what, "%s col2im+relu on %s", c->name, harness_device_name(dev));
-        hb_download(&by, got_y, what);
-        double *expect = malloc((nc > ny ? nc : ny) * sizeof *expect);
-        ck_assert_ptr_nonnull(expect);
         for (size_t i = 0; i < ny; i++) expect[i] = ref_y[i] > 0 ? ref_y[i] : 0.0;
-        harness_compare(what, got_y, expect, ny, atol_for(per_y + 1), RTOL);
+        hb_check(by, expect, atol_for(per_y + 1), RTOL, "%s col2im+relu on %s", c->name, name);
 
         /* im2col in the chunk-interleaved layout: cols[r][n][p] instead of cols[n][r][p] */
         const size_t rows = (size_t)c->cout * c->kh * c->kw, hw = (size_t)c->h * c->w;
         ck_assert_int_eq(convt_im2col(ctx, &tdy, 0, c->n, c->h, c->w, c->kh, c->kw, c->stride,
-                                      c->pad, bout.buf, bout.lead, 1),
+                                      c->pad, bout->buf, bout->lead, 1),
                          OCLSEG_OK);
         for (size_t r = 0; r < rows; r++)
             for (int n = 0; n < c->n; n++)
                 for (size_t p = 0; p < hw; p++)
-                    expect[(r * c->n + n) * hw + p] = ref_cols[((size_t)n * rows + r) * hw + p];
-        snprintf(what, sizeof what, "%s im2col interleaved on %s", c->name,
-                 harness_device_name(dev));
-        hb_download(&bout, got_cols, what);
-        harness_compare(what, got_cols, expect, nc, 0.0, 0.0);
+                    expect[(r * c->n + n) * hw + p] = ref_cols_v[((size_t)n * rows + r) * hw + p];
+        hb_check(bout, expect, 0.0, 0.0, "%s im2col interleaved on %s", c->name, name);
 
         /* packing dy's images side by side per channel: (Cout, N*Ho*Wo) */
         const size_t plane = (size_t)ho * wo;
-        hbuf bpack = hb_create(ctx, ny);
-        ck_assert_int_eq(convt_pack_images(ctx, &tdy, 0, c->n, bpack.buf, bpack.lead), OCLSEG_OK);
+        ck_assert_int_eq(convt_pack_images(ctx, &tdy, 0, c->n, bpack->buf, bpack->lead),
+                         OCLSEG_OK);
         for (int ch = 0; ch < c->cout; ch++)
             for (int n = 0; n < c->n; n++)
                 for (size_t p = 0; p < plane; p++)
                     expect[((size_t)ch * c->n + n) * plane + p] =
                         dy_d[((size_t)n * c->cout + ch) * plane + p];
-        snprintf(what, sizeof what, "%s pack images on %s", c->name, harness_device_name(dev));
-        hb_download(&bpack, got_y, what);
-        harness_compare(what, got_y, expect, ny, 0.0, 0.0);
-        hb_free(&bpack);
-        free(expect);
-        hb_free(&bcols);
-        hb_free(&bdy);
-        hb_free(&bb);
-        hb_free(&by);
-        hb_free(&bout);
+        hb_check(bpack, expect, 0.0, 0.0, "%s pack images on %s", c->name, name);
     }
-    free(cols_d);
-    free(dy_d);
-    free(b_d);
-    free(cols);
-    free(dy);
-    free(b);
-    free(got_cols);
-    free(got_y);
-    free(ref_cols);
-    free(ref_y);
+    ha_free(&A);
 }
 
 START_TEST(column_kernels) {
@@ -487,27 +420,17 @@ END_TEST
 START_TEST(bias_gradient_only) {
     convt_case c = harness_small() ? (convt_case){"dbias", 2, 2, 3, 3, 4, 4, 4, 2, 1, 1}
                                    : (convt_case){"dbias", 3, 2, 5, 17, 19, 4, 4, 2, 1, 1};
-    convt_data d = make_data(&c, 31);
-    float got[8];
+    harness_arena A = {0};
+    convt_data d = make_data(&A, &c, 31);
     for (int dev = 0; dev < harness_device_count(); dev++) {
         oclseg_ctx *ctx = harness_ctx(dev);
-        hbuf bx = hb_from(ctx, d.x, x_count(&c)), bw = hb_from(ctx, d.w, w_count(&c));
-        hbuf bdy = hb_from(ctx, d.dy, y_count(&c)), bdb = hb_create(ctx, (size_t)c.cout);
-        oclseg_tensor tx = hb_tensor(&bx, c.n, c.cin, c.h, c.w);
-        oclseg_tensor tw = hb_tensor(&bw, c.cin, c.cout, c.kh, c.kw);
-        oclseg_tensor tdy = hb_tensor(&bdy, c.n, c.cout, out_h(&c), out_w(&c));
-        oclseg_tensor tdb = hb_tensor(&bdb, c.cout, 1, 1, 1);
-        ck_assert_int_eq(
-            op_conv_transpose2d_backward(ctx, &tx, &tw, &tdy, NULL, NULL, &tdb, c.stride, c.pad),
-            OCLSEG_OK);
-        hb_download(&bdb, got, "dbias only");
-        harness_compare("dbias only", got, d.db, (size_t)c.cout, atol_for(terms_db(&c)), RTOL);
-        hb_free(&bx);
-        hb_free(&bw);
-        hb_free(&bdy);
-        hb_free(&bdb);
+        convt_bufs B = make_bufs(&A, ctx, &c, &d);
+        ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &B.tx, &B.tw, &B.tdy, NULL, NULL,
+                                                      &B.tdb, c.stride, c.pad),
+                         OCLSEG_OK);
+        hb_check(B.db, d.db, atol_for(terms_db(&c)), RTOL, "dbias only");
     }
-    free_data(&d);
+    ha_free(&A);
     release_scratch();
 }
 END_TEST
@@ -523,63 +446,50 @@ START_TEST(shape_errors) {
     oclseg_tensor y_bad = oclseg_tensor_view(b.buf, b.lead, 2, 5, 9, 8);
     oclseg_tensor bias_bad = oclseg_tensor_view(b.buf, b.lead, 4, 1, 1, 1);
     oclseg_tensor dx_bad = oclseg_tensor_view(b.buf, b.lead, 2, 3, 4, 5);
-    ck_assert_int_eq(op_conv_transpose2d_forward(ctx, &x, &w_bad_cin, NULL, &y, 2, 1),
-                     OCLSEG_ERR_INVALID_ARG);
-    ck_assert_int_eq(op_conv_transpose2d_forward(ctx, &x, &w, NULL, &y_bad, 2, 1),
-                     OCLSEG_ERR_INVALID_ARG);
-    ck_assert_int_eq(op_conv_transpose2d_forward(ctx, &x, &w, &bias_bad, &y, 2, 1),
-                     OCLSEG_ERR_INVALID_ARG);
-    ck_assert_int_eq(op_conv_transpose2d_forward(ctx, &x, &w, NULL, &y, 0, 1),
-                     OCLSEG_ERR_INVALID_ARG);
-    ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &x, &w, &y, &dx_bad, NULL, NULL, 2, 1),
-                     OCLSEG_ERR_INVALID_ARG);
-    ck_assert_int_eq(op_conv_transpose2d_backward(ctx, &x, &w, &y_bad, NULL, NULL, NULL, 2, 1),
-                     OCLSEG_ERR_INVALID_ARG);
+    HARNESS_REJECTS(op_conv_transpose2d_forward(ctx, &x, &w_bad_cin, NULL, &y, 2, 1));
+    HARNESS_REJECTS(op_conv_transpose2d_forward(ctx, &x, &w, NULL, &y_bad, 2, 1));
+    HARNESS_REJECTS(op_conv_transpose2d_forward(ctx, &x, &w, &bias_bad, &y, 2, 1));
+    HARNESS_REJECTS(op_conv_transpose2d_forward(ctx, &x, &w, NULL, &y, 0, 1));
+    HARNESS_REJECTS(op_conv_transpose2d_backward(ctx, &x, &w, &y, &dx_bad, NULL, NULL, 2, 1));
+    HARNESS_REJECTS(op_conv_transpose2d_backward(ctx, &x, &w, &y_bad, NULL, NULL, NULL, 2, 1));
     hb_free(&b);
 }
 END_TEST
+
+/* The loss sum(dy * y(x, w, b)) of the reference forward (for the FD check). */
+typedef struct fd_state {
+    const convt_case *c;
+    const double *x, *w, *b, *dy;
+    double *y;
+} fd_state;
+
+static double fd_loss(void *user) {
+    const fd_state *f = user;
+    ref_forward(f->c, f->x, f->w, f->b, f->y);
+    double loss = 0;
+    for (size_t j = 0; j < y_count(f->c); j++) loss += f->dy[j] * f->y[j];
+    return loss;
+}
 
 /* The reference backward against central differences of the reference forward (in double):
  * L = sum(dy * y(x, w, b)); dL/dv ~ (L(v + h) - L(v - h)) / 2h. L is linear in each
  * variable, so the difference is exact up to rounding of L (~1e-16 * |L| / h). */
 START_TEST(reference_gradients_fd) {
     const convt_case c = {"fd", 2, 3, 2, 3, 4, 3, 2, 2, 1, 1};
-    const size_t nx = x_count(&c), nw = w_count(&c), ny = y_count(&c);
-    float xf[128], wf[64], bf[4], dyf[256];
-    ck_assert(nx <= 128 && nw <= 64 && ny <= 256);
-    harness_fill_uniform(xf, nx, -1.0f, 1.0f, 41);
-    harness_fill_uniform(wf, nw, -1.0f, 1.0f, 42);
-    harness_fill_uniform(bf, (size_t)c.cout, -1.0f, 1.0f, 43);
-    harness_fill_uniform(dyf, ny, -1.0f, 1.0f, 44);
-    double *x = harness_to_double(xf, nx), *w = harness_to_double(wf, nw);
-    double *b = harness_to_double(bf, (size_t)c.cout), *dy = harness_to_double(dyf, ny);
-    double dx[128], dw[64], db[4], y[256];
+    const size_t nx = x_count(&c), nw = w_count(&c), ny = y_count(&c), nb = (size_t)c.cout;
+    harness_arena A = {0};
+    double *x = ha_widen(&A, ha_uniform(&A, nx, -1.0f, 1.0f, 41), nx);
+    double *w = ha_widen(&A, ha_uniform(&A, nw, -1.0f, 1.0f, 42), nw);
+    double *b = ha_widen(&A, ha_uniform(&A, nb, -1.0f, 1.0f, 43), nb);
+    double *dy = ha_widen(&A, ha_uniform(&A, ny, -1.0f, 1.0f, 44), ny);
+    double *dx = ha_doubles(&A, nx), *dw = ha_doubles(&A, nw), *db = ha_doubles(&A, nb);
     ref_backward(&c, x, w, dy, dx, dw, db);
-    double *vars[3] = {x, w, b}, *grads[3] = {dx, dw, db};
-    size_t counts[3] = {nx, nw, (size_t)c.cout};
-    const double h = 1e-3;
-    for (int v = 0; v < 3; v++) {
-        for (size_t i = 0; i < counts[v]; i++) {
-            double saved = vars[v][i], lp = 0, lm = 0;
-            vars[v][i] = saved + h;
-            ref_forward(&c, x, w, b, y);
-            for (size_t j = 0; j < ny; j++) lp += dy[j] * y[j];
-            vars[v][i] = saved - h;
-            ref_forward(&c, x, w, b, y);
-            for (size_t j = 0; j < ny; j++) lm += dy[j] * y[j];
-            vars[v][i] = saved;
-            double fd = (lp - lm) / (2 * h);
-            ck_assert_msg(fabs(fd - grads[v][i]) <= 1e-9 + 1e-9 * fabs(fd),
-                          "reference gradient %d[%zu] = %.12g, finite difference %.12g", v, i,
-                          grads[v][i], fd);
-        }
-    }
+    fd_state f = {&c, x, w, b, dy, ha_doubles(&A, ny)};
+    const harness_fd_arg args[] = {{"dx", x, dx, nx}, {"dw", w, dw, nw}, {"db", b, db, nb}};
+    harness_check_fd("conv_transpose reference", fd_loss, &f, args, 3, 1e-3, 1e-9, 1e-9);
     /* the check is not vacuous: the gradients are not all zero */
     ck_assert(fabs(dx[0]) + fabs(dw[0]) + fabs(db[0]) > 0);
-    free(x);
-    free(w);
-    free(b);
-    free(dy);
+    ha_free(&A);
 }
 END_TEST
 

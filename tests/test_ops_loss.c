@@ -251,7 +251,7 @@ START_TEST(seg_counts_vs_host) {
             ck_assert_uint_eq(ref[8 + 2], 0);
             ck_assert_uint_gt(ref[8 + 1], 0);
         }
-        oclseg_buffer_free(ctx, counts, slots * sizeof(uint32_t));
+        oclseg_buffer_free(ctx, counts);
         hb_free(&bx);
         hb_free(&by);
     }
@@ -282,7 +282,7 @@ START_TEST(invalid_arguments) {
         ck_assert_int_eq(op_seg_counts(ctx, &tx, &wrong, 0.5f, counts, 0), OCLSEG_ERR_INVALID_ARG);
         ck_assert_int_eq(op_seg_counts(ctx, &tx, &ty, 1.5f, counts, 0), OCLSEG_ERR_INVALID_ARG);
         ck_assert_int_eq(op_seg_counts(ctx, &tx, &ty, 0.5f, counts, 1), OCLSEG_ERR_INVALID_ARG);
-        oclseg_buffer_free(ctx, counts, 4 * sizeof(uint32_t));
+        oclseg_buffer_free(ctx, counts);
         hb_free(&bx);
         hb_free(&by);
         hb_free(&bl);

@@ -376,7 +376,7 @@ START_TEST(clip_grad_norm_vs_reference) {
                               memcmp(got + off + count, g + off + count,
                                      (total - off - count) * sizeof(float)) == 0,
                           "%s: elements outside the range changed", what);
-            oclseg_buffer_free(ctx, o2, 2 * sizeof(float));
+            oclseg_buffer_free(ctx, o2);
             hb_free(&bg);
         }
     }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "oclseg/env.h"
 
 START_TEST(devices_enumerate_and_choose) {
     oclseg_device_info *devs = NULL;
@@ -45,6 +46,7 @@ START_TEST(binary_cache_roundtrip_and_corruption) {
     char tmpl[] = "/tmp/oclseg-cache-XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(tmpl));
     setenv("XDG_CACHE_HOME", tmpl, 1);
+    oclseg_env_reload(); /* the switches are read once */
     char dir[4096];
     oclseg_cache_dir(dir, sizeof dir);
     for (int d = 0; d < harness_device_count(); d++) {
@@ -84,6 +86,7 @@ START_TEST(binary_cache_roundtrip_and_corruption) {
         }
     }
     unsetenv("XDG_CACHE_HOME");
+    oclseg_env_reload(); /* the switches are read once */
 }
 END_TEST
 
@@ -98,6 +101,7 @@ START_TEST(build_failure_is_reported) {
     fclose(f);
     setenv("OCLSEG_KERNEL_DIR", tmpl, 1);
     setenv("OCLSEG_CACHE", "0", 1);
+    oclseg_env_reload(); /* the switches are read once */
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx;
         oclseg_device_info info = harness_ctx(d)->info;
@@ -109,6 +113,7 @@ START_TEST(build_failure_is_reported) {
     }
     unsetenv("OCLSEG_KERNEL_DIR");
     unsetenv("OCLSEG_CACHE");
+    oclseg_env_reload(); /* the switches are read once */
     remove(path);
     rmdir(tmpl);
 }
@@ -144,9 +149,11 @@ START_TEST(allocation_fault_is_reported) {
     oclseg_ctx *ctx = harness_ctx(0);
     size_t live = ctx->live_buffers;
     setenv("OCLSEG_FAULT_ALLOC", "1", 1); /* counter is process-wide: next allocation fails */
+    oclseg_env_reload(); /* the switches are read once */
     cl_mem m = NULL;
     int st = oclseg_buffer_create(ctx, 1024, "a test buffer", &m);
     unsetenv("OCLSEG_FAULT_ALLOC");
+    oclseg_env_reload(); /* the switches are read once */
     ck_assert_int_eq(st, CL_MEM_OBJECT_ALLOCATION_FAILURE);
     ck_assert_ptr_null(m);
     ck_assert_uint_eq(ctx->live_buffers, live);
@@ -181,8 +188,8 @@ START_TEST(live_objects_are_counted_and_released) {
     cl_mem s;
     ck_assert_int_eq(oclseg_scratch(ctx, 4096, &s), OCLSEG_OK);
     ck_assert_int_eq(oclseg_cl_live(OCLSEG_CL_MEM), base[OCLSEG_CL_MEM] + 3);
-    oclseg_buffer_free(ctx, a, 1000);
-    oclseg_buffer_free(ctx, b, 10);
+    oclseg_buffer_free(ctx, a);
+    oclseg_buffer_free(ctx, b);
     oclseg_ctx_free(ctx); /* releases the scratch, kernels, program, queue and context */
     for (int k = 0; k < OCLSEG_CL_KINDS; k++)
         ck_assert_msg(oclseg_cl_live((oclseg_cl_kind)k) == base[k], "kind %d: %ld live, was %ld",

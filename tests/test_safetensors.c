@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "oclseg/env.h"
 #include "oclseg/safetensors.h"
 
 static char dir[64];
@@ -191,8 +192,10 @@ START_TEST(atomic_write_keeps_old_file) {
     char big[4096];
     memset(big, 'x', sizeof big);
     setenv("OCLSEG_FAULT_WRITE", "1", 1);
+    oclseg_env_reload(); /* the switches are read once */
     ck_assert_int_eq(oclseg_file_write_atomic(path, big, sizeof big), OCLSEG_ERR_IO);
     unsetenv("OCLSEG_FAULT_WRITE");
+    oclseg_env_reload(); /* the switches are read once */
     size_t len;
     char *now = slurp(path, &len);
     ck_assert_uint_eq(len, sizeof old_data);

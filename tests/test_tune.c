@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "oclseg/env.h"
 #include "oclseg/tuning.h"
 #include "ops/gemm.h"
 #include "runtime/tune_clblast.h"
@@ -159,6 +160,7 @@ START_TEST(context_applies_the_device_file) {
     mkdir(dir, 0755);
     setenv("OCLSEG_TUNING_DIR", dir, 1);
     unsetenv("OCLSEG_NO_TUNING");
+    oclseg_env_reload(); /* the switches are read once */
     oclseg_device_info dev;
     ck_assert_int_eq(oclseg_device_choose(device_spec(), &dev), OCLSEG_OK);
     oclseg_tuning_path(&dev, path, sizeof path);
@@ -204,6 +206,7 @@ START_TEST(context_applies_the_device_file) {
     write_text(path, text);
 
     setenv("OCLSEG_NO_TUNING", "1", 1); /* disabled: the file is not applied */
+    oclseg_env_reload(); /* the switches are read once */
     ctx = make_ctx();
     ck_assert_int_eq(oclseg_tuning_status(ctx, desc, sizeof desc), 0);
     oclseg_clblast_params cur;
@@ -214,6 +217,7 @@ START_TEST(context_applies_the_device_file) {
     ck_assert(!same_params(&p.params[1], &direct_defaults));
     oclseg_ctx_free(ctx);
     unsetenv("OCLSEG_NO_TUNING");
+    oclseg_env_reload(); /* the switches are read once */
 
     ctx = make_ctx();
     ck_assert_int_eq(oclseg_tuning_status(ctx, desc, sizeof desc), 1);

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Turns cl/*.cl kernel sources into one C file with a name -> source table (build time)."""
+"""Turns cl/*.cl kernel sources (and the shared header cl/common.clh) into one C file with a
+name -> source table (build time): "loss" for loss.cl, "common.clh" for the header."""
 import os
 import sys
 
@@ -18,7 +19,9 @@ def main():
              '#include "runtime/kernels_embedded.h"', '']
     names = []
     for i, path in enumerate(sorted(inputs)):
-        name = os.path.splitext(os.path.basename(path))[0]
+        name = os.path.basename(path)
+        if name.endswith('.cl'):
+            name = name[:-3]
         with open(path, encoding='utf-8') as f:
             parts.append('static const char src_%d[] =\n%s;\n' % (i, c_string(f.read())))
         names.append((name, i))

@@ -131,19 +131,12 @@ size_t oclseg_kernel_wg_limit(oclseg_ctx *ctx, cl_kernel kernel);
 int oclseg_launch(oclseg_ctx *ctx, cl_kernel kernel, cl_uint dims, const size_t *global,
                   const size_t *local);
 
-/* Sets kernel argument i from a value; logs the kernel name and index on failure. */
-int oclseg_set_arg(cl_kernel kernel, cl_uint index, size_t size, const void *value,
-                   const char *file, int line);
-#define KARG(kernel, index, value)                                                         \
-    TRY(oclseg_set_arg((kernel), (index), sizeof(value), &(value), __FILE__, __LINE__))
-#define KARG_LOCAL(kernel, index, bytes)                                                   \
-    TRY(oclseg_set_arg((kernel), (index), (bytes), NULL, __FILE__, __LINE__))
-
 /* Device buffers, with accounting (live count/bytes, peak) and an allocation fault hook:
  * env OCLSEG_FAULT_ALLOC=N makes the N-th allocation fail (for tests). `what` names the
  * buffer in the error message. */
 int oclseg_buffer_create(oclseg_ctx *ctx, size_t bytes, const char *what, cl_mem *out);
-void oclseg_buffer_free(oclseg_ctx *ctx, cl_mem buf, size_t bytes);
+/* Releases a buffer from oclseg_buffer_create (NULL: nothing); its size comes from the buffer. */
+void oclseg_buffer_free(oclseg_ctx *ctx, cl_mem buf);
 
 /* Returns the shared scratch buffer with at least `bytes` bytes (grows it if needed; after the
  * first training step it never grows again). Valid until the next call that grows it. */

@@ -101,9 +101,9 @@ static int sgemm_peak(oclseg_ctx *ctx, double *gflops) {
     }
     *gflops = 2.0 * n * n * n / (bench_median(samples, 5) / 1e3) / 1e9;
 done:
-    oclseg_buffer_free(ctx, a, bytes);
-    oclseg_buffer_free(ctx, b, bytes);
-    oclseg_buffer_free(ctx, c, bytes);
+    oclseg_buffer_free(ctx, a);
+    oclseg_buffer_free(ctx, b);
+    oclseg_buffer_free(ctx, c);
     return st;
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "oclseg/env.h"
 #include "oclseg/dist.h"
 #include "oclseg/runtime.h"
 
@@ -45,8 +46,7 @@ int main(int argc, char **argv) {
         /* Every OpenCL object we created must be released by now, also after errors.
          * OCLSEG_CHECK_CL_LEAKS=1 (tests) turns a leak into a failing exit status. */
         if (oclseg_cl_check_released() != OCLSEG_OK) {
-            const char *strict = getenv("OCLSEG_CHECK_CL_LEAKS");
-            if (strict && strcmp(strict, "1") == 0 && rc == 0) rc = 70;
+            if (oclseg_env_get()->check_cl_leaks && rc == 0) rc = 70;
         }
         if (dist) oclseg_dist_finalize();
         return rc;

@@ -1,6 +1,7 @@
 /* The training run: data, epochs, per-step loss log, evaluation, checkpoints and resume, run
  * directory outputs (config.json, steps.csv, metrics.csv, weights, curves.png), progress display
  * and Ctrl-C handling. */
+#include "oclseg/env.h"
 #include "oclseg/fit.h"
 
 #include <errno.h>
@@ -236,8 +237,7 @@ static int setup(fit_run *r) {
     }
     oclseg_trainer_config tc = {.frozen_encoder = o->frozen_encoder, .seed = o->seed,
                                 .check_numerics = o->check_numerics};
-    const char *check_env = getenv("OCLSEG_CHECK_NUMERICS");
-    if (check_env && strcmp(check_env, "1") == 0) tc.check_numerics = 1;
+    if (oclseg_env_get()->check_numerics) tc.check_numerics = 1;
     oclseg_optim_config_default(&tc.optim, o->optimizer);
     tc.optim.lr = o->lr;
     tc.optim.weight_decay = o->weight_decay;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "oclseg/env.h"
 #include "oclseg/dist.h"
 
 void fit_dist_split(int n, int size, int *counts, int *starts) {
@@ -58,7 +59,8 @@ int fit_dist_measure_speed(int64_t step, int images, double seconds, double *sum
     if (step != 3) return OCLSEG_OK;
     double mine = *sum_seconds > 0 ? *sum_images / *sum_seconds : 1.0;
     TRY(oclseg_dist_allgather(&mine, sizeof mine, speed));
-    const char *fake = getenv("OCLSEG_BALANCE_SPEEDS");
+    const oclseg_env *env = oclseg_env_get();
+    const char *fake = env->has_balance_speeds ? env->balance_speeds : NULL;
     for (int r = 0; fake && r < size; r++) {
         speed[r] = atof(fake);
         fake = strchr(fake, ',');
@@ -309,14 +311,7 @@ int fit_dist_evaluate(oclseg_trainer *t, const oclseg_dataset *ds, int batch, do
     return st;
 }
 
-static int check_env(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("OCLSEG_DIST_CHECK");
-        v = e && strcmp(e, "1") == 0;
-    }
-    return v;
-}
+static int check_env(void) { return oclseg_env_get()->dist_check; }
 
 int fit_dist_check_params(oclseg_trainer *t, int64_t step) {
     const int size = oclseg_dist_size();

@@ -1,4 +1,5 @@
 /* Builds the MobileNetV2 + decoder layer list, allocates the arenas, and runs forward/backward. */
+#include "oclseg/env.h"
 #include "oclseg/model.h"
 #include "oclseg/dist.h"
 
@@ -306,17 +307,16 @@ int oclseg_model_create(oclseg_ctx *ctx, const oclseg_model_config *cfg, oclseg_
 void oclseg_model_free(oclseg_model *m) {
     if (!m) return;
     oclseg_ctx *ctx = m->ctx;
-    size_t pb = m->param_floats * sizeof(float);
-    oclseg_buffer_free(ctx, m->params_buf, pb);
-    oclseg_buffer_free(ctx, m->grads_buf, pb);
-    oclseg_buffer_free(ctx, m->state1_buf, pb);
-    oclseg_buffer_free(ctx, m->state2_buf, pb);
-    oclseg_buffer_free(ctx, m->buffers_buf, m->buffer_floats * sizeof(float));
-    oclseg_buffer_free(ctx, m->bn_save_buf, m->bn_save_floats * sizeof(float));
-    oclseg_buffer_free(ctx, m->acts_buf, m->acts_floats * sizeof(float));
-    oclseg_buffer_free(ctx, m->grads_act_buf, m->grads_act_floats * sizeof(float));
-    oclseg_buffer_free(ctx, m->grad_tmp_buf, m->grad_tmp_floats * sizeof(float));
-    oclseg_buffer_free(ctx, m->check_buf, (2 * (size_t)m->layer_count + 2) * sizeof(float));
+    oclseg_buffer_free(ctx, m->params_buf);
+    oclseg_buffer_free(ctx, m->grads_buf);
+    oclseg_buffer_free(ctx, m->state1_buf);
+    oclseg_buffer_free(ctx, m->state2_buf);
+    oclseg_buffer_free(ctx, m->buffers_buf);
+    oclseg_buffer_free(ctx, m->bn_save_buf);
+    oclseg_buffer_free(ctx, m->acts_buf);
+    oclseg_buffer_free(ctx, m->grads_act_buf);
+    oclseg_buffer_free(ctx, m->grad_tmp_buf);
+    oclseg_buffer_free(ctx, m->check_buf);
     free(m->layers);
     free(m->params);
     free(m->acts);
@@ -438,11 +438,7 @@ int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
         return OCLSEG_ERR_INVALID_ARG;
     }
     const float eps = 1e-5f, momentum = 0.1f;
-    static int fuse = -1; /* OCLSEG_NO_FUSION=1: A/B switch for benchmarks (read once) */
-    if (fuse < 0) {
-        const char *nofuse = getenv("OCLSEG_NO_FUSION");
-        fuse = !(nofuse && strcmp(nofuse, "1") == 0);
-    }
+    const int fuse = !oclseg_env_get()->no_fusion; /* OCLSEG_NO_FUSION=1: benchmarks' A/B */
     for (int i = 0; i < m->layer_count; i++) {
         const oclseg_layer *l = &m->layers[i];
         oclseg_tensor x = act_view(m, l->in, n), y = act_view(m, l->out, n);

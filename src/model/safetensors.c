@@ -1,4 +1,5 @@
 /* safetensors reader (validating everything before use) and writer (atomic), via jansson. */
+#include "oclseg/env.h"
 #include "oclseg/safetensors.h"
 #include "oclseg/util.h"
 
@@ -466,8 +467,7 @@ int oclseg_file_write_atomic(const char *path, const void *data, size_t size) {
         OCLSEG_ERROR("cannot write %s: %s", tmp, strerror(errno));
         return OCLSEG_ERR_IO;
     }
-    const char *fault = getenv("OCLSEG_FAULT_WRITE");
-    size_t limit = (fault && strcmp(fault, "1") == 0) ? size / 2 : size;
+    size_t limit = oclseg_env_get()->fault_write ? size / 2 : size;
     const unsigned char *p = data;
     size_t done = 0;
     while (done < limit) {

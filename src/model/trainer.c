@@ -1,4 +1,5 @@
 /* The training step (upload, forward, loss, backward, optimizer) and evaluation batches. */
+#include "oclseg/env.h"
 #include "oclseg/trainer.h"
 
 #include <math.h>
@@ -58,12 +59,12 @@ void oclseg_trainer_free(oclseg_trainer *t) {
         free(t->staging[i]);
     }
     free(t->reduce_host);
-    oclseg_buffer_free(t->ctx, t->targets_buf, t->mask_floats * sizeof(float));
-    oclseg_buffer_free(t->ctx, t->loss_ring_buf, OCLSEG_LOSS_RING * sizeof(float));
-    oclseg_buffer_free(t->ctx, t->finite_ring_buf, OCLSEG_LOSS_RING * sizeof(float));
-    oclseg_buffer_free(t->ctx, t->counts_buf, (size_t)t->model->cfg.max_batch * 4 * sizeof(uint32_t));
-    oclseg_buffer_free(t->ctx, t->eval_loss_buf, sizeof(float));
-    oclseg_buffer_free(t->ctx, t->clip_buf, 2 * sizeof(float));
+    oclseg_buffer_free(t->ctx, t->targets_buf);
+    oclseg_buffer_free(t->ctx, t->loss_ring_buf);
+    oclseg_buffer_free(t->ctx, t->finite_ring_buf);
+    oclseg_buffer_free(t->ctx, t->counts_buf);
+    oclseg_buffer_free(t->ctx, t->eval_loss_buf);
+    oclseg_buffer_free(t->ctx, t->clip_buf);
     free(t);
 }
 
@@ -95,12 +96,7 @@ static int upload_batch(oclseg_trainer *t, const float *images, const float *mas
 /* Test hook: OCLSEG_FAULT_NAN=param:NAME:STEP writes a NaN into parameter NAME before step
  * STEP's forward; grad:NAME:STEP into its gradient after the backward (the loss stays finite). */
 static int inject_nan(oclseg_trainer *t, int into_grad) {
-    static const char *spec = NULL;
-    static int read = 0; /* env read once: this runs twice per step */
-    if (!read) {
-        spec = getenv("OCLSEG_FAULT_NAN");
-        read = 1;
-    }
+    const char *spec = oclseg_env_get()->fault_nan;
     const char *kind = into_grad ? "grad:" : "param:";
     if (!spec || strncmp(spec, kind, strlen(kind)) != 0) return OCLSEG_OK;
     char name[128];

@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "oclseg/ops.h"
+#include "ops/reduce.h"
+#include "runtime/kargs.h"
 #include "ops/batchnorm_sync.h"
 
 /* Values each work-item of a *_partial kernel reduces sequentially; a chunk holds
@@ -51,9 +53,7 @@ static int launch_partial(oclseg_ctx *ctx, cl_kernel k, const reduce_plan *plan,
         size_t global[2] = {(size_t)plan->chunks, (size_t)channels};
         return oclseg_launch(ctx, k, 2, global, NULL);
     }
-    size_t global[2] = {(size_t)plan->chunks * plan->wg, (size_t)channels};
-    size_t local[2] = {plan->wg, 1};
-    return oclseg_launch(ctx, k, 2, global, local);
+    return reduce_launch(ctx, k, plan->wg, plan->chunks, (size_t)channels);
 }
 
 /* Kernels index with 32-bit element offsets. */
@@ -90,36 +90,51 @@ static int check_vector(const char *op, const char *name, const oclseg_tensor *v
     return OCLSEG_OK;
 }
 
+/* Launches k over (HW, C, N) of x: no per-element division in the kernel. */
+static int launch_per_element(oclseg_ctx *ctx, cl_kernel k, const oclseg_tensor *x) {
+    size_t global[3] = {(size_t)x->h * x->w, (size_t)x->c, (size_t)x->n};
+    return oclseg_launch(ctx, k, 3, global, NULL);
+}
+
+/* Checks shared by both forwards: x and y, and the four per-channel vectors. */
+static int check_forward(const char *op, const oclseg_tensor *x, const oclseg_tensor *y,
+                         const oclseg_tensor *gamma, const oclseg_tensor *beta,
+                         const oclseg_tensor *running_mean, const oclseg_tensor *running_var) {
+    if (!x || !y) {
+        OCLSEG_ERROR("%s: x and y are required", op);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    TRY(check_activation(op, x, "y", y));
+    TRY(check_vector(op, "gamma", gamma, x->c));
+    TRY(check_vector(op, "beta", beta, x->c));
+    TRY(check_vector(op, "running_mean", running_mean, x->c));
+    return check_vector(op, "running_var", running_var, x->c);
+}
+
 /* y = (x - mean) * invstd * gamma + beta, per channel; mean/invstd given as (buffer, offset). */
 static int launch_apply(oclseg_ctx *ctx, const oclseg_tensor *x, cl_mem mean, cl_uint mean_off,
                         cl_mem invstd, cl_uint invstd_off, const oclseg_tensor *gamma,
                         const oclseg_tensor *beta, oclseg_tensor *y, int relu6) {
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_apply", &k));
-    cl_uint x_off = (cl_uint)x->off, gamma_off = (cl_uint)gamma->off;
-    cl_uint beta_off = (cl_uint)beta->off, y_off = (cl_uint)y->off;
     cl_uint channels = (cl_uint)x->c, hw = (cl_uint)(x->h * x->w);
     cl_uint total = (cl_uint)oclseg_tensor_numel(x);
-    KARG(k, 0, x->buf);
-    KARG(k, 1, x_off);
-    KARG(k, 2, mean);
-    KARG(k, 3, mean_off);
-    KARG(k, 4, invstd);
-    KARG(k, 5, invstd_off);
-    KARG(k, 6, gamma->buf);
-    KARG(k, 7, gamma_off);
-    KARG(k, 8, beta->buf);
-    KARG(k, 9, beta_off);
-    KARG(k, 10, y->buf);
-    KARG(k, 11, y_off);
-    KARG(k, 12, channels);
-    KARG(k, 13, hw);
-    KARG(k, 14, total);
     cl_uint fuse = relu6 ? 1u : 0u;
-    KARG(k, 15, fuse);
-    /* (HW, C, N): no per-element division in the kernel */
-    size_t global[3] = {(size_t)hw, (size_t)channels, (size_t)total / ((size_t)hw * channels)};
-    return oclseg_launch(ctx, k, 3, global, NULL);
+    kargs a = karg_begin(k);
+    karg_tensor(&a, x);
+    karg_mem(&a, mean);
+    karg_u32(&a, mean_off);
+    karg_mem(&a, invstd);
+    karg_u32(&a, invstd_off);
+    karg_tensor(&a, gamma);
+    karg_tensor(&a, beta);
+    karg_tensor(&a, y);
+    karg_u32(&a, channels);
+    karg_u32(&a, hw);
+    karg_u32(&a, total);
+    karg_u32(&a, fuse);
+    TRY(karg_end(&a));
+    return launch_per_element(ctx, k, x);
 }
 
 /* invstd (scratch at invstd_off, C floats) = 1 / sqrt(var + eps). */
@@ -127,13 +142,14 @@ static int launch_invstd(oclseg_ctx *ctx, const oclseg_tensor *var, float eps, c
                          cl_uint invstd_off) {
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_invstd_from_var", &k));
-    cl_uint var_off = (cl_uint)var->off, channels = (cl_uint)oclseg_tensor_numel(var);
-    KARG(k, 0, var->buf);
-    KARG(k, 1, var_off);
-    KARG(k, 2, eps);
-    KARG(k, 3, invstd);
-    KARG(k, 4, invstd_off);
-    KARG(k, 5, channels);
+    cl_uint channels = (cl_uint)oclseg_tensor_numel(var);
+    kargs a = karg_begin(k);
+    karg_tensor(&a, var);
+    karg_f32(&a, eps);
+    karg_mem(&a, invstd);
+    karg_u32(&a, invstd_off);
+    karg_u32(&a, channels);
+    TRY(karg_end(&a));
     size_t global = channels;
     return oclseg_launch(ctx, k, 1, &global, NULL);
 }
@@ -164,16 +180,8 @@ int op_batchnorm_forward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
                                     oclseg_tensor *save_invstd, float momentum, float eps,
                                     int relu6, const op_bn_sync *sync) {
     static const char op[] = "batchnorm_forward_train";
-    if (!x || !y) {
-        OCLSEG_ERROR("%s: x and y are required", op);
-        return OCLSEG_ERR_INVALID_ARG;
-    }
-    TRY(check_activation(op, x, "y", y));
+    TRY(check_forward(op, x, y, gamma, beta, running_mean, running_var));
     const int channels = x->c;
-    TRY(check_vector(op, "gamma", gamma, channels));
-    TRY(check_vector(op, "beta", beta, channels));
-    TRY(check_vector(op, "running_mean", running_mean, channels));
-    TRY(check_vector(op, "running_var", running_var, channels));
     TRY(check_vector(op, "save_mean", save_mean, channels));
     TRY(check_vector(op, "save_invstd", save_invstd, channels));
     const size_t m = (size_t)x->n * (size_t)x->h * (size_t)x->w;
@@ -190,17 +198,18 @@ int op_batchnorm_forward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
     cl_mem part; // (C, chunks, 2): {mean, sum of squared deviations} per chunk
     TRY(oclseg_scratch(ctx, (size_t)channels * plan.chunks * 2 * sizeof(float), &part));
 
-    cl_uint x_off = (cl_uint)x->off, c_u = (cl_uint)channels, hw = (cl_uint)(x->h * x->w);
+    cl_uint c_u = (cl_uint)channels, hw = (cl_uint)(x->h * x->w);
     cl_uint m_u = (cl_uint)m, part_off = 0;
-    KARG(k_partial, 0, x->buf);
-    KARG(k_partial, 1, x_off);
-    KARG(k_partial, 2, c_u);
-    KARG(k_partial, 3, hw);
-    KARG(k_partial, 4, m_u);
-    KARG(k_partial, 5, plan.chunk_len);
-    KARG(k_partial, 6, plan.chunks);
-    KARG(k_partial, 7, part);
-    KARG(k_partial, 8, part_off);
+    kargs a = karg_begin(k_partial);
+    karg_tensor(&a, x);
+    karg_u32(&a, c_u);
+    karg_u32(&a, hw);
+    karg_u32(&a, m_u);
+    karg_u32(&a, plan.chunk_len);
+    karg_u32(&a, plan.chunks);
+    karg_mem(&a, part);
+    karg_u32(&a, part_off);
+    TRY(karg_end(&a));
     TRY(launch_partial(ctx, k_partial, &plan, channels));
     if (sync) {
         /* the partials become one global {mean, M2} per channel: finalize as one chunk */
@@ -210,24 +219,21 @@ int op_batchnorm_forward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
         plan.chunk_len = m_u = m_global;
     }
 
-    cl_uint rm_off = (cl_uint)running_mean->off, rv_off = (cl_uint)running_var->off;
     cl_uint sm_off = (cl_uint)save_mean->off, si_off = (cl_uint)save_invstd->off;
-    KARG(k_finalize, 0, part);
-    KARG(k_finalize, 1, part_off);
-    KARG(k_finalize, 2, plan.chunks);
-    KARG(k_finalize, 3, plan.chunk_len);
-    KARG(k_finalize, 4, m_u);
-    KARG(k_finalize, 5, c_u);
-    KARG(k_finalize, 6, eps);
-    KARG(k_finalize, 7, momentum);
-    KARG(k_finalize, 8, running_mean->buf);
-    KARG(k_finalize, 9, rm_off);
-    KARG(k_finalize, 10, running_var->buf);
-    KARG(k_finalize, 11, rv_off);
-    KARG(k_finalize, 12, save_mean->buf);
-    KARG(k_finalize, 13, sm_off);
-    KARG(k_finalize, 14, save_invstd->buf);
-    KARG(k_finalize, 15, si_off);
+    a = karg_begin(k_finalize);
+    karg_mem(&a, part);
+    karg_u32(&a, part_off);
+    karg_u32(&a, plan.chunks);
+    karg_u32(&a, plan.chunk_len);
+    karg_u32(&a, m_u);
+    karg_u32(&a, c_u);
+    karg_f32(&a, eps);
+    karg_f32(&a, momentum);
+    karg_tensor(&a, running_mean);
+    karg_tensor(&a, running_var);
+    karg_tensor(&a, save_mean);
+    karg_tensor(&a, save_invstd);
+    TRY(karg_end(&a));
     size_t global = (size_t)channels;
     TRY(oclseg_launch(ctx, k_finalize, 1, &global, NULL));
 
@@ -247,16 +253,8 @@ int op_batchnorm_forward_eval_act(oclseg_ctx *ctx, const oclseg_tensor *x,
                                   const oclseg_tensor *running_var, oclseg_tensor *y, float eps,
                                   int relu6) {
     static const char op[] = "batchnorm_forward_eval";
-    if (!x || !y) {
-        OCLSEG_ERROR("%s: x and y are required", op);
-        return OCLSEG_ERR_INVALID_ARG;
-    }
-    TRY(check_activation(op, x, "y", y));
+    TRY(check_forward(op, x, y, gamma, beta, running_mean, running_var));
     const int channels = x->c;
-    TRY(check_vector(op, "gamma", gamma, channels));
-    TRY(check_vector(op, "beta", beta, channels));
-    TRY(check_vector(op, "running_mean", running_mean, channels));
-    TRY(check_vector(op, "running_var", running_var, channels));
 
     cl_mem invstd; // (C) 1 / sqrt(running_var + eps)
     TRY(oclseg_scratch(ctx, (size_t)channels * sizeof(float), &invstd));
@@ -275,41 +273,43 @@ static int reduce_grads(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_te
                         cl_kernel k_partial) {
     cl_kernel k_finalize;
     TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_grad_finalize", &k_finalize));
-    cl_uint x_off = (cl_uint)x->off, dy_off = (cl_uint)dy->off, c_u = (cl_uint)x->c;
+    cl_uint c_u = (cl_uint)x->c;
     cl_uint hw = (cl_uint)(x->h * x->w), m_u = (cl_uint)((size_t)x->n * x->h * x->w);
-    KARG(k_partial, 0, x->buf);
-    KARG(k_partial, 1, x_off);
-    KARG(k_partial, 2, dy->buf);
-    KARG(k_partial, 3, dy_off);
-    KARG(k_partial, 4, mean);
-    KARG(k_partial, 5, mean_off);
-    KARG(k_partial, 6, c_u);
-    KARG(k_partial, 7, hw);
-    KARG(k_partial, 8, m_u);
-    KARG(k_partial, 9, plan->chunk_len);
-    KARG(k_partial, 10, plan->chunks);
-    KARG(k_partial, 11, scratch);
-    KARG(k_partial, 12, part_off);
+    kargs a = karg_begin(k_partial);
+    karg_tensor(&a, x);
+    karg_tensor(&a, dy);
+    karg_mem(&a, mean);
+    karg_u32(&a, mean_off);
+    karg_u32(&a, c_u);
+    karg_u32(&a, hw);
+    karg_u32(&a, m_u);
+    karg_u32(&a, plan->chunk_len);
+    karg_u32(&a, plan->chunks);
+    karg_mem(&a, scratch);
+    karg_u32(&a, part_off);
+    TRY(karg_end(&a));
     TRY(launch_partial(ctx, k_partial, plan, x->c));
 
     /* A NULL output is not written: the kernel gets the scratch buffer and a 0 flag. */
     cl_int write_dgamma = dgamma != NULL, write_dbeta = dbeta != NULL;
     cl_mem dgamma_buf = dgamma ? dgamma->buf : scratch, dbeta_buf = dbeta ? dbeta->buf : scratch;
     cl_uint dgamma_off = dgamma ? (cl_uint)dgamma->off : 0, dbeta_off = dbeta ? (cl_uint)dbeta->off : 0;
-    KARG(k_finalize, 0, scratch);
-    KARG(k_finalize, 1, part_off);
-    KARG(k_finalize, 2, plan->chunks);
-    KARG(k_finalize, 3, c_u);
-    KARG(k_finalize, 4, invstd);
-    KARG(k_finalize, 5, invstd_off);
-    KARG(k_finalize, 6, scratch);
-    KARG(k_finalize, 7, sums_off);
-    KARG(k_finalize, 8, dgamma_buf);
-    KARG(k_finalize, 9, dgamma_off);
-    KARG(k_finalize, 10, write_dgamma);
-    KARG(k_finalize, 11, dbeta_buf);
-    KARG(k_finalize, 12, dbeta_off);
-    KARG(k_finalize, 13, write_dbeta);
+    a = karg_begin(k_finalize);
+    karg_mem(&a, scratch);
+    karg_u32(&a, part_off);
+    karg_u32(&a, plan->chunks);
+    karg_u32(&a, c_u);
+    karg_mem(&a, invstd);
+    karg_u32(&a, invstd_off);
+    karg_mem(&a, scratch);
+    karg_u32(&a, sums_off);
+    karg_mem(&a, dgamma_buf);
+    karg_u32(&a, dgamma_off);
+    karg_i32(&a, write_dgamma);
+    karg_mem(&a, dbeta_buf);
+    karg_u32(&a, dbeta_off);
+    karg_i32(&a, write_dbeta);
+    TRY(karg_end(&a));
     size_t global = (size_t)x->c;
     return oclseg_launch(ctx, k_finalize, 1, &global, NULL);
 }
@@ -369,30 +369,21 @@ int op_batchnorm_backward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
 
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_backward_train_dx", &k));
-    cl_uint x_off = (cl_uint)x->off, dy_off = (cl_uint)dy->off, gamma_off = (cl_uint)gamma->off;
-    cl_uint dx_off = (cl_uint)dx->off, c_u = (cl_uint)channels, hw = (cl_uint)(x->h * x->w);
-    cl_uint total = (cl_uint)oclseg_tensor_numel(x);
-    KARG(k, 0, x->buf);
-    KARG(k, 1, x_off);
-    KARG(k, 2, dy->buf);
-    KARG(k, 3, dy_off);
-    KARG(k, 4, save_mean->buf);
-    KARG(k, 5, sm_off);
-    KARG(k, 6, save_invstd->buf);
-    KARG(k, 7, si_off);
-    KARG(k, 8, gamma->buf);
-    KARG(k, 9, gamma_off);
-    KARG(k, 10, scratch);
-    KARG(k, 11, sums_off);
-    KARG(k, 12, dx->buf);
-    KARG(k, 13, dx_off);
-    KARG(k, 14, c_u);
-    KARG(k, 15, hw);
-    KARG(k, 16, m_u);
-    KARG(k, 17, total);
-    /* (HW, C, N): no per-element division in the kernel */
-    size_t global[3] = {(size_t)hw, (size_t)c_u, (size_t)total / ((size_t)hw * c_u)};
-    return oclseg_launch(ctx, k, 3, global, NULL);
+    kargs a = karg_begin(k);
+    karg_tensor(&a, x);
+    karg_tensor(&a, dy);
+    karg_tensor(&a, save_mean);
+    karg_tensor(&a, save_invstd);
+    karg_tensor(&a, gamma);
+    karg_mem(&a, scratch);
+    karg_u32(&a, sums_off);
+    karg_tensor(&a, dx);
+    karg_u32(&a, (size_t)x->c);
+    karg_u32(&a, (size_t)x->h * x->w);
+    karg_u32(&a, m_u);
+    karg_u32(&a, oclseg_tensor_numel(x));
+    TRY(karg_end(&a));
+    return launch_per_element(ctx, k, x);
 }
 
 int op_batchnorm_backward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *dy,
@@ -427,21 +418,15 @@ int op_batchnorm_backward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oc
 
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_backward_eval_dx", &k));
-    cl_uint dy_off = (cl_uint)dy->off, gamma_off = (cl_uint)gamma->off, dx_off = (cl_uint)dx->off;
-    cl_uint c_u = (cl_uint)channels, hw = (cl_uint)(x->h * x->w);
-    cl_uint total = (cl_uint)oclseg_tensor_numel(x);
-    KARG(k, 0, dy->buf);
-    KARG(k, 1, dy_off);
-    KARG(k, 2, scratch);
-    KARG(k, 3, invstd_off);
-    KARG(k, 4, gamma->buf);
-    KARG(k, 5, gamma_off);
-    KARG(k, 6, dx->buf);
-    KARG(k, 7, dx_off);
-    KARG(k, 8, c_u);
-    KARG(k, 9, hw);
-    KARG(k, 10, total);
-    /* (HW, C, N): no per-element division in the kernel */
-    size_t global[3] = {(size_t)hw, (size_t)c_u, (size_t)total / ((size_t)hw * c_u)};
-    return oclseg_launch(ctx, k, 3, global, NULL);
+    kargs a = karg_begin(k);
+    karg_tensor(&a, dy);
+    karg_mem(&a, scratch);
+    karg_u32(&a, invstd_off);
+    karg_tensor(&a, gamma);
+    karg_tensor(&a, dx);
+    karg_u32(&a, (size_t)x->c);
+    karg_u32(&a, (size_t)x->h * x->w);
+    karg_u32(&a, oclseg_tensor_numel(x));
+    TRY(karg_end(&a));
+    return launch_per_element(ctx, k, x);
 }

@@ -1,6 +1,7 @@
 /* Conv2d (groups 1) forward and backward: im2col/col2im (cl/conv2d.cl) + CLBlast GEMMs. */
 #include <clblast_c.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ops/conv2d_internal.h"
 #include "ops/gemm.h"
@@ -122,44 +123,40 @@ static int geometry_args(kargs *a, const conv2d_geometry *g, int count) {
     return karg_end(a);
 }
 
-int conv2d_im2col(oclseg_ctx *ctx, const conv2d_geometry *g, const oclseg_tensor *x, int n0,
-                  int count, cl_mem cols, size_t cols_off) {
+/* im2col (image -> columns, over output positions) and col2im (columns -> image, over input
+ * positions): the same checks and arguments, the two buffers in the kernel's order. */
+static int run_cols_kernel(oclseg_ctx *ctx, const char *name, const conv2d_geometry *g,
+                           const oclseg_tensor *image, int n0, int count, cl_mem cols,
+                           size_t cols_off) {
     if (n0 < 0 || count < 1 || n0 + count > g->n ||
         !fits_index(cols_off, (size_t)count * conv2d_cols_per_image(g))) {
-        OCLSEG_ERROR("conv2d im2col: images [%d, %d) of %d, columns at offset %zu", n0,
+        OCLSEG_ERROR("conv2d %s: images [%d, %d) of %d, columns at offset %zu", name, n0,
                      n0 + count, g->n, cols_off);
         return OCLSEG_ERR_INVALID_ARG;
     }
+    const int to_cols = strcmp(name, "im2col") == 0;
     cl_kernel k;
-    TRY(oclseg_kernel_get(ctx, "conv2d", NULL, "im2col", &k));
+    TRY(oclseg_kernel_get(ctx, "conv2d", NULL, name, &k));
     kargs a = karg_begin(k);
-    karg_mem(&a, x->buf);
-    karg_u32(&a, x->off + (size_t)n0 * g->cin * g->h * g->w);
-    karg_mem(&a, cols);
-    karg_u32(&a, cols_off);
+    const size_t image_off = image->off + (size_t)n0 * g->cin * g->h * g->w;
+    karg_mem(&a, to_cols ? image->buf : cols);
+    karg_u32(&a, to_cols ? image_off : cols_off);
+    karg_mem(&a, to_cols ? cols : image->buf);
+    karg_u32(&a, to_cols ? cols_off : image_off);
     TRY(geometry_args(&a, g, count));
-    size_t global[3] = {(size_t)g->wo, (size_t)g->ho, (size_t)count * g->cin};
+    size_t global[3] = {(size_t)(to_cols ? g->wo : g->w), (size_t)(to_cols ? g->ho : g->h),
+                        (size_t)count * g->cin};
     return oclseg_launch(ctx, k, 3, global, NULL);
+}
+
+int conv2d_im2col(oclseg_ctx *ctx, const conv2d_geometry *g, const oclseg_tensor *x, int n0,
+                  int count, cl_mem cols, size_t cols_off) {
+    return run_cols_kernel(ctx, "im2col", g, x, n0, count, cols, cols_off);
 }
 
 int conv2d_col2im(oclseg_ctx *ctx, const conv2d_geometry *g, cl_mem cols, size_t cols_off,
                   int n0, int count, oclseg_tensor *dx) {
-    if (n0 < 0 || count < 1 || n0 + count > g->n ||
-        !fits_index(cols_off, (size_t)count * conv2d_cols_per_image(g))) {
-        OCLSEG_ERROR("conv2d col2im: images [%d, %d) of %d, columns at offset %zu", n0,
-                     n0 + count, g->n, cols_off);
-        return OCLSEG_ERR_INVALID_ARG;
-    }
-    cl_kernel k;
-    TRY(oclseg_kernel_get(ctx, "conv2d", NULL, "col2im", &k));
-    kargs a = karg_begin(k);
-    karg_mem(&a, cols);
-    karg_u32(&a, cols_off);
-    karg_mem(&a, dx->buf);
-    karg_u32(&a, dx->off + (size_t)n0 * g->cin * g->h * g->w);
-    TRY(geometry_args(&a, g, count));
-    size_t global[3] = {(size_t)g->w, (size_t)g->h, (size_t)count * g->cin};
-    return oclseg_launch(ctx, k, 3, global, NULL);
+    return run_cols_kernel(ctx, "col2im", g, dx, n0, count, cols, cols_off);
 }
 
 int conv2d_bias_add(oclseg_ctx *ctx, const oclseg_tensor *bias, oclseg_tensor *y) {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "oclseg/ops.h"
+#include "ops/reduce.h"
 #include "runtime/kargs.h"
 
 /* Weight gradient: aim for about this many (n, oh, ow) positions per work-item in pass 1 before
@@ -182,8 +183,7 @@ static int depthwise_dw(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_te
     karg_u32(&a, chunks);
     karg_u32(&a, chunk_len);
     TRY(karg_end(&a));
-    size_t global[2] = {wg * chunks, (size_t)x->c}, local[2] = {wg, 1};
-    TRY(oclseg_launch(ctx, kp, 2, global, local));
+    TRY(reduce_launch(ctx, kp, wg, chunks, (size_t)x->c));
     if (chunks == 1) return OCLSEG_OK;
     return dw_finish(ctx, part, part_off, dw, (size_t)x->c, chunks);
 }

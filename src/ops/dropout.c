@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "oclseg/ops.h"
+#include "runtime/kargs.h"
 
 #define PHILOX_M0 0xD2511F53u
 #define PHILOX_M1 0xCD9E8D57u
@@ -88,22 +89,22 @@ static int run_dropout(oclseg_ctx *ctx, const char *what, const oclseg_tensor *x
     const float scale = p < 1.0f ? 1.0f / keep_prob : 0.0f;
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "dropout", NULL, "dropout_apply", &k));
-    cl_uint x_off = (cl_uint)x->off, y_off = (cl_uint)y->off, n = (cl_uint)numel;
+    cl_uint n = (cl_uint)numel;
     cl_uint seed_lo = (cl_uint)seed, seed_hi = (cl_uint)(seed >> 32);
     cl_uint step_lo = (cl_uint)step, step_hi = (cl_uint)(step >> 32);
-    KARG(k, 0, x->buf);
-    KARG(k, 1, x_off);
-    KARG(k, 2, y->buf);
-    KARG(k, 3, y_off);
-    KARG(k, 4, n);
-    KARG(k, 5, p);
-    KARG(k, 6, scale);
-    KARG(k, 7, seed_lo);
-    KARG(k, 8, seed_hi);
-    KARG(k, 9, step_lo);
-    KARG(k, 10, step_hi);
     cl_uint group_off = (cl_uint)(first / 4);
-    KARG(k, 11, group_off);
+    kargs a = karg_begin(k);
+    karg_tensor(&a, x);
+    karg_tensor(&a, y);
+    karg_u32(&a, n);
+    karg_f32(&a, p);
+    karg_f32(&a, scale);
+    karg_u32(&a, seed_lo);
+    karg_u32(&a, seed_hi);
+    karg_u32(&a, step_lo);
+    karg_u32(&a, step_hi);
+    karg_u32(&a, group_off);
+    TRY(karg_end(&a));
     size_t global = (numel + 3) / 4; /* one work-item per Philox call (4 elements) */
     return oclseg_launch(ctx, k, 1, &global, NULL);
 }

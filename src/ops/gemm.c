@@ -9,6 +9,7 @@
 
 #include <clblast_c.h>
 
+#include "oclseg/env.h"
 #include "oclseg/tuning.h"
 #include "oclseg/util.h"
 #include "runtime/kargs.h"
@@ -75,16 +76,9 @@ static CLBlastTranspose transpose(int t) { return t ? CLBlastTransposeYes : CLBl
  * cores' ~360 GFLOP/s (docs/performance.md). ctx->gemm_backend, else OCLSEG_GEMM=clblast|own,
  * overrides the choice. */
 int gemm_uses_own_kernels(const oclseg_ctx *ctx) {
-    static int forced = -2; /* -1 unset, 0 clblast, 1 own; read once */
-    if (forced == -2) {
-        const char *e = getenv("OCLSEG_GEMM");
-        forced = !e || !*e ? -1 : strcmp(e, "own") == 0 ? 1 : strcmp(e, "clblast") == 0 ? 0 : -1;
-        if (e && *e && forced < 0)
-            fprintf(stderr, "oclseg: warning: OCLSEG_GEMM=%s is neither own nor clblast; "
-                            "using the device default\n", e);
-    }
     if (ctx->gemm_backend != OCLSEG_GEMM_AUTO) return ctx->gemm_backend == OCLSEG_GEMM_OWN;
-    if (forced >= 0) return forced;
+    const int forced = oclseg_env_get()->gemm_backend;
+    if (forced != OCLSEG_GEMM_AUTO) return forced == OCLSEG_GEMM_OWN;
     return (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0;
 }
 
@@ -189,7 +183,7 @@ static int pack_buffer(oclseg_ctx *ctx, size_t bytes, cl_mem *out) {
     if (bytes > ctx->gemm_pack_bytes) {
         if (ctx->gemm_pack) {
             CL_CHECK(clFinish(ctx->queue)); /* older GEMMs may still read it */
-            oclseg_buffer_free(ctx, ctx->gemm_pack, ctx->gemm_pack_bytes);
+            oclseg_buffer_free(ctx, ctx->gemm_pack);
             ctx->gemm_pack = NULL;
             ctx->gemm_pack_bytes = 0;
         }

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "oclseg/ops.h"
+#include "ops/reduce.h"
+#include "runtime/kargs.h"
 
 #ifndef BCE_MAX_GROUPS
 #define BCE_MAX_GROUPS 256 /* pass-1 work-groups of the BCE reduction (partials in scratch) */
@@ -61,36 +63,33 @@ int op_bce_with_logits(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclse
     cl_kernel partial_k, finish_k;
     TRY(oclseg_kernel_get(ctx, "loss", NULL, grad ? "bce_partial_grad" : "bce_partial", &partial_k));
     TRY(oclseg_kernel_get(ctx, "loss", NULL, "bce_finish", &finish_k));
-    size_t wg = oclseg_reduce_wg(ctx, "loss", partial_k);
-    size_t groups = (numel + wg - 1) / wg;
-    if (groups > BCE_MAX_GROUPS) groups = BCE_MAX_GROUPS;
+    const size_t wg = oclseg_reduce_wg(ctx, "loss", partial_k);
+    const size_t groups = reduce_groups(numel, wg, BCE_MAX_GROUPS, 1);
     cl_mem partial;
     TRY(oclseg_scratch(ctx, groups * sizeof(float), &partial)); /* (groups) */
 
-    cl_uint x_off = (cl_uint)logits->off, y_off = (cl_uint)target->off, n = (cl_uint)numel;
+    cl_uint n = (cl_uint)numel;
     cl_uint grad_off = grad ? (cl_uint)grad->off : 0, n_groups = (cl_uint)groups;
     cl_mem grad_buf = grad ? grad->buf : NULL;
     cl_float numel_f = (cl_float)numel; /* PyTorch divides by numel converted to float */
-    KARG(partial_k, 0, logits->buf);
-    KARG(partial_k, 1, x_off);
-    KARG(partial_k, 2, target->buf);
-    KARG(partial_k, 3, y_off);
-    KARG(partial_k, 4, grad_buf);
-    KARG(partial_k, 5, grad_off);
-    KARG(partial_k, 6, n);
-    KARG(partial_k, 7, numel_f);
-    KARG(partial_k, 8, partial);
-    size_t global = groups * wg;
-    TRY(oclseg_launch(ctx, partial_k, 1, &global, &wg));
+    kargs args = karg_begin(partial_k);
+    karg_tensor(&args, logits);
+    karg_tensor(&args, target);
+    karg_mem(&args, grad_buf);
+    karg_u32(&args, grad_off);
+    karg_u32(&args, n);
+    karg_f32(&args, numel_f);
+    karg_mem(&args, partial);
+    TRY(karg_end(&args));
+    TRY(reduce_launch(ctx, partial_k, wg, groups, 0));
 
-    cl_uint loss_off = (cl_uint)loss->off;
-    KARG(finish_k, 0, partial);
-    KARG(finish_k, 1, n_groups);
-    KARG(finish_k, 2, numel_f);
-    KARG(finish_k, 3, loss->buf);
-    KARG(finish_k, 4, loss_off);
-    size_t finish_wg = oclseg_reduce_wg(ctx, "loss", finish_k);
-    return oclseg_launch(ctx, finish_k, 1, &finish_wg, &finish_wg);
+    args = karg_begin(finish_k);
+    karg_mem(&args, partial);
+    karg_u32(&args, n_groups);
+    karg_f32(&args, numel_f);
+    karg_tensor(&args, loss);
+    TRY(karg_end(&args));
+    return reduce_launch_groups(ctx, "loss", finish_k, 1);
 }
 
 int op_seg_counts(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclseg_tensor *target,
@@ -116,19 +115,16 @@ int op_seg_counts(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclseg_ten
                                                 : (cl_float)log(t / (1.0 - t));
     cl_kernel k;
     TRY(oclseg_kernel_get(ctx, "loss", NULL, "seg_counts", &k));
-    size_t wg = oclseg_reduce_wg(ctx, "loss", k);
-    cl_uint x_off = (cl_uint)logits->off, y_off = (cl_uint)target->off;
     cl_uint per_image = (cl_uint)(oclseg_tensor_numel(logits) / images), counts_off = (cl_uint)off;
-    KARG(k, 0, logits->buf);
-    KARG(k, 1, x_off);
-    KARG(k, 2, target->buf);
-    KARG(k, 3, y_off);
-    KARG(k, 4, per_image);
-    KARG(k, 5, logit_threshold);
-    KARG(k, 6, counts);
-    KARG(k, 7, counts_off);
-    size_t global = images * wg; /* one work-group per image */
-    return oclseg_launch(ctx, k, 1, &global, &wg);
+    kargs args = karg_begin(k);
+    karg_tensor(&args, logits);
+    karg_tensor(&args, target);
+    karg_u32(&args, per_image);
+    karg_f32(&args, logit_threshold);
+    karg_mem(&args, counts);
+    karg_u32(&args, counts_off);
+    TRY(karg_end(&args));
+    return reduce_launch_groups(ctx, "loss", k, images); /* one work-group per image */
 }
 
 int op_soft_dice(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclseg_tensor *target,
@@ -158,41 +154,36 @@ int op_soft_dice(oclseg_ctx *ctx, const oclseg_tensor *logits, const oclseg_tens
     size_t sums_bytes = 2 * images * sizeof(float);
     if (sums_bytes < BCE_MAX_GROUPS * sizeof(float)) sums_bytes = BCE_MAX_GROUPS * sizeof(float);
     TRY(oclseg_scratch(ctx, sums_bytes, &sums));
-    cl_uint x_off = (cl_uint)logits->off, y_off = (cl_uint)target->off;
     cl_uint per_image = (cl_uint)(numel / images), n_images = (cl_uint)images, n = (cl_uint)numel;
     cl_int acc = accumulate != 0;
-    KARG(sums_k, 0, logits->buf);
-    KARG(sums_k, 1, x_off);
-    KARG(sums_k, 2, target->buf);
-    KARG(sums_k, 3, y_off);
-    KARG(sums_k, 4, per_image);
-    KARG(sums_k, 5, sums);
-    size_t wg = oclseg_reduce_wg(ctx, "loss", sums_k), global = images * wg;
-    TRY(oclseg_launch(ctx, sums_k, 1, &global, &wg)); /* one work-group per image */
+    kargs args = karg_begin(sums_k);
+    karg_tensor(&args, logits);
+    karg_tensor(&args, target);
+    karg_u32(&args, per_image);
+    karg_mem(&args, sums);
+    TRY(karg_end(&args));
+    TRY(reduce_launch_groups(ctx, "loss", sums_k, images)); /* one work-group per image */
 
-    cl_uint loss_off = (cl_uint)loss->off;
-    KARG(finish_k, 0, sums);
-    KARG(finish_k, 1, n_images);
-    KARG(finish_k, 2, acc);
-    KARG(finish_k, 3, loss->buf);
-    KARG(finish_k, 4, loss_off);
-    size_t finish_wg = oclseg_reduce_wg(ctx, "loss", finish_k);
-    TRY(oclseg_launch(ctx, finish_k, 1, &finish_wg, &finish_wg));
+    args = karg_begin(finish_k);
+    karg_mem(&args, sums);
+    karg_u32(&args, n_images);
+    karg_i32(&args, acc);
+    karg_tensor(&args, loss);
+    TRY(karg_end(&args));
+    TRY(reduce_launch_groups(ctx, "loss", finish_k, 1));
     if (!grad) return OCLSEG_OK;
 
-    cl_uint grad_off = (cl_uint)grad->off;
     cl_float inv_images = (cl_float)(1.0 / (double)images);
-    KARG(grad_k, 0, logits->buf);
-    KARG(grad_k, 1, x_off);
-    KARG(grad_k, 2, target->buf);
-    KARG(grad_k, 3, y_off);
-    KARG(grad_k, 4, per_image);
-    KARG(grad_k, 5, n);
-    KARG(grad_k, 6, sums);
-    KARG(grad_k, 7, inv_images);
-    KARG(grad_k, 8, acc);
-    KARG(grad_k, 9, grad->buf);
-    KARG(grad_k, 10, grad_off);
+    args = karg_begin(grad_k);
+    karg_tensor(&args, logits);
+    karg_tensor(&args, target);
+    karg_u32(&args, per_image);
+    karg_u32(&args, n);
+    karg_mem(&args, sums);
+    karg_f32(&args, inv_images);
+    karg_i32(&args, acc);
+    karg_tensor(&args, grad);
+    TRY(karg_end(&args));
     size_t g = numel;
     return oclseg_launch(ctx, grad_k, 1, &g, NULL);
 }

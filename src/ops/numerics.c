@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "oclseg/ops.h"
+#include "ops/reduce.h"
 #include "runtime/kargs.h"
 
 #ifndef NONFINITE_MAX_GROUPS
@@ -19,13 +20,11 @@ int op_check_finite(oclseg_ctx *ctx, cl_mem x, size_t x_off, size_t count, cl_me
     cl_kernel partial_k, finish_k;
     TRY(oclseg_kernel_get(ctx, "numerics", NULL, "nonfinite_partial", &partial_k));
     TRY(oclseg_kernel_get(ctx, "numerics", NULL, "nonfinite_finish", &finish_k));
-    size_t wg = oclseg_reduce_wg(ctx, "numerics", partial_k);
-    size_t groups = (count + wg - 1) / wg;
-    if (groups > NONFINITE_MAX_GROUPS) groups = NONFINITE_MAX_GROUPS;
+    const size_t wg = oclseg_reduce_wg(ctx, "numerics", partial_k);
     /* At least one partial per item of the finish work-group: every partial it could touch is
      * written (idle groups write 0), so no checker sees a speculative read of stale scratch. */
-    size_t finish_wg = oclseg_reduce_wg(ctx, "numerics", finish_k);
-    if (groups < finish_wg) groups = finish_wg;
+    const size_t finish_wg = oclseg_reduce_wg(ctx, "numerics", finish_k);
+    const size_t groups = reduce_groups(count, wg, NONFINITE_MAX_GROUPS, finish_wg);
     cl_mem partial;
     TRY(oclseg_scratch(ctx, groups * sizeof(float), &partial)); /* (groups) */
     kargs a = karg_begin(partial_k);
@@ -34,15 +33,14 @@ int op_check_finite(oclseg_ctx *ctx, cl_mem x, size_t x_off, size_t count, cl_me
     karg_u32(&a, count);
     karg_mem(&a, partial);
     TRY(karg_end(&a));
-    size_t global = groups * wg;
-    TRY(oclseg_launch(ctx, partial_k, 1, &global, &wg));
+    TRY(reduce_launch(ctx, partial_k, wg, groups, 0));
     a = karg_begin(finish_k);
     karg_mem(&a, partial);
     karg_u32(&a, groups);
     karg_mem(&a, out);
     karg_u32(&a, out_off);
     TRY(karg_end(&a));
-    return oclseg_launch(ctx, finish_k, 1, &finish_wg, &finish_wg);
+    return reduce_launch(ctx, finish_k, finish_wg, 1, 0);
 }
 
 #ifndef CLIP_MAX_GROUPS
@@ -61,11 +59,10 @@ int op_clip_grad_norm(oclseg_ctx *ctx, cl_mem grad, size_t off, size_t count, fl
     TRY(oclseg_kernel_get(ctx, "numerics", NULL, "grad_sumsq_partial", &partial_k));
     TRY(oclseg_kernel_get(ctx, "numerics", NULL, "grad_clip_coef", &coef_k));
     TRY(oclseg_kernel_get(ctx, "numerics", NULL, "grad_scale", &scale_k));
-    size_t wg = oclseg_reduce_wg(ctx, "numerics", partial_k);
-    size_t groups = (count + wg - 1) / wg;
-    if (groups > CLIP_MAX_GROUPS) groups = CLIP_MAX_GROUPS;
-    size_t finish_wg = oclseg_reduce_wg(ctx, "numerics", coef_k);
-    if (groups < finish_wg) groups = finish_wg; /* every partial the finish may read is written */
+    const size_t wg = oclseg_reduce_wg(ctx, "numerics", partial_k);
+    const size_t finish_wg = oclseg_reduce_wg(ctx, "numerics", coef_k);
+    /* at least finish_wg groups: every partial the finish may read is written */
+    const size_t groups = reduce_groups(count, wg, CLIP_MAX_GROUPS, finish_wg);
     cl_mem partial;
     TRY(oclseg_scratch(ctx, CLIP_MAX_GROUPS * sizeof(float) > groups * sizeof(float)
                                 ? CLIP_MAX_GROUPS * sizeof(float)
@@ -73,21 +70,26 @@ int op_clip_grad_norm(oclseg_ctx *ctx, cl_mem grad, size_t off, size_t count, fl
                        &partial));
     cl_uint off_u = (cl_uint)off, n = (cl_uint)count, n_groups = (cl_uint)groups;
     cl_float mn = max_norm;
-    KARG(partial_k, 0, grad);
-    KARG(partial_k, 1, off_u);
-    KARG(partial_k, 2, n);
-    KARG(partial_k, 3, partial);
-    size_t global = groups * wg;
-    TRY(oclseg_launch(ctx, partial_k, 1, &global, &wg));
-    KARG(coef_k, 0, partial);
-    KARG(coef_k, 1, n_groups);
-    KARG(coef_k, 2, mn);
-    KARG(coef_k, 3, out);
-    TRY(oclseg_launch(ctx, coef_k, 1, &finish_wg, &finish_wg));
-    KARG(scale_k, 0, grad);
-    KARG(scale_k, 1, off_u);
-    KARG(scale_k, 2, n);
-    KARG(scale_k, 3, out);
+    kargs a = karg_begin(partial_k);
+    karg_mem(&a, grad);
+    karg_u32(&a, off_u);
+    karg_u32(&a, n);
+    karg_mem(&a, partial);
+    TRY(karg_end(&a));
+    TRY(reduce_launch(ctx, partial_k, wg, groups, 0));
+    a = karg_begin(coef_k);
+    karg_mem(&a, partial);
+    karg_u32(&a, n_groups);
+    karg_f32(&a, mn);
+    karg_mem(&a, out);
+    TRY(karg_end(&a));
+    TRY(reduce_launch(ctx, coef_k, finish_wg, 1, 0));
+    a = karg_begin(scale_k);
+    karg_mem(&a, grad);
+    karg_u32(&a, off_u);
+    karg_u32(&a, n);
+    karg_mem(&a, out);
+    TRY(karg_end(&a));
     size_t g = count;
     return oclseg_launch(ctx, scale_k, 1, &g, NULL);
 }

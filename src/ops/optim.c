@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "oclseg/ops.h"
+#include "runtime/kargs.h"
 
 void oclseg_optim_config_default(oclseg_optim_config *cfg, oclseg_optimizer_kind kind) {
     oclseg_optim_config c = {0};
@@ -53,11 +54,9 @@ static int check_config(const oclseg_optim_config *cfg) {
     return OCLSEG_OK;
 }
 
-int op_optimizer_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg,
-                      oclseg_optim_host_state *st, cl_mem param, cl_mem grad, cl_mem state1,
-                      cl_mem state2, size_t off, size_t count) {
-    TRY(check_config(cfg));
-    const int sgd_momentum = cfg->kind == OCLSEG_OPT_SGD && cfg->momentum != 0.0f;
+/* The buffers the optimizer needs are given and the range fits 32-bit indexing. */
+static int check_buffers(const oclseg_optim_config *cfg, int sgd_momentum, cl_mem param,
+                         cl_mem grad, cl_mem state1, cl_mem state2, size_t off, size_t count) {
     const int needs_state1 = cfg->kind != OCLSEG_OPT_SGD || sgd_momentum;
     const int needs_state2 = cfg->kind != OCLSEG_OPT_SGD;
     if (!param || !grad || (needs_state1 && !state1) || (needs_state2 && !state2)) {
@@ -71,6 +70,39 @@ int op_optimizer_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg,
                      count);
         return OCLSEG_ERR_INVALID_ARG;
     }
+    return OCLSEG_OK;
+}
+
+/* SGD (PyTorch 1.13): momentum_buf is NULL without momentum. */
+static int sgd_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg,
+                    const oclseg_optim_host_state *st, cl_mem param, cl_mem grad,
+                    cl_mem momentum_buf, size_t off, size_t count) {
+    cl_kernel k;
+    TRY(oclseg_kernel_get(ctx, "optim", NULL, "sgd_step", &k));
+    kargs a = karg_begin(k);
+    karg_mem(&a, param);
+    karg_mem(&a, grad);
+    karg_mem(&a, momentum_buf);
+    karg_u32(&a, off);
+    karg_u32(&a, count);
+    karg_f32(&a, cfg->weight_decay); /* SGD's weight decay is never decoupled */
+    karg_i32(&a, momentum_buf != NULL);
+    karg_i32(&a, st->step == 0);
+    karg_f32(&a, cfg->momentum);
+    karg_f32(&a, (float)(1.0 - (double)cfg->dampening));
+    karg_i32(&a, cfg->nesterov != 0);
+    karg_f32(&a, -cfg->lr);
+    TRY(karg_end(&a));
+    size_t global = count;
+    return oclseg_launch(ctx, k, 1, &global, NULL);
+}
+
+int op_optimizer_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg,
+                      oclseg_optim_host_state *st, cl_mem param, cl_mem grad, cl_mem state1,
+                      cl_mem state2, size_t off, size_t count) {
+    TRY(check_config(cfg));
+    const int sgd_momentum = cfg->kind == OCLSEG_OPT_SGD && cfg->momentum != 0.0f;
+    TRY(check_buffers(cfg, sgd_momentum, param, grad, state1, state2, off, count));
     const cl_uint off_u = (cl_uint)off, count_u = (cl_uint)count;
     const int64_t step = st->step + 1; /* PyTorch increments the step before using it */
     const double lr = cfg->lr, beta1 = cfg->beta1, beta2 = cfg->beta2;
@@ -87,80 +119,51 @@ int op_optimizer_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg,
         const cl_float one_minus_beta1 = (cl_float)(1.0 - beta1);
         const cl_float one_minus_beta2 = (cl_float)(1.0 - beta2);
         const double bias_correction2 = 1.0 - pow(beta2, (double)step);
-        if (cfg->kind == OCLSEG_OPT_NADAM) {
+        const int nadam = cfg->kind == OCLSEG_OPT_NADAM;
+        /* the kernels' step coefficients: NAdam (bc2, grad_coef, avg_coef), Adam (sqrt(bc2),
+         * -lr / bc1) */
+        cl_float bc2_arg, step_coef, avg_coef = 0.0f;
+        double mu_product = st->mu_product;
+        if (nadam) {
             const double psi = cfg->momentum_decay;
             const double mu = beta1 * (1.0 - 0.5 * pow(0.96, (double)step * psi));
             const double mu_next = beta1 * (1.0 - 0.5 * pow(0.96, (double)(step + 1) * psi));
-            const double mu_product = st->mu_product * mu;
+            mu_product = st->mu_product * mu;
             /* PyTorch 1.13's _single_tensor_nadam: mu_product_next = mu_product * mu * mu_next,
              * with mu_product already including mu (the docs and the foreach path use
              * mu_product * mu_next; torch.optim.NAdam defaults to this single-tensor path). */
             const double mu_product_next = mu_product * mu * mu_next;
-            const cl_float grad_coef = (cl_float)(-lr * (1.0 - mu) / (1.0 - mu_product));
-            const cl_float avg_coef = (cl_float)(-lr * mu_next / (1.0 - mu_product_next));
-            const cl_float bc2 = (cl_float)bias_correction2;
-            TRY(oclseg_kernel_get(ctx, "optim", NULL, "nadam_step", &k));
-            KARG(k, 0, param);
-            KARG(k, 1, grad);
-            KARG(k, 2, state1);
-            KARG(k, 3, state2);
-            KARG(k, 4, off_u);
-            KARG(k, 5, count_u);
-            KARG(k, 6, weight_decay);
-            KARG(k, 7, beta1_f);
-            KARG(k, 8, one_minus_beta1);
-            KARG(k, 9, beta2_f);
-            KARG(k, 10, one_minus_beta2);
-            KARG(k, 11, bc2);
-            KARG(k, 12, eps);
-            KARG(k, 13, grad_coef);
-            KARG(k, 14, avg_coef);
-            KARG(k, 15, decay);
-            TRY(oclseg_launch(ctx, k, 1, &global, NULL));
-            st->mu_product = mu_product;
+            step_coef = (cl_float)(-lr * (1.0 - mu) / (1.0 - mu_product));
+            avg_coef = (cl_float)(-lr * mu_next / (1.0 - mu_product_next));
+            bc2_arg = (cl_float)bias_correction2;
         } else {
             const double bias_correction1 = 1.0 - pow(beta1, (double)step);
-            const cl_float sqrt_bc2 = (cl_float)sqrt(bias_correction2);
-            const cl_float neg_step_size = (cl_float)(-lr / bias_correction1);
-            TRY(oclseg_kernel_get(ctx, "optim", NULL, "adam_step", &k));
-            KARG(k, 0, param);
-            KARG(k, 1, grad);
-            KARG(k, 2, state1);
-            KARG(k, 3, state2);
-            KARG(k, 4, off_u);
-            KARG(k, 5, count_u);
-            KARG(k, 6, weight_decay);
-            KARG(k, 7, beta1_f);
-            KARG(k, 8, one_minus_beta1);
-            KARG(k, 9, beta2_f);
-            KARG(k, 10, one_minus_beta2);
-            KARG(k, 11, sqrt_bc2);
-            KARG(k, 12, eps);
-            KARG(k, 13, neg_step_size);
-            KARG(k, 14, decay);
-            TRY(oclseg_launch(ctx, k, 1, &global, NULL));
+            bc2_arg = (cl_float)sqrt(bias_correction2);
+            step_coef = (cl_float)(-lr / bias_correction1);
         }
-    } else if (cfg->kind == OCLSEG_OPT_SGD) {
-        const cl_int use_momentum = sgd_momentum, first_step = st->step == 0;
-        const cl_int nesterov = cfg->nesterov != 0;
-        const cl_float momentum = cfg->momentum;
-        const cl_float one_minus_dampening = (cl_float)(1.0 - (double)cfg->dampening);
-        const cl_float neg_lr = -cfg->lr;
-        cl_mem momentum_buf = sgd_momentum ? state1 : NULL;
-        TRY(oclseg_kernel_get(ctx, "optim", NULL, "sgd_step", &k));
-        KARG(k, 0, param);
-        KARG(k, 1, grad);
-        KARG(k, 2, momentum_buf);
-        KARG(k, 3, off_u);
-        KARG(k, 4, count_u);
-        KARG(k, 5, weight_decay);
-        KARG(k, 6, use_momentum);
-        KARG(k, 7, first_step);
-        KARG(k, 8, momentum);
-        KARG(k, 9, one_minus_dampening);
-        KARG(k, 10, nesterov);
-        KARG(k, 11, neg_lr);
+        TRY(oclseg_kernel_get(ctx, "optim", NULL, nadam ? "nadam_step" : "adam_step", &k));
+        kargs a = karg_begin(k);
+        karg_mem(&a, param);
+        karg_mem(&a, grad);
+        karg_mem(&a, state1);
+        karg_mem(&a, state2);
+        karg_u32(&a, off_u);
+        karg_u32(&a, count_u);
+        karg_f32(&a, weight_decay);
+        karg_f32(&a, beta1_f);
+        karg_f32(&a, one_minus_beta1);
+        karg_f32(&a, beta2_f);
+        karg_f32(&a, one_minus_beta2);
+        karg_f32(&a, bc2_arg);
+        karg_f32(&a, eps);
+        karg_f32(&a, step_coef);
+        if (nadam) karg_f32(&a, avg_coef);
+        karg_f32(&a, decay);
+        TRY(karg_end(&a));
         TRY(oclseg_launch(ctx, k, 1, &global, NULL));
+        st->mu_product = mu_product;
+    } else if (cfg->kind == OCLSEG_OPT_SGD) {
+        TRY(sgd_step(ctx, cfg, st, param, grad, sgd_momentum ? state1 : NULL, off, count));
     } else {
         OCLSEG_ERROR("optimizer step: unknown optimizer kind %d", (int)cfg->kind);
         return OCLSEG_ERR_INVALID_ARG;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "oclseg/env.h"
 #include "oclseg/runtime.h"
 
 static long alloc_counter;
@@ -10,8 +11,7 @@ static long alloc_counter;
 int oclseg_buffer_create(oclseg_ctx *ctx, size_t bytes, const char *what, cl_mem *out) {
     *out = NULL;
     if (bytes == 0) bytes = 4;
-    const char *fault = getenv("OCLSEG_FAULT_ALLOC");
-    long fault_at = fault ? atol(fault) : 0;
+    const long fault_at = oclseg_env_get()->fault_alloc;
     cl_int err = CL_SUCCESS;
     if (fault_at > 0 && ++alloc_counter == fault_at) {
         err = CL_MEM_OBJECT_ALLOCATION_FAILURE; /* injected (tests) */
@@ -36,9 +36,13 @@ int oclseg_buffer_create(oclseg_ctx *ctx, size_t bytes, const char *what, cl_mem
     return OCLSEG_OK;
 }
 
-void oclseg_buffer_free(oclseg_ctx *ctx, cl_mem buf, size_t bytes) {
+void oclseg_buffer_free(oclseg_ctx *ctx, cl_mem buf) {
     if (!buf) return;
-    if (bytes == 0) bytes = 4;
+    /* The buffer knows its size (a 0-byte request was created as 4), so the accounting matches
+     * what oclseg_buffer_create added without the caller recomputing it. */
+    size_t bytes = 0;
+    if (clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof bytes, &bytes, NULL) != CL_SUCCESS) bytes = 0;
+    if (bytes > ctx->live_bytes) bytes = ctx->live_bytes;
     clReleaseMemObject(buf);
     oclseg_cl_released(OCLSEG_CL_MEM);
     ctx->live_buffers--;
@@ -49,7 +53,7 @@ int oclseg_scratch(oclseg_ctx *ctx, size_t bytes, cl_mem *out) {
     if (bytes > ctx->scratch_bytes) {
         if (ctx->scratch) {
             CL_CHECK(clFinish(ctx->queue)); /* older work may still read the old scratch */
-            oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
+            oclseg_buffer_free(ctx, ctx->scratch);
             ctx->scratch = NULL;
             ctx->scratch_bytes = 0;
         }

@@ -4,6 +4,7 @@
 
 #include <clblast_c.h>
 
+#include "oclseg/env.h"
 #include "oclseg/runtime.h"
 #include "oclseg/tuning.h"
 #include "runtime/program_internal.h"
@@ -72,8 +73,8 @@ void oclseg_ctx_free(oclseg_ctx *ctx) {
     oclseg_prof_reset(ctx);
     free(ctx->prof);
     oclseg_programs_release(ctx);
-    if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch, ctx->scratch_bytes);
-    if (ctx->gemm_pack) oclseg_buffer_free(ctx, ctx->gemm_pack, ctx->gemm_pack_bytes);
+    if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch);
+    if (ctx->gemm_pack) oclseg_buffer_free(ctx, ctx->gemm_pack);
     if (ctx->queue) {
         clReleaseCommandQueue(ctx->queue);
         oclseg_cl_released(OCLSEG_CL_QUEUE);
@@ -153,12 +154,8 @@ int oclseg_prof_collect(oclseg_ctx *ctx, char (**names)[48], double **ms, int *c
 }
 
 int oclseg_use_row_kernels(const oclseg_ctx *ctx) {
-    static int forced = -2; /* OCLSEG_ROW_KERNELS=0|1, read once; -1: unset */
-    if (forced == -2) {
-        const char *e = getenv("OCLSEG_ROW_KERNELS");
-        forced = e && strcmp(e, "1") == 0 ? 1 : e && strcmp(e, "0") == 0 ? 0 : -1;
-    }
     if (ctx->row_kernels != OCLSEG_ROWS_AUTO) return ctx->row_kernels == OCLSEG_ROWS_ON;
-    if (forced >= 0) return forced;
+    const int forced = oclseg_env_get()->row_kernels;
+    if (forced != OCLSEG_ROWS_AUTO) return forced == OCLSEG_ROWS_ON;
     return (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0;
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "oclseg/env.h"
 #include "oclseg/dist.h"
 #include "oclseg/runtime.h"
 
@@ -158,7 +159,7 @@ int oclseg_device_choose(const char *spec, oclseg_device_info *out) {
                      "mesa-opencl-icd, or your GPU vendor's OpenCL driver (see `clinfo -l`)");
         return OCLSEG_ERR_NO_DEVICE;
     }
-    if (!spec || !*spec) spec = getenv("OCLSEG_DEVICE");
+    if (!spec || !*spec) spec = oclseg_env_get()->device;
     char mine[256];
     spec = spec_for_rank(spec, mine, sizeof mine);
     int chosen = -1;

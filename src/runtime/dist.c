@@ -1,6 +1,7 @@
 /* The data-parallel process group: Open MPI when built with it (OCLSEG_HAVE_MPI) and started by
  * a launcher, else a group of one. All floating-point arithmetic across ranks happens here, in a
  * fixed order; MPI only moves bytes. */
+#include "oclseg/env.h"
 #include "oclseg/dist.h"
 
 #include <limits.h>
@@ -36,23 +37,15 @@ int oclseg_dist_built_with_mpi(void) {
 #endif
 }
 
-/* Started by a launcher? (Open MPI's mpirun, PMIx or PMI-2 launchers such as Slurm's srun.) */
-static int launched(void) {
-    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"};
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
-        if (getenv(vars[i])) return 1;
-    return 0;
-}
-
 int oclseg_dist_init(int *argc, char ***argv) {
     if (g.ready) return OCLSEG_OK;
     g.ready = 1;
     if (gethostname(g.host, sizeof g.host) != 0) snprintf(g.host, sizeof g.host, "?");
     g.host[sizeof g.host - 1] = '\0';
-    const char *t = getenv("OCLSEG_DIST_TIMEOUT");
-    if (t && atof(t) > 0) g.timeout_s = atof(t);
+    if (oclseg_env_get()->dist_timeout_s > 0) g.timeout_s = oclseg_env_get()->dist_timeout_s;
 #ifdef OCLSEG_HAVE_MPI
-    if (!launched()) return OCLSEG_OK;
+    /* started by a launcher? (Open MPI's mpirun, PMIx or PMI-2 launchers such as srun) */
+    if (!oclseg_env_get()->mpi_launched) return OCLSEG_OK;
     int provided;
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
         OCLSEG_ERROR("MPI_Init failed");

@@ -3,8 +3,8 @@
 #define OCLSEG_KERNELS_EMBEDDED_H
 
 typedef struct oclseg_embedded_kernel {
-    const char *name;   /* file name without .cl, e.g. "eltwise" */
-    const char *source; /* full text of cl/<name>.cl */
+    const char *name;   /* file name without .cl, e.g. "eltwise"; "common.clh" for the header */
+    const char *source; /* full text of the file in cl/ */
 } oclseg_embedded_kernel;
 
 extern const oclseg_embedded_kernel oclseg_embedded_kernels[]; /* ends with {0, 0} */

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "oclseg/env.h"
 #include "oclseg/runtime.h"
 #include "oclseg/util.h"
 #include "runtime/kernels_embedded.h"
@@ -64,28 +65,53 @@ static char *read_text_file(const char *path) {
     return buf;
 }
 
-/* Returns a malloc'd copy of cl/<name>.cl: from OCLSEG_KERNEL_DIR if set, else embedded. */
-static int load_source(const char *name, char **out) {
-    const char *dir = getenv("OCLSEG_KERNEL_DIR");
-    if (dir && *dir) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s.cl", dir, name);
+/* The embedded copy of a file in cl/ ("eltwise" for eltwise.cl, "common.clh"), or NULL. */
+static const char *embedded_source(const char *name) {
+    for (const oclseg_embedded_kernel *k = oclseg_embedded_kernels; k->name; k++)
+        if (strcmp(k->name, name) == 0) return k->source;
+    return NULL;
+}
+
+/* Returns a malloc'd copy of cl/<file> (name + suffix): from OCLSEG_KERNEL_DIR if set, else
+ * embedded. The shared header falls back to its embedded copy when the folder lacks it. */
+static int load_file(const char *name, const char *suffix, int embedded_fallback, char **out) {
+    const char *dir = oclseg_env_get()->kernel_dir;
+    if (*dir) {
+        char path[OCLSEG_ENV_PATH + 64];
+        snprintf(path, sizeof path, "%s/%s%s", dir, name, suffix);
         *out = read_text_file(path);
-        if (!*out) {
+        if (*out) return OCLSEG_OK;
+        if (!embedded_fallback) {
             OCLSEG_ERROR("cannot read kernel source %s (OCLSEG_KERNEL_DIR=%s): %s", path, dir,
                          strerror(errno));
             return OCLSEG_ERR_NOT_FOUND;
         }
-        return OCLSEG_OK;
     }
-    for (const oclseg_embedded_kernel *k = oclseg_embedded_kernels; k->name; k++) {
-        if (strcmp(k->name, name) == 0) {
-            *out = strdup(k->source);
-            return *out ? OCLSEG_OK : OCLSEG_ERR_OUT_OF_MEMORY;
-        }
+    const char *text = embedded_source(name);
+    if (!text) {
+        OCLSEG_ERROR("no embedded kernel program named '%s'", name);
+        return OCLSEG_ERR_NOT_FOUND;
     }
-    OCLSEG_ERROR("no embedded kernel program named '%s'", name);
-    return OCLSEG_ERR_NOT_FOUND;
+    *out = strdup(text);
+    return *out ? OCLSEG_OK : OCLSEG_ERR_OUT_OF_MEMORY;
+}
+
+/* A program's source: cl/common.clh, then cl/<name>.cl (from line 1 again for the build log),
+ * as one malloc'd string: the binary cache's key covers both. */
+static int load_source(const char *name, char **out) {
+    char *header = NULL, *body = NULL;
+    TRY(load_file("common.clh", "", 1, &header));
+    int st = load_file(name, ".cl", 0, &body);
+    if (st == OCLSEG_OK) {
+        static const char line_reset[] = "\n#line 1\n";
+        size_t size = strlen(header) + sizeof line_reset + strlen(body);
+        *out = malloc(size);
+        if (*out) snprintf(*out, size, "%s%s%s", header, line_reset, body);
+        else st = OCLSEG_ERR_OUT_OF_MEMORY;
+    }
+    free(header);
+    free(body);
+    return st;
 }
 
 /* ---- binary cache ----------------------------------------------------------------------- */
@@ -99,15 +125,13 @@ uint64_t oclseg_fnv1a64(uint64_t h, const void *data, size_t len) {
 }
 
 void oclseg_cache_dir(char *out, size_t size) {
-    const char *off = getenv("OCLSEG_CACHE");
-    if (off && strcmp(off, "0") == 0) {
+    const oclseg_env *env = oclseg_env_get();
+    if (env->cache_off) {
         out[0] = '\0';
         return;
     }
-    const char *xdg = getenv("XDG_CACHE_HOME");
-    const char *home = getenv("HOME");
-    if (xdg && *xdg) snprintf(out, size, "%s/oclseg", xdg);
-    else if (home && *home) snprintf(out, size, "%s/.cache/oclseg", home);
+    if (*env->xdg_cache_home) snprintf(out, size, "%s/oclseg", env->xdg_cache_home);
+    else if (*env->home) snprintf(out, size, "%s/.cache/oclseg", env->home);
     else out[0] = '\0';
 }
 
@@ -365,19 +389,6 @@ size_t oclseg_kernel_wg_limit(oclseg_ctx *ctx, cl_kernel kernel) {
     return limit ? limit : 1;
 }
 
-int oclseg_set_arg(cl_kernel kernel, cl_uint index, size_t size, const void *value,
-                   const char *file, int line) {
-    cl_int err = clSetKernelArg(kernel, index, size, value);
-    if (err != CL_SUCCESS) {
-        char name[128] = "?";
-        clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
-        oclseg_log_error(file, line, "clSetKernelArg(%s, %u) failed: %s", name, index,
-                         oclseg_status_str(err));
-        return err;
-    }
-    return OCLSEG_OK;
-}
-
 static size_t floor_pow2(size_t v) {
     size_t p = 1;
     while (p * 2 <= v) p *= 2;
@@ -434,11 +445,8 @@ int oclseg_launch(oclseg_ctx *ctx, cl_kernel kernel, cl_uint dims, const size_t 
     }
     /* Test hook: OCLSEG_FAULT_LAUNCH=N makes the N-th launch of the process fail as a device
      * out of resources would. */
-    static long launch_counter, fault_at = -1; /* env read once: launches are the hot path */
-    if (fault_at < 0) {
-        const char *fault = getenv("OCLSEG_FAULT_LAUNCH");
-        fault_at = fault ? atol(fault) : 0;
-    }
+    static long launch_counter;
+    const long fault_at = oclseg_env_get()->fault_launch;
     cl_int err;
     if (fault_at > 0 && ++launch_counter == fault_at)
         err = CL_OUT_OF_RESOURCES;

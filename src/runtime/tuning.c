@@ -1,4 +1,5 @@
 /* Per-device GEMM tuning files: parse/format (jansson), location, CLBlast overrides, status. */
+#include "oclseg/env.h"
 #include "oclseg/tuning.h"
 
 #include <jansson.h>
@@ -159,11 +160,10 @@ char *oclseg_tuning_format(const oclseg_tuning *t, int params_only) {
 }
 
 void oclseg_tuning_dir(char *out, size_t n) {
-    const char *dir = getenv("OCLSEG_TUNING_DIR"), *xdg = getenv("XDG_CACHE_HOME"),
-               *home = getenv("HOME");
-    if (dir && dir[0]) snprintf(out, n, "%s", dir);
-    else if (xdg && xdg[0]) snprintf(out, n, "%s/oclseg/tuning", xdg);
-    else snprintf(out, n, "%s/.cache/oclseg/tuning", home && home[0] ? home : "/tmp");
+    const oclseg_env *env = oclseg_env_get();
+    if (env->tuning_dir[0]) snprintf(out, n, "%s", env->tuning_dir);
+    else if (env->xdg_cache_home[0]) snprintf(out, n, "%s/oclseg/tuning", env->xdg_cache_home);
+    else snprintf(out, n, "%s/.cache/oclseg/tuning", env->home[0] ? env->home : "/tmp");
 }
 
 void oclseg_tuning_key(const oclseg_device_info *dev, oclseg_tuning *t) {
@@ -225,8 +225,7 @@ static char *read_small_file(const char *path, size_t *len) {
 
 void oclseg_tuning_apply(oclseg_ctx *ctx) {
     ctx->tuning_applied = 0;
-    const char *off = getenv("OCLSEG_NO_TUNING");
-    if (off && strcmp(off, "1") == 0) {
+    if (oclseg_env_get()->no_tuning) {
         snprintf(ctx->tuning_desc, sizeof ctx->tuning_desc,
                  "CLBlast defaults (OCLSEG_NO_TUNING=1)");
         return;

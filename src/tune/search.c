@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "oclseg/env.h"
 #include "oclseg/runtime.h"
 #include "oclseg/safetensors.h"
 #include "oclseg/tune.h"
@@ -386,6 +387,7 @@ int oclseg_tune(const oclseg_tune_options *o, oclseg_tune_report *r) {
     snprintf(S->shapes_path, sizeof S->shapes_path, "%s/shapes.json", S->dir);
     /* children measure against CLBlast's defaults, whatever tuning file exists */
     setenv("OCLSEG_NO_TUNING", "1", 1);
+    oclseg_env_reload();
     oclseg_tuning_path(&dev, r->path, sizeof r->path);
     say(S, "tuning CLBlast GEMM for %s (%s, driver %s), budget %.0f s; work files in %s", dev.name,
         dev.platform_version, dev.driver_version, o->budget_s, S->dir);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "oclseg/env.h"
 #include "oclseg/trainer.h"
 #include "oclseg/tune.h"
 #include "oclseg/tuning.h"
@@ -233,9 +234,9 @@ static int check_result(const oclseg_gemm_shape *s, const trial_buffers *b, uint
 
 static void free_buffers(oclseg_ctx *ctx, trial_buffers *b) {
     free(b->a), free(b->b), free(b->c0), free(b->c);
-    if (b->da) oclseg_buffer_free(ctx, b->da, b->na * 4);
-    if (b->db) oclseg_buffer_free(ctx, b->db, b->nb * 4);
-    if (b->dc) oclseg_buffer_free(ctx, b->dc, b->nc * 4);
+    if (b->da) oclseg_buffer_free(ctx, b->da);
+    if (b->db) oclseg_buffer_free(ctx, b->db);
+    if (b->dc) oclseg_buffer_free(ctx, b->dc);
     memset(b, 0, sizeof *b);
 }
 
@@ -282,6 +283,34 @@ static int trial_shape(oclseg_ctx *ctx, const oclseg_gemm_shape *s, trial_buffer
     return OCLSEG_OK;
 }
 
+/* The result hash of every shape with CLBlast's defaults (the parent runs children with
+ * OCLSEG_NO_TUNING), against which each candidate's results are compared. */
+static int reference_hashes(oclseg_ctx *ctx, const oclseg_gemm_shape *shapes, int n,
+                            uint64_t *ref, char *why, size_t why_size) {
+    int st = OCLSEG_OK;
+    for (int i = 0; st == OCLSEG_OK && i < n; i++) {
+        trial_buffers b;
+        st = make_buffers(ctx, &shapes[i], i, &b);
+        if (st == OCLSEG_OK) st = trial_shape(ctx, &shapes[i], &b, 0, &ref[i], NULL, why, why_size);
+        if (st != OCLSEG_OK && !why[0]) snprintf(why, why_size, "defaults failed on shape %d", i);
+        free_buffers(ctx, &b);
+    }
+    return st;
+}
+
+/* Overrides CLBlast's parameters with the candidate's; then the test hooks. */
+static int apply_candidate(oclseg_ctx *ctx, const oclseg_tuning *cand, char *why,
+                           size_t why_size) {
+    int st = oclseg_tuning_apply_params(ctx->info.device, cand);
+    if (st != OCLSEG_OK) snprintf(why, why_size, "CLBlastOverrideParameters rejected it");
+    /* test hooks (tests/test_tune.c): a candidate that crashes the driver, one that
+     * computes a wrong element; both only for non-empty candidates (not the baseline) */
+    int nonempty = cand->has[0] || cand->has[1] || cand->has[2];
+    if (nonempty && oclseg_env_get()->tune_trial_abort) abort();
+    corrupt = nonempty && oclseg_env_get()->tune_trial_corrupt;
+    return st;
+}
+
 int oclseg_tune_child_trial(const char *device, const char *candidate_path,
                             const char *shapes_path, const char *result_path, int repeats) {
     oclseg_gemm_shape *rec = NULL;
@@ -313,25 +342,8 @@ int oclseg_tune_child_trial(const char *device, const char *candidate_path,
     oclseg_ctx_options co = {.device_spec = device};
     if (st == OCLSEG_OK) st = oclseg_ctx_create(&ctx, &co);
     if (st == OCLSEG_OK) ctx->gemm_backend = OCLSEG_GEMM_CLBLAST; /* tuning CLBlast's kernels */
-    /* reference hashes with CLBlast's defaults (the parent runs children with OCLSEG_NO_TUNING) */
-    for (int i = 0; st == OCLSEG_OK && i < n; i++) {
-        trial_buffers b;
-        st = make_buffers(ctx, &shapes[i], i, &b);
-        if (st == OCLSEG_OK) st = trial_shape(ctx, &shapes[i], &b, 0, &ref[i], NULL, why, sizeof why);
-        if (st != OCLSEG_OK && !why[0]) snprintf(why, sizeof why, "defaults failed on shape %d", i);
-        free_buffers(ctx, &b);
-    }
-    if (st == OCLSEG_OK) {
-        st = oclseg_tuning_apply_params(ctx->info.device, &cand);
-        if (st != OCLSEG_OK) snprintf(why, sizeof why, "CLBlastOverrideParameters rejected it");
-        /* test hooks (tests/test_tune.c): a candidate that crashes the driver, one that
-         * computes a wrong element; both only for non-empty candidates (not the baseline) */
-        int nonempty = cand.has[0] || cand.has[1] || cand.has[2];
-        const char *hook = getenv("OCLSEG_TUNE_TRIAL_ABORT");
-        if (nonempty && hook && strcmp(hook, "1") == 0) abort();
-        hook = getenv("OCLSEG_TUNE_TRIAL_CORRUPT");
-        corrupt = nonempty && hook && strcmp(hook, "1") == 0;
-    }
+    if (st == OCLSEG_OK) st = reference_hashes(ctx, shapes, n, ref, why, sizeof why);
+    if (st == OCLSEG_OK) st = apply_candidate(ctx, &cand, why, sizeof why);
     double total = 0, ceiling_gflops = 0;
     json_t *per = json_array();
     for (int i = 0; st == OCLSEG_OK && i < n; i++) {
