@@ -1,13 +1,14 @@
 /* Run directory files of a training run: config.json text, atomic text files, CSV truncation
  * for resumes, curves.png (gnuplot). */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "model/fit_dist.h"
-#include "model/fit_internal.h"
+#include "app/fit_dist.h"
+#include "app/fit_internal.h"
 #include "oclseg/dist.h"
 #include "oclseg/safetensors.h"
 
@@ -83,28 +84,42 @@ int fit_write_text_file(const char *dir, const char *name, const char *text) {
 }
 
 /* Keeps the lines of a CSV whose first field is < limit (drops what a resumed run redoes). */
-void fit_csv_truncate(const char *path, long long limit) {
+int fit_csv_truncate(const char *path, long long limit) {
     FILE *f = fopen(path, "r");
-    if (!f) return;
+    if (!f) {
+        if (errno == ENOENT) return OCLSEG_OK; /* nothing written yet */
+        OCLSEG_ERROR("cannot read %s: %s", path, strerror(errno));
+        return OCLSEG_ERR_IO;
+    }
     char line[512];
     size_t cap = 1 << 16, len = 0;
     char *keep = malloc(cap);
-    while (keep && fgets(line, sizeof line, f)) {
+    int st = keep ? OCLSEG_OK : OCLSEG_ERR_OUT_OF_MEMORY;
+    while (st == OCLSEG_OK && fgets(line, sizeof line, f)) {
         char *end;
         long long v = strtoll(line, &end, 10);
         if (end != line && v >= limit) continue;
         size_t l = strlen(line);
         if (len + l + 1 > cap) {
             char *grown = realloc(keep, cap *= 2);
-            if (!grown) break;
+            if (!grown) {
+                st = OCLSEG_ERR_OUT_OF_MEMORY;
+                break;
+            }
             keep = grown;
         }
         memcpy(keep + len, line, l);
         len += l;
     }
+    if (st == OCLSEG_OK && ferror(f)) {
+        OCLSEG_ERROR("cannot read %s", path);
+        st = OCLSEG_ERR_IO;
+    }
     fclose(f);
-    if (keep) oclseg_file_write_atomic(path, keep, len);
+    if (st == OCLSEG_OK) st = oclseg_file_write_atomic(path, keep, len);
+    else if (st == OCLSEG_ERR_OUT_OF_MEMORY) OCLSEG_ERROR("out of memory truncating %s", path);
     free(keep);
+    return st;
 }
 
 /* Draws curves.png (loss, Dice, Jaccard per epoch) from metrics.csv with gnuplot. */
