@@ -56,7 +56,10 @@ static int drain_losses(fit_run *r, int epoch) {
         r->epoch_loss_sum += losses[i];
         r->epoch_loss_count++;
     }
-    if (r->steps_csv) fflush(r->steps_csv);
+    if (r->steps_csv && (fflush(r->steps_csv) != 0 || ferror(r->steps_csv)) && st == OCLSEG_OK) {
+        OCLSEG_ERROR("cannot write %s/steps.csv: %s", r->dir, strerror(errno));
+        st = OCLSEG_ERR_IO;
+    }
     return st;
 }
 
