@@ -2,6 +2,7 @@
  * for resumes, curves.png (gnuplot). */
 #include <errno.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,10 +125,17 @@ int fit_csv_truncate(const char *path, long long limit) {
 
 /* Draws curves.png (loss, Dice, Jaccard per epoch) from metrics.csv with gnuplot. */
 void fit_plot_curves(const char *dir) {
-    char cmd[8400];
-    snprintf(cmd, sizeof cmd, "gnuplot 2>/dev/null");
-    FILE *g = popen(cmd, "w");
-    if (!g) return;
+    /* Without gnuplot the shell exits at once and writing the script would raise SIGPIPE, which
+     * kills the run (seen under load): ignored while the pipe is open, EPIPE instead. */
+    struct sigaction ignore, old_pipe;
+    memset(&ignore, 0, sizeof ignore);
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ignore, &old_pipe);
+    FILE *g = popen("gnuplot 2>/dev/null", "w");
+    if (!g) {
+        sigaction(SIGPIPE, &old_pipe, NULL);
+        return;
+    }
     fprintf(g,
             "set terminal pngcairo size 1000,420 font ',10' noenhanced\n"
             "set output '%s/curves.png'\nset datafile separator ','\n"
@@ -140,6 +148,8 @@ void fit_plot_curves(const char *dir) {
             "'' using 1:6 with linespoints title 'Jaccard'\nunset multiplot\n",
             dir, dir, dir);
     struct stat st;
-    if (pclose(g) != 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+    const int failed = pclose(g) != 0;
+    sigaction(SIGPIPE, &old_pipe, NULL);
+    if (failed && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
         fprintf(stderr, "oclseg: warning: gnuplot failed; curves.png not drawn (install gnuplot-nox)\n");
 }
