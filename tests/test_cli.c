@@ -227,6 +227,31 @@ START_TEST(bad_input_is_a_clear_error) {
 }
 END_TEST
 
+/* A bad option value is a usage error (exit 2) whose message names the option, in every
+ * subcommand that takes numbers; nothing is run. */
+START_TEST(bad_option_values_exit_2) {
+    static const char *cases[][2] = {
+        {"train --epochs abc", "--epochs"},   {"train --batch 0", "--batch"},
+        {"train --lr x", "--lr"},             {"eval --size 12x --weights w --data d", "--size"},
+        {"eval --batch -1 --weights w --data d", "--batch"},
+        {"predict --size abc --weights w x.png", "--size"},
+        {"bench --steps 2x", "--steps"},      {"bench --batch abc", "--batch"},
+        {"synth --train 1e3 --out /nonexistent", "--train"},
+        {"synth --seed -5 --out /nonexistent", "--seed"},
+        {"export --size big --weights w --out o", "--size"},
+    };
+    setup_once();
+    char err[160];
+    snprintf(err, sizeof err, "%s/badopt.txt", root);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_assert_msg(harness_sh("%s %s > /dev/null 2> %s", bin, cases[i][0], err) == 2,
+                      "'%s' did not exit 2", cases[i][0]);
+        ck_assert_msg(harness_sh("grep -q -- '%s' %s", cases[i][1], err) == 0,
+                      "'%s': the message does not name %s", cases[i][0], cases[i][1]);
+    }
+}
+END_TEST
+
 /* Copies the synthetic set to DIR with every mask rewritten by value(v) (v: 0 or 255). */
 static void copy_with_masks(const char *dir, uint8_t (*value)(uint8_t)) {
     ck_assert_int_eq(harness_sh("rm -rf %s/%s && cp -r %s/data %s/%s", root, dir, root, root, dir), 0);
@@ -329,6 +354,7 @@ int main(void) {
     tcase_add_test(tc, early_stop_on_validation);
     tcase_add_test(tc, predict_masks_at_original_resolution);
     tcase_add_test(tc, bad_input_is_a_clear_error);
+    tcase_add_test(tc, bad_option_values_exit_2);
     tcase_add_test(tc, mask_encodings_and_data_health);
     tcase_add_test(tc, ctrl_c_writes_checkpoint_and_resumes);
     suite_add_tcase(s, tc);

@@ -5,11 +5,12 @@
 
 #include "oclseg/data.h"
 #include "oclseg/model.h"
+#include "oclseg/session.h"
 
 typedef struct oclseg_infer {
     oclseg_ctx *ctx;
     oclseg_model *model;
-    int owns;      /* created ctx/model (oclseg_infer_create) or borrowed (oclseg_infer_wrap) */
+    oclseg_session *session; /* owned (oclseg_infer_create) or NULL (oclseg_infer_wrap) */
     float *input;  /* (1, 3, S, S) staging */
     float *probs;  /* (max_batch, 1, S, S) */
     int write_probs; /* oclseg_predict_file also writes <id>_prob.npy (float32 probabilities) */
@@ -19,6 +20,8 @@ typedef struct oclseg_infer {
 /* Creates a context on `device` and a model of input size `size` loaded from `weights`. */
 int oclseg_infer_create(const char *weights, const char *device, int size, int max_batch,
                         oclseg_infer **out);
+/* The same from session options (mode OCLSEG_SESSION_EVAL adds a trainer for losses). */
+int oclseg_infer_create_session(const oclseg_session_options *so, oclseg_infer **out);
 /* Uses an existing model (e.g. at the end of training); the model stays the caller's. */
 int oclseg_infer_wrap(oclseg_model *model, oclseg_infer **out);
 void oclseg_infer_free(oclseg_infer *inf);
@@ -48,6 +51,7 @@ int oclseg_probs_to_mask(const float *prob, int width, int height,
 int oclseg_infer_image(oclseg_infer *inf, const oclseg_image *rgb, int tta_flips,
                        float *prob_full);
 
+/* ---- prediction files (application layer: src/app/predict.c) ---- */
 /* RGB overlay: the image with the lesion lightly tinted and its contour drawn 2 px wide. */
 int oclseg_overlay(const oclseg_image *rgb, const oclseg_image *mask, oclseg_image *out);
 /* A (height, width) float32 array as a NumPy .npy file (format 1.0, little-endian), atomically. */

@@ -117,6 +117,10 @@ int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
 int oclseg_model_backward(oclseg_model *m, int n, int frozen_encoder, uint64_t dropout_seed,
                           uint64_t step);
 
+/* First trained float of the parameter arena: the decoder's first parameter when the encoder
+ * is frozen, else 0 (the trained range is [offset, param_floats)). */
+size_t oclseg_model_trained_offset(const oclseg_model *m, int frozen_encoder);
+
 /* Host copies of one parameter/buffer (count = numel). */
 int oclseg_model_read_param(oclseg_model *m, int index, float *dst);
 int oclseg_model_write_param(oclseg_model *m, int index, const float *src);

@@ -50,8 +50,10 @@ typedef struct oclseg_trainer {
     float *staging[2];         /* host copies of images+masks for non-blocking uploads */
     cl_event upload_done[2];
     size_t image_floats, mask_floats; /* per max batch */
+    int eval_only;             /* created without a config: oclseg_trainer_step refuses */
 } oclseg_trainer;
 
+/* cfg NULL: an evaluation-only trainer (oclseg_trainer_eval_batch; no optimizer config). */
 int oclseg_trainer_create(oclseg_model *model, const oclseg_trainer_config *cfg,
                           oclseg_trainer **out);
 void oclseg_trainer_free(oclseg_trainer *t);
@@ -84,5 +86,11 @@ int64_t oclseg_trainer_pending(const oclseg_trainer *t);
  * not NULL it receives the sigmoid probabilities (N, 1, S, S). */
 int oclseg_trainer_eval_batch(oclseg_trainer *t, const float *images, const float *masks, int n,
                               float *loss, uint32_t *counts, float *probs);
+
+/* Enqueues the optimizer update alone over the trained parameters (the decoder's when the
+ * encoder is frozen) with the configured rate, on a copy of the optimizer's host state: what
+ * `oclseg bench` times as the optimizer part. Parameters and device state change; the step
+ * count does not. */
+int oclseg_trainer_optimizer_step_detached(oclseg_trainer *t);
 
 #endif

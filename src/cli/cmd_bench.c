@@ -5,15 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#include <clblast_c.h>
 
 #include "cli/bench_report.h"
 #include "cli/cli.h"
+#include "oclseg/bench.h"
 #include "oclseg/dist.h"
+#include "oclseg/session.h"
 #include "oclseg/trainer.h"
 #include "oclseg/tuning.h"
+#include "oclseg/util.h"
 
 typedef struct bench_options {
     const char *device;
@@ -33,26 +33,13 @@ typedef struct bench_result {
     double profiled_ms;
     double sgemm_gflops; /* a large square SGEMM (n = 1024) on the same device: the ceiling */
     int gemm_tuned;      /* CLBlast ran with a tuning file's parameters (oclseg tune) */
+    int gemm_own;        /* GEMMs on oclseg's own kernels (CPU devices), not CLBlast */
     double launches, clblast_calls, enqueue_ms, clblast_ms; /* per pipelined step, host side */
     double blocking_calls; /* CLBlast calls per step that wait for the queue */
     char gemm_tuning[4200];
 } bench_result;
 
-double bench_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-double bench_median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+double bench_now_ms(void) { return oclseg_now_s() * 1e3; }
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -75,91 +62,60 @@ static void usage(FILE *out) {
             "bandwidth and the scaling efficiency against one rank training the batch alone.\n");
 }
 
-/* GFLOP/s of a 1024^3 SGEMM through CLBlast (median of 5 after a warm-up): the practical
- * ceiling the achieved training GFLOP/s is compared with. */
-static int sgemm_peak(oclseg_ctx *ctx, double *gflops) {
-    const size_t n = 1024, bytes = n * n * sizeof(float);
-    cl_mem a = NULL, b = NULL, c = NULL;
-    double samples[5];
-    int st;
-    TRY_GOTO(oclseg_buffer_create(ctx, bytes, "SGEMM benchmark A", &a), st, done);
-    TRY_GOTO(oclseg_buffer_create(ctx, bytes, "SGEMM benchmark B", &b), st, done);
-    TRY_GOTO(oclseg_buffer_create(ctx, bytes, "SGEMM benchmark C", &c), st, done);
-    TRY_GOTO(oclseg_fill_f32(ctx, a, 0, n * n, 0.5f), st, done);
-    TRY_GOTO(oclseg_fill_f32(ctx, b, 0, n * n, 0.25f), st, done);
-    for (int i = -1; i < 5; i++) {
-        double t0 = bench_now_ms();
-        int err = (int)CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, n,
-                                    n, n, 1.0f, a, 0, n, b, 0, n, 0.0f, c, 0, n, &ctx->queue, NULL);
-        if (err != 0) {
-            OCLSEG_ERROR("CLBlastSgemm (1024^3 benchmark) failed: CLBlast status %d", err);
-            st = OCLSEG_ERR_CLBLAST;
-            goto done;
-        }
-        TRY_GOTO(oclseg_finish(ctx), st, done);
-        if (i >= 0) samples[i] = bench_now_ms() - t0;
-    }
-    *gflops = 2.0 * n * n * n / (bench_median(samples, 5) / 1e3) / 1e9;
-done:
-    oclseg_buffer_free(ctx, a);
-    oclseg_buffer_free(ctx, b);
-    oclseg_buffer_free(ctx, c);
-    return st;
+/* One device's measurement: its session, the random batch and the sample buffer. */
+typedef struct bench_run {
+    const bench_options *o;
+    oclseg_session *ses;
+    float *images, *masks;
+    double *samples; /* (steps) */
+} bench_run;
+
+/* The session of a bench run: random init (seed 1), NAdam, the mode's frozen encoder. */
+static void session_options(const oclseg_device_info *dev, const bench_options *o,
+                            oclseg_session_options *so) {
+    oclseg_session_options_synthetic_training(so, o->size, o->batch, o->frozen);
+    so->dev = dev;
 }
 
-/* Runs the benchmark on one device. */
-static int bench_device(const oclseg_device_info *dev, const bench_options *o, bench_result *r) {
-    memset(r, 0, sizeof *r);
-    r->info = *dev;
-    oclseg_ctx *ctx = NULL;
-    oclseg_model *m = NULL;
-    oclseg_trainer *t = NULL;
-    float *images = NULL, *masks = NULL;
-    double *samples = NULL;
-    int st;
-    /* timings on a queue without profiling (event profiling costs time on some drivers) */
-    TRY_GOTO(oclseg_ctx_create_for(&ctx, dev, 0), st, done);
-    r->gemm_tuned = oclseg_tuning_status(ctx, r->gemm_tuning, sizeof r->gemm_tuning);
-    oclseg_model_config cfg;
-    oclseg_model_config_default(&cfg);
-    cfg.size = o->size;
-    cfg.max_batch = o->batch;
-    TRY_GOTO(oclseg_model_create(ctx, &cfg, &m), st, done);
-    TRY_GOTO(oclseg_model_init_random(m, 1), st, done);
-    oclseg_trainer_config tc = {.frozen_encoder = o->frozen, .seed = 1};
-    oclseg_optim_config_default(&tc.optim, OCLSEG_OPT_NADAM);
-    TRY_GOTO(oclseg_trainer_create(m, &tc, &t), st, done);
+/* A fixed pseudo-random batch (images in [-2, 2), striped masks). */
+static int make_batch(bench_run *b) {
+    const bench_options *o = b->o;
     size_t s2 = (size_t)o->size * o->size;
-    images = malloc((size_t)o->batch * 3 * s2 * sizeof *images);
-    masks = malloc((size_t)o->batch * s2 * sizeof *masks);
-    samples = malloc((size_t)o->steps * sizeof *samples);
-    if (!images || !masks || !samples) {
-        st = OCLSEG_ERR_OUT_OF_MEMORY;
-        goto done;
-    }
+    b->images = malloc((size_t)o->batch * 3 * s2 * sizeof *b->images);
+    b->masks = malloc((size_t)o->batch * s2 * sizeof *b->masks);
+    b->samples = malloc((size_t)o->steps * sizeof *b->samples);
+    if (!b->images || !b->masks || !b->samples) return OCLSEG_ERR_OUT_OF_MEMORY;
     uint64_t rng = 12345;
     for (size_t i = 0; i < (size_t)o->batch * 3 * s2; i++) {
         rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-        images[i] = (float)((rng >> 40) / 16777216.0 * 4.0 - 2.0);
+        b->images[i] = (float)((rng >> 40) / 16777216.0 * 4.0 - 2.0);
     }
-    for (size_t i = 0; i < (size_t)o->batch * s2; i++) masks[i] = (float)((i / 37) % 2);
+    for (size_t i = 0; i < (size_t)o->batch * s2; i++) b->masks[i] = (float)((i / 37) % 2);
+    return OCLSEG_OK;
+}
+
+static int drain(oclseg_trainer *t) {
     float losses[OCLSEG_LOSS_RING];
     int64_t first;
     int count;
-    for (int i = 0; i < 2; i++) TRY_GOTO(oclseg_trainer_step(t, images, masks, o->batch), st, done);
-    TRY_GOTO(oclseg_finish(ctx), st, done);
-    /* full steps as training runs them: enqueued back to back, one wait per window of steps
-     * (the host prepares the next step while the device runs this one) */
+    return oclseg_trainer_drain_losses(t, losses, &first, &count);
+}
+
+/* Full steps as training runs them: enqueued back to back, one wait per window of steps (the
+ * host prepares the next step while the device runs this one); the host's enqueue counts. */
+static int time_pipelined(bench_run *b, bench_result *r) {
+    const bench_options *o = b->o;
+    oclseg_ctx *ctx = b->ses->ctx;
+    oclseg_trainer *t = b->ses->trainer;
     const int window = o->steps >= 10 ? 5 : 1, windows = o->steps / window;
     const oclseg_enqueue_stats before = ctx->enqueued;
     for (int i = 0; i < windows; i++) {
         double t0 = bench_now_ms();
-        for (int k = 0; k < window; k++)
-            TRY_GOTO(oclseg_trainer_step(t, images, masks, o->batch), st, done);
-        TRY_GOTO(oclseg_trainer_drain_losses(t, losses, &first, &count), st, done);
-        samples[i] = (bench_now_ms() - t0) / window;
+        for (int k = 0; k < window; k++) TRY(oclseg_trainer_step(t, b->images, b->masks, o->batch));
+        TRY(drain(t));
+        b->samples[i] = (bench_now_ms() - t0) / window;
     }
-    r->step_ms = bench_median(samples, windows);
+    r->step_ms = oclseg_median(b->samples, windows);
     const double steps_run = (double)windows * window;
     r->launches = (double)(ctx->enqueued.kernels - before.kernels) / steps_run;
     r->clblast_calls = (double)(ctx->enqueued.clblast_calls - before.clblast_calls) / steps_run;
@@ -167,71 +123,93 @@ static int bench_device(const oclseg_device_info *dev, const bench_options *o, b
     r->clblast_ms = (ctx->enqueued.clblast_s - before.clblast_s) * 1e3 / steps_run;
     r->blocking_calls =
         (double)(ctx->enqueued.clblast_blocking - before.clblast_blocking) / steps_run;
-    /* and each step waited for alone (latency: includes every launch's host overhead) */
+    return OCLSEG_OK;
+}
+
+/* Each step waited for alone (latency: includes every launch's host overhead), then forward,
+ * backward and the optimizer, each timed alone. */
+static int time_waited_and_parts(bench_run *b, bench_result *r) {
+    const bench_options *o = b->o;
+    oclseg_ctx *ctx = b->ses->ctx;
+    oclseg_model *m = b->ses->model;
+    oclseg_trainer *t = b->ses->trainer;
     for (int i = 0; i < o->steps; i++) {
         double t0 = bench_now_ms();
-        TRY_GOTO(oclseg_trainer_step(t, images, masks, o->batch), st, done);
-        TRY_GOTO(oclseg_finish(ctx), st, done);
-        samples[i] = bench_now_ms() - t0;
-        TRY_GOTO(oclseg_trainer_drain_losses(t, losses, &first, &count), st, done);
+        TRY(oclseg_trainer_step(t, b->images, b->masks, o->batch));
+        TRY(oclseg_finish(ctx));
+        b->samples[i] = bench_now_ms() - t0;
+        TRY(drain(t));
     }
-    r->step_sync_ms = bench_median(samples, o->steps);
-    /* the parts, each timed alone */
-    oclseg_tensor logits = oclseg_model_logits(m, o->batch), dl = oclseg_model_logits_grad(m, o->batch);
+    r->step_sync_ms = oclseg_median(b->samples, o->steps);
+    double *part_ms[3] = {&r->forward_ms, &r->backward_ms, &r->optim_ms};
     for (int part = 0; part < 3; part++) {
         for (int i = 0; i < o->steps; i++) {
             double t0 = bench_now_ms();
-            if (part == 0) {
-                TRY_GOTO(oclseg_model_forward(m, o->batch, 1, o->frozen, 1, 99), st, done);
-            } else if (part == 1) {
-                TRY_GOTO(oclseg_model_backward(m, o->batch, o->frozen, 1, 99), st, done);
-            } else {
-                size_t off = o->frozen ? m->decoder_param_off : 0;
-                oclseg_optim_host_state hs = t->opt;
-                TRY_GOTO(op_optimizer_step(ctx, &tc.optim, &hs, m->params_buf, m->grads_buf,
-                                           m->state1_buf, m->state2_buf, off, m->param_floats - off),
-                         st, done);
-            }
-            TRY_GOTO(oclseg_finish(ctx), st, done);
-            samples[i] = bench_now_ms() - t0;
+            if (part == 0) TRY(oclseg_model_forward(m, o->batch, 1, o->frozen, 1, 99));
+            else if (part == 1) TRY(oclseg_model_backward(m, o->batch, o->frozen, 1, 99));
+            else TRY(oclseg_trainer_optimizer_step_detached(t));
+            TRY(oclseg_finish(ctx));
+            b->samples[i] = bench_now_ms() - t0;
         }
-        double med = bench_median(samples, o->steps);
-        if (part == 0) r->forward_ms = med;
-        else if (part == 1) r->backward_ms = med;
-        else r->optim_ms = med;
+        *part_ms[part] = oclseg_median(b->samples, o->steps);
     }
-    (void)logits;
-    (void)dl;
-    oclseg_model_flops(m, o->batch, o->frozen, &r->flops_fwd, &r->flops_bwd);
-    r->peak_bytes = ctx->peak_bytes;
-    TRY_GOTO(sgemm_peak(ctx, &r->sgemm_gflops), st, done);
-    /* one profiled step, on a fresh context whose queue has profiling enabled */
-    oclseg_trainer_free(t);
-    oclseg_model_free(m);
-    oclseg_ctx_free(ctx);
-    t = NULL;
-    m = NULL;
-    ctx = NULL;
-    TRY_GOTO(oclseg_ctx_create_for(&ctx, dev, 1), st, done);
-    TRY_GOTO(oclseg_model_create(ctx, &cfg, &m), st, done);
-    TRY_GOTO(oclseg_model_init_random(m, 1), st, done);
-    TRY_GOTO(oclseg_trainer_create(m, &tc, &t), st, done);
-    TRY_GOTO(oclseg_trainer_step(t, images, masks, o->batch), st, done);
-    TRY_GOTO(oclseg_finish(ctx), st, done);
+    return OCLSEG_OK;
+}
+
+/* One profiled step, on a fresh session whose queue has profiling enabled. */
+static int profile_step(bench_run *b, const oclseg_device_info *dev, bench_result *r) {
+    oclseg_session_options so;
+    session_options(dev, b->o, &so);
+    so.profiling = 1;
+    oclseg_session_free(b->ses);
+    b->ses = NULL;
+    TRY(oclseg_session_create(&so, &b->ses));
+    oclseg_ctx *ctx = b->ses->ctx;
+    oclseg_trainer *t = b->ses->trainer;
+    TRY(oclseg_trainer_step(t, b->images, b->masks, b->o->batch));
+    TRY(oclseg_finish(ctx));
     oclseg_prof_reset(ctx);
-    TRY_GOTO(oclseg_trainer_step(t, images, masks, o->batch), st, done);
-    TRY_GOTO(oclseg_prof_collect(ctx, &r->kernel_names, &r->kernel_ms, &r->kernel_count), st, done);
+    TRY(oclseg_trainer_step(t, b->images, b->masks, b->o->batch));
+    TRY(oclseg_prof_collect(ctx, &r->kernel_names, &r->kernel_ms, &r->kernel_count));
     for (int i = 0; i < r->kernel_count; i++) r->profiled_ms += r->kernel_ms[i];
-    TRY_GOTO(oclseg_trainer_drain_losses(t, losses, &first, &count), st, done);
+    return drain(t);
+}
+
+/* The timings on a queue without profiling (event profiling costs time on some drivers), the
+ * SGEMM ceiling, then the profiled step. */
+static int measure(bench_run *b, const oclseg_device_info *dev, bench_result *r) {
+    const bench_options *o = b->o;
+    oclseg_session_options so;
+    session_options(dev, o, &so);
+    TRY(oclseg_session_create(&so, &b->ses));
+    oclseg_ctx *ctx = b->ses->ctx;
+    r->gemm_tuned = oclseg_tuning_status(ctx, r->gemm_tuning, sizeof r->gemm_tuning);
+    r->gemm_own = oclseg_gemm_own_kernels(ctx);
+    TRY(make_batch(b));
+    for (int i = 0; i < 2; i++)
+        TRY(oclseg_trainer_step(b->ses->trainer, b->images, b->masks, o->batch));
+    TRY(oclseg_finish(ctx));
+    TRY(time_pipelined(b, r));
+    TRY(time_waited_and_parts(b, r));
+    oclseg_model_flops(b->ses->model, o->batch, o->frozen, &r->flops_fwd, &r->flops_bwd);
+    r->peak_bytes = ctx->peak_bytes;
+    TRY(oclseg_sgemm_ceiling_gflops(ctx, 1024, &r->sgemm_gflops));
+    TRY(profile_step(b, dev, r));
     r->images_per_s = o->batch / (r->step_ms / 1e3);
     r->gflops = (r->flops_fwd + r->flops_bwd) / (r->step_ms / 1e3) / 1e9;
-done:
-    free(images);
-    free(masks);
-    free(samples);
-    oclseg_trainer_free(t);
-    oclseg_model_free(m);
-    oclseg_ctx_free(ctx);
+    return OCLSEG_OK;
+}
+
+/* Runs the benchmark on one device. */
+static int bench_device(const oclseg_device_info *dev, const bench_options *o, bench_result *r) {
+    memset(r, 0, sizeof *r);
+    r->info = *dev;
+    bench_run b = {.o = o};
+    int st = measure(&b, dev, r);
+    free(b.images);
+    free(b.masks);
+    free(b.samples);
+    oclseg_session_free(b.ses);
     return st;
 }
 
@@ -248,9 +226,13 @@ static void print_result(const bench_result *r, const bench_options *o) {
     printf("  per step the host enqueues %.0f kernels + %.0f CLBlast GEMM calls (%.0f of them wait "
            "for the queue), %.1f ms inside the enqueue calls (%.1f ms of it in CLBlast)\n",
            r->launches, r->clblast_calls, r->blocking_calls, r->enqueue_ms, r->clblast_ms);
-    printf("  GEMM parameters: %s\n", r->gemm_tuning);
-    printf("  large SGEMM (1024^3, CLBlast) on this device: %.1f GFLOP/s (%s); the training step "
-           "achieves %.0f%% of it\n", r->sgemm_gflops, r->gemm_tuned ? "tuned ceiling" : "untuned",
+    if (r->gemm_own)
+        printf("  GEMM: oclseg's own kernels (cl/gemm.cl; OCLSEG_GEMM=clblast for CLBlast)\n");
+    else
+        printf("  GEMM: CLBlast, parameters: %s\n", r->gemm_tuning);
+    printf("  large SGEMM (1024^3, %s) on this device: %.1f GFLOP/s (%s); the training step "
+           "achieves %.0f%% of it\n", r->gemm_own ? "own kernels" : "CLBlast", r->sgemm_gflops,
+           r->gemm_own ? "as used" : r->gemm_tuned ? "tuned ceiling" : "untuned",
            100.0 * r->gflops / r->sgemm_gflops);
     printf("  peak device memory %.1f MiB\n", r->peak_bytes / 1048576.0);
     printf("  top kernels of one profiled step (device time %.1f ms):\n", r->profiled_ms);
@@ -276,6 +258,7 @@ static json_t *result_json(const bench_result *r, const bench_options *o) {
         "sgemm_1024_gflops", r->sgemm_gflops,
         "peak_device_bytes", (json_int_t)r->peak_bytes, "kernels", kernels, "gemm_tuned",
         r->gemm_tuned, "gemm_tuning", r->gemm_tuning);
+    json_object_set_new(j, "gemm_own_kernels", json_boolean(r->gemm_own));
     json_object_set_new(j, "kernel_launches_per_step", json_real(r->launches));
     json_object_set_new(j, "clblast_calls_per_step", json_real(r->clblast_calls));
     json_object_set_new(j, "enqueue_ms_per_step", json_real(r->enqueue_ms));
@@ -284,6 +267,30 @@ static json_t *result_json(const bench_result *r, const bench_options *o) {
     return j;
 }
 
+/* --report DIR RESULT.json...: the report over existing results, nothing measured. */
+static int report_only(const char *dir, int count, char **files) {
+    json_t *runs = json_array();
+    int st = OCLSEG_OK;
+    for (int i = 0; i < count && st == OCLSEG_OK; i++) st = bench_report_load(files[i], runs);
+    if (st == OCLSEG_OK) st = bench_report_write(runs, dir);
+    json_decref(runs);
+    if (st == OCLSEG_OK) printf("wrote %s/report.md\n", dir);
+    return st == OCLSEG_OK ? 0 : 1;
+}
+
+/* The summary table of several devices or modes. */
+static void print_table(const bench_result *results, int n, int modes, int first_mode) {
+    printf("\n| device | mode | step ms | images/s | GFLOP/s | peak MiB |\n"
+           "|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n; i++)
+        if (results[i].step_ms > 0)
+            printf("| %s | %s | %.1f | %.1f | %.1f | %.0f |\n", results[i].info.name,
+                   (modes == 2 ? i % 2 : first_mode) ? "frozen" : "fine-tune",
+                   results[i].step_ms, results[i].images_per_s, results[i].gflops,
+                   results[i].peak_bytes / 1048576.0);
+}
+
+/* ~85 lines: option parsing, then the devices x modes loop with its JSON and report outputs. */
 int cmd_bench(int argc, char **argv) {
     bench_options o = {NULL, 16, 128, 20, 0, 0, NULL, NULL};
     static const struct option opts[] = {
@@ -292,14 +299,14 @@ int cmd_bench(int argc, char **argv) {
         {"freeze-encoder", no_argument, 0, 'f'}, {"json", required_argument, 0, 'j'},
         {"report", required_argument, 0, 'r'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    int c;
+    int c, bad = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': o.device = optarg; break;
-        case 'b': o.batch = atoi(optarg); break;
-        case 's': o.size = atoi(optarg); break;
-        case 'n': o.steps = atoi(optarg); break;
+        case 'b': bad |= cli_parse_int("bench", "--batch", optarg, 1, 4096, &o.batch); break;
+        case 's': bad |= cli_parse_int("bench", "--size", optarg, 32, 8192, &o.size); break;
+        case 'n': bad |= cli_parse_int("bench", "--steps", optarg, 1, 1000000, &o.steps); break;
         case 'f': o.frozen = 1; break;
         case 'j': o.json_path = optarg; break;
         case 'r': o.report_dir = optarg; break;
@@ -307,19 +314,13 @@ int cmd_bench(int argc, char **argv) {
         default: usage(stderr); return 2;
         }
     }
+    if (bad) return 2;
     if (o.batch <= 0 || o.steps <= 0 || o.size <= 0 || o.size % 32) {
         fprintf(stderr, "oclseg bench: --batch and --steps must be positive, --size a multiple of 32\n");
         return 2;
     }
-    if (o.report_dir && optind < argc) { /* report over existing results, no measuring */
-        json_t *runs = json_array();
-        int st = OCLSEG_OK;
-        for (int i = optind; i < argc && st == OCLSEG_OK; i++) st = bench_report_load(argv[i], runs);
-        if (st == OCLSEG_OK) st = bench_report_write(runs, o.report_dir);
-        json_decref(runs);
-        if (st == OCLSEG_OK) printf("wrote %s/report.md\n", o.report_dir);
-        return st == OCLSEG_OK ? 0 : 1;
-    }
+    if (o.report_dir && optind < argc) /* report over existing results, no measuring */
+        return report_only(o.report_dir, argc - optind, argv + optind);
     if (optind < argc) {
         fprintf(stderr, "oclseg bench: result files are only read with --report DIR\n");
         return 2;
@@ -352,16 +353,7 @@ int cmd_bench(int argc, char **argv) {
         print_result(&results[i], &o);
         json_array_append_new(all, result_json(&results[i], &o));
     }
-    if (count * modes > 1) {
-        printf("\n| device | mode | step ms | images/s | GFLOP/s | peak MiB |\n"
-               "|---|---|---|---|---|---|\n");
-        for (int i = 0; i < count * modes; i++)
-            if (results[i].step_ms > 0)
-                printf("| %s | %s | %.1f | %.1f | %.1f | %.0f |\n", results[i].info.name,
-                       (modes == 2 ? i % 2 : first_mode) ? "frozen" : "fine-tune",
-                       results[i].step_ms, results[i].images_per_s, results[i].gflops,
-                       results[i].peak_bytes / 1048576.0);
-    }
+    if (count * modes > 1) print_table(results, count * modes, modes, first_mode);
     if (o.json_path && json_dump_file(all, o.json_path, JSON_INDENT(2)) != 0) {
         fprintf(stderr, "oclseg bench: cannot write %s\n", o.json_path);
         failures++;

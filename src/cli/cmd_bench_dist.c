@@ -6,8 +6,9 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "oclseg/bench.h"
 #include "oclseg/dist.h"
-#include "oclseg/trainer.h"
+#include "oclseg/session.h"
 
 typedef struct rank_result {
     double alone_ms;    /* this rank's device, whole global batch, no communication */
@@ -46,22 +47,16 @@ static int measure(const char *device, int batch, int size, int steps, int froze
     int *counts = malloc((size_t)ranks * sizeof *counts);
     double *samples = malloc((size_t)(steps > 10 ? steps : 10) * sizeof *samples);
     float *images = NULL, *masks = NULL, *sum = NULL;
-    oclseg_ctx *ctx = NULL;
-    oclseg_model *m = NULL;
-    oclseg_trainer *t = NULL;
+    oclseg_session *ses = NULL;
     int st = counts && samples ? OCLSEG_OK : OCLSEG_ERR_OUT_OF_MEMORY;
     for (int r = 0; st == OCLSEG_OK && r < ranks; r++) counts[r] = batch / ranks + (r < batch % ranks);
-    oclseg_ctx_options copts = {device, 0, 0};
-    if (st == OCLSEG_OK) st = oclseg_ctx_create(&ctx, &copts);
-    oclseg_model_config cfg;
-    oclseg_model_config_default(&cfg);
-    cfg.size = size;
-    cfg.max_batch = batch;
-    if (st == OCLSEG_OK) st = oclseg_model_create(ctx, &cfg, &m);
-    if (st == OCLSEG_OK) st = oclseg_model_init_random(m, 1);
-    oclseg_trainer_config tc = {.frozen_encoder = frozen, .seed = 1};
-    oclseg_optim_config_default(&tc.optim, OCLSEG_OPT_NADAM);
-    if (st == OCLSEG_OK) st = oclseg_trainer_create(m, &tc, &t);
+    oclseg_session_options so;
+    oclseg_session_options_synthetic_training(&so, size, batch, frozen);
+    so.device = device;
+    if (st == OCLSEG_OK) st = oclseg_session_create(&so, &ses);
+    oclseg_ctx *ctx = ses ? ses->ctx : NULL;
+    oclseg_model *m = ses ? ses->model : NULL;
+    oclseg_trainer *t = ses ? ses->trainer : NULL;
     size_t s2 = (size_t)size * size;
     images = malloc((size_t)batch * 3 * s2 * sizeof *images);
     masks = malloc((size_t)batch * s2 * sizeof *masks);
@@ -73,14 +68,14 @@ static int measure(const char *device, int batch, int size, int steps, int froze
     for (int r = 0; st == OCLSEG_OK && r < ranks; r++) {
         if (r == rank) {
             st = time_steps(t, images, masks, batch, NULL, steps, samples, NULL);
-            if (st == OCLSEG_OK) res->alone_ms = bench_median(samples, steps);
+            if (st == OCLSEG_OK) res->alone_ms = oclseg_median(samples, steps);
         }
         if (st == OCLSEG_OK) st = oclseg_dist_barrier();
     }
     res->share = counts[rank];
     if (st == OCLSEG_OK)
         st = time_steps(t, images, masks, counts[rank], counts, steps, samples, &res->reduce_ms);
-    if (st == OCLSEG_OK) res->step_ms = bench_median(samples, steps);
+    if (st == OCLSEG_OK) res->step_ms = oclseg_median(samples, steps);
     /* the gradient sum alone, on a host buffer of every parameter */
     sum = st == OCLSEG_OK ? calloc(m->param_floats, sizeof *sum) : NULL;
     if (st == OCLSEG_OK && !sum) st = OCLSEG_ERR_OUT_OF_MEMORY;
@@ -92,7 +87,7 @@ static int measure(const char *device, int batch, int size, int steps, int froze
         if (st == OCLSEG_OK) st = oclseg_dist_sum(sum, m->param_floats, NULL);
         if (i >= 0) samples[i] = bench_now_ms() - t0;
     }
-    if (st == OCLSEG_OK) res->allreduce_ms = bench_median(samples, 10);
+    if (st == OCLSEG_OK) res->allreduce_ms = oclseg_median(samples, 10);
     res->add_ms = (oclseg_dist_add_seconds() - add0) * 1e3 / 10;
     if (ctx) snprintf(res->device, sizeof res->device, "%s", ctx->info.name);
     size_t params = m ? m->param_floats : 0;
@@ -102,9 +97,7 @@ static int measure(const char *device, int batch, int size, int steps, int froze
     free(masks);
     free(samples);
     free(counts);
-    oclseg_trainer_free(t);
-    oclseg_model_free(m);
-    oclseg_ctx_free(ctx);
+    oclseg_session_free(ses);
     if (st == OCLSEG_OK && rank == 0)
         printf("data-parallel bench: %d ranks, global batch %d, %dx%d, %zu parameters (%.1f MiB "
                "of gradients per step), median of %d steps\n", ranks, batch, size, size, params,

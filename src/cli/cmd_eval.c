@@ -5,9 +5,10 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "oclseg/evaluate.h"
 #include "oclseg/infer.h"
 #include "oclseg/metrics.h"
-#include "oclseg/trainer.h"
+#include "oclseg/session.h"
 
 typedef struct eval_options {
     const char *data, *images, *masks, *suffix, *weights, *device, *out;
@@ -31,28 +32,19 @@ static void usage(FILE *f) {
                "encoding is recognised, and a data health line is printed first.\n" CLI_PREDICT_USAGE);
 }
 
-/* Per-image confusion at the original resolution of sample i from its probabilities at S,
- * thresholded and post-processed as po says. */
-static int score_original(const oclseg_sample *s, const float *probs, int size,
-                          double mask_threshold, const oclseg_predict_options *po,
-                          oclseg_confusion *c) {
-    oclseg_image mask = {0};
-    oclseg_mask_info info;
-    TRY(oclseg_mask_load(s->mask_path, mask_threshold, &mask, &info));
-    const size_t n = (size_t)mask.width * mask.height;
-    float *full = malloc(n * sizeof *full);
-    uint8_t *pred = malloc(n);
-    int st = full && pred ? oclseg_upsample_bilinear_f32(probs, size, size, full, mask.width,
-                                                          mask.height)
-                          : OCLSEG_ERR_OUT_OF_MEMORY;
-    if (st == OCLSEG_OK) st = oclseg_probs_to_mask(full, mask.width, mask.height, po, pred);
-    if (st == OCLSEG_OK) {
-        st = oclseg_confusion_count_masks(pred, mask.pixels, n, c);
-    }
-    free(full);
-    free(pred);
-    oclseg_image_free(&mask);
-    return st;
+/* The per-image CSV row, written as each image is scored. */
+typedef struct csv_writer {
+    FILE *f;
+    const oclseg_dataset *ds;
+} csv_writer;
+
+static int write_row(void *user, int index, const oclseg_confusion *c) {
+    const csv_writer *w = user;
+    const oclseg_sample *s = &w->ds->samples[index];
+    oclseg_scores sc = oclseg_scores_from_confusion(c);
+    fprintf(w->f, "%s,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f\n", s->id, s->orig_width, s->orig_height,
+            sc.accuracy, sc.dice, sc.jaccard, sc.sensitivity, sc.specificity);
+    return OCLSEG_OK;
 }
 
 static void print_distribution(const oclseg_jaccard_summary *j) {
@@ -65,109 +57,107 @@ static void print_distribution(const oclseg_jaccard_summary *j) {
     printf("\n");
 }
 
-static int run_eval(const eval_options *o) {
+/* The per-image CSV's path: --out, or eval_<split>.csv next to the weights file. */
+static void csv_path_for(const eval_options *o, char *path, size_t size) {
+    if (o->out) {
+        snprintf(path, size, "%s", o->out);
+        return;
+    }
+    snprintf(path, size, "%s", o->weights);
+    char *slash = strrchr(path, '/');
+    snprintf(slash ? slash + 1 : path, size - (slash ? (size_t)(slash + 1 - path) : 0),
+             "eval_%s.csv", o->images ? "pairs" : (o->test_split ? "test" : "train"));
+}
+
+/* The data set of the split (or pairs) with its health line. */
+static int load_eval_data(const eval_options *o, oclseg_dataset **ds) {
     oclseg_pair_list pairs = {0};
-    oclseg_dataset *ds = NULL;
-    oclseg_infer *inf = NULL;
-    oclseg_trainer *t = NULL;
-    float *images = NULL, *masks = NULL, *probs = NULL;
-    uint32_t *counts = NULL;
-    int *idx = NULL;
-    oclseg_confusion *conf = NULL;
-    FILE *csv = NULL;
     int st;
     if (o->images) st = oclseg_pairs_scan(o->images, o->masks, o->suffix, o->skip_bad, &pairs);
     else st = oclseg_isic_scan(o->data, o->test_split ? OCLSEG_SPLIT_TEST : OCLSEG_SPLIT_TRAIN,
                                o->skip_bad, &pairs);
-    if (st != OCLSEG_OK) goto done;
     oclseg_dataset_options dopts = {.size = o->size, .skip_bad = o->skip_bad,
                                     .mask_threshold = o->mask_threshold};
-    TRY_GOTO(oclseg_dataset_load(&pairs, &dopts, &ds), st, done);
+    if (st == OCLSEG_OK) st = oclseg_dataset_load(&pairs, &dopts, ds);
+    oclseg_pair_list_free(&pairs);
+    if (st != OCLSEG_OK) return st;
     char health[1024];
-    st = oclseg_data_health_report(ds, o->images ? "pairs" : (o->test_split ? "test" : "train"),
+    st = oclseg_data_health_report(*ds, o->images ? "pairs" : (o->test_split ? "test" : "train"),
                                    health, sizeof health);
     printf("data: %s\n", health);
-    if (st != OCLSEG_OK) goto done;
-    TRY_GOTO(oclseg_infer_create(o->weights, o->device, o->size, o->batch, &inf), st, done);
-    oclseg_trainer_config tc = {0};
-    oclseg_optim_config_default(&tc.optim, OCLSEG_OPT_NADAM);
-    TRY_GOTO(oclseg_trainer_create(inf->model, &tc, &t), st, done);
-    size_t s2 = (size_t)o->size * o->size;
-    images = malloc((size_t)o->batch * 3 * s2 * sizeof *images);
-    masks = malloc((size_t)o->batch * s2 * sizeof *masks);
-    probs = malloc((size_t)o->batch * s2 * sizeof *probs);
-    counts = malloc((size_t)o->batch * 4 * sizeof *counts);
-    idx = malloc((size_t)o->batch * sizeof *idx);
-    conf = calloc((size_t)ds->count + 1, sizeof *conf);
-    if (!images || !masks || !probs || !counts || !idx || !conf) {
-        st = OCLSEG_ERR_OUT_OF_MEMORY;
-        goto done;
-    }
-    char csv_path[4200];
-    if (o->out) {
-        snprintf(csv_path, sizeof csv_path, "%s", o->out);
-    } else {
-        snprintf(csv_path, sizeof csv_path, "%s", o->weights);
-        char *slash = strrchr(csv_path, '/');
-        snprintf(slash ? slash + 1 : csv_path, sizeof csv_path - (slash ? (size_t)(slash + 1 - csv_path) : 0),
-                 "eval_%s.csv", o->images ? "pairs" : (o->test_split ? "test" : "train"));
-    }
-    csv = fopen(csv_path, "w");
-    if (!csv) {
-        fprintf(stderr, "oclseg eval: cannot write %s\n", csv_path);
-        st = OCLSEG_ERR_IO;
-        goto done;
-    }
-    fprintf(csv, "id,width,height,AC,DI,JA,SE,SP\n");
-    double loss_sum = 0;
-    for (int b0 = 0; b0 < ds->count; b0 += o->batch) {
-        int n = ds->count - b0 < o->batch ? ds->count - b0 : o->batch;
-        float loss;
-        for (int i = 0; i < n; i++) idx[i] = b0 + i;
-        TRY_GOTO(oclseg_dataset_batch(ds, idx, n, NULL, images, masks), st, done);
-        TRY_GOTO(oclseg_trainer_eval_batch(t, images, masks, n, &loss, counts, probs), st, done);
-        if (o->predict.tta_flips)
-            TRY_GOTO(oclseg_infer_batch_tta(inf, images, n, 1, probs), st, done);
-        loss_sum += (double)loss * n;
-        for (int i = 0; i < n; i++) {
-            const oclseg_sample *s = &ds->samples[b0 + i];
-            TRY_GOTO(score_original(s, probs + (size_t)i * s2, o->size, o->mask_threshold,
-                                    &o->predict, &conf[b0 + i]),
-                     st, done);
-            oclseg_scores sc = oclseg_scores_from_confusion(&conf[b0 + i]);
-            fprintf(csv, "%s,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f\n", s->id, s->orig_width,
-                    s->orig_height, sc.accuracy, sc.dice, sc.jaccard, sc.sensitivity,
-                    sc.specificity);
-        }
-    }
-    oclseg_metrics met;
-    TRY_GOTO(oclseg_metrics_compute(conf, ds->count, &met), st, done);
+    return st;
+}
+
+static void print_summary(const eval_options *o, const oclseg_dataset *ds,
+                          const oclseg_metrics *met, const oclseg_jaccard_summary *js,
+                          double loss, const char *csv_path) {
     printf("%d images (%s), weights %s, at original resolution:\n", ds->count,
            o->images ? o->images : (o->test_split ? "test split" : "train split"), o->weights);
     printf("  AC %.4f  DI %.4f  JA %.4f  SE %.4f  SP %.4f   pooled Dice %.4f  pooled IoU %.4f\n",
-           met.mean.accuracy, met.mean.dice, met.mean.jaccard, met.mean.sensitivity,
-           met.mean.specificity, met.pooled_dice, met.pooled_iou);
-    oclseg_jaccard_summary js;
-    TRY_GOTO(oclseg_jaccard_summary_compute(conf, ds->count, &js), st, done);
-    print_distribution(&js);
+           met->mean.accuracy, met->mean.dice, met->mean.jaccard, met->mean.sensitivity,
+           met->mean.specificity, met->pooled_dice, met->pooled_iou);
+    print_distribution(js);
     printf("  threshold %.2f%s%s%s\n", (double)o->predict.threshold,
            o->predict.tta_flips ? ", flip TTA" : "",
            o->predict.largest_component ? ", largest component" : "",
            o->predict.fill_holes ? ", holes filled" : "");
-    printf("  BCE loss at %dx%d: %.4f\n  per-image CSV: %s\n", o->size, o->size,
-           loss_sum / ds->count, csv_path);
+    printf("  BCE loss at %dx%d: %.4f\n  per-image CSV: %s\n", o->size, o->size, loss, csv_path);
+}
+
+static int run_eval(const eval_options *o) {
+    oclseg_dataset *ds = NULL;
+    oclseg_infer *inf = NULL;
+    oclseg_confusion *conf = NULL;
+    csv_writer w = {NULL, NULL};
+    char csv_path[4200];
+    int st = load_eval_data(o, &ds);
+    if (st != OCLSEG_OK) goto done;
+    oclseg_session_options so; /* an evaluation-only trainer: no optimizer config */
+    oclseg_session_options_default(&so);
+    so.device = o->device;
+    so.model.size = o->size;
+    so.model.max_batch = o->batch;
+    so.weights = o->weights;
+    so.weights_source = OCLSEG_WEIGHTS_FULL;
+    so.mode = OCLSEG_SESSION_EVAL;
+    TRY_GOTO(oclseg_infer_create_session(&so, &inf), st, done);
+    conf = calloc((size_t)ds->count + 1, sizeof *conf);
+    if (!conf) {
+        st = OCLSEG_ERR_OUT_OF_MEMORY;
+        goto done;
+    }
+    csv_path_for(o, csv_path, sizeof csv_path);
+    w = (csv_writer){fopen(csv_path, "w"), ds};
+    if (!w.f) {
+        fprintf(stderr, "oclseg eval: cannot write %s\n", csv_path);
+        st = OCLSEG_ERR_IO;
+        goto done;
+    }
+    fprintf(w.f, "id,width,height,AC,DI,JA,SE,SP\n");
+    oclseg_eval_options eo;
+    oclseg_eval_options_default(&eo);
+    eo.batch = o->batch;
+    eo.score_at = OCLSEG_SCORE_ORIGINAL;
+    eo.predict = o->predict;
+    eo.inf = inf;
+    eo.mask_threshold = o->mask_threshold;
+    eo.on_image = write_row;
+    eo.user = &w;
+    double loss_sum = 0;
+    TRY_GOTO(oclseg_evaluate(inf->session->trainer, ds, &eo, &loss_sum, conf), st, done);
+    oclseg_metrics met;
+    oclseg_jaccard_summary js;
+    TRY_GOTO(oclseg_metrics_compute(conf, ds->count, &met), st, done);
+    TRY_GOTO(oclseg_jaccard_summary_compute(conf, ds->count, &js), st, done);
+    print_summary(o, ds, &met, &js, loss_sum / ds->count, csv_path);
 done:
-    if (csv && fclose(csv) != 0 && st == OCLSEG_OK) st = OCLSEG_ERR_IO;
-    free(images);
-    free(masks);
-    free(probs);
-    free(counts);
-    free(idx);
+    if (w.f && fclose(w.f) != 0 && st == OCLSEG_OK) {
+        fprintf(stderr, "oclseg eval: cannot write %s\n", csv_path);
+        st = OCLSEG_ERR_IO;
+    }
     free(conf);
-    oclseg_trainer_free(t);
     oclseg_infer_free(inf);
     oclseg_dataset_free(ds);
-    oclseg_pair_list_free(&pairs);
     return st;
 }
 
@@ -203,22 +193,20 @@ int cmd_eval(int argc, char **argv) {
             }
             o.test_split = strcmp(optarg, "test") == 0;
             break;
-        case O_SIZE: o.size = atoi(optarg); break;
-        case O_BATCH: o.batch = atoi(optarg); break;
+        case O_SIZE:
+            if (cli_parse_int("eval", "--size", optarg, 32, 8192, &o.size) != 0) return 2;
+            break;
+        case O_BATCH:
+            if (cli_parse_int("eval", "--batch", optarg, 1, 4096, &o.batch) != 0) return 2;
+            break;
         case O_DEVICE: o.device = optarg; break;
         case O_OUT: o.out = optarg; break;
         case O_SKIP: o.skip_bad = 1; break;
-        case O_MASKTHR: {
-            char *end;
-            o.mask_threshold = strtod(optarg, &end);
-            if (*optarg == '\0' || *end != '\0' || !(o.mask_threshold > 0 &&
-                                                      o.mask_threshold <= 65535)) {
-                fprintf(stderr, "oclseg eval: --mask-threshold must be a number in (0, 65535] "
-                                "(got '%s')\n", optarg);
+        case O_MASKTHR:
+            if (cli_parse_double("eval", "--mask-threshold", optarg, 1e-6, 65535,
+                                 &o.mask_threshold) != 0)
                 return 2;
-            }
             break;
-        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

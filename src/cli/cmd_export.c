@@ -47,12 +47,9 @@ int cmd_export(int argc, char **argv) {
         switch (c) {
         case 'w': weights = optarg; break;
         case 'o': onnx = optarg; break;
-        case 's': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            size = *optarg && !*end && v > 0 && v <= 8192 ? (int)v : -1;
+        case 's':
+            if (cli_parse_int("export", "--size", optarg, 1, 8192, &size) != 0) return 2;
             break;
-        }
         case 'b': batch = optarg; break;
         case 'g': sigmoid = 1; break;
         case 'r': relu6 = optarg; break;

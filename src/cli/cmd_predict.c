@@ -108,7 +108,9 @@ int cmd_predict(int argc, char **argv) {
         switch (c) {
         case 'w': weights = optarg; break;
         case 'o': out = optarg; break;
-        case 's': size = atoi(optarg); break;
+        case 's':
+            if (cli_parse_int("predict", "--size", optarg, 32, 8192, &size) != 0) return 2;
+            break;
         case 'd': device = optarg; break;
         case 'p': probs = 1; break;
         case 'h':

@@ -95,24 +95,12 @@ static int parse_floats(const char *name, const char *v, int n, double max, floa
 }
 
 static int parse_int(const char *name, const char *v, int min, int *out) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*v == '\0' || *end != '\0' || x < min || x > 1000000000L) {
-        fprintf(stderr, "oclseg train: %s must be an integer >= %d (got '%s')\n", name, min, v);
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
+    return cli_parse_int("train", name, v, min, 1000000000L, out);
 }
 
 static int parse_float(const char *name, const char *v, double min, double max, float *out) {
-    char *end;
-    double x = strtod(v, &end);
-    if (*v == '\0' || *end != '\0' || !(x >= min && x <= max)) {
-        fprintf(stderr, "oclseg train: %s must be a number in [%g, %g] (got '%s')\n", name, min,
-                max, v);
-        return -1;
-    }
+    double x;
+    if (cli_parse_double("train", name, v, min, max, &x) != 0) return -1;
     *out = (float)x;
     return 0;
 }
@@ -156,6 +144,7 @@ int cmd_train(int argc, char **argv) {
 
 /* Parses argv into *o (on top of what it holds); returns 0, or the exit code (2: bad usage);
  * *done is set when --help was answered. */
+/* Long (~165 lines): one getopt switch over the ~45 training options, each case a line or two. */
 static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done) {
     oclseg_fit_options o = *out;
     enum { O_DATA = 256, O_IMAGES, O_MASKS, O_SUFFIX, O_OUT, O_DEVICE, O_EPOCHS, O_BATCH, O_LR,

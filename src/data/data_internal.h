@@ -34,4 +34,25 @@ int image_decode_raw(const void *data, size_t size, const char *name, image_raw 
 int image_load_raw(const char *path, image_raw *out);
 void image_raw_free(image_raw *raw);
 
+/* ---- image decoding internals (image.c, image_png.c, image_jpeg.c) ---- */
+struct oclseg_image;
+/* The bomb guards (image.c): header dimensions within OCLSEG_IMAGE_MAX_*, and a file large enough
+ * for the pixels its header claims (min_bytes: PNG raw / PNG_MAX_EXPANSION, JPEG pixels /
+ * JPEG_MAX_PIXELS_PER_BYTE; see image.c). */
+#define PNG_MAX_EXPANSION 1032ULL
+#define JPEG_MAX_PIXELS_PER_BYTE 2048ULL
+int image_check_dimensions(const char *name, long long width, long long height);
+int image_check_data_size(const char *name, const char *format, long long width,
+                          long long height, unsigned long long min_bytes, size_t size);
+/* Fills out with a decoded image of width x height x channels owning `pixels`. */
+void image_set(struct oclseg_image *out, int width, int height, int channels, uint8_t *pixels);
+/* A savable image (1 or 3 channels, pixels present); message naming path otherwise. */
+int image_check_savable(const char *path, const struct oclseg_image *img);
+/* Image mode (raw NULL): 8-bit gray or RGB into out; raw mode: the stored values (image_png.c). */
+int image_decode_png(const uint8_t *data, size_t size, const char *name, struct oclseg_image *out,
+                     image_raw *raw);
+/* 8-bit gray or RGB (image_jpeg.c). */
+int image_decode_jpeg(const uint8_t *data, size_t size, const char *name,
+                      struct oclseg_image *out);
+
 #endif

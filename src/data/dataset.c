@@ -81,6 +81,8 @@ static int default_threads(void) {
     return n > 16 ? 16 : (int)n;
 }
 
+/* Long (~90 lines): argument checks, allocation, the threaded decode and the skip_bad compaction
+ * share one cleanup path. */
 int oclseg_dataset_load(const oclseg_pair_list *pairs, const oclseg_dataset_options *opts,
                         oclseg_dataset **out) {
     if (!pairs || !out || pairs->count <= 0) {

@@ -160,6 +160,8 @@ static int check_duplicates(const keyed *k, int n, const char *dir) {
     return OCLSEG_OK;
 }
 
+/* Long (~115 lines): one pass of scan, key, sort, match and report over two name lists sharing
+ * their cleanup path. */
 int oclseg_pairs_scan(const char *images_dir, const char *masks_dir, const char *mask_suffix,
                       int skip_bad, oclseg_pair_list *out) {
     if (!images_dir || !masks_dir || !out) return OCLSEG_ERR_INVALID_ARG;

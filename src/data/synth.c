@@ -224,6 +224,8 @@ static void stroke_bezier(float *cov, int w, int h, const double p[3][2], double
     }
 }
 
+/* Long (~120 lines): the per-pixel compositing order of the scene (skin, lesion, hairs, bubbles,
+ * ruler, vignette) is the byte-exact output contract; kept as one readable sequence. */
 int oclseg_synth_render(uint64_t seed, int index, oclseg_image *image, oclseg_image *mask) {
     if (!image || !mask || index < 0) return OCLSEG_ERR_INVALID_ARG;
     scene s;

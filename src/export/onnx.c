@@ -13,6 +13,7 @@
 #include "oclseg/data.h"
 #include "oclseg/runtime.h"
 #include "oclseg/safetensors.h"
+#include "oclseg/session.h"
 #include "oclseg/util.h"
 #include "oclseg/weights.h"
 
@@ -329,27 +330,25 @@ static char *read_run_config(const char *weights) {
 
 int oclseg_export_onnx(const char *weights, const char *onnx_path, int size, const char *device,
                        const oclseg_onnx_options *o) {
-    oclseg_ctx *ctx = NULL;
-    oclseg_model *m = NULL;
-    oclseg_ctx_options copts = {device, 0, 0};
-    oclseg_model_config cfg;
-    oclseg_model_config_default(&cfg);
-    cfg.size = size;
-    cfg.max_batch = 1;
+    oclseg_session *ses = NULL;
+    oclseg_session_options so;
+    oclseg_session_options_default(&so);
+    so.device = device;
+    so.model.size = size;
+    so.model.max_batch = 1;
+    so.weights = weights;
+    so.weights_source = OCLSEG_WEIGHTS_FULL;
     unsigned char *bytes = NULL;
     size_t n = 0;
     oclseg_onnx_options opts = *o;
     char *config = o->config_json ? NULL : read_run_config(weights);
     if (config) opts.config_json = config;
     if (!opts.source) opts.source = weights;
-    int st = oclseg_ctx_create(&ctx, &copts);
-    if (st == OCLSEG_OK) st = oclseg_model_create(ctx, &cfg, &m);
-    if (st == OCLSEG_OK) st = oclseg_weights_load(m, weights, OCLSEG_WEIGHTS_FULL, NULL);
-    if (st == OCLSEG_OK) st = oclseg_onnx_serialize(m, &opts, &bytes, &n);
+    int st = oclseg_session_create(&so, &ses);
+    if (st == OCLSEG_OK) st = oclseg_onnx_serialize(ses->model, &opts, &bytes, &n);
     if (st == OCLSEG_OK) st = oclseg_file_write_atomic(onnx_path, bytes, n);
     free(bytes);
     free(config);
-    oclseg_model_free(m);
-    oclseg_ctx_free(ctx);
+    oclseg_session_free(ses);
     return st;
 }

@@ -1,7 +1,7 @@
-/* Builds the MobileNetV2 + decoder layer list, allocates the arenas, and runs forward/backward. */
-#include "oclseg/env.h"
+/* Builds the MobileNetV2 + decoder layer list, allocates the arenas, initialises and reads the
+ * parameters, counts FLOPs (forward: model_forward.c, backward: model_backward.c). */
 #include "oclseg/model.h"
-#include "oclseg/dist.h"
+#include "model/model_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -28,6 +28,10 @@ size_t oclseg_model_max_param_numel(const oclseg_model *m) {
     for (int i = 0; i < m->param_count; i++)
         if (oclseg_param_numel(&m->params[i]) > largest) largest = oclseg_param_numel(&m->params[i]);
     return largest;
+}
+
+size_t oclseg_model_trained_offset(const oclseg_model *m, int frozen_encoder) {
+    return frozen_encoder ? m->decoder_param_off : 0;
 }
 
 /* torchvision's _make_divisible(v, 8). */
@@ -332,27 +336,27 @@ int oclseg_model_find_param(const oclseg_model *m, const char *name) {
 }
 
 /* ---- views ------------------------------------------------------------------------------- */
-static oclseg_tensor act_view(const oclseg_model *m, int id, int n) {
+oclseg_tensor model_act_view(const oclseg_model *m, int id, int n) {
     const oclseg_activation *a = &m->acts[id];
     return oclseg_tensor_view(m->acts_buf, a->off, n, a->c, a->h, a->w);
 }
 
-static oclseg_tensor grad_view(const oclseg_model *m, int id, int n) {
+oclseg_tensor model_grad_view(const oclseg_model *m, int id, int n) {
     const oclseg_activation *a = &m->acts[id];
     return oclseg_tensor_view(m->grads_act_buf, a->grad_off, n, a->c, a->h, a->w);
 }
 
-static oclseg_tensor param_view(const oclseg_model *m, cl_mem base, int id) {
+oclseg_tensor model_param_view(const oclseg_model *m, cl_mem base, int id) {
     const oclseg_param *p = &m->params[id];
     return oclseg_tensor_view(p->is_buffer ? m->buffers_buf : base, p->off, p->n, p->c, p->h, p->w);
 }
 
-oclseg_tensor oclseg_model_input(const oclseg_model *m, int n) { return act_view(m, 0, n); }
+oclseg_tensor oclseg_model_input(const oclseg_model *m, int n) { return model_act_view(m, 0, n); }
 oclseg_tensor oclseg_model_logits(const oclseg_model *m, int n) {
-    return act_view(m, m->logits_act, n);
+    return model_act_view(m, m->logits_act, n);
 }
 oclseg_tensor oclseg_model_logits_grad(const oclseg_model *m, int n) {
-    return grad_view(m, m->logits_act, n);
+    return model_grad_view(m, m->logits_act, n);
 }
 
 /* ---- initialisation ------------------------------------------------------------------------ */
@@ -403,299 +407,19 @@ int oclseg_model_init_random(oclseg_model *m, uint64_t seed) {
 }
 
 int oclseg_model_read_param(oclseg_model *m, int index, float *dst) {
-    oclseg_tensor t = param_view(m, m->params_buf, index);
+    oclseg_tensor t = model_param_view(m, m->params_buf, index);
     return oclseg_tensor_read(m->ctx, &t, dst);
 }
 
 int oclseg_model_write_param(oclseg_model *m, int index, const float *src) {
-    oclseg_tensor t = param_view(m, m->params_buf, index);
+    oclseg_tensor t = model_param_view(m, m->params_buf, index);
     return oclseg_tensor_write(m->ctx, &t, src);
 }
 
 int oclseg_model_read_grad(oclseg_model *m, int index, float *dst) {
     if (m->params[index].is_buffer) return OCLSEG_ERR_INVALID_ARG;
-    oclseg_tensor t = param_view(m, m->grads_buf, index);
+    oclseg_tensor t = model_param_view(m, m->grads_buf, index);
     return oclseg_tensor_read(m->ctx, &t, dst);
-}
-
-/* ---- forward --------------------------------------------------------------------------------- */
-/* --sync-bn during a data-parallel training step. */
-static int bn_sync(const oclseg_model *m) {
-    return m->sync_bn && m->rank_counts && oclseg_dist_size() > 1;
-}
-
-/* First element of this batch's dropout mask: a data-parallel rank whose images start at image
- * dropout_image_offset of the global batch draws the mask they have there. */
-static size_t dropout_first(const oclseg_model *m, const oclseg_tensor *x) {
-    return (size_t)m->dropout_image_offset * (size_t)x->c * (size_t)x->h * (size_t)x->w;
-}
-
-int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
-                         uint64_t dropout_seed, uint64_t step) {
-    oclseg_ctx *ctx = m->ctx;
-    if (n <= 0 || n > m->cfg.max_batch) {
-        OCLSEG_ERROR("batch of %d images does not fit the model's batch %d", n, m->cfg.max_batch);
-        return OCLSEG_ERR_INVALID_ARG;
-    }
-    const float eps = 1e-5f, momentum = 0.1f;
-    const int fuse = !oclseg_env_get()->no_fusion; /* OCLSEG_NO_FUSION=1: benchmarks' A/B */
-    for (int i = 0; i < m->layer_count; i++) {
-        const oclseg_layer *l = &m->layers[i];
-        oclseg_tensor x = act_view(m, l->in, n), y = act_view(m, l->out, n);
-        int batch_stats = train && !(frozen_encoder && l->in_encoder);
-        switch (l->kind) {
-        case LAYER_CONV: {
-            oclseg_tensor w = param_view(m, m->params_buf, l->param);
-            int pad = m->params[l->param].h / 2;
-            oclseg_conv_params p = {l->stride, l->stride, pad, pad};
-            TRY(op_conv2d_forward(ctx, &x, &w, NULL, &y, p));
-            break;
-        }
-        case LAYER_DEPTHWISE: {
-            oclseg_tensor w = param_view(m, m->params_buf, l->param);
-            TRY(op_depthwise_forward(ctx, &x, &w, &y, l->stride));
-            break;
-        }
-        case LAYER_BATCHNORM: {
-            oclseg_tensor g = param_view(m, m->params_buf, l->param);
-            oclseg_tensor b = param_view(m, m->params_buf, l->param2);
-            oclseg_tensor rm = param_view(m, m->params_buf, l->buf_mean);
-            oclseg_tensor rv = param_view(m, m->params_buf, l->buf_var);
-            /* a ReLU6 applied in place to this output is fused into the BatchNorm pass */
-            const oclseg_layer *next = i + 1 < m->layer_count ? &m->layers[i + 1] : NULL;
-            int relu6 = fuse && next && next->kind == LAYER_RELU6 && next->in == l->out &&
-                        next->out == l->out;
-            if (batch_stats) {
-                oclseg_tensor sm = oclseg_tensor_view(m->bn_save_buf, l->save_off, g.n, 1, 1, 1);
-                oclseg_tensor si = oclseg_tensor_view(m->bn_save_buf, l->save_off + g.n, g.n, 1, 1, 1);
-                op_bn_sync sync = {m->rank_counts};
-                TRY(op_batchnorm_forward_train_sync(ctx, &x, &g, &b, &rm, &rv, &y, &sm, &si,
-                                                    momentum, eps, relu6, bn_sync(m) ? &sync : NULL));
-                m->bn_batches[l->bn_index]++;
-            } else {
-                TRY(op_batchnorm_forward_eval_act(ctx, &x, &g, &b, &rm, &rv, &y, eps, relu6));
-            }
-            if (relu6) i++; /* the ReLU6 layer is done */
-            break;
-        }
-        case LAYER_RELU6: TRY(op_relu6_forward(ctx, &x, &y)); break;
-        case LAYER_RELU: TRY(op_relu_forward(ctx, &x, &y)); break;
-        case LAYER_ADD: {
-            oclseg_tensor x2 = act_view(m, l->in2, n);
-            TRY(op_add(ctx, &x, &x2, &y));
-            break;
-        }
-        case LAYER_CONVT: {
-            oclseg_tensor w = param_view(m, m->params_buf, l->param);
-            oclseg_tensor b = param_view(m, m->params_buf, l->param2);
-            /* a ReLU applied in place to this output is fused into the col2im pass */
-            const oclseg_layer *next = i + 1 < m->layer_count ? &m->layers[i + 1] : NULL;
-            int relu = fuse && next && next->kind == LAYER_RELU && next->in == l->out &&
-                       next->out == l->out;
-            TRY(op_conv_transpose2d_forward_act(ctx, &x, &w, &b, &y, l->stride, 1, relu));
-            if (relu) i++; /* the ReLU layer is done */
-            break;
-        }
-        case LAYER_DROPOUT:
-            TRY(op_dropout_forward_at(ctx, &x, &y, train ? m->cfg.dropout : 0.0f, dropout_seed,
-                                      step, dropout_first(m, &x)));
-            break;
-        case LAYER_UPSAMPLE: TRY(op_upsample_bilinear_forward(ctx, &x, &y)); break;
-        }
-    }
-    return OCLSEG_OK;
-}
-
-/* ---- backward -------------------------------------------------------------------------------- */
-/* Gradient destination for activation `id`: its own gradient buffer if nothing was written there
- * yet in this backward, else a scratch temporary that accumulate_grad adds in afterwards. */
-static int grad_target(oclseg_model *m, int id, int n, oclseg_tensor *out, int *needs_add) {
-    *out = grad_view(m, id, n);
-    *needs_add = m->grad_ready[id];
-    if (*needs_add) /* not the shared scratch: the op writing dx uses that as workspace */
-        *out = oclseg_tensor_view(m->grad_tmp_buf, 0, out->n, out->c, out->h, out->w);
-    return OCLSEG_OK;
-}
-
-static int copy_tensor(oclseg_ctx *ctx, const oclseg_tensor *src, oclseg_tensor *dst) {
-    CL_CHECK(clEnqueueCopyBuffer(ctx->queue, src->buf, dst->buf, src->off * sizeof(float),
-                                 dst->off * sizeof(float), oclseg_tensor_numel(src) * sizeof(float),
-                                 0, NULL, NULL));
-    return OCLSEG_OK;
-}
-
-static int accumulate_grad(oclseg_model *m, int id, int n, const oclseg_tensor *written,
-                           int needs_add) {
-    if (needs_add) {
-        oclseg_tensor g = grad_view(m, id, n);
-        TRY(op_add(m->ctx, &g, written, &g));
-    }
-    m->grad_ready[id] = 1;
-    return OCLSEG_OK;
-}
-
-int oclseg_model_backward(oclseg_model *m, int n, int frozen_encoder, uint64_t dropout_seed,
-                          uint64_t step) {
-    oclseg_ctx *ctx = m->ctx;
-    memset(m->grad_ready, 0, (size_t)m->act_count);
-    m->grad_ready[m->logits_act] = 1;
-    int first = frozen_encoder ? m->encoder_layer_count : 0;
-    for (int i = m->layer_count - 1; i >= first; i--) {
-        const oclseg_layer *l = &m->layers[i];
-        oclseg_tensor x = act_view(m, l->in, n), y = act_view(m, l->out, n);
-        oclseg_tensor dy = grad_view(m, l->out, n);
-        /* the first layer of a frozen decoder's input (encoder output) needs no dx */
-        int want_dx = m->acts[l->in].has_grad && !(frozen_encoder && i == first);
-        oclseg_tensor dx_store, *dx = NULL;
-        int needs_add = 0;
-        if (l->in == l->out) { /* in-place activation: gradient updated in place */
-            if (l->kind == LAYER_RELU6) TRY(op_relu6_backward(ctx, &y, &dy, &dy));
-            else TRY(op_relu_backward(ctx, &y, &dy, &dy));
-            continue;
-        }
-        if (want_dx) {
-            TRY(grad_target(m, l->in, n, &dx_store, &needs_add));
-            dx = &dx_store;
-        }
-        switch (l->kind) {
-        case LAYER_CONV: {
-            oclseg_tensor w = param_view(m, m->params_buf, l->param);
-            oclseg_tensor dw = param_view(m, m->grads_buf, l->param);
-            int pad = m->params[l->param].h / 2;
-            oclseg_conv_params p = {l->stride, l->stride, pad, pad};
-            TRY(op_conv2d_backward(ctx, &x, &w, &dy, dx, &dw, NULL, p));
-            break;
-        }
-        case LAYER_DEPTHWISE: {
-            oclseg_tensor w = param_view(m, m->params_buf, l->param);
-            oclseg_tensor dw = param_view(m, m->grads_buf, l->param);
-            TRY(op_depthwise_backward(ctx, &x, &w, &dy, dx, &dw, l->stride));
-            break;
-        }
-        case LAYER_BATCHNORM: {
-            oclseg_tensor g = param_view(m, m->params_buf, l->param);
-            oclseg_tensor dg = param_view(m, m->grads_buf, l->param);
-            oclseg_tensor db = param_view(m, m->grads_buf, l->param2);
-            oclseg_tensor sm = oclseg_tensor_view(m->bn_save_buf, l->save_off, g.n, 1, 1, 1);
-            oclseg_tensor si = oclseg_tensor_view(m->bn_save_buf, l->save_off + g.n, g.n, 1, 1, 1);
-            op_bn_sync sync = {m->rank_counts};
-            TRY(op_batchnorm_backward_train_sync(ctx, &x, &dy, &g, &sm, &si, dx, &dg, &db,
-                                                 bn_sync(m) ? &sync : NULL));
-            break;
-        }
-        case LAYER_ADD: { /* y = x + x2: both inputs receive dy */
-            if (dx) TRY(copy_tensor(ctx, &dy, dx));
-            oclseg_tensor dx2;
-            int needs_add2;
-            TRY(grad_target(m, l->in2, n, &dx2, &needs_add2));
-            TRY(copy_tensor(ctx, &dy, &dx2));
-            TRY(accumulate_grad(m, l->in2, n, &dx2, needs_add2));
-            break;
-        }
-        case LAYER_CONVT: {
-            oclseg_tensor w = param_view(m, m->params_buf, l->param);
-            oclseg_tensor dw = param_view(m, m->grads_buf, l->param);
-            oclseg_tensor db = param_view(m, m->grads_buf, l->param2);
-            TRY(op_conv_transpose2d_backward(ctx, &x, &w, &dy, dx, &dw, &db, l->stride, 1));
-            break;
-        }
-        case LAYER_DROPOUT:
-            TRY(op_dropout_backward_at(ctx, &dy, dx, m->cfg.dropout, dropout_seed, step,
-                                       dropout_first(m, &dy)));
-            break;
-        case LAYER_UPSAMPLE: TRY(op_upsample_bilinear_backward(ctx, &dy, dx)); break;
-        case LAYER_RELU6:
-        case LAYER_RELU: break; /* handled above (always in place) */
-        }
-        if (dx) TRY(accumulate_grad(m, l->in, n, dx, needs_add));
-    }
-    return OCLSEG_OK;
-}
-
-/* ---- numerics debugging ---------------------------------------------------------------------- */
-static const char *layer_kind_name(oclseg_layer_kind kind) {
-    static const char *names[] = {"conv", "depthwise conv", "batchnorm", "relu6", "relu",
-                                  "residual add", "conv_transpose", "dropout", "upsample"};
-    return names[kind];
-}
-
-/* "layer 12 (conv encoder.2.conv.0.0)": the parameter's module name, or the nearest earlier
- * layer's for parameter-free layers ("relu6 after encoder.2.conv.0.1"). */
-static void describe_layer(const oclseg_model *m, int i, char *out, size_t size) {
-    const oclseg_layer *l = &m->layers[i];
-    int named = i;
-    while (named >= 0 && m->layers[named].param < 0) named--;
-    char module[96] = "the input";
-    if (named >= 0) {
-        snprintf(module, sizeof module, "%s", m->params[m->layers[named].param].name);
-        char *dot = strrchr(module, '.');
-        if (dot) *dot = '\0'; /* drop ".weight" */
-    }
-    snprintf(out, size, "layer %d (%s %s%s)", i, layer_kind_name(l->kind),
-             named == i ? "" : "after ", module);
-}
-
-/* Enqueues a finiteness check of `count` floats of buf at off into flag slot `slot`. */
-static int check_range(oclseg_model *m, cl_mem buf, size_t off, size_t count, int slot) {
-    return op_check_finite(m->ctx, buf, off, count, m->check_buf, (size_t)slot);
-}
-
-int oclseg_model_locate_nonfinite(oclseg_model *m, int n, int backward, int frozen_encoder,
-                                  char *where, size_t size) {
-    const size_t slots = 2 * (size_t)m->layer_count + 2;
-    if (!m->check_buf)
-        TRY(oclseg_buffer_create(m->ctx, slots * sizeof(float), "numerics check flags",
-                                 &m->check_buf));
-    TRY(oclseg_fill_f32(m->ctx, m->check_buf, 0, slots, 0.0f));
-    int first = backward && frozen_encoder ? m->encoder_layer_count : 0;
-    /* slot 2i: the layer's parameters (or their gradients); slot 2i+1: its output (or its input
-     * gradient). Slot 2*layer_count: the model input (or the logits gradient). */
-    const size_t in_numel = (size_t)n * 3 * m->acts[0].h * m->acts[0].w;
-    if (!backward) TRY(check_range(m, m->acts_buf, m->acts[0].off, in_numel, 2 * m->layer_count));
-    else {
-        oclseg_tensor g = oclseg_model_logits_grad(m, n);
-        TRY(check_range(m, g.buf, g.off, oclseg_tensor_numel(&g), 2 * m->layer_count));
-    }
-    for (int i = first; i < m->layer_count; i++) {
-        const oclseg_layer *l = &m->layers[i];
-        cl_mem pbuf = backward ? m->grads_buf : m->params_buf;
-        if (l->param >= 0) {
-            /* weight and bias/beta are adjacent in the arena: check both in one range */
-            const oclseg_param *p = &m->params[l->param];
-            size_t count = oclseg_param_numel(p);
-            if (l->param2 >= 0 && m->params[l->param2].off == p->off + count)
-                count += oclseg_param_numel(&m->params[l->param2]);
-            TRY(check_range(m, pbuf, p->off, count, 2 * i));
-        }
-        int act = backward ? l->in : l->out;
-        if (backward && (!m->acts[act].has_grad || (frozen_encoder && i == first))) continue;
-        oclseg_tensor t = backward ? grad_view(m, act, n) : act_view(m, act, n);
-        TRY(check_range(m, t.buf, t.off, oclseg_tensor_numel(&t), 2 * i + 1));
-    }
-    float *flags = malloc(slots * sizeof(float));
-    if (!flags) return OCLSEG_ERR_OUT_OF_MEMORY;
-    int st = oclseg_read(m->ctx, m->check_buf, 0, slots * sizeof(float), flags);
-    int found = 0;
-    char layer[160];
-    if (st == OCLSEG_OK && flags[2 * m->layer_count] != 0.0f) {
-        snprintf(where, size, backward ? "the loss gradient (d loss / d logits)" : "the input batch");
-        found = 1;
-    }
-    /* execution order: forward from the first layer, backward from the last */
-    for (int k = 0; st == OCLSEG_OK && !found && k < m->layer_count - first; k++) {
-        int i = backward ? m->layer_count - 1 - k : first + k;
-        const oclseg_layer *l = &m->layers[i];
-        describe_layer(m, i, layer, sizeof layer);
-        if (l->param >= 0 && flags[2 * i] != 0.0f) {
-            snprintf(where, size, "%s %s", layer, backward ? "weight/bias gradients" : "weights/bias");
-            found = 1;
-        } else if (flags[2 * i + 1] != 0.0f) {
-            snprintf(where, size, "%s %s", layer, backward ? "input gradient" : "output");
-            found = 1;
-        }
-    }
-    free(flags);
-    return st != OCLSEG_OK ? st : found;
 }
 
 /* ---- analytic cost --------------------------------------------------------------------------- */

@@ -16,7 +16,12 @@ int oclseg_trainer_create(oclseg_model *model, const oclseg_trainer_config *cfg,
     if (!t) return OCLSEG_ERR_OUT_OF_MEMORY;
     t->model = model;
     t->ctx = model->ctx;
-    t->cfg = *cfg;
+    if (cfg) {
+        t->cfg = *cfg;
+    } else { /* evaluation only: the optimizer is never used */
+        t->eval_only = 1;
+        oclseg_optim_config_default(&t->cfg.optim, OCLSEG_OPT_NADAM);
+    }
     oclseg_optim_host_state_init(&t->opt);
     size_t s = (size_t)model->cfg.size, b = (size_t)model->cfg.max_batch;
     t->image_floats = b * 3 * s * s;
@@ -194,14 +199,17 @@ int oclseg_trainer_step_shard(oclseg_trainer *t, const float *images, const floa
                               const int *rank_counts) {
     const double step_start = oclseg_now_s();
     oclseg_model *m = t->model;
+    if (t->eval_only) {
+        OCLSEG_ERROR("oclseg_trainer_step: this trainer was created for evaluation only");
+        return OCLSEG_ERR_INVALID_ARG;
+    }
     if (t->step - t->drained >= OCLSEG_LOSS_RING) {
         OCLSEG_ERROR("%d losses are waiting to be read: call oclseg_trainer_drain_losses",
                      OCLSEG_LOSS_RING);
         return OCLSEG_ERR_INVALID_ARG;
     }
-    int frozen = t->cfg.frozen_encoder;
     int dist = rank_counts && oclseg_dist_size() > 1;
-    size_t off = frozen ? m->decoder_param_off : 0;
+    size_t off = oclseg_model_trained_offset(m, t->cfg.frozen_encoder);
     m->rank_counts = dist ? rank_counts : NULL; /* for --sync-bn */
     int pass = n > 0 || !dist ? local_pass(t, images, masks, n) : OCLSEG_OK;
     m->rank_counts = NULL;
@@ -303,4 +311,12 @@ int oclseg_trainer_eval_batch(oclseg_trainer *t, const float *images, const floa
     TRY(oclseg_read(t->ctx, t->eval_loss_buf, 0, sizeof(float), loss));
     TRY(oclseg_read(t->ctx, t->counts_buf, 0, (size_t)n * 4 * sizeof(uint32_t), counts));
     return OCLSEG_OK;
+}
+
+int oclseg_trainer_optimizer_step_detached(oclseg_trainer *t) {
+    oclseg_model *m = t->model;
+    size_t off = oclseg_model_trained_offset(m, t->cfg.frozen_encoder);
+    oclseg_optim_host_state host = t->opt; /* a copy: the trainer's own state stays as it was */
+    return op_optimizer_step(t->ctx, &t->cfg.optim, &host, m->params_buf, m->grads_buf,
+                             m->state1_buf, m->state2_buf, off, m->param_floats - off);
 }

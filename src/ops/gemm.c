@@ -75,7 +75,7 @@ static CLBlastTranspose transpose(int t) { return t ? CLBlastTransposeYes : CLBl
  * Used on CPU devices, where CLBlast's GPU-shaped kernels reach ~18 GFLOP/s on PoCL against the
  * cores' ~360 GFLOP/s (docs/performance.md). ctx->gemm_backend, else OCLSEG_GEMM=clblast|own,
  * overrides the choice. */
-int gemm_uses_own_kernels(const oclseg_ctx *ctx) {
+int oclseg_gemm_own_kernels(const oclseg_ctx *ctx) {
     if (ctx->gemm_backend != OCLSEG_GEMM_AUTO) return ctx->gemm_backend == OCLSEG_GEMM_OWN;
     const int forced = oclseg_env_get()->gemm_backend;
     if (forced != OCLSEG_GEMM_AUTO) return forced == OCLSEG_GEMM_OWN;
@@ -236,7 +236,7 @@ static int own_gemm(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b
 int gemm_single(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
                 gemm_operand c) {
     record(d.trans_a, d.trans_b, 0, d.m, d.n, d.k, 1, beta);
-    if (gemm_uses_own_kernels(ctx)) return own_gemm(ctx, d, a, b, beta, c, 1, 1);
+    if (oclseg_gemm_own_kernels(ctx)) return own_gemm(ctx, d, a, b, beta, c, 1, 1);
     const double t0 = oclseg_now_s();
     CLBLAST_CHECK(CLBlastSgemm(CLBlastLayoutRowMajor, transpose(d.trans_a), transpose(d.trans_b),
                                d.m, d.n, d.k, 1.0f, a.buf, a.off, a.ld, b.buf, b.off, b.ld, beta,
@@ -280,7 +280,7 @@ static int strided_batched(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_op
 
 int gemm_batched(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
                  gemm_operand c, int count) {
-    if (gemm_uses_own_kernels(ctx)) {
+    if (oclseg_gemm_own_kernels(ctx)) {
         record(d.trans_a, d.trans_b, 1, d.m, d.n, d.k, count, beta);
         return own_gemm(ctx, d, a, b, beta, c, count, 1);
     }
@@ -340,7 +340,7 @@ int gemm_batched_sum(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand 
                      size_t c_off, int count) {
     /* the own kernels sum the batch in gemm_nt's accumulators, in ascending order, without the
      * shared scratch */
-    if (gemm_uses_own_kernels(ctx) && d.trans_b && !d.trans_a) {
+    if (oclseg_gemm_own_kernels(ctx) && d.trans_b && !d.trans_a) {
         record(d.trans_a, d.trans_b, 1, d.m, d.n, d.k, count, 0.0f);
         return own_gemm(ctx, d, a, b, 0.0f, gemm_mat(c, c_off, d.n, 0), 1, count);
     }

@@ -43,9 +43,6 @@ int gemm_batched_sum(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand 
 int gemm_single(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
                 gemm_operand c);
 
-/* 1 when GEMMs run on oclseg's own register-tiled kernels (cl/gemm.cl gemm_nn / gemm_nt; the
- * default on CPU devices), 0 on CLBlast (OCLSEG_GEMM=own|clblast overrides). */
-int gemm_uses_own_kernels(const oclseg_ctx *ctx);
 
 /* dst[i] (+)= sum over s < count of src[src_off + s * slice + i] (cl/gemm.cl sum_slices). */
 int gemm_sum_slices(oclseg_ctx *ctx, cl_mem src, size_t src_off, size_t slice, int count,

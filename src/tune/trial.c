@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "oclseg/env.h"
-#include "oclseg/trainer.h"
+#include "oclseg/session.h"
 #include "oclseg/tune.h"
 #include "oclseg/tuning.h"
 #include "oclseg/safetensors.h"
@@ -91,32 +91,24 @@ int tune_shapes_load(const char *path, oclseg_gemm_shape **out, int *count) {
 /* ---- child: record the GEMM shapes of one training step ------------------------------------- */
 
 int oclseg_tune_child_record(const char *device, int batch, int size, const char *shapes_path) {
-    oclseg_ctx *ctx = NULL;
-    oclseg_model *m = NULL;
-    oclseg_trainer *t = NULL;
+    oclseg_session *ses = NULL;
     oclseg_gemm_shape *shapes = NULL;
     int count = 0, st;
     size_t s2 = (size_t)size * size;
     float *images = malloc((size_t)batch * 3 * s2 * sizeof *images);  // (B, 3, S, S)
     float *masks = malloc((size_t)batch * s2 * sizeof *masks);        // (B, 1, S, S)
-    oclseg_ctx_options co = {.device_spec = device};
     if (!images || !masks) {
         st = OCLSEG_ERR_OUT_OF_MEMORY;
         goto done;
     }
     for (size_t i = 0; i < (size_t)batch * 3 * s2; i++) images[i] = (float)((i * 7919) % 17) / 8 - 1;
     for (size_t i = 0; i < (size_t)batch * s2; i++) masks[i] = (float)((i / 37) % 2);
-    TRY_GOTO(oclseg_ctx_create(&ctx, &co), st, done);
-    ctx->gemm_backend = OCLSEG_GEMM_CLBLAST; /* the GEMMs CLBlast would run (CPUs default to own) */
-    oclseg_model_config cfg;
-    oclseg_model_config_default(&cfg);
-    cfg.size = size;
-    cfg.max_batch = batch;
-    TRY_GOTO(oclseg_model_create(ctx, &cfg, &m), st, done);
-    TRY_GOTO(oclseg_model_init_random(m, 1), st, done);
-    oclseg_trainer_config tc = {.frozen_encoder = 0, .seed = 1};
-    oclseg_optim_config_default(&tc.optim, OCLSEG_OPT_NADAM);
-    TRY_GOTO(oclseg_trainer_create(m, &tc, &t), st, done);
+    oclseg_session_options so;
+    oclseg_session_options_synthetic_training(&so, size, batch, 0);
+    so.device = device;
+    TRY_GOTO(oclseg_session_create(&so, &ses), st, done);
+    ses->ctx->gemm_backend = OCLSEG_GEMM_CLBLAST; /* the GEMMs CLBlast would run (CPUs: own) */
+    oclseg_trainer *t = ses->trainer;
     float losses[OCLSEG_LOSS_RING];
     int64_t first;
     int nl;
@@ -133,9 +125,7 @@ done:
     free(shapes);
     free(images);
     free(masks);
-    oclseg_trainer_free(t);
-    oclseg_model_free(m);
-    oclseg_ctx_free(ctx);
+    oclseg_session_free(ses);
     return st;
 }
 

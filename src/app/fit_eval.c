@@ -5,57 +5,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/fit_internal.h"
+#include "app/fit_internal.h"
+#include "oclseg/evaluate.h"
 #include "oclseg/safetensors.h"
-
-int fit_evaluate(oclseg_trainer *t, oclseg_infer *inf, const oclseg_dataset *ds, int batch,
-                 const oclseg_predict_options *po, double *mean_loss, oclseg_confusion *conf,
-                 float *probs_all) {
-    const int S = ds->size;
-    const size_t s2 = (size_t)S * S;
-    float *images = malloc((size_t)batch * 3 * s2 * sizeof *images);
-    float *masks = malloc((size_t)batch * s2 * sizeof *masks);
-    float *probs = malloc((size_t)batch * s2 * sizeof *probs);
-    uint8_t *pred = malloc(s2);
-    int *idx = malloc((size_t)batch * sizeof *idx);
-    uint32_t *counts = malloc((size_t)batch * 4 * sizeof *counts);
-    int st = OCLSEG_OK;
-    double loss_sum = 0;
-    if (!images || !masks || !probs || !pred || !idx || !counts) st = OCLSEG_ERR_OUT_OF_MEMORY;
-    if (st == OCLSEG_OK && po->tta_flips && !inf) st = OCLSEG_ERR_INVALID_ARG;
-    for (int b0 = 0; st == OCLSEG_OK && b0 < ds->count; b0 += batch) {
-        const int n = ds->count - b0 < batch ? ds->count - b0 : batch;
-        for (int i = 0; i < n; i++) idx[i] = b0 + i;
-        float loss = 0.0f;
-        st = oclseg_dataset_batch(ds, idx, n, NULL, images, masks);
-        if (st == OCLSEG_OK) st = oclseg_trainer_eval_batch(t, images, masks, n, &loss, counts, probs);
-        if (st == OCLSEG_OK && po->tta_flips) st = oclseg_infer_batch_tta(inf, images, n, 1, probs);
-        if (st == OCLSEG_OK) loss_sum += (double)loss * n;
-        for (int i = 0; st == OCLSEG_OK && i < n; i++) {
-            const float *p = probs + (size_t)i * s2;
-            st = oclseg_probs_to_mask(p, S, S, po, pred);
-            if (st == OCLSEG_OK)
-                st = oclseg_confusion_count_masks(pred, ds->masks + (size_t)(b0 + i) * s2, s2,
-                                                  &conf[b0 + i]);
-            if (probs_all) memcpy(probs_all + (size_t)(b0 + i) * s2, p, s2 * sizeof *p);
-        }
-    }
-    if (st == OCLSEG_OK) *mean_loss = loss_sum / ds->count;
-    free(images);
-    free(masks);
-    free(probs);
-    free(pred);
-    free(idx);
-    free(counts);
-    return st;
-}
 
 /* Scores one split with po into *r. */
 static int score_split(oclseg_trainer *t, oclseg_infer *inf, const oclseg_dataset *ds, int batch,
                        const oclseg_predict_options *po, fit_split_report *r) {
     oclseg_confusion *conf = calloc((size_t)ds->count, sizeof *conf);
     if (!conf) return OCLSEG_ERR_OUT_OF_MEMORY;
-    int st = fit_evaluate(t, inf, ds, batch, po, &r->loss, conf, NULL);
+    oclseg_eval_options eo;
+    oclseg_eval_options_default(&eo);
+    eo.batch = batch;
+    eo.score_at = OCLSEG_SCORE_MODEL_SIZE;
+    eo.predict = *po;
+    eo.inf = inf;
+    double loss_sum = 0;
+    int st = oclseg_evaluate(t, ds, &eo, &loss_sum, conf);
+    if (st == OCLSEG_OK) r->loss = loss_sum / ds->count;
     if (st == OCLSEG_OK) st = oclseg_metrics_compute(conf, ds->count, &r->met);
     if (st == OCLSEG_OK) st = oclseg_jaccard_summary_compute(conf, ds->count, &r->ja);
     free(conf);
@@ -89,11 +56,14 @@ static int choose_threshold(oclseg_trainer *t, const oclseg_dataset *val, int ba
     const size_t s2 = (size_t)val->size * val->size;
     float *probs = malloc((size_t)val->count * s2 * sizeof *probs);
     oclseg_confusion *conf = calloc((size_t)val->count, sizeof *conf);
-    oclseg_predict_options plain;
-    oclseg_predict_options_default(&plain);
-    double loss;
+    oclseg_eval_options eo; /* plain predict options: the threshold is chosen from probs */
+    oclseg_eval_options_default(&eo);
+    eo.batch = batch;
+    eo.score_at = OCLSEG_SCORE_MODEL_SIZE;
+    eo.probs_all = probs;
+    double loss_sum = 0;
     int st = probs && conf ? OCLSEG_OK : OCLSEG_ERR_OUT_OF_MEMORY;
-    if (st == OCLSEG_OK) st = fit_evaluate(t, NULL, val, batch, &plain, &loss, conf, probs);
+    if (st == OCLSEG_OK) st = oclseg_evaluate(t, val, &eo, &loss_sum, conf);
     if (st == OCLSEG_OK)
         st = oclseg_select_threshold(probs, val->masks, val->count, s2, threshold, NULL);
     free(probs);

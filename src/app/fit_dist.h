@@ -1,4 +1,4 @@
-/* Data-parallel pieces of the training run (src/model/fit.c): rank slices of a global batch,
+/* Data-parallel pieces of the training run (src/app/fit.c): rank slices of a global batch,
  * the start-up consistency check, state broadcast, sharded evaluation and the debug hash check. */
 #ifndef OCLSEG_FIT_DIST_H
 #define OCLSEG_FIT_DIST_H

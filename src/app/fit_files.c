@@ -1,13 +1,15 @@
 /* Run directory files of a training run: config.json text, atomic text files, CSV truncation
  * for resumes, curves.png (gnuplot). */
+#include <errno.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "model/fit_dist.h"
-#include "model/fit_internal.h"
+#include "app/fit_dist.h"
+#include "app/fit_internal.h"
 #include "oclseg/dist.h"
 #include "oclseg/safetensors.h"
 
@@ -83,36 +85,57 @@ int fit_write_text_file(const char *dir, const char *name, const char *text) {
 }
 
 /* Keeps the lines of a CSV whose first field is < limit (drops what a resumed run redoes). */
-void fit_csv_truncate(const char *path, long long limit) {
+int fit_csv_truncate(const char *path, long long limit) {
     FILE *f = fopen(path, "r");
-    if (!f) return;
+    if (!f) {
+        if (errno == ENOENT) return OCLSEG_OK; /* nothing written yet */
+        OCLSEG_ERROR("cannot read %s: %s", path, strerror(errno));
+        return OCLSEG_ERR_IO;
+    }
     char line[512];
     size_t cap = 1 << 16, len = 0;
     char *keep = malloc(cap);
-    while (keep && fgets(line, sizeof line, f)) {
+    int st = keep ? OCLSEG_OK : OCLSEG_ERR_OUT_OF_MEMORY;
+    while (st == OCLSEG_OK && fgets(line, sizeof line, f)) {
         char *end;
         long long v = strtoll(line, &end, 10);
         if (end != line && v >= limit) continue;
         size_t l = strlen(line);
         if (len + l + 1 > cap) {
             char *grown = realloc(keep, cap *= 2);
-            if (!grown) break;
+            if (!grown) {
+                st = OCLSEG_ERR_OUT_OF_MEMORY;
+                break;
+            }
             keep = grown;
         }
         memcpy(keep + len, line, l);
         len += l;
     }
+    if (st == OCLSEG_OK && ferror(f)) {
+        OCLSEG_ERROR("cannot read %s", path);
+        st = OCLSEG_ERR_IO;
+    }
     fclose(f);
-    if (keep) oclseg_file_write_atomic(path, keep, len);
+    if (st == OCLSEG_OK) st = oclseg_file_write_atomic(path, keep, len);
+    else if (st == OCLSEG_ERR_OUT_OF_MEMORY) OCLSEG_ERROR("out of memory truncating %s", path);
     free(keep);
+    return st;
 }
 
 /* Draws curves.png (loss, Dice, Jaccard per epoch) from metrics.csv with gnuplot. */
 void fit_plot_curves(const char *dir) {
-    char cmd[8400];
-    snprintf(cmd, sizeof cmd, "gnuplot 2>/dev/null");
-    FILE *g = popen(cmd, "w");
-    if (!g) return;
+    /* Without gnuplot the shell exits at once and writing the script would raise SIGPIPE, which
+     * kills the run (seen under load): ignored while the pipe is open, EPIPE instead. */
+    struct sigaction ignore, old_pipe;
+    memset(&ignore, 0, sizeof ignore);
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ignore, &old_pipe);
+    FILE *g = popen("gnuplot 2>/dev/null", "w");
+    if (!g) {
+        sigaction(SIGPIPE, &old_pipe, NULL);
+        return;
+    }
     fprintf(g,
             "set terminal pngcairo size 1000,420 font ',10' noenhanced\n"
             "set output '%s/curves.png'\nset datafile separator ','\n"
@@ -125,6 +148,8 @@ void fit_plot_curves(const char *dir) {
             "'' using 1:6 with linespoints title 'Jaccard'\nunset multiplot\n",
             dir, dir, dir);
     struct stat st;
-    if (pclose(g) != 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+    const int failed = pclose(g) != 0;
+    sigaction(SIGPIPE, &old_pipe, NULL);
+    if (failed && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
         fprintf(stderr, "oclseg: warning: gnuplot failed; curves.png not drawn (install gnuplot-nox)\n");
 }

@@ -1,6 +1,7 @@
 /* Data-parallel pieces of the training run: batch slices, the start-up consistency check, state
  * broadcast from rank 0, sharded evaluation, the debug parameter hash check. */
-#include "model/fit_dist.h"
+#include "app/fit_dist.h"
+#include "oclseg/evaluate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -271,42 +272,21 @@ int fit_dist_gather_eval(oclseg_confusion *conf, int count, double *loss_sum) {
 
 int fit_dist_evaluate(oclseg_trainer *t, const oclseg_dataset *ds, int batch, double *mean_loss,
                       oclseg_metrics *metrics) {
-    size_t s2 = (size_t)ds->size * ds->size;
-    float *images = malloc((size_t)batch * 3 * s2 * sizeof *images);
-    float *masks = malloc((size_t)batch * s2 * sizeof *masks);
-    int *idx = malloc((size_t)batch * sizeof *idx);
-    uint32_t *counts = malloc((size_t)batch * 4 * sizeof *counts);
     oclseg_confusion *conf = calloc((size_t)ds->count + 1, sizeof *conf);
-    int st = OCLSEG_OK;
+    if (!conf) return OCLSEG_ERR_OUT_OF_MEMORY;
+    /* sharded: this rank evaluates its slice [first, end); the slices are gathered below */
+    oclseg_eval_options eo;
+    oclseg_eval_options_default(&eo);
+    eo.batch = batch;
+    eo.score_at = OCLSEG_SCORE_DEVICE;
+    fit_dist_my_slice(ds->count, &eo.first, &eo.end);
     double loss_sum = 0;
-    if (!images || !masks || !idx || !counts || !conf) st = OCLSEG_ERR_OUT_OF_MEMORY;
-    /* sharded: this rank evaluates its slice [lo, hi); the slices are gathered below */
-    int lo, hi;
-    fit_dist_my_slice(ds->count, &lo, &hi);
-    for (int b0 = lo; st == OCLSEG_OK && b0 < hi; b0 += batch) {
-        int n = hi - b0 < batch ? hi - b0 : batch;
-        for (int i = 0; i < n; i++) idx[i] = b0 + i;
-        float loss = 0.0f;
-        st = oclseg_dataset_batch(ds, idx, n, NULL, images, masks);
-        if (st == OCLSEG_OK) st = oclseg_trainer_eval_batch(t, images, masks, n, &loss, counts, NULL);
-        if (st == OCLSEG_OK) loss_sum += (double)loss * n;
-        for (int i = 0; st == OCLSEG_OK && i < n; i++) {
-            oclseg_confusion *c = &conf[b0 + i];
-            c->tp = counts[4 * i];
-            c->fp = counts[4 * i + 1] - counts[4 * i];
-            c->fn = counts[4 * i + 2] - counts[4 * i];
-            c->tn = counts[4 * i + 3];
-        }
-    }
+    int st = eo.first < eo.end ? oclseg_evaluate(t, ds, &eo, &loss_sum, conf) : OCLSEG_OK;
     if (st == OCLSEG_OK) st = fit_dist_gather_eval(conf, ds->count, &loss_sum);
     if (st == OCLSEG_OK) {
         *mean_loss = loss_sum / ds->count;
         st = oclseg_metrics_compute(conf, ds->count, metrics);
     }
-    free(images);
-    free(masks);
-    free(idx);
-    free(counts);
     free(conf);
     return st;
 }

@@ -1,0 +1,424 @@
+/* The training run: data, epochs, per-step loss log, evaluation, checkpoints and resume, run
+ * directory outputs (config.json, steps.csv, metrics.csv, weights, curves.png), progress display
+ * and Ctrl-C handling. */
+#include "oclseg/env.h"
+#include "oclseg/fit.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "app/fit_dist.h"
+#include "oclseg/data.h"
+#include "oclseg/dist.h"
+#include "oclseg/infer.h"
+#include "oclseg/safetensors.h"
+#include "oclseg/metrics.h"
+#include "app/fit_internal.h"
+
+void oclseg_fit_options_default(oclseg_fit_options *o) {
+    memset(o, 0, sizeof *o);
+    o->epochs = 25;
+    o->batch = 16;
+    o->size = 128;
+    o->eval_every = 1;
+    o->lr = 1e-3f;
+    o->dropout = 0.5f;
+    o->optimizer = OCLSEG_OPT_NADAM;
+    o->seed = 1;
+    o->shuffle = 1;
+    o->augment = 1;
+    o->aug.flips = 1;
+    o->val_fraction = 0.1;
+    o->warmup = 0.05f;
+    oclseg_predict_options_default(&o->predict);
+}
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+/* ---- the run ------------------------------------------------------------------------------------ */
+/* Reads back pending losses (one blocking read) and appends them to steps.csv. */
+static int drain_losses(fit_run *r, int epoch) {
+    float losses[OCLSEG_LOSS_RING];
+    int64_t first;
+    int count;
+    int st = oclseg_trainer_drain_losses(r->trainer, losses, &first, &count);
+    for (int i = 0; i < count; i++) { /* the global-batch losses, the same on every rank */
+        if (r->steps_csv)
+            fprintf(r->steps_csv, "%lld,%d,%.9g\n", (long long)(first + i), epoch + 1, (double)losses[i]);
+        r->epoch_loss_sum += losses[i];
+        r->epoch_loss_count++;
+    }
+    if (r->steps_csv && (fflush(r->steps_csv) != 0 || ferror(r->steps_csv)) && st == OCLSEG_OK) {
+        OCLSEG_ERROR("cannot write %s/steps.csv: %s", r->dir, strerror(errno));
+        st = OCLSEG_ERR_IO;
+    }
+    return st;
+}
+
+/* Trainer settings of the run (the schedule spans every step of every epoch). */
+static void trainer_config(const fit_run *r, oclseg_trainer_config *tc) {
+    const oclseg_fit_options *o = r->o;
+    *tc = (oclseg_trainer_config){.frozen_encoder = o->frozen_encoder, .seed = o->seed,
+                                  .check_numerics = o->check_numerics};
+    if (oclseg_env_get()->check_numerics) tc->check_numerics = 1;
+    oclseg_optim_config_default(&tc->optim, o->optimizer);
+    tc->optim.lr = o->lr;
+    tc->optim.weight_decay = o->weight_decay;
+    tc->optim.decoupled_wd = o->decoupled_wd;
+    tc->loss = o->loss;
+    tc->clip_norm = o->clip_norm;
+    const int64_t steps_per_epoch = (r->data.train->count + o->batch - 1) / o->batch;
+    oclseg_schedule_default(&tc->schedule, o->schedule, steps_per_epoch * o->epochs);
+    tc->schedule.warmup_steps = (int64_t)(o->warmup * (double)tc->schedule.total_steps);
+}
+
+/* Phase 2: context, model (random init, then --init or --pretrained on rank 0), trainer, and
+ * the host buffers of the steps. */
+static int create_session(fit_run *r) {
+    const oclseg_fit_options *o = r->o;
+    oclseg_session_options so;
+    oclseg_session_options_default(&so);
+    so.device = o->device;
+    so.model.size = o->size;
+    /* each rank holds its slice of the global batch (at most ceil(B / ranks) images) */
+    r->local_batch = (o->batch + oclseg_dist_size() - 1) / oclseg_dist_size();
+    if (o->balance) r->local_batch = o->batch; /* a fast rank may take most of the batch */
+    so.model.max_batch = r->local_batch;
+    so.model.dropout = o->dropout;
+    so.random_init = 1;
+    so.seed = o->seed;
+    if (oclseg_dist_rank() != 0) {
+        /* weights come from rank 0 (fit_dist_sync_state): files need not exist on other hosts */
+    } else if (o->init) {
+        so.weights = o->init;
+        so.weights_source = OCLSEG_WEIGHTS_FULL;
+    } else if (o->pretrained) {
+        so.weights = o->pretrained;
+        so.weights_source = OCLSEG_WEIGHTS_TORCHVISION;
+    } else if (!o->resume && !o->quiet) {
+        printf("note: the encoder is not ImageNet-pretrained (random PyTorch-style init); pass "
+               "--pretrained FILE (see tools/export_torchvision.py)\n");
+    }
+    so.mode = OCLSEG_SESSION_TRAIN;
+    trainer_config(r, &so.train);
+    TRY(oclseg_session_create(&so, &r->session));
+    r->ctx = r->session->ctx;
+    r->model = r->session->model;
+    r->trainer = r->session->trainer;
+    r->model->sync_bn = o->sync_bn;
+    size_t s2 = (size_t)o->size * o->size;
+    r->images = malloc((size_t)o->batch * 3 * s2 * sizeof(float));
+    r->masks = malloc((size_t)o->batch * s2 * sizeof(float));
+    r->perm = malloc((size_t)r->data.train->count * sizeof(int));
+    r->batch_idx = malloc((size_t)o->batch * sizeof(int));
+    r->aug = malloc((size_t)o->batch * sizeof *r->aug);
+    r->rank_counts = malloc(2 * (size_t)oclseg_dist_size() * sizeof(int));
+    r->rank_speed = malloc((size_t)oclseg_dist_size() * sizeof(double));
+    if (!r->images || !r->masks || !r->perm || !r->batch_idx || !r->aug || !r->rank_counts ||
+        !r->rank_speed)
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    r->rank_starts = r->rank_counts + oclseg_dist_size();
+    return OCLSEG_OK;
+}
+
+static void teardown(fit_run *r) {
+    if (r->steps_csv) fclose(r->steps_csv);
+    free(r->config_json);
+    free(r->images);
+    free(r->masks);
+    free(r->perm);
+    free(r->batch_idx);
+    free(r->aug);
+    free(r->rank_counts);
+    free(r->rank_speed);
+    oclseg_session_free(r->session);
+    oclseg_dataset_free(r->data.train);
+    oclseg_dataset_free(r->data.val);
+    oclseg_dataset_free(r->data.test);
+}
+
+static void progress(const fit_run *r, int epoch, int step, int steps, double t_start,
+                     int done_in_epoch) {
+    if (r->o->quiet || !isatty(STDERR_FILENO)) return;
+    double elapsed = oclseg_now_s() - t_start;
+    double per_step = done_in_epoch > 0 ? elapsed / done_in_epoch : 0;
+    double eta = per_step * (steps - step);
+    double last = r->epoch_loss_count ? r->epoch_loss_sum / r->epoch_loss_count : NAN;
+    fprintf(stderr, "\r  epoch %d/%d  step %d/%d  loss %.4f  %.1f img/s  ETA %d:%02d   ",
+            epoch + 1, r->o->epochs, step, steps, last,
+            per_step > 0 ? r->o->batch / per_step : 0.0, (int)eta / 60, (int)eta % 60);
+    fflush(stderr);
+}
+
+/* The selected model (best.safetensors) is loaded, its threshold chosen on validation, and the
+ * test set scored once (final.csv). */
+static int select_and_report(fit_run *r, int best_epoch) {
+    char path[4200];
+    fit_path(r, "best.safetensors", path, sizeof path);
+    if (r->data.val) TRY(oclseg_weights_load(r->model, path, OCLSEG_WEIGHTS_FULL, NULL));
+    /* batches of this rank's model size (under mpirun it holds ceil(B / ranks) images) */
+    return fit_final_report(r->trainer, r->data.val, r->data.test, r->local_batch,
+                            &r->o->predict, best_epoch, r->dir, r->o->quiet);
+}
+
+/* Step s of an epoch: the global batch perm[s*B ...], this rank's slice of it (all of it with
+ * one rank), flips from (seed, epoch, sample). */
+static int train_step(fit_run *r, int epoch, int s) {
+    const oclseg_fit_options *o = r->o;
+    const oclseg_dataset *train = r->data.train;
+    int b0 = s * o->batch, n = train->count - b0 < o->batch ? train->count - b0 : o->batch;
+    const int size = oclseg_dist_size(), rank = oclseg_dist_rank();
+    if (r->balanced) fit_dist_split_weighted(n, size, r->rank_speed, r->rank_counts, r->rank_starts);
+    else fit_dist_split(n, size, r->rank_counts, r->rank_starts);
+    int first = r->rank_starts[rank], mine = r->rank_counts[rank];
+    /* At --size 32 the deepest maps are 1x1: a training-mode BatchNorm over one image has one
+     * value per channel (undefined; PyTorch refuses it). A step where that would happen (a
+     * global last batch of one image, or with per-rank statistics a rank's slice of one) is
+     * skipped, on every rank alike: the split is the same everywhere. */
+    if (o->size == 32) {
+        int single = n == 1;
+        for (int k = 0; k < size && !o->sync_bn; k++) single |= r->rank_counts[k] == 1;
+        if (single) return OCLSEG_OK;
+    }
+    for (int i = 0; i < mine; i++) {
+        r->batch_idx[i] = r->perm[b0 + first + i];
+        r->aug[i] = o->augment ? oclseg_augment_draw_config(&o->aug, o->seed, epoch,
+                                                            r->batch_idx[i])
+                               : (oclseg_augment){0};
+    }
+    if (mine > 0) TRY(oclseg_dataset_batch(train, r->batch_idx, mine, r->aug, r->images, r->masks));
+    r->model->dropout_image_offset = first;
+    if (size == 1) return oclseg_trainer_step(r->trainer, r->images, r->masks, n);
+    int64_t step = r->trainer->step;
+    TRY(oclseg_trainer_step_shard(r->trainer, r->images, r->masks, mine, r->rank_counts));
+    if (o->balance && !r->balanced) {
+        TRY(fit_dist_measure_speed(r->steps_here++, mine, r->trainer->last_compute_seconds,
+                                   &r->speed_images, &r->speed_seconds, r->rank_speed,
+                                   &r->balanced));
+        if (r->balanced && !o->quiet) {
+            fit_dist_split_weighted(o->batch, size, r->rank_speed, r->rank_counts, r->rank_starts);
+            printf("--balance: from step %lld on, a batch of %d splits as", (long long)step + 1,
+                   o->batch);
+            for (int k = 0; k < size; k++)
+                printf(" %d (%.1f images/s)", r->rank_counts[k], r->rank_speed[k]);
+            printf("\n");
+        }
+    }
+    return fit_dist_check_params(r->trainer, step);
+}
+
+/* --max-steps or Ctrl-C (on any rank): drain, checkpoint, weights; returns the final status. */
+static int stop_early(fit_run *r, oclseg_run_position *pos, int epoch, int s, int steps_per_epoch,
+                      int was_interrupted) {
+    const oclseg_fit_options *o = r->o;
+    TRY(drain_losses(r, epoch));
+    pos->epoch = s + 1 == steps_per_epoch ? epoch + 1 : epoch;
+    pos->step_in_epoch = s + 1 == steps_per_epoch ? 0 : s + 1;
+    TRY(fit_save_checkpoint(r, pos));
+    char wpath[4200];
+    fit_path(r, "weights.safetensors", wpath, sizeof wpath);
+    if (oclseg_dist_rank() == 0) TRY(oclseg_weights_save(r->model, wpath));
+    if (!o->quiet && isatty(STDERR_FILENO)) fputc('\n', stderr);
+    if (was_interrupted) {
+        if (oclseg_dist_rank() == 0)
+            fprintf(stderr, "interrupted at step %lld: checkpoint written; resume with\n"
+                            "  oclseg train --resume %s/checkpoint.safetensors [same options]\n",
+                    (long long)r->trainer->step, r->dir);
+        return OCLSEG_ERR_INTERRUPTED;
+    }
+    if (!o->quiet)
+        printf("stopped after --max-steps %d; checkpoint %s/checkpoint.safetensors\n",
+               o->max_steps, r->dir);
+    return OCLSEG_OK;
+}
+
+/* One line of metrics.csv (met NULL: not evaluated this epoch, empty validation columns). */
+static int append_metrics(const fit_run *r, int epoch, double train_loss,
+                          const oclseg_metrics *met, double val_loss, double seconds) {
+    FILE *mf = fopen(r->metrics_path, "a");
+    int ok = mf != NULL;
+    if (ok && met)
+        ok = fprintf(mf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f\n", epoch + 1,
+                     train_loss, val_loss, met->mean.accuracy, met->mean.dice, met->mean.jaccard,
+                     met->mean.sensitivity, met->mean.specificity, met->pooled_dice,
+                     met->pooled_iou, seconds) > 0;
+    else if (ok)
+        ok = fprintf(mf, "%d,%.6f,,,,,,,,,%.2f\n", epoch + 1, train_loss, seconds) > 0;
+    if (mf && fclose(mf) != 0) ok = 0;
+    if (!ok) {
+        OCLSEG_ERROR("cannot append to %s: %s", r->metrics_path, strerror(errno));
+        return OCLSEG_ERR_IO;
+    }
+    return OCLSEG_OK;
+}
+
+/* End of an epoch: validation scores (sharded over the ranks; if there is a validation set,
+ * every --eval-every epochs and at the last), the metrics line, weights, best weights when the
+ * validation Jaccard improved (*improved; without validation every epoch counts as best),
+ * checkpoint, curves (rank 0 writes). */
+static int end_epoch(fit_run *r, oclseg_run_position *pos, int epoch, double t_start,
+                     int *improved) {
+    const oclseg_fit_options *o = r->o;
+    const int writer = oclseg_dist_rank() == 0;
+    TRY(drain_losses(r, epoch));
+    double seconds = oclseg_now_s() - t_start;
+    double train_loss = r->epoch_loss_count ? r->epoch_loss_sum / r->epoch_loss_count : NAN;
+    double val_loss = NAN;
+    oclseg_metrics met;
+    memset(&met, 0, sizeof met);
+    const oclseg_dataset *val = r->data.val;
+    int evaluated = val && ((epoch + 1) % o->eval_every == 0 || epoch + 1 == o->epochs);
+    if (evaluated) {
+        TRY(fit_dist_sync_buffers(r->model)); /* rank 0's running statistics everywhere */
+        TRY(fit_dist_evaluate(r->trainer, val, r->local_batch, &val_loss, &met));
+    }
+    if (!o->quiet) {
+        if (isatty(STDERR_FILENO)) fprintf(stderr, "\r%80s\r", "");
+        printf("epoch %d/%d  train loss %.4f", epoch + 1, o->epochs, train_loss);
+        if (evaluated)
+            printf("  val loss %.4f  AC %.4f  DI %.4f  JA %.4f  SE %.4f  SP %.4f", val_loss,
+                   met.mean.accuracy, met.mean.dice, met.mean.jaccard, met.mean.sensitivity, met.mean.specificity);
+        printf("  (%.1f s)\n", seconds);
+        fflush(stdout);
+    }
+    if (writer) TRY(append_metrics(r, epoch, train_loss, evaluated ? &met : NULL, val_loss,
+                                   seconds));
+    char wpath[4200];
+    fit_path(r, "weights.safetensors", wpath, sizeof wpath);
+    if (writer) TRY(oclseg_weights_save(r->model, wpath));
+    *improved = !val || (evaluated && met.mean.jaccard > pos->best_jaccard);
+    if (*improved) {
+        if (evaluated) pos->best_jaccard = met.mean.jaccard;
+        fit_path(r, "best.safetensors", wpath, sizeof wpath);
+        if (writer) TRY(oclseg_weights_save(r->model, wpath));
+    }
+    pos->epoch = epoch + 1;
+    pos->step_in_epoch = 0;
+    TRY(fit_save_checkpoint(r, pos));
+    if (writer) fit_plot_curves(r->dir);
+    return OCLSEG_OK;
+}
+
+/* The epochs; *halted when --max-steps or Ctrl-C ended the run early, *best_epoch the epoch
+ * selected on validation (the best epoch before a resume is not known: the resumed one). */
+static int train_loop(fit_run *r, oclseg_run_position *pos, int *halted, int *best_epoch) {
+    const oclseg_fit_options *o = r->o;
+    const oclseg_dataset *train = r->data.train;
+    const int steps_per_epoch = (train->count + o->batch - 1) / o->batch;
+    *halted = 0;
+    *best_epoch = pos->epoch;
+    for (int epoch = pos->epoch; epoch < o->epochs; epoch++) {
+        double t_start = oclseg_now_s();
+        r->epoch_loss_sum = 0;
+        r->epoch_loss_count = 0;
+        if (o->shuffle) {
+            TRY(oclseg_shuffle(r->perm, train->count, o->seed, epoch));
+        } else {
+            for (int i = 0; i < train->count; i++) r->perm[i] = i;
+        }
+        int first_step = epoch == pos->epoch ? pos->step_in_epoch : 0;
+        for (int s = first_step; s < steps_per_epoch; s++) {
+            TRY(train_step(r, epoch, s));
+            if (oclseg_trainer_pending(r->trainer) >= 16) TRY(drain_losses(r, epoch));
+            progress(r, epoch, s + 1, steps_per_epoch, t_start, s + 1 - first_step);
+            int at_max = o->max_steps > 0 && r->trainer->step >= o->max_steps;
+            int stop = interrupted;
+            if (oclseg_dist_size() > 1) TRY(oclseg_dist_any(stop, &stop)); /* all stop together */
+            if (stop || at_max) {
+                *halted = 1;
+                return stop_early(r, pos, epoch, s, steps_per_epoch, stop);
+            }
+        }
+        int improved = 0;
+        TRY(end_epoch(r, pos, epoch, t_start, &improved));
+        if (improved) *best_epoch = epoch + 1;
+        if (o->patience > 0 && r->data.val && epoch + 1 - *best_epoch >= o->patience) {
+            if (!o->quiet)
+                printf("early stop: no better validation Jaccard for %d epochs (best: epoch %d)\n",
+                       o->patience, *best_epoch);
+            break;
+        }
+    }
+    return OCLSEG_OK;
+}
+
+/* Phase 1: the data, and (under mpirun) the checks that every rank runs the same job. */
+static int prepare_data(fit_run *r) {
+    const oclseg_fit_options *o = r->o;
+    TRY(fit_load_data(o, &r->data));
+    TRY(fit_dist_check_same(o, r->data.train, r->data.test));
+    if (o->sync_bn && oclseg_dist_size() > 1) TRY(fit_dist_check_sync_bn(o, r->data.train->count));
+    return OCLSEG_OK;
+}
+
+/* What is about to run: device, data, model, optimizer, run directory, ranks. */
+static void announce(const fit_run *r) {
+    const oclseg_fit_options *o = r->o;
+    if (o->quiet) return;
+    printf("training on %s: %d train / %d validation / %d test images, %dx%d, batch %d, %s, "
+           "%s, run dir %s\n",
+           r->ctx->info.name, r->data.train->count, r->data.val ? r->data.val->count : 0,
+           r->data.test ? r->data.test->count : 0,
+           o->size, o->size, o->batch, o->frozen_encoder ? "frozen encoder (model 1)"
+                                                         : "fine-tuned encoder (model 2)",
+           (const char *[]){"NAdam", "Adam", "SGD"}[o->optimizer], r->dir);
+    if (oclseg_dist_size() > 1)
+        printf("data parallel: %d ranks, global batch %d, %s BatchNorm statistics\n",
+               oclseg_dist_size(), o->batch, o->sync_bn ? "synchronised (global batch)" : "per-rank");
+    if (r->trainer->broadcast_params)
+        printf("the ranks' devices differ: rank 0's parameters are sent to all after each step\n");
+}
+
+/* Phase 4: the epochs with Ctrl-C caught (the current step finishes, then a checkpoint). */
+static int epoch_loop(fit_run *r, oclseg_run_position *pos, int *halted, int *best_epoch) {
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old_sa);
+    interrupted = 0;
+    int st = train_loop(r, pos, halted, best_epoch);
+    sigaction(SIGINT, &old_sa, NULL);
+    return st;
+}
+
+/* Phase 5 (rank 0): the selected model scored once on the test set (final.csv), prediction
+ * overlays; the time in gradient sums under mpirun. */
+static int final_report(fit_run *r, int halted, int best_epoch) {
+    const oclseg_fit_options *o = r->o;
+    if (!halted && oclseg_dist_rank() == 0) TRY(select_and_report(r, best_epoch));
+    if (oclseg_dist_rank() == 0) TRY(fit_write_predictions(r, 8));
+    if (oclseg_dist_size() > 1 && !o->quiet && r->trainer->reduce_steps > 0)
+        printf("gradient sums: %.1f ms per step (%.1f ms of it in MPI + host sum)\n",
+               1e3 * r->trainer->reduce_seconds / r->trainer->reduce_steps,
+               1e3 * oclseg_dist_comm_seconds() / r->trainer->reduce_steps);
+    return OCLSEG_OK;
+}
+
+int oclseg_fit(const oclseg_fit_options *o) {
+    fit_run run = {.o = o};
+    fit_run *r = &run;
+    oclseg_run_position pos = {0, 0, -1.0};
+    int halted = 0, best_epoch = 0;
+    int st = prepare_data(r);
+    if (st == OCLSEG_OK) st = create_session(r);
+    if (st == OCLSEG_OK) st = fit_dist_devices_differ(r->ctx, &r->trainer->broadcast_params);
+    if (st == OCLSEG_OK) st = fit_open_run_dir(r, &pos);
+    if (st == OCLSEG_OK) announce(r);
+    if (st == OCLSEG_OK) st = epoch_loop(r, &pos, &halted, &best_epoch);
+    if (st == OCLSEG_OK) st = final_report(r, halted, best_epoch);
+    teardown(r);
+    /* an error on one rank stops all of them (the others would wait in the next sum) */
+    if (st != OCLSEG_OK && st != OCLSEG_ERR_INTERRUPTED && oclseg_dist_size() > 1)
+        oclseg_dist_abort(1, "stopping every rank after: %s (see the message above)",
+                          oclseg_status_str(st));
+    return st;
+}
