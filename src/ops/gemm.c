@@ -79,6 +79,10 @@ int oclseg_gemm_own_kernels(const oclseg_ctx *ctx) {
     if (ctx->gemm_backend != OCLSEG_GEMM_AUTO) return ctx->gemm_backend == OCLSEG_GEMM_OWN;
     const int forced = oclseg_env_get()->gemm_backend;
     if (forced != OCLSEG_GEMM_AUTO) return forced == OCLSEG_GEMM_OWN;
+    /* Not on Mesa's rusticl: llvmpipe computes gemm_nn wrongly once k reaches ~2000 (e.g.
+     * m 256, n 64, k 2047 x 2: errors of 2.3 on results of ~35; k 1800 is right; PoCL is right
+     * at every size), found by test_ops_conv_transpose; not understood yet (docs/performance.md) */
+    if (strstr(ctx->info.platform_name, "rusticl")) return 0;
     return (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0;
 }
 
