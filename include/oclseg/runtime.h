@@ -135,6 +135,11 @@ int oclseg_launch(oclseg_ctx *ctx, cl_kernel kernel, cl_uint dims, const size_t 
  * env OCLSEG_FAULT_ALLOC=N makes the N-th allocation fail (for tests). `what` names the
  * buffer in the error message. */
 int oclseg_buffer_create(oclseg_ctx *ctx, size_t bytes, const char *what, cl_mem *out);
+/* Grows *buf (now *have bytes; NULL/0: none) to at least `bytes`: waits for the queue, frees it
+ * and creates a new one (contents lost); no-op when large enough. The scratch and the GEMM
+ * packing buffer grow this way. */
+int oclseg_buffer_grow(oclseg_ctx *ctx, cl_mem *buf, size_t *have, size_t bytes,
+                       const char *what);
 /* Releases a buffer from oclseg_buffer_create (NULL: nothing); its size comes from the buffer. */
 void oclseg_buffer_free(oclseg_ctx *ctx, cl_mem buf);
 

@@ -184,16 +184,8 @@ static int own_nt(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, 
 
 /* The buffer for B^T when the shared scratch holds an operand. */
 static int pack_buffer(oclseg_ctx *ctx, size_t bytes, cl_mem *out) {
-    if (bytes > ctx->gemm_pack_bytes) {
-        if (ctx->gemm_pack) {
-            CL_CHECK(clFinish(ctx->queue)); /* older GEMMs may still read it */
-            oclseg_buffer_free(ctx, ctx->gemm_pack);
-            ctx->gemm_pack = NULL;
-            ctx->gemm_pack_bytes = 0;
-        }
-        TRY(oclseg_buffer_create(ctx, bytes, "the GEMM packing buffer", &ctx->gemm_pack));
-        ctx->gemm_pack_bytes = bytes;
-    }
+    TRY(oclseg_buffer_grow(ctx, &ctx->gemm_pack, &ctx->gemm_pack_bytes, bytes,
+                           "the GEMM packing buffer"));
     *out = ctx->gemm_pack;
     return OCLSEG_OK;
 }

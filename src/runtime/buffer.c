@@ -49,17 +49,24 @@ void oclseg_buffer_free(oclseg_ctx *ctx, cl_mem buf) {
     ctx->live_bytes -= bytes;
 }
 
-int oclseg_scratch(oclseg_ctx *ctx, size_t bytes, cl_mem *out) {
-    if (bytes > ctx->scratch_bytes) {
-        if (ctx->scratch) {
-            CL_CHECK(clFinish(ctx->queue)); /* older work may still read the old scratch */
-            oclseg_buffer_free(ctx, ctx->scratch);
-            ctx->scratch = NULL;
-            ctx->scratch_bytes = 0;
+int oclseg_buffer_grow(oclseg_ctx *ctx, cl_mem *buf, size_t *have, size_t bytes,
+                       const char *what) {
+    if (bytes > *have) {
+        if (*buf) {
+            CL_CHECK(clFinish(ctx->queue)); /* older work may still read the old buffer */
+            oclseg_buffer_free(ctx, *buf);
+            *buf = NULL;
+            *have = 0;
         }
-        TRY(oclseg_buffer_create(ctx, bytes, "the shared scratch workspace", &ctx->scratch));
-        ctx->scratch_bytes = bytes;
+        TRY(oclseg_buffer_create(ctx, bytes, what, buf));
+        *have = bytes;
     }
+    return OCLSEG_OK;
+}
+
+int oclseg_scratch(oclseg_ctx *ctx, size_t bytes, cl_mem *out) {
+    TRY(oclseg_buffer_grow(ctx, &ctx->scratch, &ctx->scratch_bytes, bytes,
+                           "the shared scratch workspace"));
     *out = ctx->scratch;
     return OCLSEG_OK;
 }
