@@ -113,6 +113,23 @@ __kernel void bn_invstd_from_var(__global const float *var, const uint var_off, 
     invstd[invstd_off + c] = 1.0f / sqrt(var[var_off + c] + eps);
 }
 
+// The normalised output before any activation: (x - mean) * scale + beta with scale = invstd *
+// gamma, as one explicit fma so that every kernel that recomputes it (the fused ReLU6 backward
+// below) gets the forward's bits whatever the compiler contracts elsewhere.
+inline float bn_output(const float x, const float mean, const float scale, const float beta) {
+    return fma(x - mean, scale, beta);
+}
+
+// The gradient that reaches the BatchNorm through a fused ReLU6 (relu6 != 0): dy where the
+// forward's output v lies strictly inside (0, 6), else 0 (NaN: 0), as relu6_backward computes
+// from the stored y = clamp(v). Without relu6, dy itself.
+inline float bn_relu6_grad(const uint relu6, const float dy, const float x, const float mean,
+                           const float scale, const float beta) {
+    if (!relu6) return dy;
+    const float v = bn_output(x, mean, scale, beta);
+    return v > 0.0f && v < 6.0f ? dy : 0.0f;
+}
+
 // y = (x - mean[c]) * (invstd[c] * gamma[c]) + beta[c] over all `total` elements. Subtracting
 // the mean first keeps full precision when |mean| >> std (x * scale + shift would not).
 // relu6 != 0 fuses the ReLU6 that follows most BatchNorms (one pass over y instead of two);
@@ -129,29 +146,43 @@ __kernel void bn_apply(__global const float *x, const uint x_off, __global const
     const uint i = (n * C + c) * HW + p;
     if (i >= total) return;
     const float scale = invstd[invstd_off + c] * gamma[gamma_off + c];
-    const float v = (x[x_off + i] - mean[mean_off + c]) * scale + beta[beta_off + c];
+    const float v = bn_output(x[x_off + i], mean[mean_off + c], scale, beta[beta_off + c]);
     y[y_off + i] = relu6 && !isnan(v) ? fmin(fmax(v, 0.0f), 6.0f) : v;
 }
+
+// Arguments and per-channel set-up of the backward kernels that take a fused ReLU6's gradient
+// (relu6 != 0: the forward ran bn_apply with relu6; dy is the gradient of the ReLU6's output and
+// the mask is recomputed from x, so neither y nor a relu6_backward pass is needed).
+#define BN_RELU6_ARGS                                                                        \
+    __global const float *r6_invstd, const uint r6_invstd_off, __global const float *r6_gamma, \
+        const uint r6_gamma_off, __global const float *r6_beta_buf, const uint r6_beta_off,    \
+        const uint relu6
+#define BN_RELU6_CHANNEL(c)                                                                    \
+    const float r6_scale = relu6 ? r6_invstd[r6_invstd_off + (c)] * r6_gamma[r6_gamma_off + (c)] \
+                                 : 0.0f;                                                       \
+    const float r6_beta = relu6 ? r6_beta_buf[r6_beta_off + (c)] : 0.0f;
 
 // Launched like bn_stats_partial. Writes part[part_off + 2*(c*chunks + chunk) + {0, 1}] =
 // {sum dy, sum dy * (x - mean[c])} over the chunk.
 __kernel void bn_grad_partial(__global const float *x, const uint x_off, __global const float *dy,
                 const uint dy_off, __global const float *mean, const uint mean_off, const uint C,
                 const uint HW, const uint M, const uint chunk_len, const uint chunks,
-                __global float *part, const uint part_off) {
+                __global float *part, const uint part_off, BN_RELU6_ARGS) {
     __local float sum_dy_l[REDUCE_WG], sum_dy_xmu_l[REDUCE_WG];
     const uint lid = get_local_id(0), L = get_local_size(0);
     const uint chunk = get_group_id(0), c = get_group_id(1);
     if (chunk >= chunks || c >= C) return; // whole work-group: no barrier is skipped by part of it
     const uint start = chunk * chunk_len, end = min(M, start + chunk_len);
     const float mu = mean[mean_off + c];
+    BN_RELU6_CHANNEL(c)
 
     float sum_dy = 0.0f, sum_dy_xmu = 0.0f;
     for (uint m = start + lid; m < end; m += L) {
         const uint idx = channel_index(m, c, C, HW);
-        const float g = dy[dy_off + idx];
+        const float xv = x[x_off + idx];
+        const float g = bn_relu6_grad(relu6, dy[dy_off + idx], xv, mu, r6_scale, r6_beta);
         sum_dy += g;
-        sum_dy_xmu += g * (x[x_off + idx] - mu);
+        sum_dy_xmu += g * (xv - mu);
     }
     sum_dy_l[lid] = sum_dy;
     sum_dy_xmu_l[lid] = sum_dy_xmu;
@@ -196,7 +227,9 @@ __kernel void bn_backward_train_dx(__global const float *x, const uint x_off,
                                    __global const float *gamma, const uint gamma_off,
                                    __global const float *sums, const uint sums_off,
                                    __global float *dx, const uint dx_off, const uint C,
-                                   const uint HW, const uint M, const uint total) {
+                                   const uint HW, const uint M, const uint total,
+                                   __global const float *r6_beta_buf, const uint r6_beta_off,
+                                   const uint relu6) {
     // work-items (HW, C, N): the channel comes from the id, no per-element division
     const uint p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
     if (p >= HW || c >= C) return;
@@ -205,8 +238,11 @@ __kernel void bn_backward_train_dx(__global const float *x, const uint x_off,
     const float inv = invstd[invstd_off + c];
     const float mean_dy = sums[sums_off + 2 * c] / (float)M;
     const float mean_dy_xhat = sums[sums_off + 2 * c + 1] / (float)M;
-    const float xhat = (x[x_off + i] - mean[mean_off + c]) * inv;
-    dx[dx_off + i] = gamma[gamma_off + c] * inv * (dy[dy_off + i] - mean_dy - xhat * mean_dy_xhat);
+    const float xv = x[x_off + i], mu = mean[mean_off + c], g = gamma[gamma_off + c];
+    const float r6_beta = relu6 ? r6_beta_buf[r6_beta_off + c] : 0.0f;
+    const float dyv = bn_relu6_grad(relu6, dy[dy_off + i], xv, mu, inv * g, r6_beta);
+    const float xhat = (xv - mu) * inv;
+    dx[dx_off + i] = g * inv * (dyv - mean_dy - xhat * mean_dy_xhat);
 }
 
 // Eval-mode input gradient: dx = dy * gamma * invstd (running statistics are constants).
@@ -283,20 +319,23 @@ __kernel void bn_stats_rows(__global const float *x, const uint x_off, const uin
 __kernel void bn_grad_rows(__global const float *x, const uint x_off, __global const float *dy,
                            const uint dy_off, __global const float *mean, const uint mean_off,
                            const uint C, const uint HW, const uint M, const uint chunk_len,
-                           const uint chunks, __global float *part, const uint part_off) {
+                           const uint chunks, __global float *part, const uint part_off,
+                           BN_RELU6_ARGS) {
     const uint chunk = get_global_id(0), c = get_global_id(1);
     if (chunk >= chunks || c >= C) return;
     const uint start = chunk * chunk_len, end = min(M, start + chunk_len);
     const float mu = mean[mean_off + c];
+    BN_RELU6_CHANNEL(c)
     uint n = start / HW, i = start - n * HW;
     float sum_dy = 0.0f, sum_dy_xmu = 0.0f;
     for (uint b = start; b < end; b += BN_BLOCK) {
         float block_dy = 0.0f, block_dy_xmu = 0.0f;
         for (uint m = b; m < min(end, b + BN_BLOCK); m++) {
             const uint idx = (n * C + c) * HW + i;
-            const float g = dy[dy_off + idx];
+            const float xv = x[x_off + idx];
+            const float g = bn_relu6_grad(relu6, dy[dy_off + idx], xv, mu, r6_scale, r6_beta);
             block_dy += g;
-            block_dy_xmu += g * (x[x_off + idx] - mu);
+            block_dy_xmu += g * (xv - mu);
             BN_ADVANCE(n, i, HW)
         }
         sum_dy += block_dy;

@@ -526,6 +526,78 @@ END_TEST
 START_TEST(backward_eval) { check_backward_all_shapes(0); }
 END_TEST
 
+/* BatchNorm + ReLU6 fused in the backward (op_batchnorm_backward_train_act, relu6 = 1) equals,
+ * bit for bit, relu6_backward on the forward's stored y followed by the plain training backward:
+ * the mask is recomputed from x with the forward's exact arithmetic. gamma and beta are chosen
+ * so that outputs fall below 0, inside (0, 6) and above 6 (counted: the test cannot pass with a
+ * mask that keeps or drops everything). The plain path is checked against the double reference
+ * by backward_train. */
+static void check_fused_relu6_backward(shape s, uint64_t si) {
+    const size_t count = numel(s), C = (size_t)s.c;
+    harness_arena A = {0};
+    float *x = ha_floats(&A, count), *y = ha_floats(&A, count);
+    float *dy = ha_uniform(&A, count, -1.0f, 1.0f, 2000 + si);
+    float *gamma = ha_uniform(&A, C, 3.0f, 6.0f, 2001 + si);
+    float *beta = ha_uniform(&A, C, -1.0f, 3.0f, 2002 + si);
+    float *rm0 = ha_uniform(&A, C, 0.0f, 0.0f, 1), *rv0 = ha_uniform(&A, C, 1.0f, 1.0f, 1);
+    float *plain = ha_floats(&A, count + 2 * C), *fused = ha_floats(&A, count + 2 * C);
+    make_x(s, x, 2003 + si);
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        harness_arena D = {0};
+        train_bufs B = train_bufs_make(&D, ctx, s, x, gamma, beta, rm0, rv0);
+        ck_assert_int_eq(train_forward(ctx, &B, 1), OCLSEG_OK);
+        hb_download(B.y, y, "bn train y (fused relu6)");
+        size_t below = 0, inside = 0, above = 0;
+        for (size_t i = 0; i < count; i++) {
+            below += y[i] <= 0.0f;
+            inside += y[i] > 0.0f && y[i] < 6.0f;
+            above += y[i] >= 6.0f;
+        }
+        ck_assert_msg(below && inside && above, "relu6 regions %zu/%zu/%zu", below, inside,
+                      above);
+        for (int path = 0; path < 2; path++) {
+            hbuf *bdy = ha_buf_from(&D, ctx, dy, count), *bdx = ha_buf(&D, ctx, count);
+            hbuf *bdg = ha_buf(&D, ctx, C), *bdb = ha_buf(&D, ctx, C);
+            oclseg_tensor tdy = hb_tensor(bdy, s.n, s.c, s.h, s.w);
+            oclseg_tensor tdx = hb_tensor(bdx, s.n, s.c, s.h, s.w);
+            oclseg_tensor tdg = hb_tensor(bdg, s.c, 1, 1, 1), tdb = hb_tensor(bdb, s.c, 1, 1, 1);
+            if (path == 0) {
+                ck_assert_int_eq(op_relu6_backward(ctx, &B.ty, &tdy, &tdy), OCLSEG_OK);
+                ck_assert_int_eq(op_batchnorm_backward_train(ctx, &B.tx, &tdy, &B.tg, &B.tsm,
+                                                             &B.tsi, &tdx, &tdg, &tdb),
+                                 OCLSEG_OK);
+            } else {
+                ck_assert_int_eq(op_batchnorm_backward_train_act(ctx, &B.tx, &tdy, &B.tg,
+                                                                 &B.tb, &B.tsm, &B.tsi, &tdx,
+                                                                 &tdg, &tdb, 1),
+                                 OCLSEG_OK);
+            }
+            float *out = path == 0 ? plain : fused;
+            hb_download(bdx, out, "bn fused relu6 dx");
+            hb_download(bdg, out + count, "bn fused relu6 dgamma");
+            hb_download(bdb, out + count + C, "bn fused relu6 dbeta");
+        }
+        size_t first_bad = count + 2 * C;
+        for (size_t i = 0; i < count + 2 * C && first_bad == count + 2 * C; i++)
+            if (memcmp(&plain[i], &fused[i], sizeof(float)) != 0) first_bad = i;
+        ck_assert_msg(first_bad == count + 2 * C,
+                      "fused relu6 backward (%dx%dx%dx%d) differs at %zu (dx then dgamma, "
+                      "dbeta): %a vs %a on %s",
+                      s.n, s.c, s.h, s.w, first_bad, (double)fused[first_bad % (count + 2 * C)],
+                      (double)plain[first_bad % (count + 2 * C)], ctx->info.name);
+        ha_free(&D);
+    }
+    ha_free(&A);
+}
+
+START_TEST(backward_train_fused_relu6) {
+    size_t nshapes;
+    const shape *list = shapes(&nshapes);
+    for (size_t si = 0; si < nshapes; si++) check_fused_relu6_backward(list[si], si);
+}
+END_TEST
+
 /* Each output alone (the others NULL), and none at all, in both modes. */
 START_TEST(backward_null_outputs) {
     const shape s = {3, 5, 7, 9, 0.0f};
@@ -621,6 +693,7 @@ int main(void) {
     tcase_add_test(tc, forward_eval);
     tcase_add_test(tc, backward_train);
     tcase_add_test(tc, backward_eval);
+    tcase_add_test(tc, backward_train_fused_relu6);
     tcase_add_test(tc, backward_null_outputs);
     tcase_add_test(tc, argument_errors);
     suite_add_tcase(s, tc);

@@ -109,7 +109,7 @@ int op_batchnorm_forward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const ocl
                               const oclseg_tensor *beta, const oclseg_tensor *running_mean,
                               const oclseg_tensor *running_var, oclseg_tensor *y, float eps);
 /* The same with relu6 != 0: y = min(max(bn(x), 0), 6) in the same pass (BatchNorm + ReLU6
- * fused; the ReLU6 backward is unchanged, it reads y). */
+ * fused; op_batchnorm_backward_train_act takes the ReLU6's backward into its passes). */
 int op_batchnorm_forward_train_act(oclseg_ctx *ctx, const oclseg_tensor *x,
                                    const oclseg_tensor *gamma, const oclseg_tensor *beta,
                                    oclseg_tensor *running_mean, oclseg_tensor *running_var,
@@ -126,6 +126,16 @@ int op_batchnorm_backward_train(oclseg_ctx *ctx, const oclseg_tensor *x, const o
                                 const oclseg_tensor *gamma, const oclseg_tensor *save_mean,
                                 const oclseg_tensor *save_invstd, oclseg_tensor *dx,
                                 oclseg_tensor *dgamma, oclseg_tensor *dbeta);
+/* The training backward of BatchNorm + ReLU6 fused (the forward ran with relu6 != 0): dy is the
+ * gradient of the ReLU6's output; the ReLU6 mask (bn output strictly inside (0, 6)) is recomputed
+ * from x, save_mean, save_invstd, gamma and beta inside the two passes, bit-identical to the
+ * forward's output, so no relu6_backward pass reads y. relu6 = 0: as op_batchnorm_backward_train
+ * (beta may be NULL). */
+int op_batchnorm_backward_train_act(oclseg_ctx *ctx, const oclseg_tensor *x,
+                                    const oclseg_tensor *dy, const oclseg_tensor *gamma,
+                                    const oclseg_tensor *beta, const oclseg_tensor *save_mean,
+                                    const oclseg_tensor *save_invstd, oclseg_tensor *dx,
+                                    oclseg_tensor *dgamma, oclseg_tensor *dbeta, int relu6);
 /* Synchronised BatchNorm (data parallel, --sync-bn; as torch.nn.SyncBatchNorm): the batch
  * statistics and, in the backward, the sums dx needs are taken over the images of every rank of
  * oclseg/dist.h, combined on the host in double in rank order (deterministic, the same bits on
@@ -143,9 +153,9 @@ int op_batchnorm_forward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
                                     int relu6, const op_bn_sync *sync);
 int op_batchnorm_backward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
                                      const oclseg_tensor *dy, const oclseg_tensor *gamma,
-                                     const oclseg_tensor *save_mean,
+                                     const oclseg_tensor *beta, const oclseg_tensor *save_mean,
                                      const oclseg_tensor *save_invstd, oclseg_tensor *dx,
-                                     oclseg_tensor *dgamma, oclseg_tensor *dbeta,
+                                     oclseg_tensor *dgamma, oclseg_tensor *dbeta, int relu6,
                                      const op_bn_sync *sync);
 /* Eval-mode backward (running statistics are constants); dx, dgamma, dbeta may be NULL. */
 int op_batchnorm_backward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *dy,

@@ -52,6 +52,7 @@ int oclseg_model_backward(oclseg_model *m, int n, int frozen_encoder, uint64_t d
         oclseg_tensor dx_store, *dx = NULL;
         int needs_add = 0;
         if (l->in == l->out) { /* in-place activation: gradient updated in place */
+            if (i > 0 && model_bn_relu6_fused(m, i - 1)) continue; /* in the BatchNorm's passes */
             if (l->kind == LAYER_RELU6) TRY(op_relu6_backward(ctx, &y, &dy, &dy));
             else TRY(op_relu_backward(ctx, &y, &dy, &dy));
             continue;
@@ -77,12 +78,14 @@ int oclseg_model_backward(oclseg_model *m, int n, int frozen_encoder, uint64_t d
         }
         case LAYER_BATCHNORM: {
             oclseg_tensor g = model_param_view(m, m->params_buf, l->param);
+            oclseg_tensor b = model_param_view(m, m->params_buf, l->param2);
             oclseg_tensor dg = model_param_view(m, m->grads_buf, l->param);
             oclseg_tensor db = model_param_view(m, m->grads_buf, l->param2);
             oclseg_tensor sm = oclseg_tensor_view(m->bn_save_buf, l->save_off, g.n, 1, 1, 1);
             oclseg_tensor si = oclseg_tensor_view(m->bn_save_buf, l->save_off + g.n, g.n, 1, 1, 1);
             op_bn_sync sync = {m->rank_counts};
-            TRY(op_batchnorm_backward_train_sync(ctx, &x, &dy, &g, &sm, &si, dx, &dg, &db,
+            TRY(op_batchnorm_backward_train_sync(ctx, &x, &dy, &g, &b, &sm, &si, dx, &dg, &db,
+                                                 model_bn_relu6_fused(m, i),
                                                  model_bn_sync(m) ? &sync : NULL));
             break;
         }

@@ -43,9 +43,7 @@ int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
             oclseg_tensor rm = model_param_view(m, m->params_buf, l->buf_mean);
             oclseg_tensor rv = model_param_view(m, m->params_buf, l->buf_var);
             /* a ReLU6 applied in place to this output is fused into the BatchNorm pass */
-            const oclseg_layer *next = i + 1 < m->layer_count ? &m->layers[i + 1] : NULL;
-            int relu6 = fuse && next && next->kind == LAYER_RELU6 && next->in == l->out &&
-                        next->out == l->out;
+            const int relu6 = model_bn_relu6_fused(m, i);
             if (batch_stats) {
                 oclseg_tensor sm = oclseg_tensor_view(m->bn_save_buf, l->save_off, g.n, 1, 1, 1);
                 oclseg_tensor si = oclseg_tensor_view(m->bn_save_buf, l->save_off + g.n, g.n, 1, 1, 1);

@@ -3,6 +3,7 @@
 #define OCLSEG_MODEL_INTERNAL_H
 
 #include "oclseg/dist.h"
+#include "oclseg/env.h"
 #include "oclseg/model.h"
 
 /* Activation `id` (or its gradient) for a batch of n. */
@@ -14,6 +15,15 @@ oclseg_tensor model_param_view(const oclseg_model *m, cl_mem base, int id);
 /* --sync-bn during a data-parallel training step. */
 static inline int model_bn_sync(const oclseg_model *m) {
     return m->sync_bn && m->rank_counts && oclseg_dist_size() > 1;
+}
+
+/* Whether BatchNorm layer i runs fused with the in-place ReLU6 that follows it (forward: one
+ * bn_apply pass; backward: the ReLU6 mask inside the BatchNorm's passes). OCLSEG_NO_FUSION=1
+ * (benchmarks' A/B) runs them as separate layers. */
+static inline int model_bn_relu6_fused(const oclseg_model *m, int i) {
+    const oclseg_layer *l = &m->layers[i], *next = i + 1 < m->layer_count ? l + 1 : NULL;
+    return !oclseg_env_get()->no_fusion && l->kind == LAYER_BATCHNORM && next &&
+           next->kind == LAYER_RELU6 && next->in == l->out && next->out == l->out;
 }
 
 /* First element of this batch's dropout mask: a data-parallel rank whose images start at image

@@ -263,6 +263,30 @@ int op_batchnorm_forward_eval_act(oclseg_ctx *ctx, const oclseg_tensor *x,
                         beta, y, relu6);
 }
 
+/* A ReLU6 fused into the backward (the forward ran bn_apply with relu6): the partial kernels
+ * recompute the forward's output from x with these statistics and parameters to mask dy. */
+typedef struct bn_relu6 {
+    int on;
+    cl_mem invstd;
+    cl_uint invstd_off;
+    const oclseg_tensor *gamma, *beta;
+} bn_relu6;
+
+/* The partial kernels' BN_RELU6_ARGS (cl/batchnorm.cl); without the ReLU6, x's buffer stands in
+ * for the unread vectors. */
+static void karg_relu6(kargs *a, const bn_relu6 *r, const oclseg_tensor *x) {
+    karg_mem(a, r->on ? r->invstd : x->buf);
+    karg_u32(a, r->on ? r->invstd_off : 0);
+    if (r->on) {
+        karg_tensor(a, r->gamma);
+        karg_tensor(a, r->beta);
+    } else {
+        karg_tensor(a, x);
+        karg_tensor(a, x);
+    }
+    karg_u32(a, r->on ? 1u : 0u);
+}
+
 /* Shared by both backwards: per-channel sum(dy) and sum(dy * xhat) into scratch
  * (sums at sums_off, (C, 2)), and dgamma/dbeta when requested. mean and invstd are
  * (buffer, offset) pairs of C values. Partials live in scratch at part_off. */
@@ -270,7 +294,7 @@ static int reduce_grads(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_te
                         cl_mem mean, cl_uint mean_off, cl_mem invstd, cl_uint invstd_off,
                         cl_mem scratch, const reduce_plan *plan, cl_uint part_off,
                         cl_uint sums_off, oclseg_tensor *dgamma, oclseg_tensor *dbeta,
-                        cl_kernel k_partial) {
+                        cl_kernel k_partial, const bn_relu6 *relu6) {
     cl_kernel k_finalize;
     TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_grad_finalize", &k_finalize));
     cl_uint c_u = (cl_uint)x->c;
@@ -287,6 +311,7 @@ static int reduce_grads(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_te
     karg_u32(&a, plan->chunks);
     karg_mem(&a, scratch);
     karg_u32(&a, part_off);
+    karg_relu6(&a, relu6, x);
     TRY(karg_end(&a));
     TRY(launch_partial(ctx, k_partial, plan, x->c));
 
@@ -333,20 +358,30 @@ int op_batchnorm_backward_train(oclseg_ctx *ctx, const oclseg_tensor *x, const o
                                 const oclseg_tensor *gamma, const oclseg_tensor *save_mean,
                                 const oclseg_tensor *save_invstd, oclseg_tensor *dx,
                                 oclseg_tensor *dgamma, oclseg_tensor *dbeta) {
-    return op_batchnorm_backward_train_sync(ctx, x, dy, gamma, save_mean, save_invstd, dx, dgamma,
-                                            dbeta, NULL);
+    return op_batchnorm_backward_train_sync(ctx, x, dy, gamma, NULL, save_mean, save_invstd, dx,
+                                            dgamma, dbeta, 0, NULL);
+}
+
+int op_batchnorm_backward_train_act(oclseg_ctx *ctx, const oclseg_tensor *x,
+                                    const oclseg_tensor *dy, const oclseg_tensor *gamma,
+                                    const oclseg_tensor *beta, const oclseg_tensor *save_mean,
+                                    const oclseg_tensor *save_invstd, oclseg_tensor *dx,
+                                    oclseg_tensor *dgamma, oclseg_tensor *dbeta, int relu6) {
+    return op_batchnorm_backward_train_sync(ctx, x, dy, gamma, beta, save_mean, save_invstd, dx,
+                                            dgamma, dbeta, relu6, NULL);
 }
 
 int op_batchnorm_backward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
                                      const oclseg_tensor *dy, const oclseg_tensor *gamma,
-                                     const oclseg_tensor *save_mean,
+                                     const oclseg_tensor *beta, const oclseg_tensor *save_mean,
                                      const oclseg_tensor *save_invstd, oclseg_tensor *dx,
-                                     oclseg_tensor *dgamma, oclseg_tensor *dbeta,
+                                     oclseg_tensor *dgamma, oclseg_tensor *dbeta, int relu6,
                                      const op_bn_sync *sync) {
     static const char op[] = "batchnorm_backward_train";
     TRY(check_backward(op, x, dy, dx, dgamma, dbeta));
     const int channels = x->c;
     TRY(check_vector(op, "gamma", gamma, channels));
+    if (relu6) TRY(check_vector(op, "beta", beta, channels));
     TRY(check_vector(op, "save_mean", save_mean, channels));
     TRY(check_vector(op, "save_invstd", save_invstd, channels));
     if (!dx && !dgamma && !dbeta && !sync) return OCLSEG_OK; /* sync: the others wait for us */
@@ -361,8 +396,9 @@ int op_batchnorm_backward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
     TRY(oclseg_scratch(ctx, ((size_t)part_off + (size_t)channels * plan.chunks * 2) * sizeof(float),
                        &scratch));
     cl_uint sm_off = (cl_uint)save_mean->off, si_off = (cl_uint)save_invstd->off;
+    const bn_relu6 r6 = {relu6 != 0, save_invstd->buf, si_off, gamma, beta};
     TRY(reduce_grads(ctx, x, dy, save_mean->buf, sm_off, save_invstd->buf, si_off, scratch, &plan,
-                     part_off, sums_off, dgamma, dbeta, k_partial));
+                     part_off, sums_off, dgamma, dbeta, k_partial, &r6));
     cl_uint m_u = (cl_uint)m;
     if (sync) TRY(bn_sync_grad_sums(ctx, scratch, sums_off, (cl_uint)channels, sync, &m_u));
     if (!dx) return OCLSEG_OK;
@@ -382,6 +418,8 @@ int op_batchnorm_backward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
     karg_u32(&a, (size_t)x->h * x->w);
     karg_u32(&a, m_u);
     karg_u32(&a, oclseg_tensor_numel(x));
+    karg_tensor(&a, relu6 ? beta : x); /* x's buffer stands in, unread */
+    karg_u32(&a, relu6 ? 1u : 0u);
     TRY(karg_end(&a));
     return launch_per_element(ctx, k, x);
 }
@@ -413,7 +451,7 @@ int op_batchnorm_backward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oc
     if (dgamma || dbeta)
         TRY(reduce_grads(ctx, x, dy, running_mean->buf, (cl_uint)running_mean->off, scratch,
                          invstd_off, scratch, &plan, part_off, sums_off, dgamma, dbeta,
-                         k_partial));
+                         k_partial, &(bn_relu6){0, NULL, 0, NULL, NULL}));
     if (!dx) return OCLSEG_OK;
 
     cl_kernel k;
