@@ -186,9 +186,51 @@ __kernel void depthwise_forward_rows(DIRECT_ARGS(x, y)) {
     for (int ow = ow_end; ow < Wo; ow++) yp[ow] = forward_at(xp, wp, H, W, oh, ow, stride);
 }
 
+// Stride 2, one dx row ih: input row ih is read through tap kh by output row oh iff
+// 2 oh + kh - 1 == ih, so an even row gets kh = 1 (oh = ih / 2) and an odd row kh = 0
+// (oh = (ih + 1) / 2) then kh = 2 (oh = (ih - 1) / 2); likewise an even column kw = 1
+// (ow = iw / 2), an odd one kw = 0 (ow = (iw + 1) / 2) then kw = 2 (ow = (iw - 1) / 2). Sums in
+// backward_input_at's order (kh, then kw ascending). Rows or columns that reach past the output
+// take the checked path.
+inline void backward_input_row_s2(__global const float *gp, __global const float *wp,
+                                  __global float *dp, const int H, const int W, const int Ho,
+                                  const int Wo, const int ih) {
+    const int odd_row = ih & 1;
+    if ((odd_row && (ih + 1) / 2 >= Ho) || (!odd_row && ih / 2 >= Ho)) {
+        for (int iw = 0; iw < W; iw++) dp[iw] = backward_input_at(gp, wp, Ho, Wo, ih, iw, 2);
+        return;
+    }
+    // the (one or two) taps of this row: dy rows and weight rows, in kh order
+    const int taps = odd_row ? 2 : 1;
+    __global const float *g_a = gp + (odd_row ? (ih + 1) / 2 : ih / 2) * Wo;
+    __global const float *g_b = gp + (odd_row ? (ih - 1) / 2 : 0) * Wo;
+    const int kh_a = odd_row ? 0 : 1;
+    const float wa0 = wp[kh_a * KSIZE], wa1 = wp[kh_a * KSIZE + 1], wa2 = wp[kh_a * KSIZE + 2];
+    const float wb0 = wp[2 * KSIZE], wb1 = wp[2 * KSIZE + 1], wb2 = wp[2 * KSIZE + 2];
+    // columns iw < 2 Wo - 1 have every output column they need (odd iw: ow = (iw + 1) / 2 < Wo)
+    const int iw_end = min(W, 2 * Wo - 1);
+    for (int iw = 0; iw < iw_end; iw++) {
+        const int j = iw >> 1;
+        float acc = 0.0f;
+        if ((iw & 1) == 0) {
+            acc += g_a[j] * wa1;
+            if (taps == 2) acc += g_b[j] * wb1;
+        } else {
+            acc += g_a[j + 1] * wa0;
+            acc += g_a[j] * wa2;
+            if (taps == 2) {
+                acc += g_b[j + 1] * wb0;
+                acc += g_b[j] * wb2;
+            }
+        }
+        dp[iw] = acc;
+    }
+    for (int iw = iw_end; iw < W; iw++) dp[iw] = backward_input_at(gp, wp, Ho, Wo, ih, iw, 2);
+}
+
 // Input gradient, one dx row (ih, plane nc) per work-item. Global (H, N*C). Stride 1 interior:
 // dx[ih][iw] = sum_{kh, kw} dy[ih + 1 - kh][iw + 1 - kw] * w[kh][kw] for 1 <= iw <= Wo - 2;
-// stride 2 rows and the edges take the checked per-element path.
+// stride 2: backward_input_row_s2; the edges take the checked per-element path.
 __kernel void depthwise_backward_input_rows(DIRECT_ARGS(dy, dx)) {
     const int ih = (int)get_global_id(0);
     const uint nc = (uint)get_global_id(1);
@@ -196,8 +238,12 @@ __kernel void depthwise_backward_input_rows(DIRECT_ARGS(dy, dx)) {
     __global const float *gp = dy + dy_off + (size_t)nc * (uint)(Ho * Wo);
     __global const float *wp = w + w_off + (nc % C) * TAPS;
     __global float *dp = dx + dx_off + ((size_t)nc * (uint)H + (uint)ih) * (uint)W;
+    if (stride == 2) {
+        backward_input_row_s2(gp, wp, dp, H, W, Ho, Wo, ih);
+        return;
+    }
     // interior rows for stride 1: output rows ih + 1 - kh all inside for kh = 0..2
-    if (stride != 1 || ih < 1 || ih + 1 >= Ho || Wo < 3) {
+    if (ih < 1 || ih + 1 >= Ho || Wo < 3) {
         for (int iw = 0; iw < W; iw++) dp[iw] = backward_input_at(gp, wp, Ho, Wo, ih, iw, stride);
         return;
     }
