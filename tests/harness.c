@@ -365,6 +365,21 @@ int harness_sh(const char *fmt, ...) {
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 255;
 }
 
+/* Oclgrind 21.10's uninitialised-value checker keeps a released buffer's state for the next
+ * buffer in the same slot, with the old size, and replaces it on every host write by one the size
+ * of that write (tools/repro/oclgrind_stale_shadow.c): a scratch that grows can then read as
+ * uninitialised where kernels wrote it. One host write over the whole buffer at offset 0 gives it
+ * a state of the right size. */
+void harness_grow_nan(oclseg_ctx *ctx, cl_mem *buf, size_t *have, size_t bytes) {
+    ck_assert_int_eq(oclseg_buffer_grow(ctx, buf, have, bytes, "a test's grown buffer"), OCLSEG_OK);
+    const size_t floats = (*have + sizeof(float) - 1) / sizeof(float);
+    float *host = malloc(floats * sizeof(float));
+    ck_assert_ptr_nonnull(host);
+    fill_pattern(host, floats, POISON);
+    ck_assert_int_eq(oclseg_write(ctx, *buf, 0, *have, host), OCLSEG_OK);
+    free(host);
+}
+
 void harness_release_scratch(void) {
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);

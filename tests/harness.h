@@ -120,6 +120,12 @@ int harness_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * whose ops use oclseg_scratch. */
 void harness_release_scratch(void);
 
+/* Grows one of the context's grow-on-demand buffers (buf, have: &ctx->scratch and
+ * &ctx->scratch_bytes, or &ctx->gemm_pack and &ctx->gemm_pack_bytes) to at least `bytes` and
+ * writes NaN over all of it in one write at offset 0: a kernel that reads a part no kernel wrote
+ * then gives NaN on every device, and Oclgrind tracks the buffer afresh (see harness.c). */
+void harness_grow_nan(oclseg_ctx *ctx, cl_mem *buf, size_t *have, size_t bytes);
+
 /* Convenience: name of device i for messages. */
 const char *harness_device_name(int i);
 

@@ -5,8 +5,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "harness.h"
+#include "oclseg/env.h"
 #include "ops/gemm.h"
 
 START_TEST(sum_slices_fixed_order) {
@@ -111,7 +113,7 @@ typedef struct own_case {
     int sum;
 } own_case;
 
-static void run_own_case(oclseg_ctx *ctx, const own_case *t) {
+static void run_own_case(oclseg_ctx *ctx, const own_case *t, double tol) {
     const size_t a_rows = t->trans_a ? t->k : t->m, a_cols = t->trans_a ? t->m : t->k;
     const size_t b_rows = t->trans_b ? t->n : t->k, b_cols = t->trans_b ? t->k : t->n;
     const size_t lda = a_cols + 2, ldb = b_cols + 2, ldc = t->sum ? t->n : t->n + 2; /* sum: C dense */
@@ -162,7 +164,7 @@ static void run_own_case(oclseg_ctx *ctx, const own_case *t) {
     char what[96];
     snprintf(what, sizeof what, "own gemm %s%s m%zu n%zu k%zu x%d beta %g%s", t->trans_a ? "T" : "N",
              t->trans_b ? "T" : "N", t->m, t->n, t->k, t->count, t->beta, t->sum ? " sum" : "");
-    harness_compare(what, got, ref, nc, 1e-5, 1e-5);
+    harness_compare(what, got, ref, nc, tol, tol);
     hb_free(&ba);
     hb_free(&bb);
     hb_free(&bc);
@@ -188,34 +190,98 @@ START_TEST(own_kernels_match_reference) {
         {0, 0, 260, 1100, 2, 1, 0.0f, 0}, {0, 1, 200, 200, 3, 1, 0.0f, 0},
         {0, 1, 24, 144, 64, 2, 0.0f, 1},  {0, 1, 24, 144, 36, 4, 0.0f, 1},
     };
+    const size_t n_cases = sizeof cases / sizeof cases[0];
+    size_t transpose_bytes = 0; /* B^T of the transposed A * B^T path, in the shared scratch */
+    for (size_t i = 0; i < n_cases; i++)
+        if (cases[i].trans_b && cases[i].k < 1024 && cases[i].count == 1 &&
+            cases[i].k * cases[i].n * sizeof(float) > transpose_bytes)
+            transpose_bytes = cases[i].k * cases[i].n * sizeof(float);
     for (int dev = 0; dev < harness_device_count(); dev++) {
         oclseg_ctx *ctx = harness_ctx(dev);
         ctx->gemm_backend = OCLSEG_GEMM_OWN;
         const long calls = ctx->enqueued.clblast_calls;
-        int seen_transposed = 0;
-        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-            const own_case *t = &cases[i];
-            /* Under Oclgrind (OCLSEG_TEST_NO_GEMM) one case of the transposed A * B^T path: each
-             * alone is clean, but after another one Oclgrind's uninitialised-value checker
-             * reports gemm_nn's reads of the re-written transpose (not understood; PoCL and
-             * rusticl give the reference results in every order). */
-            const int transposed = t->trans_b && t->k < 1024 && t->count == 1;
-            if (harness_no_gemm() && transposed && seen_transposed++) continue;
-            run_own_case(ctx, t);
-        }
+        /* the scratch at its final size and all NaN before the cases: a read of a part no
+         * kernel wrote gives NaN, and Oclgrind tracks it afresh (harness_grow_nan; when it grew
+         * between cases, Oclgrind reported gemm_nn's reads of the second transpose) */
+        harness_grow_nan(ctx, &ctx->scratch, &ctx->scratch_bytes, transpose_bytes);
+        for (size_t i = 0; i < n_cases; i++) run_own_case(ctx, &cases[i], 1e-5);
         ck_assert_int_eq(ctx->enqueued.clblast_calls - calls, 0); /* none went to CLBlast */
         ctx->gemm_backend = OCLSEG_GEMM_AUTO;
     }
 }
 END_TEST
 
+/* Whether the device leaves a work-item's loops early: Mesa's llvmpipe (rusticl) ends every loop
+ * of a work-item once 65535 iterations in all have run (tools/repro/llvmpipe_loop_limit.c). One
+ * work-item sums 70000 ones. */
+static int device_truncates_loops(oclseg_ctx *ctx) {
+    static const char *source =
+        "__kernel void sum_ones(__global const float *ones, const uint n, __global float *out) {\n"
+        "    float sum = 0.0f;\n"
+        "    for (uint i = 0; i < n; i++) sum += ones[i];\n"
+        "    out[0] = sum;\n"
+        "}\n";
+    const cl_uint n = 70000;
+    float *ones = malloc(n * sizeof *ones), sum = 0.0f;
+    ck_assert_ptr_nonnull(ones);
+    for (cl_uint i = 0; i < n; i++) ones[i] = 1.0f;
+    cl_mem ones_buf, sum_buf;
+    ck_assert_int_eq(oclseg_buffer_create(ctx, n * sizeof *ones, "ones", &ones_buf), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_buffer_create(ctx, sizeof sum, "a sum", &sum_buf), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_write(ctx, ones_buf, 0, n * sizeof *ones, ones), OCLSEG_OK);
+    cl_int err;
+    cl_program prog = clCreateProgramWithSource(ctx->context, 1, &source, NULL, &err);
+    ck_assert_int_eq(err, CL_SUCCESS);
+    ck_assert_int_eq(clBuildProgram(prog, 1, &ctx->info.device, "", NULL, NULL), CL_SUCCESS);
+    cl_kernel k = clCreateKernel(prog, "sum_ones", &err);
+    ck_assert_int_eq(err, CL_SUCCESS);
+    ck_assert_int_eq(clSetKernelArg(k, 0, sizeof ones_buf, &ones_buf), CL_SUCCESS);
+    ck_assert_int_eq(clSetKernelArg(k, 1, sizeof n, &n), CL_SUCCESS);
+    ck_assert_int_eq(clSetKernelArg(k, 2, sizeof sum_buf, &sum_buf), CL_SUCCESS);
+    const size_t one = 1;
+    ck_assert_int_eq(clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &one, &one, 0, NULL, NULL),
+                     CL_SUCCESS);
+    ck_assert_int_eq(oclseg_read(ctx, sum_buf, 0, sizeof sum, &sum), OCLSEG_OK);
+    ck_assert_int_eq(clReleaseKernel(k), CL_SUCCESS);
+    ck_assert_int_eq(clReleaseProgram(prog), CL_SUCCESS);
+    oclseg_buffer_free(ctx, ones_buf);
+    oclseg_buffer_free(ctx, sum_buf);
+    free(ones);
+    return sum != (float)n;
+}
+
+/* The shape that found the loop limit (gemm_nn over k 2047, test_ops_conv_transpose on rusticl):
+ * right with the own kernels on every device that runs whole loops, and on a device that
+ * truncates them the own kernels are not the automatic choice (oclseg_gemm_own_kernels).
+ * Tolerance: sums of 2047 products of values in [-1, 1) (|C| up to ~60), whose float32 rounding
+ * grows like sqrt(k) eps |C| ~ 3e-5: atol = rtol = 1e-4 (worst measured on PoCL: 2.4e-5, 0.21 of
+ * the tolerance). */
+START_TEST(own_kernels_long_k_or_not_chosen) {
+    if (harness_small()) return; /* 2047-step loops are too slow for Oclgrind */
+    const own_case long_k = {0, 0, 37, 64, 2047, 2, 0.0f, 0};
+    for (int dev = 0; dev < harness_device_count(); dev++) {
+        oclseg_ctx *ctx = harness_ctx(dev);
+        if (device_truncates_loops(ctx)) {
+            printf("%s ends loops after 65535 iterations: own GEMM kernels not chosen\n",
+                   harness_device_name(dev));
+            ck_assert_int_eq(ctx->gemm_backend, OCLSEG_GEMM_AUTO);
+            if (oclseg_env_get()->gemm_backend == OCLSEG_GEMM_AUTO)
+                ck_assert_int_eq(oclseg_gemm_own_kernels(ctx), 0);
+            continue;
+        }
+        ctx->gemm_backend = OCLSEG_GEMM_OWN;
+        run_own_case(ctx, &long_k, 1e-4);
+        ctx->gemm_backend = OCLSEG_GEMM_AUTO;
+    }
+}
+END_TEST
+
 /* The transposed A * B^T path when B lives in the shared scratch (conv2d's columns): B^T goes
- * to the context's separate packing buffer. Not under Oclgrind (OCLSEG_TEST_NO_GEMM): its
- * uninitialised-value checker reports gemm_nn's reads of that buffer after gemm_transpose wrote
- * it, but not the same reads of the scratch (same kernels and offsets; not understood). */
+ * to the context's separate packing buffer. B goes into the scratch at float 7, NaN around it,
+ * in one write of the whole scratch (Oclgrind mis-tracks host writes at an offset:
+ * tools/repro/oclgrind_stale_shadow.c), and the packing buffer starts all NaN (harness_grow_nan). */
 START_TEST(own_packing_beside_scratch_operand) {
-    if (harness_no_gemm()) return;
-    const size_t m = 9, n = 20, k = 37;
+    const size_t m = 9, n = 20, k = 37, b_at = 7;
     float *a = malloc(m * k * sizeof *a), *b = malloc(n * k * sizeof *b);
     float *got = malloc(m * n * sizeof *got);
     double *ref = malloc(m * n * sizeof *ref);
@@ -231,15 +297,28 @@ START_TEST(own_packing_beside_scratch_operand) {
         oclseg_ctx *ctx = harness_ctx(dev);
         ctx->gemm_backend = OCLSEG_GEMM_OWN;
         cl_mem scratch;
-        ck_assert_int_eq(oclseg_scratch(ctx, (7 + n * k) * sizeof(float), &scratch), OCLSEG_OK);
-        ck_assert_int_eq(oclseg_write(ctx, scratch, 7 * sizeof(float), n * k * sizeof(float), b),
+        ck_assert_int_eq(oclseg_scratch(ctx, (b_at + n * k) * sizeof(float), &scratch), OCLSEG_OK);
+        const size_t scratch_floats = ctx->scratch_bytes / sizeof(float);
+        float *whole = malloc(scratch_floats * sizeof *whole);
+        ck_assert_ptr_nonnull(whole);
+        for (size_t i = 0; i < scratch_floats; i++) whole[i] = NAN;
+        memcpy(whole + b_at, b, n * k * sizeof(float));
+        ck_assert_int_eq(oclseg_write(ctx, scratch, 0, scratch_floats * sizeof(float), whole),
                          OCLSEG_OK);
+        free(whole);
+        harness_grow_nan(ctx, &ctx->gemm_pack, &ctx->gemm_pack_bytes, n * k * sizeof(float));
         hbuf ba = hb_from(ctx, a, m * k), bc = hb_create(ctx, m * n);
         const gemm_dims d = {0, 1, m, n, k};
         ck_assert_int_eq(gemm_single(ctx, d, gemm_mat(ba.buf, ba.lead, k, 0),
-                                     gemm_mat(scratch, 7, k, 0), 0.0f,
+                                     gemm_mat(scratch, b_at, k, 0), 0.0f,
                                      gemm_mat(bc.buf, bc.lead, n, 0)), OCLSEG_OK);
-        ck_assert_ptr_nonnull(ctx->gemm_pack);
+        float *packed = malloc(n * k * sizeof *packed); /* B^T went to the packing buffer */
+        ck_assert_ptr_nonnull(packed);
+        ck_assert_int_eq(oclseg_read(ctx, ctx->gemm_pack, 0, n * k * sizeof *packed, packed),
+                         OCLSEG_OK);
+        for (size_t q = 0; q < k; q++)
+            for (size_t j = 0; j < n; j++) ck_assert(packed[q * n + j] == b[j * k + q]);
+        free(packed);
         hb_download(&bc, got, "own gemm, B in the scratch");
         harness_compare("own gemm, B in the scratch", got, ref, m * n, 1e-5, 1e-5);
         hb_free(&ba);
@@ -261,6 +340,7 @@ int main(void) {
     tcase_add_test(tc, batched_gemms_match_reference);
     tcase_add_test(tc, own_kernels_match_reference);
     tcase_add_test(tc, own_packing_beside_scratch_operand);
+    tcase_add_test(tc, own_kernels_long_k_or_not_chosen);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

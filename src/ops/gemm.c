@@ -79,9 +79,9 @@ int oclseg_gemm_own_kernels(const oclseg_ctx *ctx) {
     if (ctx->gemm_backend != OCLSEG_GEMM_AUTO) return ctx->gemm_backend == OCLSEG_GEMM_OWN;
     const int forced = oclseg_env_get()->gemm_backend;
     if (forced != OCLSEG_GEMM_AUTO) return forced == OCLSEG_GEMM_OWN;
-    /* Not on Mesa's rusticl: llvmpipe computes gemm_nn wrongly once k reaches ~2000 (e.g.
-     * m 256, n 64, k 2047 x 2: errors of 2.3 on results of ~35; k 1800 is right; PoCL is right
-     * at every size), found by test_ops_conv_transpose; not understood yet (docs/performance.md) */
+    /* Not on Mesa's rusticl: llvmpipe ends every loop of a work-item once 65535 iterations in
+     * all have run (gallivm's loop limiter; tools/repro/llvmpipe_loop_limit.c), which cuts
+     * gemm_nn's k loop short from k 1872 on with the 8 x 32 tile (docs/performance.md) */
     if (strstr(ctx->info.platform_name, "rusticl")) return 0;
     return (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0;
 }
@@ -178,8 +178,9 @@ static int own_nt(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, 
 /* gemm_nt's dot products pay a lane sum per element of C: below this k a single A * B^T goes to
  * gemm_nn instead, with B transposed by gemm_transpose (8-15x faster on the decoder's weight
  * gradients, k = 256; docs/performance.md). Batch sums stay on gemm_nt: packing a batch side by
- * side gave wrong weight gradients on rusticl in the golden test (not in isolation; not
- * understood), see docs/performance.md. */
+ * side (one gemm_nn over batch * k) failed the golden test on rusticl, which llvmpipe's loop
+ * limit explains (see oclseg_gemm_own_kernels: the golden model's k of 4 x 576 is past it, the
+ * unit cases' are not); on PoCL it is a speed-up not tried. */
 #define GEMM_NT_MIN_K 1024
 
 /* The buffer for B^T when the shared scratch holds an operand. */
