@@ -261,12 +261,17 @@ START_TEST(own_kernels_long_k_or_not_chosen) {
     const own_case long_k = {0, 0, 37, 64, 2047, 2, 0.0f, 0};
     for (int dev = 0; dev < harness_device_count(); dev++) {
         oclseg_ctx *ctx = harness_ctx(dev);
-        if (device_truncates_loops(ctx)) {
+        const int truncates = device_truncates_loops(ctx);
+        /* the runtime's own probe (cl/device_probe.cl) agrees with this independent one */
+        ck_assert_int_eq(oclseg_device_runs_long_loops(ctx), !truncates);
+        if (truncates) {
             printf("%s ends loops after 65535 iterations: own GEMM kernels not chosen\n",
                    harness_device_name(dev));
             ck_assert_int_eq(ctx->gemm_backend, OCLSEG_GEMM_AUTO);
             if (oclseg_env_get()->gemm_backend == OCLSEG_GEMM_AUTO)
                 ck_assert_int_eq(oclseg_gemm_own_kernels(ctx), 0);
+            if (oclseg_env_get()->row_kernels == OCLSEG_ROWS_AUTO)
+                ck_assert_int_eq(oclseg_use_row_kernels(ctx), 0);
             continue;
         }
         ctx->gemm_backend = OCLSEG_GEMM_OWN;

@@ -250,7 +250,8 @@ int op_optimizer_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg,
                       cl_mem state2, size_t off, size_t count);
 
 /* 1 when this context's GEMMs run on oclseg's own register-tiled kernels (cl/gemm.cl gemm_nn /
- * gemm_nt; the default on CPU devices), 0 on CLBlast (ctx->gemm_backend, else OCLSEG_GEMM). */
-int oclseg_gemm_own_kernels(const oclseg_ctx *ctx);
+ * gemm_nt; the default on CPU devices that run long loops to the end), 0 on CLBlast
+ * (ctx->gemm_backend, else OCLSEG_GEMM). */
+int oclseg_gemm_own_kernels(oclseg_ctx *ctx);
 
 #endif

@@ -91,12 +91,24 @@ typedef struct oclseg_ctx {
     /* kernels shaped for CPUs (an item per row instead of per element; depthwise): 0 auto (CPU
      * devices), OCLSEG_ROWS_ON, OCLSEG_ROWS_OFF */
     int row_kernels;
+    /* whether a work-item's loops run to the end (oclseg_device_runs_long_loops): 0 not probed
+     * yet, 1 yes, -1 no (Mesa's llvmpipe ends them after 65535 iterations in all) */
+    int long_loops;
 } oclseg_ctx;
 
 enum { OCLSEG_ROWS_AUTO = 0, OCLSEG_ROWS_ON = 1, OCLSEG_ROWS_OFF = 2 };
 
-/* Whether ops use their CPU-shaped kernels on this context (see row_kernels). */
-int oclseg_use_row_kernels(const oclseg_ctx *ctx);
+/* Whether ops use their CPU-shaped kernels on this context (see row_kernels): by default on CPU
+ * devices whose work-items run long loops to the end (a row or channel per work-item loops over
+ * a whole plane or batch). */
+int oclseg_use_row_kernels(oclseg_ctx *ctx);
+
+/* Whether one work-item of this device runs 80000 loop iterations to the end, probed once per
+ * context (cl/device_probe.cl). Mesa's llvmpipe (rusticl) ends every loop of a work-item after
+ * 65535 iterations in all without an error (tools/repro/llvmpipe_loop_limit.c): kernels that
+ * give a work-item a long loop (the own GEMM's k loop, the row kernels) are wrong there. A
+ * failed probe counts as "no" (with a warning): the other kernels are right everywhere. */
+int oclseg_device_runs_long_loops(oclseg_ctx *ctx);
 
 enum { OCLSEG_GEMM_AUTO = 0, OCLSEG_GEMM_OWN = 1, OCLSEG_GEMM_CLBLAST = 2 };
 

@@ -75,15 +75,15 @@ static CLBlastTranspose transpose(int t) { return t ? CLBlastTransposeYes : CLBl
  * Used on CPU devices, where CLBlast's GPU-shaped kernels reach ~18 GFLOP/s on PoCL against the
  * cores' ~360 GFLOP/s (docs/performance.md). ctx->gemm_backend, else OCLSEG_GEMM=clblast|own,
  * overrides the choice. */
-int oclseg_gemm_own_kernels(const oclseg_ctx *ctx) {
+int oclseg_gemm_own_kernels(oclseg_ctx *ctx) {
     if (ctx->gemm_backend != OCLSEG_GEMM_AUTO) return ctx->gemm_backend == OCLSEG_GEMM_OWN;
     const int forced = oclseg_env_get()->gemm_backend;
     if (forced != OCLSEG_GEMM_AUTO) return forced == OCLSEG_GEMM_OWN;
-    /* Not on Mesa's rusticl: llvmpipe ends every loop of a work-item once 65535 iterations in
-     * all have run (gallivm's loop limiter; tools/repro/llvmpipe_loop_limit.c), which cuts
-     * gemm_nn's k loop short from k 1872 on with the 8 x 32 tile (docs/performance.md) */
-    if (strstr(ctx->info.platform_name, "rusticl")) return 0;
-    return (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0;
+    /* Not where a work-item's loops end early: Mesa's llvmpipe (rusticl) ends every loop of a
+     * work-item once 65535 iterations in all have run (gallivm's loop limiter;
+     * tools/repro/llvmpipe_loop_limit.c), which cuts gemm_nn's k loop short from k 1872 on with
+     * the 8 x 32 tile (docs/performance.md); probed, not matched by name */
+    return (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0 && oclseg_device_runs_long_loops(ctx);
 }
 
 static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }

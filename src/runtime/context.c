@@ -153,9 +153,9 @@ int oclseg_prof_collect(oclseg_ctx *ctx, char (**names)[48], double **ms, int *c
     return OCLSEG_OK;
 }
 
-int oclseg_use_row_kernels(const oclseg_ctx *ctx) {
+int oclseg_use_row_kernels(oclseg_ctx *ctx) {
     if (ctx->row_kernels != OCLSEG_ROWS_AUTO) return ctx->row_kernels == OCLSEG_ROWS_ON;
     const int forced = oclseg_env_get()->row_kernels;
     if (forced != OCLSEG_ROWS_AUTO) return forced == OCLSEG_ROWS_ON;
-    return (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0;
+    return (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0 && oclseg_device_runs_long_loops(ctx);
 }
