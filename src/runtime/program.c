@@ -404,6 +404,40 @@ size_t oclseg_reduce_wg(oclseg_ctx *ctx, const char *program_name, cl_kernel ker
     return floor_pow2(wg < limit ? wg : limit);
 }
 
+static size_t groups_of(cl_uint dims, const size_t *g, const size_t *l) {
+    size_t groups = 1;
+    for (cl_uint i = 0; i < dims; i++) groups *= (g[i] + l[i] - 1) / l[i];
+    return groups;
+}
+
+/* The work-group for a launch without one. GPUs: 256 items (16 along x, the contiguous axis,
+ * the rest along y). CPU devices run a group's items in a loop on one core (vectorised along x)
+ * and pay a scheduling cost per group, which at 256 items dominated BatchNorm's per-element
+ * passes (bn_apply 117 -> 44-69 ms per step with 4096; docs/performance.md): up to 4096 items,
+ * 256 along x, halved while that leaves fewer than 8 groups per compute unit. */
+static void default_local(const oclseg_ctx *ctx, cl_uint dims, const size_t *g, size_t limit,
+                          size_t *l) {
+    const int cpu = (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0;
+    const size_t cap = cpu ? 4096 : 256, x_cap = cpu ? 256 : 16;
+    const size_t budget = floor_pow2(limit < cap ? limit : cap);
+    if (dims == 1) {
+        l[0] = budget;
+    } else {
+        l[0] = budget >= x_cap ? x_cap : budget;
+        l[1] = budget / l[0];
+    }
+    for (cl_uint i = 0; i < dims; i++) /* don't make groups larger than the problem */
+        while (l[i] > 1 && l[i] / 2 >= g[i]) l[i] /= 2;
+    const size_t min_groups = 8 * (size_t)(ctx->info.compute_units ? ctx->info.compute_units : 1);
+    while (cpu && groups_of(dims, g, l) < min_groups) {
+        cl_uint widest = 0; /* halve the longest side that is still > 1 */
+        for (cl_uint i = 1; i < dims; i++)
+            if (l[i] > l[widest]) widest = i;
+        if (l[widest] == 1 || l[0] * l[1] * (dims > 2 ? l[2] : 1) <= 16) break;
+        l[widest] /= 2;
+    }
+}
+
 int oclseg_launch(oclseg_ctx *ctx, cl_kernel kernel, cl_uint dims, const size_t *global,
                   const size_t *local) {
     size_t g[3] = {1, 1, 1}, l[3] = {1, 1, 1};
@@ -425,16 +459,7 @@ int oclseg_launch(oclseg_ctx *ctx, cl_kernel kernel, cl_uint dims, const size_t 
             return OCLSEG_ERR_UNSUPPORTED;
         }
     } else {
-        size_t budget = floor_pow2(limit < 256 ? limit : 256);
-        if (dims == 1) {
-            l[0] = budget;
-        } else {
-            /* 2D/3D: 16 along x (contiguous), the rest along y. */
-            l[0] = budget >= 16 ? 16 : budget;
-            l[1] = budget / l[0];
-        }
-        for (cl_uint i = 0; i < dims; i++) /* don't make groups larger than the problem */
-            while (l[i] > 1 && l[i] / 2 >= g[i]) l[i] /= 2;
+        default_local(ctx, dims, g, limit, l);
     }
     for (cl_uint i = 0; i < dims; i++) g[i] = (g[i] + l[i] - 1) / l[i] * l[i];
     cl_event *ev = NULL;
