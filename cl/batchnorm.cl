@@ -260,23 +260,53 @@ __kernel void bn_backward_eval_dx(__global const float *dy, const uint dy_off,
 }
 
 // ---- CPU forms of the two *_partial kernels: same arguments, same partial layout (so the
-// finalize kernels are shared), one work-item per (chunk, channel) taking the chunk's values in
-// order: no local memory, no barriers, and the (image, position) index advanced without a
-// division per value. A CPU runs a work-group's items one after another, where the tree of the
-// GPU form only adds barrier regions. Global (chunks, C); the host makes chunks of whole planes.
-// Sums are blocked (BN_BLOCK values into a block sum, block sums into the total): a plain
-// running sum over thousands of values loses accuracy the tree keeps (the PyTorch golden test
-// of the fine-tuned encoder's gradients fails with one).
+// finalize kernels are shared), one work-item per (chunk, channel); the host makes chunks of
+// whole planes, so an item walks its channel's planes, each HW contiguous values. Within a plane
+// BN_LANES independent lane sums take vectors of BN_LANES values (LLVM keeps them in vector
+// registers: PoCL's AVX-512 adds 16 values per instruction, where one running sum is bound by
+// the add latency), and every BN_BLOCK vectors, or at a plane's end, the lanes are added in a
+// fixed tree order into the item's total; a plane's last HW % BN_LANES values are added one by
+// one after its vectors. So each lane sums at most BN_BLOCK values before they are folded in (a
+// plain running sum over thousands of values loses accuracy the tree form keeps: the PyTorch
+// golden test of the fine-tuned encoder's gradients fails with one), and the order depends only
+// on the shape: deterministic. Global (chunks, C).
 
 #ifndef BN_BLOCK
-#define BN_BLOCK 64
+#define BN_BLOCK 64 // vectors per lane block
+#endif
+#ifndef BN_LANES
+#define BN_LANES 16
 #endif
 
-// Next value of channel c after position (n, i): i + 1, wrapping to the next image.
-#define BN_ADVANCE(n, i, HW) \
-    if (++(i) == (HW)) {     \
-        (i) = 0;             \
-        (n)++;               \
+#define BN_CAT_(a, b) a##b
+#define BN_CAT(a, b) BN_CAT_(a, b)
+#define BN_VF BN_CAT(float, BN_LANES)
+#define BN_VI BN_CAT(int, BN_LANES)
+#define BN_VLOAD BN_CAT(vload, BN_LANES)
+#define BN_VSTORE BN_CAT(vstore, BN_LANES)
+
+// The lanes of v added in a fixed tree order (lane i + lane i + w, w = BN_LANES / 2, ..., 1).
+inline float bn_lane_sum(const BN_VF v) {
+    float lane[BN_LANES];
+    BN_VSTORE(v, 0, lane);
+    for (uint w = BN_LANES / 2; w > 0; w /= 2)
+        for (uint i = 0; i < w; i++) lane[i] += lane[i + w];
+    return lane[0];
+}
+
+// Sum over planes [n0, n1) of channel c of f(x) (BN_SUM_VEC on the BN_LANES values from element
+// index `at`, BN_SUM_ONE on the one value there), into `total`, in the order described above.
+#define BN_PLANE_SUM(total, n0, n1, BN_SUM_VEC, BN_SUM_ONE)                                    \
+    for (uint n = (n0); n < (n1); n++) {                                                      \
+        const size_t plane = ((size_t)n * C + c) * HW;                                        \
+        const uint vec_end = HW - HW % BN_LANES;                                              \
+        for (uint b = 0; b < vec_end; b += BN_BLOCK * BN_LANES) {                              \
+            BN_VF lanes = (BN_VF)(0.0f);                                                      \
+            for (uint i = b; i < min(vec_end, b + BN_BLOCK * BN_LANES); i += BN_LANES)        \
+                lanes += BN_SUM_VEC(plane + i);                                               \
+            total += bn_lane_sum(lanes);                                                      \
+        }                                                                                     \
+        for (uint i = vec_end; i < HW; i++) total += BN_SUM_ONE(plane + i);                   \
     }
 
 // bn_stats_partial's {mean, sum of squared deviations} of the chunk, by two passes (the chunk's
@@ -287,35 +317,32 @@ __kernel void bn_stats_rows(__global const float *x, const uint x_off, const uin
     const uint chunk = get_global_id(0), c = get_global_id(1);
     if (chunk >= chunks || c >= C) return;
     const uint start = chunk * chunk_len, end = min(M, start + chunk_len);
-    const uint n0 = start / HW, i0 = start - n0 * HW;
+    const uint n0 = start / HW, n1 = end / HW; // whole planes
+    __global const float *xs = x + x_off;
     float sum = 0.0f;
-    uint n = n0, i = i0;
-    for (uint b = start; b < end; b += BN_BLOCK) {
-        float block = 0.0f;
-        for (uint m = b; m < min(end, b + BN_BLOCK); m++) {
-            block += x[x_off + (n * C + c) * HW + i];
-            BN_ADVANCE(n, i, HW)
-        }
-        sum += block;
-    }
+#define BN_X_VEC(at) BN_VLOAD(0, xs + (at))
+#define BN_X_ONE(at) xs[at]
+    BN_PLANE_SUM(sum, n0, n1, BN_X_VEC, BN_X_ONE)
     const float mean = sum / (float)(end - start);
     float m2 = 0.0f;
-    n = n0;
-    i = i0;
-    for (uint b = start; b < end; b += BN_BLOCK) {
-        float block = 0.0f;
-        for (uint m = b; m < min(end, b + BN_BLOCK); m++) {
-            const float d = x[x_off + (n * C + c) * HW + i] - mean;
-            block += d * d;
-            BN_ADVANCE(n, i, HW)
-        }
-        m2 += block;
-    }
+#define BN_SQ_VEC(at) ((BN_X_VEC(at) - mean) * (BN_X_VEC(at) - mean))
+#define BN_SQ_ONE(at) ((xs[at] - mean) * (xs[at] - mean))
+    BN_PLANE_SUM(m2, n0, n1, BN_SQ_VEC, BN_SQ_ONE)
     part[part_off + 2 * (c * chunks + chunk)] = mean;
     part[part_off + 2 * (c * chunks + chunk) + 1] = m2;
 }
 
-// bn_grad_partial's {sum dy, sum dy * (x - mean[c])} of the chunk, in order.
+// bn_relu6_grad on BN_LANES values at once (the same fma, so the same mask).
+inline BN_VF bn_relu6_grad_vec(const uint relu6, const BN_VF dy, const BN_VF x, const float mean,
+                               const float scale, const float beta) {
+    if (!relu6) return dy;
+    const BN_VF v = fma(x - mean, (BN_VF)(scale), (BN_VF)(beta));
+    const BN_VI inside = (v > (BN_VF)(0.0f)) & (v < (BN_VF)(6.0f));
+    return select((BN_VF)(0.0f), dy, inside);
+}
+
+// bn_grad_partial's {sum dy, sum dy * (x - mean[c])} of the chunk (dy through the fused ReLU6's
+// mask when relu6 != 0).
 __kernel void bn_grad_rows(__global const float *x, const uint x_off, __global const float *dy,
                            const uint dy_off, __global const float *mean, const uint mean_off,
                            const uint C, const uint HW, const uint M, const uint chunk_len,
@@ -324,22 +351,33 @@ __kernel void bn_grad_rows(__global const float *x, const uint x_off, __global c
     const uint chunk = get_global_id(0), c = get_global_id(1);
     if (chunk >= chunks || c >= C) return;
     const uint start = chunk * chunk_len, end = min(M, start + chunk_len);
+    const uint n0 = start / HW, n1 = end / HW; // whole planes
     const float mu = mean[mean_off + c];
     BN_RELU6_CHANNEL(c)
-    uint n = start / HW, i = start - n * HW;
+    __global const float *xs = x + x_off, *gs = dy + dy_off;
     float sum_dy = 0.0f, sum_dy_xmu = 0.0f;
-    for (uint b = start; b < end; b += BN_BLOCK) {
-        float block_dy = 0.0f, block_dy_xmu = 0.0f;
-        for (uint m = b; m < min(end, b + BN_BLOCK); m++) {
-            const uint idx = (n * C + c) * HW + i;
-            const float xv = x[x_off + idx];
-            const float g = bn_relu6_grad(relu6, dy[dy_off + idx], xv, mu, r6_scale, r6_beta);
-            block_dy += g;
-            block_dy_xmu += g * (xv - mu);
-            BN_ADVANCE(n, i, HW)
+    // both sums in one pass over x and dy, each in the order of BN_PLANE_SUM
+    for (uint n = n0; n < n1; n++) {
+        const size_t plane = ((size_t)n * C + c) * HW;
+        const uint vec_end = HW - HW % BN_LANES;
+        for (uint b = 0; b < vec_end; b += BN_BLOCK * BN_LANES) {
+            BN_VF lanes_dy = (BN_VF)(0.0f), lanes_dy_xmu = (BN_VF)(0.0f);
+            for (uint i = b; i < min(vec_end, b + BN_BLOCK * BN_LANES); i += BN_LANES) {
+                const BN_VF xv = BN_VLOAD(0, xs + plane + i);
+                const BN_VF g = bn_relu6_grad_vec(relu6, BN_VLOAD(0, gs + plane + i), xv, mu,
+                                                  r6_scale, r6_beta);
+                lanes_dy += g;
+                lanes_dy_xmu += g * (xv - mu);
+            }
+            sum_dy += bn_lane_sum(lanes_dy);
+            sum_dy_xmu += bn_lane_sum(lanes_dy_xmu);
         }
-        sum_dy += block_dy;
-        sum_dy_xmu += block_dy_xmu;
+        for (uint i = vec_end; i < HW; i++) {
+            const float xv = xs[plane + i];
+            const float g = bn_relu6_grad(relu6, gs[plane + i], xv, mu, r6_scale, r6_beta);
+            sum_dy += g;
+            sum_dy_xmu += g * (xv - mu);
+        }
     }
     part[part_off + 2 * (c * chunks + chunk)] = sum_dy;
     part[part_off + 2 * (c * chunks + chunk) + 1] = sum_dy_xmu;
