@@ -285,13 +285,11 @@ __kernel void bn_backward_eval_dx(__global const float *dy, const uint dy_off,
 #define BN_VLOAD BN_CAT(vload, BN_LANES)
 #define BN_VSTORE BN_CAT(vstore, BN_LANES)
 
-// The lanes of v added in a fixed tree order (lane i + lane i + w, w = BN_LANES / 2, ..., 1).
+// The lanes of v added in a fixed tree order (cl/common.clh lane_tree_sum).
 inline float bn_lane_sum(const BN_VF v) {
     float lane[BN_LANES];
     BN_VSTORE(v, 0, lane);
-    for (uint w = BN_LANES / 2; w > 0; w /= 2)
-        for (uint i = 0; i < w; i++) lane[i] += lane[i + w];
-    return lane[0];
+    return lane_tree_sum(lane, BN_LANES);
 }
 
 // Sum over planes [n0, n1) of channel c of f(x) (BN_SUM_VEC on the BN_LANES values from element

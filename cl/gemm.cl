@@ -113,14 +113,11 @@ __kernel void gemm_nn(const uint m, const uint n, const uint k, __global const f
     }
 }
 
-// Sum of a vector's lanes in a fixed tree order (lane i + lane i + w for w = VW/2, ..., 1; through
-// a private array: Oclgrind's uninitialised-value checker crashes on .lo/.hi of a float16).
+// Sum of a vector's lanes in a fixed tree order (cl/common.clh lane_tree_sum).
 inline float gemm_lane_sum(const VFLOAT v) {
     float lane[GEMM_VW];
     VSTORE(v, 0, lane);
-    for (uint w = GEMM_VW / 2; w > 0; w /= 2)
-        for (uint i = 0; i < w; i++) lane[i] += lane[i + w];
-    return lane[0];
+    return lane_tree_sum(lane, GEMM_VW);
 }
 
 // C_z (m x n) = sum_{s < sum_count} A_{z+s} * B_{z+s}^T + beta * C_z, with A_z (m x k) and
