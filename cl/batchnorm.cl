@@ -130,25 +130,47 @@ inline float bn_relu6_grad(const uint relu6, const float dy, const float x, cons
     return v > 0.0f && v < 6.0f ? dy : 0.0f;
 }
 
+// A per-element kernel in two launch shapes from one body: NAME over work-items (HW, C, N) (the
+// channel comes from the id, no per-element division; GPUs), and NAME_rows over (C, N), one
+// item per plane looping over its HW contiguous elements with the channel's constants loaded
+// once (CPU devices: a vectorisable loop instead of one scheduled item per element). CHANNEL
+// declares the per-channel values from c; ELEMENT computes element i. Both are macro arguments:
+// no comma outside parentheses in them (one declaration per statement).
+#define BN_PER_ELEMENT(NAME, ARGS, CHANNEL, ELEMENT)                                           \
+    __kernel void NAME(ARGS) {                                                                 \
+        const uint p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);           \
+        if (p >= HW || c >= C) return;                                                         \
+        const uint i = (n * C + c) * HW + p;                                                   \
+        if (i >= total) return;                                                                \
+        CHANNEL                                                                                \
+        ELEMENT                                                                                \
+    }                                                                                          \
+    __kernel void NAME##_rows(ARGS) {                                                          \
+        const uint c = get_global_id(0), n = get_global_id(1);                                 \
+        const uint first = (n * C + c) * HW;                                                   \
+        if (c >= C || first >= total) return;                                                  \
+        CHANNEL                                                                                \
+        for (uint i = first; i < first + HW; i++) {                                            \
+            ELEMENT                                                                            \
+        }                                                                                      \
+    }
+
 // y = (x - mean[c]) * (invstd[c] * gamma[c]) + beta[c] over all `total` elements. Subtracting
 // the mean first keeps full precision when |mean| >> std (x * scale + shift would not).
 // relu6 != 0 fuses the ReLU6 that follows most BatchNorms (one pass over y instead of two);
 // NaN stays NaN as in PyTorch's hardtanh.
-__kernel void bn_apply(__global const float *x, const uint x_off, __global const float *mean,
-                       const uint mean_off, __global const float *invstd, const uint invstd_off,
-                       __global const float *gamma, const uint gamma_off,
-                       __global const float *beta, const uint beta_off, __global float *y,
-                       const uint y_off, const uint C, const uint HW, const uint total,
-                       const uint relu6) {
-    // work-items (HW, C, N): the channel comes from the id, no per-element division
-    const uint p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
-    if (p >= HW || c >= C) return;
-    const uint i = (n * C + c) * HW + p;
-    if (i >= total) return;
+#define BN_APPLY_ARGS                                                                          \
+    __global const float *x, const uint x_off, __global const float *mean, const uint mean_off,  \
+        __global const float *invstd, const uint invstd_off, __global const float *gamma,        \
+        const uint gamma_off, __global const float *beta, const uint beta_off,                   \
+        __global float *y, const uint y_off, const uint C, const uint HW, const uint total,      \
+        const uint relu6
+BN_PER_ELEMENT(bn_apply, BN_APPLY_ARGS,
     const float scale = invstd[invstd_off + c] * gamma[gamma_off + c];
-    const float v = bn_output(x[x_off + i], mean[mean_off + c], scale, beta[beta_off + c]);
-    y[y_off + i] = relu6 && !isnan(v) ? fmin(fmax(v, 0.0f), 6.0f) : v;
-}
+    const float mu = mean[mean_off + c];
+    const float shift = beta[beta_off + c];,
+    const float v = bn_output(x[x_off + i], mu, scale, shift);
+    y[y_off + i] = relu6 && !isnan(v) ? fmin(fmax(v, 0.0f), 6.0f) : v;)
 
 // Arguments and per-channel set-up of the backward kernels that take a fused ReLU6's gradient
 // (relu6 != 0: the forward ran bn_apply with relu6; dy is the gradient of the ReLU6's output and
@@ -220,44 +242,33 @@ __kernel void bn_grad_finalize(__global const float *part, const uint part_off, 
 
 // Training-mode input gradient:
 // dx = gamma * invstd * (dy - sum(dy) / M - xhat * sum(dy * xhat) / M).
-__kernel void bn_backward_train_dx(__global const float *x, const uint x_off,
-                                   __global const float *dy, const uint dy_off,
-                                   __global const float *mean, const uint mean_off,
-                                   __global const float *invstd, const uint invstd_off,
-                                   __global const float *gamma, const uint gamma_off,
-                                   __global const float *sums, const uint sums_off,
-                                   __global float *dx, const uint dx_off, const uint C,
-                                   const uint HW, const uint M, const uint total,
-                                   __global const float *r6_beta_buf, const uint r6_beta_off,
-                                   const uint relu6) {
-    // work-items (HW, C, N): the channel comes from the id, no per-element division
-    const uint p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
-    if (p >= HW || c >= C) return;
-    const uint i = (n * C + c) * HW + p;
-    if (i >= total) return;
+#define BN_TRAIN_DX_ARGS                                                                       \
+    __global const float *x, const uint x_off, __global const float *dy, const uint dy_off,      \
+        __global const float *mean, const uint mean_off, __global const float *invstd,           \
+        const uint invstd_off, __global const float *gamma, const uint gamma_off,                \
+        __global const float *sums, const uint sums_off, __global float *dx, const uint dx_off,  \
+        const uint C, const uint HW, const uint M, const uint total,                             \
+        __global const float *r6_beta_buf, const uint r6_beta_off, const uint relu6
+BN_PER_ELEMENT(bn_backward_train_dx, BN_TRAIN_DX_ARGS,
     const float inv = invstd[invstd_off + c];
     const float mean_dy = sums[sums_off + 2 * c] / (float)M;
     const float mean_dy_xhat = sums[sums_off + 2 * c + 1] / (float)M;
-    const float xv = x[x_off + i], mu = mean[mean_off + c], g = gamma[gamma_off + c];
-    const float r6_beta = relu6 ? r6_beta_buf[r6_beta_off + c] : 0.0f;
+    const float mu = mean[mean_off + c];
+    const float g = gamma[gamma_off + c];
+    const float r6_beta = relu6 ? r6_beta_buf[r6_beta_off + c] : 0.0f;,
+    const float xv = x[x_off + i];
     const float dyv = bn_relu6_grad(relu6, dy[dy_off + i], xv, mu, inv * g, r6_beta);
     const float xhat = (xv - mu) * inv;
-    dx[dx_off + i] = g * inv * (dyv - mean_dy - xhat * mean_dy_xhat);
-}
+    dx[dx_off + i] = g * inv * (dyv - mean_dy - xhat * mean_dy_xhat);)
 
 // Eval-mode input gradient: dx = dy * gamma * invstd (running statistics are constants).
-__kernel void bn_backward_eval_dx(__global const float *dy, const uint dy_off,
-                                  __global const float *invstd, const uint invstd_off,
-                                  __global const float *gamma, const uint gamma_off,
-                                  __global float *dx, const uint dx_off, const uint C,
-                                  const uint HW, const uint total) {
-    // work-items (HW, C, N): the channel comes from the id, no per-element division
-    const uint p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
-    if (p >= HW || c >= C) return;
-    const uint i = (n * C + c) * HW + p;
-    if (i >= total) return;
-    dx[dx_off + i] = dy[dy_off + i] * (gamma[gamma_off + c] * invstd[invstd_off + c]);
-}
+#define BN_EVAL_DX_ARGS                                                                        \
+    __global const float *dy, const uint dy_off, __global const float *invstd,                   \
+        const uint invstd_off, __global const float *gamma, const uint gamma_off,                \
+        __global float *dx, const uint dx_off, const uint C, const uint HW, const uint total
+BN_PER_ELEMENT(bn_backward_eval_dx, BN_EVAL_DX_ARGS,
+    const float scale = gamma[gamma_off + c] * invstd[invstd_off + c];,
+    dx[dx_off + i] = dy[dy_off + i] * scale;)
 
 // ---- CPU forms of the two *_partial kernels: same arguments, same partial layout (so the
 // finalize kernels are shared), one work-item per (chunk, channel); the host makes chunks of

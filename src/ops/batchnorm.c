@@ -90,8 +90,20 @@ static int check_vector(const char *op, const char *name, const oclseg_tensor *v
     return OCLSEG_OK;
 }
 
-/* Launches k over (HW, C, N) of x: no per-element division in the kernel. */
+/* A per-element kernel of cl/batchnorm.cl (BN_PER_ELEMENT) in the form for this device: `name`
+ * over (HW, C, N) or, with the row kernels, `name`_rows over (C, N), an item per plane. */
+static int per_element_kernel(oclseg_ctx *ctx, const char *name, cl_kernel *k) {
+    char full[48];
+    snprintf(full, sizeof full, "%s%s", name, oclseg_use_row_kernels(ctx) ? "_rows" : "");
+    return oclseg_kernel_get(ctx, "batchnorm", NULL, full, k);
+}
+
+/* Launches a kernel of per_element_kernel over x in its form. */
 static int launch_per_element(oclseg_ctx *ctx, cl_kernel k, const oclseg_tensor *x) {
+    if (oclseg_use_row_kernels(ctx)) {
+        size_t global[2] = {(size_t)x->c, (size_t)x->n};
+        return oclseg_launch(ctx, k, 2, global, NULL);
+    }
     size_t global[3] = {(size_t)x->h * x->w, (size_t)x->c, (size_t)x->n};
     return oclseg_launch(ctx, k, 3, global, NULL);
 }
@@ -116,7 +128,7 @@ static int launch_apply(oclseg_ctx *ctx, const oclseg_tensor *x, cl_mem mean, cl
                         cl_mem invstd, cl_uint invstd_off, const oclseg_tensor *gamma,
                         const oclseg_tensor *beta, oclseg_tensor *y, int relu6) {
     cl_kernel k;
-    TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_apply", &k));
+    TRY(per_element_kernel(ctx, "bn_apply", &k));
     cl_uint channels = (cl_uint)x->c, hw = (cl_uint)(x->h * x->w);
     cl_uint total = (cl_uint)oclseg_tensor_numel(x);
     cl_uint fuse = relu6 ? 1u : 0u;
@@ -404,7 +416,7 @@ int op_batchnorm_backward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
     if (!dx) return OCLSEG_OK;
 
     cl_kernel k;
-    TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_backward_train_dx", &k));
+    TRY(per_element_kernel(ctx, "bn_backward_train_dx", &k));
     kargs a = karg_begin(k);
     karg_tensor(&a, x);
     karg_tensor(&a, dy);
@@ -455,7 +467,7 @@ int op_batchnorm_backward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oc
     if (!dx) return OCLSEG_OK;
 
     cl_kernel k;
-    TRY(oclseg_kernel_get(ctx, "batchnorm", NULL, "bn_backward_eval_dx", &k));
+    TRY(per_element_kernel(ctx, "bn_backward_eval_dx", &k));
     kargs a = karg_begin(k);
     karg_tensor(&a, dy);
     karg_mem(&a, scratch);
