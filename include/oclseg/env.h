@@ -35,8 +35,11 @@ typedef struct oclseg_env {
     int has_fault_nan;         /* OCLSEG_FAULT_NAN is set */
     char fault_nan[256];       /* OCLSEG_FAULT_NAN=param:NAME:STEP | grad:NAME:STEP */
     int fault_write;           /* OCLSEG_FAULT_WRITE=1: atomic file writes stop halfway */
-    int tune_trial_abort;      /* OCLSEG_TUNE_TRIAL_ABORT=1: tune's candidate trials crash */
+    int tune_trial_abort;      /* OCLSEG_TUNE_TRIAL_ABORT=1: tune's CLBlast candidate trials crash */
     int tune_trial_corrupt;    /* OCLSEG_TUNE_TRIAL_CORRUPT=1: ... compute a wrong element */
+    int tune_own_abort;        /* OCLSEG_TUNE_TRIAL_ABORT=own: tune's own-kernel trial crashes */
+    int tune_own_corrupt_shape; /* OCLSEG_TUNE_TRIAL_CORRUPT=own:N: N + 1 (0: off): the own-kernel
+                                 * trial gets recorded shape N (from 0) wrong */
 } oclseg_env;
 
 /* The switches, read from the environment at the first call. */

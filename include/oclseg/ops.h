@@ -249,9 +249,16 @@ int op_optimizer_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg,
                       oclseg_optim_host_state *st, cl_mem param, cl_mem grad, cl_mem state1,
                       cl_mem state2, size_t off, size_t count);
 
-/* 1 when this context's GEMMs run on oclseg's own register-tiled kernels (cl/gemm.cl gemm_nn /
- * gemm_nt; the default on CPU devices that run long loops to the end), 0 on CLBlast
- * (ctx->gemm_backend, else OCLSEG_GEMM). */
+/* 1 when the device's GEMMs default to oclseg's own register-tiled kernels (cl/gemm.cl gemm_nn
+ * / gemm_nt): CPU devices that run long loops to the end (oclseg_device_runs_long_loops: not
+ * Mesa's rusticl); 0: CLBlast. */
+int oclseg_gemm_device_default_own(oclseg_ctx *ctx);
+/* 1 when this context's GEMMs run on the own kernels, 0 on CLBlast, for shapes its tuning file
+ * does not name: ctx->gemm_backend, else OCLSEG_GEMM, else the device default. */
 int oclseg_gemm_own_kernels(oclseg_ctx *ctx);
+struct oclseg_gemm_shape;
+/* The same for one GEMM call (oclseg/tuning.h): ctx->gemm_backend, else OCLSEG_GEMM, else the
+ * tuning file's entry for exactly that shape, else the device default. */
+int oclseg_gemm_own_for(oclseg_ctx *ctx, const struct oclseg_gemm_shape *shape);
 
 #endif

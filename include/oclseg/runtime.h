@@ -83,9 +83,14 @@ typedef struct oclseg_ctx {
     /* CLBlast's XGEMM_MIN_INDIRECT_SIZE for this device (its database or the tuning override),
      * read at the first batched GEMM: 0 not yet read, -1 unavailable (see src/ops/gemm.c) */
     long gemm_min_indirect;
-    /* who runs this context's GEMMs: OCLSEG_GEMM_AUTO (OCLSEG_GEMM, else the own kernels on CPU
-     * devices and CLBlast elsewhere), OCLSEG_GEMM_OWN or OCLSEG_GEMM_CLBLAST (src/ops/gemm.c) */
+    /* who runs this context's GEMMs: OCLSEG_GEMM_AUTO (OCLSEG_GEMM, else the tuning file's choice
+     * for the shape, else the own kernels on CPU devices except rusticl and CLBlast elsewhere),
+     * OCLSEG_GEMM_OWN or OCLSEG_GEMM_CLBLAST (src/ops/gemm.c) */
     int gemm_backend;
+    /* the tuning file's backend per GEMM shape, consulted when gemm_backend and OCLSEG_GEMM are
+     * AUTO (oclseg_tuning_apply; malloc'd, NULL when there is none) */
+    struct oclseg_gemm_backend_choice *gemm_choices;
+    int gemm_choice_count;
     cl_mem gemm_pack; /* packed GEMM operands of the own kernels (src/ops/gemm.c), grown as needed */
     size_t gemm_pack_bytes;
     /* kernels shaped for CPUs (an item per row instead of per element; depthwise): 0 auto (CPU

@@ -24,12 +24,19 @@ void oclseg_tune_options_default(oclseg_tune_options *o);
 
 typedef struct oclseg_tune_report {
     int shapes;                      /* unique GEMM shapes of one step */
-    long calls;                      /* CLBlast calls per step */
+    long calls;                      /* GEMM calls (gemm_single/_batched/_batched_sum) per step */
     int candidates, rejected;
     char best[64];                   /* name of the chosen candidate ("CLBlast defaults": none) */
     double baseline_ms, best_ms;     /* weighted GEMM time of one step */
     double baseline_gflops, best_gflops; /* 1024^3 SGEMM through CLBlast */
-    int written;                     /* 1: `path` now holds the winner; 0: the defaults stay */
+    int params_chosen;               /* 1: `best` beat the defaults and is in the file */
+    /* the backend per shape (last phase): shapes sent to each, shapes whose own-kernel trial
+     * failed, and the weighted GEMM time of one step with the device's backend for every shape
+     * and with the chosen ones (0 when the phase could not compare) */
+    int backend_own, backend_clblast, own_rejected;
+    double default_backends_ms, chosen_backends_ms;
+    char default_backend[32];        /* "own kernels" or "CLBlast" */
+    int written;                     /* 1: `path` now holds the results; 0: nothing to keep */
     char path[OCLSEG_PATH_MAX];      /* the device's tuning file */
     char work_dir[256];              /* candidates, results and child logs */
     double seconds;
@@ -37,8 +44,10 @@ typedef struct oclseg_tune_report {
 
 /* Records the GEMM shapes of one training step, tries CLBlast's defaults, its tuners' results and
  * hand-picked sets in child processes (every recorded shape must reproduce the defaults bit for bit
- * on integer data), and writes the fastest to the device's tuning file when it beats the defaults
- * by 3% (else removes an older file). OCLSEG_OK when the search completed either way. */
+ * on integer data) and keeps the fastest if it beats the defaults by 3%; then times every shape on
+ * CLBlast with the kept parameters and on the own kernels (validated the same way) and chooses the
+ * backend per shape. Writes the device's tuning file when the parameters or some shape's backend
+ * differ from the defaults (else removes an older file). OCLSEG_OK when the search completed. */
 int oclseg_tune(const oclseg_tune_options *o, oclseg_tune_report *r);
 
 /* Child entry points, each run in its own process by oclseg_tune through `EXE tune --record ...`,
@@ -49,5 +58,9 @@ int oclseg_tune_child_tuner(const char *device, const char *kernel, size_t m, si
                             double fraction, const char *result_path);
 int oclseg_tune_child_trial(const char *device, const char *candidate_path,
                             const char *shapes_path, const char *result_path, int repeats);
+/* `--own`: the recorded shapes on oclseg's own kernels, each validated against CLBlast's
+ * defaults and timed; a shape that fails is rejected alone (its reason in the result). */
+int oclseg_tune_child_own(const char *device, const char *shapes_path, const char *result_path,
+                          int repeats);
 
 #endif

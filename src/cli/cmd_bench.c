@@ -34,6 +34,8 @@ typedef struct bench_result {
     double sgemm_gflops; /* a large square SGEMM (n = 1024) on the same device: the ceiling */
     int gemm_tuned;      /* CLBlast ran with a tuning file's parameters (oclseg tune) */
     int gemm_own;        /* GEMMs on oclseg's own kernels (CPU devices), not CLBlast */
+    int gemm_file_own, gemm_file_clblast; /* shapes the tuning file sends to each backend */
+    int gemm_ceiling_own; /* the 1024^3 SGEMM ran on the own kernels */
     double launches, clblast_calls, enqueue_ms, clblast_ms; /* per pipelined step, host side */
     double blocking_calls; /* CLBlast calls per step that wait for the queue */
     char gemm_tuning[4200];
@@ -185,6 +187,9 @@ static int measure(bench_run *b, const oclseg_device_info *dev, bench_result *r)
     oclseg_ctx *ctx = b->ses->ctx;
     r->gemm_tuned = oclseg_tuning_status(ctx, r->gemm_tuning, sizeof r->gemm_tuning);
     r->gemm_own = oclseg_gemm_own_kernels(ctx);
+    oclseg_tuning_backend_counts(ctx, &r->gemm_file_own, &r->gemm_file_clblast);
+    const oclseg_gemm_shape ceiling = {0, 0, 0, 1, 1024, 1024, 1024, 0.0f, 0, 0};
+    r->gemm_ceiling_own = oclseg_gemm_own_for(ctx, &ceiling);
     TRY(make_batch(b));
     for (int i = 0; i < 2; i++)
         TRY(oclseg_trainer_step(b->ses->trainer, b->images, b->masks, o->batch));
@@ -226,14 +231,19 @@ static void print_result(const bench_result *r, const bench_options *o) {
     printf("  per step the host enqueues %.0f kernels + %.0f CLBlast GEMM calls (%.0f of them wait "
            "for the queue), %.1f ms inside the enqueue calls (%.1f ms of it in CLBlast)\n",
            r->launches, r->clblast_calls, r->blocking_calls, r->enqueue_ms, r->clblast_ms);
-    if (r->gemm_own)
+    if (r->gemm_file_own + r->gemm_file_clblast > 0)
+        printf("  GEMM: the tuning file sends %d shapes to oclseg's own kernels and %d to CLBlast "
+               "(other shapes: %s); CLBlast parameters: %s\n", r->gemm_file_own,
+               r->gemm_file_clblast, r->gemm_own ? "own kernels" : "CLBlast", r->gemm_tuning);
+    else if (r->gemm_own)
         printf("  GEMM: oclseg's own kernels (cl/gemm.cl; OCLSEG_GEMM=clblast for CLBlast)\n");
     else
         printf("  GEMM: CLBlast, parameters: %s\n", r->gemm_tuning);
+    const char *ceiling = r->gemm_ceiling_own ? "as used" : r->gemm_tuned ? "tuned ceiling"
+                                                                          : "untuned";
     printf("  large SGEMM (1024^3, %s) on this device: %.1f GFLOP/s (%s); the training step "
-           "achieves %.0f%% of it\n", r->gemm_own ? "own kernels" : "CLBlast", r->sgemm_gflops,
-           r->gemm_own ? "as used" : r->gemm_tuned ? "tuned ceiling" : "untuned",
-           100.0 * r->gflops / r->sgemm_gflops);
+           "achieves %.0f%% of it\n", r->gemm_ceiling_own ? "own kernels" : "CLBlast",
+           r->sgemm_gflops, ceiling, 100.0 * r->gflops / r->sgemm_gflops);
     printf("  peak device memory %.1f MiB\n", r->peak_bytes / 1048576.0);
     printf("  top kernels of one profiled step (device time %.1f ms):\n", r->profiled_ms);
     for (int i = 0; i < r->kernel_count && i < 15; i++)
@@ -259,6 +269,8 @@ static json_t *result_json(const bench_result *r, const bench_options *o) {
         "peak_device_bytes", (json_int_t)r->peak_bytes, "kernels", kernels, "gemm_tuned",
         r->gemm_tuned, "gemm_tuning", r->gemm_tuning);
     json_object_set_new(j, "gemm_own_kernels", json_boolean(r->gemm_own));
+    json_object_set_new(j, "gemm_tuning_shapes_own", json_integer(r->gemm_file_own));
+    json_object_set_new(j, "gemm_tuning_shapes_clblast", json_integer(r->gemm_file_clblast));
     json_object_set_new(j, "kernel_launches_per_step", json_real(r->launches));
     json_object_set_new(j, "clblast_calls_per_step", json_real(r->clblast_calls));
     json_object_set_new(j, "enqueue_ms_per_step", json_real(r->enqueue_ms));

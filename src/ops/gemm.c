@@ -1,6 +1,7 @@
-/* Every GEMM of oclseg (batched over arena views, batch sums in a fixed order): on CPU devices
- * oclseg's own register-tiled kernels (cl/gemm.cl), elsewhere CLBlast; the shapes are recorded
- * here for the tune command. */
+/* Every GEMM of oclseg (batched over arena views, batch sums in a fixed order): per call oclseg's
+ * own register-tiled kernels (cl/gemm.cl) or CLBlast (an explicit choice, else the tuning file's
+ * choice for the shape, else the device's default); the shapes are recorded here for the tune
+ * command. */
 #include "ops/gemm.h"
 
 #include <stdio.h>
@@ -20,17 +21,13 @@ static int rec_on;
 static oclseg_gemm_shape *rec;
 static int rec_count, rec_cap;
 
-static void record(int trans_a, int trans_b, int batched, size_t m, size_t n, size_t k, int batch,
-                   float beta) {
+static void record(const oclseg_gemm_shape *shape) {
     if (!rec_on) return;
-    for (int i = 0; i < rec_count; i++) {
-        oclseg_gemm_shape *s = &rec[i];
-        if (s->trans_a == trans_a && s->trans_b == trans_b && s->batched == batched &&
-            s->m == m && s->n == n && s->k == k && s->batch == batch && s->beta == beta) {
-            s->calls++;
+    for (int i = 0; i < rec_count; i++)
+        if (oclseg_gemm_shape_same(&rec[i], shape)) {
+            rec[i].calls++;
             return;
         }
-    }
     if (rec_count == rec_cap) {
         int cap = rec_cap ? 2 * rec_cap : 64;
         oclseg_gemm_shape *p = realloc(rec, (size_t)cap * sizeof *p);
@@ -38,7 +35,8 @@ static void record(int trans_a, int trans_b, int batched, size_t m, size_t n, si
         rec = p;
         rec_cap = cap;
     }
-    rec[rec_count++] = (oclseg_gemm_shape){trans_a, trans_b, batched, batch, m, n, k, beta, 1};
+    rec[rec_count] = *shape;
+    rec[rec_count++].calls = 1;
 }
 
 void oclseg_gemm_record_begin(void) {
@@ -61,6 +59,11 @@ int oclseg_gemm_record_end(oclseg_gemm_shape **shapes, int *count) {
     return OCLSEG_OK;
 }
 
+/* The call as the tuner records it and as tuning files name it (src/runtime/tuning.c). */
+static oclseg_gemm_shape shape_of(gemm_dims d, int batched, int batch, float beta, int sum) {
+    return (oclseg_gemm_shape){d.trans_a, d.trans_b, batched, batch, d.m, d.n, d.k, beta, 1, sum};
+}
+
 /* Counts a CLBlast call that began at t0 in the context's enqueue statistics. */
 static void count_call(oclseg_ctx *ctx, double t0) {
     const double took = oclseg_now_s() - t0;
@@ -71,19 +74,44 @@ static void count_call(oclseg_ctx *ctx, double t0) {
 
 static CLBlastTranspose transpose(int t) { return t ? CLBlastTransposeYes : CLBlastTransposeNo; }
 
-/* ---- oclseg's own register-tiled kernels (cl/gemm.cl gemm_nn, gemm_nt) ----------------------
- * Used on CPU devices, where CLBlast's GPU-shaped kernels reach ~18 GFLOP/s on PoCL against the
- * cores' ~360 GFLOP/s (docs/performance.md). ctx->gemm_backend, else OCLSEG_GEMM=clblast|own,
- * overrides the choice. */
-int oclseg_gemm_own_kernels(oclseg_ctx *ctx) {
-    if (ctx->gemm_backend != OCLSEG_GEMM_AUTO) return ctx->gemm_backend == OCLSEG_GEMM_OWN;
-    const int forced = oclseg_env_get()->gemm_backend;
-    if (forced != OCLSEG_GEMM_AUTO) return forced == OCLSEG_GEMM_OWN;
+/* ---- which backend runs a GEMM -----------------------------------------------------------
+ * oclseg's own register-tiled kernels (cl/gemm.cl gemm_nn, gemm_nt) or CLBlast. CLBlast's
+ * GPU-shaped kernels reach ~18 GFLOP/s on PoCL against the cores' ~360 GFLOP/s
+ * (docs/performance.md), so CPU devices default to the own kernels. */
+int oclseg_gemm_device_default_own(oclseg_ctx *ctx) {
     /* Not where a work-item's loops end early: Mesa's llvmpipe (rusticl) ends every loop of a
      * work-item once 65535 iterations in all have run (gallivm's loop limiter;
      * tools/repro/llvmpipe_loop_limit.c), which cuts gemm_nn's k loop short from k 1872 on with
-     * the 8 x 32 tile (docs/performance.md); probed, not matched by name */
+     * the 8 x 32 tile (docs/performance.md); probed, not matched by name. A tuning file may still
+     * send single shapes to the own kernels there: oclseg tune writes "own" only for a shape on
+     * which they gave the exact result in every run on integer data, which a cut loop cannot (at
+     * 128x128, batch 16 it rejected the 4 of 75 shapes with k 2048 or 4096 on rusticl). */
     return (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0 && oclseg_device_runs_long_loops(ctx);
+}
+
+/* ctx->gemm_backend, else OCLSEG_GEMM=clblast|own (explicit choices: tests and A/B runs). */
+static int forced_backend(const oclseg_ctx *ctx) {
+    if (ctx->gemm_backend != OCLSEG_GEMM_AUTO) return ctx->gemm_backend;
+    return oclseg_env_get()->gemm_backend;
+}
+
+int oclseg_gemm_own_kernels(oclseg_ctx *ctx) {
+    const int forced = forced_backend(ctx);
+    if (forced != OCLSEG_GEMM_AUTO) return forced == OCLSEG_GEMM_OWN;
+    return oclseg_gemm_device_default_own(ctx);
+}
+
+int oclseg_gemm_own_for(oclseg_ctx *ctx, const oclseg_gemm_shape *shape) {
+    int backend = forced_backend(ctx);
+    if (backend == OCLSEG_GEMM_AUTO) backend = oclseg_tuning_backend(ctx, shape); /* ~75 entries */
+    if (backend != OCLSEG_GEMM_AUTO) return backend == OCLSEG_GEMM_OWN;
+    return oclseg_gemm_device_default_own(ctx);
+}
+
+/* Records the call for the tuner and says whether the own kernels run it. */
+static int dispatch_own(oclseg_ctx *ctx, const oclseg_gemm_shape *shape) {
+    record(shape);
+    return oclseg_gemm_own_for(ctx, shape);
 }
 
 static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
@@ -232,8 +260,8 @@ static int own_gemm(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b
 
 int gemm_single(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
                 gemm_operand c) {
-    record(d.trans_a, d.trans_b, 0, d.m, d.n, d.k, 1, beta);
-    if (oclseg_gemm_own_kernels(ctx)) return own_gemm(ctx, d, a, b, beta, c, 1, 1);
+    const oclseg_gemm_shape shape = shape_of(d, 0, 1, beta, 0);
+    if (dispatch_own(ctx, &shape)) return own_gemm(ctx, d, a, b, beta, c, 1, 1);
     const double t0 = oclseg_now_s();
     CLBLAST_CHECK(CLBlastSgemm(CLBlastLayoutRowMajor, transpose(d.trans_a), transpose(d.trans_b),
                                d.m, d.n, d.k, 1.0f, a.buf, a.off, a.ld, b.buf, b.off, b.ld, beta,
@@ -265,7 +293,6 @@ static int clblast_uses_direct(oclseg_ctx *ctx, gemm_dims d) {
  * and strides as arguments. Only used there (see gemm_batched). */
 static int strided_batched(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b,
                            float beta, gemm_operand c, int count) {
-    record(d.trans_a, d.trans_b, 1, d.m, d.n, d.k, count, beta);
     const double t0 = oclseg_now_s();
     CLBLAST_CHECK(CLBlastSgemmStridedBatched(
         CLBlastLayoutRowMajor, transpose(d.trans_a), transpose(d.trans_b), d.m, d.n, d.k, 1.0f,
@@ -275,12 +302,9 @@ static int strided_batched(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_op
     return OCLSEG_OK;
 }
 
-int gemm_batched(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
-                 gemm_operand c, int count) {
-    if (oclseg_gemm_own_kernels(ctx)) {
-        record(d.trans_a, d.trans_b, 1, d.m, d.n, d.k, count, beta);
-        return own_gemm(ctx, d, a, b, beta, c, count, 1);
-    }
+/* gemm_batched on CLBlast (not recorded: the caller did). */
+static int clblast_batched(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b,
+                           float beta, gemm_operand c, int count) {
     /* CLBlastSgemmBatched uploads its offset and scalar arrays with blocking writes (a
      * clFinish on our queue per call: the host waits for the device at every batched GEMM, and
      * the device idles while the host enqueues what follows). CLBlastSgemmStridedBatched does
@@ -304,7 +328,6 @@ int gemm_batched(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, f
             alphas[i] = 1.0f;
             betas[i] = beta;
         }
-        record(d.trans_a, d.trans_b, 1, d.m, d.n, d.k, batch, beta);
         const double t0 = oclseg_now_s();
         CLBLAST_CHECK(CLBlastSgemmBatched(
             CLBlastLayoutRowMajor, transpose(d.trans_a), transpose(d.trans_b), d.m, d.n, d.k,
@@ -314,6 +337,13 @@ int gemm_batched(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, f
         ctx->enqueued.clblast_blocking++;
     }
     return OCLSEG_OK;
+}
+
+int gemm_batched(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, float beta,
+                 gemm_operand c, int count) {
+    const oclseg_gemm_shape shape = shape_of(d, 1, count, beta, 0);
+    if (dispatch_own(ctx, &shape)) return own_gemm(ctx, d, a, b, beta, c, count, 1);
+    return clblast_batched(ctx, d, a, b, beta, c, count);
 }
 
 int gemm_sum_slices(oclseg_ctx *ctx, cl_mem src, size_t src_off, size_t slice, int count,
@@ -335,12 +365,12 @@ int gemm_sum_slices(oclseg_ctx *ctx, cl_mem src, size_t src_off, size_t slice, i
 
 int gemm_batched_sum(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, cl_mem c,
                      size_t c_off, int count) {
+    const oclseg_gemm_shape shape = shape_of(d, 1, count, 0.0f, 1);
+    const int own = dispatch_own(ctx, &shape);
     /* the own kernels sum the batch in gemm_nt's accumulators, in ascending order, without the
      * shared scratch */
-    if (oclseg_gemm_own_kernels(ctx) && d.trans_b && !d.trans_a) {
-        record(d.trans_a, d.trans_b, 1, d.m, d.n, d.k, count, 0.0f);
+    if (own && d.trans_b && !d.trans_a)
         return own_gemm(ctx, d, a, b, 0.0f, gemm_mat(c, c_off, d.n, 0), 1, count);
-    }
     const size_t slice = d.m * d.n, budget = (size_t)64 << 20;
     int chunk = (int)(budget / (slice * sizeof(float)));
     if (chunk < 1) chunk = 1;
@@ -352,7 +382,9 @@ int gemm_batched_sum(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand 
         gemm_operand a_chunk = a, b_chunk = b;
         a_chunk.off += (size_t)first * a.stride;
         b_chunk.off += (size_t)first * b.stride;
-        TRY(gemm_batched(ctx, d, a_chunk, b_chunk, 0.0f, gemm_mat(parts, 0, d.n, slice), nb));
+        const gemm_operand c_parts = gemm_mat(parts, 0, d.n, slice);
+        if (own) TRY(own_gemm(ctx, d, a_chunk, b_chunk, 0.0f, c_parts, nb, 1));
+        else TRY(clblast_batched(ctx, d, a_chunk, b_chunk, 0.0f, c_parts, nb));
         TRY(gemm_sum_slices(ctx, parts, 0, slice, nb, c, c_off, first > 0));
     }
     return OCLSEG_OK;

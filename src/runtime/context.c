@@ -72,6 +72,7 @@ void oclseg_ctx_free(oclseg_ctx *ctx) {
     if (ctx->queue) clFinish(ctx->queue);
     oclseg_prof_reset(ctx);
     free(ctx->prof);
+    free(ctx->gemm_choices);
     oclseg_programs_release(ctx);
     if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch);
     if (ctx->gemm_pack) oclseg_buffer_free(ctx, ctx->gemm_pack);

@@ -50,8 +50,13 @@ void oclseg_env_reload(void) {
     e.fault_launch = launch ? atol(launch) : 0;
     e.has_fault_nan = copy_var(getenv("OCLSEG_FAULT_NAN"), e.fault_nan, sizeof e.fault_nan);
     e.fault_write = is_one(getenv("OCLSEG_FAULT_WRITE"));
-    e.tune_trial_abort = is_one(getenv("OCLSEG_TUNE_TRIAL_ABORT"));
-    e.tune_trial_corrupt = is_one(getenv("OCLSEG_TUNE_TRIAL_CORRUPT"));
+    const char *abort_hook = getenv("OCLSEG_TUNE_TRIAL_ABORT");
+    const char *corrupt_hook = getenv("OCLSEG_TUNE_TRIAL_CORRUPT");
+    e.tune_trial_abort = is_one(abort_hook);
+    e.tune_own_abort = abort_hook && strcmp(abort_hook, "own") == 0;
+    e.tune_trial_corrupt = is_one(corrupt_hook);
+    if (corrupt_hook && strncmp(corrupt_hook, "own:", 4) == 0 && atoi(corrupt_hook + 4) >= 0)
+        e.tune_own_corrupt_shape = atoi(corrupt_hook + 4) + 1;
     env = e;
     env_read = 1;
 }

@@ -1,4 +1,5 @@
-/* The tuning search: record shapes -> baseline -> CLBlast tuners + hand-picked sets -> confirm -> persist. */
+/* The tuning search: record shapes -> baseline -> CLBlast tuners + hand-picked sets -> confirm ->
+ * backend per shape (backends.c) -> persist. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -31,6 +32,13 @@ typedef struct tune_policy {
     double tuner_grace_s;        /* added to a tuner's kill timeout */
     double noise;                /* within this of the fastest, prefer the higher 1024^3 ceiling */
     double min_gain;             /* a winner must beat the defaults by this to be kept */
+    /* A shape leaves the device's default backend (the path every test runs) only when the other
+     * is faster by more than this share. Per-shape times are single calls, far noisier than the
+     * candidates' weighted totals: the fastest of 3 runs differed between two identical trials by
+     * a median of 33% (p90 1.2-2.2x) on PoCL with both cores shared (load ~5), while at 128x128,
+     * batch 16 CLBlast/own is 0.8x on 1 shape, 1.7-2.9x on 4 and 3-31x (median 12x) on 70. 25%
+     * keeps near-ties on the default; a true loss from a switch needs noise beyond 1.33x. */
+    double backend_margin;
 } tune_policy;
 
 static const tune_policy POLICY = {
@@ -40,6 +48,7 @@ static const tune_policy POLICY = {
     .xgemm_share = 0.6, .xgemm_fraction_ref = 0.005, .xgemm_seconds_ref = 267,
     .xgemm_fraction_min = 0.0005, .xgemm_fraction_max = 0.005, .xgemm_side = 256,
     .tuner_grace_s = 60, .noise = 0.02, .min_gain = 0.03,
+    .backend_margin = 0.25,
 };
 
 /* Hand-picked conservative XgemmDirect sets (GEMMK=0; sizes satisfy CLBlast's divisibility
@@ -49,28 +58,7 @@ static const char *const DIRECT_SETS[][2] = {
      "KWID=2 MDIMAD=8 MDIMCD=8 NDIMBD=8 NDIMCD=8 PADA=1 PADB=1 VWMD=4 VWND=4 WGD=32"},
 };
 
-/* At most this many trials in one search (about 10 are run). */
-#define MAX_CANDIDATES 32
-
-typedef struct candidate {
-    char name[64];
-    oclseg_tuning t;
-    int ok;
-    double ms, ceiling, took;
-    char why[512];
-} candidate;
-
-typedef struct tune_state {
-    const oclseg_tune_options *o;
-    char dir[256], device_arg[32], shapes_path[300];
-    double t_start, trial_cost;
-    oclseg_gemm_shape *shapes;
-    int nshapes;
-    candidate c[MAX_CANDIDATES];
-    int nc;
-} tune_state;
-
-static void __attribute__((format(printf, 2, 3))) say(const tune_state *S, const char *fmt, ...) {
+void tune_say(const tune_state *S, const char *fmt, ...) {
     if (!S->o->progress) return;
     char line[1024];
     va_list ap;
@@ -84,7 +72,7 @@ static double remaining(const tune_state *S) {
     return S->o->budget_s - (oclseg_now_s() - S->t_start);
 }
 
-static void file_in(const tune_state *S, char *out, size_t n, const char *fmt, int index) {
+void tune_file_in(const tune_state *S, char *out, size_t n, const char *fmt, int index) {
     char name[64];
     snprintf(name, sizeof name, fmt, index);
     snprintf(out, n, "%s/%s", S->dir, name);
@@ -108,10 +96,9 @@ static void read_trial_result(const char *path, int spawned_ok, candidate *c) {
     json_decref(r);
 }
 
-/* Validates and times one candidate in a child; NULL when no slot is left. */
-static candidate *run_trial(tune_state *S, const char *name, const oclseg_tuning *t) {
+candidate *tune_run_trial(tune_state *S, const char *name, const oclseg_tuning *t) {
     if (S->nc == MAX_CANDIDATES) {
-        say(S, "  %-28s skipped: no candidate slot left (%d)", name, MAX_CANDIDATES);
+        tune_say(S, "  %-28s skipped: no candidate slot left (%d)", name, MAX_CANDIDATES);
         return NULL;
     }
     candidate *c = &S->c[S->nc++];
@@ -119,15 +106,15 @@ static candidate *run_trial(tune_state *S, const char *name, const oclseg_tuning
     snprintf(c->name, sizeof c->name, "%s", name);
     c->t = *t;
     char cand[320], result[320], log[320], rep[16];
-    file_in(S, cand, sizeof cand, "cand%d.json", S->nc);
-    file_in(S, result, sizeof result, "result%d.json", S->nc);
-    file_in(S, log, sizeof log, "trial%d.log", S->nc);
+    tune_file_in(S, cand, sizeof cand, "cand%d.json", S->nc);
+    tune_file_in(S, result, sizeof result, "result%d.json", S->nc);
+    tune_file_in(S, log, sizeof log, "trial%d.log", S->nc);
     snprintf(rep, sizeof rep, "%d", S->o->repeats);
     char *text = oclseg_tuning_format(t, 1);
     if (!text || oclseg_file_write_atomic(cand, text, strlen(text)) != OCLSEG_OK) {
         free(text);
         snprintf(c->why, sizeof c->why, "cannot write %s", cand);
-        say(S, "  %-28s REJECTED: %s", c->name, c->why);
+        tune_say(S, "  %-28s REJECTED: %s", c->name, c->why);
         return c;
     }
     free(text);
@@ -137,10 +124,10 @@ static candidate *run_trial(tune_state *S, const char *name, const oclseg_tuning
                         &c->took);
     read_trial_result(result, st == OCLSEG_OK, c);
     if (c->ok)
-        say(S, "  %-28s %9.1f ms  (1024^3 SGEMM %.1f GFLOP/s; trial %.0f s)", c->name, c->ms,
+        tune_say(S, "  %-28s %9.1f ms  (1024^3 SGEMM %.1f GFLOP/s; trial %.0f s)", c->name, c->ms,
             c->ceiling, c->took);
     else
-        say(S, "  %-28s REJECTED: %s (log %s)", c->name, c->why, log);
+        tune_say(S, "  %-28s REJECTED: %s (log %s)", c->name, c->why, log);
     return c;
 }
 
@@ -156,7 +143,7 @@ static int run_tuner(tune_state *S, const char *kernel, size_t m, size_t n, size
                     dims[1], "--k", dims[2], "--fraction", frac, "--result", result, NULL};
     char why[512] = "";
     double took = 0;
-    say(S, "  CLBlast tuner %s on %zux%zux%zu, fraction %g (at most %.0f s) ...", kernel, m, n, k,
+    tune_say(S, "  CLBlast tuner %s on %zux%zux%zu, fraction %g (at most %.0f s) ...", kernel, m, n, k,
         fraction, timeout_s);
     int st = tune_spawn(S->o->exe, args, log, timeout_s, why, sizeof why, &took);
     char *text = NULL;
@@ -165,11 +152,11 @@ static int run_tuner(tune_state *S, const char *kernel, size_t m, size_t n, size
     if (st == OCLSEG_OK) st = oclseg_tuning_parse(text, len, 1, out, why, sizeof why);
     free(text);
     if (st != OCLSEG_OK) {
-        say(S, "    tuner %s gave no candidate: %s (log %s)", kernel, why[0] ? why : "no result",
+        tune_say(S, "    tuner %s gave no candidate: %s (log %s)", kernel, why[0] ? why : "no result",
             log);
         return st;
     }
-    say(S, "    tuner %s finished in %.0f s", kernel, took);
+    tune_say(S, "    tuner %s finished in %.0f s", kernel, took);
     return OCLSEG_OK;
 }
 
@@ -201,7 +188,8 @@ static int record_shapes(tune_state *S, oclseg_tune_report *r) {
                     "--size", ss, NULL};
     double took = 0;
     int st = tune_spawn(S->o->exe, args, log, POLICY.record_timeout_s, why, sizeof why, &took);
-    if (st == OCLSEG_OK) st = tune_shapes_load(S->shapes_path, &S->shapes, &S->nshapes);
+    if (st == OCLSEG_OK)
+        st = tune_shapes_load(S->shapes_path, &S->shapes, &S->nshapes, &S->default_own);
     if (st != OCLSEG_OK) {
         OCLSEG_ERROR("oclseg tune: recording the GEMM shapes failed: %s (log %s)",
                      why[0] ? why : oclseg_status_str(st), log);
@@ -209,7 +197,7 @@ static int record_shapes(tune_state *S, oclseg_tune_report *r) {
     }
     r->shapes = S->nshapes;
     for (int i = 0; i < S->nshapes; i++) r->calls += S->shapes[i].calls;
-    say(S, "recorded %d GEMM shapes, %ld CLBlast calls per step (batch %d, %dx%d) in %.0f s",
+    tune_say(S, "recorded %d GEMM shapes, %ld GEMM calls per step (batch %d, %dx%d) in %.0f s",
         S->nshapes, r->calls, S->o->batch, S->o->size, S->o->size, took);
     return OCLSEG_OK;
 }
@@ -217,7 +205,7 @@ static int record_shapes(tune_state *S, oclseg_tune_report *r) {
 /* The shape with the largest share of the baseline's time: the tuners' representative size. */
 static const oclseg_gemm_shape *representative_shape(tune_state *S) {
     char path[320];
-    file_in(S, path, sizeof path, "result%d.json", 1);
+    tune_file_in(S, path, sizeof path, "result%d.json", 1);
     json_error_t e;
     json_t *res = json_load_file(path, 0, &e), *per = json_object_get(res, "per_shape_ms");
     int top = 0;
@@ -228,7 +216,7 @@ static const oclseg_gemm_shape *representative_shape(tune_state *S) {
     }
     json_decref(res);
     const oclseg_gemm_shape *rep = &S->shapes[top];
-    say(S, "  (largest share: %zux%zux%zu batch %d, %ld calls, %.1f ms)", rep->m, rep->n, rep->k,
+    tune_say(S, "  (largest share: %zux%zux%zu batch %d, %ld calls, %.1f ms)", rep->m, rep->n, rep->k,
         rep->batch, rep->calls, top_ms);
     return rep;
 }
@@ -249,7 +237,7 @@ static void run_tuners(tune_state *S, const oclseg_gemm_shape *rep, oclseg_tunin
         if (run_tuner(S, "XgemmDirect", m, n, k, fraction, tmax + P->tuner_grace_s, &direct) ==
                 OCLSEG_OK &&
             remaining(S) > S->trial_cost)
-            run_trial(S, "tuned XgemmDirect", &direct);
+            tune_run_trial(S, "tuned XgemmDirect", &direct);
     }
     left = remaining(S) - 2 * S->trial_cost;
     *have_xgemm = 0;
@@ -277,7 +265,7 @@ static void run_combinations(tune_state *S, const oclseg_tuning *xgemm, int have
         oclseg_tuning t;
         memset(&t, 0, sizeof t);
         set_params(&t, 1, DIRECT_SETS[i][1]);
-        run_trial(S, DIRECT_SETS[i][0], &t);
+        tune_run_trial(S, DIRECT_SETS[i][0], &t);
     }
     if (!have_xgemm) return;
     oclseg_tuning best = fastest(S)->t;
@@ -295,7 +283,7 @@ static void run_combinations(tune_state *S, const oclseg_tuning *xgemm, int have
         } else {
             snprintf(name, sizeof name, "+ tuned Xgemm");
         }
-        run_trial(S, name, &t);
+        tune_run_trial(S, name, &t);
     }
 }
 
@@ -311,15 +299,15 @@ static candidate *choose(tune_state *S, double *base_ms, double *best_ms) {
     *base_ms = base->ms;
     *best_ms = best->ms;
     if (best == base) return base;
-    say(S, "confirming (defaults, then the best again):");
+    tune_say(S, "confirming (defaults, then the best again):");
     oclseg_tuning none, bt = best->t;
     memset(&none, 0, sizeof none);
     char bname[64];
     snprintf(bname, sizeof bname, "%s", best->name);
     int bi = (int)(best - S->c);
-    candidate *b2 = run_trial(S, "CLBlast defaults", &none);
+    candidate *b2 = tune_run_trial(S, "CLBlast defaults", &none);
     if (b2 && b2->ok && b2->ms < *base_ms) *base_ms = b2->ms;
-    candidate *c2 = b2 ? run_trial(S, bname, &bt) : NULL;
+    candidate *c2 = b2 ? tune_run_trial(S, bname, &bt) : NULL;
     best = &S->c[bi];
     if (c2 && !c2->ok) {
         best->ok = 0;
@@ -329,33 +317,66 @@ static candidate *choose(tune_state *S, double *base_ms, double *best_ms) {
     return best;
 }
 
-/* Phase 7: persist only a clear win (trial-to-trial noise of these medians is ~1-2% here). */
-static int persist(tune_state *S, const oclseg_device_info *dev, const candidate *best,
-                   double base_ms, double best_ms, oclseg_tune_report *r) {
-    snprintf(r->best, sizeof r->best, "%s", best->name);
-    r->baseline_ms = base_ms;
-    r->best_ms = best_ms;
-    r->baseline_gflops = S->c[0].ceiling;
-    r->best_gflops = best->ceiling;
-    if (best == &S->c[0] || best_ms > (1 - POLICY.min_gain) * base_ms) {
-        if (unlink(r->path) == 0) say(S, "removed the older tuning file %s", r->path);
+/* Phase 9: the file, when the parameters (a clear win only: trial-to-trial noise of these
+ * medians is ~1-2% here) or some shape's backend differ from the defaults; else no file. */
+static int persist(tune_state *S, const oclseg_device_info *dev, oclseg_tuning *out,
+                   int backends_differ, oclseg_tune_report *r) {
+    if (!r->params_chosen && !backends_differ) {
+        if (unlink(r->path) == 0) tune_say(S, "removed the older tuning file %s", r->path);
         return OCLSEG_OK;
     }
-    oclseg_tuning out = best->t;
-    oclseg_tuning_key(dev, &out);
-    out.baseline_ms = base_ms;
-    out.tuned_ms = best_ms;
+    if (!backends_differ) out->nbackends = 0; /* the device's backend for every shape anyway */
+    oclseg_tuning_key(dev, out);
+    out->baseline_ms = r->baseline_ms;
+    out->tuned_ms = r->params_chosen ? r->best_ms : r->baseline_ms;
     char dir[OCLSEG_PATH_MAX];
     oclseg_tuning_dir(dir, sizeof dir);
     if (oclseg_mkdir_p(dir) != OCLSEG_OK) {
         OCLSEG_ERROR("oclseg tune: cannot create %s: %s", dir, strerror(errno));
         return OCLSEG_ERR_IO;
     }
-    char *text = oclseg_tuning_format(&out, 0);
+    char *text = oclseg_tuning_format(out, 0);
     int st = text ? oclseg_file_write_atomic(r->path, text, strlen(text))
                   : OCLSEG_ERR_OUT_OF_MEMORY;
     free(text);
     r->written = st == OCLSEG_OK;
+    return st;
+}
+
+/* Phases 2-8 after the shapes are recorded: the baseline, tuners, combinations, the choice of
+ * parameters, the backend per shape; then the file. */
+static int search(tune_state *S, const oclseg_device_info *dev, oclseg_tune_report *r) {
+    oclseg_tuning *none = calloc(1, sizeof *none), *out = calloc(1, sizeof *out);
+    oclseg_tuning *xgemm = calloc(1, sizeof *xgemm);
+    int st = none && out && xgemm ? OCLSEG_OK : OCLSEG_ERR_OUT_OF_MEMORY;
+    tune_say(S, "candidates (weighted GEMM time of one step, median of %d runs per shape):",
+             S->o->repeats);
+    candidate *base = st == OCLSEG_OK ? tune_run_trial(S, "CLBlast defaults", none) : NULL;
+    if (st == OCLSEG_OK && !base->ok) {
+        OCLSEG_ERROR("oclseg tune: the defaults themselves fail: %s", base->why);
+        st = OCLSEG_ERR_CLBLAST;
+    }
+    if (st == OCLSEG_OK) {
+        S->trial_cost = S->c[0].took;
+        int have_xgemm = 0;
+        run_tuners(S, representative_shape(S), xgemm, &have_xgemm);
+        run_combinations(S, xgemm, have_xgemm);
+        double base_ms, best_ms;
+        candidate *best = choose(S, &base_ms, &best_ms);
+        for (int i = 0; i < S->nc; i++) r->rejected += !S->c[i].ok;
+        r->candidates = S->nc;
+        snprintf(r->best, sizeof r->best, "%s", best->name);
+        r->baseline_ms = base_ms;
+        r->best_ms = best_ms;
+        r->baseline_gflops = S->c[0].ceiling;
+        r->best_gflops = best->ceiling;
+        r->params_chosen = best != &S->c[0] && best_ms <= (1 - POLICY.min_gain) * base_ms;
+        *out = r->params_chosen ? best->t : *none;
+        int differ = tune_choose_backends(S, POLICY.backend_margin, out, r);
+        r->seconds = oclseg_now_s() - S->t_start;
+        st = persist(S, dev, out, differ, r);
+    }
+    free(none), free(out), free(xgemm);
     return st;
 }
 
@@ -389,33 +410,10 @@ int oclseg_tune(const oclseg_tune_options *o, oclseg_tune_report *r) {
     setenv("OCLSEG_NO_TUNING", "1", 1);
     oclseg_env_reload();
     oclseg_tuning_path(&dev, r->path, sizeof r->path);
-    say(S, "tuning CLBlast GEMM for %s (%s, driver %s), budget %.0f s; work files in %s", dev.name,
-        dev.platform_version, dev.driver_version, o->budget_s, S->dir);
+    tune_say(S, "tuning GEMM for %s (%s, driver %s), budget %.0f s; work files in %s", dev.name,
+             dev.platform_version, dev.driver_version, o->budget_s, S->dir);
     int st = record_shapes(S, r);
-    if (st == OCLSEG_OK) {
-        say(S, "candidates (weighted GEMM time of one step, median of %d runs per shape):",
-            o->repeats);
-        oclseg_tuning none;
-        memset(&none, 0, sizeof none);
-        candidate *base = run_trial(S, "CLBlast defaults", &none);
-        if (!base->ok) {
-            OCLSEG_ERROR("oclseg tune: the defaults themselves fail: %s", base->why);
-            st = OCLSEG_ERR_CLBLAST;
-        }
-    }
-    if (st == OCLSEG_OK) {
-        S->trial_cost = S->c[0].took;
-        oclseg_tuning xgemm;
-        int have_xgemm = 0;
-        run_tuners(S, representative_shape(S), &xgemm, &have_xgemm);
-        run_combinations(S, &xgemm, have_xgemm);
-        double base_ms, best_ms;
-        candidate *best = choose(S, &base_ms, &best_ms);
-        for (int i = 0; i < S->nc; i++) r->rejected += !S->c[i].ok;
-        r->candidates = S->nc;
-        r->seconds = oclseg_now_s() - S->t_start;
-        st = persist(S, &dev, best, base_ms, best_ms, r);
-    }
+    if (st == OCLSEG_OK) st = search(S, &dev, r);
     free(S->shapes);
     free(S);
     return st;

@@ -1,10 +1,12 @@
-/* Tuner children: record a step's GEMM shapes, run one CLBlast tuner, validate and time one candidate. */
+/* Tuner children: record a step's GEMM shapes, run one CLBlast tuner, validate and time one
+ * CLBlast candidate or the own kernels. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "oclseg/env.h"
+#include "oclseg/ops.h"
 #include "oclseg/session.h"
 #include "oclseg/tune.h"
 #include "oclseg/tuning.h"
@@ -17,75 +19,6 @@
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
-}
-
-static int dump_json(json_t *j, const char *path) {
-    char *text = j ? json_dumps(j, JSON_INDENT(1)) : NULL;
-    json_decref(j);
-    if (!text) {
-        OCLSEG_ERROR("%s: cannot format the JSON result", path);
-        return OCLSEG_ERR_OUT_OF_MEMORY;
-    }
-    int st = oclseg_file_write_atomic(path, text, strlen(text));
-    free(text);
-    return st;
-}
-
-/* ---- shapes files ---------------------------------------------------------------------------- */
-
-int tune_shapes_save(const oclseg_gemm_shape *s, int count, const char *path) {
-    json_t *arr = json_array();
-    for (int i = 0; i < count; i++)
-        json_array_append_new(arr, json_pack("{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:f, s:I}",
-                                             "trans_a", s[i].trans_a, "trans_b", s[i].trans_b,
-                                             "batched", s[i].batched, "batch", s[i].batch, "m",
-                                             (json_int_t)s[i].m, "n", (json_int_t)s[i].n, "k",
-                                             (json_int_t)s[i].k, "beta", (double)s[i].beta,
-                                             "calls", (json_int_t)s[i].calls));
-    return dump_json(json_pack("{s:o}", "shapes", arr), path);
-}
-
-int tune_shapes_load(const char *path, oclseg_gemm_shape **out, int *count) {
-    json_error_t e;
-    json_t *root = json_load_file(path, 0, &e), *arr = json_object_get(root, "shapes");
-    *out = NULL;
-    *count = 0;
-    if (!root) {
-        OCLSEG_ERROR("%s: cannot read a shapes file: %s (line %d)", path, e.text, e.line);
-        return OCLSEG_ERR_FORMAT;
-    }
-    if (!json_is_array(arr)) {
-        OCLSEG_ERROR("%s: not a shapes file (no \"shapes\" array)", path);
-        json_decref(root);
-        return OCLSEG_ERR_FORMAT;
-    }
-    size_t n = json_array_size(arr);
-    *out = calloc(n + 1, sizeof **out);
-    if (!*out) {
-        json_decref(root);
-        return OCLSEG_ERR_OUT_OF_MEMORY;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *o = json_array_get(arr, i);
-        json_int_t m = 0, nn = 0, k = 0, calls = 0;
-        double beta = 0;
-        oclseg_gemm_shape *s = &(*out)[i];
-        if (json_unpack(o, "{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:F, s:I}", "trans_a", &s->trans_a,
-                        "trans_b", &s->trans_b, "batched", &s->batched, "batch", &s->batch, "m", &m,
-                        "n", &nn, "k", &k, "beta", &beta, "calls", &calls) != 0 ||
-            m <= 0 || nn <= 0 || k <= 0 || s->batch <= 0) {
-            OCLSEG_ERROR("%s: shape %zu is malformed", path, i);
-            free(*out);
-            *out = NULL;
-            json_decref(root);
-            return OCLSEG_ERR_FORMAT;
-        }
-        s->m = (size_t)m, s->n = (size_t)nn, s->k = (size_t)k, s->beta = (float)beta;
-        s->calls = (long)calls;
-    }
-    *count = (int)n;
-    json_decref(root);
-    return OCLSEG_OK;
 }
 
 /* ---- child: record the GEMM shapes of one training step ------------------------------------- */
@@ -107,7 +40,8 @@ int oclseg_tune_child_record(const char *device, int batch, int size, const char
     oclseg_session_options_synthetic_training(&so, size, batch, 0);
     so.device = device;
     TRY_GOTO(oclseg_session_create(&so, &ses), st, done);
-    ses->ctx->gemm_backend = OCLSEG_GEMM_CLBLAST; /* the GEMMs CLBlast would run (CPUs: own) */
+    /* the calls are recorded whichever backend runs them; CLBlast as in the trials */
+    ses->ctx->gemm_backend = OCLSEG_GEMM_CLBLAST;
     oclseg_trainer *t = ses->trainer;
     float losses[OCLSEG_LOSS_RING];
     int64_t first;
@@ -120,7 +54,8 @@ int oclseg_tune_child_record(const char *device, int batch, int size, const char
     if (st == OCLSEG_OK) st = oclseg_trainer_drain_losses(t, losses, &first, &nl);
     int st2 = oclseg_gemm_record_end(&shapes, &count);
     if (st == OCLSEG_OK) st = st2;
-    if (st == OCLSEG_OK) st = tune_shapes_save(shapes, count, shapes_path);
+    if (st == OCLSEG_OK)
+        st = tune_shapes_save(shapes, count, oclseg_gemm_device_default_own(ses->ctx), shapes_path);
 done:
     free(shapes);
     free(images);
@@ -185,6 +120,7 @@ static int run_shape(oclseg_ctx *ctx, const oclseg_gemm_shape *s, trial_buffers 
     const gemm_operand a = gemm_mat(b->da, 0, lda, s->m * s->k);
     const gemm_operand bm = gemm_mat(b->db, 0, ldb, s->k * s->n);
     const gemm_operand c = gemm_mat(b->dc, 0, ldc, s->m * s->n);
+    if (s->sum) return gemm_batched_sum(ctx, d, a, bm, b->dc, 0, s->batch);
     if (s->batched) return gemm_batched(ctx, d, a, bm, s->beta, c, s->batch);
     return gemm_single(ctx, d, a, bm, s->beta, c);
 }
@@ -205,12 +141,15 @@ static int check_result(const oclseg_gemm_shape *s, const trial_buffers *b, uint
     for (int t = 0; t < 64; t++) {
         size_t bi = xorshift(&rs) % (size_t)s->batch, i = xorshift(&rs) % s->m,
                j = xorshift(&rs) % s->n;
-        const float *a = b->a + bi * s->m * s->k, *bb = b->b + bi * s->k * s->n;
+        if (s->sum) bi = 0; /* C_0 = the sum over every matrix pair */
         long long acc = 0;
-        for (size_t l = 0; l < s->k; l++) {
-            float x = s->trans_a ? a[l * s->m + i] : a[i * s->k + l];
-            float y = s->trans_b ? bb[j * s->k + l] : bb[l * s->n + j];
-            acc += (long long)x * (long long)y;
+        for (size_t p = bi; p < (s->sum ? (size_t)s->batch : bi + 1); p++) {
+            const float *a = b->a + p * s->m * s->k, *bb = b->b + p * s->k * s->n;
+            for (size_t l = 0; l < s->k; l++) {
+                float x = s->trans_a ? a[l * s->m + i] : a[i * s->k + l];
+                float y = s->trans_b ? bb[j * s->k + l] : bb[l * s->n + j];
+                acc += (long long)x * (long long)y;
+            }
         }
         size_t ci = bi * s->m * s->n + i * s->n + j;
         if (s->beta != 0.0f) acc += (long long)b->c0[ci];
@@ -234,7 +173,7 @@ static int make_buffers(oclseg_ctx *ctx, const oclseg_gemm_shape *s, int index, 
     memset(b, 0, sizeof *b);
     b->na = (size_t)s->batch * s->m * s->k;
     b->nb = (size_t)s->batch * s->k * s->n;
-    b->nc = (size_t)s->batch * s->m * s->n;
+    b->nc = (size_t)(s->sum ? 1 : s->batch) * s->m * s->n;
     b->a = malloc(b->na * 4), b->b = malloc(b->nb * 4), b->c0 = malloc(b->nc * 4);
     b->c = malloc(b->nc * 4);
     if (!b->a || !b->b || !b->c0 || !b->c) return OCLSEG_ERR_OUT_OF_MEMORY;
@@ -249,27 +188,47 @@ static int make_buffers(oclseg_ctx *ctx, const oclseg_gemm_shape *s, int index, 
     return OCLSEG_OK;
 }
 
-/* One correctness run (C reset first), then `repeats` timed runs; median seconds in *sec. */
-static int corrupt; /* test hook: pretend the kernel got the last element wrong */
+/* test hook: pretend the kernel got the last element wrong */
+static int corrupt;
 
-static int trial_shape(oclseg_ctx *ctx, const oclseg_gemm_shape *s, trial_buffers *b, int repeats,
+/* One run from C reset to C read back and checked: *hash, and *sec the run alone. */
+static int checked_run(oclseg_ctx *ctx, const oclseg_gemm_shape *s, trial_buffers *b,
                        uint64_t *hash, double *sec, char *why, size_t whyn) {
     TRY(oclseg_write(ctx, b->dc, 0, b->nc * 4, b->c0));
+    const double t0 = oclseg_now_s();
     TRY(run_shape(ctx, s, b));
+    TRY(oclseg_finish(ctx));
+    *sec = oclseg_now_s() - t0;
     TRY(oclseg_read(ctx, b->dc, 0, b->nc * 4, b->c));
     if (corrupt) b->c[b->nc - 1] += 1.0f;
-    TRY(check_result(s, b, hash, why, whyn));
-    if (repeats <= 0) return OCLSEG_OK;
+    return check_result(s, b, hash, why, whyn);
+}
+
+/* A shape's timed runs: the median (candidates' totals) and the fastest (the backend per shape:
+ * other load on the machine only ever slows a run down). */
+typedef struct shape_time {
+    double median_s, fastest_s;
+} shape_time;
+
+/* One correctness run (compiles the kernels), then `repeats` timed runs, each checked to give
+ * the same result (a kernel that is right only sometimes is caught too). */
+static int trial_shape(oclseg_ctx *ctx, const oclseg_gemm_shape *s, trial_buffers *b, int repeats,
+                       uint64_t *hash, shape_time *sec, char *why, size_t whyn) {
     double t[16];
+    TRY(checked_run(ctx, s, b, hash, &t[0], why, whyn));
+    if (repeats <= 0) return OCLSEG_OK;
     if (repeats > 16) repeats = 16;
     for (int r = 0; r < repeats; r++) {
-        double t0 = oclseg_now_s();
-        TRY(run_shape(ctx, s, b));
-        TRY(oclseg_finish(ctx));
-        t[r] = oclseg_now_s() - t0;
+        uint64_t h;
+        TRY(checked_run(ctx, s, b, &h, &t[r], why, whyn));
+        if (h != *hash) {
+            snprintf(why, whyn, "timed run %d gave another result than the first", r + 1);
+            return OCLSEG_ERR_NUMERIC;
+        }
     }
     qsort(t, (size_t)repeats, sizeof *t, cmp_double);
-    *sec = t[repeats / 2];
+    sec->median_s = t[repeats / 2];
+    sec->fastest_s = t[0];
     return OCLSEG_OK;
 }
 
@@ -281,10 +240,37 @@ static int reference_hashes(oclseg_ctx *ctx, const oclseg_gemm_shape *shapes, in
     for (int i = 0; st == OCLSEG_OK && i < n; i++) {
         trial_buffers b;
         st = make_buffers(ctx, &shapes[i], i, &b);
-        if (st == OCLSEG_OK) st = trial_shape(ctx, &shapes[i], &b, 0, &ref[i], NULL, why, why_size);
+        shape_time unused;
+        if (st == OCLSEG_OK)
+            st = trial_shape(ctx, &shapes[i], &b, 0, &ref[i], &unused, why, why_size);
         if (st != OCLSEG_OK && !why[0]) snprintf(why, why_size, "defaults failed on shape %d", i);
         free_buffers(ctx, &b);
     }
+    return st;
+}
+
+/* Runs shape `index` (its inputs seeded by the index, as for its reference hash) `repeats`
+ * times after a first checked run (times in *sec); an error names the shape in why. */
+static int validate_shape(oclseg_ctx *ctx, const oclseg_gemm_shape *s, int index, uint64_t ref,
+                          int repeats, shape_time *sec, char *why, size_t whyn) {
+    trial_buffers b;
+    uint64_t h = 0;
+    why[0] = '\0';
+    int st = make_buffers(ctx, s, index, &b);
+    if (st == OCLSEG_OK) st = trial_shape(ctx, s, &b, repeats, &h, sec, why, whyn);
+    if (st == OCLSEG_OK && h != ref) {
+        snprintf(why, whyn, "result differs from CLBlast's defaults");
+        st = OCLSEG_ERR_NUMERIC;
+    }
+    if (st != OCLSEG_OK) {
+        char name[96], tmp[512];
+        oclseg_gemm_shape_name(s, name, sizeof name);
+        snprintf(tmp, sizeof tmp, "%s; shape %s: %s", oclseg_status_str(st), name,
+                 why[0] ? why : ctx->gemm_backend == OCLSEG_GEMM_OWN ? "own kernel error"
+                                                                     : "CLBlast error");
+        snprintf(why, whyn, "%s", tmp);
+    }
+    free_buffers(ctx, &b);
     return st;
 }
 
@@ -315,7 +301,7 @@ int oclseg_tune_child_trial(const char *device, const char *candidate_path,
     int st = oclseg_read_file(candidate_path, 0, &text, &len);
     if (st == OCLSEG_OK) st = oclseg_tuning_parse(text, len, 1, &cand, why, sizeof why);
     free(text);
-    if (st == OCLSEG_OK) st = tune_shapes_load(shapes_path, &rec, &nrec);
+    if (st == OCLSEG_OK) st = tune_shapes_load(shapes_path, &rec, &nrec, NULL);
     /* Validation-only shapes (not timed into the total): large square GEMMs take CLBlast's
      * indirect Xgemm path whatever the model's shapes do, so Xgemm parameters are validated too;
      * 1000 is not a multiple of any tile size (padding path). The 1024^3 time is the ceiling. */
@@ -323,11 +309,11 @@ int oclseg_tune_child_trial(const char *device, const char *candidate_path,
     int n = nrec + 2;
     if (shapes) {
         for (int i = 0; i < nrec; i++) shapes[i] = rec[i];
-        shapes[nrec] = (oclseg_gemm_shape){0, 0, 0, 1, 1024, 1024, 1024, 0.0f, 0};
-        shapes[nrec + 1] = (oclseg_gemm_shape){1, 0, 0, 1, 1000, 1000, 1000, 1.0f, 0};
+        shapes[nrec] = (oclseg_gemm_shape){0, 0, 0, 1, 1024, 1024, 1024, 0.0f, 0, 0};
+        shapes[nrec + 1] = (oclseg_gemm_shape){1, 0, 0, 1, 1000, 1000, 1000, 1.0f, 0, 0};
     }
     ref = calloc((size_t)n, sizeof *ref);
-    double *sec = calloc((size_t)n, sizeof *sec);
+    shape_time *sec = calloc((size_t)n, sizeof *sec);
     if (st == OCLSEG_OK && (!shapes || !ref || !sec)) st = OCLSEG_ERR_OUT_OF_MEMORY;
     oclseg_ctx_options co = {.device_spec = device};
     if (st == OCLSEG_OK) st = oclseg_ctx_create(&ctx, &co);
@@ -335,31 +321,17 @@ int oclseg_tune_child_trial(const char *device, const char *candidate_path,
     if (st == OCLSEG_OK) st = reference_hashes(ctx, shapes, n, ref, why, sizeof why);
     if (st == OCLSEG_OK) st = apply_candidate(ctx, &cand, why, sizeof why);
     double total = 0, ceiling_gflops = 0;
-    json_t *per = json_array();
+    json_t *per = json_array(), *fastest = json_array();
     for (int i = 0; st == OCLSEG_OK && i < n; i++) {
         const oclseg_gemm_shape *s = &shapes[i];
-        trial_buffers b;
-        uint64_t h = 0;
-        st = make_buffers(ctx, s, i, &b);
-        if (st == OCLSEG_OK)
-            st = trial_shape(ctx, s, &b, i == nrec + 1 ? 0 : repeats, &h, &sec[i], why, sizeof why);
-        if (st == OCLSEG_OK && h != ref[i]) {
-            snprintf(why, sizeof why, "result differs from CLBlast's defaults");
-            st = OCLSEG_ERR_NUMERIC;
-        }
-        if (st != OCLSEG_OK) {
-            char tmp[512];
-            snprintf(tmp, sizeof tmp, "%s; shape %dx%dx%d batch %d trans %d%d: %s",
-                     oclseg_status_str(st), (int)s->m, (int)s->n, (int)s->k, s->batch, s->trans_a,
-                     s->trans_b, why[0] ? why : "CLBlast error");
-            snprintf(why, sizeof why, "%s", tmp);
-        }
-        free_buffers(ctx, &b);
+        st = validate_shape(ctx, s, i, ref[i], i == nrec + 1 ? 0 : repeats, &sec[i], why,
+                            sizeof why);
         if (i < nrec) {
-            total += sec[i] * 1e3 * (double)s->calls;
-            json_array_append_new(per, json_real(sec[i] * 1e3));
+            total += sec[i].median_s * 1e3 * (double)s->calls;
+            json_array_append_new(per, json_real(sec[i].median_s * 1e3));
+            json_array_append_new(fastest, json_real(sec[i].fastest_s * 1e3));
         } else if (i == nrec) {
-            ceiling_gflops = 2.0 * 1024 * 1024 * 1024 / sec[i] / 1e9;
+            ceiling_gflops = 2.0 * 1024 * 1024 * 1024 / sec[i].median_s / 1e9;
         }
     }
     oclseg_ctx_free(ctx);
@@ -368,12 +340,13 @@ int oclseg_tune_child_trial(const char *device, const char *candidate_path,
         json_object_set_new(res, "weighted_ms", json_real(total));
         json_object_set_new(res, "sgemm_1024_gflops", json_real(ceiling_gflops));
         json_object_set_new(res, "per_shape_ms", per);
+        json_object_set_new(res, "per_shape_fastest_ms", fastest);
     } else {
-        json_decref(per);
+        json_decref(per), json_decref(fastest);
         json_object_set_new(res, "ok", json_false());
         json_object_set_new(res, "reason", json_string(why[0] ? why : oclseg_status_str(st)));
     }
-    int written = dump_json(res, result_path);
+    int written = tune_dump_json(res, result_path);
     free(rec);
     free(shapes);
     free(ref);
@@ -381,3 +354,49 @@ int oclseg_tune_child_trial(const char *device, const char *candidate_path,
     return st != OCLSEG_OK ? st : written;
 }
 
+
+/* ---- child: validate and time the own kernels, shape by shape -------------------------------- */
+
+/* Results: {"ok": true, "per_shape_fastest_ms": [ms | null], "per_shape_reason": [null | "why"]}:
+ * a shape whose own result differs from CLBlast's defaults (or fails) is rejected alone. */
+int oclseg_tune_child_own(const char *device, const char *shapes_path, const char *result_path,
+                          int repeats) {
+    oclseg_gemm_shape *shapes = NULL;
+    int n = 0;
+    char why[512] = "";
+    oclseg_ctx *ctx = NULL;
+    int st = tune_shapes_load(shapes_path, &shapes, &n, NULL);
+    uint64_t *ref = calloc((size_t)n + 1, sizeof *ref);
+    if (st == OCLSEG_OK && !ref) st = OCLSEG_ERR_OUT_OF_MEMORY;
+    oclseg_ctx_options co = {.device_spec = device};
+    if (st == OCLSEG_OK) st = oclseg_ctx_create(&ctx, &co);
+    if (st == OCLSEG_OK) ctx->gemm_backend = OCLSEG_GEMM_CLBLAST; /* the references */
+    if (st == OCLSEG_OK) st = reference_hashes(ctx, shapes, n, ref, why, sizeof why);
+    const oclseg_env *env = oclseg_env_get();
+    if (st == OCLSEG_OK && env->tune_own_abort) abort(); /* test hook (tests/test_tune.c) */
+    json_t *per = json_array(), *reasons = json_array();
+    for (int i = 0; st == OCLSEG_OK && i < n; i++) {
+        ctx->gemm_backend = OCLSEG_GEMM_OWN;
+        corrupt = env->tune_own_corrupt_shape == i + 1; /* test hook: shape i goes wrong */
+        shape_time sec = {0, 0};
+        if (validate_shape(ctx, &shapes[i], i, ref[i], repeats, &sec, why, sizeof why) ==
+            OCLSEG_OK) {
+            json_array_append_new(per, json_real(sec.fastest_s * 1e3));
+            json_array_append_new(reasons, json_null());
+        } else {
+            json_array_append_new(per, json_null());
+            json_array_append_new(reasons, json_string(why));
+        }
+    }
+    oclseg_ctx_free(ctx);
+    json_t *res = st == OCLSEG_OK
+                      ? json_pack("{s:b, s:o, s:o}", "ok", 1, "per_shape_fastest_ms", per,
+                                  "per_shape_reason", reasons)
+                      : json_pack("{s:b, s:s}", "ok", 0, "reason",
+                                  why[0] ? why : oclseg_status_str(st));
+    if (st != OCLSEG_OK) json_decref(per), json_decref(reasons);
+    int written = tune_dump_json(res, result_path);
+    free(shapes);
+    free(ref);
+    return st != OCLSEG_OK ? st : written;
+}

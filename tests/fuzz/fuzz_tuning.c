@@ -1,6 +1,6 @@
 /* libFuzzer target: the per-device GEMM tuning file that every context creation reads
  * (oclseg_tuning_parse, whole files and bare candidate objects); whatever parses must format
- * and parse back to the same parameters. */
+ * and parse back to the same parameters and per-shape backends. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +34,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 REQUIRE(strcmp(again.params[k].names[i], t.params[k].names[i]) == 0);
                 REQUIRE(again.params[k].values[i] == t.params[k].values[i]);
             }
+        }
+        REQUIRE(again.nbackends == t.nbackends);
+        for (int i = 0; i < t.nbackends; i++) {
+            REQUIRE(oclseg_gemm_shape_same(&again.backends[i].shape, &t.backends[i].shape));
+            REQUIRE(again.backends[i].backend == t.backends[i].backend);
         }
         free(text);
     }
