@@ -124,8 +124,8 @@ candidate *tune_run_trial(tune_state *S, const char *name, const oclseg_tuning *
                         &c->took);
     read_trial_result(result, st == OCLSEG_OK, c);
     if (c->ok)
-        tune_say(S, "  %-28s %9.1f ms  (1024^3 SGEMM %.1f GFLOP/s; trial %.0f s)", c->name, c->ms,
-            c->ceiling, c->took);
+        tune_say(S, "  %-28s %9.1f ms  (1024^3 SGEMM %.1f GFLOP/s; trial %.0f s)", c->name,
+                 c->ms, c->ceiling, c->took);
     else
         tune_say(S, "  %-28s REJECTED: %s (log %s)", c->name, c->why, log);
     return c;
@@ -143,8 +143,8 @@ static int run_tuner(tune_state *S, const char *kernel, size_t m, size_t n, size
                     dims[1], "--k", dims[2], "--fraction", frac, "--result", result, NULL};
     char why[512] = "";
     double took = 0;
-    tune_say(S, "  CLBlast tuner %s on %zux%zux%zu, fraction %g (at most %.0f s) ...", kernel, m, n, k,
-        fraction, timeout_s);
+    tune_say(S, "  CLBlast tuner %s on %zux%zux%zu, fraction %g (at most %.0f s) ...", kernel, m,
+             n, k, fraction, timeout_s);
     int st = tune_spawn(S->o->exe, args, log, timeout_s, why, sizeof why, &took);
     char *text = NULL;
     size_t len = 0;
@@ -152,8 +152,8 @@ static int run_tuner(tune_state *S, const char *kernel, size_t m, size_t n, size
     if (st == OCLSEG_OK) st = oclseg_tuning_parse(text, len, 1, out, why, sizeof why);
     free(text);
     if (st != OCLSEG_OK) {
-        tune_say(S, "    tuner %s gave no candidate: %s (log %s)", kernel, why[0] ? why : "no result",
-            log);
+        tune_say(S, "    tuner %s gave no candidate: %s (log %s)", kernel,
+                 why[0] ? why : "no result", log);
         return st;
     }
     tune_say(S, "    tuner %s finished in %.0f s", kernel, took);
@@ -198,7 +198,7 @@ static int record_shapes(tune_state *S, oclseg_tune_report *r) {
     r->shapes = S->nshapes;
     for (int i = 0; i < S->nshapes; i++) r->calls += S->shapes[i].calls;
     tune_say(S, "recorded %d GEMM shapes, %ld GEMM calls per step (batch %d, %dx%d) in %.0f s",
-        S->nshapes, r->calls, S->o->batch, S->o->size, S->o->size, took);
+             S->nshapes, r->calls, S->o->batch, S->o->size, S->o->size, took);
     return OCLSEG_OK;
 }
 
@@ -216,8 +216,8 @@ static const oclseg_gemm_shape *representative_shape(tune_state *S) {
     }
     json_decref(res);
     const oclseg_gemm_shape *rep = &S->shapes[top];
-    tune_say(S, "  (largest share: %zux%zux%zu batch %d, %ld calls, %.1f ms)", rep->m, rep->n, rep->k,
-        rep->batch, rep->calls, top_ms);
+    tune_say(S, "  (largest share: %zux%zux%zu batch %d, %ld calls, %.1f ms)", rep->m, rep->n,
+             rep->k, rep->batch, rep->calls, top_ms);
     return rep;
 }
 
