@@ -91,21 +91,29 @@ static int check_vector(const char *op, const char *name, const oclseg_tensor *v
 }
 
 /* A per-element kernel of cl/batchnorm.cl (BN_PER_ELEMENT) in the form for this device: `name`
- * over (HW, C, N) or, with the row kernels, `name`_rows over (C, N), an item per plane. */
-static int per_element_kernel(oclseg_ctx *ctx, const char *name, cl_kernel *k) {
+ * over (HW, C, N) or, with the row kernels, `name`_rows over (C, N), an item per plane. The
+ * form is chosen once here and the launch follows it. */
+typedef struct bn_element_kernel {
+    cl_kernel k;
+    int rows;
+} bn_element_kernel;
+
+static int per_element_kernel(oclseg_ctx *ctx, const char *name, bn_element_kernel *out) {
     char full[48];
-    snprintf(full, sizeof full, "%s%s", name, oclseg_use_row_kernels(ctx) ? "_rows" : "");
-    return oclseg_kernel_get(ctx, "batchnorm", NULL, full, k);
+    out->rows = oclseg_use_row_kernels(ctx);
+    snprintf(full, sizeof full, "%s%s", name, out->rows ? "_rows" : "");
+    return oclseg_kernel_get(ctx, "batchnorm", NULL, full, &out->k);
 }
 
 /* Launches a kernel of per_element_kernel over x in its form. */
-static int launch_per_element(oclseg_ctx *ctx, cl_kernel k, const oclseg_tensor *x) {
-    if (oclseg_use_row_kernels(ctx)) {
+static int launch_per_element(oclseg_ctx *ctx, const bn_element_kernel *ek,
+                              const oclseg_tensor *x) {
+    if (ek->rows) {
         size_t global[2] = {(size_t)x->c, (size_t)x->n};
-        return oclseg_launch(ctx, k, 2, global, NULL);
+        return oclseg_launch(ctx, ek->k, 2, global, NULL);
     }
     size_t global[3] = {(size_t)x->h * x->w, (size_t)x->c, (size_t)x->n};
-    return oclseg_launch(ctx, k, 3, global, NULL);
+    return oclseg_launch(ctx, ek->k, 3, global, NULL);
 }
 
 /* Checks shared by both forwards: x and y, and the four per-channel vectors. */
@@ -127,12 +135,12 @@ static int check_forward(const char *op, const oclseg_tensor *x, const oclseg_te
 static int launch_apply(oclseg_ctx *ctx, const oclseg_tensor *x, cl_mem mean, cl_uint mean_off,
                         cl_mem invstd, cl_uint invstd_off, const oclseg_tensor *gamma,
                         const oclseg_tensor *beta, oclseg_tensor *y, int relu6) {
-    cl_kernel k;
-    TRY(per_element_kernel(ctx, "bn_apply", &k));
+    bn_element_kernel ek;
+    TRY(per_element_kernel(ctx, "bn_apply", &ek));
     cl_uint channels = (cl_uint)x->c, hw = (cl_uint)(x->h * x->w);
     cl_uint total = (cl_uint)oclseg_tensor_numel(x);
     cl_uint fuse = relu6 ? 1u : 0u;
-    kargs a = karg_begin(k);
+    kargs a = karg_begin(ek.k);
     karg_tensor(&a, x);
     karg_mem(&a, mean);
     karg_u32(&a, mean_off);
@@ -146,7 +154,7 @@ static int launch_apply(oclseg_ctx *ctx, const oclseg_tensor *x, cl_mem mean, cl
     karg_u32(&a, total);
     karg_u32(&a, fuse);
     TRY(karg_end(&a));
-    return launch_per_element(ctx, k, x);
+    return launch_per_element(ctx, &ek, x);
 }
 
 /* invstd (scratch at invstd_off, C floats) = 1 / sqrt(var + eps). */
@@ -415,9 +423,9 @@ int op_batchnorm_backward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
     if (sync) TRY(bn_sync_grad_sums(ctx, scratch, sums_off, (cl_uint)channels, sync, &m_u));
     if (!dx) return OCLSEG_OK;
 
-    cl_kernel k;
-    TRY(per_element_kernel(ctx, "bn_backward_train_dx", &k));
-    kargs a = karg_begin(k);
+    bn_element_kernel ek;
+    TRY(per_element_kernel(ctx, "bn_backward_train_dx", &ek));
+    kargs a = karg_begin(ek.k);
     karg_tensor(&a, x);
     karg_tensor(&a, dy);
     karg_tensor(&a, save_mean);
@@ -433,7 +441,7 @@ int op_batchnorm_backward_train_sync(oclseg_ctx *ctx, const oclseg_tensor *x,
     karg_tensor(&a, relu6 ? beta : x); /* x's buffer stands in, unread */
     karg_u32(&a, relu6 ? 1u : 0u);
     TRY(karg_end(&a));
-    return launch_per_element(ctx, k, x);
+    return launch_per_element(ctx, &ek, x);
 }
 
 int op_batchnorm_backward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oclseg_tensor *dy,
@@ -466,9 +474,9 @@ int op_batchnorm_backward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oc
                          k_partial, &(bn_relu6){0, NULL, 0, NULL, NULL}));
     if (!dx) return OCLSEG_OK;
 
-    cl_kernel k;
-    TRY(per_element_kernel(ctx, "bn_backward_eval_dx", &k));
-    kargs a = karg_begin(k);
+    bn_element_kernel ek;
+    TRY(per_element_kernel(ctx, "bn_backward_eval_dx", &ek));
+    kargs a = karg_begin(ek.k);
     karg_tensor(&a, dy);
     karg_mem(&a, scratch);
     karg_u32(&a, invstd_off);
@@ -478,5 +486,5 @@ int op_batchnorm_backward_eval(oclseg_ctx *ctx, const oclseg_tensor *x, const oc
     karg_u32(&a, (size_t)x->h * x->w);
     karg_u32(&a, oclseg_tensor_numel(x));
     TRY(karg_end(&a));
-    return launch_per_element(ctx, k, x);
+    return launch_per_element(ctx, &ek, x);
 }
