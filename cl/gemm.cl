@@ -187,11 +187,34 @@ __kernel void gemm_nt(const uint m, const uint n, const uint k, __global const f
 
 // dst (k x rows, row-major at dst_off) = the transpose of src's rows x k matrix (row r at
 // src[src_off + r * ld], k contiguous floats): B^T for gemm_nn when an A * B^T has a k too short
-// for gemm_nt's lanes. Global (k, rows).
+// for gemm_nt's lanes. Item (tq, tr) moves one GEMM_TRANSPOSE_TILE-square tile: it reads the
+// tile's rows and writes its columns as rows of dst, whole runs of contiguous floats both ways
+// (one item per element wrote one float per cache line of dst). Edge tiles are cut to the
+// matrix. Global (ceil(k / TILE), ceil(rows / TILE)); the host's tile is the same constant
+// (src/ops/gemm.c).
+#ifndef GEMM_TRANSPOSE_TILE
+#define GEMM_TRANSPOSE_TILE 16
+#endif
 __kernel void gemm_transpose(__global const float *src, const uint src_off, const uint ld,
                              const uint rows, const uint k, __global float *dst,
                              const uint dst_off) {
-    const uint q = get_global_id(0), r = get_global_id(1);
-    if (q >= k || r >= rows) return;
-    dst[dst_off + q * rows + r] = src[src_off + r * ld + q];
+    const uint q0 = get_global_id(0) * GEMM_TRANSPOSE_TILE;
+    const uint r0 = get_global_id(1) * GEMM_TRANSPOSE_TILE;
+    if (q0 >= k || r0 >= rows) return;
+    __global const float *s = src + src_off + r0 * ld + q0;
+    __global float *d = dst + dst_off + q0 * rows + r0;
+    float tile[GEMM_TRANSPOSE_TILE][GEMM_TRANSPOSE_TILE]; // [q][r]
+    if (k - q0 >= GEMM_TRANSPOSE_TILE && rows - r0 >= GEMM_TRANSPOSE_TILE) {
+        for (uint r = 0; r < GEMM_TRANSPOSE_TILE; r++)
+            for (uint q = 0; q < GEMM_TRANSPOSE_TILE; q++) tile[q][r] = s[r * ld + q];
+        for (uint q = 0; q < GEMM_TRANSPOSE_TILE; q++)
+            for (uint r = 0; r < GEMM_TRANSPOSE_TILE; r++) d[q * rows + r] = tile[q][r];
+        return;
+    }
+    const uint nq = min((uint)GEMM_TRANSPOSE_TILE, k - q0);
+    const uint nr = min((uint)GEMM_TRANSPOSE_TILE, rows - r0);
+    for (uint r = 0; r < nr; r++)
+        for (uint q = 0; q < nq; q++) tile[q][r] = s[r * ld + q];
+    for (uint q = 0; q < nq; q++)
+        for (uint r = 0; r < nr; r++) d[q * rows + r] = tile[q][r];
 }

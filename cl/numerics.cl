@@ -23,6 +23,39 @@ __kernel void nonfinite_partial(__global const float *x, const uint x_off, const
     if (get_local_id(0) == 0) partial[get_group_id(0)] = sum;
 }
 
+// CPU form of pass 1 (the host's choice on devices that run long loops, see
+// oclseg_use_row_kernels): item g walks its own chunk [g*chunk_len, (g+1)*chunk_len) of
+// consecutive values with NONFINITE_LANES independent lane sums in a vector register and no
+// barrier (PoCL runs a work-group's tree as a loop per barrier level, slower than the data pass
+// itself), then adds the lanes in a fixed order: partial[g] is 0 or NaN, like the tree form's.
+#ifndef NONFINITE_LANES
+#define NONFINITE_LANES 16
+#endif
+#define NF_CAT_(a, b) a##b
+#define NF_CAT(a, b) NF_CAT_(a, b)
+#define NF_VF NF_CAT(float, NONFINITE_LANES)
+__kernel void nonfinite_rows(__global const float *x, const uint x_off, const uint n,
+                             const uint chunk_len, const uint chunks, __global float *partial) {
+    const uint g = get_global_id(0);
+    if (g >= chunks) return;
+    const uint start = g * chunk_len, end = min(n, start + chunk_len);
+    __global const float *xs = x + x_off;
+    NF_VF lanes = (NF_VF)(0.0f);
+    uint i = start;
+    for (; i + NONFINITE_LANES <= end; i += NONFINITE_LANES) {
+        const NF_VF v = NF_CAT(vload, NONFINITE_LANES)(0, xs + i);
+        lanes += v - v;
+    }
+    float lane[NONFINITE_LANES];
+    NF_CAT(vstore, NONFINITE_LANES)(lanes, 0, lane);
+    float acc = lane_tree_sum(lane, NONFINITE_LANES);
+    for (; i < end; i++) {
+        const float v = xs[i];
+        acc += v - v;
+    }
+    partial[g] = acc;
+}
+
 // Pass 2 (one work-group): out[out_off] = sum of the partials (0: all finite; NaN: not).
 __kernel void nonfinite_finish(__global const float *partial, const uint groups,
                                __global float *out, const uint out_off) {

@@ -189,6 +189,8 @@ START_TEST(own_kernels_match_reference) {
         /* more tiles than rusticl's 32-item work-group limit (the group must shrink to it) */
         {0, 0, 260, 1100, 2, 1, 0.0f, 0}, {0, 1, 200, 200, 3, 1, 0.0f, 0},
         {0, 1, 24, 144, 64, 2, 0.0f, 1},  {0, 1, 24, 144, 36, 4, 0.0f, 1},
+        /* A * B^T through gemm_transpose's 16-square tiles: full ones and ones cut both ways */
+        {0, 1, 7, 53, 45, 1, 1.0f, 0},
     };
     const size_t n_cases = sizeof cases / sizeof cases[0];
     size_t transpose_bytes = 0; /* B^T of the transposed A * B^T path, in the shared scratch */

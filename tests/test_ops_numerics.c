@@ -2,7 +2,9 @@
  * first, last and random positions of ranges that are smaller than one work-group, exactly one,
  * and larger than all pass-1 work-groups together (the strided loop), at a non-zero offset;
  * FLT_MAX, -FLT_MAX, denormals and -0 are finite. The result must be exactly +0 (all finite) or
- * NaN (any non-finite), and written to its slot only. */
+ * NaN (any non-finite), and written to its slot only. Every device runs both pass-1 forms: the
+ * work-group tree (GPUs) and one item per chunk with vector lanes (CPU devices), whose chunks
+ * end in a partial vector and, for small ranges, leave items with nothing to read. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -37,8 +39,11 @@ static void check(size_t n, int planted, int kind, uint64_t seed) {
     make_input(x, n, planted, kind, seed);
     const int finite = host_all_finite(x, n);
     ck_assert_int_eq(finite, planted == 0);
-    for (int d = 0; d < harness_device_count(); d++) {
+    for (int run = 0; run < 2 * harness_device_count(); run++) {
+        const int d = run / 2;
         oclseg_ctx *ctx = harness_ctx(d);
+        ctx->row_kernels = run % 2 ? OCLSEG_ROWS_ON : OCLSEG_ROWS_OFF;
+        const char *form = run % 2 ? "rows" : "work-group tree";
         hbuf bx = hb_from(ctx, x, n), bout = hb_create(ctx, 3);
         hb_poison(&bout);
         float poisoned[3];
@@ -49,25 +54,26 @@ static void check(size_t n, int planted, int kind, uint64_t seed) {
         float out[3];
         hb_download(&bout, out, "check_finite result");
         if (finite)
-            ck_assert_msg(out[1] == 0.0f && !signbit(out[1]), "%s: n=%zu all finite: got %g",
-                          harness_device_name(d), n, (double)out[1]);
+            ck_assert_msg(out[1] == 0.0f && !signbit(out[1]), "%s (%s): n=%zu all finite: got %g",
+                          harness_device_name(d), form, n, (double)out[1]);
         else
-            ck_assert_msg(isnan(out[1]), "%s: n=%zu, %d non-finite of kind %d: got %g",
-                          harness_device_name(d), n, planted, kind, (double)out[1]);
+            ck_assert_msg(isnan(out[1]), "%s (%s): n=%zu, %d non-finite of kind %d: got %g",
+                          harness_device_name(d), form, n, planted, kind, (double)out[1]);
         ck_assert_msg(memcmp(&out[0], &poisoned[0], sizeof(float)) == 0 &&
                       memcmp(&out[2], &poisoned[2], sizeof(float)) == 0,
-                      "%s: wrote outside its slot", harness_device_name(d));
+                      "%s (%s): wrote outside its slot", harness_device_name(d), form);
         hb_free(&bx);
         hb_free(&bout);
+        ctx->row_kernels = OCLSEG_ROWS_AUTO;
     }
     free(x);
 }
 
 START_TEST(detects_nonfinite_values) {
-    const size_t sizes_full[] = {1, 5, 63, 64, 65, 1000, 100003};
+    const size_t sizes_full[] = {1, 5, 63, 64, 65, 1000, 4097, 100003};
     const size_t sizes_small[] = {1, 5, 65, 300};
     const size_t *sizes = harness_small() ? sizes_small : sizes_full;
-    const int count = harness_small() ? 4 : 7;
+    const int count = harness_small() ? 4 : 8;
     for (int i = 0; i < count; i++) {
         check(sizes[i], 0, 0, 10 + i); /* all finite */
         for (int kind = 0; kind < 3; kind++)

@@ -53,7 +53,8 @@ static void usage(FILE *out) {
             "waited for one by one, and the medians of forward, backward and optimizer alone;\n"
             "images/s, achieved GFLOP/s (convolution FLOPs counted analytically), kernel launches\n"
             "and host enqueue time per step, peak device memory, and the 15 most expensive\n"
-            "kernels of one profiled step. --device all measures every device.\n"
+            "kernels of one profiled step (--json lists every kernel). --device all measures\n"
+            "every device.\n"
             "--report DIR measures each device in both modes (fine-tune, then frozen encoder) and\n"
             "writes DIR/report.md with PNG charts (gnuplot) and DIR/bench.json; given RESULT.json\n"
             "files (bench --json output from any machines, tools/bench_pytorch.py peers) it\n"
@@ -252,8 +253,8 @@ static void print_result(const bench_result *r, const bench_options *o) {
 }
 
 static json_t *result_json(const bench_result *r, const bench_options *o) {
-    json_t *kernels = json_array();
-    for (int i = 0; i < r->kernel_count && i < 15; i++)
+    json_t *kernels = json_array(); /* every kernel of the profiled step, costliest first */
+    for (int i = 0; i < r->kernel_count; i++)
         json_array_append_new(kernels, json_pack("{s:s, s:f}", "name", r->kernel_names[i], "ms",
                                                  r->kernel_ms[i]));
     json_t *j = json_pack(

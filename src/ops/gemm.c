@@ -211,6 +211,10 @@ static int own_nt(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_operand b, 
  * unit cases' are not); on PoCL it is a speed-up not tried. */
 #define GEMM_NT_MIN_K 1024
 
+/* Side of the square tile one gemm_transpose item moves: cl/gemm.cl's default, which the host
+ * never overrides. */
+#define GEMM_TRANSPOSE_TILE 16
+
 /* The buffer for B^T when the shared scratch holds an operand. */
 static int pack_buffer(oclseg_ctx *ctx, size_t bytes, cl_mem *out) {
     TRY(oclseg_buffer_grow(ctx, &ctx->gemm_pack, &ctx->gemm_pack_bytes, bytes,
@@ -241,7 +245,7 @@ static int own_nt_transposed(oclseg_ctx *ctx, gemm_dims d, gemm_operand a, gemm_
     karg_mem(&g, bt);
     karg_u32(&g, 0);
     TRY(karg_end(&g));
-    size_t global[2] = {d.k, d.n};
+    size_t global[2] = {div_up(d.k, GEMM_TRANSPOSE_TILE), div_up(d.n, GEMM_TRANSPOSE_TILE)};
     TRY(oclseg_launch(ctx, kt, 2, global, NULL));
     const gemm_dims nn = {0, 0, d.m, d.n, d.k};
     return own_nn(ctx, nn, a, gemm_mat(bt, 0, d.n, 0), beta, c, 1);

@@ -17,23 +17,45 @@ int op_check_finite(oclseg_ctx *ctx, cl_mem x, size_t x_off, size_t count, cl_me
                      "exceed 31-bit indexing", count, x_off, out_off);
         return OCLSEG_ERR_INVALID_ARG;
     }
+    const int rows = oclseg_use_row_kernels(ctx);
     cl_kernel partial_k, finish_k;
-    TRY(oclseg_kernel_get(ctx, "numerics", NULL, "nonfinite_partial", &partial_k));
+    TRY(oclseg_kernel_get(ctx, "numerics", NULL, rows ? "nonfinite_rows" : "nonfinite_partial",
+                          &partial_k));
     TRY(oclseg_kernel_get(ctx, "numerics", NULL, "nonfinite_finish", &finish_k));
-    const size_t wg = oclseg_reduce_wg(ctx, "numerics", partial_k);
     /* At least one partial per item of the finish work-group: every partial it could touch is
      * written (idle groups write 0), so no checker sees a speculative read of stale scratch. */
     const size_t finish_wg = oclseg_reduce_wg(ctx, "numerics", finish_k);
-    const size_t groups = reduce_groups(count, wg, NONFINITE_MAX_GROUPS, finish_wg);
+    size_t groups, chunk_len = 0;
+    if (rows) {
+        /* CPU form: NONFINITE_MAX_GROUPS items of whole 16-value vectors, at least finish_wg
+         * (the last ones may be empty and write 0). */
+        const size_t per = (count + NONFINITE_MAX_GROUPS - 1) / NONFINITE_MAX_GROUPS;
+        chunk_len = (per + 15) / 16 * 16;
+        groups = (count + chunk_len - 1) / chunk_len;
+        if (groups < finish_wg) groups = finish_wg;
+    } else {
+        const size_t wg = oclseg_reduce_wg(ctx, "numerics", partial_k);
+        groups = reduce_groups(count, wg, NONFINITE_MAX_GROUPS, finish_wg);
+    }
     cl_mem partial;
     TRY(oclseg_scratch(ctx, groups * sizeof(float), &partial)); /* (groups) */
     kargs a = karg_begin(partial_k);
     karg_mem(&a, x);
     karg_u32(&a, x_off);
     karg_u32(&a, count);
+    if (rows) {
+        karg_u32(&a, chunk_len);
+        karg_u32(&a, groups);
+    }
     karg_mem(&a, partial);
     TRY(karg_end(&a));
-    TRY(reduce_launch(ctx, partial_k, wg, groups, 0));
+    if (rows) {
+        size_t global = groups;
+        TRY(oclseg_launch(ctx, partial_k, 1, &global, NULL));
+    } else {
+        TRY(reduce_launch(ctx, partial_k, oclseg_reduce_wg(ctx, "numerics", partial_k), groups,
+                          0));
+    }
     a = karg_begin(finish_k);
     karg_mem(&a, partial);
     karg_u32(&a, groups);
