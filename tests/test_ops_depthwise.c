@@ -274,11 +274,14 @@ START_TEST(odd_shapes) {
 END_TEST
 
 /* N*Ho*Wo larger than a work-group's (and, for 33x33+, one chunk's) worth of positions, so the
- * dw reduction spans many items, several chunks and the second pass; and many channels. */
+ * dw reduction spans many items, several chunks and the second pass; and many channels. Rows
+ * wide enough for several of depthwise_dw_rows's vector runs (DW_LANES columns, 8 or 16) at
+ * stride 1 and 2, and W 35 at stride 2, whose last run loads up to the row's last column. */
 START_TEST(large_reduction) {
-    const dw_case small[] = {{1, 2, 33, 33, 1}};
+    const dw_case small[] = {{1, 2, 33, 33, 1}, {1, 1, 5, 35, 2}};
     const dw_case full[] = {{2, 3, 33, 31, 1}, {2, 3, 33, 31, 2}, {2, 2, 47, 45, 1},
-                            {2, 37, 4, 4, 1}, {3, 19, 9, 6, 2}};
+                            {2, 37, 4, 4, 1},  {3, 19, 9, 6, 2},  {2, 3, 37, 75, 2},
+                            {1, 2, 5, 35, 2}};
     if (harness_small())
         CHECK_CASES(small, GRAD_DX | GRAD_DW);
     else
