@@ -329,11 +329,8 @@ __kernel void depthwise_dw_rows(__global const float *x, const uint x_off,   // 
                     vec_end += DW_LANES;
                 }
             }
-            for (int ow = 0; ow < Wo; ow++) {
-                if (ow == 1 && vec_end > 1) {
-                    ow = vec_end - 1; // the vector runs took [1, vec_end)
-                    continue;
-                }
+            // the remaining columns: 0, then [vec_end, Wo)
+            for (int ow = 0; ow < Wo; ow = ow == 0 ? vec_end : ow + 1) {
                 const int iw0 = ow * stride - PAD;
                 if (row_inside && ow >= 1 && ow < ow_end) { // interior: no checks
                     __global const float *r = xp + ih0 * W + iw0;

@@ -204,13 +204,6 @@ __kernel void gemm_transpose(__global const float *src, const uint src_off, cons
     __global const float *s = src + src_off + r0 * ld + q0;
     __global float *d = dst + dst_off + q0 * rows + r0;
     float tile[GEMM_TRANSPOSE_TILE][GEMM_TRANSPOSE_TILE]; // [q][r]
-    if (k - q0 >= GEMM_TRANSPOSE_TILE && rows - r0 >= GEMM_TRANSPOSE_TILE) {
-        for (uint r = 0; r < GEMM_TRANSPOSE_TILE; r++)
-            for (uint q = 0; q < GEMM_TRANSPOSE_TILE; q++) tile[q][r] = s[r * ld + q];
-        for (uint q = 0; q < GEMM_TRANSPOSE_TILE; q++)
-            for (uint r = 0; r < GEMM_TRANSPOSE_TILE; r++) d[q * rows + r] = tile[q][r];
-        return;
-    }
     const uint nq = min((uint)GEMM_TRANSPOSE_TILE, k - q0);
     const uint nr = min((uint)GEMM_TRANSPOSE_TILE, rows - r0);
     for (uint r = 0; r < nr; r++)

@@ -9,6 +9,9 @@
 #ifndef NONFINITE_MAX_GROUPS
 #define NONFINITE_MAX_GROUPS 256 /* pass-1 work-groups (partials in the scratch workspace) */
 #endif
+/* The CPU form's chunks are whole vectors of cl/numerics.cl's NONFINITE_LANES (16 by default;
+ * a multiple of it is what matters, any value stays correct). */
+#define NONFINITE_CHUNK_ALIGN 16
 
 int op_check_finite(oclseg_ctx *ctx, cl_mem x, size_t x_off, size_t count, cl_mem out,
                        size_t out_off) {
@@ -25,18 +28,18 @@ int op_check_finite(oclseg_ctx *ctx, cl_mem x, size_t x_off, size_t count, cl_me
     /* At least one partial per item of the finish work-group: every partial it could touch is
      * written (idle groups write 0), so no checker sees a speculative read of stale scratch. */
     const size_t finish_wg = oclseg_reduce_wg(ctx, "numerics", finish_k);
-    size_t groups, chunk_len = 0;
+    /* Values per pass-1 work-group (tree form) or per item (CPU form: whole vectors of
+     * NONFINITE_CHUNK_ALIGN, the last chunk cut, so at most NONFINITE_MAX_GROUPS items); at
+     * least finish_wg of them either way (the extra ones read nothing and write 0). */
+    size_t chunk_len = 0;
     if (rows) {
-        /* CPU form: NONFINITE_MAX_GROUPS items of whole 16-value vectors, at least finish_wg
-         * (the last ones may be empty and write 0). */
         const size_t per = (count + NONFINITE_MAX_GROUPS - 1) / NONFINITE_MAX_GROUPS;
-        chunk_len = (per + 15) / 16 * 16;
-        groups = (count + chunk_len - 1) / chunk_len;
-        if (groups < finish_wg) groups = finish_wg;
-    } else {
-        const size_t wg = oclseg_reduce_wg(ctx, "numerics", partial_k);
-        groups = reduce_groups(count, wg, NONFINITE_MAX_GROUPS, finish_wg);
+        const size_t vectors = (per + NONFINITE_CHUNK_ALIGN - 1) / NONFINITE_CHUNK_ALIGN;
+        chunk_len = vectors * NONFINITE_CHUNK_ALIGN;
     }
+    const size_t groups =
+        reduce_groups(count, rows ? chunk_len : oclseg_reduce_wg(ctx, "numerics", partial_k),
+                      NONFINITE_MAX_GROUPS, finish_wg);
     cl_mem partial;
     TRY(oclseg_scratch(ctx, groups * sizeof(float), &partial)); /* (groups) */
     kargs a = karg_begin(partial_k);
@@ -53,8 +56,7 @@ int op_check_finite(oclseg_ctx *ctx, cl_mem x, size_t x_off, size_t count, cl_me
         size_t global = groups;
         TRY(oclseg_launch(ctx, partial_k, 1, &global, NULL));
     } else {
-        TRY(reduce_launch(ctx, partial_k, oclseg_reduce_wg(ctx, "numerics", partial_k), groups,
-                          0));
+        TRY(reduce_launch_groups(ctx, "numerics", partial_k, groups));
     }
     a = karg_begin(finish_k);
     karg_mem(&a, partial);
