@@ -283,7 +283,10 @@ START_TEST(mask_encodings_and_data_health) {
                         "--max-steps 1 > %s/out.txt", bin, root, root, root), 0);
     ck_assert_int_eq(harness_sh("grep -q '^data: train 6 pairs (0/1 labels: 6), 0.0%% empty, mean "
                         "foreground [1-9][0-9.]*%%; test 4 pairs (0/1 labels: 4)' %s/out.txt", root), 0);
-    ck_assert_int_eq(harness_sh("grep -q '0/1 labels' %s/run01/config.json", root), 0);
+    /* config.json records the health measured on each split (train 5 + val 1 of the 6) */
+    ck_assert_int_eq(harness_sh("grep -q '\"train\": \"train 5 pairs (0/1 labels: 5), 0.0%% empty, "
+                        "mean foreground [1-9]' %s/run01/config.json && grep -q '\"val\": \"val 1 "
+                        "pairs (0/1 labels: 1), 0.0%% empty' %s/run01/config.json", root, root), 0);
     ck_assert_int_eq(harness_sh("%s eval --data %s/labels --weights %s/run/weights.safetensors "
                         "--size 32 --out %s/e.csv > %s/out.txt", bin, root, root, root, root), 0);
     ck_assert_int_eq(harness_sh("grep -q '^data: test 4 pairs (0/1 labels: 4)' %s/out.txt", root), 0);
@@ -297,6 +300,29 @@ START_TEST(mask_encodings_and_data_health) {
                         "--max-steps 1 --quiet --out %s/run3 2> %s/err.txt", bin, root, root, root), 0);
     ck_assert_int_eq(harness_sh("grep -q 'exceeds the largest value' %s/err.txt", root), 0);
     ck_assert_int_ne(harness_sh("%s train --mask-threshold 0 2> /dev/null", bin), 0);
+}
+END_TEST
+
+/* A run none of whose steps can train (at --size 32 a BatchNorm batch of one image is skipped)
+ * is refused before anything is written, naming the smallest batch and what to change, instead
+ * of writing a nan loss, empty steps.csv and untrained weights with exit 0. */
+START_TEST(training_that_trains_nothing_is_refused) {
+    setup_once();
+    ck_assert_int_ne(harness_sh("%s train --data %s/data --out %s/nothing1 --size 32 --batch 1 "
+                                "--epochs 2 --quiet 2> %s/err.txt", bin, root, root, root), 0);
+    ck_assert_int_eq(harness_sh("grep -q -- '--batch 1 trains nothing: at --size 32 .*BatchNorm.*"
+                                "smallest batch BatchNorm allows here is 2. Use --batch 2 or more' "
+                                "%s/err.txt", root), 0);
+    ck_assert_int_ne(harness_sh("test -e %s/nothing1", root), 0); /* no run directory */
+    /* 2 images, one held out for validation: a training set of 1 */
+    ck_assert_int_eq(harness_sh("%s synth --out %s/two --train 2 --test 2 --seed 3 > /dev/null", bin,
+                                root), 0);
+    ck_assert_int_ne(harness_sh("%s train --data %s/two --out %s/nothing2 --size 32 --batch 2 "
+                                "--epochs 2 --quiet 2> %s/err.txt", bin, root, root, root), 0);
+    ck_assert_int_eq(harness_sh("grep -q 'the training set of 1 image (--val-fraction 0.1 held 1 out "
+                                "for validation) trains nothing: .*at least 2 images per step.*"
+                                "lower --val-fraction' %s/err.txt", root), 0);
+    ck_assert_int_ne(harness_sh("test -e %s/nothing2", root), 0);
 }
 END_TEST
 
@@ -356,6 +382,7 @@ int main(void) {
     tcase_add_test(tc, bad_input_is_a_clear_error);
     tcase_add_test(tc, bad_option_values_exit_2);
     tcase_add_test(tc, mask_encodings_and_data_health);
+    tcase_add_test(tc, training_that_trains_nothing_is_refused);
     tcase_add_test(tc, ctrl_c_writes_checkpoint_and_resumes);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

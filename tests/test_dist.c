@@ -359,6 +359,70 @@ START_TEST(disagreeing_ranks_are_refused) {
 }
 END_TEST
 
+/* Run under mpirun by dist_sum_uses_the_rank_order (argv[1] == DIST_SUM_CHILD): rank r puts
+ * value[r] in every element; 1 + 2^60 - 2^60 is exactly 0 in double only in the documented order
+ * (rank 0, 1, 2: 1 is absorbed by 2^60, then 2^60 cancels); a sum that takes rank 0 last gives 1
+ * (-2^60 + 2^60 + 1), and floating-point addition being commutative, the order matters only
+ * through which rank comes last: rank 0's 1 on another rank is moved with the second pattern.
+ * 37 elements, so every rank's segment holds several (the sum splits them by rank). Exit status
+ * 0 when every element on this rank is as documented, else 1 with the first wrong element. */
+#define DIST_SUM_CHILD "--dist-sum-child"
+static int dist_sum_child(int argc, char **argv) {
+    if (oclseg_dist_init(&argc, &argv) != OCLSEG_OK) return 2;
+    const int rank = oclseg_dist_rank(), size = oclseg_dist_size();
+    if (size != 3) {
+        fprintf(stderr, "dist sum child: %d ranks, expected 3\n", size);
+        return 2;
+    }
+    const double big = 1152921504606846976.0; /* 2^60, exact in float */
+    /* patterns: {1, 2^60, -2^60} (documented order: 0); {2^60, 1, -2^60} (0, as long as rank 2
+     * is not summed before rank 1); then with weights, {1, 2^60, -2^60} x {0.5, 0.25, 0.25} */
+    const float values[3][3] = {{1.0f, (float)big, (float)-big}, {(float)big, 1.0f, (float)-big},
+                                {1.0f, (float)big, (float)-big}};
+    const double weights[3] = {0.5, 4.0, 4.0}; /* 0.5 + 2^62 - 2^62 = 0 in double */
+    int bad = 0;
+    for (int pattern = 0; pattern < 3; pattern++) {
+        enum { COUNT = 37 };
+        float buf[COUNT];
+        for (int i = 0; i < COUNT; i++) buf[i] = values[pattern][rank];
+        if (oclseg_dist_sum(buf, COUNT, pattern == 2 ? weights : NULL) != OCLSEG_OK) return 2;
+        for (int i = 0; i < COUNT && !bad; i++)
+            if (buf[i] != 0.0f) {
+                fprintf(stderr, "rank %d, pattern %d: element %d of the sum is %g, expected exactly "
+                        "0 (ranks summed in order 0, 1, 2)\n", rank, pattern, i, (double)buf[i]);
+                bad = 1;
+            }
+    }
+    oclseg_dist_finalize();
+    return bad;
+}
+
+/* oclseg_dist_sum over 3 ranks adds in the documented rank order in every segment (at 2 ranks
+ * a + b = b + a hides a reversed order; at 3 the order shows). */
+START_TEST(dist_sum_uses_the_rank_order) {
+    if (skip("dist_sum_uses_the_rank_order")) return;
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    ck_assert_int_gt(len, 0);
+    self[len] = '\0';
+    ck_assert_int_eq(harness_sh("%s -np 3 %s %s", mpirun, self, DIST_SUM_CHILD), 0);
+}
+END_TEST
+
+/* --batch 2 over 2 ranks with per-rank BatchNorm at --size 32: every rank's slice is one image,
+ * every step would be skipped; refused before a run directory exists, naming 4 and --sync-bn. */
+START_TEST(training_that_trains_nothing_is_refused) {
+    if (skip("training_that_trains_nothing_is_refused")) return;
+    ck_assert_int_ne(harness_sh("%s -np 2 %s train --data %s --out %s/nothing --batch 2 --size 32 "
+                                "--epochs 2 --quiet 2> %s/nothing.err", mpirun, bin, data, root,
+                                root), 0);
+    ck_assert_int_eq(harness_sh("grep -q -- '--batch 2 trains nothing: .*smallest batch BatchNorm "
+                                "allows here is 4 (2 images on each of the 2 ranks). Use --batch 4 "
+                                "or more, or --sync-bn' %s/nothing.err", root), 0);
+    ck_assert_int_ne(harness_sh("test -e %s/nothing", root), 0);
+}
+END_TEST
+
 START_TEST(devices_lists_every_rank) {
     if (skip("devices_lists_every_rank")) return;
     ck_assert_int_eq(harness_sh("%s -np 2 %s devices > %s/dev.txt", mpirun, bin, root), 0);
@@ -367,11 +431,14 @@ START_TEST(devices_lists_every_rank) {
 }
 END_TEST
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], DIST_SUM_CHILD) == 0) return dist_sum_child(argc, argv);
     Suite *s = suite_create("dist");
     TCase *tc = tcase_create("dist");
     tcase_set_timeout(tc, 1800);
     tcase_add_test(tc, devices_lists_every_rank);
+    tcase_add_test(tc, dist_sum_uses_the_rank_order);
+    tcase_add_test(tc, training_that_trains_nothing_is_refused);
     tcase_add_test(tc, disagreeing_ranks_are_refused);
     tcase_add_test(tc, sync_bn_matches_one_process);
     tcase_add_test(tc, reruns_are_bit_identical);

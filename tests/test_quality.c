@@ -30,6 +30,9 @@ static oclseg_dataset *fake_dataset(int n, int S) {
         ds->samples[i].mask_path = strdup(name);
         ds->images[(size_t)i * S * S * 3] = (uint8_t)i;
         ds->masks[(size_t)i * S * S] = (uint8_t)(i & 1);
+        ds->samples[i].mask.encoding = OCLSEG_MASK_BINARY;
+        ds->samples[i].mask.foreground_value = 255;
+        ds->samples[i].mask.foreground_fraction = 0.001 * (i + 1); /* none empty */
     }
     return ds;
 }
@@ -48,6 +51,8 @@ START_TEST(val_split_deterministic_disjoint) {
         seen[k]++;
         ck_assert_str_eq(va->samples[i].id, all->samples[k].id);
         ck_assert_int_eq(va->masks[(size_t)i * 16], k & 1);
+        ck_assert(va->samples[i].mask.encoding == OCLSEG_MASK_BINARY &&
+                  va->samples[i].mask.foreground_fraction == all->samples[k].mask.foreground_fraction);
     }
     prev = -1;
     for (int i = 0; i < tr->count; i++) {
@@ -55,7 +60,13 @@ START_TEST(val_split_deterministic_disjoint) {
         ck_assert_int_gt(k, prev);
         prev = k;
         seen[k]++;
+        /* the mask info goes with the sample: the data health of a split is that of its masks */
+        ck_assert(tr->samples[i].mask.encoding == OCLSEG_MASK_BINARY &&
+                  tr->samples[i].mask.foreground_fraction == all->samples[k].mask.foreground_fraction);
     }
+    oclseg_data_health h;
+    oclseg_data_health_compute(tr, &h);
+    ck_assert_int_eq(h.empty, 0);
     for (int k = 0; k < 200; k++) ck_assert_int_eq(seen[k], 1); /* a partition */
     /* same seed: same split; another seed: another split */
     ck_assert_int_eq(oclseg_dataset_split(all, 0.1, 7, &tr2, &va2), OCLSEG_OK);

@@ -2,6 +2,7 @@
  * steps.csv, an interrupted (--max-steps) run resumed from its checkpoint -> bit-identical to an
  * uninterrupted one, frozen mode touches only the decoder, and bad weight files give errors that
  * name the key and leave the model untouched. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,17 +188,142 @@ START_TEST(frozen_trains_only_the_decoder) {
 }
 END_TEST
 
-/* Missing key, wrong shape, unexpected key: clear error, model untouched. */
-START_TEST(bad_weights_rejected_whole) {
-    make_data();
-    oclseg_ctx *ctx = harness_ctx(0);
+/* A randomly initialised 32x32 model on the first device for batches of up to max_batch. */
+static oclseg_model *small_model(int max_batch, uint64_t seed) {
     oclseg_model_config cfg;
     oclseg_model_config_default(&cfg);
     cfg.size = 32;
-    cfg.max_batch = 1;
+    cfg.max_batch = max_batch;
     oclseg_model *m;
-    ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &m), OCLSEG_OK);
-    ck_assert_int_eq(oclseg_model_init_random(m, 5), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_create(harness_ctx(0), &cfg, &m), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_init_random(m, seed), OCLSEG_OK);
+    return m;
+}
+
+/* ---- the learning-rate schedule through the trainer ---------------------------------------- */
+/* Every trained parameter and its gradient, concatenated (running statistics left out). */
+static size_t read_trained(oclseg_model *m, int grads, float *out) {
+    size_t at = 0;
+    for (int i = 0; i < m->param_count; i++) {
+        if (m->params[i].is_buffer) continue;
+        ck_assert_int_eq(grads ? oclseg_model_read_grad(m, i, out + at)
+                               : oclseg_model_read_param(m, i, out + at), OCLSEG_OK);
+        at += oclseg_param_numel(&m->params[i]);
+    }
+    return at;
+}
+
+/* The name of the trained parameter holding element `at` of read_trained's concatenation. */
+static const char *param_name_at(const oclseg_model *m, size_t at) {
+    for (int i = 0; i < m->param_count; i++) {
+        if (m->params[i].is_buffer) continue;
+        size_t n = oclseg_param_numel(&m->params[i]);
+        if (at < n) return m->params[i].name;
+        at -= n;
+    }
+    return "?";
+}
+
+/* One plain-SGD step s through oclseg_trainer_step: every parameter must have moved by exactly
+ * -lr(s) * grad, lr(s) the schedule's rate of this step (rounded to float, as the kernel gets
+ * it). p_new = p + (-lr) * g rounds once or twice (fma or not), so per element
+ * |dp + lr g| <= eps * (|p_new| + |lr g|), eps = FLT_EPSILON (2 ulp of margin). Returns the
+ * worst ratio error / tolerance; *fitted gets the least-squares rate -sum(dp g) / sum(g^2). */
+static double check_sgd_step(oclseg_trainer *t, const float *images, const float *masks, int n,
+                             double lr, float *before, float *after, float *grad, double *fitted) {
+    oclseg_model *m = t->model;
+    size_t count = read_trained(m, 0, before);
+    ck_assert_int_eq(oclseg_trainer_step(t, images, masks, n), OCLSEG_OK);
+    ck_assert_uint_eq(read_trained(m, 0, after), count);
+    ck_assert_uint_eq(read_trained(m, 1, grad), count);
+    const double lr_f = (float)lr;
+    double worst = 0, dot = 0, g2 = 0;
+    size_t moved = 0, worst_at = 0;
+    for (size_t i = 0; i < count; i++) {
+        const double dp = (double)after[i] - (double)before[i], step = lr_f * grad[i];
+        const double tol = FLT_EPSILON * (fabs((double)after[i]) + fabs(step)) + 1e-30;
+        if (fabs(dp + step) / tol > worst) {
+            worst = fabs(dp + step) / tol;
+            worst_at = i;
+        }
+        moved += fabs(step) > 100 * tol; /* elements where a wrong rate would show */
+        dot += dp * grad[i];
+        g2 += (double)grad[i] * grad[i];
+    }
+    ck_assert_msg(moved > 1000, "only %zu parameters moved measurably", moved);
+    *fitted = -dot / g2;
+    if (worst > 1.0)
+        fprintf(stderr, "worst element %zu of %zu (%s): %.9g -> %.9g, gradient %.9g\n", worst_at,
+                count, param_name_at(m, worst_at), (double)before[worst_at],
+                (double)after[worst_at], (double)grad[worst_at]);
+    return worst;
+}
+
+/* Plain SGD (no momentum, no weight decay) under cosine with warm-up: the rate of step s is the
+ * schedule's at s at every step (warm-up ramp and cosine), also after a checkpoint save and a
+ * load into another model (the trainer's step count comes back with it). A schedule read one
+ * step late, or a resumed trainer restarting its schedule, moves the parameters by a rate off
+ * by a factor (s + 2) / (s + 1) in warm-up. */
+START_TEST(sgd_steps_follow_the_schedule_across_a_resume) {
+    make_data();
+    oclseg_model *m = small_model(2, 3);
+    oclseg_trainer_config tc = {.seed = 3};
+    oclseg_optim_config_default(&tc.optim, OCLSEG_OPT_SGD);
+    tc.optim.lr = 1e-3f;
+    tc.optim.momentum = 0.0f; /* plain SGD (the default has momentum 0.9) */
+    enum { STEPS = 6, SAVED_AT = 3, N = 2, S = 32 };
+    oclseg_schedule_default(&tc.schedule, OCLSEG_SCHED_COSINE, STEPS);
+    tc.schedule.warmup_steps = 3; /* rates max/3, 2max/3, max, then the cosine down */
+    oclseg_trainer *t;
+    ck_assert_int_eq(oclseg_trainer_create(m, &tc, &t), OCLSEG_OK);
+    size_t total = m->param_floats;
+    float *before = malloc(total * sizeof *before), *after = malloc(total * sizeof *after);
+    float *grad = malloc(total * sizeof *grad);
+    float images[N * 3 * S * S], masks[N * S * S];
+    char ckpt[160];
+    snprintf(ckpt, sizeof ckpt, "%s/schedule.ckpt.safetensors", root);
+    ck_assert(before && after && grad);
+    for (int s = 0; s < STEPS; s++) {
+        if (s == SAVED_AT) { /* save, then continue in a fresh model + trainer from the file */
+            oclseg_run_position pos = {0, SAVED_AT, -1.0};
+            ck_assert_int_eq(oclseg_checkpoint_save(t, &pos, NULL, ckpt), OCLSEG_OK);
+            oclseg_trainer_free(t);
+            oclseg_model_free(m);
+            m = small_model(2, 4);
+            ck_assert_int_eq(oclseg_trainer_create(m, &tc, &t), OCLSEG_OK);
+            ck_assert_int_eq(oclseg_checkpoint_load(t, ckpt, &pos, NULL), OCLSEG_OK);
+            ck_assert_int_eq(t->step, SAVED_AT);
+        }
+        harness_fill_uniform(images, sizeof images / sizeof *images, -2.0f, 2.0f, 100 + (uint64_t)s);
+        harness_fill_uniform(masks, sizeof masks / sizeof *masks, 0.0f, 1.0f, 200 + (uint64_t)s);
+        for (size_t i = 0; i < sizeof masks / sizeof *masks; i++) masks[i] = masks[i] < 0.3f;
+        const double lr = oclseg_schedule_lr(&tc.schedule, tc.optim.lr, s);
+        double fitted;
+        double worst = check_sgd_step(t, images, masks, N, lr, before, after, grad, &fitted);
+        fprintf(stderr, "schedule through the trainer, step %d: lr %.6g, fitted %.6g, worst "
+                "|dp + lr g| %.3g x tolerance\n", s, lr, fitted, worst);
+        ck_assert_msg(worst <= 1.0, "step %d: the update is not -lr(%d) * grad (lr %.6g, fitted "
+                      "rate %.6g, worst element %.3g x tolerance)", s, s, lr, fitted, worst);
+    }
+    float losses[OCLSEG_LOSS_RING];
+    int64_t first;
+    int count;
+    ck_assert_int_eq(oclseg_trainer_drain_losses(t, losses, &first, &count), OCLSEG_OK);
+    free(before);
+    free(after);
+    free(grad);
+    oclseg_trainer_free(t);
+    oclseg_model_free(m);
+}
+END_TEST
+
+/* Missing key, wrong shape, unexpected key: clear error, model untouched. A tensor stored
+ * transposed (Cin and Cout swapped: the same element count, another shape) is refused for one
+ * tensor of each kind: a 3x3 convolution, a depthwise 3x3, a 1x1 convolution and a transposed
+ * convolution (a loader comparing only sizes would load each of them scrambled). */
+START_TEST(bad_weights_rejected_whole) {
+    make_data();
+    oclseg_model *m = small_model(1, 5);
     char good[160], bad[160];
     snprintf(good, sizeof good, "%s/good.safetensors", root);
     snprintf(bad, sizeof bad, "%s/bad.safetensors", root);
@@ -206,29 +332,45 @@ START_TEST(bad_weights_rejected_whole) {
     ck_assert_int_eq(oclseg_st_load(good, &f), OCLSEG_OK);
     float before[32 * 3 * 3 * 3], after[32 * 3 * 3 * 3];
     ck_assert_int_eq(oclseg_model_read_param(m, 0, before), OCLSEG_OK);
-    for (int variant = 0; variant < 3; variant++) {
+    /* variant 0: a key missing; 1..4: the tensor named here transposed; 5: an unexpected key */
+    static const char *const transposed[] = {
+        NULL,
+        "encoder.0.0.weight",        /* 3x3 convolution (32, 3, 3, 3) */
+        "encoder.1.conv.0.0.weight", /* depthwise 3x3 (32, 1, 3, 3) */
+        "encoder.1.conv.1.weight",   /* 1x1 convolution (16, 32, 1, 1) */
+        "decoder.3.weight",          /* transposed convolution (Cin, Cout, 2, 2) */
+        NULL};
+    const int variants = (int)(sizeof transposed / sizeof transposed[0]);
+    for (int variant = 0; variant < variants; variant++) {
         oclseg_st_writer *w;
         ck_assert_int_eq(oclseg_st_writer_create(&w), OCLSEG_OK);
+        int swapped = 0;
         for (int i = 0; i < f->count; i++) {
             const oclseg_st_tensor *t = &f->tensors[i];
             if (variant == 0 && strcmp(t->name, "encoder.5.conv.1.0.weight") == 0) continue;
             int64_t shape[8];
             memcpy(shape, t->shape, sizeof shape);
             int ndim = t->ndim;
-            if (variant == 1 && strcmp(t->name, "decoder.3.weight") == 0) {
+            if (transposed[variant] && strcmp(t->name, transposed[variant]) == 0) {
+                ck_assert_int_ne(t->shape[0], t->shape[1]); /* the swap changes the shape */
                 shape[0] = t->shape[1]; /* swapped Cin/Cout: same size, wrong shape */
                 shape[1] = t->shape[0];
+                swapped++;
             }
             ck_assert_int_eq(oclseg_st_writer_add(w, t->name, t->dtype, ndim, shape, t->data), OCLSEG_OK);
         }
+        ck_assert_int_eq(swapped, transposed[variant] != NULL);
         float extra = 1;
         int64_t one = 1;
-        if (variant == 2) oclseg_st_writer_add(w, "decoder.9.weight", OCLSEG_ST_F32, 1, &one, &extra);
+        if (variant == variants - 1)
+            oclseg_st_writer_add(w, "decoder.9.weight", OCLSEG_ST_F32, 1, &one, &extra);
         ck_assert_int_eq(oclseg_st_writer_write(w, bad), OCLSEG_OK);
         oclseg_st_writer_free(w);
         /* overwrite the first parameter in the model first, so "untouched" is observable */
         int st = oclseg_weights_load(m, bad, OCLSEG_WEIGHTS_FULL, NULL);
-        ck_assert_int_ne(st, OCLSEG_OK);
+        ck_assert_msg(transposed[variant] ? st == OCLSEG_ERR_FORMAT : st != OCLSEG_OK,
+                      "variant %d (%s): status %d", variant,
+                      transposed[variant] ? transposed[variant] : "-", st);
         ck_assert_int_eq(oclseg_model_read_param(m, 0, after), OCLSEG_OK);
         ck_assert_mem_eq(before, after, sizeof before);
     }
@@ -370,8 +512,13 @@ int main(void) {
     tcase_add_test(tc, resume_is_bit_identical_frozen);
     tcase_add_test(tc, resume_with_other_mode_refused);
     tcase_add_test(tc, frozen_trains_only_the_decoder);
-    tcase_add_test(tc, bad_weights_rejected_whole);
     tcase_add_test(tc, torchvision_weights_map_to_the_encoder);
     suite_add_tcase(s, tc);
+    /* one model and trainer in this process, no training run (CK_RUN_CASE=trainer runs them) */
+    TCase *direct = tcase_create("trainer");
+    tcase_set_timeout(direct, 600);
+    tcase_add_test(direct, bad_weights_rejected_whole);
+    tcase_add_test(direct, sgd_steps_follow_the_schedule_across_a_resume);
+    suite_add_tcase(s, direct);
     return harness_run(s);
 }

@@ -170,6 +170,59 @@ static int select_and_report(fit_run *r, int best_epoch) {
                             &r->o->predict, best_epoch, r->dir, r->o->quiet);
 }
 
+/* At --size 32 the deepest maps are 1x1: a training-mode BatchNorm over one image has one
+ * value per channel (undefined; PyTorch refuses it). A step where that would happen (a global
+ * batch of one image, or with per-rank statistics a rank's slice of one) is skipped, on every
+ * rank alike: the split is the same everywhere. 1 when the step over n images split as
+ * counts[0..size) is such a step. */
+static int step_skipped(const oclseg_fit_options *o, int n, const int *counts, int size) {
+    if (o->size != 32) return 0;
+    int single = n == 1;
+    for (int k = 0; k < size && !o->sync_bn; k++) single |= counts[k] == 1;
+    return single;
+}
+
+/* Refuses, before anything is created, a run none of whose steps would train (every step
+ * skipped by step_skipped: it would write a nan loss and untrained weights and exit 0), saying
+ * why and what to change. */
+static int check_trains_something(const oclseg_fit_options *o, const fit_data *d) {
+    const int size = oclseg_dist_size(), count = d->train->count;
+    const int steps = (count + o->batch - 1) / o->batch;
+    int *counts = malloc(2 * (size_t)size * sizeof *counts);
+    if (!counts) return OCLSEG_ERR_OUT_OF_MEMORY;
+    int trainable = 0;
+    for (int s = 0; s < steps && !trainable; s++) {
+        int n = count - s * o->batch < o->batch ? count - s * o->batch : o->batch;
+        fit_dist_split(n, size, counts, counts + size);
+        trainable = !step_skipped(o, n, counts, size);
+    }
+    free(counts);
+    if (trainable) return OCLSEG_OK;
+    /* per-rank statistics: 2 images on every rank; --sync-bn: 2 in all, 1 on every rank */
+    const int smallest = o->sync_bn ? (size > 2 ? size : 2) : 2 * size;
+    char need[128] = "";
+    if (size > 1)
+        snprintf(need, sizeof need, o->sync_bn ? " (2 images in all, 1 on each of the %d ranks)"
+                                               : " (2 images on each of the %d ranks)", size);
+    const char *why = "at --size 32 the deepest feature maps are 1x1, so training-mode BatchNorm "
+                      "over a single image has one value per channel and such steps are skipped";
+    if (o->batch < smallest) {
+        OCLSEG_ERROR("--batch %d trains nothing: %s; the smallest batch BatchNorm allows here is "
+                     "%d%s. Use --batch %d or more%s, or --size 64 or larger", o->batch, why,
+                     smallest, need, smallest, size > 1 && !o->sync_bn ? ", or --sync-bn" : "");
+    } else {
+        char held[96] = "";
+        if (d->val)
+            snprintf(held, sizeof held, " (--val-fraction %g held %d out for validation)",
+                     o->val_fraction, d->val->count);
+        OCLSEG_ERROR("the training set of %d image%s%s trains nothing: %s; BatchNorm needs at "
+                     "least %d images per step here%s. Add training images%s, or use --size "
+                     "64 or larger", count, count == 1 ? "" : "s", held, why, smallest, need,
+                     d->val ? ", lower --val-fraction" : "");
+    }
+    return OCLSEG_ERR_INVALID_ARG;
+}
+
 /* Step s of an epoch: the global batch perm[s*B ...], this rank's slice of it (all of it with
  * one rank), flips from (seed, epoch, sample). */
 static int train_step(fit_run *r, int epoch, int s) {
@@ -180,15 +233,7 @@ static int train_step(fit_run *r, int epoch, int s) {
     if (r->balanced) fit_dist_split_weighted(n, size, r->rank_speed, r->rank_counts, r->rank_starts);
     else fit_dist_split(n, size, r->rank_counts, r->rank_starts);
     int first = r->rank_starts[rank], mine = r->rank_counts[rank];
-    /* At --size 32 the deepest maps are 1x1: a training-mode BatchNorm over one image has one
-     * value per channel (undefined; PyTorch refuses it). A step where that would happen (a
-     * global last batch of one image, or with per-rank statistics a rank's slice of one) is
-     * skipped, on every rank alike: the split is the same everywhere. */
-    if (o->size == 32) {
-        int single = n == 1;
-        for (int k = 0; k < size && !o->sync_bn; k++) single |= r->rank_counts[k] == 1;
-        if (single) return OCLSEG_OK;
-    }
+    if (step_skipped(o, n, r->rank_counts, size)) return OCLSEG_OK;
     for (int i = 0; i < mine; i++) {
         r->batch_idx[i] = r->perm[b0 + first + i];
         r->aug[i] = o->augment ? oclseg_augment_draw_config(&o->aug, o->seed, epoch,
@@ -357,7 +402,7 @@ static int prepare_data(fit_run *r) {
     TRY(fit_load_data(o, &r->data));
     TRY(fit_dist_check_same(o, r->data.train, r->data.test));
     if (o->sync_bn && oclseg_dist_size() > 1) TRY(fit_dist_check_sync_bn(o, r->data.train->count));
-    return OCLSEG_OK;
+    return check_trains_something(o, &r->data);
 }
 
 /* What is about to run: device, data, model, optimizer, run directory, ranks. */

@@ -6,7 +6,7 @@
 
 #include "oclseg/data.h"
 
-/* A new dataset holding samples idx[0..count) of ds (copies of pixels and names). */
+/* A new dataset holding samples idx[0..count) of ds (copies of pixels, names and mask info). */
 static int dataset_subset(const oclseg_dataset *ds, const int *idx, int count,
                           oclseg_dataset **out) {
     const size_t s2 = (size_t)ds->size * ds->size;
@@ -28,6 +28,7 @@ static int dataset_subset(const oclseg_dataset *ds, const int *idx, int count,
         oclseg_sample *d = &sub->samples[i];
         d->orig_width = s->orig_width;
         d->orig_height = s->orig_height;
+        d->mask = s->mask; /* encoding and foreground: what the data health reports */
         d->id = strdup(s->id);
         d->image_path = strdup(s->image_path);
         d->mask_path = strdup(s->mask_path);
