@@ -289,6 +289,23 @@ START_TEST(large_reduction) {
 }
 END_TEST
 
+/* The right edge at stride 2, in every kernel form. Odd W: the last output column's centre tap
+ * is the row's last column and its right tap the padding (forward and dw rows must take it out
+ * of the interior); even W: the last input column is reached only through tap 0 of an output
+ * column past the row (backward_input_row_s2 must take it through the checked path). Widths 20
+ * and 21 also end a dw vector run next to the edge. Several rows, so interior rows (the row
+ * kernels' fast paths) meet the edge, not only the padded first and last rows. */
+START_TEST(stride2_right_edge) {
+    const dw_case small[] = {{2, 3, 6, 11, 2}, {1, 2, 5, 10, 2}};
+    const dw_case full[] = {{2, 3, 6, 11, 2}, {1, 2, 5, 10, 2}, {2, 2, 7, 21, 2},
+                            {1, 2, 5, 20, 2}, {2, 3, 3, 3, 2}};
+    if (harness_small())
+        CHECK_CASES(small, GRAD_DX | GRAD_DW);
+    else
+        CHECK_CASES(full, GRAD_DX | GRAD_DW);
+}
+END_TEST
+
 /* Degenerate sizes: 1x1 (only the centre tap), 2x1 with stride 2 (Ho = Wo = 1). */
 START_TEST(tiny_shapes) {
     const dw_case cases[] = {{1, 2, 1, 1, 1}, {2, 3, 2, 1, 2}, {1, 1, 1, 3, 2}};
@@ -353,6 +370,7 @@ int main(void) {
     tcase_add_test(tc, reference_backward_matches_finite_differences);
     tcase_add_test(tc, odd_shapes);
     tcase_add_test(tc, large_reduction);
+    tcase_add_test(tc, stride2_right_edge);
     tcase_add_test(tc, tiny_shapes);
     tcase_add_test(tc, training_scale);
     tcase_add_test(tc, single_gradient);

@@ -241,6 +241,12 @@ START_TEST(nadam_vs_reference) {
     check_against_reference("nadam default", &cfg);
     cfg = make_config(OCLSEG_OPT_NADAM, 2e-3f, 1e-2f, 0.8f, 0.99f, 1e-6f, 4e-2f, 0, 0, 0);
     check_against_reference("nadam weight decay", &cfg);
+    /* momentum decay 1 (250x the default) and lr 1e-2: mu_1 = 0.468, mu_2 = 0.485 (at the
+     * default they differ by ~1e-5 relative), so mu_t and mu_{t+1} exchanged move step 1's
+     * parameters by 1.7e-5 (in mu_product) to 3.4e-4 (in the coefficients), 36x and 720x
+     * step_atol; the configurations above show either at 1-5x the tolerance */
+    cfg = make_config(OCLSEG_OPT_NADAM, 1e-2f, 0, 0.9f, 0.999f, 1e-8f, 1.0f, 0, 0, 0);
+    check_against_reference("nadam fast momentum decay", &cfg);
 }
 END_TEST
 
