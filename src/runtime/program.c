@@ -110,10 +110,15 @@ static int load_file(const char *name, const char *suffix, int embedded_fallback
  * OCLSEG_KERNEL_DIR; embedded ones by their cl/ name); characters a C string would need
  * escaped are left out of the name. */
 static void line_directive(const char *where, char *out, size_t size) {
+    static const char embedded[] = " (embedded)";
+    size_t len = strlen(where);
+    if (len >= sizeof embedded - 1 && strcmp(where + len - (sizeof embedded - 1), embedded) == 0)
+        len -= sizeof embedded - 1;
     char name[OCLSEG_ENV_PATH + 64];
     size_t n = 0;
-    for (const char *p = where; *p && *p != ' ' && n + 1 < sizeof name; p++)
-        if (*p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) name[n++] = *p;
+    for (size_t i = 0; i < len && n + 1 < sizeof name; i++)
+        if (where[i] != '"' && where[i] != '\\' && (unsigned char)where[i] >= 0x20)
+            name[n++] = where[i];
     name[n] = '\0';
     snprintf(out, size, "\n#line 1 \"%s\"\n", name);
 }
