@@ -176,11 +176,12 @@ __kernel void gemm_nt(const uint m, const uint n, const uint k, __global const f
     for (uint i = 0; i < GEMM_DOT_TM; i++) {
         if (tile_i + i >= m) break;
 #pragma unroll
-        for (uint j = 0; j < GEMM_DOT_TN; j++) {
-            if (tile_j + j >= n) break;
-            const float r = gemm_lane_sum(acc[i][j]) + tail[i][j];
-            __global float *cij = c + (tile_i + i) * ldc + tile_j + j;
-            *cij = beta == 0.0f ? r : r + beta * *cij;
+        for (uint j = 0; j < GEMM_DOT_TN; j++) { // (a guard, not a break: unrollable)
+            if (tile_j + j < n) {
+                const float r = gemm_lane_sum(acc[i][j]) + tail[i][j];
+                __global float *cij = c + (tile_i + i) * ldc + tile_j + j;
+                *cij = beta == 0.0f ? r : r + beta * *cij;
+            }
         }
     }
 }

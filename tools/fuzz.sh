@@ -4,7 +4,8 @@
 # inputs (the repository's corpus is never grown). Exits non-zero on any crash, leak, timeout,
 # out-of-memory or sanitizer report and prints the reproducer's path.
 #
-#   tools/fuzz.sh [SECONDS] [TARGET...]     TARGET: safetensors image scan config (default: all)
+#   tools/fuzz.sh [SECONDS] [TARGET...]     TARGET: safetensors image scan config tuning
+#                                           bench_result (default: all)
 #
 # A reproducer replays with   build-fuzz/tests/fuzz/fuzz_TARGET FILE
 # (or with the plain build's  build/tests/fuzz/fuzz_replay_TARGET FILE). Once fixed, copy it
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors image scan config tuning)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors image scan config tuning bench_result)
 tools/install-deps.sh --fuzz
 builddir=${BUILDDIR:-build-fuzz}
 # The library has one C++ file (the CLBlast tuner shim), so the targets link with the C++

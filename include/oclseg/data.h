@@ -152,6 +152,8 @@ typedef struct oclseg_dataset {
 } oclseg_dataset;
 
 #define OCLSEG_DEFAULT_IMAGE_SIZE 128
+/* The largest image side (--size) the data set, and so every command, accepts. */
+#define OCLSEG_MAX_IMAGE_SIZE 4096
 
 typedef struct oclseg_dataset_options {
     int size;     /* output side; 0: OCLSEG_DEFAULT_IMAGE_SIZE */

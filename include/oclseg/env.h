@@ -20,6 +20,9 @@ typedef struct oclseg_env {
     int no_fusion;                       /* OCLSEG_NO_FUSION=1: ReLU6/ReLU as separate kernels */
     int gemm_backend;   /* OCLSEG_GEMM=own|clblast: OCLSEG_GEMM_OWN / _CLBLAST, else 0 (device) */
     int row_kernels;    /* OCLSEG_ROW_KERNELS=1|0: OCLSEG_ROWS_ON / _OFF, else 0 (device type) */
+    /* messages */
+    int debug;                           /* OCLSEG_DEBUG=1: errors name their source file:line */
+    int pocl_cache_dir_set;              /* POCL_CACHE_DIR is set (PoCL's own kernel cache) */
     /* checks */
     int check_numerics;                  /* OCLSEG_CHECK_NUMERICS=1: as train --check-numerics */
     int check_cl_leaks;                  /* OCLSEG_CHECK_CL_LEAKS=1: exit 70 on a leaked object */

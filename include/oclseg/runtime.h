@@ -181,6 +181,10 @@ void oclseg_prof_reset(oclseg_ctx *ctx);
 
 /* Where the kernel binary cache lives ("" when disabled via OCLSEG_CACHE=0). */
 void oclseg_cache_dir(char *out, size_t size);
+/* Checks once, before the first OpenCL call, that the cache root ($XDG_CACHE_HOME or ~/.cache)
+ * can be written; if not: a warning, no kernel cache for this run, and PoCL (which finds no
+ * device without a cache folder) a private temporary one unless POCL_CACHE_DIR is set. */
+void oclseg_cache_prepare(void);
 
 /* Live OpenCL objects created by oclseg, counted at every create and release (process-wide).
  * CLBlast's own cache is emptied when the last context is freed. Profiling events belong to the

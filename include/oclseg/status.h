@@ -25,7 +25,16 @@ typedef enum oclseg_status {
 /* Human-readable name of a status (OpenCL codes by their CL_ name). */
 const char *oclseg_status_str(int status);
 
-/* Prints "oclseg: error: <file>:<line>: <message>" to stderr (printf-style). */
+/* What a status means for the user, as a phrase ("a file could not be read or written"); at
+ * the debug level (oclseg_debug) followed by the status name: "... (OCLSEG_ERR_IO)". */
+const char *oclseg_status_message(int status, char *buf, size_t size);
+
+/* Whether messages carry the debugging details (the source file:line of an error, status
+ * names): OCLSEG_DEBUG=1. */
+int oclseg_debug(void);
+
+/* Prints "oclseg: error: <message>" to stderr (printf-style) as one whole line (messages from
+ * threads never interleave); "oclseg: error: <file>:<line>: <message>" at the debug level. */
 void oclseg_log_error(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

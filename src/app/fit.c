@@ -462,8 +462,9 @@ int oclseg_fit(const oclseg_fit_options *o) {
     if (st == OCLSEG_OK) st = final_report(r, halted, best_epoch);
     teardown(r);
     /* an error on one rank stops all of them (the others would wait in the next sum) */
+    char why[160];
     if (st != OCLSEG_OK && st != OCLSEG_ERR_INTERRUPTED && oclseg_dist_size() > 1)
         oclseg_dist_abort(1, "stopping every rank after: %s (see the message above)",
-                          oclseg_status_str(st));
+                          oclseg_status_message(st, why, sizeof why));
     return st;
 }

@@ -83,8 +83,10 @@ int fit_final_report(oclseg_trainer *t, const oclseg_dataset *val, const oclseg_
     fit_split_report r;
     int st = OCLSEG_OK;
     if (!quiet)
-        printf("selected model (epoch %d by validation Jaccard), threshold %.2f%s%s%s, at the "
-               "training size:\n", best_epoch, (double)o.threshold,
+        printf(val ? "selected model (epoch %d by validation Jaccard), threshold %.2f%s%s%s, at "
+                     "the training size:\n"
+                   : "last model (epoch %d; no validation split, nothing selected), threshold "
+                     "%.2f%s%s%s, at the training size:\n", best_epoch, (double)o.threshold,
                o.tta_flips ? ", flip TTA" : "", o.largest_component ? ", largest component" : "",
                o.fill_holes ? ", holes filled" : "");
     const oclseg_dataset *sets[2] = {val, test};

@@ -46,6 +46,9 @@ int bench_dist(const char *device, int batch, int size, int steps, int frozen);
 int cli_parse_int(const char *cmd, const char *name, const char *value, long min, long max,
                   int *out);
 int cli_parse_size(const char *cmd, const char *name, const char *value, size_t min, size_t *out);
+/* --size: a multiple of 32 in [32, OCLSEG_MAX_IMAGE_SIZE]; 0, or -1 after "oclseg CMD: --size
+ * must be a multiple of 32 in [32, 4096] (got 'V')". */
+int cli_parse_image_size(const char *cmd, const char *value, int *out);
 int cli_parse_double(const char *cmd, const char *name, const char *value, double min, double max,
                      double *out);
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "cli/cli.h"
+#include "oclseg/data.h"
 
 int cli_parse_int(const char *cmd, const char *name, const char *value, long min, long max,
                   int *out) {
@@ -30,6 +31,20 @@ int cli_parse_size(const char *cmd, const char *name, const char *value, size_t 
         return -1;
     }
     *out = (size_t)x;
+    return 0;
+}
+
+int cli_parse_image_size(const char *cmd, const char *value, int *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(value, &end, 10);
+    if (*value == '\0' || *end != '\0' || errno || x < 32 || x > OCLSEG_MAX_IMAGE_SIZE ||
+        x % 32) {
+        fprintf(stderr, "oclseg %s: --size must be a multiple of 32 in [32, %d] (got '%s')\n",
+                cmd, OCLSEG_MAX_IMAGE_SIZE, value);
+        return -1;
+    }
+    *out = (int)x;
     return 0;
 }
 

@@ -318,7 +318,7 @@ int cmd_bench(int argc, char **argv) {
         switch (c) {
         case 'd': o.device = optarg; break;
         case 'b': bad |= cli_parse_int("bench", "--batch", optarg, 1, 4096, &o.batch); break;
-        case 's': bad |= cli_parse_int("bench", "--size", optarg, 32, 8192, &o.size); break;
+        case 's': bad |= cli_parse_image_size("bench", optarg, &o.size); break;
         case 'n': bad |= cli_parse_int("bench", "--steps", optarg, 1, 1000000, &o.steps); break;
         case 'f': o.frozen = 1; break;
         case 'j': o.json_path = optarg; break;

@@ -65,13 +65,19 @@ int cmd_devices(int argc, char **argv) {
         free(devs);
         return 1;
     }
+    /* --device D marks the device D selects, and a D that selects none is an error (named by
+     * oclseg_device_choose, with the list) */
     oclseg_device_info def;
-    int have_default = oclseg_device_choose(NULL, &def) == OCLSEG_OK;
+    int have_default = oclseg_device_choose(spec, &def) == OCLSEG_OK;
+    if (spec && !have_default) {
+        free(devs);
+        return 1;
+    }
     for (int i = 0; i < count; i++) {
         const oclseg_device_info *d = &devs[i];
         int is_default = have_default && d->platform == def.platform && d->device == def.device;
         printf("%d:%d  %s%s\n", d->platform_index, d->device_index, d->name,
-               is_default ? "   [default]" : "");
+               !is_default ? "" : spec ? "   [--device]" : "   [default]");
         printf("     vendor %s; platform %s (%s)\n", d->vendor, d->platform_name,
                d->platform_version);
         printf("     driver %s; type %s; %u compute units; %s\n", d->driver_version,

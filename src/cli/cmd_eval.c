@@ -194,7 +194,7 @@ int cmd_eval(int argc, char **argv) {
             o.test_split = strcmp(optarg, "test") == 0;
             break;
         case O_SIZE:
-            if (cli_parse_int("eval", "--size", optarg, 32, 8192, &o.size) != 0) return 2;
+            if (cli_parse_image_size("eval", optarg, &o.size) != 0) return 2;
             break;
         case O_BATCH:
             if (cli_parse_int("eval", "--batch", optarg, 1, 4096, &o.batch) != 0) return 2;

@@ -48,7 +48,7 @@ int cmd_export(int argc, char **argv) {
         case 'w': weights = optarg; break;
         case 'o': onnx = optarg; break;
         case 's':
-            if (cli_parse_int("export", "--size", optarg, 1, 8192, &size) != 0) return 2;
+            if (cli_parse_image_size("export", optarg, &size) != 0) return 2;
             break;
         case 'b': batch = optarg; break;
         case 'g': sigmoid = 1; break;
@@ -79,7 +79,9 @@ int cmd_export(int argc, char **argv) {
                              NULL, NULL};
     int st = oclseg_export_onnx(weights, onnx, size, device, &o);
     if (st != OCLSEG_OK) {
-        fprintf(stderr, "oclseg export: %s not written (%s)\n", onnx, oclseg_status_str(st));
+        char why[160];
+        fprintf(stderr, "oclseg export: %s not written: %s\n", onnx,
+                oclseg_status_message(st, why, sizeof why));
         return 1;
     }
     printf("wrote %s (opset %d, input (%s,3,%d,%d), output %s)\n", onnx, OCLSEG_ONNX_OPSET,

@@ -109,7 +109,7 @@ int cmd_predict(int argc, char **argv) {
         case 'w': weights = optarg; break;
         case 'o': out = optarg; break;
         case 's':
-            if (cli_parse_int("predict", "--size", optarg, 32, 8192, &size) != 0) return 2;
+            if (cli_parse_image_size("predict", optarg, &size) != 0) return 2;
             break;
         case 'd': device = optarg; break;
         case 'p': probs = 1; break;

@@ -35,10 +35,13 @@ int cmd_synth(int argc, char **argv) {
         }
     }
     if (bad) return 2;
-    if (!out || n_train < 0 || n_test < 0 || n_train + n_test == 0 || n_train > 1000000 ||
-        n_test > 1000000) {
-        fprintf(stderr, "oclseg synth: --out DIR is required; --train/--test must be >= 0 and "
-                        "not both 0\n");
+    if (!out) {
+        fprintf(stderr, "oclseg synth: --out DIR is required (the folder to write the set to)\n");
+        return 2;
+    }
+    if (n_train + n_test == 0) {
+        fprintf(stderr, "oclseg synth: --train 0 and --test 0 ask for no images: give at least "
+                        "one of them a count above 0\n");
         return 2;
     }
     const double t0 = oclseg_now_s();

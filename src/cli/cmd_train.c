@@ -209,11 +209,7 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
         case O_INIT: o.init = optarg; break;
         case O_DROPOUT: bad |= parse_float("--dropout", optarg, 0, 0.99, &o.dropout); break;
         case O_SIZE:
-            bad |= parse_int("--size", optarg, 32, &o.size);
-            if (!bad && o.size % 32) {
-                fprintf(stderr, "oclseg train: --size must be a multiple of 32 (got %d)\n", o.size);
-                bad = 1;
-            }
+            bad |= cli_parse_image_size("train", optarg, &o.size);
             break;
         case O_SEED: bad |= parse_int("--seed", optarg, 0, &seed); o.seed = (uint64_t)seed; break;
         case O_NOSHUF: o.shuffle = 0; break;
@@ -306,6 +302,14 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
     if (bad) return 2;
     if (optind < argc) {
         fprintf(stderr, "oclseg train: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    /* an error, not a warning: an early stop that can never happen is a setting the user
+     * believes is in force, and a warning scrolls away before a long run */
+    if (o.patience > 0 && o.val_fraction == 0) {
+        fprintf(stderr, "oclseg train: --patience %d stops on the validation Jaccard, but "
+                        "--val-fraction 0 holds out no validation split: drop --patience or "
+                        "give --val-fraction a share above 0\n", o.patience);
         return 2;
     }
     *out = o;

@@ -99,7 +99,7 @@ int cmd_tune(int argc, char **argv) {
         case 'd': o.device = optarg; break;
         case 'B': bad |= cli_parse_double("tune", "--budget", optarg, 1, 1e6, &o.budget_s); break;
         case 'b': bad |= cli_parse_int("tune", "--batch", optarg, 1, 4096, &o.batch); break;
-        case 's': bad |= cli_parse_int("tune", "--size", optarg, 32, 4096, &o.size); break;
+        case 's': bad |= cli_parse_image_size("tune", optarg, &o.size); break;
         case 'r': bad |= cli_parse_int("tune", "--repeats", optarg, 1, 16, &o.repeats); break;
         case 'T':
             bad |= cli_parse_double("tune", "--trial-timeout", optarg, 1, 1e6, &o.trial_timeout_s);

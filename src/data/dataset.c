@@ -93,7 +93,7 @@ int oclseg_dataset_load(const oclseg_pair_list *pairs, const oclseg_dataset_opti
     oclseg_dataset_options o = {0};
     if (opts) o = *opts;
     if (o.size == 0) o.size = OCLSEG_DEFAULT_IMAGE_SIZE;
-    if (o.size < 1 || o.size > 4096 || o.threads < 0) {
+    if (o.size < 1 || o.size > OCLSEG_MAX_IMAGE_SIZE || o.threads < 0) {
         OCLSEG_ERROR("oclseg_dataset_load: invalid size %d or thread count %d", o.size, o.threads);
         return OCLSEG_ERR_INVALID_ARG;
     }

@@ -53,6 +53,7 @@ int oclseg_devices_list(oclseg_device_info **out, int *count) {
     cl_uint nplat = 0;
     *out = NULL;
     *count = 0;
+    oclseg_cache_prepare();
     cl_int err = clGetPlatformIDs(0, NULL, &nplat);
     if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR: the ICD loader found no platform */ || nplat == 0)
         return OCLSEG_OK;

@@ -37,6 +37,8 @@ void oclseg_env_reload(void) {
                         "device default\n", gemm);
     e.row_kernels = !rows ? 0 : strcmp(rows, "1") == 0 ? OCLSEG_ROWS_ON
                     : strcmp(rows, "0") == 0 ? OCLSEG_ROWS_OFF : 0;
+    e.debug = is_one(getenv("OCLSEG_DEBUG"));
+    e.pocl_cache_dir_set = getenv("POCL_CACHE_DIR") != NULL;
     e.check_numerics = is_one(getenv("OCLSEG_CHECK_NUMERICS"));
     e.check_cl_leaks = is_one(getenv("OCLSEG_CHECK_CL_LEAKS"));
     e.mpi_launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");

@@ -1,6 +1,8 @@
 /* Kernel programs: source lookup (embedded or OCLSEG_KERNEL_DIR), per-device defines, build with
  * log on failure, an on-disk binary cache keyed by source+options+device+driver, and launches. */
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -73,14 +75,21 @@ static const char *embedded_source(const char *name) {
 }
 
 /* Returns a malloc'd copy of cl/<file> (name + suffix): from OCLSEG_KERNEL_DIR if set, else
- * embedded. The shared header falls back to its embedded copy when the folder lacks it. */
-static int load_file(const char *name, const char *suffix, int embedded_fallback, char **out) {
+ * embedded. The shared header falls back to its embedded copy when the folder lacks it. `where`
+ * gets the file actually read: its full path, or "cl/<file> (embedded)". */
+static int load_file(const char *name, const char *suffix, int embedded_fallback, char **out,
+                     char *where, size_t where_size) {
     const char *dir = oclseg_env_get()->kernel_dir;
     if (*dir) {
         char path[OCLSEG_ENV_PATH + 64];
         snprintf(path, sizeof path, "%s/%s%s", dir, name, suffix);
         *out = read_text_file(path);
-        if (*out) return OCLSEG_OK;
+        if (*out) {
+            char *full = realpath(path, NULL);
+            snprintf(where, where_size, "%s", full ? full : path);
+            free(full);
+            return OCLSEG_OK;
+        }
         if (!embedded_fallback) {
             OCLSEG_ERROR("cannot read kernel source %s (OCLSEG_KERNEL_DIR=%s): %s", path, dir,
                          strerror(errno));
@@ -92,21 +101,42 @@ static int load_file(const char *name, const char *suffix, int embedded_fallback
         OCLSEG_ERROR("no embedded kernel program named '%s'", name);
         return OCLSEG_ERR_NOT_FOUND;
     }
+    snprintf(where, where_size, "cl/%s%s (embedded)", name, suffix);
     *out = strdup(text);
     return *out ? OCLSEG_OK : OCLSEG_ERR_OUT_OF_MEMORY;
 }
 
-/* A program's source: cl/common.clh, then cl/<name>.cl (from line 1 again for the build log),
- * as one malloc'd string: the binary cache's key covers both. */
-static int load_source(const char *name, char **out) {
-    char *header = NULL, *body = NULL;
-    TRY(load_file("common.clh", "", 1, &header));
-    int st = load_file(name, ".cl", 0, &body);
+/* A #line directive that makes the compiler's messages name `where` (a file read from
+ * OCLSEG_KERNEL_DIR; embedded ones by their cl/ name); characters a C string would need
+ * escaped are left out of the name. */
+static void line_directive(const char *where, char *out, size_t size) {
+    static const char embedded[] = " (embedded)";
+    size_t len = strlen(where);
+    if (len >= sizeof embedded - 1 && strcmp(where + len - (sizeof embedded - 1), embedded) == 0)
+        len -= sizeof embedded - 1;
+    char name[OCLSEG_ENV_PATH + 64];
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 1 < sizeof name; i++)
+        if (where[i] != '"' && where[i] != '\\' && (unsigned char)where[i] >= 0x20)
+            name[n++] = where[i];
+    name[n] = '\0';
+    snprintf(out, size, "\n#line 1 \"%s\"\n", name);
+}
+
+/* A program's source: cl/common.clh, then cl/<name>.cl (from line 1 again, under its file name,
+ * for the build log), as one malloc'd string: the binary cache's key covers both. `where` gets
+ * the .cl file actually read (see load_file). */
+static int load_source(const char *name, char **out, char *where, size_t where_size) {
+    char *header = NULL, *body = NULL, header_where[OCLSEG_ENV_PATH + 64];
+    TRY(load_file("common.clh", "", 1, &header, header_where, sizeof header_where));
+    int st = load_file(name, ".cl", 0, &body, where, where_size);
     if (st == OCLSEG_OK) {
-        static const char line_reset[] = "\n#line 1\n";
-        size_t size = strlen(header) + sizeof line_reset + strlen(body);
+        char header_line[OCLSEG_ENV_PATH + 96], body_line[OCLSEG_ENV_PATH + 96];
+        line_directive(header_where, header_line, sizeof header_line);
+        line_directive(where, body_line, sizeof body_line);
+        size_t size = strlen(header_line) + strlen(header) + strlen(body_line) + strlen(body) + 1;
         *out = malloc(size);
-        if (*out) snprintf(*out, size, "%s%s%s", header, line_reset, body);
+        if (*out) snprintf(*out, size, "%s%s%s%s", header_line + 1, header, body_line, body);
         else st = OCLSEG_ERR_OUT_OF_MEMORY;
     }
     free(header);
@@ -124,15 +154,72 @@ uint64_t oclseg_fnv1a64(uint64_t h, const void *data, size_t len) {
     return h;
 }
 
+/* Set when the cache folder turned out not to be writable (oclseg_cache_prepare). */
+static int cache_unwritable;
+
 void oclseg_cache_dir(char *out, size_t size) {
     const oclseg_env *env = oclseg_env_get();
-    if (env->cache_off) {
+    if (env->cache_off || cache_unwritable) {
         out[0] = '\0';
         return;
     }
     if (*env->xdg_cache_home) snprintf(out, size, "%s/oclseg", env->xdg_cache_home);
     else if (*env->home) snprintf(out, size, "%s/.cache/oclseg", env->home);
     else out[0] = '\0';
+}
+
+/* Removes a folder tree without following links (the private PoCL cache at exit). */
+static void remove_tree(const char *path) {
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+            char child[OCLSEG_PATH_MAX];
+            struct stat st;
+            if (snprintf(child, sizeof child, "%s/%s", path, e->d_name) >= (int)sizeof child)
+                continue;
+            if (lstat(child, &st) == 0 && S_ISDIR(st.st_mode)) remove_tree(child);
+            else unlink(child);
+        }
+        closedir(d);
+    }
+    rmdir(path);
+}
+
+static char private_pocl_cache[64];
+static pid_t private_pocl_cache_owner;
+
+/* (only in the process that made it: a forked child's exit must not remove it) */
+static void remove_private_pocl_cache(void) {
+    if (getpid() == private_pocl_cache_owner) remove_tree(private_pocl_cache);
+}
+
+void oclseg_cache_prepare(void) {
+    static int prepared;
+    if (prepared) return;
+    prepared = 1;
+    const oclseg_env *env = oclseg_env_get();
+    char root[OCLSEG_ENV_PATH + 16];
+    if (*env->xdg_cache_home) snprintf(root, sizeof root, "%s", env->xdg_cache_home);
+    else if (*env->home) snprintf(root, sizeof root, "%s/.cache", env->home);
+    else return;
+    if (oclseg_mkdir_p(root) == OCLSEG_OK && access(root, W_OK) == 0) return;
+    const char *why = strerror(errno);
+    cache_unwritable = 1;
+    if (!env->cache_off)
+        fprintf(stderr, "oclseg: warning: the kernel cache folder %s is not writable (%s): "
+                        "running without the kernel cache (kernels are compiled on every run; "
+                        "point XDG_CACHE_HOME at a writable folder)\n", root, why);
+    /* PoCL finds no device at all when it cannot create its own cache under the same root:
+     * it gets a private folder for this run instead, removed at exit */
+    if (env->pocl_cache_dir_set) return;
+    snprintf(private_pocl_cache, sizeof private_pocl_cache, "%s/oclseg-pocl-XXXXXX", P_tmpdir);
+    if (!mkdtemp(private_pocl_cache)) return;
+    private_pocl_cache_owner = getpid();
+    setenv("POCL_CACHE_DIR", private_pocl_cache, 1);
+    setenv("MESA_SHADER_CACHE_DISABLE", "true", 0); /* Mesa's would only warn */
+    atexit(remove_private_pocl_cache);
 }
 
 #define CACHE_MAGIC "OCLSEGK1"
@@ -202,7 +289,7 @@ static void cache_write(const cache_key *key, const unsigned char *bin, size_t s
 }
 
 /* ---- build -------------------------------------------------------------------------------- */
-static void print_build_log(oclseg_ctx *ctx, cl_program prog, const char *name,
+static void print_build_log(oclseg_ctx *ctx, cl_program prog, const char *where,
                             const char *options) {
     size_t len = 0;
     clGetProgramBuildInfo(prog, ctx->info.device, CL_PROGRAM_BUILD_LOG, 0, NULL, &len);
@@ -214,9 +301,9 @@ static void print_build_log(oclseg_ctx *ctx, cl_program prog, const char *name,
         snprintf(log, len + 1, "%s", "");
     }
     fprintf(stderr,
-            "oclseg: error: building kernel program cl/%s.cl failed on device '%s' (%s, driver "
+            "oclseg: error: building kernel program %s failed on device '%s' (%s, driver "
             "%s)\n  options: %s\n  build log:\n%s\n",
-            name, ctx->info.name, ctx->info.platform_name, ctx->info.driver_version, options,
+            where, ctx->info.name, ctx->info.platform_name, ctx->info.driver_version, options,
             log ? log : "(no memory for the log)");
     free(log);
 }
@@ -239,8 +326,8 @@ static int get_binary(cl_program prog, unsigned char **bin, size_t *size) {
 
 static int build_program(oclseg_ctx *ctx, const char *name, const char *extra_defines,
                          cl_program *out) {
-    char *source = NULL;
-    TRY(load_source(name, &source));
+    char *source = NULL, where[OCLSEG_ENV_PATH + 64];
+    TRY(load_source(name, &source, where, sizeof where));
     char options[2048];
     snprintf(options, sizeof options, "%s %s %s", ctx->cl_std,
              oclseg_device_defines(&ctx->info, name), extra_defines ? extra_defines : "");
@@ -275,7 +362,7 @@ static int build_program(oclseg_ctx *ctx, const char *name, const char *extra_de
     oclseg_cl_created(OCLSEG_CL_PROGRAM);
     err = clBuildProgram(prog, 1, &ctx->info.device, options, NULL, NULL);
     if (err != CL_SUCCESS) {
-        print_build_log(ctx, prog, name, options);
+        print_build_log(ctx, prog, where, options);
         clReleaseProgram(prog);
         oclseg_cl_released(OCLSEG_CL_PROGRAM);
         return OCLSEG_ERR_BUILD;

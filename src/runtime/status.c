@@ -1,7 +1,9 @@
 /* Status code names and the one error printer. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
+#include "oclseg/env.h"
 #include "oclseg/runtime.h"
 #include "oclseg/status.h"
 
@@ -37,11 +39,52 @@ const char *oclseg_status_str(int status) {
     }
 }
 
+/* The user's phrase for a status: oclseg's own codes, then OpenCL's by kind. */
+static const char *status_phrase(int status) {
+    switch (status) {
+    case OCLSEG_OK: return "no error";
+    case OCLSEG_ERR_INVALID_ARG: return "an invalid argument";
+    case OCLSEG_ERR_NO_DEVICE: return "no usable OpenCL device";
+    case OCLSEG_ERR_BUILD: return "a kernel program did not build";
+    case OCLSEG_ERR_NOT_FOUND: return "a file or entry that should exist is missing";
+    case OCLSEG_ERR_IO: return "a file could not be read or written";
+    case OCLSEG_ERR_FORMAT: return "a file's contents are malformed";
+    case OCLSEG_ERR_OUT_OF_MEMORY: return "out of memory";
+    case OCLSEG_ERR_CLBLAST: return "the CLBlast library failed";
+    case OCLSEG_ERR_NUMERIC: return "a value became NaN or infinite";
+    case OCLSEG_ERR_INTERRUPTED: return "interrupted";
+    case OCLSEG_ERR_UNSUPPORTED: return "not supported by this device or build";
+    case OCLSEG_ERR_INTERNAL: return "an internal error (a bug in oclseg)";
+    case CL_OUT_OF_RESOURCES: case CL_MEM_OBJECT_ALLOCATION_FAILURE: case CL_OUT_OF_HOST_MEMORY:
+        return "the OpenCL device ran out of memory or resources";
+    default: return "the OpenCL driver reported an error";
+    }
+}
+
+const char *oclseg_status_message(int status, char *buf, size_t size) {
+    if (oclseg_debug())
+        snprintf(buf, size, "%s (%s)", status_phrase(status), oclseg_status_str(status));
+    else
+        snprintf(buf, size, "%s", status_phrase(status));
+    return buf;
+}
+
+int oclseg_debug(void) { return oclseg_env_get()->debug; }
+
 void oclseg_log_error(const char *file, int line, const char *fmt, ...) {
+    /* stderr is unbuffered: a line printed in pieces could interleave with another thread's,
+     * so the whole line is formatted first and written by one call under the stream's lock */
+    char msg[4096];
+    int n = oclseg_debug() ? snprintf(msg, sizeof msg, "oclseg: error: %s:%d: ", file, line)
+                           : snprintf(msg, sizeof msg, "oclseg: error: ");
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "oclseg: error: %s:%d: ", file, line);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    if (n >= 0 && (size_t)n < sizeof msg) vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
     va_end(ap);
+    size_t len = strlen(msg);
+    if (len == sizeof msg - 1) len--; /* cut: keep room for the newline */
+    msg[len] = '\n';
+    flockfile(stderr);
+    fwrite(msg, 1, len + 1, stderr);
+    funlockfile(stderr);
 }

@@ -300,6 +300,44 @@ def config_seeds():
     write(t, "empty.json", "{}")
 
 
+# ---- bench results (oclseg bench --json, tools/bench_pytorch.py peers) -------------------------
+def bench_run(**over):
+    run = {"device": "pthread-skylake-avx512-AMD EPYC", "vendor": "AuthenticAMD",
+           "platform": "Portable Computing Language", "driver": "3.1+debian", "clblast": "1.5.3",
+           "build": "gcc 12.2.0 release", "batch": 16, "size": 128, "frozen_encoder": False,
+           "steps": 5, "step_ms": 1781.58, "step_sync_ms": 1831.97, "forward_ms": 549.03,
+           "backward_ms": 1274.92, "optimizer_ms": 8.10, "images_per_s": 8.98,
+           "gflop_per_step": 23.87, "gflops": 13.40, "sgemm_1024_gflops": 30.45,
+           "peak_device_bytes": 763067156,
+           "kernels": [{"name": "CLBlast sgemm", "ms": 1210.08},
+                       {"name": "depthwise_dw_partial", "ms": 103.55}]}
+    run.update(over)
+    return {k: v for k, v in run.items() if v is not None}
+
+
+def bench_result_seeds():
+    t = "bench_result"
+    peer = {"framework": "pytorch 2.11.0+cu130", "device": "cuda", "threads": 16, "batch": 16,
+            "size": 128, "step_ms": 5.05, "images_per_s": 3170.8}
+    write(t, "oclseg_run.json", json.dumps([bench_run()], indent=1))
+    write(t, "single_object.json", json.dumps(bench_run(frozen_encoder=True)))
+    write(t, "two_runs.json", json.dumps([bench_run(), bench_run(device="llvmpipe (LLVM 15.0.6, 256 bits)",
+                                                                  platform="rusticl")]))
+    write(t, "pytorch_peer.json", json.dumps(peer))
+    write(t, "peer_with_frozen.json", json.dumps(dict(peer, frozen_encoder=True)))
+    write(t, "label_and_odd_strings.json",
+          json.dumps([bench_run(label="x\" 1\nEOD\nsystem(\"true\")\n$d << EOD\n\"y",
+                                device="\u00e9\u4e2d" * 20, kernels=[{"name": "k" * 300, "ms": -1}])]))
+    write(t, "huge_numbers.json", json.dumps([bench_run(step_ms=1e308, batch=2 ** 62, size=-5)]))
+    write(t, "missing_step_ms.json", json.dumps([bench_run(step_ms=None)]))
+    write(t, "step_ms_string.json", json.dumps([bench_run(step_ms="12")]))
+    write(t, "entry_not_object.json", "[1, 2]")
+    write(t, "empty_array.json", "[]")
+    write(t, "not_json.json", "step_ms: 12\n")
+    write(t, "truncated.json", json.dumps([bench_run()])[:200])
+    write(t, "kernels_not_list.json", json.dumps([bench_run(kernels={"name": "x"})]))
+
+
 def main():
     if os.path.isdir(CORPUS):
         shutil.rmtree(CORPUS)
@@ -308,6 +346,7 @@ def main():
     jpeg_seeds()
     scan_seeds()
     config_seeds()
+    bench_result_seeds()
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(CORPUS) for f in fs)
     print("wrote %d files, %d bytes under %s" % (sum(len(fs) for _, _, fs in os.walk(CORPUS)), total, CORPUS))
     return 0
