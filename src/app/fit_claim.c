@@ -188,9 +188,12 @@ static int claim(fit_run *r) {
     }
     const char *found = continues ? NULL : run_file_in(r->dir);
     if (found && !o->overwrite) {
+        char ckpt[OCLSEG_PATH_MAX + 32], resume_hint[OCLSEG_PATH_MAX + 64] = "";
+        path_in(r->dir, "checkpoint.safetensors", ckpt, sizeof ckpt);
+        if (access(ckpt, F_OK) == 0)
+            snprintf(resume_hint, sizeof resume_hint, ", --resume %s to continue it,", ckpt);
         OCLSEG_ERROR("the run directory %s already holds a run (%s): pass --overwrite to replace "
-                     "it, --resume %s/checkpoint.safetensors to continue it, or choose another "
-                     "--out", r->dir, found, r->dir);
+                     "it%s or choose another --out", r->dir, found, resume_hint);
         return OCLSEG_ERR_INVALID_ARG;
     }
     if (found) {
