@@ -1,5 +1,8 @@
-/* Test harness implementation: device contexts, guarded buffers, references and comparisons. */
+/* Test harness implementation: device contexts, guarded buffers, references and comparisons,
+ * child processes (spawn, wait, children) and checkpoint steps. */
 #include "harness.h"
+#include "oclseg/safetensors.h"
+#include "oclseg/weights.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -382,6 +385,15 @@ pid_t harness_spawn(const char *fmt, ...) {
         _exit(127);
     }
     return pid;
+}
+
+long long harness_checkpoint_step(const char *path) {
+    oclseg_st_file *f;
+    ck_assert_int_eq(oclseg_st_load(path, &f), OCLSEG_OK);
+    oclseg_checkpoint_meta meta;
+    ck_assert_int_eq(oclseg_checkpoint_meta_parse(f, &meta), OCLSEG_OK);
+    oclseg_st_free(f);
+    return (long long)meta.trainer_step;
 }
 
 pid_t harness_child_of(pid_t parent) {

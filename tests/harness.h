@@ -119,6 +119,8 @@ int harness_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Starts `sh -c "exec CMD"` (CMD built printf-style) in the background; returns its pid (that of
  * CMD's program once the shell has exec'ed it). */
 pid_t harness_spawn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The trainer step saved in a checkpoint file (asserted readable). */
+long long harness_checkpoint_step(const char *path);
 /* The newest child process of `parent` (pgrep -n -P), or -1. */
 pid_t harness_child_of(pid_t parent);
 /* Waits up to limit_s seconds for a child; returns its exit status, 256 + the signal that ended

@@ -15,8 +15,6 @@
 
 #include "harness.h"
 #include "oclseg/dist.h"
-#include "oclseg/safetensors.h"
-#include "oclseg/weights.h"
 
 static char root[64], data[128];
 static const char *bin;
@@ -63,14 +61,7 @@ static void wait_for_steps(const char *run, int lines) {
 
 /* The step counter saved in RUN/checkpoint.safetensors. */
 static long long checkpoint_step(const char *run) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/checkpoint.safetensors", run);
-    oclseg_st_file *f;
-    ck_assert_int_eq(oclseg_st_load(path, &f), OCLSEG_OK);
-    oclseg_checkpoint_meta meta;
-    ck_assert_int_eq(oclseg_checkpoint_meta_parse(f, &meta), OCLSEG_OK);
-    oclseg_st_free(f);
-    return (long long)meta.trainer_step;
+    return harness_checkpoint_step(in(run, "checkpoint.safetensors"));
 }
 
 /* The step N of "stopped by SIG... at step N" in log (asserted present). */
