@@ -1,12 +1,18 @@
-/* Test harness implementation: device contexts, guarded buffers, references and comparisons. */
+/* Test harness implementation: device contexts, guarded buffers, references and comparisons,
+ * child processes (spawn, wait, children) and checkpoint steps. */
 #include "harness.h"
+#include "oclseg/safetensors.h"
+#include "oclseg/weights.h"
 
 #include <math.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define GUARD_LEAD 17   /* odd, so tensors start at an unaligned offset */
 #define GUARD_TRAIL 64
@@ -363,6 +369,61 @@ int harness_sh(const char *fmt, ...) {
     va_end(ap);
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 255;
+}
+
+pid_t harness_spawn(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    snprintf(cmd, 6, "exec ");
+    vsnprintf(cmd + 5, sizeof cmd - 5, fmt, ap);
+    va_end(ap);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+long long harness_checkpoint_step(const char *path) {
+    oclseg_st_file *f;
+    ck_assert_int_eq(oclseg_st_load(path, &f), OCLSEG_OK);
+    oclseg_checkpoint_meta meta;
+    ck_assert_int_eq(oclseg_checkpoint_meta_parse(f, &meta), OCLSEG_OK);
+    oclseg_st_free(f);
+    return (long long)meta.trainer_step;
+}
+
+pid_t harness_child_of(pid_t parent) {
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "pgrep -n -P %d", (int)parent);
+    FILE *p = popen(cmd, "r");
+    int pid = -1;
+    if (p) {
+        if (fscanf(p, "%d", &pid) != 1) pid = -1;
+        pclose(p);
+    }
+    return pid;
+}
+
+static double monotonic_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int harness_wait(pid_t pid, double limit_s) {
+    for (double start = monotonic_s(); monotonic_s() - start < limit_s;) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 256 + WTERMSIG(status);
+        usleep(50000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
 }
 
 /* Oclgrind 21.10's uninitialised-value checker keeps a released buffer's state for the next

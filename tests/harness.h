@@ -6,6 +6,7 @@
 #include <check.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "oclseg/ops.h"
 
@@ -114,6 +115,18 @@ int harness_run(Suite *s);
 
 /* Runs a shell command built printf-style; returns its exit status (255 if it did not exit). */
 int harness_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Starts `sh -c "exec CMD"` (CMD built printf-style) in the background; returns its pid (that of
+ * CMD's program once the shell has exec'ed it). */
+pid_t harness_spawn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The trainer step saved in a checkpoint file (asserted readable). */
+long long harness_checkpoint_step(const char *path);
+/* The newest child process of `parent` (pgrep -n -P), or -1. */
+pid_t harness_child_of(pid_t parent);
+/* Waits up to limit_s seconds for a child; returns its exit status, 256 + the signal that ended
+ * it (so that a death by SIGTERM is not taken for an exit with status 143), or -1 after killing
+ * it (SIGKILL) when it did not end in time. */
+int harness_wait(pid_t pid, double limit_s);
 
 /* Frees every test context's shared scratch workspace (it lives as long as its context, and
  * the leak check at exit counts every live buffer): an unchecked teardown fixture for suites

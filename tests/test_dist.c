@@ -226,63 +226,23 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Starts `sh -c cmd` in the background; returns its pid (the shell execs mpirun). */
-static pid_t spawn(const char *cmd) {
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* The pid of one rank (a child of mpirun), or -1. */
-static pid_t a_rank_of(pid_t launcher) {
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "pgrep -n -P %d", (int)launcher);
-    FILE *p = popen(cmd, "r");
-    int pid = -1;
-    if (p) {
-        if (fscanf(p, "%d", &pid) != 1) pid = -1;
-        pclose(p);
-    }
-    return pid;
-}
-
-/* Waits up to `limit` seconds for pid; returns its exit status (128 + signal), or -1 on timeout. */
-static int wait_for(pid_t pid, double limit) {
-    double start = now_s();
-    while (now_s() - start < limit) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        usleep(100000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-}
-
 /* A long 2-rank run; once its first epoch's checkpoint exists, `sig` goes to one rank; the job
  * must then end within 60 s with a non-zero status. */
 static void fault_run(const char *name, int sig, const char *env) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "exec %s -np 2 %s %s train --data %s --out %s/%s --epochs 1000 "
-             "--batch 4 --size 32 --eval-every 1000 --quiet > %s/%s.log 2>&1", mpirun, env, bin,
-             data, root, name, root, name);
-    pid_t launcher = spawn(cmd);
+    pid_t launcher = harness_spawn("%s -np 2 %s %s train --data %s --out %s/%s --epochs 1000 "
+                                   "--batch 4 --size 32 --eval-every 1000 --quiet > %s/%s.log 2>&1",
+                                   mpirun, env, bin, data, root, name, root, name);
     char ckpt[256];
     snprintf(ckpt, sizeof ckpt, "%s/%s/checkpoint.safetensors", root, name);
     double start = now_s();
     while (access(ckpt, F_OK) != 0 && now_s() - start < 300) usleep(100000);
     ck_assert_msg(access(ckpt, F_OK) == 0, "%s: no checkpoint after 300 s", name);
     usleep(500000); /* into the next epoch */
-    pid_t rank = a_rank_of(launcher);
+    pid_t rank = harness_child_of(launcher);
     ck_assert_int_gt(rank, 0);
     double t0 = now_s();
     kill(rank, sig);
-    int rc = wait_for(launcher, 60);
+    int rc = harness_wait(launcher, 60);
     if (sig == SIGSTOP) kill(rank, SIGKILL); /* in case the launcher left it behind */
     fprintf(stderr, "%s rank: launcher exited with %d after %.1f s\n", name, rc, now_s() - t0);
     ck_assert_msg(rc > 0, "%s: the job did not stop within 60 s, or exited 0 (%d)", name, rc);
@@ -296,12 +256,7 @@ START_TEST(killed_rank_stops_the_job_and_resumes) {
     ck_assert_int_eq(harness_sh("grep -qi 'signal 9\\|killed\\|rank' %s/killed.log", root), 0);
     char ckpt[256];
     snprintf(ckpt, sizeof ckpt, "%s/killed/checkpoint.safetensors", root);
-    oclseg_st_file *f;
-    ck_assert_int_eq(oclseg_st_load(ckpt, &f), OCLSEG_OK);
-    oclseg_checkpoint_meta meta;
-    ck_assert_int_eq(oclseg_checkpoint_meta_parse(f, &meta), OCLSEG_OK);
-    long long step = (long long)meta.trainer_step;
-    oclseg_st_free(f);
+    long long step = harness_checkpoint_step(ckpt);
     ck_assert_int_ge(step, 2); /* one epoch: 11 training images (one held out for validation), batch 4; a last slice of one image at size 32 is skipped */
     for (int ranks = 1; ranks <= 2; ranks++) {
         ck_assert_int_eq(harness_sh("rm -rf %s/resume%d && cp -r %s/killed %s/resume%d", root,

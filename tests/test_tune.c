@@ -547,7 +547,7 @@ END_TEST
 /* The whole command with a tiny budget: records, times the defaults, tries one hand-picked set
  * that crashes (hook) and is rejected, keeps the defaults; then the backend per shape, where the
  * own kernels get recorded shape 0 wrong (hook): that shape goes to CLBlast, which the file says
- * although no parameter set won, and a context on the device follows it. */
+ * although no parameter set won, and a context on the device follows it; the work folder goes. */
 START_TEST(tune_with_tiny_budget_completes) {
     setup_once();
     char dir[128], out[128], path[4096];
@@ -566,6 +566,9 @@ START_TEST(tune_with_tiny_budget_completes) {
     ck_assert_int_eq(harness_sh("grep -q 'rejected  CLBlast' %s", out), 0);
     ck_assert_int_eq(harness_sh("grep -q 'weighted GEMM time of one step: [0-9.]* ms with the "
                                 "device default' %s", out), 0);
+    /* the work folder (candidates, results, child logs) is removed at the end */
+    ck_assert_int_eq(harness_sh("d=$(grep -o '/tmp/oclseg-tune-[A-Za-z0-9]*' %s | head -1) && "
+                                "test -n \"$d\" && test ! -e \"$d\"", out), 0);
 
     oclseg_device_info dev;
     use_tuning_dir(dir, &dev, path, sizeof path);

@@ -17,7 +17,8 @@ run() {
     shift
     [ -f "$out/$name/final.csv" ] && return 0 # done before: keep (the script can be re-run)
     local t0=$SECONDS
-    "$bin" train "${common[@]}" --out "$out/$name" "$@"
+    # --overwrite: an earlier attempt that stopped before final.csv is redone
+    "$bin" train "${common[@]}" --out "$out/$name" --overwrite "$@"
     echo "$name $((SECONDS - t0))" >> "$out/wall_seconds.txt"
 }
 run seed

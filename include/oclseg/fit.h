@@ -10,7 +10,8 @@
 typedef struct oclseg_fit_options {
     const char *data_dir;       /* ISIC layout root; NULL: generate/use the synthetic set */
     const char *images_dir, *masks_dir, *mask_suffix; /* generic layout (train only) */
-    const char *out_dir;        /* run directory; NULL: runs/<date-time> */
+    const char *out_dir;        /* run directory; NULL: runs/<date-time> (-2, -3, ... if taken) */
+    int overwrite;              /* --overwrite: replace the run out_dir holds (else refused) */
     const char *device;
     int epochs, batch, size, eval_every, max_steps;
     float lr, dropout;
@@ -39,8 +40,9 @@ typedef struct oclseg_fit_options {
 
 void oclseg_fit_options_default(oclseg_fit_options *o);
 /* Runs training (data-parallel over the ranks of oclseg/dist.h when started by mpirun: --batch
- * is the global batch, rank 0 alone writes the run directory); returns OCLSEG_OK, OCLSEG_ERR_INTERRUPTED after a Ctrl-C (checkpoint written),
- * or an error. */
+ * is the global batch, rank 0 alone writes the run directory); returns OCLSEG_OK,
+ * OCLSEG_ERR_INTERRUPTED after SIGINT or SIGTERM (checkpoint written; oclseg_stop_signal() says
+ * which), or an error. */
 int oclseg_fit(const oclseg_fit_options *o);
 
 /* Where `oclseg train` keeps the synthetic data set when no --data is given. */

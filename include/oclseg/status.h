@@ -17,7 +17,7 @@ typedef enum oclseg_status {
     OCLSEG_ERR_OUT_OF_MEMORY = -1007, /* host or device allocation failed */
     OCLSEG_ERR_CLBLAST = -1008,       /* CLBlast returned an error (printed) */
     OCLSEG_ERR_NUMERIC = -1009,       /* NaN/Inf where a finite value was required */
-    OCLSEG_ERR_INTERRUPTED = -1010,   /* stopped by the user (SIGINT) */
+    OCLSEG_ERR_INTERRUPTED = -1010,   /* stopped: SIGINT/SIGTERM (oclseg/stop.h), a timeout */
     OCLSEG_ERR_UNSUPPORTED = -1011,   /* the device or build cannot do what was asked */
     OCLSEG_ERR_INTERNAL = -1012,      /* an invariant of oclseg itself was broken (a bug) */
 } oclseg_status;

@@ -38,7 +38,7 @@ typedef struct oclseg_tune_report {
     char default_backend[32];        /* "own kernels" or "CLBlast" */
     int written;                     /* 1: `path` now holds the results; 0: nothing to keep */
     char path[OCLSEG_PATH_MAX];      /* the device's tuning file */
-    char work_dir[256];              /* candidates, results and child logs */
+    char work_dir[256];              /* candidates, results and child logs (removed at the end) */
     double seconds;
 } oclseg_tune_report;
 
@@ -47,12 +47,18 @@ typedef struct oclseg_tune_report {
  * on integer data) and keeps the fastest if it beats the defaults by 3%; then times every shape on
  * CLBlast with the kept parameters and on the own kernels (validated the same way) and chooses the
  * backend per shape. Writes the device's tuning file when the parameters or some shape's backend
- * differ from the defaults (else removes an older file). OCLSEG_OK when the search completed. */
+ * differ from the defaults (else removes an older file). OCLSEG_OK when the search completed.
+ * SIGINT and SIGTERM stop it: the running child is killed, no file is written, and it returns
+ * OCLSEG_ERR_INTERRUPTED (oclseg_stop_signal() says which). The work folder
+ * (/tmp/oclseg-tune-*) is removed whatever the outcome. */
 int oclseg_tune(const oclseg_tune_options *o, oclseg_tune_report *r);
 
 /* Child entry points, each run in its own process by oclseg_tune through `EXE tune --record ...`,
  * `--tuner ...`, `--trial ...` (the CLI maps those options here). Each returns OCLSEG_OK after
  * writing its JSON result file. */
+/* Called first in a child: it is killed when its parent dies (Linux), so no trial outlives a
+ * tuner that was killed itself. */
+void oclseg_tune_child_init(void);
 int oclseg_tune_child_record(const char *device, int batch, int size, const char *shapes_path);
 int oclseg_tune_child_tuner(const char *device, const char *kernel, size_t m, size_t n, size_t k,
                             double fraction, const char *result_path);

@@ -1,6 +1,6 @@
 /* The training run: data, epochs, per-step loss log, evaluation, checkpoints and resume, run
  * directory outputs (config.json, steps.csv, metrics.csv, weights, curves.png), progress display
- * and Ctrl-C handling. */
+ * and stops on SIGINT/SIGTERM. */
 #include "oclseg/env.h"
 #include "oclseg/fit.h"
 
@@ -18,6 +18,7 @@
 #include "oclseg/infer.h"
 #include "oclseg/safetensors.h"
 #include "oclseg/metrics.h"
+#include "oclseg/stop.h"
 #include "app/fit_internal.h"
 
 void oclseg_fit_options_default(oclseg_fit_options *o) {
@@ -36,12 +37,6 @@ void oclseg_fit_options_default(oclseg_fit_options *o) {
     o->val_fraction = 0.1;
     o->warmup = 0.05f;
     oclseg_predict_options_default(&o->predict);
-}
-
-static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
 }
 
 /* ---- the run ------------------------------------------------------------------------------------ */
@@ -261,9 +256,36 @@ static int train_step(fit_run *r, int epoch, int s) {
     return fit_dist_check_params(r->trainer, step);
 }
 
-/* --max-steps or Ctrl-C (on any rank): drain, checkpoint, weights; returns the final status. */
+/* The stop the ranks agree on at this step: a SIGINT/SIGTERM seen by any rank (the lowest such
+ * rank's signal), recorded on every rank so that all exit alike; *sig 0: go on. */
+static int agreed_stop(int *sig) {
+    *sig = oclseg_stop_signal();
+    TRY(fit_dist_agree_stop(sig));
+    if (*sig) oclseg_stop_request(*sig);
+    return OCLSEG_OK;
+}
+
+/* After a stop on a signal, the checkpoint written: rank 0 prints how to resume; the ranks leave
+ * together (a rank that exits first would make the launcher kill rank 0 while it writes). */
+static int report_stop(const fit_run *r) {
+    if (!r->o->quiet && isatty(STDERR_FILENO)) fputc('\n', stderr);
+    if (oclseg_dist_rank() == 0) {
+        char launcher[32] = "";
+        if (oclseg_dist_size() > 1)
+            snprintf(launcher, sizeof launcher, "mpirun -np %d ", oclseg_dist_size());
+        fprintf(stderr, "stopped by %s at step %lld: checkpoint written; resume with\n"
+                        "  %soclseg train --resume %s/checkpoint.safetensors [same options]\n",
+                oclseg_stop_signal_name(), (long long)r->trainer->step, launcher, r->dir);
+        fflush(stderr);
+    }
+    if (oclseg_dist_size() > 1) TRY(oclseg_dist_barrier());
+    return OCLSEG_ERR_INTERRUPTED;
+}
+
+/* --max-steps or SIGINT/SIGTERM (on any rank, sig): drain, checkpoint, weights; returns the
+ * final status. */
 static int stop_early(fit_run *r, oclseg_run_position *pos, int epoch, int s, int steps_per_epoch,
-                      int was_interrupted) {
+                      int sig) {
     const oclseg_fit_options *o = r->o;
     TRY(drain_losses(r, epoch));
     pos->epoch = s + 1 == steps_per_epoch ? epoch + 1 : epoch;
@@ -272,14 +294,8 @@ static int stop_early(fit_run *r, oclseg_run_position *pos, int epoch, int s, in
     char wpath[4200];
     fit_path(r, "weights.safetensors", wpath, sizeof wpath);
     if (oclseg_dist_rank() == 0) TRY(oclseg_weights_save(r->model, wpath));
+    if (sig) return report_stop(r);
     if (!o->quiet && isatty(STDERR_FILENO)) fputc('\n', stderr);
-    if (was_interrupted) {
-        if (oclseg_dist_rank() == 0)
-            fprintf(stderr, "interrupted at step %lld: checkpoint written; resume with\n"
-                            "  oclseg train --resume %s/checkpoint.safetensors [same options]\n",
-                    (long long)r->trainer->step, r->dir);
-        return OCLSEG_ERR_INTERRUPTED;
-    }
     if (!o->quiet)
         printf("stopped after --max-steps %d; checkpoint %s/checkpoint.safetensors\n",
                o->max_steps, r->dir);
@@ -353,7 +369,7 @@ static int end_epoch(fit_run *r, oclseg_run_position *pos, int epoch, double t_s
     return OCLSEG_OK;
 }
 
-/* The epochs; *halted when --max-steps or Ctrl-C ended the run early, *best_epoch the epoch
+/* The epochs; *halted when --max-steps or a signal ended the run early, *best_epoch the epoch
  * selected on validation (the best epoch before a resume is not known: the resumed one). */
 static int train_loop(fit_run *r, oclseg_run_position *pos, int *halted, int *best_epoch) {
     const oclseg_fit_options *o = r->o;
@@ -376,16 +392,21 @@ static int train_loop(fit_run *r, oclseg_run_position *pos, int *halted, int *be
             if (oclseg_trainer_pending(r->trainer) >= 16) TRY(drain_losses(r, epoch));
             progress(r, epoch, s + 1, steps_per_epoch, t_start, s + 1 - first_step);
             int at_max = o->max_steps > 0 && r->trainer->step >= o->max_steps;
-            int stop = interrupted;
-            if (oclseg_dist_size() > 1) TRY(oclseg_dist_any(stop, &stop)); /* all stop together */
-            if (stop || at_max) {
+            int sig;
+            TRY(agreed_stop(&sig)); /* all stop together */
+            if (sig || at_max) {
                 *halted = 1;
-                return stop_early(r, pos, epoch, s, steps_per_epoch, stop);
+                return stop_early(r, pos, epoch, s, steps_per_epoch, sig);
             }
         }
-        int improved = 0;
+        int improved = 0, sig;
         TRY(end_epoch(r, pos, epoch, t_start, &improved));
         if (improved) *best_epoch = epoch + 1;
+        TRY(agreed_stop(&sig)); /* a signal during the validation: its checkpoint is written */
+        if (sig) {
+            *halted = 1;
+            return report_stop(r);
+        }
         if (o->patience > 0 && r->data.val && epoch + 1 - *best_epoch >= o->patience) {
             if (!o->quiet)
                 printf("early stop: no better validation Jaccard for %d epochs (best: epoch %d)\n",
@@ -423,15 +444,12 @@ static void announce(const fit_run *r) {
         printf("the ranks' devices differ: rank 0's parameters are sent to all after each step\n");
 }
 
-/* Phase 4: the epochs with Ctrl-C caught (the current step finishes, then a checkpoint). */
+/* Phase 4: the epochs with SIGINT and SIGTERM caught (the current step finishes, then a
+ * checkpoint; under mpirun the ranks agree on the step). */
 static int epoch_loop(fit_run *r, oclseg_run_position *pos, int *halted, int *best_epoch) {
-    struct sigaction sa, old_sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old_sa);
-    interrupted = 0;
+    oclseg_stop_catch();
     int st = train_loop(r, pos, halted, best_epoch);
-    sigaction(SIGINT, &old_sa, NULL);
+    oclseg_stop_release();
     return st;
 }
 
@@ -449,11 +467,12 @@ static int final_report(fit_run *r, int halted, int best_epoch) {
 }
 
 int oclseg_fit(const oclseg_fit_options *o) {
-    fit_run run = {.o = o};
+    fit_run run = {.o = o, .lock_fd = -1};
     fit_run *r = &run;
     oclseg_run_position pos = {0, 0, -1.0};
     int halted = 0, best_epoch = 0;
-    int st = prepare_data(r);
+    int st = fit_claim_run_dir(r);
+    if (st == OCLSEG_OK) st = prepare_data(r);
     if (st == OCLSEG_OK) st = create_session(r);
     if (st == OCLSEG_OK) st = fit_dist_devices_differ(r->ctx, &r->trainer->broadcast_params);
     if (st == OCLSEG_OK) st = fit_open_run_dir(r, &pos);
@@ -461,6 +480,7 @@ int oclseg_fit(const oclseg_fit_options *o) {
     if (st == OCLSEG_OK) st = epoch_loop(r, &pos, &halted, &best_epoch);
     if (st == OCLSEG_OK) st = final_report(r, halted, best_epoch);
     teardown(r);
+    fit_release_run_dir(r, st);
     /* an error on one rank stops all of them (the others would wait in the next sum) */
     char why[160];
     if (st != OCLSEG_OK && st != OCLSEG_ERR_INTERRUPTED && oclseg_dist_size() > 1)

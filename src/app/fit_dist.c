@@ -291,6 +291,24 @@ int fit_dist_evaluate(oclseg_trainer *t, const oclseg_dataset *ds, int batch, do
     return st;
 }
 
+int fit_dist_agree_stop(int *sig) {
+    const int size = oclseg_dist_size();
+    if (size == 1) return OCLSEG_OK;
+    int any = 0;
+    TRY(oclseg_dist_any(*sig != 0, &any));
+    if (!any) {
+        *sig = 0;
+        return OCLSEG_OK;
+    }
+    int *all = malloc((size_t)size * sizeof *all); /* only when stopping: which signal */
+    if (!all) return OCLSEG_ERR_OUT_OF_MEMORY;
+    int st = oclseg_dist_allgather(sig, sizeof *sig, all);
+    for (int r = size - 1; st == OCLSEG_OK && r >= 0; r--)
+        if (all[r]) *sig = all[r];
+    free(all);
+    return st;
+}
+
 static int check_env(void) { return oclseg_env_get()->dist_check; }
 
 int fit_dist_check_params(oclseg_trainer *t, int64_t step) {

@@ -60,5 +60,9 @@ int fit_dist_gather_eval(oclseg_confusion *conf, int count, double *loss_sum);
 /* Debug (OCLSEG_DIST_CHECK=1): hashes the parameters (and running statistics) after a step and
  * stops every rank when any rank's hash differs from rank 0's. */
 int fit_dist_check_params(oclseg_trainer *t, int64_t step);
+/* The ranks' stop decision at a step (collective; every step): *sig in, this rank's caught
+ * signal (0: none); out, on every rank, 0 when no rank saw one, else the signal of the lowest
+ * rank that did. */
+int fit_dist_agree_stop(int *sig);
 
 #endif

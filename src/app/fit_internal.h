@@ -28,6 +28,7 @@ typedef struct fit_run {
     oclseg_model *model;
     oclseg_trainer *trainer;
     char dir[OCLSEG_PATH_MAX];      /* the run directory */
+    int lock_fd, created_dir;       /* rank 0: its lock (-1: none), whether this run created it */
     char metrics_path[OCLSEG_PATH_MAX + 16];
     char *config_json;
     FILE *steps_csv;
@@ -45,10 +46,20 @@ typedef struct fit_run {
 
 
 
+/* ---- the run directory's ownership (fit_claim.c) ---- */
+/* Phase 0: rank 0 names the run directory (--out, the --resume checkpoint's directory, or a new
+ * unique runs/<date-time>[-N]), creates and locks it (RUN/.lock: a second process gets an error
+ * naming the holder) and refuses it when it holds another run (unless --overwrite: then that
+ * run's files are removed first); every rank gets the name, or the refusal. */
+int fit_claim_run_dir(fit_run *r);
+/* End of the run (every exit path): the lock is released and its file removed; a directory this
+ * run created and wrote nothing into is removed when st is an error. */
+void fit_release_run_dir(fit_run *r, int st);
+
 /* ---- the run directory (fit_rundir.c) ---- */
 /* dir/name into out. */
 void fit_path(const fit_run *r, const char *name, char *out, size_t size);
-/* Creates or reopens the run directory, loads a --resume checkpoint (rank 0, then sent to
+/* Opens the claimed run directory: loads a --resume checkpoint (rank 0, then sent to
  * every rank), writes config.json and opens steps.csv; metrics.csv gets its header (or loses
  * the epochs a resume redoes). */
 int fit_open_run_dir(fit_run *r, oclseg_run_position *pos);

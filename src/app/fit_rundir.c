@@ -1,10 +1,9 @@
-/* The run directory of a training run: its name, resume from a checkpoint, config.json, the CSV
- * logs, checkpoints and the prediction overlays written at the end. */
+/* The run directory of a training run (claimed by fit_claim.c): resume from a checkpoint,
+ * config.json, the CSV logs, checkpoints and the prediction overlays written at the end. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "app/fit_dist.h"
 #include "app/fit_internal.h"
@@ -39,27 +38,6 @@ int fit_write_predictions(fit_run *r, int count) {
     return st;
 }
 
-/* The directory's name: --out, the --resume checkpoint's directory, or runs/<date-time> (one
- * name for all ranks). */
-static int choose_dir(fit_run *r) {
-    const oclseg_fit_options *o = r->o;
-    if (o->out_dir) {
-        snprintf(r->dir, sizeof r->dir, "%s", o->out_dir);
-    } else if (o->resume) {
-        snprintf(r->dir, sizeof r->dir, "%s", o->resume);
-        char *slash = strrchr(r->dir, '/');
-        if (slash) *slash = '\0';
-        else snprintf(r->dir, sizeof r->dir, ".");
-    } else {
-        time_t now = time(NULL);
-        struct tm tm;
-        localtime_r(&now, &tm);
-        strftime(r->dir, sizeof r->dir, "runs/%Y%m%d-%H%M%S", &tm);
-        TRY(oclseg_dist_bcast(r->dir, sizeof r->dir, 0));
-    }
-    return OCLSEG_OK;
-}
-
 /* steps.csv (truncated to the resumed step, or new with its header) and metrics.csv (truncated
  * to the resumed epoch, or its header). Rank 0 only. */
 static int open_logs(fit_run *r, const oclseg_run_position *pos) {
@@ -87,11 +65,6 @@ static int open_logs(fit_run *r, const oclseg_run_position *pos) {
 int fit_open_run_dir(fit_run *r, oclseg_run_position *pos) {
     const oclseg_fit_options *o = r->o;
     const int writer = oclseg_dist_rank() == 0;
-    TRY(choose_dir(r));
-    if (writer && oclseg_mkdir_p(r->dir) != OCLSEG_OK) {
-        OCLSEG_ERROR("cannot create the run directory %s: %s", r->dir, strerror(errno));
-        return OCLSEG_ERR_IO;
-    }
     if (o->resume && writer) {
         char *saved = NULL;
         int st = oclseg_checkpoint_load(r->trainer, o->resume, pos, &saved);

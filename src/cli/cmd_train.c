@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "oclseg/dist.h"
 #include "oclseg/fit.h"
+#include "oclseg/stop.h"
 
 #define RECIPE_BEST                                                                          \
     "--aug-dihedral --aug-affine 20,0.1,0.05 --aug-color 0.15,0.15,0.15,0.02 --loss bce+dice "  \
@@ -16,7 +17,7 @@
 static void usage(FILE *out) {
     fprintf(out,
 "usage: oclseg train [--data DIR | --images DIR --masks DIR [--mask-suffix S]] [--out RUN]\n"
-"                    [--device D] [--epochs 25] [--batch 16] [--lr 1e-3]\n"
+"                    [--overwrite] [--device D] [--epochs 25] [--batch 16] [--lr 1e-3]\n"
 "                    [--optimizer nadam|adam|sgd] [--freeze-encoder] [--pretrained F]\n"
 "                    [--init F] [--dropout 0.5] [--size 128] [--seed 1] [--no-shuffle]\n"
 "                    [--no-augment] [--max-steps N] [--resume CKPT] [--eval-every 1]\n"
@@ -37,6 +38,10 @@ static void usage(FILE *out) {
 "  --pretrained F     torchvision mobilenet_v2 state dict (safetensors) for the encoder\n"
 "  --init F           a full model state dict replacing the whole initialisation\n"
 "  --resume CKPT      continue a run from its checkpoint.safetensors (bit-identical losses)\n"
+"  --out RUN          the run directory (default runs/<date-time>, -2, -3, ... when taken);\n"
+"                     locked while the run lasts (RUN/.lock: a second training is refused);\n"
+"                     a directory holding another run is refused unless --resume continues it\n"
+"  --overwrite        replace the run RUN holds: its files are deleted first\n"
 "  --max-steps N      stop after N steps in total (writes the checkpoint)\n"
 "  --mask-threshold T mask value >= T is lesion (in the file's own units); default:\n"
 "                     recognise the encoding (0/255, 0/1 labels, 1-bit, 16-bit, palette\n"
@@ -74,7 +79,9 @@ static void usage(FILE *out) {
 "  OCLSEG_DIST_CHECK=1 compares a hash of the parameters across ranks after every step\n"
 "Outputs in RUN (default runs/<date-time>): config.json, steps.csv, metrics.csv,\n"
 "weights.safetensors, best.safetensors, checkpoint.safetensors, final.csv, curves.png.\n"
-"Ctrl-C finishes the current step, writes the checkpoint and prints how to resume.\n");
+"Ctrl-C (SIGINT) or SIGTERM (kill, systemd, Slurm's --signal=TERM@60) finishes the current\n"
+"step, writes the checkpoint, prints how to resume and exits with 130 / 143; under mpirun the\n"
+"ranks stop at the same step (a signal on any rank).\n");
 }
 
 /* Parses "a,b,c" into n floats, each in [0, max]. */
@@ -138,7 +145,7 @@ int cmd_train(int argc, char **argv) {
     if (rc != 0 || done) return rc;
     if (oclseg_dist_rank() != 0) o.quiet = 1; /* rank 0 reports for the job */
     int st = oclseg_fit(&o);
-    if (st == OCLSEG_ERR_INTERRUPTED) return 130;
+    if (st == OCLSEG_ERR_INTERRUPTED) return oclseg_stop_exit_status(); /* 130, 143 */
     return st == OCLSEG_OK ? 0 : 1;
 }
 
@@ -151,7 +158,8 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
            O_OPT, O_FREEZE, O_PRETRAINED, O_INIT, O_DROPOUT, O_SIZE, O_SEED, O_NOSHUF, O_NOAUG,
            O_MAXSTEPS, O_RESUME, O_EVAL, O_QUIET, O_SKIPBAD, O_THREADS, O_CHECKNUM, O_MASKTHR,
            O_SYNCBN, O_BALANCE, O_VALFRAC, O_PATIENCE, O_TTA, O_LARGEST, O_FILL, O_LOSS, O_SCHED,
-           O_WARMUP, O_WD, O_DECOUPLED, O_CLIP, O_AUGD, O_AUGA, O_AUGC, O_AUGCROP, O_RECIPE };
+           O_WARMUP, O_WD, O_DECOUPLED, O_CLIP, O_AUGD, O_AUGA, O_AUGC, O_AUGCROP, O_RECIPE,
+           O_OVERWRITE };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"images", required_argument, 0, O_IMAGES},
         {"masks", required_argument, 0, O_MASKS}, {"mask-suffix", required_argument, 0, O_SUFFIX},
@@ -180,6 +188,7 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
         {"aug-dihedral", no_argument, 0, O_AUGD}, {"aug-affine", required_argument, 0, O_AUGA},
         {"aug-color", required_argument, 0, O_AUGC}, {"aug-crop", required_argument, 0, O_AUGCROP},
         {"recipe", required_argument, 0, O_RECIPE},
+        {"overwrite", no_argument, 0, O_OVERWRITE},
         {0, 0, 0, 0}};
     int c, seed = 1, bad = 0;
     float mask_threshold = 0;
@@ -191,6 +200,7 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
         case O_MASKS: o.masks_dir = optarg; break;
         case O_SUFFIX: o.mask_suffix = optarg; break;
         case O_OUT: o.out_dir = optarg; break;
+        case O_OVERWRITE: o.overwrite = 1; break;
         case O_DEVICE: o.device = optarg; break;
         case O_EPOCHS: bad |= parse_int("--epochs", optarg, 1, &o.epochs); break;
         case O_BATCH: bad |= parse_int("--batch", optarg, 1, &o.batch); break;

@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "oclseg/status.h"
+#include "oclseg/stop.h"
 #include "oclseg/tune.h"
 
 static void usage(FILE *out) {
@@ -43,6 +44,7 @@ typedef struct child_options {
 
 static int run_child(const oclseg_tune_options *o, const child_options *c) {
     int st;
+    oclseg_tune_child_init();
     if (c->record) {
         st = oclseg_tune_child_record(o->device, o->batch, o->size, c->record);
     } else if (c->trial || c->own) {
@@ -128,7 +130,13 @@ int cmd_tune(int argc, char **argv) {
     if (c.record || c.trial || c.tuner || c.own) return run_child(&o, &c);
     o.progress = print_line;
     oclseg_tune_report r;
-    if (oclseg_tune(&o, &r) != OCLSEG_OK) return 1;
+    int st = oclseg_tune(&o, &r);
+    if (st == OCLSEG_ERR_INTERRUPTED) {
+        fprintf(stderr, "oclseg tune: stopped by %s: the running trial was killed, no tuning "
+                        "file written\n", oclseg_stop_signal_name());
+        return oclseg_stop_exit_status(); /* 130, 143 */
+    }
+    if (st != OCLSEG_OK) return 1;
     print_report(&r);
     return 0;
 }

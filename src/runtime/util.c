@@ -1,10 +1,13 @@
-/* Small host utilities shared by every layer: directories, whole-file reads, monotonic time. */
+/* Small host utilities shared by every layer: directories (made, removed), whole-file reads,
+ * monotonic time. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "oclseg/status.h"
 #include "oclseg/util.h"
@@ -74,4 +77,17 @@ double oclseg_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int oclseg_remove_flat_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? OCLSEG_OK : OCLSEG_ERR_IO;
+    char path[OCLSEG_PATH_MAX];
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path); /* a subdirectory stays: rmdir below then fails */
+    }
+    closedir(d);
+    return rmdir(dir) == 0 ? OCLSEG_OK : OCLSEG_ERR_IO;
 }

@@ -42,7 +42,7 @@ static int time_clblast(tune_state *S, const oclseg_tuning *params, double *ms) 
 /* Every shape on the own kernels in one child (`oclseg tune --own`): a crash or timeout rejects
  * them for every shape, a wrong or failed result for that shape. */
 static int time_own(tune_state *S, shape_times *t) {
-    char result[320], log[320], rep[16], why[512] = "";
+    char result[320], log[320], rep[16], why[512] = "", note[600];
     tune_file_in(S, result, sizeof result, "own%d.json", 1);
     tune_file_in(S, log, sizeof log, "own%d.log", 1);
     snprintf(rep, sizeof rep, "%d", S->o->repeats);
@@ -65,9 +65,10 @@ static int time_own(tune_state *S, shape_times *t) {
     }
     json_decref(res);
     if (st != OCLSEG_OK)
-        tune_say(S, "  own kernels REJECTED for every shape: %s (log %s)", why, log);
+        tune_say(S, "  own kernels REJECTED for every shape: %s (%s)", why,
+                 tune_log_note(log, note, sizeof note));
     else
-        tune_say(S, "  own kernels: trial finished in %.0f s (log %s)", took, log);
+        tune_say(S, "  own kernels: trial finished in %.0f s", took);
     return st == OCLSEG_OK;
 }
 

@@ -11,6 +11,7 @@
 #include "oclseg/env.h"
 #include "oclseg/runtime.h"
 #include "oclseg/safetensors.h"
+#include "oclseg/stop.h"
 #include "oclseg/tune.h"
 #include "oclseg/tuning.h"
 #include "tune/tune_internal.h"
@@ -105,7 +106,7 @@ candidate *tune_run_trial(tune_state *S, const char *name, const oclseg_tuning *
     memset(c, 0, sizeof *c);
     snprintf(c->name, sizeof c->name, "%s", name);
     c->t = *t;
-    char cand[320], result[320], log[320], rep[16];
+    char cand[320], result[320], log[320], rep[16], note[600];
     tune_file_in(S, cand, sizeof cand, "cand%d.json", S->nc);
     tune_file_in(S, result, sizeof result, "result%d.json", S->nc);
     tune_file_in(S, log, sizeof log, "trial%d.log", S->nc);
@@ -127,14 +128,15 @@ candidate *tune_run_trial(tune_state *S, const char *name, const oclseg_tuning *
         tune_say(S, "  %-28s %9.1f ms  (1024^3 SGEMM %.1f GFLOP/s; trial %.0f s)", c->name,
                  c->ms, c->ceiling, c->took);
     else
-        tune_say(S, "  %-28s REJECTED: %s (log %s)", c->name, c->why, log);
+        tune_say(S, "  %-28s REJECTED: %s (%s)", c->name, c->why,
+                 tune_log_note(log, note, sizeof note));
     return c;
 }
 
 /* Runs CLBlast's tuner for `kernel` in a child; OCLSEG_OK and *out on success. */
 static int run_tuner(tune_state *S, const char *kernel, size_t m, size_t n, size_t k,
                      double fraction, double timeout_s, oclseg_tuning *out) {
-    char result[320], log[320], dims[3][24], frac[32];
+    char result[320], log[320], dims[3][24], frac[32], note[600];
     snprintf(result, sizeof result, "%s/tuner-%s.json", S->dir, kernel);
     snprintf(log, sizeof log, "%s/tuner-%s.log", S->dir, kernel);
     snprintf(dims[0], 24, "%zu", m), snprintf(dims[1], 24, "%zu", n), snprintf(dims[2], 24, "%zu", k);
@@ -152,8 +154,8 @@ static int run_tuner(tune_state *S, const char *kernel, size_t m, size_t n, size
     if (st == OCLSEG_OK) st = oclseg_tuning_parse(text, len, 1, out, why, sizeof why);
     free(text);
     if (st != OCLSEG_OK) {
-        tune_say(S, "    tuner %s gave no candidate: %s (log %s)", kernel,
-                 why[0] ? why : "no result", log);
+        tune_say(S, "    tuner %s gave no candidate: %s (%s)", kernel,
+                 why[0] ? why : "no result", tune_log_note(log, note, sizeof note));
         return st;
     }
     tune_say(S, "    tuner %s finished in %.0f s", kernel, took);
@@ -181,7 +183,7 @@ static size_t at_most(size_t x, size_t limit) { return x < limit ? x : limit; }
 
 /* Phase 1: the GEMM shapes of one training step, recorded in a child. */
 static int record_shapes(tune_state *S, oclseg_tune_report *r) {
-    char bs[16], ss[16], why[512] = "", log[320];
+    char bs[16], ss[16], why[512] = "", log[320], note[600];
     snprintf(bs, sizeof bs, "%d", S->o->batch), snprintf(ss, sizeof ss, "%d", S->o->size);
     snprintf(log, sizeof log, "%s/record.log", S->dir);
     char *args[] = {"--device", S->device_arg, "--record", S->shapes_path, "--batch", bs,
@@ -190,9 +192,10 @@ static int record_shapes(tune_state *S, oclseg_tune_report *r) {
     int st = tune_spawn(S->o->exe, args, log, POLICY.record_timeout_s, why, sizeof why, &took);
     if (st == OCLSEG_OK)
         st = tune_shapes_load(S->shapes_path, &S->shapes, &S->nshapes, &S->default_own);
+    if (st == OCLSEG_ERR_INTERRUPTED && oclseg_stop_signal()) return st;
     if (st != OCLSEG_OK) {
-        OCLSEG_ERROR("oclseg tune: recording the GEMM shapes failed: %s (log %s)",
-                     why[0] ? why : oclseg_status_str(st), log);
+        OCLSEG_ERROR("oclseg tune: recording the GEMM shapes failed: %s (%s)",
+                     why[0] ? why : oclseg_status_str(st), tune_log_note(log, note, sizeof note));
         return st;
     }
     r->shapes = S->nshapes;
@@ -352,6 +355,7 @@ static int search(tune_state *S, const oclseg_device_info *dev, oclseg_tune_repo
     tune_say(S, "candidates (weighted GEMM time of one step, median of %d runs per shape):",
              S->o->repeats);
     candidate *base = st == OCLSEG_OK ? tune_run_trial(S, "CLBlast defaults", none) : NULL;
+    if (st == OCLSEG_OK && oclseg_stop_signal()) st = OCLSEG_ERR_INTERRUPTED;
     if (st == OCLSEG_OK && !base->ok) {
         OCLSEG_ERROR("oclseg tune: the defaults themselves fail: %s", base->why);
         st = OCLSEG_ERR_CLBLAST;
@@ -360,7 +364,10 @@ static int search(tune_state *S, const oclseg_device_info *dev, oclseg_tune_repo
         S->trial_cost = S->c[0].took;
         int have_xgemm = 0;
         run_tuners(S, representative_shape(S), xgemm, &have_xgemm);
-        run_combinations(S, xgemm, have_xgemm);
+        if (!oclseg_stop_signal()) run_combinations(S, xgemm, have_xgemm);
+    }
+    if (st == OCLSEG_OK && oclseg_stop_signal()) st = OCLSEG_ERR_INTERRUPTED;
+    if (st == OCLSEG_OK) {
         double base_ms, best_ms;
         candidate *best = choose(S, &base_ms, &best_ms);
         for (int i = 0; i < S->nc; i++) r->rejected += !S->c[i].ok;
@@ -372,9 +379,11 @@ static int search(tune_state *S, const oclseg_device_info *dev, oclseg_tune_repo
         r->best_gflops = best->ceiling;
         r->params_chosen = best != &S->c[0] && best_ms <= (1 - POLICY.min_gain) * base_ms;
         *out = r->params_chosen ? best->t : *none;
-        int differ = tune_choose_backends(S, POLICY.backend_margin, out, r);
+        int differ =
+            oclseg_stop_signal() ? 0 : tune_choose_backends(S, POLICY.backend_margin, out, r);
         r->seconds = oclseg_now_s() - S->t_start;
-        st = persist(S, dev, out, differ, r);
+        /* a stop during the last phases: nothing is written from an incomplete search */
+        st = oclseg_stop_signal() ? OCLSEG_ERR_INTERRUPTED : persist(S, dev, out, differ, r);
     }
     free(none), free(out), free(xgemm);
     return st;
@@ -399,8 +408,10 @@ int oclseg_tune(const oclseg_tune_options *o, oclseg_tune_report *r) {
     S->t_start = oclseg_now_s();
     snprintf(S->device_arg, sizeof S->device_arg, "%d:%d", dev.platform_index, dev.device_index);
     snprintf(S->dir, sizeof S->dir, "/tmp/oclseg-tune-XXXXXX");
+    oclseg_stop_catch(); /* SIGINT/SIGTERM: the running child is killed, the search ends */
     if (!mkdtemp(S->dir)) {
         OCLSEG_ERROR("oclseg tune: cannot create a work directory: %s", strerror(errno));
+        oclseg_stop_release();
         free(S);
         return OCLSEG_ERR_IO;
     }
@@ -414,6 +425,9 @@ int oclseg_tune(const oclseg_tune_options *o, oclseg_tune_report *r) {
              dev.platform_version, dev.driver_version, o->budget_s, S->dir);
     int st = record_shapes(S, r);
     if (st == OCLSEG_OK) st = search(S, &dev, r);
+    oclseg_stop_release();
+    if (oclseg_remove_flat_dir(S->dir) != OCLSEG_OK)
+        tune_say(S, "warning: cannot remove the work folder %s: %s", S->dir, strerror(errno));
     free(S->shapes);
     free(S);
     return st;

@@ -21,10 +21,15 @@ int tune_shapes_save(const oclseg_gemm_shape *shapes, int count, int default_own
 int tune_shapes_load(const char *path, oclseg_gemm_shape **out, int *count, int *default_own);
 
 /* Runs `exe tune ARGS...` (posix_spawn, no fork of an OpenCL process), stdout and stderr
- * appended to log, killed after timeout_s. OCLSEG_OK on exit status 0; otherwise an error with
- * the reason (crash signal, exit status, timeout) in `why`. *took: wall seconds. */
+ * appended to log, killed after timeout_s or as soon as a stop is requested (oclseg/stop.h; none
+ * is started after one). OCLSEG_OK on exit status 0; otherwise an error with the reason (crash
+ * signal, exit status, timeout, stop: OCLSEG_ERR_INTERRUPTED) in `why`. *took: wall seconds. */
 int tune_spawn(const char *exe, char *const args[], const char *log, double timeout_s, char *why,
                size_t whyn, double *took);
+
+/* "its log ends: <last non-empty line>" of a child's log into buf (the work folder, logs
+ * included, is removed when the search ends); returns buf. */
+const char *tune_log_note(const char *log, char *buf, size_t size);
 
 /* ---- the search's state (search.c), shared with the backend phase (backends.c) ---- */
 
