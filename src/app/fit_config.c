@@ -18,7 +18,8 @@
 
 typedef enum key_kind {
     K_STR,        /* const char *, null when unset */
-    K_DATA,       /* --data: null (no data given) is recorded as OCLSEG_SYNTH_DIR */
+    K_PATH,       /* a file or directory: recorded as an absolute path when it exists */
+    K_DATA,       /* --data (a K_PATH): null (no data given) is recorded as OCLSEG_SYNTH_DIR */
     K_INT,        /* int in [lo, hi] */
     K_BOOL,       /* int 0/1 */
     K_FLOAT,      /* float in [lo, hi] */
@@ -49,8 +50,8 @@ static const char *const schedule_names[] = {"constant", "cosine", "onecycle", N
  * read back by --config and checked on --resume). */
 static const option_key option_keys[] = {
     {NULL, "data", "--data", K_DATA, OFF(data_dir), 0, 0, NULL, 0},
-    {NULL, "images", "--images", K_STR, OFF(images_dir), 0, 0, NULL, 0},
-    {NULL, "masks", "--masks", K_STR, OFF(masks_dir), 0, 0, NULL, 0},
+    {NULL, "images", "--images", K_PATH, OFF(images_dir), 0, 0, NULL, 0},
+    {NULL, "masks", "--masks", K_PATH, OFF(masks_dir), 0, 0, NULL, 0},
     {NULL, "mask_suffix", "--mask-suffix", K_STR, OFF(mask_suffix), 0, 0, NULL, 0},
     {NULL, "device_option", "--device", K_STR, OFF(device), 0, 0, NULL, 1},
     {NULL, "epochs", "--epochs", K_INT, OFF(epochs), 1, BIG, NULL, 1},
@@ -62,8 +63,8 @@ static const option_key option_keys[] = {
     {NULL, "dropout", "--dropout", K_FLOAT, OFF(dropout), 0, 0.99, NULL, 0},
     {NULL, "optimizer", "--optimizer", K_ENUM, OFF(optimizer), 0, 0, optimizer_names, 0},
     {NULL, "freeze_encoder", "--freeze-encoder", K_BOOL, OFF(frozen_encoder), 0, 0, NULL, 0},
-    {NULL, "pretrained", "--pretrained", K_STR, OFF(pretrained), 0, 0, NULL, 0},
-    {NULL, "init", "--init", K_STR, OFF(init), 0, 0, NULL, 0},
+    {NULL, "pretrained", "--pretrained", K_PATH, OFF(pretrained), 0, 0, NULL, 0},
+    {NULL, "init", "--init", K_PATH, OFF(init), 0, 0, NULL, 0},
     {NULL, "seed", "--seed", K_SEED, OFF(seed), 0, 0, NULL, 0},
     {NULL, "shuffle", "--no-shuffle", K_BOOL, OFF(shuffle), 0, 0, NULL, 0},
     {NULL, "augment", "--no-augment", K_BOOL, OFF(augment), 0, 0, NULL, 0},
@@ -127,7 +128,8 @@ static const void *cfield(const oclseg_fit_options *o, const option_key *k) {
 static json_t *key_value(const oclseg_fit_options *o, const option_key *k) {
     const void *p = cfield(o, k);
     switch (k->kind) {
-    case K_STR: return *(const char *const *)p ? json_string(*(const char *const *)p) : json_null();
+    case K_STR:
+    case K_PATH: return *(const char *const *)p ? json_string(*(const char *const *)p) : json_null();
     case K_DATA: {
         const char *d = *(const char *const *)p;
         if (!d && !o->images_dir) d = OCLSEG_SYNTH_DIR;
@@ -153,7 +155,16 @@ json_t *fit_options_json(const oclseg_fit_options *o) {
             into = json_object_get(j, k->section);
             if (!into) json_object_set_new(j, k->section, into = json_object());
         }
-        json_object_set_new(into, k->key, key_value(o, k));
+        json_t *v = key_value(o, k);
+        char *abs = NULL;
+        if ((k->kind == K_PATH || k->kind == K_DATA) && json_is_string(v) &&
+            strcmp(json_string_value(v), OCLSEG_SYNTH_DIR) != 0 &&
+            (abs = realpath(json_string_value(v), NULL))) {
+            json_decref(v);
+            v = json_string(abs); /* a resume or --config from another directory finds it */
+            free(abs);
+        }
+        json_object_set_new(into, k->key, v);
     }
     return j;
 }
@@ -173,6 +184,7 @@ static int read_key(const option_key *k, json_t *v, const char *source, oclseg_f
     double x = json_number_value(v);
     switch (k->kind) {
     case K_STR:
+    case K_PATH:
     case K_DATA:
         if (!json_is_string(v) && !json_is_null(v))
             KEY_ERROR("%s: key '%s' must be a string or null", source, name);
@@ -396,7 +408,7 @@ int oclseg_fit_check_resume(const oclseg_fit_record *rec, const oclseg_fit_optio
         json_t *a = key_value(was, k), *b = key_value(o, k);
         int same = json_equal(a, b);
         if (!same && json_is_string(a) && json_is_string(b) &&
-            (k->kind == K_DATA || k->kind == K_STR) && strcmp(k->key, "mask_suffix") != 0)
+            (k->kind == K_DATA || k->kind == K_PATH))
             same = same_path(json_string_value(a), json_string_value(b));
         json_decref(a);
         json_decref(b);
