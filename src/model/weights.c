@@ -243,6 +243,12 @@ int oclseg_checkpoint_meta_parse(const oclseg_st_file *f, oclseg_checkpoint_meta
     TRY(meta_number(f, "epoch", 0, INT_MAX, 1, &epoch));
     TRY(meta_number(f, "step_in_epoch", 0, INT_MAX, 1, &sie));
     TRY(meta_number(f, "best_jaccard", -DBL_MAX, DBL_MAX, 0, &best));
+    if (!oclseg_st_metadata(f, "best_epoch")) {
+        OCLSEG_ERROR("%s: written by an older oclseg (no best epoch or epoch losses recorded): "
+                     "it cannot be resumed as the same run; start a new one (--init %s takes its "
+                     "weights)", f->path, f->path);
+        return OCLSEG_ERR_FORMAT;
+    }
     TRY(meta_number(f, "best_epoch", 0, epoch, 1, &best_epoch));
     TRY(meta_number(f, "epoch_loss_sum", -DBL_MAX, DBL_MAX, 0, &loss_sum));
     TRY(meta_number(f, "epoch_loss_count", 0, max_count, 1, &loss_count));
