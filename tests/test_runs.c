@@ -163,13 +163,45 @@ START_TEST(resume_that_is_another_run_is_an_error) {
 }
 END_TEST
 
+/* Replaces the first `from` in root/path by `to` (the same length), in place. */
+static void patch_file(const char *path, const char *from, const char *to) {
+    char full[256];
+    snprintf(full, sizeof full, "%s/%s", root, path);
+    FILE *f = fopen(full, "r+b");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    char *data = malloc((size_t)size);
+    ck_assert_ptr_nonnull(data);
+    rewind(f);
+    ck_assert_int_eq(fread(data, 1, (size_t)size, f), (size_t)size);
+    const size_t n = strlen(from);
+    long at = 0;
+    while (at + (long)n <= size && memcmp(data + at, from, n) != 0) at++;
+    ck_assert_msg(at + (long)n <= size, "%s holds no '%s'", path, from);
+    fseek(f, at, SEEK_SET);
+    ck_assert_int_eq(fwrite(to, 1, strlen(to), f), strlen(to));
+    fclose(f);
+    free(data);
+}
+
 /* The data of a run changed under its checkpoint (two training images gone: fewer steps per
- * epoch): the resume is an error naming the checkpoint, and writes nothing. */
+ * epoch), or its position lies past the data's end: the resume is an error naming the
+ * checkpoint, and writes nothing. */
 START_TEST(checkpoint_past_its_data_is_an_error) {
     setup_once();
     ck_assert_int_eq(harness_sh("cd %s && cp -r d d8", root), 0);
     ck_assert_int_eq(train("--data d8 --batch 2 --size 32 --val-fraction 0.25 --seed 3 --quiet "
                            "--epochs 2 --out shrunk --max-steps 5"), 0);
+    /* the same data, a position past its end (step 9 of an epoch of 3) */
+    ck_assert_int_eq(harness_sh("cd %s && cp -r shrunk far", root), 0);
+    patch_file("far/checkpoint.safetensors", "\"step_in_epoch\":\"2\"",
+               "\"step_in_epoch\":\"9\"");
+    ck_assert_int_eq(harness_sh("cd %s && cp -r far far.saved", root), 0);
+    refused("far/checkpoint.safetensors: step 5 (epoch 2, step 9 in it) does not fit the data",
+            "--resume far/checkpoint.safetensors");
+    expect_unchanged("far", "far.saved");
+    /* two training images gone */
     ck_assert_int_eq(harness_sh("cd %s && cp -r shrunk shrunk.saved && for f in $(ls "
                                 "d8/*Training_Data/* | head -2); do b=$(basename ${f%%.*}); "
                                 "rm $f d8/*Training_GroundTruth/$b*; done", root), 0);
