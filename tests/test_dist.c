@@ -1,6 +1,6 @@
 /* Data-parallel training under mpirun (2 ranks, OCLSEG_BIN set by meson): sync-BN equivalence
- * with one process, PoCL + rusticl ranks, bit-identical reruns, a killed and a hung rank, and
- * ranks that disagree. Skipped with a message when built without MPI or mpirun is absent. */
+ * with one process, PoCL + rusticl ranks, bit-identical reruns, a killed and a hung rank, a
+ * stopped and resumed run equal to the uninterrupted one, and ranks that disagree. Skipped with a message when built without MPI or mpirun is absent. */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -273,6 +273,31 @@ START_TEST(killed_rank_stops_the_job_and_resumes) {
 }
 END_TEST
 
+/* Under mpirun -np 2 a run stopped at the end of epoch 1 (--max-steps 2: 8 training images,
+ * global batch 4), resumed with nothing but --resume up to inside epoch 2 and again to the end,
+ * is the uninterrupted run: steps, metrics rows (but their seconds), the selected epoch and
+ * final.csv, best.safetensors and config.json. */
+START_TEST(resumed_run_equals_uninterrupted) {
+    if (skip("resumed_run_equals_uninterrupted")) return;
+    const char *opts = "--epochs 2 --batch 4 --size 32 --val-fraction 0.34 --quiet";
+    ck_assert_int_eq(harness_sh("%s -np 2 %s train --data %s --out %s/rfull %s", mpirun, bin,
+                                data, root, opts), 0);
+    ck_assert_int_eq(harness_sh("%s -np 2 %s train --data %s --out %s/rpart %s --max-steps 2",
+                                mpirun, bin, data, root, opts), 0);
+    ck_assert_int_eq(harness_sh("test $(wc -l < %s/rpart/metrics.csv) -eq 2", root), 0);
+    ck_assert_int_eq(harness_sh("%s -np 2 %s train --resume %s/rpart/checkpoint.safetensors "
+                                "--max-steps 3", mpirun, bin, root), 0);
+    ck_assert_int_eq(harness_sh("%s -np 2 %s train --resume %s/rpart/checkpoint.safetensors",
+                                mpirun, bin, root), 0);
+    static const char *same[] = {"steps.csv", "final.csv", "best.safetensors", "config.json"};
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(harness_sh("cmp -s %s/rfull/%s %s/rpart/%s", root, same[i], root,
+                                 same[i]) == 0, "%s differs after the resumes", same[i]);
+    ck_assert_int_eq(harness_sh("cd %s && cut -d, -f1-10 rfull/metrics.csv > rm1 && cut -d, "
+                                "-f1-10 rpart/metrics.csv > rm2 && cmp -s rm1 rm2", root), 0);
+}
+END_TEST
+
 /* A rank that stops answering (SIGSTOP): the other gives up after OCLSEG_DIST_TIMEOUT seconds
  * with a message naming itself, and the job ends. */
 START_TEST(hung_rank_times_out) {
@@ -400,6 +425,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, balance_gives_the_even_result);
     tcase_add_test(tc, pocl_and_rusticl_ranks_stay_identical);
     tcase_add_test(tc, killed_rank_stops_the_job_and_resumes);
+    tcase_add_test(tc, resumed_run_equals_uninterrupted);
     tcase_add_test(tc, hung_rank_times_out);
     tcase_add_test(tc, failing_rank_stops_every_rank);
     suite_add_tcase(s, tc);

@@ -45,6 +45,31 @@ void oclseg_fit_options_default(oclseg_fit_options *o);
  * which), or an error. */
 int oclseg_fit(const oclseg_fit_options *o);
 
+/* ---- the recorded configuration of a run (config.json, and the same text in every checkpoint) ---- */
+/* Options read back from a record; their strings point into it (free it after the run). */
+typedef struct oclseg_fit_record oclseg_fit_record;
+/* Reads the options recorded in config.json text onto *o: every key is checked (an unknown key,
+ * a wrong type or an out-of-range value is OCLSEG_ERR_FORMAT with a message naming the key and
+ * `source`); a key that is absent leaves *o's value. --resume and --out are cleared. */
+int oclseg_fit_options_parse(const char *text, const char *source, oclseg_fit_options *o,
+                             oclseg_fit_record **rec);
+/* The same from a run's config.json file (`oclseg train --config`). */
+int oclseg_fit_options_read_config(const char *path, oclseg_fit_options *o,
+                                   oclseg_fit_record **rec);
+/* The same from the configuration recorded in a checkpoint (rank 0 reads the file and sends the
+ * text to every rank): the options a resume of it starts from. */
+int oclseg_fit_options_read_checkpoint(const char *ckpt, oclseg_fit_options *o,
+                                       oclseg_fit_record **rec);
+void oclseg_fit_record_free(oclseg_fit_record *rec);
+/* Checks that o continues the run recorded in rec: every option equal to the recorded one but
+ * those of oclseg_fit_resume_changeable (--epochs only with a constant schedule), --epochs and
+ * --max-steps beyond the checkpoint's position; otherwise
+ * OCLSEG_ERR_INVALID_ARG with a message naming the option and both values. oclseg_fit runs it
+ * for o->resume before it reads data or writes anything. */
+int oclseg_fit_check_resume(const oclseg_fit_record *rec, const oclseg_fit_options *o);
+/* The options that may differ from the recorded ones when a run is resumed (for messages). */
+extern const char oclseg_fit_resume_changeable[];
+
 /* Where `oclseg train` keeps the synthetic data set when no --data is given. */
 #define OCLSEG_SYNTH_DIR "datasets/synth"
 

@@ -26,6 +26,9 @@ typedef struct oclseg_run_position {
     int epoch;          /* epoch being trained (0-based) */
     int step_in_epoch;  /* batches of that epoch already done */
     double best_jaccard;
+    int best_epoch;     /* 1-based epoch of best_jaccard (selection, patience); 0: none yet */
+    double epoch_loss_sum;      /* the losses of the epoch's steps so far (its train loss is */
+    int64_t epoch_loss_count;   /* their mean, so a resumed epoch reports the whole epoch's) */
 } oclseg_run_position;
 
 /* Checkpoint = state dict + optimizer state (exp_avg/exp_avg_sq per parameter, step,
@@ -39,6 +42,9 @@ typedef struct oclseg_checkpoint_meta {
     double mu_product;                    /* finite */
     int epoch, step_in_epoch;             /* 0 .. INT_MAX */
     double best_jaccard;                  /* finite (-1: none yet) */
+    int best_epoch;                       /* 0 .. epoch */
+    double epoch_loss_sum;                /* finite */
+    int64_t epoch_loss_count;             /* 0 .. 2^53 */
     int frozen_encoder;                   /* 0 or 1 */
     int optimizer;                        /* oclseg_optimizer_kind as written (not range-checked) */
     const char *config_json;              /* the run's config.json text, borrowed; may be NULL */

@@ -91,8 +91,9 @@ static int create_session(fit_run *r) {
     so.model.dropout = o->dropout;
     so.random_init = 1;
     so.seed = o->seed;
-    if (oclseg_dist_rank() != 0) {
-        /* weights come from rank 0 (fit_dist_sync_state): files need not exist on other hosts */
+    if (oclseg_dist_rank() != 0 || o->resume) {
+        /* weights come from rank 0 (fit_dist_sync_state): files need not exist on other hosts;
+         * a resumed run's from its checkpoint */
     } else if (o->init) {
         so.weights = o->init;
         so.weights_source = OCLSEG_WEIGHTS_FULL;
@@ -139,6 +140,7 @@ static void teardown(fit_run *r) {
     oclseg_dataset_free(r->data.train);
     oclseg_dataset_free(r->data.val);
     oclseg_dataset_free(r->data.test);
+    oclseg_fit_record_free(r->record);
 }
 
 static void progress(const fit_run *r, int epoch, int step, int steps, double t_start,
@@ -218,6 +220,26 @@ static int check_trains_something(const oclseg_fit_options *o, const fit_data *d
     return OCLSEG_ERR_INVALID_ARG;
 }
 
+static int steps_per_epoch(const fit_run *r) {
+    return (r->data.train->count + r->o->batch - 1) / r->o->batch;
+}
+
+int fit_check_position(const fit_run *r, const oclseg_run_position *pos) {
+    const oclseg_fit_options *o = r->o;
+    const int spe = steps_per_epoch(r);
+    const long long step = (long long)r->trainer->step;
+    /* at most one step per batch (a skipped one-image batch takes none, and which are skipped
+     * depends on the number of ranks, which may change on resume) */
+    if (pos->step_in_epoch >= spe || step > (long long)pos->epoch * spe + pos->step_in_epoch) {
+        OCLSEG_ERROR("%s: step %lld (epoch %d, step %d in it) does not fit the data: %d training "
+                     "images in batches of %d make %d steps per epoch (was the data changed?)",
+                     o->resume, step, pos->epoch + 1, pos->step_in_epoch, r->data.train->count,
+                     o->batch, spe);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    return OCLSEG_OK;
+}
+
 /* Step s of an epoch: the global batch perm[s*B ...], this rank's slice of it (all of it with
  * one rank), flips from (seed, epoch, sample). */
 static int train_step(fit_run *r, int epoch, int s) {
@@ -274,7 +296,7 @@ static int report_stop(const fit_run *r) {
         if (oclseg_dist_size() > 1)
             snprintf(launcher, sizeof launcher, "mpirun -np %d ", oclseg_dist_size());
         fprintf(stderr, "stopped by %s at step %lld: checkpoint written; resume with\n"
-                        "  %soclseg train --resume %s/checkpoint.safetensors [same options]\n",
+                        "  %soclseg train --resume %s/checkpoint.safetensors\n",
                 oclseg_stop_signal_name(), (long long)r->trainer->step, launcher, r->dir);
         fflush(stderr);
     }
@@ -282,20 +304,28 @@ static int report_stop(const fit_run *r) {
     return OCLSEG_ERR_INTERRUPTED;
 }
 
-/* --max-steps or SIGINT/SIGTERM (on any rank, sig): drain, checkpoint, weights; returns the
- * final status. */
-static int stop_early(fit_run *r, oclseg_run_position *pos, int epoch, int s, int steps_per_epoch,
-                      int sig) {
-    const oclseg_fit_options *o = r->o;
+/* --max-steps or SIGINT/SIGTERM (on any rank, sig) inside an epoch, after its step s: drain,
+ * checkpoint (with the epoch's losses so far), weights; returns the final status (stopped()). */
+static int stopped(const fit_run *r, int sig);
+static int stop_early(fit_run *r, oclseg_run_position *pos, int epoch, int s, int sig) {
     TRY(drain_losses(r, epoch));
-    pos->epoch = s + 1 == steps_per_epoch ? epoch + 1 : epoch;
-    pos->step_in_epoch = s + 1 == steps_per_epoch ? 0 : s + 1;
+    pos->epoch = epoch;
+    pos->step_in_epoch = s + 1;
+    pos->epoch_loss_sum = r->epoch_loss_sum;
+    pos->epoch_loss_count = r->epoch_loss_count;
     TRY(fit_save_checkpoint(r, pos));
     char wpath[4200];
     fit_path(r, "weights.safetensors", wpath, sizeof wpath);
     if (oclseg_dist_rank() == 0) TRY(oclseg_weights_save(r->model, wpath));
+    if (!sig && !r->o->quiet && isatty(STDERR_FILENO)) fputc('\n', stderr);
+    return stopped(r, sig);
+}
+
+/* The end of a run stopped by a signal (sig: report_stop) or --max-steps, its checkpoint
+ * written. */
+static int stopped(const fit_run *r, int sig) {
+    const oclseg_fit_options *o = r->o;
     if (sig) return report_stop(r);
-    if (!o->quiet && isatty(STDERR_FILENO)) fputc('\n', stderr);
     if (!o->quiet)
         printf("stopped after --max-steps %d; checkpoint %s/checkpoint.safetensors\n",
                o->max_steps, r->dir);
@@ -359,61 +389,73 @@ static int end_epoch(fit_run *r, oclseg_run_position *pos, int epoch, double t_s
     *improved = !val || (evaluated && met.mean.jaccard > pos->best_jaccard);
     if (*improved) {
         if (evaluated) pos->best_jaccard = met.mean.jaccard;
+        pos->best_epoch = epoch + 1;
         fit_path(r, "best.safetensors", wpath, sizeof wpath);
         if (writer) TRY(oclseg_weights_save(r->model, wpath));
     }
     pos->epoch = epoch + 1;
     pos->step_in_epoch = 0;
+    pos->epoch_loss_sum = 0;
+    pos->epoch_loss_count = 0;
     TRY(fit_save_checkpoint(r, pos));
     if (writer) fit_plot_curves(r->dir);
     return OCLSEG_OK;
 }
 
-/* The epochs; *halted when --max-steps or a signal ended the run early, *best_epoch the epoch
- * selected on validation (the best epoch before a resume is not known: the resumed one). */
-static int train_loop(fit_run *r, oclseg_run_position *pos, int *halted, int *best_epoch) {
+/* --patience: no better validation Jaccard for that many epochs after the best (pos->best_epoch)
+ * once `done` epochs are trained. */
+static int patience_over(const fit_run *r, const oclseg_run_position *pos, int done) {
+    const oclseg_fit_options *o = r->o;
+    if (!(o->patience > 0 && r->data.val && done - pos->best_epoch >= o->patience)) return 0;
+    if (!o->quiet)
+        printf("early stop: no better validation Jaccard for %d epochs (best: epoch %d)\n",
+               o->patience, pos->best_epoch);
+    return 1;
+}
+
+/* The epochs from pos on (a resumed run's: its epoch's losses so far, best epoch and patience
+ * come from the checkpoint); *halted when --max-steps or a signal ended the run before its last
+ * epoch. A stop after an epoch's last step first ends the epoch (validation, metrics row, best
+ * weights), as an uninterrupted run does; the selected epoch is pos->best_epoch. */
+static int train_loop(fit_run *r, oclseg_run_position *pos, int *halted) {
     const oclseg_fit_options *o = r->o;
     const oclseg_dataset *train = r->data.train;
-    const int steps_per_epoch = (train->count + o->batch - 1) / o->batch;
+    const int epoch_steps = steps_per_epoch(r);
     *halted = 0;
-    *best_epoch = pos->epoch;
     for (int epoch = pos->epoch; epoch < o->epochs; epoch++) {
+        const int first_step = epoch == pos->epoch ? pos->step_in_epoch : 0;
+        if (first_step == 0 && epoch > 0 && patience_over(r, pos, epoch)) break;
         double t_start = oclseg_now_s();
-        r->epoch_loss_sum = 0;
-        r->epoch_loss_count = 0;
+        r->epoch_loss_sum = first_step ? pos->epoch_loss_sum : 0;
+        r->epoch_loss_count = first_step ? pos->epoch_loss_count : 0;
         if (o->shuffle) {
             TRY(oclseg_shuffle(r->perm, train->count, o->seed, epoch));
         } else {
             for (int i = 0; i < train->count; i++) r->perm[i] = i;
         }
-        int first_step = epoch == pos->epoch ? pos->step_in_epoch : 0;
-        for (int s = first_step; s < steps_per_epoch; s++) {
+        int stop = 0, at_max = 0;
+        for (int s = first_step; s < epoch_steps && !stop && !at_max; s++) {
             TRY(train_step(r, epoch, s));
             if (oclseg_trainer_pending(r->trainer) >= 16) TRY(drain_losses(r, epoch));
-            progress(r, epoch, s + 1, steps_per_epoch, t_start, s + 1 - first_step);
-            int at_max = o->max_steps > 0 && r->trainer->step >= o->max_steps;
-            int sig;
-            TRY(agreed_stop(&sig)); /* all stop together */
-            if (sig || at_max) {
+            progress(r, epoch, s + 1, epoch_steps, t_start, s + 1 - first_step);
+            at_max = o->max_steps > 0 && r->trainer->step >= o->max_steps;
+            TRY(agreed_stop(&stop)); /* all stop together */
+            if ((stop || at_max) && s + 1 < epoch_steps) {
                 *halted = 1;
-                return stop_early(r, pos, epoch, s, steps_per_epoch, sig);
+                return stop_early(r, pos, epoch, s, stop);
             }
         }
-        int improved = 0, sig;
+        int improved = 0;
         TRY(end_epoch(r, pos, epoch, t_start, &improved));
-        if (improved) *best_epoch = epoch + 1;
-        TRY(agreed_stop(&sig)); /* a signal during the validation: its checkpoint is written */
-        if (sig) {
+        /* a signal during the validation: its checkpoint is written (a signal stops even after
+         * the last epoch: the resumed run writes the final report) */
+        if (!stop) TRY(agreed_stop(&stop));
+        if (stop || (at_max && epoch + 1 < o->epochs)) {
             *halted = 1;
-            return report_stop(r);
-        }
-        if (o->patience > 0 && r->data.val && epoch + 1 - *best_epoch >= o->patience) {
-            if (!o->quiet)
-                printf("early stop: no better validation Jaccard for %d epochs (best: epoch %d)\n",
-                       o->patience, *best_epoch);
-            break;
+            return stopped(r, stop);
         }
     }
+    if (pos->epoch == o->epochs) patience_over(r, pos, o->epochs); /* its message, if due */
     return OCLSEG_OK;
 }
 
@@ -446,9 +488,9 @@ static void announce(const fit_run *r) {
 
 /* Phase 4: the epochs with SIGINT and SIGTERM caught (the current step finishes, then a
  * checkpoint; under mpirun the ranks agree on the step). */
-static int epoch_loop(fit_run *r, oclseg_run_position *pos, int *halted, int *best_epoch) {
+static int epoch_loop(fit_run *r, oclseg_run_position *pos, int *halted) {
     oclseg_stop_catch();
-    int st = train_loop(r, pos, halted, best_epoch);
+    int st = train_loop(r, pos, halted);
     oclseg_stop_release();
     return st;
 }
@@ -469,16 +511,25 @@ static int final_report(fit_run *r, int halted, int best_epoch) {
 int oclseg_fit(const oclseg_fit_options *o) {
     fit_run run = {.o = o, .lock_fd = -1};
     fit_run *r = &run;
-    oclseg_run_position pos = {0, 0, -1.0};
-    int halted = 0, best_epoch = 0;
-    int st = fit_claim_run_dir(r);
+    oclseg_run_position pos = {.best_jaccard = -1.0};
+    int halted = 0;
+    int st = OCLSEG_OK;
+    if (o->resume) { /* the run it continues: nothing is read or written before these checks */
+        oclseg_fit_options recorded;
+        oclseg_fit_options_default(&recorded);
+        st = oclseg_fit_options_read_checkpoint(o->resume, &recorded, &r->record);
+        if (st == OCLSEG_OK) st = oclseg_fit_check_resume(r->record, o);
+        if (st == OCLSEG_OK) st = fit_check_resume_dir(o);
+    }
+    if (st == OCLSEG_OK) st = fit_claim_run_dir(r);
     if (st == OCLSEG_OK) st = prepare_data(r);
+    if (st == OCLSEG_OK && r->record) st = fit_record_check_data(r->record, &r->data);
     if (st == OCLSEG_OK) st = create_session(r);
     if (st == OCLSEG_OK) st = fit_dist_devices_differ(r->ctx, &r->trainer->broadcast_params);
     if (st == OCLSEG_OK) st = fit_open_run_dir(r, &pos);
     if (st == OCLSEG_OK) announce(r);
-    if (st == OCLSEG_OK) st = epoch_loop(r, &pos, &halted, &best_epoch);
-    if (st == OCLSEG_OK) st = final_report(r, halted, best_epoch);
+    if (st == OCLSEG_OK) st = epoch_loop(r, &pos, &halted);
+    if (st == OCLSEG_OK) st = final_report(r, halted, pos.best_epoch);
     teardown(r);
     fit_release_run_dir(r, st);
     /* an error on one rank stops all of them (the others would wait in the next sum) */

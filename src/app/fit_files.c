@@ -15,32 +15,11 @@
 
 char *fit_config_json(const oclseg_fit_options *o, const oclseg_ctx *ctx,
                               const oclseg_model *m, const fit_data *d) {
-    static const char *opt_names[] = {"nadam", "adam", "sgd"};
-    json_t *j = json_pack(
-        "{s:s?, s:s?, s:s?, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:s, s:b, s:s?, s:s?, s:I, s:b, "
-        "s:b, s:b, s:i, s:i, s:f, s:i, s:i, s:s, s:s, s:f, s:f, s:b, s:f, s:o}",
-        "data", o->data_dir ? o->data_dir : (o->images_dir ? NULL : OCLSEG_SYNTH_DIR), "images",
-        o->images_dir, "masks", o->masks_dir, "epochs", o->epochs, "batch", o->batch, "size",
-        o->size, "eval_every", o->eval_every, "max_steps", o->max_steps, "lr", (double)o->lr,
-        "dropout", (double)o->dropout, "optimizer", opt_names[o->optimizer], "freeze_encoder",
-        o->frozen_encoder, "pretrained", o->pretrained, "init", o->init, "seed",
-        (json_int_t)o->seed, "shuffle", o->shuffle, "augment", o->augment, "skip_bad",
-        o->skip_bad, "train_images", d->train->count, "test_images", d->test ? d->test->count : 0,
-        "val_fraction", o->val_fraction, "val_images", d->val ? d->val->count : 0, "patience",
-        o->patience, "loss", (const char *[]){"bce", "dice", "bce+dice"}[o->loss], "schedule",
-        (const char *[]){"constant", "cosine", "onecycle"}[o->schedule], "warmup",
-        (double)o->warmup, "weight_decay", (double)o->weight_decay, "decoupled_wd",
-        o->decoupled_wd, "clip_norm", (double)o->clip_norm, "augmentation",
-        json_pack("{s:b, s:b, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "flips", o->aug.flips,
-                  "dihedral", o->aug.dihedral, "rotate_deg", (double)o->aug.rotate_deg, "scale",
-                  (double)o->aug.scale, "translate", (double)o->aug.translate, "crop_min",
-                  (double)o->aug.crop_min, "brightness", (double)o->aug.brightness, "contrast",
-                  (double)o->aug.contrast, "saturation", (double)o->aug.saturation, "hue",
-                  (double)o->aug.hue));
-    json_object_set_new(j, "predict",
-                        json_pack("{s:b, s:b, s:b}", "tta_flips", o->predict.tta_flips,
-                                  "largest_component", o->predict.largest_component,
-                                  "fill_holes", o->predict.fill_holes));
+    json_t *j = fit_options_json(o);
+    if (!j) return NULL;
+    json_object_set_new(j, "train_images", json_integer(d->train->count));
+    json_object_set_new(j, "val_images", json_integer(d->val ? d->val->count : 0));
+    json_object_set_new(j, "test_images", json_integer(d->test ? d->test->count : 0));
     json_object_set_new(j, "model", json_pack("{s:f, s:i, s:[i,i,i], s:I, s:I}", "width_mult",
                                               (double)m->cfg.width_mult, "last_channel",
                                               m->cfg.last_channel, "decoder", m->cfg.decoder[0],
@@ -54,8 +33,6 @@ char *fit_config_json(const oclseg_fit_options *o, const oclseg_ctx *ctx,
     json_object_set_new(j, "versions", json_pack("{s:s, s:s, s:s}", "oclseg", OCLSEG_VERSION,
                                                  "clblast", OCLSEG_CLBLAST_VERSION, "build",
                                                  OCLSEG_BUILD_INFO));
-    json_object_set_new(j, "mask_threshold",
-                        o->mask_threshold > 0 ? json_real(o->mask_threshold) : json_null());
     json_t *health = json_object();
     const oclseg_dataset *sets[3] = {d->train, d->val, d->test};
     const char *names[3] = {"train", "val", "test"};
@@ -68,7 +45,6 @@ char *fit_config_json(const oclseg_fit_options *o, const oclseg_ctx *ctx,
         json_object_set_new(health, names[k], json_string(line));
     }
     json_object_set_new(j, "data_health", health);
-    if (o->sync_bn) json_object_set_new(j, "sync_bn", json_true());
     if (oclseg_dist_size() > 1 && fit_dist_describe(j, ctx) != OCLSEG_OK) {
         json_decref(j);
         return NULL;

@@ -2,6 +2,7 @@
 #ifndef OCLSEG_FIT_INTERNAL_H
 #define OCLSEG_FIT_INTERNAL_H
 
+#include <jansson.h>
 #include <stdio.h>
 
 #include "oclseg/data.h"
@@ -31,6 +32,7 @@ typedef struct fit_run {
     int lock_fd, created_dir;       /* rank 0: its lock (-1: none), whether this run created it */
     char metrics_path[OCLSEG_PATH_MAX + 16];
     char *config_json;
+    oclseg_fit_record *record;      /* --resume: the checkpoint's recorded configuration */
     FILE *steps_csv;
     float *images, *masks;
     int *perm, *batch_idx;
@@ -67,6 +69,17 @@ int fit_open_run_dir(fit_run *r, oclseg_run_position *pos);
 int fit_save_checkpoint(fit_run *r, const oclseg_run_position *pos);
 /* Overlays (and masks) of the first `count` test images in RUN/predictions/. */
 int fit_write_predictions(fit_run *r, int count);
+
+/* ---- the recorded configuration (fit_config.c) ---- */
+/* Every option of o as config.json records it (a new JSON object). */
+json_t *fit_options_json(const oclseg_fit_options *o);
+/* The loaded data has the image counts the record names (else an error naming its checkpoint). */
+int fit_record_check_data(const oclseg_fit_record *rec, const fit_data *d);
+/* --out with --resume names the checkpoint's own directory (else an error naming both). */
+int fit_check_resume_dir(const oclseg_fit_options *o);
+/* After a resume's checkpoint is loaded: its step fits the data (epoch, step in epoch and step
+ * counter agree with the steps of an epoch); the error names the checkpoint (fit.c). */
+int fit_check_position(const fit_run *r, const oclseg_run_position *pos);
 
 /* ---- run directory files (fit_files.c) ---- */
 /* config.json: every effective setting, the model, device and versions (malloc'd text). */

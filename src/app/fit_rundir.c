@@ -75,6 +75,7 @@ int fit_open_run_dir(fit_run *r, oclseg_run_position *pos) {
                    (long long)r->trainer->step);
     }
     TRY(fit_dist_sync_state(r->trainer, pos));
+    if (o->resume) TRY(fit_check_position(r, pos)); /* before anything is written */
     r->config_json = fit_config_json(o, r->ctx, r->model, &r->data);
     if (!r->config_json) return OCLSEG_ERR_OUT_OF_MEMORY;
     fit_path(r, "metrics.csv", r->metrics_path, sizeof r->metrics_path);

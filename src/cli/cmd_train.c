@@ -28,7 +28,8 @@ static void usage(FILE *out) {
 "                    [--schedule constant|cosine|onecycle] [--warmup 0.05]\n"
 "                    [--weight-decay 0] [--decoupled-wd] [--clip-norm 0]\n"
 "                    [--aug-dihedral] [--aug-affine DEG,SCALE,SHIFT]\n"
-"                    [--aug-color B,C,S,H] [--aug-crop MIN_AREA] [--recipe seed|best]\n\n"
+"                    [--aug-color B,C,S,H] [--aug-crop MIN_AREA] [--recipe seed|best]\n"
+"                    [--config RUN/config.json]\n\n"
 "Trains the MobileNetV2-encoder segmentation network with BCEWithLogits loss.\n"
 "  --data DIR         ISIC 2016 Part 1 layout (*Training_Data, *Training_GroundTruth,\n"
 "                     *Test_Data, *Test_GroundTruth); default: the synthetic set in\n"
@@ -37,12 +38,19 @@ static void usage(FILE *out) {
 "                     only the decoder trains; default is model 2 (everything fine-tuned)\n"
 "  --pretrained F     torchvision mobilenet_v2 state dict (safetensors) for the encoder\n"
 "  --init F           a full model state dict replacing the whole initialisation\n"
-"  --resume CKPT      continue a run from its checkpoint.safetensors (bit-identical losses)\n"
+"  --resume CKPT      continue a run from its checkpoint.safetensors (bit-identical losses):\n"
+"                     the checkpoint's recorded options are the run's (data, size, batch,\n"
+"                     recipe, seed, ...); only --epochs (constant schedule), --max-steps,\n"
+"                     --eval-every, --device, --threads, --quiet, --check-numerics may change;\n"
+"                     another option with another value is an error (--init/--pretrained too)\n"
+"  --config F         start a new run with the options recorded in a run's config.json\n"
+"                     (later options override them and are recorded)\n"
 "  --out RUN          the run directory (default runs/<date-time>, -2, -3, ... when taken);\n"
 "                     locked while the run lasts (RUN/.lock: a second training is refused);\n"
 "                     a directory holding another run is refused unless --resume continues it\n"
 "  --overwrite        replace the run RUN holds: its files are deleted first\n"
-"  --max-steps N      stop after N steps in total (writes the checkpoint)\n"
+"  --max-steps N      stop after N steps in total (writes the checkpoint; an epoch ending\n"
+"                     there is evaluated first); applies to this invocation only\n"
 "  --mask-threshold T mask value >= T is lesion (in the file's own units); default:\n"
 "                     recognise the encoding (0/255, 0/1 labels, 1-bit, 16-bit, palette\n"
 "                     indices 0/1, RGB with equal channels, JPEG) and refuse anything else\n"
@@ -124,10 +132,42 @@ static int apply_recipe_best(oclseg_fit_options *o) {
     return parse_args(argc, argv, o, &done);
 }
 
+/* --config FILE of the command line (parse_args stores it). */
+static const char *config_file;
+
+/* The options a run starts from: --resume: those recorded in its checkpoint; --config: those
+ * recorded in a run's config.json; else the defaults. `given` holds the command line alone. */
+static int starting_options(const oclseg_fit_options *given, oclseg_fit_options *o,
+                            oclseg_fit_record **rec) {
+    oclseg_fit_options_default(o);
+    *rec = NULL;
+    if (given->resume && config_file) {
+        fprintf(stderr, "oclseg train: --config and --resume go separately (a checkpoint carries "
+                        "its run's configuration)\n");
+        return 2;
+    }
+    if (given->resume && (given->init || given->pretrained)) {
+        fprintf(stderr, "oclseg train: %s with --resume: a resumed run continues from its "
+                        "checkpoint's weights (--init and --pretrained start a new run)\n",
+                given->init ? "--init" : "--pretrained");
+        return 2;
+    }
+    int st = OCLSEG_OK;
+    if (given->resume) st = oclseg_fit_options_read_checkpoint(given->resume, o, rec);
+    else if (config_file) st = oclseg_fit_options_read_config(config_file, o, rec);
+    return st == OCLSEG_OK ? 0 : 1;
+}
+
 int cmd_train(int argc, char **argv) {
-    oclseg_fit_options o;
-    oclseg_fit_options_default(&o);
+    oclseg_fit_options given, o;
+    oclseg_fit_options_default(&given);
     int done = 0;
+    /* the command line alone first: --help, bad values, --resume and --config */
+    int rc = parse_args(argc, argv, &given, &done);
+    if (rc != 0 || done) return rc;
+    oclseg_fit_record *rec = NULL;
+    rc = starting_options(&given, &o, &rec);
+    if (rc != 0) return rc;
     /* --recipe first, so that every explicit option overrides it */
     for (int i = 1; i < argc; i++) {
         const char *r = NULL;
@@ -135,16 +175,20 @@ int cmd_train(int argc, char **argv) {
         else if (strncmp(argv[i], "--recipe=", 9) == 0) r = argv[i] + 9;
         if (!r) continue;
         if (strcmp(r, "best") == 0) {
-            if (apply_recipe_best(&o) != 0) return 2;
+            rc = apply_recipe_best(&o);
         } else if (strcmp(r, "seed") != 0) {
             fprintf(stderr, "oclseg train: --recipe must be seed or best\n");
-            return 2;
+            rc = 2;
         }
     }
-    int rc = parse_args(argc, argv, &o, &done);
-    if (rc != 0 || done) return rc;
+    if (rc == 0) rc = parse_args(argc, argv, &o, &done);
+    if (rc != 0) {
+        oclseg_fit_record_free(rec);
+        return rc;
+    }
     if (oclseg_dist_rank() != 0) o.quiet = 1; /* rank 0 reports for the job */
     int st = oclseg_fit(&o);
+    oclseg_fit_record_free(rec);
     if (st == OCLSEG_ERR_INTERRUPTED) return oclseg_stop_exit_status(); /* 130, 143 */
     return st == OCLSEG_OK ? 0 : 1;
 }
@@ -159,7 +203,7 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
            O_MAXSTEPS, O_RESUME, O_EVAL, O_QUIET, O_SKIPBAD, O_THREADS, O_CHECKNUM, O_MASKTHR,
            O_SYNCBN, O_BALANCE, O_VALFRAC, O_PATIENCE, O_TTA, O_LARGEST, O_FILL, O_LOSS, O_SCHED,
            O_WARMUP, O_WD, O_DECOUPLED, O_CLIP, O_AUGD, O_AUGA, O_AUGC, O_AUGCROP, O_RECIPE,
-           O_OVERWRITE };
+           O_OVERWRITE, O_CONFIG };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"images", required_argument, 0, O_IMAGES},
         {"masks", required_argument, 0, O_MASKS}, {"mask-suffix", required_argument, 0, O_SUFFIX},
@@ -187,7 +231,7 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
         {"clip-norm", required_argument, 0, O_CLIP},
         {"aug-dihedral", no_argument, 0, O_AUGD}, {"aug-affine", required_argument, 0, O_AUGA},
         {"aug-color", required_argument, 0, O_AUGC}, {"aug-crop", required_argument, 0, O_AUGCROP},
-        {"recipe", required_argument, 0, O_RECIPE},
+        {"recipe", required_argument, 0, O_RECIPE}, {"config", required_argument, 0, O_CONFIG},
         {"overwrite", no_argument, 0, O_OVERWRITE},
         {0, 0, 0, 0}};
     int c, seed = 1, bad = 0;
@@ -305,6 +349,7 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
             break;
         }
         case O_RECIPE: break; /* applied before this loop */
+        case O_CONFIG: config_file = optarg; break; /* read before this loop */
         case 'h': usage(stdout); *done = 1; return 0;
         default: usage(stderr); return 2;
         }

@@ -197,6 +197,9 @@ int oclseg_checkpoint_save(oclseg_trainer *t, const oclseg_run_position *pos,
     META("epoch", "%d", pos->epoch);
     META("step_in_epoch", "%d", pos->step_in_epoch);
     META("best_jaccard", "%.17g", pos->best_jaccard);
+    META("best_epoch", "%d", pos->best_epoch);
+    META("epoch_loss_sum", "%.17g", pos->epoch_loss_sum);
+    META("epoch_loss_count", "%lld", (long long)pos->epoch_loss_count);
     META("frozen_encoder", "%d", t->cfg.frozen_encoder);
     META("optimizer", "%d", (int)t->cfg.optim.kind);
 #undef META
@@ -233,13 +236,22 @@ int oclseg_checkpoint_meta_parse(const oclseg_st_file *f, oclseg_checkpoint_meta
         return OCLSEG_ERR_FORMAT;
     }
     const double max_count = 9007199254740992.0; /* 2^53: exact in a double and an int64 */
-    double step, opt_step, mu, epoch, sie, best, frozen, kind;
+    double step, opt_step, mu, epoch, sie, best, best_epoch, loss_sum, loss_count, frozen, kind;
     TRY(meta_number(f, "trainer_step", 0, max_count, 1, &step));
     TRY(meta_number(f, "optimizer_step", 0, max_count, 1, &opt_step));
     TRY(meta_number(f, "mu_product", -DBL_MAX, DBL_MAX, 0, &mu));
     TRY(meta_number(f, "epoch", 0, INT_MAX, 1, &epoch));
     TRY(meta_number(f, "step_in_epoch", 0, INT_MAX, 1, &sie));
     TRY(meta_number(f, "best_jaccard", -DBL_MAX, DBL_MAX, 0, &best));
+    if (!oclseg_st_metadata(f, "best_epoch")) {
+        OCLSEG_ERROR("%s: written by an older oclseg (no best epoch or epoch losses recorded): "
+                     "it cannot be resumed as the same run; start a new one (--init %s takes its "
+                     "weights)", f->path, f->path);
+        return OCLSEG_ERR_FORMAT;
+    }
+    TRY(meta_number(f, "best_epoch", 0, epoch, 1, &best_epoch));
+    TRY(meta_number(f, "epoch_loss_sum", -DBL_MAX, DBL_MAX, 0, &loss_sum));
+    TRY(meta_number(f, "epoch_loss_count", 0, max_count, 1, &loss_count));
     TRY(meta_number(f, "frozen_encoder", 0, 1, 1, &frozen));
     TRY(meta_number(f, "optimizer", 0, INT_MAX, 1, &kind));
     out->trainer_step = (int64_t)step;
@@ -248,6 +260,9 @@ int oclseg_checkpoint_meta_parse(const oclseg_st_file *f, oclseg_checkpoint_meta
     out->epoch = (int)epoch;
     out->step_in_epoch = (int)sie;
     out->best_jaccard = best;
+    out->best_epoch = (int)best_epoch;
+    out->epoch_loss_sum = loss_sum;
+    out->epoch_loss_count = (int64_t)loss_count;
     out->frozen_encoder = (int)frozen;
     out->optimizer = (int)kind;
     out->config_json = oclseg_st_metadata(f, "config");
@@ -307,6 +322,9 @@ int oclseg_checkpoint_load(oclseg_trainer *t, const char *path, oclseg_run_posit
         pos->epoch = meta.epoch;
         pos->step_in_epoch = meta.step_in_epoch;
         pos->best_jaccard = meta.best_jaccard;
+        pos->best_epoch = meta.best_epoch;
+        pos->epoch_loss_sum = meta.epoch_loss_sum;
+        pos->epoch_loss_count = meta.epoch_loss_count;
         const char *cfg = oclseg_st_metadata(f, "config");
         if (config_json && cfg) *config_json = strdup(cfg);
     }

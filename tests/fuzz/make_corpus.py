@@ -277,6 +277,7 @@ def scan_seeds():
 def config_meta(**over):
     meta = {"format": "oclseg-checkpoint", "version": "1", "trainer_step": "30", "optimizer_step": "30",
             "mu_product": "0.0123456789", "epoch": "2", "step_in_epoch": "4", "best_jaccard": "0.61",
+            "best_epoch": "1", "epoch_loss_sum": "1.25", "epoch_loss_count": "4",
             "frozen_encoder": "0", "optimizer": "0",
             "config": json.dumps({"batch": 16, "epochs": 25, "lr": 0.001, "size": 128})}
     meta.update(over)
@@ -298,6 +299,25 @@ def config_seeds():
     write(t, "number_not_string.json", '{"format":"oclseg-checkpoint","epoch":3}')
     write(t, "not_object.json", '["format"]')
     write(t, "empty.json", "{}")
+    # the recorded configuration (oclseg_fit_options_parse): every option, and bad keys
+    full = {"augment": True, "augmentation": {"brightness": 0.1, "contrast": 0.0, "crop_min": 0.0,
+            "dihedral": True, "flips": True, "hue": 0.02, "rotate_deg": 20.0, "saturation": 0.0,
+            "scale": 0.1, "translate": 0.05}, "balance": False, "batch": 2, "check_numerics": False,
+            "clip_norm": 0.0, "data": "d", "data_health": {"train": "train 6 pairs"},
+            "decoupled_wd": True, "device": {"name": "cpu"}, "device_option": None, "dropout": 0.5,
+            "epochs": 3, "eval_every": 1, "freeze_encoder": False, "images": None, "init": None,
+            "loss": "bce+dice", "lr": 0.002, "mask_suffix": None, "mask_threshold": None,
+            "masks": None, "max_steps": 0, "model": {"width_mult": 1.0}, "optimizer": "nadam",
+            "patience": 2, "predict": {"fill_holes": True, "largest_component": True,
+            "tta_flips": True}, "pretrained": None, "schedule": "onecycle", "seed": 3,
+            "shuffle": True, "size": 32, "skip_bad": False, "sync_bn": False, "test_images": 4,
+            "threads": 0, "train_images": 6, "val_fraction": 0.25, "val_images": 2,
+            "versions": {"oclseg": "x"}, "warmup": 0.05, "weight_decay": 0.0001}
+    write(t, "full_config.json", config_meta(config=json.dumps(full, indent=2)))
+    write(t, "config_unknown_key.json", config_meta(config=json.dumps(dict(full, batchsize=2))))
+    write(t, "config_bad_type.json", config_meta(config=json.dumps(dict(full, size="32"))))
+    write(t, "config_bad_enum.json", config_meta(config=json.dumps(dict(full, loss="focal"))))
+    write(t, "config_size_33.json", config_meta(config=json.dumps(dict(full, size=33))))
 
 
 # ---- bench results (oclseg bench --json, tools/bench_pytorch.py peers) -------------------------
