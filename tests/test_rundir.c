@@ -203,6 +203,12 @@ START_TEST(sigint_under_mpirun_saves_the_step) {
         fprintf(stderr, "sigint_under_mpirun_saves_the_step: skipped (no MPI build or mpirun)\n");
         return;
     }
+#if defined(__SANITIZE_ADDRESS__)
+    /* as for test_dist (suite 'mpi', left out of tools/check.sh --sanitize): Open MPI's own
+     * start-up allocations are never freed, so LeakSanitizer fails every rank at exit */
+    fprintf(stderr, "sigint_under_mpirun_saves_the_step: skipped under AddressSanitizer\n");
+    return;
+#endif
     setup_once();
     /* as root mpirun needs --allow-run-as-root; 8 s between SIGTERM and SIGKILL (default 1 s:
      * enough here on an idle machine, but the step and 130 MB of checkpoint and weights took
