@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "model/layers.h"
 #include "oclseg/safetensors.h"
 #include "oclseg/weights.h"
 

@@ -1,22 +1,32 @@
 /* Tests the model's structure against torchvision's mobilenet_v2 state dict (key names, counts,
- * parameter totals measured with PyTorch 1.13) and that a forward/backward runs finite. */
+ * parameter totals measured with PyTorch 1.13), that a forward/backward runs finite, that the
+ * table of layer kinds is complete, and that only training allocates gradients and optimizer
+ * state. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
+#include "model/layers.h"
 #include "oclseg/model.h"
+#include "oclseg/session.h"
 
-/* From PyTorch: LesionSegNet().state_dict() has 320 keys (52 of them num_batches_tracked),
- * 8,123,585 parameter floats and 34,112 running-statistic floats. */
-START_TEST(structure_matches_pytorch) {
-    oclseg_ctx *ctx = harness_ctx(0);
+/* The default architecture at 32x32 for one image, on the first device (no weights). */
+static oclseg_model *default_model_32(void) {
     oclseg_model_config cfg;
     oclseg_model_config_default(&cfg);
     cfg.max_batch = 1;
     cfg.size = 32;
     oclseg_model *m;
-    ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &m), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_create(harness_ctx(0), &cfg, &m), OCLSEG_OK);
+    return m;
+}
+
+/* From PyTorch: LesionSegNet().state_dict() has 320 keys (52 of them num_batches_tracked),
+ * 8,123,585 parameter floats and 34,112 running-statistic floats. */
+START_TEST(structure_matches_pytorch) {
+    oclseg_model *m = default_model_32();
     ck_assert_int_eq(m->param_count + m->bn_count, 320);
     ck_assert_int_eq(m->bn_count, 52);
     ck_assert_uint_eq(m->param_floats, 8123585);
@@ -48,6 +58,7 @@ START_TEST(forward_backward_finite) {
         oclseg_model *m;
         ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &m), OCLSEG_OK);
         ck_assert_int_eq(oclseg_model_init_random(m, 1), OCLSEG_OK);
+        ck_assert_int_eq(oclseg_model_enable_training(m), OCLSEG_OK);
         size_t in_count = 2 * 3 * 32 * 32, out_count = 2 * 32 * 32;
         float *x = malloc(in_count * sizeof *x), *y = malloc(out_count * sizeof *y);
         harness_fill_uniform(x, in_count, -2, 2, 7);
@@ -80,12 +91,96 @@ START_TEST(forward_backward_finite) {
 }
 END_TEST
 
+/* Every kind has every column of the table, a unique name, and the model uses every kind (so
+ * the golden, training and export tests run each entry) with its in-place flag. */
+START_TEST(layer_table_complete) {
+    for (int k = 0; k < LAYER_COUNT; k++) {
+        const layer_kind_ops *kind = &layer_kinds[k];
+        ck_assert_msg(kind->name && kind->name[0], "layer kind %d has no name", k);
+        ck_assert_msg(kind->forward && kind->backward && kind->flops && kind->emit_onnx,
+                      "layer kind %d (%s) lacks a forward, backward, FLOPs or ONNX emitter", k,
+                      kind->name);
+        for (int j = 0; j < k; j++)
+            ck_assert_msg(strcmp(kind->name, layer_kinds[j].name) != 0, "two kinds named %s",
+                          kind->name);
+    }
+    oclseg_model *m = default_model_32();
+    int used[LAYER_COUNT] = {0};
+    for (int i = 0; i < m->layer_count; i++) {
+        const oclseg_layer *l = &m->layers[i];
+        ck_assert(l->kind >= 0 && l->kind < LAYER_COUNT);
+        used[l->kind]++;
+        ck_assert_int_eq(layer_kinds[l->kind].in_place, l->in == l->out);
+    }
+    for (int k = 0; k < LAYER_COUNT; k++)
+        ck_assert_msg(used[k] > 0, "the model never uses layer kind %s", layer_kinds[k].name);
+    oclseg_model_free(m);
+}
+END_TEST
+
+/* A model session (predict, export) and an evaluation session allocate no gradients, optimizer
+ * state or activation gradients; a training forward or a backward on them is an error, not a
+ * crash; a training session (or oclseg_model_enable_training) has them, zeroed. */
+START_TEST(only_training_allocates_gradients) {
+    oclseg_ctx *ctx = harness_ctx(0);
+    const oclseg_session_mode modes[3] = {OCLSEG_SESSION_MODEL, OCLSEG_SESSION_EVAL,
+                                          OCLSEG_SESSION_TRAIN};
+    size_t peak[3], param_bytes = 0;
+    for (int i = 0; i < 3; i++) {
+        oclseg_session_options so;
+        oclseg_session_options_synthetic_training(&so, 32, 2, 0);
+        so.dev = &ctx->info;
+        so.mode = modes[i];
+        oclseg_session *ses;
+        ck_assert_int_eq(oclseg_session_create(&so, &ses), OCLSEG_OK);
+        const oclseg_model *m = ses->model;
+        const int training = modes[i] == OCLSEG_SESSION_TRAIN;
+        const cl_mem arenas[6] = {m->grads_buf, m->state1_buf, m->state2_buf, m->bn_save_buf,
+                                  m->grads_act_buf, m->grad_tmp_buf};
+        for (int a = 0; a < 6; a++)
+            ck_assert_msg((arenas[a] != NULL) == training, "mode %d: training arena %d %s", i, a,
+                          training ? "missing" : "allocated");
+        ck_assert_int_eq(m->grad_ready != NULL, training);
+        peak[i] = ses->ctx->peak_bytes;
+        param_bytes = m->param_floats * sizeof(float);
+        oclseg_session_free(ses);
+    }
+    /* device memory: at least the gradients and the two optimizer states fewer */
+    for (int i = 0; i < 2; i++)
+        ck_assert_msg(peak[i] + 3 * param_bytes <= peak[2], "mode %d: %zu device bytes, "
+                      "training %zu", i, peak[i], peak[2]);
+    printf("device bytes at peak: model session %zu, eval %zu, training %zu\n", peak[0], peak[1],
+           peak[2]);
+    oclseg_model_config cfg = {0.25f, 32, {16, 8, 8}, 32, 2, 0.5f};
+    oclseg_model *m;
+    ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &m), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_init_random(m, 1), OCLSEG_OK);
+    const int bias = oclseg_model_find_param(m, "decoder.7.bias"); /* one float, trained */
+    ck_assert_int_eq(oclseg_model_forward(m, 2, 0, 0, 3, 0), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_forward(m, 2, 1, 0, 3, 0), OCLSEG_ERR_INVALID_ARG);
+    ck_assert_int_eq(oclseg_model_backward(m, 2, 0, 3, 0), OCLSEG_ERR_INVALID_ARG);
+    float one;
+    ck_assert_int_eq(oclseg_model_read_grad(m, bias, &one), OCLSEG_ERR_INVALID_ARG);
+    ck_assert_int_eq(oclseg_model_enable_training(m), OCLSEG_OK);
+    const cl_mem grads = m->grads_buf;
+    ck_assert_int_eq(oclseg_model_enable_training(m), OCLSEG_OK); /* once */
+    ck_assert(grads && m->grads_buf == grads);
+    ck_assert_int_eq(oclseg_model_read_grad(m, bias, &one), OCLSEG_OK);
+    ck_assert(one == 0.0f);
+    ck_assert_int_eq(oclseg_model_forward(m, 2, 1, 0, 3, 0), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_backward(m, 2, 0, 3, 0), OCLSEG_OK);
+    oclseg_model_free(m);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("model");
     tcase_set_timeout(tc, 1200);
     tcase_add_test(tc, structure_matches_pytorch);
     tcase_add_test(tc, forward_backward_finite);
+    tcase_add_test(tc, layer_table_complete);
+    tcase_add_test(tc, only_training_allocates_gradients);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

@@ -19,17 +19,9 @@ typedef struct oclseg_model_config {
 
 void oclseg_model_config_default(oclseg_model_config *cfg);
 
-typedef enum oclseg_layer_kind {
-    LAYER_CONV,      /* conv2d, groups 1 (stem 3x3 s2, pointwise 1x1), no bias */
-    LAYER_DEPTHWISE, /* 3x3 depthwise, pad 1, stride 1/2 */
-    LAYER_BATCHNORM,
-    LAYER_RELU6,     /* in place */
-    LAYER_RELU,      /* in place */
-    LAYER_ADD,       /* residual: out = in + in2 */
-    LAYER_CONVT,     /* conv_transpose2d k4 s2 p1 + bias */
-    LAYER_DROPOUT,
-    LAYER_UPSAMPLE,  /* bilinear to the input size */
-} oclseg_layer_kind;
+/* One layer of the list (its kind, activations, parameters): private to src/model and the ONNX
+ * export (src/model/layers.h). */
+typedef struct oclseg_layer oclseg_layer;
 
 /* A named tensor of the state dict: a parameter (trainable, in the arena) or a buffer
  * (BatchNorm running statistics, in the buffer arena). */
@@ -41,17 +33,6 @@ typedef struct oclseg_param {
     int is_buffer;    /* running_mean / running_var */
     int in_encoder;
 } oclseg_param;
-
-typedef struct oclseg_layer {
-    oclseg_layer_kind kind;
-    int in, in2, out;          /* activation ids (in2: second ADD input) */
-    int param, param2;         /* weight / bias (BN: gamma / beta) ids into model->params, or -1 */
-    int buf_mean, buf_var;     /* BN running stats ids into model->params, or -1 */
-    int bn_index;              /* BN: index into model->bn_batches (num_batches_tracked) */
-    int stride;
-    int in_encoder;
-    size_t save_off;           /* BN: offset of save_mean, save_invstd (C each) in model->bn_save */
-} oclseg_layer;
 
 typedef struct oclseg_activation {
     int c, h, w;               /* per-image shape; batch is the current batch */
@@ -75,6 +56,8 @@ typedef struct oclseg_model {
     oclseg_activation *acts;   /* acts[0] = input (N, 3, S, S) */
     int act_count;
     int logits_act;            /* (N, 1, S, S) */
+    /* grads_buf, state1/2_buf, bn_save_buf, grads_act_buf, grad_tmp_buf and grad_ready are
+     * NULL until oclseg_model_enable_training (a training session's trainer calls it) */
     cl_mem params_buf, grads_buf, state1_buf, state2_buf; /* (param_floats) each */
     cl_mem buffers_buf;        /* (buffer_floats): BN running stats */
     cl_mem bn_save_buf;        /* save_mean/save_invstd for every BN */
@@ -82,6 +65,7 @@ typedef struct oclseg_model {
     cl_mem acts_buf, grads_act_buf;
     size_t acts_floats, grads_act_floats;
     cl_mem grad_tmp_buf;       /* (largest activation): a second gradient being accumulated */
+    cl_mem probs_buf;          /* (max_batch, 1, S, S): evaluation's probabilities */
     size_t grad_tmp_floats;
     unsigned char *grad_ready; /* per activation, during backward */
     cl_mem check_buf;          /* (2 * layer_count + 2) finiteness flags (--check-numerics) */
@@ -91,7 +75,14 @@ typedef struct oclseg_model {
     const int *rank_counts;    /* during a data-parallel step: images per rank (else NULL) */
 } oclseg_model;
 
+/* Builds the layer list and allocates what inference needs (parameters, running statistics,
+ * activations); training needs oclseg_model_enable_training as well. */
 int oclseg_model_create(oclseg_ctx *ctx, const oclseg_model_config *cfg, oclseg_model **out);
+/* Allocates (once; zeroed) what training adds: parameter gradients, optimizer state, BatchNorm
+ * saved statistics, activation gradients. oclseg_trainer_create does it for a training trainer;
+ * a training forward, a backward and oclseg_model_read_grad fail with OCLSEG_ERR_INVALID_ARG
+ * without it. */
+int oclseg_model_enable_training(oclseg_model *m);
 void oclseg_model_free(oclseg_model *m);
 
 /* Index of a state-dict key, or -1. */
@@ -103,8 +94,11 @@ int oclseg_model_init_random(oclseg_model *m, uint64_t seed);
 /* Views of the model input (N, 3, S, S) and output logits (N, 1, S, S) for a batch of n. */
 oclseg_tensor oclseg_model_input(const oclseg_model *m, int n);
 oclseg_tensor oclseg_model_logits(const oclseg_model *m, int n);
-/* The gradient buffer of the logits: the loss writes d(loss)/d(logits) here. */
+/* The gradient buffer of the logits: the loss writes d(loss)/d(logits) here (training only). */
 oclseg_tensor oclseg_model_logits_grad(const oclseg_model *m, int n);
+/* Where evaluation and inference put sigmoid(logits) (N, 1, S, S): a buffer of its own, so an
+ * inference model, which has no gradients, has it too. */
+oclseg_tensor oclseg_model_probs(const oclseg_model *m, int n);
 
 /* Forward over a batch of n images already written to oclseg_model_input.
  * train: BatchNorm batch statistics (running stats updated) and dropout on;

@@ -1,6 +1,7 @@
 /* ONNX export: walks the model's layer list as the eval-mode forward runs it and emits the same
- * graph (Conv with BatchNorm folded in, Clip for ReLU6, Add, ConvTranspose, Relu, Resize),
- * metadata for preprocessing, and writes the packed ModelProto atomically. */
+ * graph (Conv with BatchNorm folded in, Clip for ReLU6, Add, ConvTranspose, Relu, Resize) through
+ * each kind's emitter (the table in src/model/layers.c names them), metadata for preprocessing,
+ * and writes the packed ModelProto atomically. */
 #include "oclseg/export.h"
 
 #include <math.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "export/onnx_internal.h"
+#include "model/layers.h"
 #include "oclseg/data.h"
 #include "oclseg/runtime.h"
 #include "oclseg/safetensors.h"
@@ -21,8 +23,9 @@
 
 typedef char tensor_name[96];
 
-typedef struct export_state {
+typedef struct onnx_export {
     oclseg_model *m;
+    const oclseg_onnx_options *o;
     onnx_graph_builder b;
     tensor_name *names; /* ONNX tensor currently holding each activation */
     float *w, *vec[4];  /* host staging: a weight, and gamma/beta/mean/var */
@@ -70,9 +73,32 @@ static int emit_conv_bn(export_state *s, const oclseg_layer *l, const oclseg_lay
     return OCLSEG_OK;
 }
 
+/* Conv and depthwise layers: with the BatchNorm that follows them folded in. */
+int onnx_emit_conv_bn(export_state *s, int i, int *layers) {
+    const oclseg_model *m = s->m;
+    if (i + 1 >= m->layer_count || m->layers[i + 1].kind != LAYER_BATCHNORM ||
+        m->layers[i + 1].in != m->layers[i].out) {
+        OCLSEG_ERROR("onnx export: layer %d (%s) is not followed by its BatchNorm", i,
+                     layer_kinds[m->layers[i].kind].name);
+        return OCLSEG_ERR_UNSUPPORTED;
+    }
+    *layers = 2;
+    return emit_conv_bn(s, &m->layers[i], &m->layers[i + 1]);
+}
+
+/* A BatchNorm is exported folded into the convolution before it (onnx_emit_conv_bn). */
+int onnx_emit_unfolded_batchnorm(export_state *s, int i, int *layers) {
+    (void)s, (void)layers;
+    OCLSEG_ERROR("onnx export: layer %d (batchnorm) does not follow a convolution it can be "
+                 "folded into", i);
+    return OCLSEG_ERR_UNSUPPORTED;
+}
+
 /* ConvTranspose2d k4 s2 p1 with bias: the PyTorch weight layout (Cin, Cout, 4, 4) is ONNX's. */
-static int emit_convt(export_state *s, const oclseg_layer *l) {
+int onnx_emit_convt(export_state *s, int i, int *layers) {
     oclseg_model *m = s->m;
+    const oclseg_layer *l = &m->layers[i];
+    *layers = 1;
     const oclseg_param *wp = &m->params[l->param], *bp = &m->params[l->param2];
     TRY(oclseg_model_read_param(m, l->param, s->w));
     TRY(oclseg_model_read_param(m, l->param2, s->vec[0]));
@@ -93,7 +119,11 @@ static int emit_convt(export_state *s, const oclseg_layer *l) {
 /* Bilinear, align_corners=False: cl/upsample.cl maps dst to src = (dst + 0.5) * in/out - 0.5
  * clamped at 0, which is ONNX's "half_pixel" (pytorch_half_pixel differs only for outputs of
  * size 1, never the case here). */
-static int emit_upsample(export_state *s, const oclseg_layer *l, const char *out) {
+int onnx_emit_upsample(export_state *s, int i, int *layers) {
+    const oclseg_layer *l = &s->m->layers[i];
+    /* the last layer's output is the graph's "logits" (or the Sigmoid's input, a fresh name) */
+    const char *out = l->out == s->m->logits_act && !s->o->sigmoid ? "logits" : NULL;
+    *layers = 1;
     const oclseg_activation *a = &s->m->acts[l->in], *y = &s->m->acts[l->out];
     const float scales[4] = {1.0f, 1.0f, (float)y->h / (float)a->h, (float)y->w / (float)a->w};
     const int64_t dims[1] = {4};
@@ -122,23 +152,38 @@ static Onnx__NodeProto *emit_relu6_as_relu(export_state *s, const oclseg_layer *
     return onnx_add_node(&s->b, "Sub", diff_in, 2, NULL);
 }
 
-/* One node for an elementwise layer (ReLU6 as Clip with min/max inputs, opset >= 11). */
-static int emit_simple(export_state *s, const oclseg_layer *l, int relu6_as_relu) {
-    Onnx__NodeProto *n = NULL;
-    if (l->kind == LAYER_RELU6 && relu6_as_relu) {
-        n = emit_relu6_as_relu(s, l);
-    } else if (l->kind == LAYER_RELU6) {
-        const char *in[3] = {s->names[l->in], "relu6.min", "relu6.max"};
-        n = onnx_add_node(&s->b, "Clip", in, 3, NULL);
-    } else if (l->kind == LAYER_RELU) {
-        const char *in[1] = {s->names[l->in]};
-        n = onnx_add_node(&s->b, "Relu", in, 1, NULL);
-    } else { /* LAYER_ADD */
-        const char *in[2] = {s->names[l->in], s->names[l->in2]};
-        n = onnx_add_node(&s->b, "Add", in, 2, NULL);
-    }
+/* Node n (NULL: an allocation failed) now holds layer i's output. */
+static int set_output(export_state *s, int i, const Onnx__NodeProto *n, int *layers) {
     if (!n) return OCLSEG_ERR_OUT_OF_MEMORY;
-    snprintf(s->names[l->out], sizeof s->names[0], "%s", n->output[0]);
+    snprintf(s->names[s->m->layers[i].out], sizeof s->names[0], "%s", n->output[0]);
+    *layers = 1;
+    return OCLSEG_OK;
+}
+
+/* ReLU6 as Clip with min/max inputs (opset >= 11), or --relu6 relu's four-node form. */
+int onnx_emit_relu6(export_state *s, int i, int *layers) {
+    const oclseg_layer *l = &s->m->layers[i];
+    if (s->o->relu6_as_relu) return set_output(s, i, emit_relu6_as_relu(s, l), layers);
+    const char *in[3] = {s->names[l->in], "relu6.min", "relu6.max"};
+    return set_output(s, i, onnx_add_node(&s->b, "Clip", in, 3, NULL), layers);
+}
+
+int onnx_emit_relu(export_state *s, int i, int *layers) {
+    const char *in[1] = {s->names[s->m->layers[i].in]};
+    return set_output(s, i, onnx_add_node(&s->b, "Relu", in, 1, NULL), layers);
+}
+
+int onnx_emit_add(export_state *s, int i, int *layers) {
+    const oclseg_layer *l = &s->m->layers[i];
+    const char *in[2] = {s->names[l->in], s->names[l->in2]};
+    return set_output(s, i, onnx_add_node(&s->b, "Add", in, 2, NULL), layers);
+}
+
+/* Identity in eval mode: the output is the input's tensor. */
+int onnx_emit_dropout(export_state *s, int i, int *layers) {
+    const oclseg_layer *l = &s->m->layers[i];
+    if (l->out != l->in) memcpy(s->names[l->out], s->names[l->in], sizeof s->names[0]);
+    *layers = 1;
     return OCLSEG_OK;
 }
 
@@ -149,34 +194,10 @@ static int emit_layers(export_state *s, const oclseg_onnx_options *o) {
     if (!o->relu6_as_relu) TRY(onnx_add_initializer(&s->b, "relu6.min", NULL, 0, &clip[0]));
     TRY(onnx_add_initializer(&s->b, "relu6.max", NULL, 0, &clip[1]));
     snprintf(s->names[0], sizeof s->names[0], "input");
-    const char *final_name = o->sigmoid ? NULL : "logits";
-    for (int i = 0; i < m->layer_count; i++) {
-        const oclseg_layer *l = &m->layers[i];
-        switch (l->kind) {
-        case LAYER_CONV:
-        case LAYER_DEPTHWISE:
-            if (i + 1 >= m->layer_count || m->layers[i + 1].kind != LAYER_BATCHNORM ||
-                m->layers[i + 1].in != l->out) {
-                OCLSEG_ERROR("onnx export: layer %d (conv) is not followed by its BatchNorm", i);
-                return OCLSEG_ERR_UNSUPPORTED;
-            }
-            TRY(emit_conv_bn(s, l, &m->layers[i + 1]));
-            i++;
-            break;
-        case LAYER_CONVT: TRY(emit_convt(s, l)); break;
-        case LAYER_RELU6:
-        case LAYER_RELU:
-        case LAYER_ADD: TRY(emit_simple(s, l, o->relu6_as_relu)); break;
-        case LAYER_DROPOUT: /* identity in eval mode */
-            if (l->out != l->in) memcpy(s->names[l->out], s->names[l->in], sizeof s->names[0]);
-            break;
-        case LAYER_UPSAMPLE:
-            TRY(emit_upsample(s, l, l->out == m->logits_act ? final_name : NULL));
-            break;
-        default:
-            OCLSEG_ERROR("onnx export: layer %d has a kind (%d) with no ONNX mapping", i, l->kind);
-            return OCLSEG_ERR_UNSUPPORTED;
-        }
+    for (int i = 0; i < m->layer_count;) {
+        int layers = 1;
+        TRY(layer_kinds[m->layers[i].kind].emit_onnx(s, i, &layers));
+        i += layers;
     }
     if (strcmp(s->names[m->logits_act], "logits") != 0 && !o->sigmoid) {
         OCLSEG_ERROR("onnx export: the model does not end in its upsampling layer");
@@ -289,7 +310,7 @@ int oclseg_onnx_serialize(oclseg_model *m, const oclseg_onnx_options *o, unsigne
     *out = NULL;
     *size = 0;
     onnx_pool pool = {0};
-    export_state s = {.m = m};
+    export_state s = {.m = m, .o = o};
     Onnx__ModelProto mp;
     int st = build_model(&pool, &s, o, &mp);
     if (st == OCLSEG_OK && pool.failed) st = OCLSEG_ERR_OUT_OF_MEMORY;

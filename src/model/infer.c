@@ -72,7 +72,7 @@ int oclseg_infer_batch(oclseg_infer *inf, const float *images, int n, float *pro
     TRY(oclseg_tensor_write(inf->ctx, &in, images));
     TRY(oclseg_model_forward(m, n, 0, 1, 0, 0));
     oclseg_tensor logits = oclseg_model_logits(m, n);
-    oclseg_tensor p = oclseg_model_logits_grad(m, n); /* free in eval: holds the probabilities */
+    oclseg_tensor p = oclseg_model_probs(m, n);
     TRY(op_sigmoid(inf->ctx, &logits, &p));
     return oclseg_tensor_read(inf->ctx, &p, probs);
 }

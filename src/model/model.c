@@ -47,7 +47,7 @@ typedef struct builder {
     oclseg_model *m;
     int cap_layers, cap_params, cap_acts;
     int in_encoder;
-    int failed;
+    int failed; /* 0, or the status that stopped the build */
 } builder;
 
 static int add_act(builder *b, int c, int h, int w) {
@@ -55,7 +55,7 @@ static int add_act(builder *b, int c, int h, int w) {
     if (m->act_count == b->cap_acts) {
         b->cap_acts = b->cap_acts ? 2 * b->cap_acts : 64;
         void *p = realloc(m->acts, (size_t)b->cap_acts * sizeof *m->acts);
-        if (!p) { b->failed = 1; return 0; }
+        if (!p) { b->failed = OCLSEG_ERR_OUT_OF_MEMORY; return 0; }
         m->acts = p;
     }
     oclseg_activation *a = &m->acts[m->act_count];
@@ -72,7 +72,7 @@ static int add_param(builder *b, const char *name, int ndim, int n, int c, int h
     if (m->param_count == b->cap_params) {
         b->cap_params = b->cap_params ? 2 * b->cap_params : 128;
         void *p = realloc(m->params, (size_t)b->cap_params * sizeof *m->params);
-        if (!p) { b->failed = 1; return -1; }
+        if (!p) { b->failed = OCLSEG_ERR_OUT_OF_MEMORY; return -1; }
         m->params = p;
     }
     oclseg_param *p = &m->params[m->param_count];
@@ -93,8 +93,18 @@ static oclseg_layer *add_layer(builder *b, oclseg_layer_kind kind, int in, int o
     if (m->layer_count == b->cap_layers) {
         b->cap_layers = b->cap_layers ? 2 * b->cap_layers : 128;
         void *p = realloc(m->layers, (size_t)b->cap_layers * sizeof *m->layers);
-        if (!p) { b->failed = 1; static oclseg_layer dummy; return &dummy; }
+        if (!p) {
+            b->failed = OCLSEG_ERR_OUT_OF_MEMORY;
+            static oclseg_layer dummy;
+            return &dummy;
+        }
         m->layers = p;
+    }
+    if (layer_kinds[kind].in_place != (in == out)) { /* the backward relies on the flag */
+        const layer_kind_ops *k = &layer_kinds[kind];
+        OCLSEG_ERROR("model builder: layer %d (%s) %s in place", m->layer_count, k->name,
+                     k->in_place ? "must run" : "cannot run");
+        b->failed = OCLSEG_ERR_INTERNAL;
     }
     oclseg_layer *l = &m->layers[m->layer_count++];
     memset(l, 0, sizeof *l);
@@ -216,8 +226,21 @@ static void build_decoder(builder *b, int *act) {
     *act = up;
 }
 
+/* What oclseg_model_enable_training allocated (NULLs afterwards). */
+static void free_training(oclseg_model *m) {
+    cl_mem *bufs[] = {&m->grads_buf, &m->state1_buf, &m->state2_buf, &m->bn_save_buf,
+                      &m->grads_act_buf, &m->grad_tmp_buf};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        oclseg_buffer_free(m->ctx, *bufs[i]);
+        *bufs[i] = NULL;
+    }
+    free(m->grad_ready);
+    m->grad_ready = NULL;
+}
+
 /* Lays out parameters (encoder then decoder; the builder adds them in that order), buffers,
- * activations and their gradients, then allocates the device arenas. */
+ * activations and their gradients, then allocates what inference needs: parameters, running
+ * statistics, activations (training adds the rest: oclseg_model_enable_training). */
 static int allocate(oclseg_model *m) {
     size_t poff = 0, boff = 0;
     m->decoder_param_off = (size_t)-1;
@@ -257,27 +280,50 @@ static int allocate(oclseg_model *m) {
     m->bn_save_floats = soff;
     m->grad_tmp_floats = largest;
     m->bn_batches = calloc((size_t)m->bn_count + 1, sizeof *m->bn_batches);
-    m->grad_ready = calloc((size_t)m->act_count, 1);
-    if (!m->bn_batches || !m->grad_ready) return OCLSEG_ERR_OUT_OF_MEMORY;
+    if (!m->bn_batches) return OCLSEG_ERR_OUT_OF_MEMORY;
     oclseg_ctx *ctx = m->ctx;
-    size_t pb = m->param_floats * sizeof(float);
-    TRY(oclseg_buffer_create(ctx, pb, "model parameters", &m->params_buf));
-    TRY(oclseg_buffer_create(ctx, pb, "parameter gradients", &m->grads_buf));
-    TRY(oclseg_buffer_create(ctx, pb, "optimizer state (exp_avg)", &m->state1_buf));
-    TRY(oclseg_buffer_create(ctx, pb, "optimizer state (exp_avg_sq)", &m->state2_buf));
+    TRY(oclseg_buffer_create(ctx, m->param_floats * sizeof(float), "model parameters",
+                             &m->params_buf));
     TRY(oclseg_buffer_create(ctx, m->buffer_floats * sizeof(float), "BatchNorm running statistics",
                              &m->buffers_buf));
-    TRY(oclseg_buffer_create(ctx, m->bn_save_floats * sizeof(float), "BatchNorm saved statistics",
-                             &m->bn_save_buf));
     TRY(oclseg_buffer_create(ctx, m->acts_floats * sizeof(float), "activations", &m->acts_buf));
-    TRY(oclseg_buffer_create(ctx, m->grads_act_floats * sizeof(float), "activation gradients",
-                             &m->grads_act_buf));
-    TRY(oclseg_buffer_create(ctx, m->grad_tmp_floats * sizeof(float),
-                             "gradient accumulation temporary", &m->grad_tmp_buf));
-    TRY(oclseg_fill_f32(ctx, m->grads_buf, 0, m->param_floats, 0.0f));
-    TRY(oclseg_fill_f32(ctx, m->state1_buf, 0, m->param_floats, 0.0f));
-    TRY(oclseg_fill_f32(ctx, m->state2_buf, 0, m->param_floats, 0.0f));
+    const oclseg_activation *logits = &m->acts[m->logits_act];
+    TRY(oclseg_buffer_create(ctx, nb * logits->c * logits->h * logits->w * sizeof(float),
+                             "probabilities", &m->probs_buf));
     return OCLSEG_OK;
+}
+
+int oclseg_model_enable_training(oclseg_model *m) {
+    if (m->grads_buf) return OCLSEG_OK;
+    m->grad_ready = calloc((size_t)m->act_count, 1);
+    if (!m->grad_ready) return OCLSEG_ERR_OUT_OF_MEMORY;
+    oclseg_ctx *ctx = m->ctx;
+    size_t pb = m->param_floats * sizeof(float);
+    int st = OCLSEG_OK;
+    TRY_GOTO(oclseg_buffer_create(ctx, pb, "parameter gradients", &m->grads_buf), st, fail);
+    TRY_GOTO(oclseg_buffer_create(ctx, pb, "optimizer state (exp_avg)", &m->state1_buf), st, fail);
+    TRY_GOTO(oclseg_buffer_create(ctx, pb, "optimizer state (exp_avg_sq)", &m->state2_buf), st,
+             fail);
+    TRY_GOTO(oclseg_buffer_create(ctx, m->bn_save_floats * sizeof(float),
+                                  "BatchNorm saved statistics", &m->bn_save_buf), st, fail);
+    TRY_GOTO(oclseg_buffer_create(ctx, m->grads_act_floats * sizeof(float),
+                                  "activation gradients", &m->grads_act_buf), st, fail);
+    TRY_GOTO(oclseg_buffer_create(ctx, m->grad_tmp_floats * sizeof(float),
+                                  "gradient accumulation temporary", &m->grad_tmp_buf), st, fail);
+    TRY_GOTO(oclseg_fill_f32(ctx, m->grads_buf, 0, m->param_floats, 0.0f), st, fail);
+    TRY_GOTO(oclseg_fill_f32(ctx, m->state1_buf, 0, m->param_floats, 0.0f), st, fail);
+    TRY_GOTO(oclseg_fill_f32(ctx, m->state2_buf, 0, m->param_floats, 0.0f), st, fail);
+    return OCLSEG_OK;
+fail:
+    free_training(m);
+    return st;
+}
+
+int model_require_training(const oclseg_model *m, const char *what) {
+    if (m->grads_buf) return OCLSEG_OK;
+    OCLSEG_ERROR("%s needs the model's training arenas (gradients, optimizer state), which an "
+                 "inference model does not allocate (oclseg_model_enable_training)", what);
+    return OCLSEG_ERR_INVALID_ARG;
 }
 
 int oclseg_model_create(oclseg_ctx *ctx, const oclseg_model_config *cfg, oclseg_model **out) {
@@ -299,7 +345,7 @@ int oclseg_model_create(oclseg_ctx *ctx, const oclseg_model_config *cfg, oclseg_
     build_encoder(&b, &act);
     build_decoder(&b, &act);
     m->logits_act = act;
-    int st = b.failed ? OCLSEG_ERR_OUT_OF_MEMORY : allocate(m);
+    int st = b.failed ? b.failed : allocate(m);
     if (st != OCLSEG_OK) {
         oclseg_model_free(m);
         return st;
@@ -311,21 +357,16 @@ int oclseg_model_create(oclseg_ctx *ctx, const oclseg_model_config *cfg, oclseg_
 void oclseg_model_free(oclseg_model *m) {
     if (!m) return;
     oclseg_ctx *ctx = m->ctx;
+    free_training(m);
     oclseg_buffer_free(ctx, m->params_buf);
-    oclseg_buffer_free(ctx, m->grads_buf);
-    oclseg_buffer_free(ctx, m->state1_buf);
-    oclseg_buffer_free(ctx, m->state2_buf);
     oclseg_buffer_free(ctx, m->buffers_buf);
-    oclseg_buffer_free(ctx, m->bn_save_buf);
     oclseg_buffer_free(ctx, m->acts_buf);
-    oclseg_buffer_free(ctx, m->grads_act_buf);
-    oclseg_buffer_free(ctx, m->grad_tmp_buf);
+    oclseg_buffer_free(ctx, m->probs_buf);
     oclseg_buffer_free(ctx, m->check_buf);
     free(m->layers);
     free(m->params);
     free(m->acts);
     free(m->bn_batches);
-    free(m->grad_ready);
     free(m);
 }
 
@@ -357,6 +398,10 @@ oclseg_tensor oclseg_model_logits(const oclseg_model *m, int n) {
 }
 oclseg_tensor oclseg_model_logits_grad(const oclseg_model *m, int n) {
     return model_grad_view(m, m->logits_act, n);
+}
+oclseg_tensor oclseg_model_probs(const oclseg_model *m, int n) {
+    const oclseg_activation *a = &m->acts[m->logits_act];
+    return oclseg_tensor_view(m->probs_buf, 0, n, a->c, a->h, a->w);
 }
 
 /* ---- initialisation ------------------------------------------------------------------------ */
@@ -418,6 +463,7 @@ int oclseg_model_write_param(oclseg_model *m, int index, const float *src) {
 
 int oclseg_model_read_grad(oclseg_model *m, int index, float *dst) {
     if (m->params[index].is_buffer) return OCLSEG_ERR_INVALID_ARG;
+    TRY(model_require_training(m, "reading a gradient"));
     oclseg_tensor t = model_param_view(m, m->grads_buf, index);
     return oclseg_tensor_read(m->ctx, &t, dst);
 }
@@ -428,20 +474,9 @@ void oclseg_model_flops(const oclseg_model *m, int n, int frozen_encoder, double
     double fwd = 0, bwd = 0;
     for (int i = 0; i < m->layer_count; i++) {
         const oclseg_layer *l = &m->layers[i];
-        const oclseg_activation *in = &m->acts[l->in], *out = &m->acts[l->out];
-        double f = 0;
+        const double f = layer_kinds[l->kind].flops(m, l, n);
         int dx = !(frozen_encoder && i <= m->encoder_layer_count) && l->in != 0;
         int dw = !(frozen_encoder && l->in_encoder);
-        switch (l->kind) {
-        case LAYER_CONV: {
-            const oclseg_param *w = &m->params[l->param];
-            f = 2.0 * n * out->c * out->h * out->w * (double)in->c * w->h * w->w;
-            break;
-        }
-        case LAYER_DEPTHWISE: f = 2.0 * n * out->c * out->h * out->w * 9.0; break;
-        case LAYER_CONVT: f = 2.0 * n * in->c * in->h * in->w * (double)out->c * 16.0; break;
-        default: f = 0; break; /* elementwise layers: memory-bound, not counted */
-        }
         fwd += f;
         if (!(frozen_encoder && l->in_encoder)) bwd += f * (dx + dw);
     }

@@ -1,98 +1,32 @@
-/* The forward pass over the layer list, and the --check-numerics search for the first NaN/Inf. */
+/* The forward pass over the layer list (each kind's own work: src/model/layers.c), and the
+ * --check-numerics search for the first NaN/Inf. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/model_internal.h"
-#include "oclseg/env.h"
-#include "oclseg/dist.h"
 #include "oclseg/model.h"
 
 /* ---- forward --------------------------------------------------------------------------------- */
 
 int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
                          uint64_t dropout_seed, uint64_t step) {
-    oclseg_ctx *ctx = m->ctx;
     if (n <= 0 || n > m->cfg.max_batch) {
         OCLSEG_ERROR("batch of %d images does not fit the model's batch %d", n, m->cfg.max_batch);
         return OCLSEG_ERR_INVALID_ARG;
     }
-    const float eps = 1e-5f, momentum = 0.1f;
-    const int fuse = !oclseg_env_get()->no_fusion; /* OCLSEG_NO_FUSION=1: benchmarks' A/B */
-    for (int i = 0; i < m->layer_count; i++) {
-        const oclseg_layer *l = &m->layers[i];
-        oclseg_tensor x = model_act_view(m, l->in, n), y = model_act_view(m, l->out, n);
-        int batch_stats = train && !(frozen_encoder && l->in_encoder);
-        switch (l->kind) {
-        case LAYER_CONV: {
-            oclseg_tensor w = model_param_view(m, m->params_buf, l->param);
-            int pad = m->params[l->param].h / 2;
-            oclseg_conv_params p = {l->stride, l->stride, pad, pad};
-            TRY(op_conv2d_forward(ctx, &x, &w, NULL, &y, p));
-            break;
-        }
-        case LAYER_DEPTHWISE: {
-            oclseg_tensor w = model_param_view(m, m->params_buf, l->param);
-            TRY(op_depthwise_forward(ctx, &x, &w, &y, l->stride));
-            break;
-        }
-        case LAYER_BATCHNORM: {
-            oclseg_tensor g = model_param_view(m, m->params_buf, l->param);
-            oclseg_tensor b = model_param_view(m, m->params_buf, l->param2);
-            oclseg_tensor rm = model_param_view(m, m->params_buf, l->buf_mean);
-            oclseg_tensor rv = model_param_view(m, m->params_buf, l->buf_var);
-            /* a ReLU6 applied in place to this output is fused into the BatchNorm pass */
-            const int relu6 = model_bn_relu6_fused(m, i);
-            if (batch_stats) {
-                oclseg_tensor sm = oclseg_tensor_view(m->bn_save_buf, l->save_off, g.n, 1, 1, 1);
-                oclseg_tensor si = oclseg_tensor_view(m->bn_save_buf, l->save_off + g.n, g.n, 1, 1, 1);
-                op_bn_sync sync = {m->rank_counts};
-                TRY(op_batchnorm_forward_train_sync(ctx, &x, &g, &b, &rm, &rv, &y, &sm, &si,
-                                                    momentum, eps, relu6, model_bn_sync(m) ? &sync : NULL));
-                m->bn_batches[l->bn_index]++;
-            } else {
-                TRY(op_batchnorm_forward_eval_act(ctx, &x, &g, &b, &rm, &rv, &y, eps, relu6));
-            }
-            if (relu6) i++; /* the ReLU6 layer is done */
-            break;
-        }
-        case LAYER_RELU6: TRY(op_relu6_forward(ctx, &x, &y)); break;
-        case LAYER_RELU: TRY(op_relu_forward(ctx, &x, &y)); break;
-        case LAYER_ADD: {
-            oclseg_tensor x2 = model_act_view(m, l->in2, n);
-            TRY(op_add(ctx, &x, &x2, &y));
-            break;
-        }
-        case LAYER_CONVT: {
-            oclseg_tensor w = model_param_view(m, m->params_buf, l->param);
-            oclseg_tensor b = model_param_view(m, m->params_buf, l->param2);
-            /* a ReLU applied in place to this output is fused into the col2im pass */
-            const oclseg_layer *next = i + 1 < m->layer_count ? &m->layers[i + 1] : NULL;
-            int relu = fuse && next && next->kind == LAYER_RELU && next->in == l->out &&
-                       next->out == l->out;
-            TRY(op_conv_transpose2d_forward_act(ctx, &x, &w, &b, &y, l->stride, 1, relu));
-            if (relu) i++; /* the ReLU layer is done */
-            break;
-        }
-        case LAYER_DROPOUT:
-            TRY(op_dropout_forward_at(ctx, &x, &y, train ? m->cfg.dropout : 0.0f, dropout_seed,
-                                      step, model_dropout_first(m, &x)));
-            break;
-        case LAYER_UPSAMPLE: TRY(op_upsample_bilinear_forward(ctx, &x, &y)); break;
-        }
+    if (train) TRY(model_require_training(m, "a training forward"));
+    const layer_pass pass = {m, n, train, frozen_encoder, dropout_seed, step};
+    for (int i = 0; i < m->layer_count;) {
+        int layers = 1;
+        TRY(layer_kinds[m->layers[i].kind].forward(&pass, i, &layers));
+        i += layers;
     }
     return OCLSEG_OK;
 }
 
-
 /* ---- numerics debugging ---------------------------------------------------------------------- */
-static const char *layer_kind_name(oclseg_layer_kind kind) {
-    static const char *names[] = {"conv", "depthwise conv", "batchnorm", "relu6", "relu",
-                                  "residual add", "conv_transpose", "dropout", "upsample"};
-    return names[kind];
-}
-
 /* "layer 12 (conv encoder.2.conv.0.0)": the parameter's module name, or the nearest earlier
  * layer's for parameter-free layers ("relu6 after encoder.2.conv.0.1"). */
 static void describe_layer(const oclseg_model *m, int i, char *out, size_t size) {
@@ -105,7 +39,7 @@ static void describe_layer(const oclseg_model *m, int i, char *out, size_t size)
         char *dot = strrchr(module, '.');
         if (dot) *dot = '\0'; /* drop ".weight" */
     }
-    snprintf(out, size, "layer %d (%s %s%s)", i, layer_kind_name(l->kind),
+    snprintf(out, size, "layer %d (%s %s%s)", i, layer_kinds[l->kind].name,
              named == i ? "" : "after ", module);
 }
 
@@ -116,6 +50,7 @@ static int check_range(oclseg_model *m, cl_mem buf, size_t off, size_t count, in
 
 int oclseg_model_locate_nonfinite(oclseg_model *m, int n, int backward, int frozen_encoder,
                                   char *where, size_t size) {
+    if (backward) TRY(model_require_training(m, "the backward's numerics check"));
     const size_t slots = 2 * (size_t)m->layer_count + 2;
     if (!m->check_buf)
         TRY(oclseg_buffer_create(m->ctx, slots * sizeof(float), "numerics check flags",

@@ -18,6 +18,11 @@ int oclseg_trainer_create(oclseg_model *model, const oclseg_trainer_config *cfg,
     t->ctx = model->ctx;
     if (cfg) {
         t->cfg = *cfg;
+        int st = oclseg_model_enable_training(model);
+        if (st != OCLSEG_OK) {
+            free(t);
+            return st;
+        }
     } else { /* evaluation only: the optimizer is never used */
         t->eval_only = 1;
         oclseg_optim_config_default(&t->cfg.optim, OCLSEG_OPT_NADAM);
@@ -303,8 +308,7 @@ int oclseg_trainer_eval_batch(oclseg_trainer *t, const float *images, const floa
     TRY(op_bce_with_logits(t->ctx, &logits, &target, &loss_t, NULL));
     TRY(op_seg_counts(t->ctx, &logits, &target, 0.5f, t->counts_buf, 0));
     if (probs) {
-        /* the logits gradient buffer is free in evaluation: use it for the probabilities */
-        oclseg_tensor p = oclseg_model_logits_grad(m, n);
+        oclseg_tensor p = oclseg_model_probs(m, n);
         TRY(op_sigmoid(t->ctx, &logits, &p));
         TRY(oclseg_tensor_read(t->ctx, &p, probs));
     }

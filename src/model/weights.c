@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/layers.h"
 #include "oclseg/safetensors.h"
 
 /* The key under which model entry `name` is stored in a file of the given kind. */
