@@ -220,7 +220,8 @@ def main():
     in_dir, pred_dir = os.path.join(args.work, "in"), os.path.join(args.work, "pred")
     ids = prepare_inputs(images, args.size, in_dir)
     subprocess.run([args.oclseg, "predict", "--weights", args.weights, "--size", str(args.size),
-                    "--probs", "--out", pred_dir, in_dir], check=True, stdout=subprocess.DEVNULL)
+                    "--tta", "none", "--probs", "--out", pred_dir, in_dir],  # the plain network
+                   check=True, stdout=subprocess.DEVNULL)
     batch = np.concatenate([normalise(os.path.join(in_dir, i + ".png"), mean, std) for i in ids])
     ours = np.stack([np.load(os.path.join(pred_dir, i + "_prob.npy")) for i in ids])[:, None]
 

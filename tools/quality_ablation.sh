@@ -33,8 +33,11 @@ ev() {
     local name=$1
     shift
     echo "== $name"
+    # each row starts from the plain settings: the weights' metadata would otherwise supply the
+    # recipe's threshold, TTA and post-processing
     "$bin" eval --data "$data" --split test --weights "$weights" --size "$size" \
-        --device "$device" --out "$out/eval-$name.csv" "$@" | grep -E 'JA|AC'
+        --device "$device" --out "$out/eval-$name.csv" \
+        --threshold 0.5 --tta none --no-largest-component --no-fill-holes "$@" | grep -E 'JA|AC'
 }
 ev plain
 ev threshold --threshold "$threshold"

@@ -27,6 +27,8 @@ typedef struct oclseg_eval_options {
     double mask_threshold;          /* SCORE_ORIGINAL: how mask files are read (0: recognise) */
     float *probs_all;               /* if not NULL (host scoring): every probability map at the
                                        model size, image i at probs_all + i * S * S */
+    const char *save_masks;         /* SCORE_ORIGINAL: if not NULL, each scored mask is written
+                                       as <dir>/<id>_mask.png (0/255), as predict writes it */
     /* if not NULL: called after each image is scored, in order; a non-OK status stops */
     int (*on_image)(void *user, int index, const oclseg_confusion *c);
     void *user;

@@ -17,6 +17,8 @@ typedef struct oclseg_onnx_options {
     const char *config_json;   /* the training run's config.json text for the metadata hash, or
                                   NULL ("unknown") */
     const char *source;        /* what the weights came from (metadata "oclseg.weights"), or NULL */
+    const struct oclseg_predict_options *predict; /* threshold and post-processing for the
+                                  metadata (oclseg.threshold, oclseg.postprocess), or NULL: 0.5 */
 } oclseg_onnx_options;
 
 /* Serialises the model's eval-mode forward as an ONNX ModelProto (opset 13) into a malloc'd

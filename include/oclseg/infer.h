@@ -14,7 +14,7 @@ typedef struct oclseg_infer {
     float *input;  /* (1, 3, S, S) staging */
     float *probs;  /* (max_batch, 1, S, S) */
     int write_probs; /* oclseg_predict_file also writes <id>_prob.npy (float32 probabilities) */
-    float *flipped; /* (max_batch, 3, S, S) TTA staging, allocated on first use */
+    float *flipped; /* (max_batch, 5, S, S) TTA staging, allocated on first use */
 } oclseg_infer;
 
 /* Creates a context on `device` and a model of input size `size` loaded from `weights`. */
@@ -45,6 +45,14 @@ int oclseg_infer_batch_tta(oclseg_infer *inf, const float *images, int n, int tt
 int oclseg_probs_to_mask(const float *prob, int width, int height,
                          const oclseg_predict_options *o, uint8_t *mask);
 
+/* The one way probabilities at the model size (s x s) become a mask at an image's resolution,
+ * shared by eval's scoring and predict: upsampled into prob_full (width*height floats,
+ * align_corners=False), then oclseg_probs_to_mask. */
+int oclseg_probs_to_mask_at(const float *probs, int s, int width, int height,
+                            const oclseg_predict_options *o, float *prob_full, uint8_t *mask);
+/* The probabilities at the model size (S x S, in inf->probs) of one image: resized to S
+ * (antialiased bilinear), normalised as the data sets are, run (with tta_flips: the 4 flips). */
+int oclseg_infer_image_small(oclseg_infer *inf, const oclseg_image *rgb, int tta_flips);
 /* Probability map at the image's own resolution (width*height floats): the image is resized
  * to S (antialiased bilinear), run (with tta_flips: the mean over the 4 flips), and the
  * probabilities upsampled back (align_corners=False). */

@@ -41,6 +41,17 @@ typedef struct oclseg_activation {
     int has_grad;              /* 0 for activations no gradient flows to */
 } oclseg_activation;
 
+/* What a weights file says about itself beyond its tensors (safetensors __metadata__, string
+ * values as in PyTorch's files): the input size it was trained at, the decision threshold chosen
+ * on validation, the recipe's inference options. A zero field: not recorded (older files,
+ * torchvision exports). */
+typedef struct oclseg_weights_meta {
+    int input_size;    /* "input_size": 32..8192, a multiple of 32 */
+    float threshold;   /* "threshold": in (0, 1) */
+    int has_options;   /* any of "tta" (flips|none), "largest_component", "fill_holes" (0|1) */
+    int tta_flips, largest_component, fill_holes;
+} oclseg_weights_meta;
+
 typedef struct oclseg_model {
     oclseg_ctx *ctx;
     oclseg_model_config cfg;
@@ -52,6 +63,8 @@ typedef struct oclseg_model {
     size_t decoder_param_off;  /* first decoder parameter (frozen mode optimizes from here) */
     size_t buffer_floats;
     int64_t *bn_batches;       /* num_batches_tracked per BatchNorm (host) */
+    oclseg_weights_meta meta;  /* written into saved weights and checkpoints (input_size is
+                                  always cfg.size) */
     int bn_count;
     oclseg_activation *acts;   /* acts[0] = input (N, 3, S, S) */
     int act_count;

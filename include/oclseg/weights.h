@@ -17,8 +17,16 @@ typedef enum oclseg_weights_source {
  * key names when looking them up (e.g. "init." for golden files; NULL for none). */
 int oclseg_weights_load(oclseg_model *m, const char *path, oclseg_weights_source source,
                         const char *prefix);
+/* The file's own description (oclseg_weights_meta: input size, threshold, inference options)
+ * from its __metadata__; absent keys leave zero fields, a malformed value is an error naming the
+ * file and the key. _read loads the file first. */
+int oclseg_weights_meta_parse(const oclseg_st_file *f, oclseg_weights_meta *out);
+int oclseg_weights_meta_read(const char *path, oclseg_weights_meta *out);
+/* Rewrites a weights file (atomically, tensors and other metadata unchanged) with meta's
+ * recorded fields replacing its own; input_size 0 keeps the file's. */
+int oclseg_weights_meta_rewrite(const char *path, const oclseg_weights_meta *meta);
 /* Writes the model's state dict (float32 parameters and running statistics, int64
- * num_batches_tracked), atomically. */
+ * num_batches_tracked), atomically, with m->meta (input_size: the model's) in __metadata__. */
 int oclseg_weights_save(oclseg_model *m, const char *path);
 
 /* Where a training run stands (saved in checkpoints). */

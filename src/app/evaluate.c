@@ -1,6 +1,7 @@
 /* The evaluation loop shared by training (validation, final report) and `oclseg eval`. */
 #include "oclseg/evaluate.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,18 +15,25 @@ void oclseg_eval_options_default(oclseg_eval_options *o) {
  * thresholded and post-processed as po says. */
 static int score_original(const oclseg_sample *s, const float *probs, int size,
                           double mask_threshold, const oclseg_predict_options *po,
-                          oclseg_confusion *c) {
+                          const char *save_dir, oclseg_confusion *c) {
     oclseg_image mask = {0};
     oclseg_mask_info info;
     TRY(oclseg_mask_load(s->mask_path, mask_threshold, &mask, &info));
     const size_t n = (size_t)mask.width * mask.height;
     float *full = malloc(n * sizeof *full);
     uint8_t *pred = malloc(n);
-    int st = full && pred ? oclseg_upsample_bilinear_f32(probs, size, size, full, mask.width,
-                                                          mask.height)
+    int st = full && pred ? oclseg_probs_to_mask_at(probs, size, mask.width, mask.height, po,
+                                                     full, pred)
                           : OCLSEG_ERR_OUT_OF_MEMORY;
-    if (st == OCLSEG_OK) st = oclseg_probs_to_mask(full, mask.width, mask.height, po, pred);
     if (st == OCLSEG_OK) st = oclseg_confusion_count_masks(pred, mask.pixels, n, c);
+    if (st == OCLSEG_OK && save_dir) { /* what predict writes: <id>_mask.png, 0/255 */
+        oclseg_image out = {.width = mask.width, .height = mask.height, .channels = 1,
+                            .pixels = pred};
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s_mask.png", save_dir, s->id);
+        for (size_t i = 0; i < n; i++) pred[i] = pred[i] ? 255 : 0;
+        st = oclseg_image_save_png(path, &out);
+    }
     free(full);
     free(pred);
     oclseg_image_free(&mask);
@@ -47,7 +55,8 @@ static int score_image(const oclseg_dataset *ds, const oclseg_eval_options *o, i
     }
     if (o->probs_all) memcpy(o->probs_all + (size_t)i * s2, p, s2 * sizeof *p);
     if (o->score_at == OCLSEG_SCORE_ORIGINAL)
-        return score_original(&ds->samples[i], p, S, o->mask_threshold, &o->predict, c);
+        return score_original(&ds->samples[i], p, S, o->mask_threshold, &o->predict,
+                              o->save_masks, c);
     TRY(oclseg_probs_to_mask(p, S, S, &o->predict, pred));
     return oclseg_confusion_count_masks(pred, ds->masks + (size_t)i * s2, s2, c);
 }

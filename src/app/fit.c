@@ -111,6 +111,12 @@ static int create_session(fit_run *r) {
     r->model = r->session->model;
     r->trainer = r->session->trainer;
     r->model->sync_bn = o->sync_bn;
+    /* what the saved weights say about themselves: the recipe's inference options (the input
+     * size is the model's; the threshold is added to best.safetensors once it is chosen) */
+    r->model->meta.has_options = 1;
+    r->model->meta.tta_flips = o->predict.tta_flips;
+    r->model->meta.largest_component = o->predict.largest_component;
+    r->model->meta.fill_holes = o->predict.fill_holes;
     size_t s2 = (size_t)o->size * o->size;
     r->images = malloc((size_t)o->batch * 3 * s2 * sizeof(float));
     r->masks = malloc((size_t)o->batch * s2 * sizeof(float));

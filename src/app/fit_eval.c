@@ -8,6 +8,7 @@
 #include "app/fit_internal.h"
 #include "oclseg/evaluate.h"
 #include "oclseg/safetensors.h"
+#include "oclseg/weights.h"
 
 /* Scores one split with po into *r. */
 static int score_split(oclseg_trainer *t, oclseg_infer *inf, const oclseg_dataset *ds, int batch,
@@ -102,5 +103,11 @@ int fit_final_report(oclseg_trainer *t, const oclseg_dataset *val, const oclseg_
     if (st != OCLSEG_OK) return st;
     char path[4200];
     snprintf(path, sizeof path, "%s/final.csv", dir);
-    return oclseg_file_write_atomic(path, text, strlen(text));
+    TRY(oclseg_file_write_atomic(path, text, strlen(text)));
+    /* the selected model's file gets the threshold final.csv reports, so that eval, predict
+     * and export use it by default (rewritten atomically: tensors unchanged) */
+    oclseg_weights_meta meta = t->model->meta;
+    meta.threshold = o.threshold;
+    snprintf(path, sizeof path, "%s/best.safetensors", dir);
+    return oclseg_weights_meta_rewrite(path, &meta);
 }

@@ -85,9 +85,11 @@ int oclseg_predict_file(oclseg_infer *inf, const char *image_path, const char *o
     int st = oclseg_image_load(image_path, 3, &rgb);
     if (st == OCLSEG_OK && !(prob = malloc((size_t)rgb.width * rgb.height * sizeof *prob)))
         st = OCLSEG_ERR_OUT_OF_MEMORY;
-    if (st == OCLSEG_OK) st = oclseg_infer_image(inf, &rgb, o->tta_flips, prob);
+    if (st == OCLSEG_OK) st = oclseg_infer_image_small(inf, &rgb, o->tta_flips);
     if (st == OCLSEG_OK) st = oclseg_image_create(&mask, rgb.width, rgb.height, 1);
-    if (st == OCLSEG_OK) st = oclseg_probs_to_mask(prob, rgb.width, rgb.height, o, mask.pixels);
+    if (st == OCLSEG_OK) /* as eval scores it (evaluate.c) */
+        st = oclseg_probs_to_mask_at(inf->probs, inf->model->cfg.size, rgb.width, rgb.height, o,
+                                     prob, mask.pixels);
     for (size_t i = 0; st == OCLSEG_OK && i < (size_t)rgb.width * rgb.height; i++)
         mask.pixels[i] = mask.pixels[i] ? 255 : 0;
     if (st == OCLSEG_OK) st = oclseg_overlay(&rgb, &mask, &over);

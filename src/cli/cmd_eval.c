@@ -1,8 +1,10 @@
 /* `oclseg eval`: metrics of a weights file on a data split, at each mask's original resolution. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "oclseg/evaluate.h"
@@ -11,8 +13,8 @@
 #include "oclseg/session.h"
 
 typedef struct eval_options {
-    const char *data, *images, *masks, *suffix, *weights, *device, *out;
-    int test_split, size, batch, skip_bad;
+    const char *data, *images, *masks, *suffix, *weights, *device, *out, *save_masks;
+    int test_split, size, batch, skip_bad, force_size;
     double mask_threshold;
     oclseg_predict_options predict;
 } eval_options;
@@ -22,14 +24,17 @@ static void usage(FILE *f) {
                "                   [--mask-suffix S]) --weights F [--size 128] [--batch 16]\n"
                "                   [--device D] [--out CSV] [--skip-bad] [--mask-threshold T]\n"
                "                   [--tta flips] [--threshold 0.5] [--largest-component]\n"
-               "                   [--fill-holes]\n\n"
+               "                   [--fill-holes] [--force-size] [--save-masks DIR]\n\n"
                "Prints AC, DI, JA, SE, SP (mean over images) and pooled Dice/IoU, computed at each\n"
                "mask's original resolution (probabilities upsampled, then thresholded and\n"
                "post-processed), ISIC 2018's thresholded Jaccard (per-image JA < 0.65 counts as 0)\n"
                "and the per-image JA distribution (quantiles, histogram), plus the BCE loss at\n"
                "--size; writes one CSV row per image (default: eval_<split>.csv next to the\n"
                "weights file). Masks are read as by train (see --mask-threshold there): the\n"
-               "encoding is recognised, and a data health line is printed first.\n" CLI_PREDICT_USAGE);
+               "encoding is recognised, and a data health line is printed first.\n"
+               "  --save-masks DIR   also write each scored mask as DIR/<id>_mask.png (0/255 at the\n"
+               "                     mask's resolution): what predict writes for the image\n"
+               CLI_PREDICT_USAGE);
 }
 
 /* The per-image CSV row, written as each image is scored. */
@@ -142,6 +147,7 @@ static int run_eval(const eval_options *o) {
     eo.inf = inf;
     eo.mask_threshold = o->mask_threshold;
     eo.on_image = write_row;
+    eo.save_masks = o->save_masks;
     eo.user = &w;
     double loss_sum = 0;
     TRY_GOTO(oclseg_evaluate(inf->session->trainer, ds, &eo, &loss_sum, conf), st, done);
@@ -162,10 +168,11 @@ done:
 }
 
 int cmd_eval(int argc, char **argv) {
-    eval_options o = {.test_split = 1, .size = 128, .batch = 16};
+    eval_options o = {.test_split = 1, .batch = 16};
     oclseg_predict_options_default(&o.predict);
+    cli_predict_unset(&o.predict);
     enum { O_DATA = 256, O_IMAGES, O_MASKS, O_SUFFIX, O_WEIGHTS, O_SPLIT, O_SIZE, O_BATCH,
-           O_DEVICE, O_OUT, O_SKIP, O_MASKTHR };
+           O_DEVICE, O_OUT, O_SKIP, O_MASKTHR, O_SAVE_MASKS };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"images", required_argument, 0, O_IMAGES},
         {"masks", required_argument, 0, O_MASKS}, {"mask-suffix", required_argument, 0, O_SUFFIX},
@@ -173,6 +180,7 @@ int cmd_eval(int argc, char **argv) {
         {"size", required_argument, 0, O_SIZE}, {"batch", required_argument, 0, O_BATCH},
         {"device", required_argument, 0, O_DEVICE}, {"out", required_argument, 0, O_OUT},
         {"skip-bad", no_argument, 0, O_SKIP}, {"mask-threshold", required_argument, 0, O_MASKTHR},
+        {"save-masks", required_argument, 0, O_SAVE_MASKS},
         {"help", no_argument, 0, 'h'}, CLI_PREDICT_OPTIONS, {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -202,6 +210,8 @@ int cmd_eval(int argc, char **argv) {
         case O_DEVICE: o.device = optarg; break;
         case O_OUT: o.out = optarg; break;
         case O_SKIP: o.skip_bad = 1; break;
+        case O_SAVE_MASKS: o.save_masks = optarg; break;
+        case CLI_PREDICT_OPT + 6: o.force_size = 1; break;
         case O_MASKTHR:
             if (cli_parse_double("eval", "--mask-threshold", optarg, 1e-6, 65535,
                                  &o.mask_threshold) != 0)
@@ -211,10 +221,19 @@ int cmd_eval(int argc, char **argv) {
         default: usage(stderr); return 2;
         }
     }
-    if (!o.weights || (!o.data && !(o.images && o.masks)) || o.size <= 0 || o.size % 32 ||
+    if (!o.weights || (!o.data && !(o.images && o.masks)) || o.size < 0 || o.size % 32 ||
         o.batch <= 0) {
         usage(stderr);
         return 2;
+    }
+    cli_infer_options io = {&o.predict, o.size, o.force_size};
+    const int resolved = cli_predict_resolve("eval", o.weights, &io);
+    if (resolved) return resolved;
+    o.size = io.size;
+    if (o.save_masks && mkdir(o.save_masks, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "oclseg eval: cannot create --save-masks %s: %s\n", o.save_masks,
+                strerror(errno));
+        return 1;
     }
     return run_eval(&o) == OCLSEG_OK ? 0 : 1;
 }

@@ -6,16 +6,19 @@
 
 #include "cli/cli.h"
 #include "oclseg/export.h"
+#include "oclseg/infer.h"
 
 static void usage(FILE *out) {
     fprintf(out,
 "usage: oclseg export --weights F --onnx OUT.onnx [--size 128] [--batch 1|dynamic]\n"
-"                     [--sigmoid] [--relu6 clip|relu] [--device D]\n\n"
+"                     [--sigmoid] [--relu6 clip|relu] [--device D] [--force-size]\n\n"
 "Writes the eval-mode network as ONNX (opset %d): BatchNorm folded into the convolutions,\n"
 "ReLU6 as Clip, transposed convolutions, bilinear Resize (half_pixel), dropout removed.\n"
 "  --weights F      a full model state dict (weights.safetensors / best.safetensors)\n"
 "  --onnx OUT       the file to write (atomically: never left half-written)\n"
-"  --size S         input height = width, a multiple of 32 (the size trained at; 128)\n"
+"  --size S         input height = width, a multiple of 32 (default: the size trained at,\n"
+"                   the weights' metadata input_size, else 128)\n"
+"  --force-size     allow a --size other than the weights' recorded input_size\n"
 "  --batch B        1 (default) or 'dynamic' (a symbolic batch dimension N)\n"
 "  --sigmoid        output 'prob' (probabilities) instead of 'logits'\n"
 "  --relu6 clip     ReLU6 as Clip(x, 0, 6) with min/max inputs (default; ONNX Runtime,\n"
@@ -24,14 +27,16 @@ static void usage(FILE *out) {
 "                   old attributes (OpenCV <= 4.6, Debian 12); equal to Clip for x <= 12\n"
 "  --device D       OpenCL device used to load the weights (see oclseg devices)\n"
 "Input 'input' is (N,3,S,S) float32 RGB normalised with the ImageNet mean/std stored in the\n"
-"model's metadata_props (oclseg.mean, oclseg.std, oclseg.input_size, oclseg.threshold,\n"
+"model's metadata_props (oclseg.mean, oclseg.std, oclseg.input_size, oclseg.threshold (the\n"
+"weights' recorded threshold, else 0.5), oclseg.postprocess (their tta, largest_component,\n"
+"fill_holes, if recorded),\n"
 "oclseg.training_config_fnv1a64: hash of the config.json beside the weights, if any).\n",
             OCLSEG_ONNX_OPSET);
 }
 
 int cmd_export(int argc, char **argv) {
     const char *weights = NULL, *onnx = NULL, *device = NULL, *batch = "1", *relu6 = "clip";
-    int size = 128, sigmoid = 0;
+    int size = 0, sigmoid = 0, force_size = 0;
     static const struct option opts[] = {{"weights", required_argument, 0, 'w'},
                                          {"onnx", required_argument, 0, 'o'},
                                          {"size", required_argument, 0, 's'},
@@ -39,6 +44,7 @@ int cmd_export(int argc, char **argv) {
                                          {"sigmoid", no_argument, 0, 'g'},
                                          {"relu6", required_argument, 0, 'r'},
                                          {"device", required_argument, 0, 'd'},
+                                         {"force-size", no_argument, 0, 'f'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
@@ -54,6 +60,7 @@ int cmd_export(int argc, char **argv) {
         case 'g': sigmoid = 1; break;
         case 'r': relu6 = optarg; break;
         case 'd': device = optarg; break;
+        case 'f': force_size = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -63,7 +70,7 @@ int cmd_export(int argc, char **argv) {
                         "arguments)\n");
         return 2;
     }
-    if (size <= 0 || size % 32) {
+    if (size < 0 || size % 32) {
         fprintf(stderr, "oclseg export: --size must be a positive multiple of 32\n");
         return 2;
     }
@@ -75,8 +82,15 @@ int cmd_export(int argc, char **argv) {
         fprintf(stderr, "oclseg export: --relu6 must be clip or relu (got '%s')\n", relu6);
         return 2;
     }
+    oclseg_predict_options po; /* the recorded inference options, for the metadata */
+    oclseg_predict_options_default(&po);
+    cli_predict_unset(&po);
+    cli_infer_options io = {&po, size, force_size};
+    const int resolved = cli_predict_resolve("export", weights, &io);
+    if (resolved) return resolved;
+    size = io.size;
     oclseg_onnx_options o = {strcmp(batch, "dynamic") == 0, sigmoid, strcmp(relu6, "relu") == 0,
-                             NULL, NULL};
+                             NULL, NULL, &po};
     int st = oclseg_export_onnx(weights, onnx, size, device, &o);
     if (st != OCLSEG_OK) {
         char why[160];

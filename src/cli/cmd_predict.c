@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "oclseg/infer.h"
+#include "oclseg/weights.h"
 
 static int is_image_name(const char *name) {
     const char *dot = strrchr(name, '.');
@@ -82,13 +83,55 @@ int cli_predict_option(const char *cmd, int c, const char *arg, oclseg_predict_o
     }
     case 2: o->largest_component = 1; return 1;
     case 3: o->fill_holes = 1; return 1;
+    case 4: o->largest_component = 0; return 1;
+    case 5: o->fill_holes = 0; return 1;
     default: return 0;
     }
 }
 
+void cli_predict_unset(oclseg_predict_options *o) {
+    o->tta_flips = o->largest_component = o->fill_holes = -1;
+    o->threshold = -1.0f;
+}
+
+int cli_predict_resolve(const char *cmd, const char *weights, cli_infer_options *io) {
+    oclseg_weights_meta meta;
+    if (oclseg_weights_meta_read(weights, &meta) != OCLSEG_OK) return 1;
+    oclseg_predict_options *o = io->predict;
+    if (meta.input_size && io->size && io->size != meta.input_size && !io->force_size) {
+        fprintf(stderr, "oclseg %s: --size %d differs from the size %s was trained at (%d, its "
+                        "metadata input_size): use --size %d, or add --force-size to run at %d "
+                        "anyway\n", cmd, io->size, weights, meta.input_size, meta.input_size,
+                io->size);
+        return 2;
+    }
+    char taken[256] = "";
+    size_t len = 0;
+#define TAKE(field, cond, value, ...)                                                          \
+    if (field < 0) {                                                                           \
+        field = value;                                                                         \
+        if (cond) len += (size_t)snprintf(taken + len, sizeof taken - len, __VA_ARGS__);       \
+    }
+    if (!io->size) {
+        io->size = meta.input_size ? meta.input_size : 128;
+        if (meta.input_size) len += (size_t)snprintf(taken, sizeof taken, " size %d", io->size);
+    }
+    TAKE(o->threshold, meta.threshold > 0, meta.threshold > 0 ? meta.threshold : 0.5f,
+         " threshold %.2f", (double)meta.threshold);
+    TAKE(o->tta_flips, meta.has_options, meta.tta_flips, " tta %s",
+         meta.tta_flips ? "flips" : "none");
+    TAKE(o->largest_component, meta.has_options, meta.largest_component, " largest-component %s",
+         meta.largest_component ? "on" : "off");
+    TAKE(o->fill_holes, meta.has_options, meta.fill_holes, " fill-holes %s",
+         meta.fill_holes ? "on" : "off");
+#undef TAKE
+    if (len) printf("from the metadata of %s:%s\n", weights, taken);
+    return 0;
+}
+
 int cmd_predict(int argc, char **argv) {
     const char *weights = NULL, *out = "predictions", *device = NULL;
-    int size = 128, probs = 0;
+    int probs = 0;
     static const struct option opts[] = {{"weights", required_argument, 0, 'w'},
                                          {"out", required_argument, 0, 'o'},
                                          {"size", required_argument, 0, 's'},
@@ -99,6 +142,8 @@ int cmd_predict(int argc, char **argv) {
                                          {0, 0, 0, 0}};
     oclseg_predict_options po;
     oclseg_predict_options_default(&po);
+    cli_predict_unset(&po);
+    cli_infer_options io = {&po, 0, 0};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -109,8 +154,9 @@ int cmd_predict(int argc, char **argv) {
         case 'w': weights = optarg; break;
         case 'o': out = optarg; break;
         case 's':
-            if (cli_parse_image_size("predict", optarg, &size) != 0) return 2;
+            if (cli_parse_image_size("predict", optarg, &io.size) != 0) return 2;
             break;
+        case CLI_PREDICT_OPT + 6: io.force_size = 1; break;
         case 'd': device = optarg; break;
         case 'p': probs = 1; break;
         case 'h':
@@ -118,9 +164,10 @@ int cmd_predict(int argc, char **argv) {
                    "                      [--tta flips] [--threshold 0.5] [--largest-component]"
                    " [--fill-holes]\n                      IMAGE|DIR...\n\nFor each image (or each .jpg/.jpeg/.png in a directory) "
                    "writes DIR/<id>_mask.png (0/255 at the\nimage's original resolution: the "
-                   "probabilities are upsampled before thresholding at 0.5)\nand "
-                   "DIR/<id>_overlay.png (the image with the lesion contour in green). --size must "
-                   "be\nthe size the weights were trained at. --probs also writes DIR/<id>_prob.npy: "
+                   "probabilities are upsampled before thresholding)\nand "
+                   "DIR/<id>_overlay.png (the image with the lesion contour in green): the masks\n"
+                   "eval scores (eval --save-masks). --size defaults to the size the weights were\n"
+                   "trained at (their metadata). --probs also writes DIR/<id>_prob.npy: "
                    "the\nprobabilities (float32, original resolution) as a NumPy array.\n" CLI_PREDICT_USAGE);
             return 0;
         default: return 2;
@@ -130,10 +177,13 @@ int cmd_predict(int argc, char **argv) {
         fprintf(stderr, "oclseg predict: --weights F and at least one IMAGE or DIR are required\n");
         return 2;
     }
-    if (size <= 0 || size % 32) {
+    if (io.size % 32) {
         fprintf(stderr, "oclseg predict: --size must be a positive multiple of 32\n");
         return 2;
     }
+    const int resolved = cli_predict_resolve("predict", weights, &io);
+    if (resolved) return resolved;
+    const int size = io.size;
     if (mkdir(out, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "oclseg predict: cannot create %s: %s\n", out, strerror(errno));
         return 1;

@@ -13,6 +13,7 @@
 #include "export/onnx_internal.h"
 #include "model/layers.h"
 #include "oclseg/data.h"
+#include "oclseg/infer.h"
 #include "oclseg/runtime.h"
 #include "oclseg/safetensors.h"
 #include "oclseg/session.h"
@@ -244,7 +245,7 @@ static int add_meta(onnx_pool *p, Onnx__ModelProto *mp, const char *key, const c
 /* What a consumer needs to prepare inputs and read outputs (metadata_props). */
 static int add_metadata(onnx_pool *p, Onnx__ModelProto *mp, const oclseg_model *m,
                         const oclseg_onnx_options *o) {
-    mp->metadata_props = onnx_alloc(p, 12 * sizeof *mp->metadata_props); /* 10 used */
+    mp->metadata_props = onnx_alloc(p, 12 * sizeof *mp->metadata_props); /* 11 used */
     if (!mp->metadata_props) return OCLSEG_ERR_OUT_OF_MEMORY;
     char v[256];
     const float *mean = oclseg_imagenet_mean, *sd = oclseg_imagenet_std;
@@ -259,9 +260,17 @@ static int add_metadata(onnx_pool *p, Onnx__ModelProto *mp, const oclseg_model *
     TRY(add_meta(p, mp, "oclseg.input_size", v));
     TRY(add_meta(p, mp, "oclseg.output", o->sigmoid ? "prob: sigmoid probability of lesion"
                                                     : "logits: apply sigmoid for probability"));
-    TRY(add_meta(p, mp, "oclseg.threshold",
-                 o->sigmoid ? "0.5 (lesion where prob > 0.5)" : "0.5 on sigmoid(logits), "
-                                                                "i.e. lesion where logits > 0"));
+    const double thr = o->predict ? (double)o->predict->threshold : 0.5;
+    if (o->sigmoid) snprintf(v, sizeof v, "%g (lesion where prob > %g)", thr, thr);
+    else snprintf(v, sizeof v, "%g on sigmoid(logits), i.e. lesion where logits > %g", thr,
+                  log(thr / (1.0 - thr)) + 0.0); /* + 0.0: 0, not -0 */
+    TRY(add_meta(p, mp, "oclseg.threshold", v));
+    if (o->predict) {
+        snprintf(v, sizeof v, "tta=%s largest_component=%d fill_holes=%d",
+                 o->predict->tta_flips ? "flips" : "none", o->predict->largest_component,
+                 o->predict->fill_holes);
+        TRY(add_meta(p, mp, "oclseg.postprocess", v));
+    }
     if (o->config_json) {
         uint64_t h = oclseg_fnv1a64(OCLSEG_FNV1A64_INIT, o->config_json, strlen(o->config_json));
         snprintf(v, sizeof v, "%016llx", (unsigned long long)h);

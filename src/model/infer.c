@@ -77,15 +77,26 @@ int oclseg_infer_batch(oclseg_infer *inf, const float *images, int n, float *pro
     return oclseg_tensor_read(inf->ctx, &p, probs);
 }
 
-int oclseg_infer_image(oclseg_infer *inf, const oclseg_image *rgb, int tta_flips,
-                       float *prob_full) {
+int oclseg_infer_image_small(oclseg_infer *inf, const oclseg_image *rgb, int tta_flips) {
     const int s = inf->model->cfg.size;
     oclseg_image small = {0};
     TRY(oclseg_resize_bilinear(rgb, s, s, &small));
     oclseg_image_normalize(small.pixels, s, s, inf->input);
     oclseg_image_free(&small);
-    TRY(oclseg_infer_batch_tta(inf, inf->input, 1, tta_flips, inf->probs));
+    return oclseg_infer_batch_tta(inf, inf->input, 1, tta_flips, inf->probs);
+}
+
+int oclseg_infer_image(oclseg_infer *inf, const oclseg_image *rgb, int tta_flips,
+                       float *prob_full) {
+    const int s = inf->model->cfg.size;
+    TRY(oclseg_infer_image_small(inf, rgb, tta_flips));
     return oclseg_upsample_bilinear_f32(inf->probs, s, s, prob_full, rgb->width, rgb->height);
+}
+
+int oclseg_probs_to_mask_at(const float *probs, int s, int width, int height,
+                            const oclseg_predict_options *o, float *prob_full, uint8_t *mask) {
+    TRY(oclseg_upsample_bilinear_f32(probs, s, s, prob_full, width, height));
+    return oclseg_probs_to_mask(prob_full, width, height, o, mask);
 }
 
 void oclseg_predict_options_default(oclseg_predict_options *o) {
@@ -115,15 +126,17 @@ int oclseg_infer_batch_tta(oclseg_infer *inf, const float *images, int n, int tt
     }
     TRY(oclseg_infer_batch(inf, images, n, probs));
     if (!tta_flips) return OCLSEG_OK;
-    if (!inf->flipped &&
-        !(inf->flipped = malloc((size_t)inf->model->cfg.max_batch * 4 * s2 * sizeof(float))))
+    const size_t mb = (size_t)inf->model->cfg.max_batch;
+    if (!inf->flipped && !(inf->flipped = malloc(mb * 5 * s2 * sizeof(float))))
         return OCLSEG_ERR_OUT_OF_MEMORY;
-    float *imgs = inf->flipped, *p = inf->flipped + (size_t)inf->model->cfg.max_batch * 3 * s2;
+    /* the flipped passes get buffers of their own: `probs` may be inf->probs (predict) and
+     * holds the running sum */
+    float *imgs = inf->flipped, *raw = imgs + mb * 3 * s2, *p = raw + mb * s2;
     for (int f = 1; f < 4; f++) {
         const int fh = f & 1, fv = f >> 1;
         flip_planes(images, imgs, 3 * n, s, fh, fv);
-        TRY(oclseg_infer_batch(inf, imgs, n, inf->probs));
-        flip_planes(inf->probs, p, n, s, fh, fv); /* a flip is its own inverse */
+        TRY(oclseg_infer_batch(inf, imgs, n, raw));
+        flip_planes(raw, p, n, s, fh, fv); /* a flip is its own inverse */
         for (size_t i = 0; i < (size_t)n * s2; i++) probs[i] += p[i];
     }
     for (size_t i = 0; i < (size_t)n * s2; i++) probs[i] *= 0.25f;

@@ -33,6 +33,28 @@ static void shape_str(const oclseg_st_tensor *t, char *out, size_t size) {
     if (len < size) snprintf(out + len, size - len, ")");
 }
 
+/* A tensor holding NaN or Inf is an error naming it: such weights give empty masks or NaN
+ * scores without any other sign. */
+static int check_finite(const oclseg_st_file *f, const oclseg_st_tensor *t) {
+    for (size_t i = 0; i < t->numel; i++) {
+        double v;
+        if (t->dtype == OCLSEG_ST_F32) {
+            float x;
+            memcpy(&x, t->data + 4 * i, 4);
+            v = x;
+        } else {
+            memcpy(&v, t->data + 8 * i, 8);
+        }
+        if (!isfinite(v)) {
+            OCLSEG_ERROR("%s: tensor '%s' holds %s at element %zu of %zu: the weights are "
+                         "damaged (a diverged training?) and are not used", f->path, t->name,
+                         isnan(v) ? "NaN" : "Inf", i, t->numel);
+            return OCLSEG_ERR_FORMAT;
+        }
+    }
+    return OCLSEG_OK;
+}
+
 /* Checks that the file entry for parameter p exists with p's shape and a float dtype. */
 static int check_param(const oclseg_st_file *f, const oclseg_param *p, const char *key) {
     const oclseg_st_tensor *t = oclseg_st_find(f, key);
@@ -52,7 +74,7 @@ static int check_param(const oclseg_st_file *f, const oclseg_param *p, const cha
                      oclseg_st_dtype_name(t->dtype), expected);
         return OCLSEG_ERR_FORMAT;
     }
-    return OCLSEG_OK;
+    return check_finite(f, t);
 }
 
 static int is_known_key(const oclseg_model *m, const char *key, oclseg_weights_source source,
@@ -165,6 +187,99 @@ static int add_state(oclseg_model *m, oclseg_st_writer *w, int with_optimizer) {
     return st;
 }
 
+/* Writes meta's recorded fields (the input size always: m's) as __metadata__ strings. */
+static int add_weights_meta(oclseg_st_writer *w, const oclseg_weights_meta *meta, int size) {
+    char v[64];
+    snprintf(v, sizeof v, "%d", size);
+    int st = oclseg_st_writer_meta(w, "input_size", v);
+    if (st == OCLSEG_OK && meta->threshold > 0) {
+        for (int digits = 1; digits <= 9; digits++) { /* the shortest text of the same float */
+            snprintf(v, sizeof v, "%.*g", digits, (double)meta->threshold);
+            if ((float)strtod(v, NULL) == meta->threshold) break;
+        }
+        st = oclseg_st_writer_meta(w, "threshold", v);
+    }
+    if (st != OCLSEG_OK || !meta->has_options) return st;
+    st = oclseg_st_writer_meta(w, "tta", meta->tta_flips ? "flips" : "none");
+    if (st == OCLSEG_OK)
+        st = oclseg_st_writer_meta(w, "largest_component", meta->largest_component ? "1" : "0");
+    if (st == OCLSEG_OK) st = oclseg_st_writer_meta(w, "fill_holes", meta->fill_holes ? "1" : "0");
+    return st;
+}
+
+static int meta_error(const oclseg_st_file *f, const char *key, const char *v, const char *want) {
+    OCLSEG_ERROR("%s: metadata '%s' = '%s' is not %s", f->path, key, v, want);
+    return OCLSEG_ERR_FORMAT;
+}
+
+/* "0" or "1" into *out (left as is when the key is absent; *seen set when present). */
+static int meta_flag(const oclseg_st_file *f, const char *key, int *out, int *seen) {
+    const char *v = oclseg_st_metadata(f, key);
+    if (!v) return OCLSEG_OK;
+    if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) return meta_error(f, key, v, "0 or 1");
+    *out = v[0] == '1';
+    *seen = 1;
+    return OCLSEG_OK;
+}
+
+int oclseg_weights_meta_parse(const oclseg_st_file *f, oclseg_weights_meta *out) {
+    memset(out, 0, sizeof *out);
+    const char *v = oclseg_st_metadata(f, "input_size");
+    char *end;
+    if (v) {
+        long size = strtol(v, &end, 10);
+        if (end == v || *end != '\0' || size < 32 || size > 8192 || size % 32)
+            return meta_error(f, "input_size", v, "a multiple of 32 in [32, 8192]");
+        out->input_size = (int)size;
+    }
+    if ((v = oclseg_st_metadata(f, "threshold")) != NULL) {
+        double t = strtod(v, &end);
+        if (end == v || *end != '\0' || !(t > 0.0 && t < 1.0))
+            return meta_error(f, "threshold", v, "a number in (0, 1)");
+        out->threshold = (float)t;
+    }
+    if ((v = oclseg_st_metadata(f, "tta")) != NULL) {
+        if (strcmp(v, "flips") != 0 && strcmp(v, "none") != 0)
+            return meta_error(f, "tta", v, "flips or none");
+        out->tta_flips = strcmp(v, "flips") == 0;
+        out->has_options = 1;
+    }
+    TRY(meta_flag(f, "largest_component", &out->largest_component, &out->has_options));
+    return meta_flag(f, "fill_holes", &out->fill_holes, &out->has_options);
+}
+
+int oclseg_weights_meta_read(const char *path, oclseg_weights_meta *out) {
+    memset(out, 0, sizeof *out);
+    oclseg_st_file *f;
+    TRY(oclseg_st_load(path, &f));
+    int st = oclseg_weights_meta_parse(f, out);
+    oclseg_st_free(f);
+    return st;
+}
+
+int oclseg_weights_meta_rewrite(const char *path, const oclseg_weights_meta *meta) {
+    oclseg_st_file *f;
+    TRY(oclseg_st_load(path, &f));
+    oclseg_st_writer *w = NULL;
+    int st = oclseg_st_writer_create(&w);
+    for (int i = 0; i < f->meta_count && st == OCLSEG_OK; i++)
+        st = oclseg_st_writer_meta(w, f->meta_keys[i], f->meta_values[i]);
+    for (int i = 0; i < f->count && st == OCLSEG_OK; i++) {
+        const oclseg_st_tensor *t = &f->tensors[i];
+        st = oclseg_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data);
+    }
+    if (st == OCLSEG_OK) {
+        oclseg_weights_meta old;
+        st = oclseg_weights_meta_parse(f, &old);
+        if (st == OCLSEG_OK) st = add_weights_meta(w, meta, meta->input_size ? meta->input_size
+                                                                             : old.input_size);
+    }
+    if (st == OCLSEG_OK) st = oclseg_st_writer_write(w, path);
+    oclseg_st_writer_free(w);
+    oclseg_st_free(f);
+    return st;
+}
+
 int oclseg_weights_save(oclseg_model *m, const char *path) {
     oclseg_st_writer *w;
     TRY(oclseg_st_writer_create(&w));
@@ -173,6 +288,7 @@ int oclseg_weights_save(oclseg_model *m, const char *path) {
              m->cfg.decoder[0], m->cfg.decoder[1], m->cfg.decoder[2]);
     int st = oclseg_st_writer_meta(w, "format", "oclseg-weights");
     if (st == OCLSEG_OK) st = oclseg_st_writer_meta(w, "architecture", cfg);
+    if (st == OCLSEG_OK) st = add_weights_meta(w, &m->meta, m->cfg.size);
     if (st == OCLSEG_OK) st = add_state(m, w, 0);
     if (st == OCLSEG_OK) st = oclseg_st_writer_write(w, path);
     oclseg_st_writer_free(w);
@@ -205,6 +321,7 @@ int oclseg_checkpoint_save(oclseg_trainer *t, const oclseg_run_position *pos,
     META("optimizer", "%d", (int)t->cfg.optim.kind);
 #undef META
     if (st == OCLSEG_OK && config_json) st = oclseg_st_writer_meta(w, "config", config_json);
+    if (st == OCLSEG_OK) st = add_weights_meta(w, &m->meta, m->cfg.size);
     if (st == OCLSEG_OK) st = add_state(m, w, 1);
     if (st == OCLSEG_OK) st = oclseg_st_writer_write(w, path);
     oclseg_st_writer_free(w);
