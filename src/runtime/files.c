@@ -74,7 +74,7 @@ FILE *oclseg_output_fopen(const char *path) {
 }
 
 int oclseg_temp_create(char *tmp, size_t size, const char *prefix) {
-    static unsigned long counter;
+    static _Thread_local unsigned long counter; /* O_EXCL settles any collision */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     unsigned long seed = (unsigned long)ts.tv_nsec ^ ((unsigned long)getpid() << 20) ^
