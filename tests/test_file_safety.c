@@ -23,7 +23,7 @@ static void setup_once(void) {
     if (root[0]) return;
     bin = getenv("OCLSEG_BIN");
     ck_assert_msg(bin != NULL, "OCLSEG_BIN is not set (run through meson test)");
-    snprintf(root, sizeof root, "/tmp/oclseg-files-XXXXXX");
+    snprintf(root, sizeof root, "/tmp/oclseg-filesafety-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(root));
     snprintf(data, sizeof data, "%s/data", root);
     snprintf(run, sizeof run, "%s/run O'Brien", root);
@@ -195,8 +195,8 @@ START_TEST(predict_does_not_write_through_mask_symlink) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("files");
-    TCase *tc = tcase_create("files");
+    Suite *s = suite_create("file_safety");
+    TCase *tc = tcase_create("file_safety");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, apostrophe_run_dir_draws_curves);
     tcase_add_test(tc, run_dir_name_is_not_gnuplot_code);
