@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `oclseg bench --report` (meson test 'bench_report'): a report from the committed result files
 # of two machines plus a PyTorch peer (tools/compare_bench --report), a measured one on the
-# first device with tiny shapes, and a malformed result file rejected with its name.
+# first device with tiny shapes, a malformed result file rejected with its name, and names in
+# result files that try to run gnuplot code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${OCLSEG_BIN:?OCLSEG_BIN must name the oclseg binary}
@@ -32,4 +33,22 @@ if "$bin" bench --report "$work/c" "$work/bad.json" 2> "$work/err.txt"; then
     echo "FAIL: a result without step_ms was accepted"; exit 1
 fi
 grep -q "bad.json: entry 0 has no numeric 'step_ms'" "$work/err.txt"
+# hostile result files ("from other machines"): a kernel name that ends gnuplot's data block
+# and calls system(), a label that closes a quoted title; nothing runs, the report is written
+marker="$work/MARKER"
+for m in 0 1; do
+    cat > "$work/evil$m.json" <<EOF
+{"device": "d$m", "platform": "p", "driver": "1", "label": "dev$m' . system('touch $marker') . '",
+ "frozen_encoder": $([ $m = 1 ] && echo true || echo false), "batch": 2, "size": 32,
+ "step_ms": 10, "forward_ms": 3, "backward_ms": 5, "optimizer_ms": 1, "images_per_s": 200,
+ "gflops": 5, "sgemm_1024_gflops": 50, "peak_device_bytes": 1048576,
+ "kernels": [{"name": "x\" 1\nEOD\nsystem(\"touch $marker\")\n\$d << EOD\n\"y", "ms": 1.5},
+             {"name": "k2", "ms": 0.5}]}
+EOF
+done
+"$bin" bench --report "$work/evil" "$work/evil0.json" "$work/evil1.json" >/dev/null 2>&1 || true
+[ ! -e "$marker" ] || { echo "FAIL: a name in a result file ran as gnuplot code"; exit 1; }
+for f in report.md images_per_s.png step_split.png kernels_0.png kernels_1.png; do
+    [ -s "$work/evil/$f" ] || { echo "FAIL: hostile names: $f not written"; exit 1; }
+done
 echo PASS

@@ -2,7 +2,6 @@
  * for resumes, curves.png (gnuplot). */
 #include <errno.h>
 #include <jansson.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,33 +98,24 @@ int fit_csv_truncate(const char *path, long long limit) {
     return st;
 }
 
-/* Draws curves.png (loss, Dice, Jaccard per epoch) from metrics.csv with gnuplot. */
+/* Draws curves.png (loss, Dice, Jaccard per epoch) from metrics.csv with gnuplot. The run
+ * directory reaches gnuplot only as the string ARG2 (never as code: any name plots). */
 void fit_plot_curves(const char *dir) {
-    /* Without gnuplot the shell exits at once and writing the script would raise SIGPIPE, which
-     * kills the run (seen under load): ignored while the pipe is open, EPIPE instead. */
-    struct sigaction ignore, old_pipe;
-    memset(&ignore, 0, sizeof ignore);
-    ignore.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &ignore, &old_pipe);
-    FILE *g = popen("gnuplot 2>/dev/null", "w");
-    if (!g) {
-        sigaction(SIGPIPE, &old_pipe, NULL);
-        return;
-    }
-    fprintf(g,
-            "set terminal pngcairo size 1000,420 font ',10' noenhanced\n"
-            "set output '%s/curves.png'\nset datafile separator ','\n"
-            "set key autotitle columnhead\nset grid\nset xlabel 'epoch'\n"
-            "set multiplot layout 1,2\nset title 'loss (train: the training loss; validation: BCE)'\n"
-            "plot '%s/metrics.csv' using 1:2 with linespoints title 'train', "
-            "'' using 1:3 with linespoints title 'validation'\n"
-            "set title 'validation metrics (mean per image)'\nset yrange [0:1]\n"
-            "plot '%s/metrics.csv' using 1:5 with linespoints title 'Dice', "
-            "'' using 1:6 with linespoints title 'Jaccard'\nunset multiplot\n",
-            dir, dir, dir);
+    static const char script[] =
+        "set terminal pngcairo size 1000,420 font ',10' noenhanced\n"
+        "set output ARG2.'/curves.png'\nmetrics = ARG2.'/metrics.csv'\n"
+        "set datafile separator ','\n"
+        "set key autotitle columnhead\nset grid\nset xlabel 'epoch'\n"
+        "set multiplot layout 1,2\nset title 'loss (train: the training loss; validation: BCE)'\n"
+        "plot metrics using 1:2 with linespoints title 'train', "
+        "'' using 1:3 with linespoints title 'validation'\n"
+        "set title 'validation metrics (mean per image)'\nset yrange [0:1]\n"
+        "plot metrics using 1:5 with linespoints title 'Dice', "
+        "'' using 1:6 with linespoints title 'Jaccard'\nunset multiplot\n";
+    char png[OCLSEG_PATH_MAX + 16];
+    snprintf(png, sizeof png, "%s/curves.png", dir);
+    if (oclseg_output_check(png) != OCLSEG_OK) return;
     struct stat st;
-    const int failed = pclose(g) != 0;
-    sigaction(SIGPIPE, &old_pipe, NULL);
-    if (failed && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+    if (oclseg_gnuplot(script, NULL, 1, &dir, 1) != 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
         fprintf(stderr, "oclseg: warning: gnuplot failed; curves.png not drawn (install gnuplot-nox)\n");
 }

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "oclseg/status.h"
+#include "oclseg/util.h"
 
 #define MAX_RUNS 64
 
@@ -83,6 +84,9 @@ static void make_label(const json_t *j, char *out, size_t size) {
         snprintf(out, size, "%s", strncmp(name, "NVIDIA ", 7) == 0 ? name + 7 : name);
     }
     if (strlen(out) > 26) snprintf(out + 23, size - 23, "...");
+    char safe[64];
+    oclseg_plot_text(safe, sizeof safe, out); /* a data-file field and one table cell */
+    snprintf(out, size, "%s", safe);
 }
 
 static int collect(json_t *runs, run *r, int *count) {
@@ -136,21 +140,48 @@ static double value_of(const run *r, int n, const char *label, int frozen, size_
     return v;
 }
 
-static FILE *gnuplot_open(void) { return popen("gnuplot", "w"); }
+/* One chart: gnuplot code (fixed text and numbers only) and its data (labels, sanitized by
+ * oclseg_plot_text), run as `gnuplot -c` with ARG1 the data file, ARG2 the report directory,
+ * ARG3 the PNG's name and ARG4.. the caller's titles, so no name from a result file is code. */
+typedef struct chart {
+    FILE *code, *data;
+    char *code_text, *data_text;
+    size_t code_len, data_len;
+} chart;
 
-static int gnuplot_close(FILE *g, const char *what) {
-    if (pclose(g) != 0) {
-        OCLSEG_ERROR("gnuplot failed drawing %s (install gnuplot-nox)", what);
-        return OCLSEG_ERR_IO;
+static int chart_open(chart *c, int width, int height) {
+    memset(c, 0, sizeof *c);
+    c->code = open_memstream(&c->code_text, &c->code_len);
+    c->data = open_memstream(&c->data_text, &c->data_len);
+    if (!c->code || !c->data) {
+        if (c->code) fclose(c->code), free(c->code_text);
+        if (c->data) fclose(c->data), free(c->data_text);
+        OCLSEG_ERROR("out of memory drawing a chart");
+        return OCLSEG_ERR_OUT_OF_MEMORY;
     }
+    fprintf(c->code, "set terminal pngcairo size %d,%d font 'sans,11' noenhanced\n"
+                     "set output ARG2.'/'.ARG3\nset grid ytics\nset border 3\n"
+                     "set tics nomirror\nset datafile missing 'NaN'\nset key top left\n",
+            width, height);
     return OCLSEG_OK;
 }
 
-static void terminal(FILE *g, const char *dir, const char *file, int width, int height) {
-    fprintf(g, "set terminal pngcairo size %d,%d font 'sans,11' noenhanced\n"
-               "set output '%s/%s'\nset grid ytics\nset border 3\nset tics nomirror\n"
-               "set datafile missing 'NaN'\nset key top left\n",
-            width, height, dir, file);
+/* Runs the chart's gnuplot (titles: up to two strings, ARG4 and ARG5) and frees it. */
+static int chart_draw(chart *c, const char *dir, const char *file, const char *title,
+                      const char *ylabel) {
+    fclose(c->code);
+    fclose(c->data);
+    char png[4200];
+    snprintf(png, sizeof png, "%s/%s", dir, file);
+    const char *args[4] = {dir, file, title ? title : "", ylabel ? ylabel : ""};
+    int st = oclseg_output_check(png);
+    if (st == OCLSEG_OK && oclseg_gnuplot(c->code_text, c->data_text, 4, args, 0) != 0) {
+        OCLSEG_ERROR("gnuplot failed drawing %s (install gnuplot-nox)", file);
+        st = OCLSEG_ERR_IO;
+    }
+    free(c->code_text);
+    free(c->data_text);
+    return st;
 }
 
 /* Fine-tune and frozen bars side by side per device, values printed on the bars; a log axis
@@ -160,10 +191,8 @@ static int clustered_chart(const run *r, int n, const char *dir, const char *fil
     const char *labels[MAX_RUNS];
     int k = labels_of(r, n, labels);
     double lo = INFINITY, hi = 0;
-    FILE *g = gnuplot_open();
-    if (!g) return OCLSEG_ERR_IO;
-    terminal(g, dir, file, 260 + 150 * k, 520);
-    fprintf(g, "$d << EOD\n");
+    chart c;
+    TRY(chart_open(&c, 260 + 150 * k, 520));
     int rows = 0;
     for (int i = 0; i < k; i++) {
         double v[2];
@@ -174,80 +203,75 @@ static int clustered_chart(const run *r, int n, const char *dir, const char *fil
         }
         for (int j = 0; j < n; j++) peer |= r[j].peer && strcmp(r[j].label, labels[i]) == 0;
         if (peer && !peers) continue;
-        fprintf(g, "\"%s\" %.6g %.6g\n", labels[i], v[0], v[1]);
+        fprintf(c.data, "\"%s\" %.6g %.6g\n", labels[i], v[0], v[1]);
         rows++;
     }
-    fprintf(g, "EOD\n");
     int logy = hi > 50 * lo;
-    fprintf(g, "set title '%s'\nset ylabel '%s'\n%s\nset yrange [%g:%g]\n"
+    fprintf(c.code, "set title ARG4\nset ylabel ARG5\n%s\nset yrange [%g:%g]\n"
                "set style data histogram\nset style histogram clustered gap 1\n"
                "set style fill solid 0.85 border -1\nset boxwidth 0.9\nset xtics scale 0\n"
                "set xrange [-0.6:%d.6]\n"
-               "plot $d using 2:xtic(1) title 'fine-tune (whole network)' lc rgb '#3b75af', "
+               "plot ARG1 using 2:xtic(1) title 'fine-tune (whole network)' lc rgb '#3b75af', "
                "'' using 3 title 'frozen encoder (decoder only)' lc rgb '#ef8636', "
                "'' using ($0-1.0/6):2:(sprintf('%%.4g',$2)) with labels offset 0,0.7 notitle, "
                "'' using ($0+1.0/6):3:(sprintf('%%.4g',$3)) with labels offset 0,0.7 notitle\n",
-            title, ylabel, logy ? "set logscale y" : "unset logscale y", logy ? lo / 2 : 0,
+            logy ? "set logscale y" : "unset logscale y", logy ? lo / 2 : 0,
             logy ? hi * 4 : hi * 1.25, rows - 1);
-    return gnuplot_close(g, file);
+    return chart_draw(&c, dir, file, title, ylabel);
 }
 
 /* Per oclseg run: forward / backward / optimizer as shares of their sum (devices differ by
  * 100x in absolute time), with the absolute step time in the tick label. */
 static int step_split_chart(const run *r, int n, const char *dir) {
-    FILE *g = gnuplot_open();
-    if (!g) return OCLSEG_ERR_IO;
     int bars = 0;
     for (int i = 0; i < n; i++) bars += !r[i].peer && r[i].fwd > 0;
-    terminal(g, dir, "step_split.png", 260 + 175 * bars, 600);
-    fprintf(g, "$d << EOD\n");
+    chart c;
+    TRY(chart_open(&c, 260 + 175 * bars, 600));
     for (int i = 0; i < n; i++) {
         if (r[i].peer || !(r[i].fwd > 0)) continue;
         double sum = r[i].fwd + r[i].bwd + r[i].opt;
-        fprintf(g, "\"%s\\n%s\\n%.1f ms/step\" %.4f %.4f %.4f\n", r[i].label,
+        fprintf(c.data, "\"%s\\n%s\\n%.1f ms/step\" %.4f %.4f %.4f\n", r[i].label,
                 r[i].frozen ? "frozen" : "fine-tune", r[i].step, 100 * r[i].fwd / sum,
                 100 * r[i].bwd / sum, 100 * r[i].opt / sum);
     }
-    fprintf(g, "EOD\n"
+    fprintf(c.code,
                "set title 'Where a training step goes (forward, backward, optimizer; each timed "
                "alone)'\nset ylabel '%% of forward + backward + optimizer time'\n"
                "set yrange [0:118]\nset ytics 0,20,100\nset key top center horizontal\n"
                "set bmargin 5\nset xrange [-0.6:%d.6]\n"
                "set style data histogram\nset style histogram rowstacked\n"
                "set style fill solid 0.85 border -1\nset boxwidth 0.6\nset xtics scale 0\n"
-               "plot $d using 2:xtic(1) title 'forward' lc rgb '#3b75af', "
+               "plot ARG1 using 2:xtic(1) title 'forward' lc rgb '#3b75af', "
                "'' using 3 title 'backward' lc rgb '#ef8636', "
                "'' using 4 title 'optimizer (NAdam)' lc rgb '#519e3e', "
                "'' using 0:($2/2):(sprintf('%%.0f%%%%',$2)) with labels notitle, "
                "'' using 0:($2+$3/2):(sprintf('%%.0f%%%%',$3)) with labels notitle\n",
             bars - 1);
-    return gnuplot_close(g, "step_split.png");
+    return chart_draw(&c, dir, "step_split.png", NULL, NULL);
 }
 
 /* Per oclseg run: achieved training GFLOP/s as a share of the device's own 1024^3 SGEMM. */
 static int gflops_chart(const run *r, int n, const char *dir) {
-    FILE *g = gnuplot_open();
-    if (!g) return OCLSEG_ERR_IO;
     int bars = 0;
     double hi = 0;
     for (int i = 0; i < n; i++)
         if (!r[i].peer && r[i].sgemm > 0) bars++, hi = fmax(hi, 100 * r[i].gflops / r[i].sgemm);
-    terminal(g, dir, "gflops.png", 260 + 175 * bars, 560);
-    fprintf(g, "$d << EOD\n");
+    chart c;
+    TRY(chart_open(&c, 260 + 175 * bars, 560));
     for (int i = 0; i < n; i++)
         if (!r[i].peer && r[i].sgemm > 0)
-            fprintf(g, "\"%s\\n%s\" %.4f \"%.0f of %.0f\\nGFLOP/s\"\n", r[i].label,
+            fprintf(c.data, "\"%s\\n%s\" %.4f \"%.0f of %.0f\\nGFLOP/s\"\n", r[i].label,
                     r[i].frozen ? "frozen" : "fine-tune", 100 * r[i].gflops / r[i].sgemm,
                     r[i].gflops, r[i].sgemm);
-    fprintf(g, "EOD\n"
+    fprintf(c.code,
                "set title \"Training GFLOP/s against each device's own SGEMM ceiling\"\n"
                "set ylabel '%% of the SGEMM ceiling (CLBlast 1024^3)'\nset bmargin 4\n"
                "set yrange [0:%g]\nset style fill solid 0.85 border -1\nset boxwidth 0.6\n"
                "set xtics scale 0\nset xrange [-0.6:%d.6]\n"
-               "plot $d using 0:2:xtic(1) with boxes lc rgb '#3b75af' notitle, "
+               "plot ARG1 using 0:2:xtic(1) with boxes lc rgb '#3b75af' notitle, "
                "'' using 0:2:3 with labels offset 0,1.6 notitle\n",
             hi * 1.35 + 1, bars - 1);
-    return gnuplot_close(g, "gflops.png");
+    return chart_draw(&c, dir, "gflops.png", NULL, NULL);
 }
 
 /* The top kernels of one profiled step as horizontal bars (ms), one chart per oclseg run. */
@@ -256,24 +280,27 @@ static int kernel_chart(const run *x, int index, const char *dir, char *file, si
     size_t count = json_array_size(kernels);
     if (count > 10) count = 10;
     snprintf(file, fsize, "kernels_%d.png", index);
-    FILE *g = gnuplot_open();
-    if (!g) return OCLSEG_ERR_IO;
-    terminal(g, dir, file, 900, 120 + 34 * (int)count);
-    fprintf(g, "$d << EOD\n");
+    chart c;
+    TRY(chart_open(&c, 900, 120 + 34 * (int)count));
     double hi = 0;
     for (size_t i = count; i-- > 0;) { /* largest at the top */
         const json_t *kj = json_array_get(kernels, i);
         double ms = num(kj, "ms");
         hi = fmax(hi, ms);
-        fprintf(g, "\"%s\" %.6g\n", str(kj, "name"), ms);
+        char name[128];
+        oclseg_plot_text(name, sizeof name, str(kj, "name"));
+        fprintf(c.data, "\"%s\" %.6g\n", name, ms);
     }
-    fprintf(g, "EOD\nset title '%s, %s: top kernels of one profiled step'\n"
+    char title[sizeof x->label + 64];
+    snprintf(title, sizeof title, "%.63s, %s: top kernels of one profiled step", x->label,
+             x->frozen ? "frozen encoder" : "fine-tune");
+    fprintf(c.code, "set title ARG4\n"
                "set xlabel 'device time per step (ms)'\nset grid xtics noytics\n"
                "set xrange [0:%g]\nset yrange [-0.6:%zu.6]\nset style fill solid 0.85 border -1\n"
-               "plot $d using ($2/2):0:($2/2):(0.35):ytic(1) with boxxyerror lc rgb '#3b75af' "
+               "plot ARG1 using ($2/2):0:($2/2):(0.35):ytic(1) with boxxyerror lc rgb '#3b75af' "
                "notitle, '' using 2:0:(sprintf(' %%.2f',$2)) with labels left notitle\n",
-            x->label, x->frozen ? "frozen encoder" : "fine-tune", hi * 1.2, count - 1);
-    return gnuplot_close(g, file);
+            hi * 1.2, count - 1);
+    return chart_draw(&c, dir, file, title, NULL);
 }
 
 static void markdown_table(FILE *f, const run *r, int n) {
@@ -287,9 +314,12 @@ static void markdown_table(FILE *f, const run *r, int n) {
         if (x->gflops > 0) snprintf(gf, sizeof gf, "%.0f", x->gflops);
         if (x->sgemm > 0) snprintf(ceil, sizeof ceil, "%.0f", x->sgemm);
         if (x->peak_mib > 0) snprintf(mem, sizeof mem, "%.0f", x->peak_mib);
+        char platform[128], driver[64]; /* one table row: no control characters */
+        oclseg_plot_text(platform, sizeof platform,
+                         x->peer ? str(x->j, "framework") : str(x->j, "platform"));
+        oclseg_plot_text(driver, sizeof driver, x->peer ? "" : str(x->j, "driver"));
         fprintf(f, "| %s | %s %s | %s | %d, %d | %.1f | %s | %.1f | %s | %s | %s |\n", x->label,
-                x->peer ? str(x->j, "framework") : str(x->j, "platform"),
-                x->peer ? "" : str(x->j, "driver"), x->frozen ? "frozen" : "fine-tune", x->batch,
+                platform, driver, x->frozen ? "frozen" : "fine-tune", x->batch,
                 x->size, x->step, parts, x->ips, gf, ceil, mem);
     }
 }
@@ -297,11 +327,8 @@ static void markdown_table(FILE *f, const run *r, int n) {
 static int write_markdown(const run *r, int n, const char *dir, char files[][32], int nk) {
     char path[4200];
     snprintf(path, sizeof path, "%s/report.md", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        OCLSEG_ERROR("cannot write %s: %s", path, strerror(errno));
-        return OCLSEG_ERR_IO;
-    }
+    FILE *f = oclseg_output_fopen(path); /* not through a link, nor into a device */
+    if (!f) return OCLSEG_ERR_IO;
     time_t now = time(NULL);
     char date[32];
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));

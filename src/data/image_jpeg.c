@@ -11,6 +11,7 @@
 
 #include "data/data_internal.h"
 #include "oclseg/data.h"
+#include "oclseg/util.h"
 
 /* ---- JPEG decode --------------------------------------------------------------------------- */
 
@@ -151,11 +152,8 @@ int oclseg_image_save_jpeg(const char *path, const oclseg_image *img, int qualit
         OCLSEG_ERROR("cannot save %s: JPEG quality %d outside 1..100", path, quality);
         return OCLSEG_ERR_INVALID_ARG;
     }
-    FILE *volatile f = fopen(path, "wb");
-    if (!f) {
-        OCLSEG_ERROR("%s: cannot create: %s", path, strerror(errno));
-        return OCLSEG_ERR_IO;
-    }
+    FILE *volatile f = oclseg_output_fopen(path); /* not through a link, nor into a device */
+    if (!f) return OCLSEG_ERR_IO;
     struct jpeg_compress_struct cinfo;
     jpeg_error_ctx err;
     memset(&err, 0, sizeof err);

@@ -10,6 +10,7 @@
 
 #include "data/data_internal.h"
 #include "oclseg/data.h"
+#include "oclseg/util.h"
 
 /* ---- PNG decode ---------------------------------------------------------------------------- */
 
@@ -169,9 +170,14 @@ int oclseg_image_save_png(const char *path, const oclseg_image *img) {
     image.width = (png_uint_32)img->width;
     image.height = (png_uint_32)img->height;
     image.format = img->channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
-    if (!png_image_write_to_file(&image, path, 0, img->pixels, 0, NULL)) {
-        OCLSEG_ERROR("%s: cannot write PNG: %s", path, image.message);
+    FILE *f = oclseg_output_fopen(path); /* not through a link, nor into a device */
+    if (!f) return OCLSEG_ERR_IO;
+    int ok = png_image_write_to_stdio(&image, f, 0, img->pixels, 0, NULL);
+    int closed = fclose(f) == 0;
+    if (!ok || !closed) {
+        OCLSEG_ERROR("%s: cannot write PNG: %s", path, ok ? strerror(errno) : image.message);
         png_image_free(&image);
+        remove(path);
         return OCLSEG_ERR_IO;
     }
     png_image_free(&image);

@@ -433,8 +433,9 @@ int oclseg_st_writer_write(oclseg_st_writer *w, const char *path) {
 }
 
 /* ---- atomic replacement ------------------------------------------------------------------------ */
-/* Removes "<name>.tmp.<pid>" files in dir left by writers that were killed (their process no
- * longer exists), so a SIGKILL during a write does not leave a checkpoint-sized file forever. */
+/* Removes "<name>.tmp.<pid>.<random>" (and the older "<name>.tmp.<pid>") files in dir left by
+ * writers that were killed (their process no longer exists), so a SIGKILL during a write does
+ * not leave a checkpoint-sized file forever. */
 static void remove_stale_temporaries(const char *dir, const char *name) {
     DIR *d = opendir(dir);
     if (!d) return;
@@ -445,7 +446,7 @@ static void remove_stale_temporaries(const char *dir, const char *name) {
             continue;
         char *end;
         long pid = strtol(e->d_name + len + 5, &end, 10);
-        if (*end != '\0' || pid <= 0 || pid == (long)getpid()) continue;
+        if ((*end != '\0' && *end != '.') || pid <= 0 || pid == (long)getpid()) continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* its writer may still run */
         char stale[4200 + 256 + 2]; /* dir + "/" + d_name (at most 255) */
         snprintf(stale, sizeof stale, "%s/%s", dir, e->d_name);
@@ -455,14 +456,19 @@ static void remove_stale_temporaries(const char *dir, const char *name) {
 }
 
 int oclseg_file_write_atomic(const char *path, const void *data, size_t size) {
-    char tmp[4200], dir[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    char tmp[4200], dir[4200], prefix[4200];
+    /* a link or a device at the destination is refused: rename would replace a device node
+     * with a regular file, and the caller meant the file the link points to */
+    if (oclseg_output_check(path) != OCLSEG_OK) return OCLSEG_ERR_IO;
+    snprintf(prefix, sizeof prefix, "%s.tmp.%ld.", path, (long)getpid());
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash) *slash = '\0';
     else snprintf(dir, sizeof dir, ".");
     remove_stale_temporaries(dir, slash ? path + (slash - dir) + 1 : path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    /* a new file (O_EXCL, O_NOFOLLOW) with a name nobody can predict: a link planted at a
+     * temporary's name is never written through */
+    int fd = oclseg_temp_create(tmp, sizeof tmp, prefix);
     if (fd < 0) {
         OCLSEG_ERROR("cannot write %s: %s", tmp, strerror(errno));
         return OCLSEG_ERR_IO;

@@ -277,9 +277,14 @@ static void cache_write(const cache_key *key, const unsigned char *bin, size_t s
     char dir[4096], tmp[4300];
     oclseg_cache_dir(dir, sizeof dir);
     (void)oclseg_mkdir_p(dir); /* best effort: a cache that cannot be written is skipped */
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", key->path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return;
+    char prefix[4300];
+    snprintf(prefix, sizeof prefix, "%s.tmp.%ld.", key->path, (long)getpid());
+    int fd = oclseg_temp_create(tmp, sizeof tmp, prefix); /* O_EXCL: never through a link */
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f) {
+        if (fd >= 0) close(fd), remove(tmp);
+        return;
+    }
     uint64_t len = size, sum = oclseg_fnv1a64(OCLSEG_FNV1A64_INIT, bin, size);
     int ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(&key->h1, 8, 1, f) == 1 &&
              fwrite(&key->h2, 8, 1, f) == 1 && fwrite(&len, 8, 1, f) == 1 &&
