@@ -21,8 +21,8 @@ page=$work/root$prefix/$mandir/man1/oclseg.1
 [ -f "$page" ] || { echo "FAIL: oclseg.1 not installed under $work/root"; exit 1; }
 # runs from the prefix, away from the source tree (kernels embedded, nothing read from cl/)
 (cd "$work" && "$root/bin/oclseg" --help >/dev/null && "$root/bin/oclseg" --version)
-(cd "$work" && "$root/bin/oclseg" synth --out data --train 2 --test 1 >/dev/null &&
- "$root/bin/oclseg" train --data data --out run --size 32 --batch 2 --epochs 1 --quiet >/dev/null &&
+(cd "$work" && "$root/bin/oclseg" synth --out data --train 4 --test 1 >/dev/null &&
+ "$root/bin/oclseg" train --data data --out run --size 32 --batch 2 --val-fraction 0 --epochs 1 --quiet >/dev/null &&
  "$root/bin/oclseg" predict --weights run/weights.safetensors --size 32 --out pred \
      data/ISBI2016_ISIC_Part1_Test_Data >/dev/null && ls pred/*_mask.png >/dev/null)
 if command -v man >/dev/null; then
