@@ -406,10 +406,5 @@ int main(void) {
     tcase_add_test(tc, training_that_trains_nothing_is_refused);
     tcase_add_test(tc, ctrl_c_writes_checkpoint_and_resumes);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(s);
 }

@@ -303,10 +303,5 @@ int main(void) {
     tcase_add_test(tc, sigkill_during_training_resumes);
     tcase_add_test(tc, kernel_build_failure_is_explained);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(s);
 }

@@ -287,10 +287,5 @@ int main(void) {
     tcase_add_test(tc, nonfinite_weights_are_refused_by_every_reader);
     tcase_add_test(tc, predict_masks_equal_eval_masks);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(s);
 }
