@@ -100,6 +100,49 @@ START_TEST(predict_goes_on_past_unreadable_images) {
 }
 END_TEST
 
+/* The number of entries of root/rel (ls -A | wc -l). */
+static int count_files(const char *rel) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "ls -A %s/%s | wc -l", root, rel);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    int n = -1;
+    ck_assert_int_eq(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    return n;
+}
+
+/* synth into a non-empty folder would mix two sets (ids in both splits): refused; --force
+ * replaces a set synth wrote, whole, and refuses a folder holding anything else. */
+START_TEST(synth_refuses_a_non_empty_folder) {
+    setup_once();
+    ck_assert_int_eq(harness_sh("cd %s && %s synth --out s --train 4 --test 2 > /dev/null", root,
+                                bin), 0);
+    ck_assert_int_eq(harness_sh("cd %s && %s synth --out s --train 2 --test 3 > out.txt "
+                                "2> err.txt", root, bin), 1);
+    ck_assert(grep_file("err.txt", "--out s is not empty"));
+    ck_assert_int_eq(count_files("s/ISBI2016_ISIC_Part1_Test_Data"), 2);
+    ck_assert_int_eq(harness_sh("cd %s && %s synth --out s --train 2 --test 3 --force > /dev/null",
+                                root, bin), 0);
+    ck_assert_int_eq(count_files("s/ISBI2016_ISIC_Part1_Training_Data"), 2);
+    ck_assert_int_eq(count_files("s/ISBI2016_ISIC_Part1_Test_Data"), 3);
+    ck_assert_int_eq(count_files("s/ISBI2016_ISIC_Part1_Test_GroundTruth"), 3);
+    /* a file synth did not write stops --force, and stays */
+    ck_assert_int_eq(harness_sh("cd %s && touch s/ISBI2016_ISIC_Part1_Test_Data/notes.txt && "
+                                "%s synth --out s --train 2 --test 1 --force > /dev/null "
+                                "2> err.txt", root, bin), 1);
+    ck_assert(grep_file("err.txt", "s/ISBI2016_ISIC_Part1_Test_Data/notes.txt is not part of a "
+                                   "synthetic set"));
+    ck_assert(exists("s/ISBI2016_ISIC_Part1_Test_Data/notes.txt"));
+    ck_assert_int_eq(count_files("s/ISBI2016_ISIC_Part1_Test_Data"), 4);
+    /* a folder synth did not write (no marker) is not replaced */
+    ck_assert_int_eq(harness_sh("cd %s && mkdir -p mine && touch mine/a.txt && %s synth --out mine "
+                                "--train 2 --test 1 --force > /dev/null 2> err.txt", root, bin), 1);
+    ck_assert(grep_file("err.txt", "--force replaces only a set synth wrote"));
+    ck_assert(exists("mine/a.txt"));
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("outputs");
     TCase *tc = tcase_create("outputs");
@@ -107,6 +150,7 @@ int main(void) {
     tcase_add_test(tc, predict_refuses_inputs_with_one_output_name);
     tcase_add_test(tc, predict_skips_its_own_outputs);
     tcase_add_test(tc, predict_goes_on_past_unreadable_images);
+    tcase_add_test(tc, synth_refuses_a_non_empty_folder);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
