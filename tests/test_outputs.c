@@ -143,6 +143,37 @@ START_TEST(synth_refuses_a_non_empty_folder) {
 }
 END_TEST
 
+/* An image id in both splits (a test image that is also a training image): train and eval
+ * refuse it before any work, naming the id; --allow-overlap makes it a warning. */
+START_TEST(train_and_eval_refuse_an_id_in_both_splits) {
+    setup_once();
+    ck_assert_int_eq(harness_sh("cd %s && %s synth --out ov --train 4 --test 2 > /dev/null && "
+                                "cp ov/*Training_Data/ISIC_0000001.jpg ov/*Test_Data/ && "
+                                "cp ov/*Training_GroundTruth/ISIC_0000001_Segmentation.png "
+                                "ov/*Test_GroundTruth/", root, bin), 0);
+    ck_assert_int_ne(harness_sh("cd %s && %s train --data ov --out ovrun --epochs 1 --batch 2 "
+                                "--size 32 --quiet 2> err.txt", root, bin), 0);
+    ck_assert(grep_file("err.txt", "1 image id is in both the training and the test split of "
+                                   "ov: ISIC_0000001"));
+    ck_assert(!exists("ovrun"));
+    for (int split = 0; split < 2; split++) {
+        ck_assert_int_ne(harness_sh("cd %s && %s eval --data ov --split %s --weights "
+                                    "run/weights.safetensors --size 32 --out ov.csv > /dev/null "
+                                    "2> err.txt", root, bin, split ? "train" : "test"), 0);
+        ck_assert(grep_file("err.txt", "in both the training and the test split of ov: "
+                                       "ISIC_0000001"));
+        ck_assert(!exists("ov.csv"));
+    }
+    ck_assert_int_eq(harness_sh("cd %s && %s eval --data ov --weights run/weights.safetensors "
+                                "--size 32 --out ov.csv --allow-overlap > /dev/null 2> err.txt",
+                                root, bin), 0);
+    ck_assert(grep_file("err.txt", "warning: 1 image id is in both"));
+    ck_assert_int_eq(harness_sh("cd %s && %s train --data ov --out ovrun --epochs 1 --batch 2 "
+                                "--size 32 --quiet --allow-overlap 2> err.txt", root, bin), 0);
+    ck_assert(grep_file("ovrun/config.json", "\"allow_overlap\": true"));
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("outputs");
     TCase *tc = tcase_create("outputs");
@@ -151,6 +182,7 @@ int main(void) {
     tcase_add_test(tc, predict_skips_its_own_outputs);
     tcase_add_test(tc, predict_goes_on_past_unreadable_images);
     tcase_add_test(tc, synth_refuses_a_non_empty_folder);
+    tcase_add_test(tc, train_and_eval_refuse_an_id_in_both_splits);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

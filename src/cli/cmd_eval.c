@@ -12,7 +12,7 @@
 
 typedef struct eval_options {
     const char *data, *images, *masks, *suffix, *weights, *device, *out;
-    int test_split, size, batch, skip_bad;
+    int test_split, size, batch, skip_bad, allow_overlap;
     double mask_threshold;
     oclseg_predict_options predict;
 } eval_options;
@@ -22,14 +22,16 @@ static void usage(FILE *f) {
                "                   [--mask-suffix S]) --weights F [--size 128] [--batch 16]\n"
                "                   [--device D] [--out CSV] [--skip-bad] [--mask-threshold T]\n"
                "                   [--tta flips] [--threshold 0.5] [--largest-component]\n"
-               "                   [--fill-holes]\n\n"
+               "                   [--fill-holes] [--allow-overlap]\n\n"
                "Prints AC, DI, JA, SE, SP (mean over images) and pooled Dice/IoU, computed at each\n"
                "mask's original resolution (probabilities upsampled, then thresholded and\n"
                "post-processed), ISIC 2018's thresholded Jaccard (per-image JA < 0.65 counts as 0)\n"
                "and the per-image JA distribution (quantiles, histogram), plus the BCE loss at\n"
                "--size; writes one CSV row per image (default: eval_<split>.csv next to the\n"
                "weights file). Masks are read as by train (see --mask-threshold there): the\n"
-               "encoding is recognised, and a data health line is printed first.\n" CLI_PREDICT_USAGE);
+               "encoding is recognised, and a data health line is printed first. With --data, an\n"
+               "image id also in the other split is an error naming it (a warning with\n"
+               "--allow-overlap).\n" CLI_PREDICT_USAGE);
 }
 
 /* The per-image CSV row, written as each image is scored. */
@@ -76,6 +78,10 @@ static int load_eval_data(const eval_options *o, oclseg_dataset **ds) {
     if (o->images) st = oclseg_pairs_scan(o->images, o->masks, o->suffix, o->skip_bad, &pairs);
     else st = oclseg_isic_scan(o->data, o->test_split ? OCLSEG_SPLIT_TEST : OCLSEG_SPLIT_TRAIN,
                                o->skip_bad, &pairs);
+    if (st == OCLSEG_OK && !o->images)
+        st = oclseg_isic_check_disjoint(o->data, &pairs,
+                                        o->test_split ? OCLSEG_SPLIT_TEST : OCLSEG_SPLIT_TRAIN,
+                                        o->allow_overlap);
     oclseg_dataset_options dopts = {.size = o->size, .skip_bad = o->skip_bad,
                                     .mask_threshold = o->mask_threshold};
     if (st == OCLSEG_OK) st = oclseg_dataset_load(&pairs, &dopts, ds);
@@ -165,7 +171,7 @@ int cmd_eval(int argc, char **argv) {
     eval_options o = {.test_split = 1, .size = 128, .batch = 16};
     oclseg_predict_options_default(&o.predict);
     enum { O_DATA = 256, O_IMAGES, O_MASKS, O_SUFFIX, O_WEIGHTS, O_SPLIT, O_SIZE, O_BATCH,
-           O_DEVICE, O_OUT, O_SKIP, O_MASKTHR };
+           O_DEVICE, O_OUT, O_SKIP, O_MASKTHR, O_OVERLAP };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"images", required_argument, 0, O_IMAGES},
         {"masks", required_argument, 0, O_MASKS}, {"mask-suffix", required_argument, 0, O_SUFFIX},
@@ -173,7 +179,8 @@ int cmd_eval(int argc, char **argv) {
         {"size", required_argument, 0, O_SIZE}, {"batch", required_argument, 0, O_BATCH},
         {"device", required_argument, 0, O_DEVICE}, {"out", required_argument, 0, O_OUT},
         {"skip-bad", no_argument, 0, O_SKIP}, {"mask-threshold", required_argument, 0, O_MASKTHR},
-        {"help", no_argument, 0, 'h'}, CLI_PREDICT_OPTIONS, {0, 0, 0, 0}};
+        {"allow-overlap", no_argument, 0, O_OVERLAP}, {"help", no_argument, 0, 'h'},
+        CLI_PREDICT_OPTIONS, {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -202,6 +209,7 @@ int cmd_eval(int argc, char **argv) {
         case O_DEVICE: o.device = optarg; break;
         case O_OUT: o.out = optarg; break;
         case O_SKIP: o.skip_bad = 1; break;
+        case O_OVERLAP: o.allow_overlap = 1; break;
         case O_MASKTHR:
             if (cli_parse_double("eval", "--mask-threshold", optarg, 1e-6, 65535,
                                  &o.mask_threshold) != 0)
