@@ -174,6 +174,117 @@ START_TEST(train_and_eval_refuse_an_id_in_both_splits) {
 }
 END_TEST
 
+/* The text of root/rel (malloc'd, NUL-terminated). */
+static char *slurp(const char *rel) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot read %s", path);
+    char *text = calloc(1 << 16, 1);
+    ck_assert_ptr_nonnull(text);
+    size_t n = fread(text, 1, (1 << 16) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    return text;
+}
+
+/* Reads one RFC 4180 record at *p: returns its field count, the first field in first. */
+static int csv_record(const char **p, char *first, size_t size) {
+    int fields = 0;
+    size_t len = 0;
+    for (;;) {
+        int quoted = **p == '"';
+        if (quoted) ++*p;
+        for (;; ++*p) {
+            if (!**p) break;
+            if (quoted && **p == '"') {
+                if ((*p)[1] != '"') {
+                    ++*p;
+                    break;
+                }
+                ++*p;
+            } else if (!quoted && (**p == ',' || **p == '\n')) {
+                break;
+            }
+            if (fields == 0 && len + 1 < size) first[len++] = **p;
+        }
+        if (fields == 0) first[len] = '\0';
+        fields++;
+        if (**p != ',') break;
+        ++*p;
+    }
+    ck_assert_msg(**p == '\n', "a record does not end with a line break after field %d", fields);
+    ++*p;
+    return fields;
+}
+
+/* File names with a comma, a double quote and a line break: eval's per-image CSV quotes them
+ * (RFC 4180), so that every record has its 8 fields and its id back. */
+START_TEST(eval_csv_quotes_file_names) {
+    setup_once();
+    static const char *const ids[] = {"a,b", "q\"x", "n\nl", "plain"};
+    ck_assert_int_eq(harness_sh("cd %s && mkdir -p q/images q/masks", root), 0);
+    for (int i = 0; i < 4; i++) {
+        char src[512], dst[512];
+        snprintf(src, sizeof src, "%s/data/" TEST_DIR "/ISIC_000000%d.jpg", root, 6 + i);
+        snprintf(dst, sizeof dst, "%s/q/images/%s.jpg", root, ids[i]);
+        ck_assert_int_eq(link(src, dst), 0);
+        snprintf(src, sizeof src, "%s/data/ISBI2016_ISIC_Part1_Test_GroundTruth/"
+                 "ISIC_000000%d_Segmentation.png", root, 6 + i);
+        snprintf(dst, sizeof dst, "%s/q/masks/%s_segmentation.png", root, ids[i]);
+        ck_assert_int_eq(link(src, dst), 0);
+    }
+    ck_assert_int_eq(harness_sh("cd %s && %s eval --images q/images --masks q/masks --weights "
+                                "run/weights.safetensors --size 32 --out q.csv > /dev/null", root,
+                                bin), 0);
+    char *text = slurp("q.csv");
+    const char *p = text;
+    char id[64];
+    ck_assert_int_eq(csv_record(&p, id, sizeof id), 8);
+    ck_assert_str_eq(id, "id");
+    int seen = 0;
+    for (int row = 0; row < 4; row++) {
+        ck_assert_int_eq(csv_record(&p, id, sizeof id), 8);
+        for (int i = 0; i < 4; i++) seen |= (strcmp(id, ids[i]) == 0) << i;
+    }
+    ck_assert_int_eq(seen, 15);
+    ck_assert_str_eq(p, "");
+    ck_assert_ptr_nonnull(strstr(text, "\n\"q\"\"x\","));
+    free(text);
+}
+END_TEST
+
+/* A CSV that cannot be written (a full disk): the failure is the last word of eval, its exit
+ * status 1, and no file (not even an empty one) is left. */
+START_TEST(eval_csv_write_failure_is_the_last_word) {
+    setup_once();
+    ck_assert_int_eq(harness_sh("cd %s && OCLSEG_FAULT_WRITE=1 %s eval --data data --weights "
+                                "run/weights.safetensors --size 32 --out full.csv > out.txt "
+                                "2> err.txt", root, bin), 1);
+    ck_assert(!grep_file("out.txt", "per-image CSV"));
+    ck_assert_int_eq(harness_sh("tail -n 1 %s/err.txt | grep -q 'full.csv was not written'", root),
+                     0);
+    ck_assert_int_eq(harness_sh("ls %s | grep -q full.csv", root), 1);
+    /* a real full file system, where this runs as root */
+    if (harness_sh("cd %s && mkdir -p tiny && mount -t tmpfs -o size=16k tmpfs tiny "
+                   "2> /dev/null", root) != 0) {
+        printf("eval_csv_write_failure_is_the_last_word: cannot mount a tmpfs (not root?): "
+               "the full file system case is skipped\n");
+        return;
+    }
+    harness_sh("cd %s && dd if=/dev/zero of=tiny/fill bs=1k count=64 2> /dev/null", root);
+    const int status = harness_sh("cd %s && %s eval --data data --weights run/weights.safetensors "
+                                  "--size 32 --out tiny/e.csv > out.txt 2> err.txt", root, bin);
+    const int left = harness_sh("ls %s/tiny | grep -q e.csv", root);
+    ck_assert_int_eq(harness_sh("umount %s/tiny", root), 0);
+    ck_assert_int_eq(status, 1);
+    ck_assert_int_eq(left, 1);
+    ck_assert(!grep_file("out.txt", "per-image CSV"));
+    ck_assert_int_eq(harness_sh("tail -n 1 %s/err.txt | grep -q 'tiny/e.csv was not written'",
+                                root), 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("outputs");
     TCase *tc = tcase_create("outputs");
@@ -183,6 +294,8 @@ int main(void) {
     tcase_add_test(tc, predict_goes_on_past_unreadable_images);
     tcase_add_test(tc, synth_refuses_a_non_empty_folder);
     tcase_add_test(tc, train_and_eval_refuse_an_id_in_both_splits);
+    tcase_add_test(tc, eval_csv_quotes_file_names);
+    tcase_add_test(tc, eval_csv_write_failure_is_the_last_word);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
