@@ -97,6 +97,13 @@ START_TEST(predict_goes_on_past_unreadable_images) {
     ck_assert(grep_file("err.txt", "skipped 1 unreadable image: mixed/0_corrupt.jpg"));
     /* nothing readable at all is a failure even with --skip-bad */
     ck_assert_int_eq(predict("--out none_out --skip-bad mixed/0_corrupt.jpg"), 1);
+    /* a fifo named like an image is not opened (reading it would wait forever) */
+    ck_assert_int_eq(harness_sh("cd %s && mkfifo fifo.jpg", root), 0);
+    ck_assert_int_eq(harness_sh("cd %s && timeout 120 %s predict --weights run/weights.safetensors "
+                                "--size 32 --out fifo_out fifo.jpg mixed/ISIC_0000006.jpg "
+                                "> out.txt 2> err.txt", root, bin), 1);
+    ck_assert(grep_file("out.txt", "^1 image predicted into fifo_out, 1 failed"));
+    ck_assert(grep_file("err.txt", "fifo.jpg: not a regular file"));
 }
 END_TEST
 
@@ -140,6 +147,13 @@ START_TEST(synth_refuses_a_non_empty_folder) {
                                 "--train 2 --test 1 --force > /dev/null 2> err.txt", root, bin), 1);
     ck_assert(grep_file("err.txt", "--force replaces only a set synth wrote"));
     ck_assert(exists("mine/a.txt"));
+    /* a split folder that is a link: what it points to is not deleted */
+    ck_assert_int_eq(harness_sh("cd %s && rm -r s/ISBI2016_ISIC_Part1_Test_Data && mkdir -p "
+                                "elsewhere && touch elsewhere/ISIC_keep.jpg && ln -s ../elsewhere "
+                                "s/ISBI2016_ISIC_Part1_Test_Data && %s synth --out s --train 2 "
+                                "--test 1 --force > /dev/null 2> err.txt", root, bin), 1);
+    ck_assert(grep_file("err.txt", "s/ISBI2016_ISIC_Part1_Test_Data is not part of a synthetic"));
+    ck_assert(exists("elsewhere/ISIC_keep.jpg"));
 }
 END_TEST
 

@@ -13,6 +13,8 @@
 /* Whether every byte of the file can be read: a failed prediction of a readable file failed in
  * writing its outputs or on the device, not on the image. */
 static int file_readable(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return 0; /* a fifo would block */
     FILE *f = fopen(path, "rb");
     if (!f) return 0;
     char buf[65536];
@@ -39,7 +41,12 @@ typedef struct predict_tally {
 static int predict_all(oclseg_infer *inf, const predict_inputs *in, const char *out,
                        const oclseg_predict_options *po, predict_tally *t) {
     for (int i = 0; i < in->count; i++) {
-        const int st = oclseg_predict_file(inf, in->paths[i], out, po);
+        struct stat sb;
+        int st = OCLSEG_ERR_IO; /* a fifo or device is not opened: reading it could block */
+        if (stat(in->paths[i], &sb) == 0 && !S_ISREG(sb.st_mode))
+            fprintf(stderr, "oclseg: error: %s: not a regular file\n", in->paths[i]);
+        else
+            st = oclseg_predict_file(inf, in->paths[i], out, po);
         if (st == OCLSEG_OK) {
             t->done++;
         } else if (is_unreadable_image(st, in->paths[i])) {

@@ -87,9 +87,12 @@ static int replace_synth_set(const char *dir) {
     struct dirent *e;
     int st = 0;
     while (st == 0 && (e = readdir(d))) {
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
-            strcmp(e->d_name, SYNTH_MARKER) == 0 || is_split_dir(e->d_name))
-            continue;
+            (strcmp(e->d_name, SYNTH_MARKER) == 0 && lstat(path, &sb) == 0 && S_ISREG(sb.st_mode)) ||
+            (is_split_dir(e->d_name) && lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode)))
+            continue; /* a link is not followed: what it points to was not written here */
         fprintf(stderr, "oclseg synth: %s/%s is not part of a synthetic set: --force replaces "
                         "nothing else (remove it yourself)\n", dir, e->d_name);
         st = -1;
