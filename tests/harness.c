@@ -361,6 +361,14 @@ int harness_run(Suite *s) {
     return failed == 0 ? 0 : 1;
 }
 
+const char *harness_cli_dir(char *root, size_t size, const char *name) {
+    const char *bin = getenv("OCLSEG_BIN");
+    ck_assert_msg(bin != NULL, "OCLSEG_BIN is not set (run through meson test)");
+    snprintf(root, size, "/tmp/oclseg-%s-XXXXXX", name);
+    ck_assert_ptr_nonnull(mkdtemp(root));
+    return bin;
+}
+
 int harness_sh(const char *fmt, ...) {
     char cmd[4096];
     va_list ap;

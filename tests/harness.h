@@ -113,6 +113,10 @@ void harness_check_fd(const char *what, harness_loss_fn loss, void *user,
 /* Runs a suite (no fork: contexts are shared) and returns the process exit code. */
 int harness_run(Suite *s);
 
+/* For a command-line test: the oclseg binary (OCLSEG_BIN, set by meson; asserted) and a new
+ * directory /tmp/oclseg-<name>-XXXXXX written into root. */
+const char *harness_cli_dir(char *root, size_t size, const char *name);
+
 /* Runs a shell command built printf-style; returns its exit status (255 if it did not exit). */
 int harness_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

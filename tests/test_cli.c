@@ -224,8 +224,9 @@ END_TEST
 START_TEST(bad_input_is_a_clear_error) {
     setup_once();
     /* missing weights file */
-    ck_assert_int_ne(harness_sh("%s predict --weights %s/none.safetensors --size 32 --out %s/p2 %s/data "
-                        "2> %s/err.txt", bin, root, root, root, root), 0);
+    ck_assert_int_ne(harness_sh("%s predict --weights %s/none.safetensors --size 32 --out %s/p2 "
+                        "%s/data/ISBI2016_ISIC_Part1_Test_Data 2> %s/err.txt", bin, root, root, root,
+                        root), 0);
     ck_assert_int_eq(harness_sh("grep -q 'none.safetensors' %s/err.txt", root), 0);
     /* weights of another architecture (the reduced golden model) name the key */
     ck_assert_int_ne(harness_sh("%s eval --data %s/data --weights tests/data/golden_small.safetensors "

@@ -285,7 +285,7 @@ START_TEST(sgd_steps_follow_the_schedule_across_a_resume) {
     ck_assert(before && after && grad);
     for (int s = 0; s < STEPS; s++) {
         if (s == SAVED_AT) { /* save, then continue in a fresh model + trainer from the file */
-            oclseg_run_position pos = {0, SAVED_AT, -1.0};
+            oclseg_run_position pos = {.step_in_epoch = SAVED_AT, .best_jaccard = -1.0};
             ck_assert_int_eq(oclseg_checkpoint_save(t, &pos, NULL, ckpt), OCLSEG_OK);
             oclseg_trainer_free(t);
             oclseg_model_free(m);

@@ -132,6 +132,15 @@ int oclseg_isic_scan(const char *data_dir, oclseg_split split, int skip_bad,
 int oclseg_pairs_scan(const char *images_dir, const char *masks_dir, const char *mask_suffix,
                       int skip_bad, oclseg_pair_list *out);
 void oclseg_pair_list_free(oclseg_pair_list *list);
+/* An image id in both the training and the test split (named with `where`, e.g. the data
+ * folder) is an error naming the first 5 and the count (OCLSEG_ERR_FORMAT); with allow_overlap a
+ * warning. */
+int oclseg_pairs_check_disjoint(const oclseg_pair_list *train, const oclseg_pair_list *test,
+                                const char *where, int allow_overlap);
+/* The same check for one split's pairs of an ISIC-layout data_dir against the image ids of its
+ * other split's image folder (none there: nothing to check). */
+int oclseg_isic_check_disjoint(const char *data_dir, const oclseg_pair_list *pairs,
+                               oclseg_split split, int allow_overlap);
 
 /* ---- preloaded dataset -------------------------------------------------------------------------- */
 

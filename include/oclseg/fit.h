@@ -24,6 +24,7 @@ typedef struct oclseg_fit_options {
     int check_numerics;         /* --check-numerics (also env OCLSEG_CHECK_NUMERICS=1) */
     int sync_bn;                /* --sync-bn: BatchNorm statistics over the global batch (MPI) */
     int balance;                /* --balance: split global batches in proportion to rank speed */
+    int allow_overlap;          /* --allow-overlap: an id in both splits is a warning, not an error */
     double mask_threshold;      /* --mask-threshold T (> 0); 0: recognise the mask encoding */
     oclseg_loss_kind loss;      /* --loss bce (default), dice, bce+dice */
     oclseg_schedule_kind schedule; /* --schedule constant (default), cosine, onecycle */

@@ -69,6 +69,7 @@ static const option_key option_keys[] = {
     {NULL, "shuffle", "--no-shuffle", K_BOOL, OFF(shuffle), 0, 0, NULL, 0},
     {NULL, "augment", "--no-augment", K_BOOL, OFF(augment), 0, 0, NULL, 0},
     {NULL, "skip_bad", "--skip-bad", K_BOOL, OFF(skip_bad), 0, 0, NULL, 0},
+    {NULL, "allow_overlap", "--allow-overlap", K_BOOL, OFF(allow_overlap), 0, 0, NULL, 0},
     {NULL, "threads", "--threads", K_INT, OFF(threads), 0, BIG, NULL, 1},
     {NULL, "check_numerics", "--check-numerics", K_BOOL, OFF(check_numerics), 0, 0, NULL, 1},
     {NULL, "sync_bn", "--sync-bn", K_BOOL, OFF(sync_bn), 0, 0, NULL, 0},

@@ -12,15 +12,23 @@ static int dir_exists(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static int load_split(const oclseg_fit_options *o, const char *root, oclseg_split split,
+static int load_pairs(const oclseg_fit_options *o, const oclseg_pair_list *pairs,
                       oclseg_dataset **out) {
-    oclseg_pair_list pairs = {0};
-    int st = oclseg_isic_scan(root, split, o->skip_bad, &pairs);
-    if (st != OCLSEG_OK) return st;
     oclseg_dataset_options dopts = {.size = o->size, .threads = o->threads,
                                     .skip_bad = o->skip_bad, .mask_threshold = o->mask_threshold};
-    st = oclseg_dataset_load(&pairs, &dopts, out);
-    oclseg_pair_list_free(&pairs);
+    return oclseg_dataset_load(pairs, &dopts, out);
+}
+
+/* Both ISIC splits, scanned and checked for shared ids before any image is decoded. */
+static int load_splits(const oclseg_fit_options *o, const char *root, fit_data *d) {
+    oclseg_pair_list train = {0}, test = {0};
+    int st = oclseg_isic_scan(root, OCLSEG_SPLIT_TRAIN, o->skip_bad, &train);
+    if (st == OCLSEG_OK) st = oclseg_isic_scan(root, OCLSEG_SPLIT_TEST, o->skip_bad, &test);
+    if (st == OCLSEG_OK) st = oclseg_pairs_check_disjoint(&train, &test, root, o->allow_overlap);
+    if (st == OCLSEG_OK) st = load_pairs(o, &train, &d->train);
+    if (st == OCLSEG_OK) st = load_pairs(o, &test, &d->test);
+    oclseg_pair_list_free(&train);
+    oclseg_pair_list_free(&test);
     return st;
 }
 
@@ -70,10 +78,7 @@ static int load_data_all(const oclseg_fit_options *o, fit_data *d) {
         }
         oclseg_pair_list pairs = {0};
         TRY(oclseg_pairs_scan(o->images_dir, o->masks_dir, o->mask_suffix, o->skip_bad, &pairs));
-        oclseg_dataset_options dopts = {.size = o->size, .threads = o->threads,
-                                        .skip_bad = o->skip_bad,
-                                        .mask_threshold = o->mask_threshold};
-        int st = oclseg_dataset_load(&pairs, &dopts, &d->train);
+        int st = load_pairs(o, &pairs, &d->train);
         oclseg_pair_list_free(&pairs);
         return st == OCLSEG_OK ? report_health(o, d) : st;
     }
@@ -90,8 +95,7 @@ static int load_data_all(const oclseg_fit_options *o, fit_data *d) {
         }
         TRY(oclseg_dist_barrier());
     }
-    TRY(load_split(o, root, OCLSEG_SPLIT_TRAIN, &d->train));
-    TRY(load_split(o, root, OCLSEG_SPLIT_TEST, &d->test));
+    TRY(load_splits(o, root, d));
     return report_health(o, d);
 }
 

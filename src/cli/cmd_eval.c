@@ -5,16 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "oclseg/evaluate.h"
 #include "oclseg/infer.h"
 #include "oclseg/metrics.h"
+#include "oclseg/safetensors.h"
 #include "oclseg/session.h"
 
 typedef struct eval_options {
     const char *data, *images, *masks, *suffix, *weights, *device, *out, *save_masks;
-    int test_split, size, batch, skip_bad, force_size;
+    int test_split, size, batch, skip_bad, force_size, allow_overlap;
     double mask_threshold;
     oclseg_predict_options predict;
 } eval_options;
@@ -24,32 +26,80 @@ static void usage(FILE *f) {
                "                   [--mask-suffix S]) --weights F [--size 128] [--batch 16]\n"
                "                   [--device D] [--out CSV] [--skip-bad] [--mask-threshold T]\n"
                "                   [--tta flips] [--threshold 0.5] [--largest-component]\n"
-               "                   [--fill-holes] [--force-size] [--save-masks DIR]\n\n"
+               "                   [--fill-holes] [--force-size] [--save-masks DIR]\n"
+               "                   [--allow-overlap]\n\n"
                "Prints AC, DI, JA, SE, SP (mean over images) and pooled Dice/IoU, computed at each\n"
                "mask's original resolution (probabilities upsampled, then thresholded and\n"
                "post-processed), ISIC 2018's thresholded Jaccard (per-image JA < 0.65 counts as 0)\n"
                "and the per-image JA distribution (quantiles, histogram), plus the BCE loss at\n"
                "--size; writes one CSV row per image (default: eval_<split>.csv next to the\n"
-               "weights file). Masks are read as by train (see --mask-threshold there): the\n"
-               "encoding is recognised, and a data health line is printed first.\n"
+               "weights file; RFC 4180 quoting; written whole at the end, or not at all). Masks\n"
+               "are read as by train (see --mask-threshold there): the encoding is recognised,\n"
+               "and a data health line is printed first. With --data, an image id also in the\n"
+               "other split is an error naming it (a warning with --allow-overlap).\n"
                "  --save-masks DIR   also write each scored mask as DIR/<id>_mask.png (0/255 at the\n"
                "                     mask's resolution): what predict writes for the image\n"
                CLI_PREDICT_USAGE);
 }
 
-/* The per-image CSV row, written as each image is scored. */
+/* The per-image CSV, held in memory as each image is scored and written whole (atomically) at
+ * the end: a failed write leaves no partial file. */
 typedef struct csv_writer {
-    FILE *f;
+    char *text;
+    size_t len, cap;
     const oclseg_dataset *ds;
 } csv_writer;
 
+static int csv_append(csv_writer *w, const char *s, size_t n) {
+    if (w->len + n + 1 > w->cap) {
+        size_t cap = w->cap ? w->cap : 4096;
+        while (w->len + n + 1 > cap) cap *= 2;
+        char *grown = realloc(w->text, cap);
+        if (!grown) return OCLSEG_ERR_OUT_OF_MEMORY;
+        w->text = grown;
+        w->cap = cap;
+    }
+    memcpy(w->text + w->len, s, n);
+    w->len += n;
+    w->text[w->len] = '\0';
+    return OCLSEG_OK;
+}
+
+/* RFC 4180: a field holding a comma, a double quote, CR or LF is quoted, its quotes doubled. */
+static int csv_field(csv_writer *w, const char *s) {
+    if (!s[strcspn(s, ",\"\r\n")]) return csv_append(w, s, strlen(s));
+    TRY(csv_append(w, "\"", 1));
+    for (const char *q; (q = strchr(s, '"')); s = q + 1) {
+        TRY(csv_append(w, s, (size_t)(q - s)));
+        TRY(csv_append(w, "\"\"", 2));
+    }
+    TRY(csv_append(w, s, strlen(s)));
+    return csv_append(w, "\"", 1);
+}
+
 static int write_row(void *user, int index, const oclseg_confusion *c) {
-    const csv_writer *w = user;
+    csv_writer *w = user;
     const oclseg_sample *s = &w->ds->samples[index];
     oclseg_scores sc = oclseg_scores_from_confusion(c);
-    fprintf(w->f, "%s,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f\n", s->id, s->orig_width, s->orig_height,
-            sc.accuracy, sc.dice, sc.jaccard, sc.sensitivity, sc.specificity);
-    return OCLSEG_OK;
+    char numbers[256];
+    int n = snprintf(numbers, sizeof numbers, ",%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f\n", s->orig_width,
+                     s->orig_height, sc.accuracy, sc.dice, sc.jaccard, sc.sensitivity,
+                     sc.specificity);
+    TRY(csv_field(w, s->id));
+    return csv_append(w, numbers, (size_t)n);
+}
+
+/* A CSV path in a folder that cannot be written to is refused before the evaluation. */
+static int check_csv_folder(const char *csv_path) {
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s", csv_path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *(slash == dir ? slash + 1 : slash) = '\0';
+    else snprintf(dir, sizeof dir, ".");
+    if (access(dir, W_OK) == 0) return OCLSEG_OK;
+    fprintf(stderr, "oclseg eval: cannot write %s: folder %s: %s\n", csv_path, dir,
+            strerror(errno));
+    return OCLSEG_ERR_IO;
 }
 
 static void print_distribution(const oclseg_jaccard_summary *j) {
@@ -81,6 +131,10 @@ static int load_eval_data(const eval_options *o, oclseg_dataset **ds) {
     if (o->images) st = oclseg_pairs_scan(o->images, o->masks, o->suffix, o->skip_bad, &pairs);
     else st = oclseg_isic_scan(o->data, o->test_split ? OCLSEG_SPLIT_TEST : OCLSEG_SPLIT_TRAIN,
                                o->skip_bad, &pairs);
+    if (st == OCLSEG_OK && !o->images)
+        st = oclseg_isic_check_disjoint(o->data, &pairs,
+                                        o->test_split ? OCLSEG_SPLIT_TEST : OCLSEG_SPLIT_TRAIN,
+                                        o->allow_overlap);
     oclseg_dataset_options dopts = {.size = o->size, .skip_bad = o->skip_bad,
                                     .mask_threshold = o->mask_threshold};
     if (st == OCLSEG_OK) st = oclseg_dataset_load(&pairs, &dopts, ds);
@@ -95,7 +149,7 @@ static int load_eval_data(const eval_options *o, oclseg_dataset **ds) {
 
 static void print_summary(const eval_options *o, const oclseg_dataset *ds,
                           const oclseg_metrics *met, const oclseg_jaccard_summary *js,
-                          double loss, const char *csv_path) {
+                          double loss) {
     printf("%d images (%s), weights %s, at original resolution:\n", ds->count,
            o->images ? o->images : (o->test_split ? "test split" : "train split"), o->weights);
     printf("  AC %.4f  DI %.4f  JA %.4f  SE %.4f  SP %.4f   pooled Dice %.4f  pooled IoU %.4f\n",
@@ -106,14 +160,14 @@ static void print_summary(const eval_options *o, const oclseg_dataset *ds,
            o->predict.tta_flips ? ", flip TTA" : "",
            o->predict.largest_component ? ", largest component" : "",
            o->predict.fill_holes ? ", holes filled" : "");
-    printf("  BCE loss at %dx%d: %.4f\n  per-image CSV: %s\n", o->size, o->size, loss, csv_path);
+    printf("  BCE loss at %dx%d: %.4f\n", o->size, o->size, loss);
 }
 
 static int run_eval(const eval_options *o) {
     oclseg_dataset *ds = NULL;
     oclseg_infer *inf = NULL;
     oclseg_confusion *conf = NULL;
-    csv_writer w = {NULL, NULL};
+    csv_writer w = {0};
     char csv_path[4200];
     int st = load_eval_data(o, &ds);
     if (st != OCLSEG_OK) goto done;
@@ -132,13 +186,10 @@ static int run_eval(const eval_options *o) {
         goto done;
     }
     csv_path_for(o, csv_path, sizeof csv_path);
-    w = (csv_writer){fopen(csv_path, "w"), ds};
-    if (!w.f) {
-        fprintf(stderr, "oclseg eval: cannot write %s\n", csv_path);
-        st = OCLSEG_ERR_IO;
-        goto done;
-    }
-    fprintf(w.f, "id,width,height,AC,DI,JA,SE,SP\n");
+    TRY_GOTO(check_csv_folder(csv_path), st, done);
+    w.ds = ds;
+    static const char header[] = "id,width,height,AC,DI,JA,SE,SP\n";
+    TRY_GOTO(csv_append(&w, header, sizeof header - 1), st, done);
     oclseg_eval_options eo;
     oclseg_eval_options_default(&eo);
     eo.batch = o->batch;
@@ -155,12 +206,13 @@ static int run_eval(const eval_options *o) {
     oclseg_jaccard_summary js;
     TRY_GOTO(oclseg_metrics_compute(conf, ds->count, &met), st, done);
     TRY_GOTO(oclseg_jaccard_summary_compute(conf, ds->count, &js), st, done);
-    print_summary(o, ds, &met, &js, loss_sum / ds->count, csv_path);
+    print_summary(o, ds, &met, &js, loss_sum / ds->count);
+    fflush(stdout); /* the summary first: a failed write below is the last word */
+    st = oclseg_file_write_atomic(csv_path, w.text, w.len);
+    if (st == OCLSEG_OK) printf("  per-image CSV: %s\n", csv_path);
+    else fprintf(stderr, "oclseg eval: the per-image CSV %s was not written\n", csv_path);
 done:
-    if (w.f && fclose(w.f) != 0 && st == OCLSEG_OK) {
-        fprintf(stderr, "oclseg eval: cannot write %s\n", csv_path);
-        st = OCLSEG_ERR_IO;
-    }
+    free(w.text);
     free(conf);
     oclseg_infer_free(inf);
     oclseg_dataset_free(ds);
@@ -172,7 +224,7 @@ int cmd_eval(int argc, char **argv) {
     oclseg_predict_options_default(&o.predict);
     cli_predict_unset(&o.predict);
     enum { O_DATA = 256, O_IMAGES, O_MASKS, O_SUFFIX, O_WEIGHTS, O_SPLIT, O_SIZE, O_BATCH,
-           O_DEVICE, O_OUT, O_SKIP, O_MASKTHR, O_SAVE_MASKS };
+           O_DEVICE, O_OUT, O_SKIP, O_MASKTHR, O_SAVE_MASKS, O_OVERLAP };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"images", required_argument, 0, O_IMAGES},
         {"masks", required_argument, 0, O_MASKS}, {"mask-suffix", required_argument, 0, O_SUFFIX},
@@ -181,7 +233,8 @@ int cmd_eval(int argc, char **argv) {
         {"device", required_argument, 0, O_DEVICE}, {"out", required_argument, 0, O_OUT},
         {"skip-bad", no_argument, 0, O_SKIP}, {"mask-threshold", required_argument, 0, O_MASKTHR},
         {"save-masks", required_argument, 0, O_SAVE_MASKS},
-        {"help", no_argument, 0, 'h'}, CLI_PREDICT_OPTIONS, {0, 0, 0, 0}};
+        {"allow-overlap", no_argument, 0, O_OVERLAP}, {"help", no_argument, 0, 'h'},
+        CLI_PREDICT_OPTIONS, {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -212,6 +265,7 @@ int cmd_eval(int argc, char **argv) {
         case O_SKIP: o.skip_bad = 1; break;
         case O_SAVE_MASKS: o.save_masks = optarg; break;
         case CLI_PREDICT_OPT + 6: o.force_size = 1; break;
+        case O_OVERLAP: o.allow_overlap = 1; break;
         case O_MASKTHR:
             if (cli_parse_double("eval", "--mask-threshold", optarg, 1e-6, 65535,
                                  &o.mask_threshold) != 0)

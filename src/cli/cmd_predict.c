@@ -1,64 +1,86 @@
 /* `oclseg predict`: a mask PNG at the original resolution and an overlay PNG for each image. */
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/predict_inputs.h"
 #include "oclseg/infer.h"
 #include "oclseg/weights.h"
 
-static int is_image_name(const char *name) {
-    const char *dot = strrchr(name, '.');
-    return dot && (strcasecmp(dot, ".jpg") == 0 || strcasecmp(dot, ".jpeg") == 0 ||
-                   strcasecmp(dot, ".png") == 0);
-}
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Predicts every image of a directory (sorted by name); *count gets the number done. */
-static int predict_dir(oclseg_infer *inf, const char *dir, const char *out,
-                       const oclseg_predict_options *po, int *count) {
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "oclseg predict: cannot open directory %s: %s\n", dir, strerror(errno));
-        return OCLSEG_ERR_IO;
+/* Whether every byte of the file can be read: a failed prediction of a readable file failed in
+ * writing its outputs or on the device, not on the image. */
+static int file_readable(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return 0; /* a fifo would block */
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char buf[65536];
+    while (fread(buf, 1, sizeof buf, f) == sizeof buf) {
     }
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!is_image_name(e->d_name)) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **grown = realloc(names, cap * sizeof *names);
-            if (!grown) break;
-            names = grown;
+    const int ok = !ferror(f);
+    fclose(f);
+    return ok;
+}
+
+/* A failure that is the image's own (corrupt, truncated, missing, unreadable): the others are
+ * predicted all the same. Any other failure (writing, the device, memory) stops the run. */
+static int is_unreadable_image(int status, const char *path) {
+    return status == OCLSEG_ERR_FORMAT || status == OCLSEG_ERR_NOT_FOUND ||
+           (status == OCLSEG_ERR_IO && !file_readable(path));
+}
+
+typedef struct predict_tally {
+    int done, failed;
+    char names[512]; /* the first unreadable images, for the summary */
+} predict_tally;
+
+/* Predicts every input, counting the unreadable ones; returns the status that stopped it. */
+static int predict_all(oclseg_infer *inf, const predict_inputs *in, const char *out,
+                       const oclseg_predict_options *po, predict_tally *t) {
+    for (int i = 0; i < in->count; i++) {
+        struct stat sb;
+        int st = OCLSEG_ERR_IO; /* a fifo or device is not opened: reading it could block */
+        if (stat(in->paths[i], &sb) == 0 && !S_ISREG(sb.st_mode))
+            fprintf(stderr, "oclseg: error: %s: not a regular file\n", in->paths[i]);
+        else
+            st = oclseg_predict_file(inf, in->paths[i], out, po);
+        if (st == OCLSEG_OK) {
+            t->done++;
+        } else if (is_unreadable_image(st, in->paths[i])) {
+            size_t used = strlen(t->names);
+            if (t->failed++ < 5)
+                snprintf(t->names + used, sizeof t->names - used, "%s%s", used ? ", " : "",
+                         in->paths[i]);
+        } else {
+            return st;
         }
-        names[n++] = strdup(e->d_name);
     }
-    closedir(d);
-    int st = OCLSEG_OK;
-    if (n == 0) {
-        fprintf(stderr, "oclseg predict: no .jpg/.jpeg/.png images in %s\n", dir);
-        st = OCLSEG_ERR_NOT_FOUND;
+    return OCLSEG_OK;
+}
+
+/* The summary line and the exit status: non-zero when an image failed (unless --skip-bad, and
+ * one image at least was predicted) or the run stopped. */
+static int report(const predict_tally *t, int total, const char *out, int st, int skip_bad) {
+    printf("%d image%s predicted into %s, %d %s\n", t->done, t->done == 1 ? "" : "s", out,
+           t->failed, skip_bad ? "unreadable skipped (--skip-bad)" : "failed");
+    if (t->failed)
+        fprintf(stderr, "oclseg predict: %s %d unreadable image%s: %s%s\n",
+                skip_bad ? "skipped" : "could not predict", t->failed, t->failed == 1 ? "" : "s",
+                t->names, t->failed > 5 ? ", ..." : "");
+    if (st != OCLSEG_OK) {
+        fprintf(stderr, "oclseg predict: stopped after %d of %d images by the error above\n",
+                t->done + t->failed, total);
+        return 1;
     }
-    qsort(names, n, sizeof *names, cmp_str);
-    for (size_t i = 0; i < n && st == OCLSEG_OK; i++) {
-        char path[4400];
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        st = oclseg_predict_file(inf, path, out, po);
-        if (st == OCLSEG_OK) (*count)++;
+    if (skip_bad && t->done == 0) {
+        fprintf(stderr, "oclseg predict: no image could be predicted\n");
+        return 1;
     }
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
-    return st;
+    return t->failed && !skip_bad ? 1 : 0;
 }
 
 int cli_predict_option(const char *cmd, int c, const char *arg, oclseg_predict_options *o) {
@@ -131,12 +153,13 @@ int cli_predict_resolve(const char *cmd, const char *weights, cli_infer_options 
 
 int cmd_predict(int argc, char **argv) {
     const char *weights = NULL, *out = "predictions", *device = NULL;
-    int probs = 0;
+    int probs = 0, skip_bad = 0;
     static const struct option opts[] = {{"weights", required_argument, 0, 'w'},
                                          {"out", required_argument, 0, 'o'},
                                          {"size", required_argument, 0, 's'},
                                          {"device", required_argument, 0, 'd'},
                                          {"probs", no_argument, 0, 'p'},
+                                         {"skip-bad", no_argument, 0, 'b'},
                                          {"help", no_argument, 0, 'h'},
                                          CLI_PREDICT_OPTIONS,
                                          {0, 0, 0, 0}};
@@ -159,16 +182,23 @@ int cmd_predict(int argc, char **argv) {
         case CLI_PREDICT_OPT + 6: io.force_size = 1; break;
         case 'd': device = optarg; break;
         case 'p': probs = 1; break;
+        case 'b': skip_bad = 1; break;
         case 'h':
             printf("usage: oclseg predict --weights F [--out DIR] [--size 128] [--device D] [--probs]\n"
-                   "                      [--tta flips] [--threshold 0.5] [--largest-component]"
-                   " [--fill-holes]\n                      IMAGE|DIR...\n\nFor each image (or each .jpg/.jpeg/.png in a directory) "
+                   "                      [--skip-bad] [--tta flips] [--threshold 0.5]\n"
+                   "                      [--largest-component] [--fill-holes] IMAGE|DIR...\n\nFor each image (or each .jpg/.jpeg/.png in a directory) "
                    "writes DIR/<id>_mask.png (0/255 at the\nimage's original resolution: the "
                    "probabilities are upsampled before thresholding)\nand "
                    "DIR/<id>_overlay.png (the image with the lesion contour in green): the masks\n"
                    "eval scores (eval --save-masks). --size defaults to the size the weights were\n"
                    "trained at (their metadata). --probs also writes DIR/<id>_prob.npy: "
-                   "the\nprobabilities (float32, original resolution) as a NumPy array.\n" CLI_PREDICT_USAGE);
+                   "the\nprobabilities (float32, original resolution) as a NumPy array.\n\n"
+                   "In a directory, files named like these outputs (*_mask.png, *_overlay.png) are\n"
+                   "skipped with a note. Two inputs with one <id> (a/x.jpg b/x.jpg) are refused before\n"
+                   "any work. An unreadable image is named and the others are predicted; the exit\n"
+                   "status is then 1 (0 with --skip-bad, if any image was predicted).\n"
+                   "  --skip-bad         skip unreadable images (named) without failing the run\n"
+                   CLI_PREDICT_USAGE);
             return 0;
         default: return 2;
         }
@@ -183,25 +213,29 @@ int cmd_predict(int argc, char **argv) {
     }
     const int resolved = cli_predict_resolve("predict", weights, &io);
     if (resolved) return resolved;
+    predict_inputs in;
+    int st = predict_inputs_collect(argv + optind, argc - optind, &in);
+    if (st == OCLSEG_OK) st = predict_inputs_check_outputs(&in, out);
+    if (st != OCLSEG_OK) {
+        predict_inputs_free(&in);
+        return st == OCLSEG_ERR_INVALID_ARG ? 2 : 1;
+    }
     const int size = io.size;
+    oclseg_infer *inf = NULL;
     if (mkdir(out, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "oclseg predict: cannot create %s: %s\n", out, strerror(errno));
+        st = OCLSEG_ERR_IO;
+    }
+    if (st == OCLSEG_OK) st = oclseg_infer_create(weights, device, size, 1, &inf);
+    if (st != OCLSEG_OK) {
+        predict_inputs_free(&in);
         return 1;
     }
-    oclseg_infer *inf;
-    if (oclseg_infer_create(weights, device, size, 1, &inf) != OCLSEG_OK) return 1;
     inf->write_probs = probs;
-    int done = 0, st = OCLSEG_OK;
-    for (int i = optind; i < argc && st == OCLSEG_OK; i++) {
-        struct stat sb;
-        if (stat(argv[i], &sb) == 0 && S_ISDIR(sb.st_mode)) {
-            st = predict_dir(inf, argv[i], out, &po, &done);
-        } else {
-            st = oclseg_predict_file(inf, argv[i], out, &po);
-            done += st == OCLSEG_OK;
-        }
-    }
+    predict_tally tally = {0};
+    st = predict_all(inf, &in, out, &po, &tally);
     oclseg_infer_free(inf);
-    printf("%d image%s predicted into %s\n", done, done == 1 ? "" : "s", out);
-    return st == OCLSEG_OK ? 0 : 1;
+    const int code = report(&tally, in.count, out, st, skip_bad);
+    predict_inputs_free(&in);
+    return code;
 }

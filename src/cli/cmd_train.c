@@ -22,7 +22,7 @@ static void usage(FILE *out) {
 "                    [--init F] [--dropout 0.5] [--size 128] [--seed 1] [--no-shuffle]\n"
 "                    [--no-augment] [--max-steps N] [--resume CKPT] [--eval-every 1]\n"
 "                    [--skip-bad] [--mask-threshold T] [--threads N] [--check-numerics]\n"
-"                    [--sync-bn] [--balance] [--quiet]\n"
+"                    [--sync-bn] [--balance] [--quiet] [--allow-overlap]\n"
 "                    [--val-fraction 0.1] [--patience 0] [--tta flips]\n"
 "                    [--largest-component] [--fill-holes] [--loss bce|dice|bce+dice]\n"
 "                    [--schedule constant|cosine|onecycle] [--warmup 0.05]\n"
@@ -51,6 +51,8 @@ static void usage(FILE *out) {
 "  --overwrite        replace the run RUN holds: its files are deleted first\n"
 "  --max-steps N      stop after N steps in total (writes the checkpoint; an epoch ending\n"
 "                     there is evaluated first); applies to this invocation only\n"
+"  --allow-overlap    an image id in both the training and the test split is a warning\n"
+"                     (default: an error naming the ids, before any training)\n"
 "  --mask-threshold T mask value >= T is lesion (in the file's own units); default:\n"
 "                     recognise the encoding (0/255, 0/1 labels, 1-bit, 16-bit, palette\n"
 "                     indices 0/1, RGB with equal channels, JPEG) and refuse anything else\n"
@@ -203,7 +205,7 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
            O_MAXSTEPS, O_RESUME, O_EVAL, O_QUIET, O_SKIPBAD, O_THREADS, O_CHECKNUM, O_MASKTHR,
            O_SYNCBN, O_BALANCE, O_VALFRAC, O_PATIENCE, O_TTA, O_LARGEST, O_FILL, O_LOSS, O_SCHED,
            O_WARMUP, O_WD, O_DECOUPLED, O_CLIP, O_AUGD, O_AUGA, O_AUGC, O_AUGCROP, O_RECIPE,
-           O_OVERWRITE, O_CONFIG };
+           O_OVERWRITE, O_CONFIG, O_OVERLAP };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"images", required_argument, 0, O_IMAGES},
         {"masks", required_argument, 0, O_MASKS}, {"mask-suffix", required_argument, 0, O_SUFFIX},
@@ -218,7 +220,7 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
         {"resume", required_argument, 0, O_RESUME}, {"eval-every", required_argument, 0, O_EVAL},
         {"quiet", no_argument, 0, O_QUIET}, {"skip-bad", no_argument, 0, O_SKIPBAD},
         {"check-numerics", no_argument, 0, O_CHECKNUM}, {"sync-bn", no_argument, 0, O_SYNCBN},
-        {"balance", no_argument, 0, O_BALANCE},
+        {"balance", no_argument, 0, O_BALANCE}, {"allow-overlap", no_argument, 0, O_OVERLAP},
         {"mask-threshold", required_argument, 0, O_MASKTHR},
         {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'},
         {"val-fraction", required_argument, 0, O_VALFRAC},
@@ -276,6 +278,7 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
         case O_CHECKNUM: o.check_numerics = 1; break;
         case O_SYNCBN: o.sync_bn = 1; break;
         case O_BALANCE: o.balance = 1; break;
+        case O_OVERLAP: o.allow_overlap = 1; break;
         case O_MASKTHR:
             bad |= parse_float("--mask-threshold", optarg, 1e-6, 65535, &mask_threshold);
             o.mask_threshold = mask_threshold;

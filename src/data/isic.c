@@ -90,14 +90,20 @@ static int list_dir(const char *dir, int want_dirs, name_list *out) {
     return OCLSEG_OK;
 }
 
+/* "a, b, c, d, e and N more" */
+static void format_names(char **names, int count, char *text, size_t size) {
+    size_t len = 0;
+    text[0] = '\0';
+    for (int i = 0; i < count && i < LIST_NAMES && len < size; i++)
+        len += (size_t)snprintf(text + len, size - len, "%s%s", i ? ", " : "", names[i]);
+    if (count > LIST_NAMES && len < size)
+        snprintf(text + len, size - len, " and %d more", count - LIST_NAMES);
+}
+
 /* Prints "<count> <what>: a, b, c, d, e and N more" through the error or warning channel. */
 static void report_names(int as_warning, const char *what, char **names, int count) {
     char text[1024];
-    size_t len = 0;
-    for (int i = 0; i < count && i < LIST_NAMES; i++)
-        len += (size_t)snprintf(text + len, sizeof text - len, "%s%s", i ? ", " : "", names[i]);
-    if (count > LIST_NAMES && len < sizeof text)
-        snprintf(text + len, sizeof text - len, " and %d more", count - LIST_NAMES);
+    format_names(names, count, text, sizeof text);
     if (as_warning) data_warn("skipping %d %s: %s", count, what, text);
     else OCLSEG_ERROR("%d %s: %s", count, what, text);
 }
@@ -330,4 +336,87 @@ void oclseg_pair_list_free(oclseg_pair_list *list) {
     }
     free(list->items);
     memset(list, 0, sizeof *list);
+}
+
+/* ---- train/test overlap -------------------------------------------------------------------- */
+
+static int compare_ids(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The ids of a pair list, sorted (borrowed strings). */
+static char **sorted_ids(const oclseg_pair_list *pairs) {
+    char **ids = calloc((size_t)pairs->count + 1, sizeof *ids);
+    if (!ids) return NULL;
+    for (int i = 0; i < pairs->count; i++) ids[i] = pairs->items[i].id;
+    qsort(ids, (size_t)pairs->count, sizeof *ids, compare_ids);
+    return ids;
+}
+
+int oclseg_pairs_check_disjoint(const oclseg_pair_list *train, const oclseg_pair_list *test,
+                                const char *where, int allow_overlap) {
+    char **a = sorted_ids(train), **b = sorted_ids(test);
+    name_list common = {0};
+    int status = a && b ? OCLSEG_OK : OCLSEG_ERR_OUT_OF_MEMORY;
+    for (int i = 0, j = 0; status == OCLSEG_OK && i < train->count && j < test->count;) {
+        int c = strcmp(a[i], b[j]);
+        if (c == 0) status = name_list_add(&common, a[i]);
+        i += c <= 0;
+        j += c >= 0;
+    }
+    free(a);
+    free(b);
+    if (status != OCLSEG_OK || common.count == 0) {
+        name_list_free(&common);
+        return status;
+    }
+    char what[1200];
+    snprintf(what, sizeof what, "image id%s in both the training and the test split of %s%s",
+             common.count == 1 ? " is" : "s are", where,
+             allow_overlap ? " (--allow-overlap)" : "");
+    char text[1024];
+    format_names(common.names, common.count, text, sizeof text);
+    if (allow_overlap) {
+        data_warn("%d %s: %s; test scores of these images measure memory, not generalisation",
+                  common.count, what, text);
+    } else {
+        OCLSEG_ERROR("%d %s: %s; a model scored on images it was trained on looks better than it "
+                     "is: remove them from one split, or pass --allow-overlap if you mean it",
+                     common.count, what, text);
+        status = OCLSEG_ERR_FORMAT;
+    }
+    name_list_free(&common);
+    return status;
+}
+
+int oclseg_isic_check_disjoint(const char *data_dir, const oclseg_pair_list *pairs,
+                               oclseg_split split, int allow_overlap) {
+    const char *other = split == OCLSEG_SPLIT_TRAIN ? "Test_Data" : "Training_Data";
+    name_list dirs, files = {0};
+    TRY(list_dir(data_dir, 1, &dirs));
+    const char *found = NULL;
+    for (int i = 0; i < dirs.count; i++)
+        if (ends_with_nocase(dirs.names[i], other)) found = dirs.names[i];
+    char *images_dir = found ? join_path(data_dir, found) : NULL;
+    int status = found && !images_dir ? OCLSEG_ERR_OUT_OF_MEMORY : OCLSEG_OK;
+    keyed *k = NULL;
+    int n = 0;
+    if (images_dir) status = list_dir(images_dir, 0, &files);
+    if (images_dir && status == OCLSEG_OK)
+        status = make_keyed(&files, is_image_name, "_Segmentation.png", 0, &k, &n);
+    oclseg_pair_list listed = {0};
+    if (images_dir && status == OCLSEG_OK &&
+        !(listed.items = calloc((size_t)n + 1, sizeof *listed.items)))
+        status = OCLSEG_ERR_OUT_OF_MEMORY;
+    for (int i = 0; status == OCLSEG_OK && i < n; i++) listed.items[listed.count++].id = k[i].id;
+    if (images_dir && status == OCLSEG_OK)
+        status = split == OCLSEG_SPLIT_TRAIN
+                     ? oclseg_pairs_check_disjoint(pairs, &listed, data_dir, allow_overlap)
+                     : oclseg_pairs_check_disjoint(&listed, pairs, data_dir, allow_overlap);
+    free(listed.items);
+    keyed_free(k, n);
+    free(images_dir);
+    name_list_free(&files);
+    name_list_free(&dirs);
+    return status;
 }

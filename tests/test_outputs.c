@@ -1,0 +1,315 @@
+/* Tests that outputs never collide and inputs never leak into each other (OCLSEG_BIN, set by
+ * meson): predict refuses inputs with one output name, skips its own outputs in a folder, goes on
+ * past unreadable images; synth refuses a non-empty folder; train and eval refuse an image in both
+ * splits; eval's per-image CSV is RFC 4180 quoted and never left partial. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static char root[64];
+static const char *bin;
+
+/* One synthetic set (6 training, 4 test images) and one 1-epoch run on it, for every test. */
+static void setup_once(void) {
+    if (root[0]) return;
+    bin = harness_cli_dir(root, sizeof root, "outputs");
+    ck_assert_int_eq(harness_sh("%s synth --out %s/data --train 6 --test 4 --seed 5 > /dev/null",
+                                bin, root), 0);
+    ck_assert_int_eq(harness_sh("%s train --data %s/data --out %s/run --epochs 1 --batch 2 "
+                                "--size 32 --quiet", bin, root, root), 0);
+}
+
+#define TEST_DIR "ISBI2016_ISIC_Part1_Test_Data"
+
+/* Runs `oclseg predict --weights run/weights.safetensors --size 32 ARGS` in root with its
+ * stdout and stderr in root/out.txt and root/err.txt; returns the exit status. */
+static int predict(const char *args) {
+    return harness_sh("cd %s && %s predict --weights run/weights.safetensors --size 32 %s "
+                      "> out.txt 2> err.txt", root, bin, args);
+}
+
+static int grep_file(const char *file, const char *pattern) {
+    return harness_sh("grep -q -- '%s' %s/%s", pattern, root, file) == 0;
+}
+
+static int exists(const char *rel) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    return access(path, F_OK) == 0;
+}
+
+/* a/x.jpg and b/x.jpg would both write x_mask.png: refused before any work, naming both. */
+START_TEST(predict_refuses_inputs_with_one_output_name) {
+    setup_once();
+    ck_assert_int_eq(harness_sh("cd %s && mkdir -p a b && cp data/" TEST_DIR "/ISIC_0000006.jpg "
+                                "a/x.jpg && cp data/" TEST_DIR "/ISIC_0000007.jpg b/x.jpg", root), 0);
+    ck_assert_int_eq(predict("--out clash a/x.jpg b/x.jpg"), 2);
+    ck_assert(grep_file("err.txt", "a/x.jpg and b/x.jpg would both write clash/x_mask.png"));
+    ck_assert(!exists("clash/x_mask.png"));
+    /* one folder's x.jpg and x.png clash too; an input that is another's output is refused */
+    ck_assert_int_eq(harness_sh("cd %s && cp a/x.jpg b/x.png", root), 0);
+    ck_assert_int_eq(predict("--out clash2 b"), 2);
+    ck_assert(grep_file("err.txt", "b/x.jpg and b/x.png"));
+    ck_assert_int_eq(harness_sh("cd %s && mkdir -p c && cp a/x.jpg c/x.jpg && cp a/x.jpg "
+                                "c/x_mask.png", root), 0);
+    ck_assert_int_eq(predict("--out c c/x.jpg c/x_mask.png"), 2);
+    ck_assert(grep_file("err.txt", "c/x_mask.png, the output of c/x.jpg, is an input"));
+}
+END_TEST
+
+/* predict --out P P twice: the second run predicts the images again, not the first's outputs. */
+START_TEST(predict_skips_its_own_outputs) {
+    setup_once();
+    ck_assert_int_eq(harness_sh("cd %s && mkdir -p same && cp data/" TEST_DIR "/*.jpg same/", root),
+                     0);
+    ck_assert_int_eq(predict("--out same same"), 0);
+    const int second = predict("--out same same");
+    ck_assert(!exists("same/ISIC_0000006_mask_mask.png"));
+    ck_assert(!exists("same/ISIC_0000006_overlay_mask.png"));
+    ck_assert_int_eq(second, 0);
+    ck_assert(grep_file("out.txt", "^4 images predicted into same, 0 failed"));
+    ck_assert(grep_file("err.txt", "skipped 8 files in same named like predict.s outputs"));
+}
+END_TEST
+
+/* A corrupt image sorted first and a missing one: every readable image is predicted, each
+ * unreadable one named, the summary counts both, the exit status is 1 (0 with --skip-bad). */
+START_TEST(predict_goes_on_past_unreadable_images) {
+    setup_once();
+    ck_assert_int_eq(harness_sh("cd %s && mkdir -p mixed && cp data/" TEST_DIR "/*.jpg mixed/ && "
+                                "head -c 300 mixed/ISIC_0000006.jpg > mixed/0_corrupt.jpg", root), 0);
+    const int status = predict("--out mixed_out mixed missing.jpg");
+    for (int i = 6; i <= 9; i++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "mixed_out/ISIC_000000%d_mask.png", i);
+        ck_assert_msg(exists(rel), "%s was not predicted", rel);
+    }
+    ck_assert_int_eq(status, 1);
+    ck_assert(grep_file("out.txt", "^4 images predicted into mixed_out, 2 failed"));
+    ck_assert(grep_file("err.txt", "could not predict 2 unreadable images: mixed/0_corrupt.jpg, "
+                                   "missing.jpg"));
+    ck_assert(!exists("mixed_out/0_corrupt_mask.png"));
+    ck_assert_int_eq(predict("--out mixed_out2 --skip-bad mixed"), 0);
+    ck_assert(grep_file("out.txt", "^4 images predicted into mixed_out2, 1 unreadable skipped"));
+    ck_assert(grep_file("err.txt", "skipped 1 unreadable image: mixed/0_corrupt.jpg"));
+    /* nothing readable at all is a failure even with --skip-bad */
+    ck_assert_int_eq(predict("--out none_out --skip-bad mixed/0_corrupt.jpg"), 1);
+    /* a fifo named like an image is not opened (reading it would wait forever) */
+    ck_assert_int_eq(harness_sh("cd %s && mkfifo fifo.jpg", root), 0);
+    ck_assert_int_eq(harness_sh("cd %s && timeout 120 %s predict --weights run/weights.safetensors "
+                                "--size 32 --out fifo_out fifo.jpg mixed/ISIC_0000006.jpg "
+                                "> out.txt 2> err.txt", root, bin), 1);
+    ck_assert(grep_file("out.txt", "^1 image predicted into fifo_out, 1 failed"));
+    ck_assert(grep_file("err.txt", "fifo.jpg: not a regular file"));
+}
+END_TEST
+
+/* The number of entries of root/rel (ls -A | wc -l). */
+static int count_files(const char *rel) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "ls -A %s/%s | wc -l", root, rel);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    int n = -1;
+    ck_assert_int_eq(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    return n;
+}
+
+/* synth into a non-empty folder would mix two sets (ids in both splits): refused; --force
+ * replaces a set synth wrote, whole, and refuses a folder holding anything else. */
+START_TEST(synth_refuses_a_non_empty_folder) {
+    setup_once();
+    ck_assert_int_eq(harness_sh("cd %s && %s synth --out s --train 4 --test 2 > /dev/null", root,
+                                bin), 0);
+    ck_assert_int_eq(harness_sh("cd %s && %s synth --out s --train 2 --test 3 > out.txt "
+                                "2> err.txt", root, bin), 1);
+    ck_assert(grep_file("err.txt", "--out s is not empty"));
+    ck_assert_int_eq(count_files("s/ISBI2016_ISIC_Part1_Test_Data"), 2);
+    ck_assert_int_eq(harness_sh("cd %s && %s synth --out s --train 2 --test 3 --force > /dev/null",
+                                root, bin), 0);
+    ck_assert_int_eq(count_files("s/ISBI2016_ISIC_Part1_Training_Data"), 2);
+    ck_assert_int_eq(count_files("s/ISBI2016_ISIC_Part1_Test_Data"), 3);
+    ck_assert_int_eq(count_files("s/ISBI2016_ISIC_Part1_Test_GroundTruth"), 3);
+    /* a file synth did not write stops --force, and stays */
+    ck_assert_int_eq(harness_sh("cd %s && touch s/ISBI2016_ISIC_Part1_Test_Data/notes.txt && "
+                                "%s synth --out s --train 2 --test 1 --force > /dev/null "
+                                "2> err.txt", root, bin), 1);
+    ck_assert(grep_file("err.txt", "s/ISBI2016_ISIC_Part1_Test_Data/notes.txt is not part of a "
+                                   "synthetic set"));
+    ck_assert(exists("s/ISBI2016_ISIC_Part1_Test_Data/notes.txt"));
+    ck_assert_int_eq(count_files("s/ISBI2016_ISIC_Part1_Test_Data"), 4);
+    /* a folder synth did not write (no marker) is not replaced */
+    ck_assert_int_eq(harness_sh("cd %s && mkdir -p mine && touch mine/a.txt && %s synth --out mine "
+                                "--train 2 --test 1 --force > /dev/null 2> err.txt", root, bin), 1);
+    ck_assert(grep_file("err.txt", "--force replaces only a set synth wrote"));
+    ck_assert(exists("mine/a.txt"));
+    /* a split folder that is a link: what it points to is not deleted */
+    ck_assert_int_eq(harness_sh("cd %s && rm -r s/ISBI2016_ISIC_Part1_Test_Data && mkdir -p "
+                                "elsewhere && touch elsewhere/ISIC_keep.jpg && ln -s ../elsewhere "
+                                "s/ISBI2016_ISIC_Part1_Test_Data && %s synth --out s --train 2 "
+                                "--test 1 --force > /dev/null 2> err.txt", root, bin), 1);
+    ck_assert(grep_file("err.txt", "s/ISBI2016_ISIC_Part1_Test_Data is not part of a synthetic"));
+    ck_assert(exists("elsewhere/ISIC_keep.jpg"));
+}
+END_TEST
+
+/* An image id in both splits (a test image that is also a training image): train and eval
+ * refuse it before any work, naming the id; --allow-overlap makes it a warning. */
+START_TEST(train_and_eval_refuse_an_id_in_both_splits) {
+    setup_once();
+    ck_assert_int_eq(harness_sh("cd %s && %s synth --out ov --train 4 --test 2 > /dev/null && "
+                                "cp ov/*Training_Data/ISIC_0000001.jpg ov/*Test_Data/ && "
+                                "cp ov/*Training_GroundTruth/ISIC_0000001_Segmentation.png "
+                                "ov/*Test_GroundTruth/", root, bin), 0);
+    ck_assert_int_ne(harness_sh("cd %s && %s train --data ov --out ovrun --epochs 1 --batch 2 "
+                                "--size 32 --quiet 2> err.txt", root, bin), 0);
+    ck_assert(grep_file("err.txt", "1 image id is in both the training and the test split of "
+                                   "ov: ISIC_0000001"));
+    ck_assert(!exists("ovrun"));
+    for (int split = 0; split < 2; split++) {
+        ck_assert_int_ne(harness_sh("cd %s && %s eval --data ov --split %s --weights "
+                                    "run/weights.safetensors --size 32 --out ov.csv > /dev/null "
+                                    "2> err.txt", root, bin, split ? "train" : "test"), 0);
+        ck_assert(grep_file("err.txt", "in both the training and the test split of ov: "
+                                       "ISIC_0000001"));
+        ck_assert(!exists("ov.csv"));
+    }
+    ck_assert_int_eq(harness_sh("cd %s && %s eval --data ov --weights run/weights.safetensors "
+                                "--size 32 --out ov.csv --allow-overlap > /dev/null 2> err.txt",
+                                root, bin), 0);
+    ck_assert(grep_file("err.txt", "warning: 1 image id is in both"));
+    ck_assert_int_eq(harness_sh("cd %s && %s train --data ov --out ovrun --epochs 1 --batch 2 "
+                                "--size 32 --quiet --allow-overlap 2> err.txt", root, bin), 0);
+    ck_assert(grep_file("ovrun/config.json", "\"allow_overlap\": true"));
+}
+END_TEST
+
+/* The text of root/rel (malloc'd, NUL-terminated). */
+static char *slurp(const char *rel) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot read %s", path);
+    char *text = calloc(1 << 16, 1);
+    ck_assert_ptr_nonnull(text);
+    size_t n = fread(text, 1, (1 << 16) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    return text;
+}
+
+/* Reads one RFC 4180 record at *p: returns its field count, the first field in first. */
+static int csv_record(const char **p, char *first, size_t size) {
+    int fields = 0;
+    size_t len = 0;
+    for (;;) {
+        int quoted = **p == '"';
+        if (quoted) ++*p;
+        for (;; ++*p) {
+            if (!**p) break;
+            if (quoted && **p == '"') {
+                if ((*p)[1] != '"') {
+                    ++*p;
+                    break;
+                }
+                ++*p;
+            } else if (!quoted && (**p == ',' || **p == '\n')) {
+                break;
+            }
+            if (fields == 0 && len + 1 < size) first[len++] = **p;
+        }
+        if (fields == 0) first[len] = '\0';
+        fields++;
+        if (**p != ',') break;
+        ++*p;
+    }
+    ck_assert_msg(**p == '\n', "a record does not end with a line break after field %d", fields);
+    ++*p;
+    return fields;
+}
+
+/* File names with a comma, a double quote and a line break: eval's per-image CSV quotes them
+ * (RFC 4180), so that every record has its 8 fields and its id back. */
+START_TEST(eval_csv_quotes_file_names) {
+    setup_once();
+    static const char *const ids[] = {"a,b", "q\"x", "n\nl", "plain"};
+    ck_assert_int_eq(harness_sh("cd %s && mkdir -p q/images q/masks", root), 0);
+    for (int i = 0; i < 4; i++) {
+        char src[512], dst[512];
+        snprintf(src, sizeof src, "%s/data/" TEST_DIR "/ISIC_000000%d.jpg", root, 6 + i);
+        snprintf(dst, sizeof dst, "%s/q/images/%s.jpg", root, ids[i]);
+        ck_assert_int_eq(link(src, dst), 0);
+        snprintf(src, sizeof src, "%s/data/ISBI2016_ISIC_Part1_Test_GroundTruth/"
+                 "ISIC_000000%d_Segmentation.png", root, 6 + i);
+        snprintf(dst, sizeof dst, "%s/q/masks/%s_segmentation.png", root, ids[i]);
+        ck_assert_int_eq(link(src, dst), 0);
+    }
+    ck_assert_int_eq(harness_sh("cd %s && %s eval --images q/images --masks q/masks --weights "
+                                "run/weights.safetensors --size 32 --out q.csv > /dev/null", root,
+                                bin), 0);
+    char *text = slurp("q.csv");
+    const char *p = text;
+    char id[64];
+    ck_assert_int_eq(csv_record(&p, id, sizeof id), 8);
+    ck_assert_str_eq(id, "id");
+    int seen = 0;
+    for (int row = 0; row < 4; row++) {
+        ck_assert_int_eq(csv_record(&p, id, sizeof id), 8);
+        for (int i = 0; i < 4; i++) seen |= (strcmp(id, ids[i]) == 0) << i;
+    }
+    ck_assert_int_eq(seen, 15);
+    ck_assert_str_eq(p, "");
+    ck_assert_ptr_nonnull(strstr(text, "\n\"q\"\"x\","));
+    free(text);
+}
+END_TEST
+
+/* A CSV that cannot be written (a full disk): the failure is the last word of eval, its exit
+ * status 1, and no file (not even an empty one) is left. */
+START_TEST(eval_csv_write_failure_is_the_last_word) {
+    setup_once();
+    ck_assert_int_eq(harness_sh("cd %s && OCLSEG_FAULT_WRITE=1 %s eval --data data --weights "
+                                "run/weights.safetensors --size 32 --out full.csv > out.txt "
+                                "2> err.txt", root, bin), 1);
+    ck_assert(!grep_file("out.txt", "per-image CSV"));
+    ck_assert_int_eq(harness_sh("tail -n 1 %s/err.txt | grep -q 'full.csv was not written'", root),
+                     0);
+    ck_assert_int_eq(harness_sh("ls %s | grep -q full.csv", root), 1);
+    /* a real full file system, where this runs as root */
+    if (harness_sh("cd %s && mkdir -p tiny && mount -t tmpfs -o size=16k tmpfs tiny "
+                   "2> /dev/null", root) != 0) {
+        printf("eval_csv_write_failure_is_the_last_word: cannot mount a tmpfs (not root?): "
+               "the full file system case is skipped\n");
+        return;
+    }
+    harness_sh("cd %s && dd if=/dev/zero of=tiny/fill bs=1k count=64 2> /dev/null", root);
+    const int status = harness_sh("cd %s && %s eval --data data --weights run/weights.safetensors "
+                                  "--size 32 --out tiny/e.csv > out.txt 2> err.txt", root, bin);
+    const int left = harness_sh("ls %s/tiny | grep -q e.csv", root);
+    ck_assert_int_eq(harness_sh("umount %s/tiny", root), 0);
+    ck_assert_int_eq(status, 1);
+    ck_assert_int_eq(left, 1);
+    ck_assert(!grep_file("out.txt", "per-image CSV"));
+    ck_assert_int_eq(harness_sh("tail -n 1 %s/err.txt | grep -q 'tiny/e.csv was not written'",
+                                root), 0);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("outputs");
+    TCase *tc = tcase_create("outputs");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, predict_refuses_inputs_with_one_output_name);
+    tcase_add_test(tc, predict_skips_its_own_outputs);
+    tcase_add_test(tc, predict_goes_on_past_unreadable_images);
+    tcase_add_test(tc, synth_refuses_a_non_empty_folder);
+    tcase_add_test(tc, train_and_eval_refuse_an_id_in_both_splits);
+    tcase_add_test(tc, eval_csv_quotes_file_names);
+    tcase_add_test(tc, eval_csv_write_failure_is_the_last_word);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}
