@@ -65,6 +65,27 @@ START_TEST(apostrophe_run_dir_draws_curves) {
 }
 END_TEST
 
+/* A relative run directory whose name starts with '<' or '|': gnuplot opens such a file name (or
+ * 'set output' target) through the shell, so the folder reaches it as "./NAME" (before: the
+ * markers were created). */
+START_TEST(relative_run_dir_is_not_a_gnuplot_command) {
+    setup_once();
+    static const char *names[] = {"<touch MARKER_LT;", "|touch MARKER_PIPE;"};
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(setenv("OUT", names[i], 1), 0);
+        ck_assert_int_eq(harness_sh("cd %s && %s train --data %s --size 32 --batch 2 --epochs 1 "
+                                    "--quiet --out \"$OUT\" 2> %s/rel.err", root, bin, data, root),
+                         0);
+        char png[600];
+        snprintf(png, sizeof png, "%s/%s/curves.png", root, names[i]);
+        struct stat st;
+        ck_assert_msg(stat(png, &st) == 0 && st.st_size > 0, "curves.png not drawn in %s", png);
+    }
+    ck_assert_msg(harness_sh("ls %s/MARKER_LT* %s/MARKER_PIPE* > /dev/null 2>&1", root, root) != 0,
+                  "a run directory's name ran as a shell command through gnuplot");
+}
+END_TEST
+
 /* A run directory whose name closes gnuplot's quotes and calls system() on a new line: nothing
  * runs, and curves.png is drawn in that directory. */
 START_TEST(run_dir_name_is_not_gnuplot_code) {
@@ -200,6 +221,7 @@ int main(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, apostrophe_run_dir_draws_curves);
     tcase_add_test(tc, run_dir_name_is_not_gnuplot_code);
+    tcase_add_test(tc, relative_run_dir_is_not_a_gnuplot_command);
     tcase_add_test(tc, export_to_fifo_is_refused);
     tcase_add_test(tc, export_through_symlink_is_refused);
     tcase_add_test(tc, planted_temporary_links_are_not_followed);

@@ -62,14 +62,16 @@ START_TEST(errors_carry_source_lines_only_when_debugging) {
     ck_assert_int_eq(oclseg("", "export --weights missing.safetensors --onnx m.onnx"), 1);
     const char *err = slurp("err.txt");
     assert_contains(err, "oclseg: error: missing.safetensors: cannot open");
-    assert_contains(err, "m.onnx not written: a file could not be read or written");
+    /* export reads the weights' metadata first: the file is named, and nothing is written */
+    char onnx[160];
+    snprintf(onnx, sizeof onnx, "%s/m.onnx", root);
+    ck_assert_int_ne(access(onnx, F_OK), 0);
     assert_lacks(err, ".c:");
     assert_lacks(err, "OCLSEG_ERR_");
     ck_assert_int_eq(oclseg("OCLSEG_DEBUG=1", "export --weights missing.safetensors "
                                 "--onnx m.onnx"), 1);
     err = slurp("err.txt");
     assert_contains(err, "src/runtime/util.c:");
-    assert_contains(err, "(OCLSEG_ERR_IO)");
 }
 END_TEST
 

@@ -15,6 +15,7 @@ typedef struct oclseg_env {
     int cache_off;                       /* OCLSEG_CACHE=0: no compiled-kernel cache */
     char xdg_cache_home[OCLSEG_ENV_PATH]; /* XDG_CACHE_HOME: root of the kernel cache + tuning */
     char home[OCLSEG_ENV_PATH];          /* HOME: ~/.cache when XDG_CACHE_HOME is unset */
+    char tmpdir[OCLSEG_ENV_PATH];        /* TMPDIR: temporary files (gnuplot scripts); /tmp */
     char tuning_dir[OCLSEG_ENV_PATH];    /* OCLSEG_TUNING_DIR: GEMM tuning files' folder */
     int no_tuning;                       /* OCLSEG_NO_TUNING=1: CLBlast's default parameters */
     int no_fusion;                       /* OCLSEG_NO_FUSION=1: ReLU6/ReLU as separate kernels */

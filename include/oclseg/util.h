@@ -41,7 +41,8 @@ void oclseg_plot_text(char *dst, size_t size, const char *src);
 /* Runs `gnuplot -c SCRIPT DATA ARG...` without a shell: script is fixed program text (no user-
  * or file-supplied string may be in it); data (or NULL: ARG1 is "") goes to a temporary file
  * whose path the script reads as ARG1; args[0..argc-1] (at most 8: paths, titles) arrive as the
- * string variables ARG2.. and never become code. stderr goes to /dev/null when quiet. 0 when
+ * string variables ARG2.. and never become code; args[0] is the output folder (a relative one
+ * gets "./": gnuplot would run a file name starting with '<' as a command). stderr goes to /dev/null when quiet. 0 when
  * gnuplot ran and exited 0, -1 otherwise (no message). */
 int oclseg_gnuplot(const char *script, const char *data, int argc, const char *const *args,
                    int quiet);

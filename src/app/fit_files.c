@@ -98,24 +98,49 @@ int fit_csv_truncate(const char *path, long long limit) {
     return st;
 }
 
+/* 1 when some row of DIR/metrics.csv has validation columns (its 3rd field not empty). */
+static int metrics_have_validation(const char *dir) {
+    char path[OCLSEG_PATH_MAX + 16], line[1024];
+    snprintf(path, sizeof path, "%s/metrics.csv", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int found = 0;
+    if (fgets(line, sizeof line, f)) /* the header */
+        while (!found && fgets(line, sizeof line, f)) {
+            const char *c = strchr(line, ',');
+            c = c ? strchr(c + 1, ',') : NULL;
+            found = c && c[1] != ',' && c[1] != '\n' && c[1] != '\0';
+        }
+    fclose(f);
+    return found;
+}
+
 /* Draws curves.png (loss, Dice, Jaccard per epoch) from metrics.csv with gnuplot. The run
- * directory reaches gnuplot only as the string ARG2 (never as code: any name plots). */
+ * directory reaches gnuplot only as the string ARG2 (never as code: any name plots); ARG3 is
+ * "1" when some epoch was validated (else gnuplot would stop at validation columns with no
+ * value: only the training loss is drawn). */
 void fit_plot_curves(const char *dir) {
     static const char script[] =
         "set terminal pngcairo size 1000,420 font ',10' noenhanced\n"
         "set output ARG2.'/curves.png'\nmetrics = ARG2.'/metrics.csv'\n"
         "set datafile separator ','\n"
         "set key autotitle columnhead\nset grid\nset xlabel 'epoch'\n"
+        "if (ARG3 eq '1') {\n"
         "set multiplot layout 1,2\nset title 'loss (train: the training loss; validation: BCE)'\n"
         "plot metrics using 1:2 with linespoints title 'train', "
         "'' using 1:3 with linespoints title 'validation'\n"
         "set title 'validation metrics (mean per image)'\nset yrange [0:1]\n"
         "plot metrics using 1:5 with linespoints title 'Dice', "
-        "'' using 1:6 with linespoints title 'Jaccard'\nunset multiplot\n";
+        "'' using 1:6 with linespoints title 'Jaccard'\nunset multiplot\n"
+        "} else {\n"
+        "set title 'training loss (no validation split)'\n"
+        "plot metrics using 1:2 with linespoints title 'train'\n"
+        "}\n";
     char png[OCLSEG_PATH_MAX + 16];
     snprintf(png, sizeof png, "%s/curves.png", dir);
     if (oclseg_output_check(png) != OCLSEG_OK) return;
+    const char *args[2] = {dir, metrics_have_validation(dir) ? "1" : "0"};
     struct stat st;
-    if (oclseg_gnuplot(script, NULL, 1, &dir, 1) != 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+    if (oclseg_gnuplot(script, NULL, 2, args, 1) != 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
         fprintf(stderr, "oclseg: warning: gnuplot failed; curves.png not drawn (install gnuplot-nox)\n");
 }

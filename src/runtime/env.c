@@ -26,6 +26,7 @@ void oclseg_env_reload(void) {
     e.cache_off = cache && strcmp(cache, "0") == 0;
     copy_var(getenv("XDG_CACHE_HOME"), e.xdg_cache_home, sizeof e.xdg_cache_home);
     copy_var(getenv("HOME"), e.home, sizeof e.home);
+    copy_var(getenv("TMPDIR"), e.tmpdir, sizeof e.tmpdir);
     copy_var(getenv("OCLSEG_TUNING_DIR"), e.tuning_dir, sizeof e.tuning_dir);
     e.no_tuning = is_one(getenv("OCLSEG_NO_TUNING"));
     e.no_fusion = is_one(getenv("OCLSEG_NO_FUSION"));

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "oclseg/status.h"
+#include "oclseg/env.h"
 #include "oclseg/util.h"
 
 extern char **environ;
@@ -103,8 +104,8 @@ void oclseg_plot_text(char *dst, size_t size, const char *src) {
 
 /* Writes text to a new temporary file under $TMPDIR (or /tmp); its path into path. */
 static int write_temp(char *path, size_t size, const char *what, const char *text) {
-    const char *tmpdir = getenv("TMPDIR");
-    char prefix[OCLSEG_PATH_MAX];
+    const char *tmpdir = oclseg_env_get()->tmpdir;
+    char prefix[OCLSEG_ENV_PATH + 32];
     snprintf(prefix, sizeof prefix, "%s/oclseg-%s-", tmpdir && *tmpdir ? tmpdir : "/tmp", what);
     int fd = oclseg_temp_create(path, size, prefix);
     if (fd < 0) return -1;
@@ -134,6 +135,13 @@ int oclseg_gnuplot(const char *script, const char *data, int argc, const char *c
     /* gnuplot -c SCRIPT ARG1..: ARG1 the data file, ARG2.. the caller's strings; no shell. */
     const char *argv[12] = {"gnuplot", "-c", script_path, data_path};
     for (int i = 0; i < argc; i++) argv[4 + i] = args[i];
+    /* args[0] is the output folder: gnuplot runs a file name that starts with '<' (and writes
+     * 'set output' to a command for '|') through the shell, so a relative one gets "./" */
+    char folder[OCLSEG_PATH_MAX + 2];
+    if (argc > 0 && args[0][0] != '/') {
+        snprintf(folder, sizeof folder, "./%s", args[0]);
+        argv[4] = folder;
+    }
     argv[4 + argc] = NULL;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
