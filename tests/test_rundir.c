@@ -154,9 +154,13 @@ START_TEST(default_run_names_are_unique) {
         ck_assert_int_eq(harness_sh("mkdir -p %s/%s && echo taken > %s/%s/config.json", cwd, name,
                                     cwd, name), 0);
     }
-    ck_assert_int_eq(harness_sh("cd %s && t='%s train --data %s --epochs 1 --batch 2 --size 32 "
-                                "--max-steps 1 --quiet' && { $t & a=$!; $t; b=$?; wait $a && "
-                                "test $b -eq 0; }", cwd, bin, data), 0);
+    /* Under tools/check.sh --sanitize, LeakSanitizer's own tracer often segfaults at the exit of
+     * two runs that end together (google/sanitizers#1353: no leak report, exit status 1); leak
+     * checking of this path stays with the single runs of the other tests. A no-op otherwise. */
+    ck_assert_int_eq(harness_sh("cd %s && export ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}"
+                                "detect_leaks=0\" && t='%s train --data %s --epochs 1 --batch 2 "
+                                "--size 32 --max-steps 1 --quiet' && { $t & a=$!; $t; b=$?; "
+                                "wait $a && test $b -eq 0; }", cwd, bin, data), 0);
     /* every marker untouched; exactly two runs, each with its own one-step steps.csv */
     ck_assert_int_eq(harness_sh("cd %s/runs && test $(grep -lx taken */config.json | wc -l) -eq 91",
                                 cwd), 0);
