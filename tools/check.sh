@@ -32,7 +32,8 @@ if [ "${1:-}" = "--sanitize" ]; then
     export OCLSEG_TEST_SMALL=1
     # 'mpi' (test_dist) is left out too: Open MPI's own start-up allocations are never freed,
     # so LeakSanitizer fails every rank at exit; the dist module's host code runs in the plain suite.
-    # 'end-to-end' (test_runs, test_weights_meta): whole runs chained, see tests/meson.build.
+    # 'end-to-end' (test_runs, test_weights_meta, test_rundir): whole runs chained or raced, see
+    # tests/meson.build.
     if meson test -C "$builddir" --print-errorlogs --num-processes 2 --suite ops --suite host \
         --no-suite clblast-tuning --no-suite scripts --no-suite mpi --no-suite end-to-end \
         --timeout-multiplier 3 "$@"; then
