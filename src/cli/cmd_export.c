@@ -70,10 +70,6 @@ int cmd_export(int argc, char **argv) {
                         "arguments)\n");
         return 2;
     }
-    if (size < 0 || size % 32) {
-        fprintf(stderr, "oclseg export: --size must be a positive multiple of 32\n");
-        return 2;
-    }
     if (strcmp(batch, "1") != 0 && strcmp(batch, "dynamic") != 0) {
         fprintf(stderr, "oclseg export: --batch must be 1 or dynamic (got '%s')\n", batch);
         return 2;

@@ -207,10 +207,6 @@ int cmd_predict(int argc, char **argv) {
         fprintf(stderr, "oclseg predict: --weights F and at least one IMAGE or DIR are required\n");
         return 2;
     }
-    if (io.size % 32) {
-        fprintf(stderr, "oclseg predict: --size must be a positive multiple of 32\n");
-        return 2;
-    }
     const int resolved = cli_predict_resolve("predict", weights, &io);
     if (resolved) return resolved;
     predict_inputs in;
