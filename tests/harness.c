@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stdarg.h>
 #include <signal.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -350,6 +352,57 @@ void harness_check_fd(const char *what, harness_loss_fn loss, void *user,
     }
 }
 
+/* ---- temporary directories ------------------------------------------------------------------ */
+#define MAX_TEMP_DIRS 64
+static char *temp_dirs[MAX_TEMP_DIRS];
+static int temp_dir_count;
+
+void harness_mkdtemp(char *dir, size_t size, const char *name) {
+    const char *base = getenv("TMPDIR");
+    int n = snprintf(dir, size, "%s/oclseg-%s-XXXXXX", base && *base ? base : "/tmp", name);
+    ck_assert_msg(n > 0 && (size_t)n < size, "temporary directory name too long for %s", name);
+    ck_assert_msg(mkdtemp(dir) != NULL, "cannot create %s", dir);
+    if (temp_dir_count < MAX_TEMP_DIRS) temp_dirs[temp_dir_count++] = strdup(dir);
+}
+
+void harness_rmtree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return;
+    if (S_ISDIR(st.st_mode)) {
+        chmod(path, 0700); /* tests make unreadable or unwritable folders */
+        DIR *d = opendir(path);
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d)) != NULL) {
+                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+                size_t len = strlen(path) + strlen(e->d_name) + 2;
+                char *child = malloc(len);
+                if (!child) break;
+                snprintf(child, len, "%s/%s", path, e->d_name);
+                harness_rmtree(child);
+                free(child);
+            }
+            closedir(d);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+static void release_temp_dirs(int failed) {
+    const char *keep = getenv("OCLSEG_KEEP_TEST_DIRS");
+    const int keep_all = keep && *keep && strcmp(keep, "0") != 0;
+    for (int i = 0; i < temp_dir_count; i++) {
+        if (failed || keep_all)
+            fprintf(stderr, "kept for inspection: %s\n", temp_dirs[i]);
+        else
+            harness_rmtree(temp_dirs[i]);
+        free(temp_dirs[i]);
+    }
+    temp_dir_count = 0;
+}
+
 int harness_run(Suite *s) {
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
@@ -358,14 +411,14 @@ int harness_run(Suite *s) {
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     if (device_count >= 0 && release_contexts() != 0) failed++;
+    release_temp_dirs(failed);
     return failed == 0 ? 0 : 1;
 }
 
 const char *harness_cli_dir(char *root, size_t size, const char *name) {
     const char *bin = getenv("OCLSEG_BIN");
     ck_assert_msg(bin != NULL, "OCLSEG_BIN is not set (run through meson test)");
-    snprintf(root, size, "/tmp/oclseg-%s-XXXXXX", name);
-    ck_assert_ptr_nonnull(mkdtemp(root));
+    harness_mkdtemp(root, size, name);
     return bin;
 }
 

@@ -113,8 +113,17 @@ void harness_check_fd(const char *what, harness_loss_fn loss, void *user,
 /* Runs a suite (no fork: contexts are shared) and returns the process exit code. */
 int harness_run(Suite *s);
 
+/* A new directory $TMPDIR/oclseg-<name>-XXXXXX (TMPDIR unset: /tmp) written into dir (asserted).
+ * harness_run removes every such directory when the whole suite passed and names those it keeps
+ * when it failed (OCLSEG_KEEP_TEST_DIRS=1 keeps them always). A test run in a forked child
+ * (Check's default runner) removes its own with harness_rmtree instead. */
+void harness_mkdtemp(char *dir, size_t size, const char *name);
+
+/* Removes a directory tree without following links; unreadable (chmod 0) folders included. */
+void harness_rmtree(const char *path);
+
 /* For a command-line test: the oclseg binary (OCLSEG_BIN, set by meson; asserted) and a new
- * directory /tmp/oclseg-<name>-XXXXXX written into root. */
+ * directory from harness_mkdtemp written into root. */
 const char *harness_cli_dir(char *root, size_t size, const char *name);
 
 /* Runs a shell command built printf-style; returns its exit status (255 if it did not exit). */

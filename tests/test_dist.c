@@ -34,8 +34,7 @@ static int skip(const char *test) {
     if (root[0]) return 0;
     bin = getenv("OCLSEG_BIN");
     ck_assert_msg(bin != NULL, "OCLSEG_BIN is not set (run through meson test)");
-    snprintf(root, sizeof root, "/tmp/oclseg-dist-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(root));
+    harness_mkdtemp(root, sizeof root, "dist");
     snprintf(data, sizeof data, "%s/data", root);
     snprintf(data2, sizeof data2, "%s/data2", root);
     ck_assert_int_eq(harness_sh("%s synth --out %s --train 12 --test 4 --seed 5 > /dev/null", bin, data), 0);

@@ -32,8 +32,7 @@ static void write_text(const char *path, const char *text) {
 /* A size-32 model with random weights and non-trivial BatchNorm statistics (so folding shows),
  * saved with a config.json beside it; keeps a double-precision fold of one conv's first value. */
 static void setup(void) {
-    snprintf(root, sizeof root, "/tmp/oclseg-export-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(root));
+    harness_mkdtemp(root, sizeof root, "export");
     oclseg_model_config cfg;
     oclseg_model_config_default(&cfg);
     cfg.size = 32;

@@ -45,8 +45,7 @@ static void setup_once(void) {
     if (root[0]) return;
     bin = getenv("OCLSEG_BIN");
     ck_assert_msg(bin != NULL, "OCLSEG_BIN is not set (run through meson test)");
-    snprintf(root, sizeof root, "/tmp/oclseg-faults-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(root));
+    harness_mkdtemp(root, sizeof root, "faults");
     snprintf(data, sizeof data, "%s/data", root);
     snprintf(run, sizeof run, "%s/run", root);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run);

@@ -23,8 +23,7 @@ static void setup_once(void) {
     if (root[0]) return;
     bin = getenv("OCLSEG_BIN");
     ck_assert_msg(bin != NULL, "OCLSEG_BIN is not set (run through meson test)");
-    snprintf(root, sizeof root, "/tmp/oclseg-filesafety-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(root));
+    harness_mkdtemp(root, sizeof root, "filesafety");
     snprintf(data, sizeof data, "%s/data", root);
     snprintf(run, sizeof run, "%s/run O'Brien", root);
     ck_assert_int_eq(harness_sh("%s synth --out %s --train 6 --test 2 > /dev/null", bin, data), 0);

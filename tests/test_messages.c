@@ -21,8 +21,7 @@ static void setup_once(void) {
     if (root[0]) return;
     bin = getenv("OCLSEG_BIN");
     ck_assert_msg(bin != NULL, "OCLSEG_BIN is not set (run through meson test)");
-    snprintf(root, sizeof root, "/tmp/oclseg-msg-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(root));
+    harness_mkdtemp(root, sizeof root, "msg");
 }
 
 /* The text of root/name (static buffer, NUL-terminated, at most 64 KiB). */

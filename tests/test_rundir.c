@@ -26,8 +26,7 @@ static void setup_once(void) {
     if (root[0]) return;
     bin = getenv("OCLSEG_BIN");
     ck_assert_msg(bin != NULL, "OCLSEG_BIN is not set (run through meson test)");
-    snprintf(root, sizeof root, "/tmp/oclseg-rundir-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(root));
+    harness_mkdtemp(root, sizeof root, "rundir");
     snprintf(data, sizeof data, "%s/data", root);
     ck_assert_int_eq(harness_sh("%s synth --out %s --train 12 --test 2 --seed 5 > /dev/null", bin,
                                 data), 0);

@@ -21,8 +21,7 @@ static void setup_once(void) {
     if (root[0]) return;
     bin = getenv("OCLSEG_BIN");
     ck_assert_msg(bin != NULL, "OCLSEG_BIN is not set (run through meson test)");
-    snprintf(root, sizeof root, "/tmp/oclseg-runs-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(root));
+    harness_mkdtemp(root, sizeof root, "runs");
     ck_assert_int_eq(harness_sh("cd %s && %s synth --out d --train 8 --test 4 --seed 3 > /dev/null",
                                 root, bin), 0);
 }

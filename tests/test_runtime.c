@@ -43,8 +43,8 @@ static int count_files(const char *dir) {
 
 /* Builds with an empty cache, then from the cache, then after corrupting every entry. */
 START_TEST(binary_cache_roundtrip_and_corruption) {
-    char tmpl[] = "/tmp/oclseg-cache-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    char tmpl[4096];
+    harness_mkdtemp(tmpl, sizeof tmpl, "cache");
     setenv("XDG_CACHE_HOME", tmpl, 1);
     oclseg_env_reload(); /* the switches are read once */
     char dir[4096];
@@ -92,8 +92,8 @@ END_TEST
 
 /* A kernel that does not compile gives OCLSEG_ERR_BUILD (the log goes to stderr). */
 START_TEST(build_failure_is_reported) {
-    char tmpl[] = "/tmp/oclseg-kdir-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    char tmpl[4096];
+    harness_mkdtemp(tmpl, sizeof tmpl, "kdir");
     char path[4200];
     snprintf(path, sizeof path, "%s/eltwise.cl", tmpl);
     FILE *f = fopen(path, "w");

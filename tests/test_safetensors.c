@@ -13,9 +13,11 @@
 static char dir[64];
 
 static void setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/oclseg-st-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    harness_mkdtemp(dir, sizeof dir, "st");
 }
+
+/* Each test runs in a forked child (Check's default): it removes its own directory. */
+static void teardown(void) { harness_rmtree(dir); }
 
 /* Writes an 8-byte length + the given header text (padded) + `data_len` zero bytes. */
 static void write_raw(const char *path, const char *header, size_t data_len, long long claimed_len) {
@@ -217,7 +219,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("safetensors");
     TCase *tc = tcase_create("safetensors");
-    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, round_trip);
     tcase_add_test(tc, parse_from_memory);
     tcase_add_test(tc, reads_python_written_file);

@@ -18,8 +18,7 @@ static char root[64], data_dir[96];
 
 static void make_data(void) {
     if (root[0]) return;
-    snprintf(root, sizeof root, "/tmp/oclseg-train-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(root));
+    harness_mkdtemp(root, sizeof root, "train");
     snprintf(data_dir, sizeof data_dir, "%s/data", root);
     ck_assert_int_eq(oclseg_synth_write(data_dir, 10, 3, 7), OCLSEG_OK);
 }

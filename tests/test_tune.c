@@ -25,8 +25,7 @@ static char root[64];
 
 static void setup_once(void) {
     if (root[0]) return;
-    snprintf(root, sizeof root, "/tmp/oclseg-tune-test-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(root));
+    harness_mkdtemp(root, sizeof root, "tune-test");
 }
 
 static void write_text(const char *path, const char *text) {

@@ -25,8 +25,7 @@ static void setup_once(void) {
     if (root[0]) return;
     bin = getenv("OCLSEG_BIN");
     ck_assert_msg(bin != NULL, "OCLSEG_BIN is not set (run through meson test)");
-    snprintf(root, sizeof root, "/tmp/oclseg-wmeta-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(root));
+    harness_mkdtemp(root, sizeof root, "wmeta");
     ck_assert_int_eq(harness_sh("%s synth --out %s/data --train 12 --test 3 --seed 3 > /dev/null",
                                 bin, root), 0);
     ck_assert_int_eq(harness_sh("%s train --data %s/data --out %s/run --epochs 3 --batch 4 "
