@@ -203,8 +203,8 @@ START_TEST(seg_counts_vs_host) {
     y[1] = 0.5f; /* exactly 0.5 is not foreground */
     const float thresholds[3] = {0.5f, 0.3f, 0.85f};
     const size_t off = 3, slots = off + 4 * (size_t)n + 5;
-    /* the counts are 32-bit integers: host arrays of 4-byte slots from the arena */
-    uint32_t *host = (uint32_t *)ha_floats(&A, slots), *ref = (uint32_t *)ha_floats(&A, 4 * (size_t)n);
+    uint32_t *host = ha_bytes(&A, slots * sizeof(uint32_t));
+    uint32_t *ref = ha_bytes(&A, 4 * (size_t)n * sizeof(uint32_t));
     const uint32_t SENT = 0xdeadbeefu;
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
