@@ -45,6 +45,18 @@ static void make_inputs(float *x, float *y, size_t n, uint64_t seed) {
         if (i % 7 != 0) y[i] = y[i] < 0.4f ? 1.0f : 0.0f;
 }
 
+/* The test shape (test_shape) and its logits and targets (make_inputs) in the arena; returns the
+ * element count. */
+static size_t shape_inputs(harness_arena *A, uint64_t seed, int *n, int *c, int *h, int *w,
+                           float **x, float **y) {
+    test_shape(n, c, h, w);
+    const size_t count = (size_t)*n * *c * *h * *w;
+    *x = ha_floats(A, count);
+    *y = ha_floats(A, count);
+    make_inputs(*x, *y, count, seed);
+    return count;
+}
+
 /* Runs op_bce_with_logits on every device and compares loss (and gradient, if with_grad). */
 static void check_bce(const char *what, const float *x, const float *y, int n, int c, int h,
                       int w, int with_grad) {
@@ -74,11 +86,9 @@ static void check_bce(const char *what, const float *x, const float *y, int n, i
 
 START_TEST(bce_forward_backward) {
     int n, c, h, w;
-    test_shape(&n, &c, &h, &w);
-    const size_t count = (size_t)n * c * h * w;
+    float *x, *y;
     harness_arena A = {0};
-    float *x = ha_floats(&A, count), *y = ha_floats(&A, count);
-    make_inputs(x, y, count, 1);
+    shape_inputs(&A, 1, &n, &c, &h, &w, &x, &y);
     check_bce("bce", x, y, n, c, h, w, 1);
     /* a size below one work-group, and one just above */
     check_bce("bce (5 elements)", x, y, 1, 1, 1, 5, 1);
@@ -134,12 +144,10 @@ END_TEST
 /* The loss goes to slot k of a ring buffer of 8 floats; the other slots stay untouched. */
 START_TEST(bce_loss_in_ring_buffer) {
     int n, c, h, w;
-    test_shape(&n, &c, &h, &w);
-    const size_t count = (size_t)n * c * h * w;
+    float *x, *y;
     harness_arena A = {0};
-    float *x = ha_floats(&A, count), *y = ha_floats(&A, count);
+    const size_t count = shape_inputs(&A, 3, &n, &c, &h, &w, &x, &y);
     float *got = ha_floats(&A, 8), *got2 = ha_floats(&A, 8);
-    make_inputs(x, y, count, 3);
     double loss_ref[2] = {ref_loss(x, y, count), ref_loss(y, y, count)};
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
@@ -188,11 +196,10 @@ static void ref_counts(const float *x, const float *y, int n, size_t per_image, 
 
 START_TEST(seg_counts_vs_host) {
     int n, c, h, w;
-    test_shape(&n, &c, &h, &w);
-    const size_t per_image = (size_t)c * h * w, count = n * per_image;
+    float *x, *y;
     harness_arena A = {0};
-    float *x = ha_floats(&A, count), *y = ha_floats(&A, count);
-    make_inputs(x, y, count, 4);
+    const size_t count = shape_inputs(&A, 4, &n, &c, &h, &w, &x, &y);
+    const size_t per_image = count / (size_t)n;
     /* image 1: empty target and empty prediction; image 2: empty target, some predictions */
     for (size_t i = 0; i < per_image; i++) {
         x[per_image + i] = -fabsf(x[per_image + i]) - 2.0f; /* sigmoid < 0.12 */
@@ -366,11 +373,9 @@ static void check_dice(const char *what, const float *x, const float *y, int n, 
 
 START_TEST(dice_forward_backward) {
     int n, c, h, w;
-    test_shape(&n, &c, &h, &w);
-    const size_t count = (size_t)n * c * h * w;
+    float *x, *y;
     harness_arena A = {0};
-    float *x = ha_floats(&A, count), *y = ha_floats(&A, count);
-    make_inputs(x, y, count, 11);
+    shape_inputs(&A, 11, &n, &c, &h, &w, &x, &y);
     /* image 1: empty target (D = 1 / (sum p + 1)) */
     for (size_t i = 0; i < (size_t)h * w; i++) y[(size_t)h * w + i] = 0.0f;
     check_dice("dice", x, y, n, h, w);
