@@ -1,5 +1,6 @@
 /* Test harness for op tests: device iteration, guarded/poisoned device buffers, deterministic
- * random data, and comparison against double-precision references with stated tolerances. */
+ * random data, and comparison against double-precision references with stated tolerances.
+ * tests/test_ops_eltwise.c is the template that shows each part in use. */
 #ifndef OCLSEG_TEST_HARNESS_H
 #define OCLSEG_TEST_HARNESS_H
 
