@@ -297,6 +297,10 @@ double *ha_doubles(harness_arena *a, size_t n) {
     return arena_keep(&a->host, &a->host_count, &a->host_cap, calloc(n ? n : 1, sizeof(double)));
 }
 
+void *ha_bytes(harness_arena *a, size_t n) {
+    return arena_keep(&a->host, &a->host_count, &a->host_cap, calloc(n ? n : 1, 1));
+}
+
 float *ha_uniform(harness_arena *a, size_t n, float lo, float hi, uint64_t seed) {
     float *v = ha_floats(a, n);
     harness_fill_uniform(v, n, lo, hi, seed);

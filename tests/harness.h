@@ -1,5 +1,6 @@
 /* Test harness for op tests: device iteration, guarded/poisoned device buffers, deterministic
- * random data, and comparison against double-precision references with stated tolerances. */
+ * random data, and comparison against double-precision references with stated tolerances.
+ * tests/test_ops_eltwise.c is the template that shows each part in use. */
 #ifndef OCLSEG_TEST_HARNESS_H
 #define OCLSEG_TEST_HARNESS_H
 
@@ -78,6 +79,8 @@ typedef struct harness_arena {
 /* Zeroed host arrays (asserted non-NULL), freed by ha_free. */
 float *ha_floats(harness_arena *a, size_t n);
 double *ha_doubles(harness_arena *a, size_t n);
+/* Zeroed host memory of n bytes (masks, integer counts; asserted non-NULL), freed by ha_free. */
+void *ha_bytes(harness_arena *a, size_t n);
 /* Uniform floats in [lo, hi) from a seed (harness_fill_uniform), and their double copy. */
 float *ha_uniform(harness_arena *a, size_t n, float lo, float hi, uint64_t seed);
 double *ha_widen(harness_arena *a, const float *src, size_t n);

@@ -250,10 +250,12 @@ static void check_train_call(oclseg_ctx *ctx, shape s, train_bufs *B, const floa
                              float *y, double *yr) {
     const size_t count = numel(s), C = (size_t)s.c;
     const double m = (double)per_channel(s), mom = MOMENTUM;
-    double g[256], b[256], mean[256], var[256], invstd[256];
-    for (size_t c = 0; c < C; c++) g[c] = gamma[c], b[c] = beta[c];
-    double *xd = harness_to_double(xf, count);
+    double mean[256], var[256], invstd[256];
+    double *xd = harness_to_double(xf, count), *g = harness_to_double(gamma, C);
+    double *b = harness_to_double(beta, C);
     ref_forward_train(s, xd, g, b, (double)EPS, yr, mean, var, invstd);
+    free(g);
+    free(b);
     double rm_before = max_abs_d(rm, C), rv_before = max_abs_d(rv, C);
     for (size_t c = 0; c < C; c++) {
         rm[c] = (1 - mom) * rm[c] + mom * mean[c];

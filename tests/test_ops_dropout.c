@@ -54,6 +54,9 @@ static const uint32_t KAT_ZERO[4] = {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b
 /* The known answer is visible through the mask: with seed 0 and step 0, elements 0..3 use
  * counter (0,0,0,0), so element j is kept at p = u_j and dropped at the next float above u_j. */
 START_TEST(philox_known_answer) {
+    const float ones[4] = {1, 1, 1, 1};
+    harness_arena A = {0};
+    float *y = ha_floats(&A, 4);
     for (int j = 0; j < 4; j++) {
         const float u = (float)(KAT_ZERO[j] >> 8) * 0x1.0p-24f;
         const float above = nextafterf(u, 2.0f);
@@ -64,20 +67,17 @@ START_TEST(philox_known_answer) {
         ck_assert_msg(keep[j] == 0, "host mask: element %d kept at p just above u", j);
         for (int d = 0; d < harness_device_count(); d++) {
             oclseg_ctx *ctx = harness_ctx(d);
-            const float ones[4] = {1, 1, 1, 1};
-            float y[4];
-            hbuf bx = hb_from(ctx, ones, 4), by = hb_create(ctx, 4);
-            oclseg_tensor tx = hb_tensor(&bx, 1, 1, 1, 4), ty = hb_tensor(&by, 1, 1, 1, 4);
+            hbuf *bx = ha_buf_from(&A, ctx, ones, 4), *by = ha_buf(&A, ctx, 4);
+            oclseg_tensor tx = hb_tensor(bx, 1, 1, 1, 4), ty = hb_tensor(by, 1, 1, 1, 4);
             ck_assert_int_eq(op_dropout_forward(ctx, &tx, &ty, u, 0, 0), OCLSEG_OK);
-            hb_download(&by, y, "dropout known answer");
+            hb_download(by, y, "dropout known answer");
             ck_assert_msg(y[j] != 0.0f, "%s: element %d dropped at p = u", harness_device_name(d), j);
             ck_assert_int_eq(op_dropout_forward(ctx, &tx, &ty, above, 0, 0), OCLSEG_OK);
-            hb_download(&by, y, "dropout known answer");
+            hb_download(by, y, "dropout known answer");
             ck_assert_msg(y[j] == 0.0f, "%s: element %d kept at p above u", harness_device_name(d), j);
-            hb_free(&bx);
-            hb_free(&by);
         }
     }
+    ha_free(&A);
 }
 END_TEST
 
@@ -86,10 +86,12 @@ END_TEST
  * device. Also runs in place (y aliasing x). */
 static void check_against_host(int backward, float p) {
     const char *what = backward ? "dropout backward" : "dropout forward";
-    float x[COUNT], y[COUNT], first_device[COUNT], expect[COUNT];
-    double r[COUNT];
+    harness_arena A = {0};
+    const float *x = ha_uniform(&A, COUNT, -4.0f, 4.0f, backward ? 12 : 11);
+    float *y = ha_floats(&A, COUNT), *first_device = ha_floats(&A, COUNT);
+    float *expect = ha_floats(&A, COUNT);
+    double *r = ha_doubles(&A, COUNT);
     uint8_t keep[COUNT];
-    harness_fill_uniform(x, COUNT, -4.0f, 4.0f, backward ? 12 : 11);
     op_dropout_mask_host(COUNT, p, SEED, STEP, keep);
     const float scale = host_scale(p);
     for (size_t i = 0; i < COUNT; i++) {
@@ -98,30 +100,29 @@ static void check_against_host(int backward, float p) {
     }
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
-        hbuf bx = hb_from(ctx, x, COUNT), by = hb_create(ctx, COUNT);
-        oclseg_tensor tx = hb_tensor(&bx, N, C, H, W), ty = hb_tensor(&by, N, C, H, W);
+        hbuf *bx = ha_buf_from(&A, ctx, x, COUNT), *by = ha_buf(&A, ctx, COUNT);
+        oclseg_tensor tx = hb_tensor(bx, N, C, H, W), ty = hb_tensor(by, N, C, H, W);
         int st = backward ? op_dropout_backward(ctx, &tx, &ty, p, SEED, STEP)
                           : op_dropout_forward(ctx, &tx, &ty, p, SEED, STEP);
         ck_assert_int_eq(st, OCLSEG_OK);
-        hb_download(&by, y, what);
+        hb_download(by, y, what);
         harness_compare(what, y, r, COUNT, ATOL, RTOL);
         for (size_t i = 0; i < COUNT; i++)
             ck_assert_msg(memcmp(&y[i], &expect[i], sizeof(float)) == 0,
                           "%s on %s (p %g): element %zu = %.9g, host mask gives %.9g", what,
                           harness_device_name(d), (double)p, i, (double)y[i], (double)expect[i]);
-        if (d == 0) memcpy(first_device, y, sizeof y);
+        if (d == 0) memcpy(first_device, y, COUNT * sizeof *y);
         else
-            ck_assert_msg(memcmp(first_device, y, sizeof y) == 0, "%s: %s differs from %s", what,
-                          harness_device_name(d), harness_device_name(0));
+            ck_assert_msg(memcmp(first_device, y, COUNT * sizeof *y) == 0, "%s: %s differs from %s",
+                          what, harness_device_name(d), harness_device_name(0));
         /* in place */
         st = backward ? op_dropout_backward(ctx, &tx, &tx, p, SEED, STEP)
                       : op_dropout_forward(ctx, &tx, &tx, p, SEED, STEP);
         ck_assert_int_eq(st, OCLSEG_OK);
-        hb_download(&bx, y, what);
-        ck_assert_msg(memcmp(y, expect, sizeof y) == 0, "%s in place differs", what);
-        hb_free(&bx);
-        hb_free(&by);
+        hb_download(bx, y, what);
+        ck_assert_msg(memcmp(y, expect, COUNT * sizeof *y) == 0, "%s in place differs", what);
     }
+    ha_free(&A);
 }
 
 START_TEST(forward_matches_host_mask) {
@@ -135,7 +136,8 @@ END_TEST
 
 START_TEST(scale_matches_pytorch) {
     enum { COUNT_ONES = 64 };
-    float ones[COUNT_ONES], y[COUNT_ONES];
+    harness_arena A = {0};
+    float *ones = ha_floats(&A, COUNT_ONES), *y = ha_floats(&A, COUNT_ONES);
     for (int i = 0; i < COUNT_ONES; i++) ones[i] = 1.0f;
     for (size_t k = 0; k < sizeof TORCH_SCALES / sizeof TORCH_SCALES[0]; k++) {
         float torch_scale;
@@ -144,11 +146,11 @@ START_TEST(scale_matches_pytorch) {
                       (double)TORCH_SCALES[k].p);
         for (int d = 0; d < harness_device_count(); d++) {
             oclseg_ctx *ctx = harness_ctx(d);
-            hbuf bx = hb_from(ctx, ones, COUNT_ONES), by = hb_create(ctx, COUNT_ONES);
-            oclseg_tensor tx = hb_tensor(&bx, 1, 1, 8, 8), ty = hb_tensor(&by, 1, 1, 8, 8);
+            hbuf *bx = ha_buf_from(&A, ctx, ones, COUNT_ONES), *by = ha_buf(&A, ctx, COUNT_ONES);
+            oclseg_tensor tx = hb_tensor(bx, 1, 1, 8, 8), ty = hb_tensor(by, 1, 1, 8, 8);
             ck_assert_int_eq(op_dropout_forward(ctx, &tx, &ty, TORCH_SCALES[k].p, SEED, STEP),
                              OCLSEG_OK);
-            hb_download(&by, y, "dropout scale");
+            hb_download(by, y, "dropout scale");
             int kept = 0;
             for (int i = 0; i < COUNT_ONES; i++) {
                 if (y[i] == 0.0f) continue;
@@ -158,32 +160,29 @@ START_TEST(scale_matches_pytorch) {
                               (double)torch_scale);
             }
             ck_assert_int_gt(kept, 0);
-            hb_free(&bx);
-            hb_free(&by);
         }
     }
+    ha_free(&A);
 }
 END_TEST
 
 /* p == 0 is a plain copy; p == 1 gives zeros (as PyTorch: input * 0). */
 START_TEST(p_zero_and_one) {
-    float x[COUNT], y[COUNT];
-    double r[COUNT];
-    harness_fill_uniform(x, COUNT, -4.0f, 4.0f, 13);
+    harness_arena A = {0};
+    const float *x = ha_uniform(&A, COUNT, -4.0f, 4.0f, 13);
+    float *y = ha_floats(&A, COUNT);
+    const double *zeros = ha_doubles(&A, COUNT);
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
-        hbuf bx = hb_from(ctx, x, COUNT), by = hb_create(ctx, COUNT);
-        oclseg_tensor tx = hb_tensor(&bx, N, C, H, W), ty = hb_tensor(&by, N, C, H, W);
+        hbuf *bx = ha_buf_from(&A, ctx, x, COUNT), *by = ha_buf(&A, ctx, COUNT);
+        oclseg_tensor tx = hb_tensor(bx, N, C, H, W), ty = hb_tensor(by, N, C, H, W);
         ck_assert_int_eq(op_dropout_forward(ctx, &tx, &ty, 0.0f, SEED, STEP), OCLSEG_OK);
-        hb_download(&by, y, "dropout p=0");
-        ck_assert_msg(memcmp(x, y, sizeof y) == 0, "dropout p=0 is not a copy");
+        hb_download(by, y, "dropout p=0");
+        ck_assert_msg(memcmp(x, y, COUNT * sizeof *y) == 0, "dropout p=0 is not a copy");
         ck_assert_int_eq(op_dropout_backward(ctx, &tx, &ty, 1.0f, SEED, STEP), OCLSEG_OK);
-        hb_download(&by, y, "dropout p=1");
-        for (size_t i = 0; i < COUNT; i++) r[i] = 0.0;
-        harness_compare("dropout p=1", y, r, COUNT, 0.0, 0.0);
-        hb_free(&bx);
-        hb_free(&by);
+        hb_check(by, zeros, 0.0, 0.0, "dropout p=1");
     }
+    ha_free(&A);
     uint8_t keep[COUNT];
     op_dropout_mask_host(COUNT, 0.0f, SEED, STEP, keep);
     for (size_t i = 0; i < COUNT; i++) ck_assert_int_eq(keep[i], 1);
@@ -193,20 +192,19 @@ START_TEST(p_zero_and_one) {
 END_TEST
 
 START_TEST(invalid_arguments) {
-    float x[COUNT];
-    harness_fill_uniform(x, COUNT, -1.0f, 1.0f, 14);
+    harness_arena A = {0};
+    const float *x = ha_uniform(&A, COUNT, -1.0f, 1.0f, 14);
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
-        hbuf bx = hb_from(ctx, x, COUNT), by = hb_create(ctx, COUNT);
-        oclseg_tensor tx = hb_tensor(&bx, N, C, H, W), ty = hb_tensor(&by, N, C, H, W);
-        oclseg_tensor wrong = hb_tensor(&by, N, C, W, H);
-        ck_assert_int_eq(op_dropout_forward(ctx, &tx, &wrong, 0.5f, 1, 1), OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_dropout_forward(ctx, &tx, &ty, 1.5f, 1, 1), OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_dropout_forward(ctx, &tx, &ty, -0.1f, 1, 1), OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_dropout_backward(ctx, &tx, &ty, NAN, 1, 1), OCLSEG_ERR_INVALID_ARG);
-        hb_free(&bx);
-        hb_free(&by);
+        hbuf *bx = ha_buf_from(&A, ctx, x, COUNT), *by = ha_buf(&A, ctx, COUNT);
+        oclseg_tensor tx = hb_tensor(bx, N, C, H, W), ty = hb_tensor(by, N, C, H, W);
+        oclseg_tensor wrong = hb_tensor(by, N, C, W, H);
+        HARNESS_REJECTS(op_dropout_forward(ctx, &tx, &wrong, 0.5f, 1, 1));
+        HARNESS_REJECTS(op_dropout_forward(ctx, &tx, &ty, 1.5f, 1, 1));
+        HARNESS_REJECTS(op_dropout_forward(ctx, &tx, &ty, -0.1f, 1, 1));
+        HARNESS_REJECTS(op_dropout_backward(ctx, &tx, &ty, NAN, 1, 1));
     }
+    ha_free(&A);
 }
 END_TEST
 
@@ -220,10 +218,10 @@ static void check_binomial(const char *what, size_t kept, size_t n, double p_kee
 
 START_TEST(kept_fraction_is_binomial) {
     const float ps[3] = {0.1f, 0.5f, 0.9f};
+    harness_arena A = {0};
     /* host: many elements */
     const size_t host_n = 200003;
-    uint8_t *keep = malloc(host_n);
-    ck_assert_ptr_nonnull(keep);
+    uint8_t *keep = ha_bytes(&A, host_n);
     for (int k = 0; k < 3; k++) {
         op_dropout_mask_host(host_n, ps[k], SEED, STEP + (uint64_t)k, keep);
         size_t kept = 0;
@@ -236,29 +234,23 @@ START_TEST(kept_fraction_is_binomial) {
             check_binomial("host mask, one word of 4", kept_j, n_j, 1.0 - ps[k]);
         }
     }
-    free(keep);
     /* devices: fewer elements (Oclgrind: fewer still) */
     const size_t n = harness_small() ? 1001 : 20001;
-    float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
-    ck_assert_ptr_nonnull(x);
-    ck_assert_ptr_nonnull(y);
+    float *x = ha_floats(&A, n), *y = ha_floats(&A, n);
     for (size_t i = 0; i < n; i++) x[i] = 1.0f;
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
-        hbuf bx = hb_from(ctx, x, n), by = hb_create(ctx, n);
-        oclseg_tensor tx = hb_tensor(&bx, 1, 1, 1, (int)n), ty = hb_tensor(&by, 1, 1, 1, (int)n);
+        hbuf *bx = ha_buf_from(&A, ctx, x, n), *by = ha_buf(&A, ctx, n);
+        oclseg_tensor tx = hb_tensor(bx, 1, 1, 1, (int)n), ty = hb_tensor(by, 1, 1, 1, (int)n);
         for (int k = 0; k < 3; k++) {
             ck_assert_int_eq(op_dropout_forward(ctx, &tx, &ty, ps[k], SEED, (uint64_t)k), OCLSEG_OK);
-            hb_download(&by, y, "dropout fraction");
+            hb_download(by, y, "dropout fraction");
             size_t kept = 0;
             for (size_t i = 0; i < n; i++) kept += y[i] != 0.0f;
             check_binomial(harness_device_name(d), kept, n, 1.0 - ps[k]);
         }
-        hb_free(&bx);
-        hb_free(&by);
     }
-    free(x);
-    free(y);
+    ha_free(&A);
 }
 END_TEST
 
@@ -268,9 +260,9 @@ END_TEST
 START_TEST(masks_change_with_step_and_seed) {
     const size_t n = 40001;
     const float p = 0.5f;
-    uint8_t *a = malloc(n), *b = malloc(n);
-    ck_assert_ptr_nonnull(a);
-    ck_assert_ptr_nonnull(b);
+    harness_arena A = {0};
+    uint8_t *a = ha_bytes(&A, n);
+    uint8_t *b = ha_bytes(&A, n);
     const uint64_t variants[4][2] = {
         {SEED, STEP + 1}, {SEED, STEP + (1ULL << 32)}, {SEED + 1, STEP}, {SEED + (1ULL << 32), STEP}};
     op_dropout_mask_host(n, p, SEED, STEP, a);
@@ -280,25 +272,22 @@ START_TEST(masks_change_with_step_and_seed) {
         for (size_t i = 0; i < n; i++) differ += a[i] != b[i];
         check_binomial("masks differing between steps/seeds", differ, n, 2.0 * p * (1.0 - p));
     }
-    free(a);
-    free(b);
     /* the device follows the step: step 0 and step 1 differ */
-    float x[COUNT], y0[COUNT], y1[COUNT];
+    float *x = ha_floats(&A, COUNT), *y0 = ha_floats(&A, COUNT), *y1 = ha_floats(&A, COUNT);
     for (size_t i = 0; i < COUNT; i++) x[i] = 1.0f;
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
-        hbuf bx = hb_from(ctx, x, COUNT), by = hb_create(ctx, COUNT);
-        oclseg_tensor tx = hb_tensor(&bx, N, C, H, W), ty = hb_tensor(&by, N, C, H, W);
+        hbuf *bx = ha_buf_from(&A, ctx, x, COUNT), *by = ha_buf(&A, ctx, COUNT);
+        oclseg_tensor tx = hb_tensor(bx, N, C, H, W), ty = hb_tensor(by, N, C, H, W);
         ck_assert_int_eq(op_dropout_forward(ctx, &tx, &ty, p, SEED, 0), OCLSEG_OK);
-        hb_download(&by, y0, "dropout step 0");
+        hb_download(by, y0, "dropout step 0");
         ck_assert_int_eq(op_dropout_forward(ctx, &tx, &ty, p, SEED, 1), OCLSEG_OK);
-        hb_download(&by, y1, "dropout step 1");
+        hb_download(by, y1, "dropout step 1");
         size_t differ = 0;
         for (size_t i = 0; i < COUNT; i++) differ += (y0[i] != 0.0f) != (y1[i] != 0.0f);
         check_binomial(harness_device_name(d), differ, COUNT, 2.0 * p * (1.0 - p));
-        hb_free(&bx);
-        hb_free(&by);
     }
+    ha_free(&A);
 }
 END_TEST
 

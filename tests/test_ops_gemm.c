@@ -14,11 +14,10 @@
 START_TEST(sum_slices_fixed_order) {
     const size_t slice = harness_small() ? 13 : 1001;
     const int count = 5;
-    float *src = malloc(slice * count * sizeof *src), *dst0 = malloc(slice * sizeof *dst0);
-    float *got = malloc(slice * sizeof *got);
-    double *ref = malloc(slice * sizeof *ref);
-    harness_fill_uniform(src, slice * count, -1, 1, 1);
-    harness_fill_uniform(dst0, slice, -1, 1, 2);
+    harness_arena A = {0};
+    const float *src = ha_uniform(&A, slice * count, -1, 1, 1);
+    const float *dst0 = ha_uniform(&A, slice, -1, 1, 2);
+    double *ref = ha_doubles(&A, slice);
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
         for (int accumulate = 0; accumulate < 2; accumulate++) {
@@ -26,19 +25,14 @@ START_TEST(sum_slices_fixed_order) {
                 ref[i] = accumulate ? dst0[i] : 0.0;
                 for (int s = 0; s < count; s++) ref[i] += src[s * slice + i];
             }
-            hbuf bs = hb_from(ctx, src, slice * count), bd = hb_from(ctx, dst0, slice);
-            ck_assert_int_eq(gemm_sum_slices(ctx, bs.buf, bs.lead, slice, count, bd.buf, bd.lead,
-                                             accumulate), OCLSEG_OK);
-            hb_download(&bd, got, "sum_slices");
-            harness_compare("sum_slices", got, ref, slice, 1e-6, 1e-6);
-            hb_free(&bs);
-            hb_free(&bd);
+            hbuf *bs = ha_buf_from(&A, ctx, src, slice * count);
+            hbuf *bd = ha_buf_from(&A, ctx, dst0, slice);
+            ck_assert_int_eq(gemm_sum_slices(ctx, bs->buf, bs->lead, slice, count, bd->buf,
+                                             bd->lead, accumulate), OCLSEG_OK);
+            hb_check(bd, ref, 1e-6, 1e-6, "sum_slices");
         }
     }
-    free(src);
-    free(dst0);
-    free(got);
-    free(ref);
+    ha_free(&A);
 }
 END_TEST
 
@@ -51,11 +45,10 @@ START_TEST(batched_gemms_match_reference) {
     const size_t m = 7, n = 64, k = 37;
     const int count = 5;
     const size_t a_stride = m * k + 3, b_stride = n * k + 5; /* gaps between the matrices */
-    float *a = malloc(a_stride * count * sizeof *a), *b = malloc(b_stride * count * sizeof *b);
-    float *got = malloc(m * n * count * sizeof *got);
-    double *ref = calloc(m * n * count, sizeof *ref), *sum = calloc(m * n, sizeof *sum);
-    harness_fill_uniform(a, a_stride * count, -1, 1, 3);
-    harness_fill_uniform(b, b_stride * count, -1, 1, 4);
+    harness_arena A = {0};
+    const float *a = ha_uniform(&A, a_stride * count, -1, 1, 3);
+    const float *b = ha_uniform(&A, b_stride * count, -1, 1, 4);
+    double *ref = ha_doubles(&A, m * n * count), *sum = ha_doubles(&A, m * n);
     for (int s = 0; s < count; s++)
         for (size_t i = 0; i < m; i++)
             for (size_t j = 0; j < n; j++) {
@@ -72,33 +65,24 @@ START_TEST(batched_gemms_match_reference) {
         if (run % 2) ctx->gemm_min_indirect = 1; /* every shape "indirect": the offset arrays */
         const long calls = ctx->enqueued.clblast_calls;
         const long blocking = ctx->enqueued.clblast_blocking;
-        hbuf ba = hb_from(ctx, a, a_stride * count), bb = hb_from(ctx, b, b_stride * count);
-        hbuf bc = hb_create(ctx, m * n * count), bs = hb_create(ctx, m * n);
+        hbuf *ba = ha_buf_from(&A, ctx, a, a_stride * count);
+        hbuf *bb = ha_buf_from(&A, ctx, b, b_stride * count);
+        hbuf *bc = ha_buf(&A, ctx, m * n * count), *bs = ha_buf(&A, ctx, m * n);
         const gemm_dims dims = {0, 1, m, n, k};
-        const gemm_operand oa = gemm_mat(ba.buf, ba.lead, k, a_stride);
-        const gemm_operand ob = gemm_mat(bb.buf, bb.lead, k, b_stride);
-        ck_assert_int_eq(gemm_batched(ctx, dims, oa, ob, 0.0f, gemm_mat(bc.buf, bc.lead, n, m * n),
-                                      count), OCLSEG_OK);
-        hb_download(&bc, got, "gemm_batched");
-        harness_compare("gemm_batched", got, ref, m * n * count, 1e-5, 1e-5);
-        ck_assert_int_eq(gemm_batched_sum(ctx, dims, oa, ob, bs.buf, bs.lead, count), OCLSEG_OK);
-        hb_download(&bs, got, "gemm_batched_sum");
-        harness_compare("gemm_batched_sum", got, sum, m * n, 1e-5, 1e-5);
+        const gemm_operand oa = gemm_mat(ba->buf, ba->lead, k, a_stride);
+        const gemm_operand ob = gemm_mat(bb->buf, bb->lead, k, b_stride);
+        ck_assert_int_eq(gemm_batched(ctx, dims, oa, ob, 0.0f,
+                                      gemm_mat(bc->buf, bc->lead, n, m * n), count), OCLSEG_OK);
+        hb_check(bc, ref, 1e-5, 1e-5, "gemm_batched");
+        ck_assert_int_eq(gemm_batched_sum(ctx, dims, oa, ob, bs->buf, bs->lead, count), OCLSEG_OK);
+        hb_check(bs, sum, 1e-5, 1e-5, "gemm_batched_sum");
         /* one strided call each (none waits for the queue), or one offset-array call each */
         ck_assert_int_eq(ctx->enqueued.clblast_calls - calls, 2);
         ck_assert_int_eq(ctx->enqueued.clblast_blocking - blocking, (run % 2) ? 2 : 0);
         ctx->gemm_min_indirect = saved;
         ctx->gemm_backend = OCLSEG_GEMM_AUTO;
-        hb_free(&ba);
-        hb_free(&bb);
-        hb_free(&bc);
-        hb_free(&bs);
     }
-    free(a);
-    free(b);
-    free(got);
-    free(ref);
-    free(sum);
+    ha_free(&A);
 }
 END_TEST
 
@@ -120,13 +104,10 @@ static void run_own_case(oclseg_ctx *ctx, const own_case *t, double tol) {
     const size_t a_stride = a_rows * lda + 3, b_stride = b_rows * ldb + 5;
     const size_t c_stride = t->m * ldc + 1, c_mats = t->sum ? 1 : (size_t)t->count;
     const size_t na = a_stride * t->count, nb = b_stride * t->count, nc = c_stride * c_mats;
-    float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b), *c0 = malloc(nc * sizeof *c0);
-    float *got = malloc(nc * sizeof *got);
-    double *ref = malloc(nc * sizeof *ref);
-    harness_fill_uniform(a, na, -1, 1, 11);
-    harness_fill_uniform(b, nb, -1, 1, 12);
-    harness_fill_uniform(c0, nc, -1, 1, 13);
-    for (size_t i = 0; i < nc; i++) ref[i] = c0[i]; /* the gaps must stay as they were */
+    harness_arena A = {0};
+    const float *a = ha_uniform(&A, na, -1, 1, 11), *b = ha_uniform(&A, nb, -1, 1, 12);
+    float *c0 = ha_uniform(&A, nc, -1, 1, 13);
+    double *ref = ha_widen(&A, c0, nc); /* the gaps must stay as they were */
     for (size_t z = 0; z < c_mats; z++)
         for (size_t i = 0; i < t->m; i++)
             for (size_t j = 0; j < t->n; j++) {
@@ -142,37 +123,29 @@ static void run_own_case(oclseg_ctx *ctx, const own_case *t, double tol) {
                 const size_t at = z * c_stride + i * ldc + j;
                 ref[at] = acc + (t->sum ? 0.0 : t->beta * (double)c0[at]);
             }
-    hbuf ba = hb_from(ctx, a, na), bb = hb_from(ctx, b, nb), bc = hb_from(ctx, c0, nc);
+    hbuf *ba = ha_buf_from(&A, ctx, a, na), *bb = ha_buf_from(&A, ctx, b, nb);
+    hbuf *bc = ha_buf_from(&A, ctx, c0, nc);
     const gemm_dims d = {t->trans_a, t->trans_b, t->m, t->n, t->k};
-    const gemm_operand oa = gemm_mat(ba.buf, ba.lead, lda, a_stride);
-    const gemm_operand ob = gemm_mat(bb.buf, bb.lead, ldb, b_stride);
+    const gemm_operand oa = gemm_mat(ba->buf, ba->lead, lda, a_stride);
+    const gemm_operand ob = gemm_mat(bb->buf, bb->lead, ldb, b_stride);
     if (t->sum) {
         /* C's gaps hold NaN when it is overwritten (beta 0 must not read it) */
         for (size_t i = 0; i < t->m; i++)
             for (size_t j = 0; j < t->n; j++) c0[i * ldc + j] = NAN;
-        hb_upload(&bc, c0);
-        ck_assert_int_eq(gemm_batched_sum(ctx, d, oa, ob, bc.buf, bc.lead, t->count), OCLSEG_OK);
+        hb_upload(bc, c0);
+        ck_assert_int_eq(gemm_batched_sum(ctx, d, oa, ob, bc->buf, bc->lead, t->count), OCLSEG_OK);
     } else if (t->count == 1) {
-        ck_assert_int_eq(gemm_single(ctx, d, oa, ob, t->beta, gemm_mat(bc.buf, bc.lead, ldc, 0)),
+        ck_assert_int_eq(gemm_single(ctx, d, oa, ob, t->beta, gemm_mat(bc->buf, bc->lead, ldc, 0)),
                          OCLSEG_OK);
     } else {
         ck_assert_int_eq(gemm_batched(ctx, d, oa, ob, t->beta,
-                                      gemm_mat(bc.buf, bc.lead, ldc, c_stride), t->count),
+                                      gemm_mat(bc->buf, bc->lead, ldc, c_stride), t->count),
                          OCLSEG_OK);
     }
-    hb_download(&bc, got, "own gemm");
-    char what[96];
-    snprintf(what, sizeof what, "own gemm %s%s m%zu n%zu k%zu x%d beta %g%s", t->trans_a ? "T" : "N",
-             t->trans_b ? "T" : "N", t->m, t->n, t->k, t->count, t->beta, t->sum ? " sum" : "");
-    harness_compare(what, got, ref, nc, tol, tol);
-    hb_free(&ba);
-    hb_free(&bb);
-    hb_free(&bc);
-    free(a);
-    free(b);
-    free(c0);
-    free(got);
-    free(ref);
+    hb_check(bc, ref, tol, tol, "own gemm %s%s m%zu n%zu k%zu x%d beta %g%s",
+             t->trans_a ? "T" : "N", t->trans_b ? "T" : "N", t->m, t->n, t->k, t->count,
+             t->beta, t->sum ? " sum" : "");
+    ha_free(&A);
 }
 
 /* cl/gemm.cl gemm_nn / gemm_nt on every device (also under Oclgrind, which checks their bounds):
@@ -224,8 +197,8 @@ static int device_truncates_loops(oclseg_ctx *ctx) {
         "    out[0] = sum;\n"
         "}\n";
     const cl_uint n = 70000;
-    float *ones = malloc(n * sizeof *ones), sum = 0.0f;
-    ck_assert_ptr_nonnull(ones);
+    harness_arena A = {0};
+    float *ones = ha_floats(&A, n), sum = 0.0f;
     for (cl_uint i = 0; i < n; i++) ones[i] = 1.0f;
     cl_mem ones_buf, sum_buf;
     ck_assert_int_eq(oclseg_buffer_create(ctx, n * sizeof *ones, "ones", &ones_buf), OCLSEG_OK);
@@ -248,7 +221,7 @@ static int device_truncates_loops(oclseg_ctx *ctx) {
     ck_assert_int_eq(clReleaseProgram(prog), CL_SUCCESS);
     oclseg_buffer_free(ctx, ones_buf);
     oclseg_buffer_free(ctx, sum_buf);
-    free(ones);
+    ha_free(&A);
     return sum != (float)n;
 }
 
@@ -290,11 +263,10 @@ END_TEST
  * tools/repro/oclgrind_stale_shadow.c), and the packing buffer starts all NaN (harness_grow_nan). */
 START_TEST(own_packing_beside_scratch_operand) {
     const size_t m = 9, n = 20, k = 37, b_at = 7;
-    float *a = malloc(m * k * sizeof *a), *b = malloc(n * k * sizeof *b);
-    float *got = malloc(m * n * sizeof *got);
-    double *ref = malloc(m * n * sizeof *ref);
-    harness_fill_uniform(a, m * k, -1, 1, 21);
-    harness_fill_uniform(b, n * k, -1, 1, 22);
+    harness_arena A = {0};
+    const float *a = ha_uniform(&A, m * k, -1, 1, 21), *b = ha_uniform(&A, n * k, -1, 1, 22);
+    float *packed = ha_floats(&A, n * k);
+    double *ref = ha_doubles(&A, m * n);
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) {
             double acc = 0;
@@ -307,36 +279,26 @@ START_TEST(own_packing_beside_scratch_operand) {
         cl_mem scratch;
         ck_assert_int_eq(oclseg_scratch(ctx, (b_at + n * k) * sizeof(float), &scratch), OCLSEG_OK);
         const size_t scratch_floats = ctx->scratch_bytes / sizeof(float);
-        float *whole = malloc(scratch_floats * sizeof *whole);
-        ck_assert_ptr_nonnull(whole);
+        float *whole = ha_floats(&A, scratch_floats);
         for (size_t i = 0; i < scratch_floats; i++) whole[i] = NAN;
         memcpy(whole + b_at, b, n * k * sizeof(float));
         ck_assert_int_eq(oclseg_write(ctx, scratch, 0, scratch_floats * sizeof(float), whole),
                          OCLSEG_OK);
-        free(whole);
         harness_grow_nan(ctx, &ctx->gemm_pack, &ctx->gemm_pack_bytes, n * k * sizeof(float));
-        hbuf ba = hb_from(ctx, a, m * k), bc = hb_create(ctx, m * n);
+        hbuf *ba = ha_buf_from(&A, ctx, a, m * k), *bc = ha_buf(&A, ctx, m * n);
         const gemm_dims d = {0, 1, m, n, k};
-        ck_assert_int_eq(gemm_single(ctx, d, gemm_mat(ba.buf, ba.lead, k, 0),
+        ck_assert_int_eq(gemm_single(ctx, d, gemm_mat(ba->buf, ba->lead, k, 0),
                                      gemm_mat(scratch, b_at, k, 0), 0.0f,
-                                     gemm_mat(bc.buf, bc.lead, n, 0)), OCLSEG_OK);
-        float *packed = malloc(n * k * sizeof *packed); /* B^T went to the packing buffer */
-        ck_assert_ptr_nonnull(packed);
+                                     gemm_mat(bc->buf, bc->lead, n, 0)), OCLSEG_OK);
+        /* B^T went to the packing buffer */
         ck_assert_int_eq(oclseg_read(ctx, ctx->gemm_pack, 0, n * k * sizeof *packed, packed),
                          OCLSEG_OK);
         for (size_t q = 0; q < k; q++)
             for (size_t j = 0; j < n; j++) ck_assert(packed[q * n + j] == b[j * k + q]);
-        free(packed);
-        hb_download(&bc, got, "own gemm, B in the scratch");
-        harness_compare("own gemm, B in the scratch", got, ref, m * n, 1e-5, 1e-5);
-        hb_free(&ba);
-        hb_free(&bc);
+        hb_check(bc, ref, 1e-5, 1e-5, "own gemm, B in the scratch");
         ctx->gemm_backend = OCLSEG_GEMM_AUTO;
     }
-    free(a);
-    free(b);
-    free(got);
-    free(ref);
+    ha_free(&A);
 }
 END_TEST
 

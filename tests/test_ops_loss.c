@@ -45,83 +45,86 @@ static void make_inputs(float *x, float *y, size_t n, uint64_t seed) {
         if (i % 7 != 0) y[i] = y[i] < 0.4f ? 1.0f : 0.0f;
 }
 
+/* The test shape (test_shape) and its logits and targets (make_inputs) in the arena; returns the
+ * element count. */
+static size_t shape_inputs(harness_arena *A, uint64_t seed, int *n, int *c, int *h, int *w,
+                           float **x, float **y) {
+    test_shape(n, c, h, w);
+    const size_t count = (size_t)*n * *c * *h * *w;
+    *x = ha_floats(A, count);
+    *y = ha_floats(A, count);
+    make_inputs(*x, *y, count, seed);
+    return count;
+}
+
 /* Runs op_bce_with_logits on every device and compares loss (and gradient, if with_grad). */
 static void check_bce(const char *what, const float *x, const float *y, int n, int c, int h,
                       int w, int with_grad) {
     const size_t count = (size_t)n * c * h * w;
+    harness_arena A = {0};
     double loss_ref = ref_loss(x, y, count);
-    double *grad_ref = malloc(count * sizeof(double));
-    float *grad = malloc(count * sizeof(float));
-    ck_assert_ptr_nonnull(grad_ref);
-    ck_assert_ptr_nonnull(grad);
+    double *grad_ref = ha_doubles(&A, count);
+    float *loss = ha_floats(&A, 1), *again = ha_floats(&A, 1);
     ref_grad(x, y, count, grad_ref);
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
-        hbuf bx = hb_from(ctx, x, count), by = hb_from(ctx, y, count);
-        hbuf bg = hb_create(ctx, count), bl = hb_create(ctx, 1);
-        oclseg_tensor tx = hb_tensor(&bx, n, c, h, w), ty = hb_tensor(&by, n, c, h, w);
-        oclseg_tensor tg = hb_tensor(&bg, n, c, h, w), tl = hb_tensor(&bl, 1, 1, 1, 1);
+        hbuf *bx = ha_buf_from(&A, ctx, x, count), *by = ha_buf_from(&A, ctx, y, count);
+        hbuf *bg = ha_buf(&A, ctx, count), *bl = ha_buf(&A, ctx, 1);
+        oclseg_tensor tx = hb_tensor(bx, n, c, h, w), ty = hb_tensor(by, n, c, h, w);
+        oclseg_tensor tg = hb_tensor(bg, n, c, h, w), tl = hb_tensor(bl, 1, 1, 1, 1);
         ck_assert_int_eq(op_bce_with_logits(ctx, &tx, &ty, &tl, with_grad ? &tg : NULL), OCLSEG_OK);
-        float loss;
-        hb_download(&bl, &loss, what);
-        harness_compare(what, &loss, &loss_ref, 1, 0.0, LOSS_RTOL);
-        if (with_grad) {
-            hb_download(&bg, grad, what);
-            harness_compare(what, grad, grad_ref, count, GRAD_ATOL_NUMEL / (double)count, GRAD_RTOL);
-        }
+        hb_download(bl, loss, what);
+        harness_compare(what, loss, &loss_ref, 1, 0.0, LOSS_RTOL);
+        if (with_grad) hb_check(bg, grad_ref, GRAD_ATOL_NUMEL / (double)count, GRAD_RTOL, "%s", what);
         /* deterministic: a second run gives the same bits */
-        float again;
         ck_assert_int_eq(op_bce_with_logits(ctx, &tx, &ty, &tl, NULL), OCLSEG_OK);
-        hb_download(&bl, &again, what);
-        ck_assert_msg(memcmp(&loss, &again, sizeof loss) == 0, "%s: two runs differ", what);
-        hb_free(&bx);
-        hb_free(&by);
-        hb_free(&bg);
-        hb_free(&bl);
+        hb_download(bl, again, what);
+        ck_assert_msg(memcmp(loss, again, sizeof *loss) == 0, "%s: two runs differ", what);
     }
-    free(grad_ref);
-    free(grad);
+    ha_free(&A);
 }
 
 START_TEST(bce_forward_backward) {
     int n, c, h, w;
-    test_shape(&n, &c, &h, &w);
-    const size_t count = (size_t)n * c * h * w;
-    float *x = malloc(count * sizeof(float)), *y = malloc(count * sizeof(float));
-    ck_assert_ptr_nonnull(x);
-    ck_assert_ptr_nonnull(y);
-    make_inputs(x, y, count, 1);
+    float *x, *y;
+    harness_arena A = {0};
+    shape_inputs(&A, 1, &n, &c, &h, &w, &x, &y);
     check_bce("bce", x, y, n, c, h, w, 1);
     /* a size below one work-group, and one just above */
     check_bce("bce (5 elements)", x, y, 1, 1, 1, 5, 1);
     check_bce("bce (67 elements)", x, y, 1, 1, 1, 67, 0);
-    free(x);
-    free(y);
+    ha_free(&A);
 }
 END_TEST
+
+/* The mean loss of logits x (double) and targets y (for the finite-difference checks). */
+typedef struct fd_state {
+    const double *x;
+    const float *y;
+    int n;
+    size_t per; /* per image (Dice) */
+} fd_state;
+
+static double bce_fd_loss(void *user) {
+    const fd_state *f = user;
+    double sum = 0.0;
+    for (size_t j = 0; j < f->per; j++) sum += ref_term(f->x[j], f->y[j]);
+    return sum / (double)f->per;
+}
 
 /* The reference gradient is the derivative of the reference loss: central differences in
  * double (step 1e-5 on logits of size ~8: truncation ~1e-10, rounding ~1e-11 relative). */
 START_TEST(bce_reference_gradient_vs_finite_differences) {
     enum { COUNT = 23 };
-    float x[COUNT], y[COUNT];
-    double g[COUNT];
+    harness_arena A = {0};
+    float *x = ha_floats(&A, COUNT), *y = ha_floats(&A, COUNT);
+    double *g = ha_doubles(&A, COUNT);
     make_inputs(x, y, COUNT, 2);
     ref_grad(x, y, COUNT, g);
-    const double step = 1e-5;
-    for (size_t i = 0; i < COUNT; i++) {
-        double xp[COUNT], xm[COUNT], lp = 0.0, lm = 0.0;
-        for (size_t j = 0; j < COUNT; j++) xp[j] = xm[j] = x[j];
-        xp[i] += step;
-        xm[i] -= step;
-        for (size_t j = 0; j < COUNT; j++) {
-            lp += ref_term(xp[j], y[j]);
-            lm += ref_term(xm[j], y[j]);
-        }
-        const double fd = (lp - lm) / (2.0 * step * COUNT);
-        ck_assert_msg(fabs(fd - g[i]) <= 1e-9, "element %zu: finite difference %.12g vs %.12g", i,
-                      fd, g[i]);
-    }
+    fd_state f = {ha_widen(&A, x, COUNT), y, 1, COUNT};
+    const harness_fd_arg args[] = {{"dx", (double *)f.x, g, COUNT}};
+    harness_check_fd("bce reference", bce_fd_loss, &f, args, 1, 1e-5, 1e-9, 0.0);
+    ha_free(&A);
 }
 END_TEST
 
@@ -141,22 +144,20 @@ END_TEST
 /* The loss goes to slot k of a ring buffer of 8 floats; the other slots stay untouched. */
 START_TEST(bce_loss_in_ring_buffer) {
     int n, c, h, w;
-    test_shape(&n, &c, &h, &w);
-    const size_t count = (size_t)n * c * h * w;
-    float *x = malloc(count * sizeof(float)), *y = malloc(count * sizeof(float));
-    ck_assert_ptr_nonnull(x);
-    ck_assert_ptr_nonnull(y);
-    make_inputs(x, y, count, 3);
-    double loss_ref[2] = {ref_loss(x, y, count), 0.0};
+    float *x, *y;
+    harness_arena A = {0};
+    const size_t count = shape_inputs(&A, 3, &n, &c, &h, &w, &x, &y);
+    float *got = ha_floats(&A, 8), *got2 = ha_floats(&A, 8);
+    double loss_ref[2] = {ref_loss(x, y, count), ref_loss(y, y, count)};
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
-        hbuf bx = hb_from(ctx, x, count), by = hb_from(ctx, y, count), ring = hb_create(ctx, 8);
-        oclseg_tensor tx = hb_tensor(&bx, n, c, h, w), ty = hb_tensor(&by, n, c, h, w);
-        oclseg_tensor slot5 = oclseg_tensor_view(ring.buf, ring.lead + 5, 1, 1, 1, 1);
-        oclseg_tensor slot2 = oclseg_tensor_view(ring.buf, ring.lead + 2, 1, 1, 1, 1);
+        hbuf *bx = ha_buf_from(&A, ctx, x, count), *by = ha_buf_from(&A, ctx, y, count);
+        hbuf *ring = ha_buf(&A, ctx, 8);
+        oclseg_tensor tx = hb_tensor(bx, n, c, h, w), ty = hb_tensor(by, n, c, h, w);
+        oclseg_tensor slot5 = oclseg_tensor_view(ring->buf, ring->lead + 5, 1, 1, 1, 1);
+        oclseg_tensor slot2 = oclseg_tensor_view(ring->buf, ring->lead + 2, 1, 1, 1, 1);
         ck_assert_int_eq(op_bce_with_logits(ctx, &tx, &ty, &slot5, NULL), OCLSEG_OK);
-        float got[8];
-        hb_download(&ring, got, "bce ring");
+        hb_download(ring, got, "bce ring");
         for (int s = 0; s < 8; s++) {
             uint32_t bits;
             memcpy(&bits, &got[s], sizeof bits);
@@ -165,17 +166,11 @@ START_TEST(bce_loss_in_ring_buffer) {
         }
         /* the next step writes slot 2 from other data; slot 5 keeps its value */
         ck_assert_int_eq(op_bce_with_logits(ctx, &ty, &ty, &slot2, NULL), OCLSEG_OK);
-        loss_ref[1] = ref_loss(y, y, count);
-        float got2[8];
-        hb_download(&ring, got2, "bce ring");
+        hb_download(ring, got2, "bce ring");
         harness_compare("bce ring slot 2", &got2[2], &loss_ref[1], 1, 0.0, LOSS_RTOL);
         ck_assert(memcmp(&got2[5], &got[5], sizeof(float)) == 0);
-        hb_free(&bx);
-        hb_free(&by);
-        hb_free(&ring);
     }
-    free(x);
-    free(y);
+    ha_free(&A);
 }
 END_TEST
 
@@ -201,12 +196,10 @@ static void ref_counts(const float *x, const float *y, int n, size_t per_image, 
 
 START_TEST(seg_counts_vs_host) {
     int n, c, h, w;
-    test_shape(&n, &c, &h, &w);
-    const size_t per_image = (size_t)c * h * w, count = n * per_image;
-    float *x = malloc(count * sizeof(float)), *y = malloc(count * sizeof(float));
-    ck_assert_ptr_nonnull(x);
-    ck_assert_ptr_nonnull(y);
-    make_inputs(x, y, count, 4);
+    float *x, *y;
+    harness_arena A = {0};
+    const size_t count = shape_inputs(&A, 4, &n, &c, &h, &w, &x, &y);
+    const size_t per_image = count / (size_t)n;
     /* image 1: empty target and empty prediction; image 2: empty target, some predictions */
     for (size_t i = 0; i < per_image; i++) {
         x[per_image + i] = -fabsf(x[per_image + i]) - 2.0f; /* sigmoid < 0.12 */
@@ -217,14 +210,15 @@ START_TEST(seg_counts_vs_host) {
     y[1] = 0.5f; /* exactly 0.5 is not foreground */
     const float thresholds[3] = {0.5f, 0.3f, 0.85f};
     const size_t off = 3, slots = off + 4 * (size_t)n + 5;
-    uint32_t *host = malloc(slots * sizeof(uint32_t)), *ref = malloc(4 * (size_t)n * sizeof(uint32_t));
-    ck_assert_ptr_nonnull(host);
-    ck_assert_ptr_nonnull(ref);
+    uint32_t *host = ha_bytes(&A, slots * sizeof(uint32_t));
+    uint32_t *ref = ha_bytes(&A, 4 * (size_t)n * sizeof(uint32_t));
     const uint32_t SENT = 0xdeadbeefu;
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
-        hbuf bx = hb_from(ctx, x, count), by = hb_from(ctx, y, count);
-        oclseg_tensor tx = hb_tensor(&bx, n, c, h, w), ty = hb_tensor(&by, n, c, h, w);
+        hbuf *bx = ha_buf_from(&A, ctx, x, count), *by = ha_buf_from(&A, ctx, y, count);
+        oclseg_tensor tx = hb_tensor(bx, n, c, h, w), ty = hb_tensor(by, n, c, h, w);
+        /* an unguarded buffer of exactly `slots` counts: the sentinels around the range are
+         * the test's own */
         cl_mem counts;
         ck_assert_int_eq(oclseg_buffer_create(ctx, slots * sizeof(uint32_t), "counts", &counts),
                          OCLSEG_OK);
@@ -252,41 +246,36 @@ START_TEST(seg_counts_vs_host) {
             ck_assert_uint_gt(ref[8 + 1], 0);
         }
         oclseg_buffer_free(ctx, counts);
-        hb_free(&bx);
-        hb_free(&by);
     }
-    free(host);
-    free(ref);
-    free(x);
-    free(y);
+    ha_free(&A);
 }
 END_TEST
 
 START_TEST(invalid_arguments) {
-    float x[35];
-    harness_fill_uniform(x, 35, -1.0f, 1.0f, 5);
+    harness_arena A = {0};
+    const float *x = ha_uniform(&A, 35, -1.0f, 1.0f, 5);
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
-        hbuf bx = hb_from(ctx, x, 35), by = hb_from(ctx, x, 35), bl = hb_create(ctx, 2);
-        oclseg_tensor tx = hb_tensor(&bx, 1, 1, 5, 7), ty = hb_tensor(&by, 1, 1, 5, 7);
-        oclseg_tensor wrong = hb_tensor(&by, 1, 1, 7, 5), loss2 = hb_tensor(&bl, 1, 1, 1, 2);
-        oclseg_tensor loss = oclseg_tensor_view(bl.buf, bl.lead, 1, 1, 1, 1);
-        ck_assert_int_eq(op_bce_with_logits(ctx, &tx, &wrong, &loss, NULL), OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_bce_with_logits(ctx, &tx, &ty, &loss2, NULL), OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_bce_with_logits(ctx, &tx, &ty, &loss, &wrong), OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_soft_dice(ctx, &tx, &wrong, &loss, NULL, 0), OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_soft_dice(ctx, &tx, &ty, &loss2, NULL, 0), OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_soft_dice(ctx, &tx, &ty, &loss, &wrong, 0), OCLSEG_ERR_INVALID_ARG);
+        hbuf *bx = ha_buf_from(&A, ctx, x, 35), *by = ha_buf_from(&A, ctx, x, 35);
+        hbuf *bl = ha_buf(&A, ctx, 2);
+        oclseg_tensor tx = hb_tensor(bx, 1, 1, 5, 7), ty = hb_tensor(by, 1, 1, 5, 7);
+        oclseg_tensor wrong = hb_tensor(by, 1, 1, 7, 5), loss2 = hb_tensor(bl, 1, 1, 1, 2);
+        oclseg_tensor loss = oclseg_tensor_view(bl->buf, bl->lead, 1, 1, 1, 1);
+        HARNESS_REJECTS(op_bce_with_logits(ctx, &tx, &wrong, &loss, NULL));
+        HARNESS_REJECTS(op_bce_with_logits(ctx, &tx, &ty, &loss2, NULL));
+        HARNESS_REJECTS(op_bce_with_logits(ctx, &tx, &ty, &loss, &wrong));
+        HARNESS_REJECTS(op_soft_dice(ctx, &tx, &wrong, &loss, NULL, 0));
+        HARNESS_REJECTS(op_soft_dice(ctx, &tx, &ty, &loss2, NULL, 0));
+        HARNESS_REJECTS(op_soft_dice(ctx, &tx, &ty, &loss, &wrong, 0));
+        /* exactly the 4 counts of one image: offset 1 runs past its end */
         cl_mem counts;
         ck_assert_int_eq(oclseg_buffer_create(ctx, 4 * sizeof(uint32_t), "counts", &counts), OCLSEG_OK);
-        ck_assert_int_eq(op_seg_counts(ctx, &tx, &wrong, 0.5f, counts, 0), OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_seg_counts(ctx, &tx, &ty, 1.5f, counts, 0), OCLSEG_ERR_INVALID_ARG);
-        ck_assert_int_eq(op_seg_counts(ctx, &tx, &ty, 0.5f, counts, 1), OCLSEG_ERR_INVALID_ARG);
+        HARNESS_REJECTS(op_seg_counts(ctx, &tx, &wrong, 0.5f, counts, 0));
+        HARNESS_REJECTS(op_seg_counts(ctx, &tx, &ty, 1.5f, counts, 0));
+        HARNESS_REJECTS(op_seg_counts(ctx, &tx, &ty, 0.5f, counts, 1));
         oclseg_buffer_free(ctx, counts);
-        hb_free(&bx);
-        hb_free(&by);
-        hb_free(&bl);
     }
+    ha_free(&A);
 }
 END_TEST
 
@@ -314,11 +303,8 @@ static double ref_dice_loss_d(const double *x, const float *y, int n, size_t per
     return 1.0 - sum / n;
 }
 
-static double ref_dice_loss(const float *x, const float *y, int n, size_t per) {
-    double *xd = harness_to_double(x, (size_t)n * per);
-    double l = ref_dice_loss_d(xd, y, n, per);
-    free(xd);
-    return l;
+static double ref_dice_loss(harness_arena *A, const float *x, const float *y, int n, size_t per) {
+    return ref_dice_loss_d(ha_widen(A, x, (size_t)n * per), y, n, per);
 }
 
 static void ref_dice_grad(const float *x, const float *y, int n, size_t per, double *g) {
@@ -342,15 +328,12 @@ static void ref_dice_grad(const float *x, const float *y, int n, size_t per, dou
  * previous loss/gradient (accumulate 1), deterministic over two runs. */
 static void check_dice(const char *what, const float *x, const float *y, int n, int h, int w) {
     const size_t per = (size_t)h * w, count = n * per;
-    double loss_ref = ref_dice_loss(x, y, n, per), maxg = 0.0;
-    double *grad_ref = malloc(count * sizeof(double)), *acc_ref = malloc(count * sizeof(double));
-    float *grad = malloc(count * sizeof(float)), *prev = malloc(count * sizeof(float));
-    ck_assert_ptr_nonnull(grad_ref);
-    ck_assert_ptr_nonnull(acc_ref);
-    ck_assert_ptr_nonnull(grad);
-    ck_assert_ptr_nonnull(prev);
+    harness_arena A = {0};
+    double loss_ref = ref_dice_loss(&A, x, y, n, per), maxg = 0.0;
+    double *grad_ref = ha_doubles(&A, count), *acc_ref = ha_doubles(&A, count);
+    float *loss = ha_floats(&A, 1), *again = ha_floats(&A, 1);
     ref_dice_grad(x, y, n, per, grad_ref);
-    harness_fill_uniform(prev, count, -1e-3f, 1e-3f, 77);
+    const float *prev = ha_uniform(&A, count, -1e-3f, 1e-3f, 77);
     for (size_t i = 0; i < count; i++) {
         acc_ref[i] = grad_ref[i] + prev[i];
         if (fabs(grad_ref[i]) > maxg) maxg = fabs(grad_ref[i]);
@@ -364,78 +347,62 @@ static void check_dice(const char *what, const float *x, const float *y, int n, 
          * here with bce on 15 elements, then dice on 5 images). Real devices keep the growth. */
         cl_mem grown;
         if (harness_small()) ck_assert_int_eq(oclseg_scratch(ctx, 4096, &grown), OCLSEG_OK);
-        hbuf bx = hb_from(ctx, x, count), by = hb_from(ctx, y, count);
-        hbuf bg = hb_create(ctx, count), bl = hb_create(ctx, 1);
-        oclseg_tensor tx = hb_tensor(&bx, n, 1, h, w), ty = hb_tensor(&by, n, 1, h, w);
-        oclseg_tensor tg = hb_tensor(&bg, n, 1, h, w), tl = hb_tensor(&bl, 1, 1, 1, 1);
+        hbuf *bx = ha_buf_from(&A, ctx, x, count), *by = ha_buf_from(&A, ctx, y, count);
+        hbuf *bg = ha_buf(&A, ctx, count), *bl = ha_buf(&A, ctx, 1);
+        oclseg_tensor tx = hb_tensor(bx, n, 1, h, w), ty = hb_tensor(by, n, 1, h, w);
+        oclseg_tensor tg = hb_tensor(bg, n, 1, h, w), tl = hb_tensor(bl, 1, 1, 1, 1);
         ck_assert_int_eq(op_soft_dice(ctx, &tx, &ty, &tl, &tg, 0), OCLSEG_OK);
-        float loss, again;
-        hb_download(&bl, &loss, what);
-        harness_compare(what, &loss, &loss_ref, 1, DICE_LOSS_ATOL, 0.0);
-        hb_download(&bg, grad, what);
-        harness_compare(what, grad, grad_ref, count, DICE_GRAD_ATOL_REL * maxg, DICE_GRAD_RTOL);
+        hb_download(bl, loss, what);
+        harness_compare(what, loss, &loss_ref, 1, DICE_LOSS_ATOL, 0.0);
+        hb_check(bg, grad_ref, DICE_GRAD_ATOL_REL * maxg, DICE_GRAD_RTOL, "%s", what);
         /* accumulate: loss 0.25 + dice, gradient prev + dice */
         const float quarter = 0.25f;
         const double acc_loss = loss_ref + 0.25;
-        hb_upload(&bl, &quarter);
-        hb_upload(&bg, prev);
+        hb_upload(bl, &quarter);
+        hb_upload(bg, prev);
         ck_assert_int_eq(op_soft_dice(ctx, &tx, &ty, &tl, &tg, 1), OCLSEG_OK);
-        hb_download(&bl, &again, what);
-        harness_compare(what, &again, &acc_loss, 1, DICE_LOSS_ATOL, 0.0);
-        hb_download(&bg, grad, what);
-        harness_compare(what, grad, acc_ref, count, DICE_GRAD_ATOL_REL * maxg, DICE_GRAD_RTOL);
+        hb_check(bl, &acc_loss, DICE_LOSS_ATOL, 0.0, "%s", what);
+        hb_check(bg, acc_ref, DICE_GRAD_ATOL_REL * maxg, DICE_GRAD_RTOL, "%s", what);
         /* loss only, twice: the same bits */
         ck_assert_int_eq(op_soft_dice(ctx, &tx, &ty, &tl, NULL, 0), OCLSEG_OK);
-        hb_download(&bl, &again, what);
-        ck_assert_msg(memcmp(&loss, &again, sizeof loss) == 0, "%s: two runs differ", what);
-        hb_free(&bx);
-        hb_free(&by);
-        hb_free(&bg);
-        hb_free(&bl);
+        hb_download(bl, again, what);
+        ck_assert_msg(memcmp(loss, again, sizeof *loss) == 0, "%s: two runs differ", what);
     }
-    free(grad_ref);
-    free(acc_ref);
-    free(grad);
-    free(prev);
+    ha_free(&A);
 }
 
 START_TEST(dice_forward_backward) {
     int n, c, h, w;
-    test_shape(&n, &c, &h, &w);
-    const size_t count = (size_t)n * c * h * w;
-    float *x = malloc(count * sizeof(float)), *y = malloc(count * sizeof(float));
-    ck_assert_ptr_nonnull(x);
-    ck_assert_ptr_nonnull(y);
-    make_inputs(x, y, count, 11);
+    float *x, *y;
+    harness_arena A = {0};
+    shape_inputs(&A, 11, &n, &c, &h, &w, &x, &y);
     /* image 1: empty target (D = 1 / (sum p + 1)) */
     for (size_t i = 0; i < (size_t)h * w; i++) y[(size_t)h * w + i] = 0.0f;
     check_dice("dice", x, y, n, h, w);
     check_dice("dice (5 images of 1x3)", x, y, 5, 1, 3);
     check_dice("dice (1 image of 67)", x, y, 1, 1, 67);
-    free(x);
-    free(y);
+    ha_free(&A);
 }
 END_TEST
+
+static double dice_fd_loss(void *user) {
+    const fd_state *f = user;
+    return ref_dice_loss_d(f->x, f->y, f->n, f->per);
+}
 
 /* The reference gradient against central differences of the reference loss in double
  * (step 1e-5 on logits up to 8: truncation ~1e-11, rounding ~1e-11). */
 START_TEST(dice_reference_gradient_vs_finite_differences) {
     enum { N = 2, PER = 11, COUNT = N * PER };
-    float x[COUNT], y[COUNT];
-    double g[COUNT], xd[COUNT];
+    harness_arena A = {0};
+    float *x = ha_floats(&A, COUNT), *y = ha_floats(&A, COUNT);
+    double *g = ha_doubles(&A, COUNT);
     make_inputs(x, y, COUNT, 12);
     ref_dice_grad(x, y, N, PER, g);
-    const double step = 1e-5;
-    for (size_t i = 0; i < COUNT; i++) {
-        for (size_t j = 0; j < COUNT; j++) xd[j] = x[j];
-        xd[i] = x[i] + step;
-        const double lp = ref_dice_loss_d(xd, y, N, PER);
-        xd[i] = x[i] - step;
-        const double lm = ref_dice_loss_d(xd, y, N, PER);
-        const double fd = (lp - lm) / (2.0 * step);
-        ck_assert_msg(fabs(fd - g[i]) <= 1e-9, "element %zu: finite difference %.12g vs %.12g", i,
-                      fd, g[i]);
-    }
+    fd_state f = {ha_widen(&A, x, COUNT), y, N, PER};
+    const harness_fd_arg args[] = {{"dx", (double *)f.x, g, COUNT}};
+    harness_check_fd("dice reference", dice_fd_loss, &f, args, 1, 1e-5, 1e-9, 0.0);
+    ha_free(&A);
 }
 END_TEST
 

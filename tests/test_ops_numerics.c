@@ -34,8 +34,8 @@ static void make_input(float *x, size_t n, int planted, int kind, uint64_t seed)
 }
 
 static void check(size_t n, int planted, int kind, uint64_t seed) {
-    float *x = malloc(n * sizeof(float));
-    ck_assert_ptr_nonnull(x);
+    harness_arena A = {0};
+    float *x = ha_floats(&A, n), *poisoned = ha_floats(&A, 3), *out = ha_floats(&A, 3);
     make_input(x, n, planted, kind, seed);
     const int finite = host_all_finite(x, n);
     ck_assert_int_eq(finite, planted == 0);
@@ -44,15 +44,12 @@ static void check(size_t n, int planted, int kind, uint64_t seed) {
         oclseg_ctx *ctx = harness_ctx(d);
         ctx->row_kernels = run % 2 ? OCLSEG_ROWS_ON : OCLSEG_ROWS_OFF;
         const char *form = run % 2 ? "rows" : "work-group tree";
-        hbuf bx = hb_from(ctx, x, n), bout = hb_create(ctx, 3);
-        hb_poison(&bout);
-        float poisoned[3];
-        hb_download(&bout, poisoned, "poison");
+        hbuf *bx = ha_buf_from(&A, ctx, x, n), *bout = ha_buf(&A, ctx, 3);
+        hb_download(bout, poisoned, "poison");
         /* result in the middle slot of three: the neighbours must keep their poison */
-        ck_assert_int_eq(op_check_finite(ctx, bx.buf, bx.lead, n, bout.buf, bout.lead + 1),
+        ck_assert_int_eq(op_check_finite(ctx, bx->buf, bx->lead, n, bout->buf, bout->lead + 1),
                          OCLSEG_OK);
-        float out[3];
-        hb_download(&bout, out, "check_finite result");
+        hb_download(bout, out, "check_finite result");
         if (finite)
             ck_assert_msg(out[1] == 0.0f && !signbit(out[1]), "%s (%s): n=%zu all finite: got %g",
                           harness_device_name(d), form, n, (double)out[1]);
@@ -62,11 +59,9 @@ static void check(size_t n, int planted, int kind, uint64_t seed) {
         ck_assert_msg(memcmp(&out[0], &poisoned[0], sizeof(float)) == 0 &&
                       memcmp(&out[2], &poisoned[2], sizeof(float)) == 0,
                       "%s (%s): wrote outside its slot", harness_device_name(d), form);
-        hb_free(&bx);
-        hb_free(&bout);
         ctx->row_kernels = OCLSEG_ROWS_AUTO;
     }
-    free(x);
+    ha_free(&A);
 }
 
 START_TEST(detects_nonfinite_values) {
@@ -86,11 +81,11 @@ END_TEST
 
 START_TEST(rejects_bad_ranges) {
     oclseg_ctx *ctx = harness_ctx(0);
-    hbuf b = hb_create(ctx, 4);
-    ck_assert_int_eq(op_check_finite(ctx, b.buf, b.lead, 0, b.buf, 0), OCLSEG_ERR_INVALID_ARG);
-    ck_assert_int_eq(op_check_finite(ctx, b.buf, (size_t)1 << 31, 4, b.buf, 0),
-                     OCLSEG_ERR_INVALID_ARG);
-    hb_free(&b);
+    harness_arena A = {0};
+    hbuf *b = ha_buf(&A, ctx, 4);
+    HARNESS_REJECTS(op_check_finite(ctx, b->buf, b->lead, 0, b->buf, 0));
+    HARNESS_REJECTS(op_check_finite(ctx, b->buf, (size_t)1 << 31, 4, b->buf, 0));
+    ha_free(&A);
 }
 END_TEST
 

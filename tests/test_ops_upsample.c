@@ -49,7 +49,7 @@ static void ref_forward(const resize_case *r, const double *x, double *y) {
 
 /* dx (N, C, H, W) from dy (N, C, Ho, Wo), by scatter (as PyTorch's CPU backward). Also counts,
  * per input element, how many products reach it (for the tolerance). */
-static void ref_backward(const resize_case *r, const double *dy, double *dx, int *terms) {
+static void ref_backward(const resize_case *r, const double *dy, double *dx, double *terms) {
     memset(dx, 0, (size_t)r->n * r->c * r->h * r->w * sizeof *dx);
     if (terms) memset(terms, 0, (size_t)r->n * r->c * r->h * r->w * sizeof *terms);
     for (int p = 0; p < r->n * r->c; p++)
@@ -71,65 +71,50 @@ static void ref_backward(const resize_case *r, const double *dy, double *dx, int
             }
 }
 
+static size_t x_count(const resize_case *r) { return (size_t)r->n * r->c * r->h * r->w; }
+static size_t y_count(const resize_case *r) { return (size_t)r->n * r->c * r->ho * r->wo; }
+
 static void check_case(const resize_case *full) {
     /* Under Oclgrind (slow) keep the spatial sizes but only a couple of planes. */
     resize_case small = {1, 2, full->h, full->w, full->ho, full->wo};
     const resize_case *r = harness_small() ? &small : full;
-    const size_t nx = (size_t)r->n * r->c * r->h * r->w, ny = (size_t)r->n * r->c * r->ho * r->wo;
-    float *x = malloc(nx * sizeof(float)), *dy = malloc(ny * sizeof(float));
-    float *got_y = malloc(ny * sizeof(float)), *got_dx = malloc(nx * sizeof(float));
-    float *again_dx = malloc(nx * sizeof(float));
-    double *ref_y = malloc(ny * sizeof(double)), *ref_dx = malloc(nx * sizeof(double));
-    int *terms = malloc(nx * sizeof(int));
-    ck_assert(x && dy && got_y && got_dx && again_dx && ref_y && ref_dx && terms);
-    harness_fill_uniform(x, nx, -1.0f, 1.0f, 7 + (uint64_t)r->ho);
-    harness_fill_uniform(dy, ny, -1.0f, 1.0f, 8 + (uint64_t)r->wo);
-    double *xd = harness_to_double(x, nx), *dyd = harness_to_double(dy, ny);
-    ref_forward(r, xd, ref_y);
-    ref_backward(r, dyd, ref_dx, terms);
-    int max_terms = 1;
-    for (size_t i = 0; i < nx; i++) max_terms = terms[i] > max_terms ? terms[i] : max_terms;
+    const size_t nx = x_count(r), ny = y_count(r);
+    harness_arena A = {0};
+    const float *x = ha_uniform(&A, nx, -1.0f, 1.0f, 7 + (uint64_t)r->ho);
+    const float *dy = ha_uniform(&A, ny, -1.0f, 1.0f, 8 + (uint64_t)r->wo);
+    float *got_dx = ha_floats(&A, nx), *again_dx = ha_floats(&A, nx);
+    double *ref_y = ha_doubles(&A, ny), *ref_dx = ha_doubles(&A, nx), *terms = ha_doubles(&A, nx);
+    ref_forward(r, ha_widen(&A, x, nx), ref_y);
+    ref_backward(r, ha_widen(&A, dy, ny), ref_dx, terms);
+    double max_terms = 1;
+    for (size_t i = 0; i < nx; i++) max_terms = fmax(max_terms, terms[i]);
     const double bwd_atol = 2.0 * max_terms * FLT_EPSILON;
-    char what[160];
     for (int dev = 0; dev < harness_device_count(); dev++) {
         oclseg_ctx *ctx = harness_ctx(dev);
-        hbuf bx = hb_from(ctx, x, nx), by = hb_create(ctx, ny);
-        hbuf bdy = hb_from(ctx, dy, ny), bdx = hb_create(ctx, nx);
-        oclseg_tensor tx = hb_tensor(&bx, r->n, r->c, r->h, r->w);
-        oclseg_tensor ty = hb_tensor(&by, r->n, r->c, r->ho, r->wo);
-        oclseg_tensor tdy = hb_tensor(&bdy, r->n, r->c, r->ho, r->wo);
-        oclseg_tensor tdx = hb_tensor(&bdx, r->n, r->c, r->h, r->w);
-        snprintf(what, sizeof what, "upsample %dx%d -> %dx%d forward on %s", r->h, r->w, r->ho,
-                 r->wo, harness_device_name(dev));
+        const char *dev_name = harness_device_name(dev);
+        hbuf *bx = ha_buf_from(&A, ctx, x, nx), *by = ha_buf(&A, ctx, ny);
+        hbuf *bdy = ha_buf_from(&A, ctx, dy, ny), *bdx = ha_buf(&A, ctx, nx);
+        oclseg_tensor tx = hb_tensor(bx, r->n, r->c, r->h, r->w);
+        oclseg_tensor ty = hb_tensor(by, r->n, r->c, r->ho, r->wo);
+        oclseg_tensor tdy = hb_tensor(bdy, r->n, r->c, r->ho, r->wo);
+        oclseg_tensor tdx = hb_tensor(bdx, r->n, r->c, r->h, r->w);
         ck_assert_int_eq(op_upsample_bilinear_forward(ctx, &tx, &ty), OCLSEG_OK);
-        hb_download(&by, got_y, what);
-        harness_compare(what, got_y, ref_y, ny, FWD_ATOL, RTOL);
+        hb_check(by, ref_y, FWD_ATOL, RTOL, "upsample %dx%d -> %dx%d forward on %s", r->h, r->w,
+                 r->ho, r->wo, dev_name);
+        char what[160];
         snprintf(what, sizeof what, "upsample %dx%d -> %dx%d backward on %s", r->h, r->w, r->ho,
-                 r->wo, harness_device_name(dev));
+                 r->wo, dev_name);
         ck_assert_int_eq(op_upsample_bilinear_backward(ctx, &tdy, &tdx), OCLSEG_OK);
-        hb_download(&bdx, got_dx, what);
+        hb_download(bdx, got_dx, what);
         harness_compare(what, got_dx, ref_dx, nx, bwd_atol, RTOL);
         /* deterministic: a second run gives the same bits */
-        hb_poison(&bdx);
+        hb_poison(bdx);
         ck_assert_int_eq(op_upsample_bilinear_backward(ctx, &tdy, &tdx), OCLSEG_OK);
-        hb_download(&bdx, again_dx, what);
+        hb_download(bdx, again_dx, what);
         ck_assert_msg(memcmp(got_dx, again_dx, nx * sizeof(float)) == 0,
                       "%s: two runs differ (not deterministic)", what);
-        hb_free(&bx);
-        hb_free(&by);
-        hb_free(&bdy);
-        hb_free(&bdx);
     }
-    free(xd);
-    free(dyd);
-    free(x);
-    free(dy);
-    free(got_y);
-    free(got_dx);
-    free(again_dx);
-    free(ref_y);
-    free(ref_dx);
-    free(terms);
+    ha_free(&A);
 }
 
 START_TEST(upsample_odd) { check_case(&(resize_case){3, 5, 7, 9, 13, 20}); }
@@ -158,53 +143,57 @@ START_TEST(model_scale_2) {
 }
 END_TEST
 
+/* The loss sum(dy * y(x)) of the reference forward at the current x (for the FD check). */
+typedef struct fd_state {
+    const resize_case *r;
+    const double *x, *dy;
+    double *y;
+} fd_state;
+
+static double fd_loss(void *user) {
+    const fd_state *f = user;
+    ref_forward(f->r, f->x, f->y);
+    double loss = 0.0;
+    for (size_t j = 0; j < y_count(f->r); j++) loss += f->dy[j] * f->y[j];
+    return loss;
+}
+
 /* Reference backward vs central differences of the reference forward (double):
- * L = sum(dy * y(x)) is linear in x, so the difference is exact up to rounding of L. */
+ * L = sum(dy * y(x)) is linear in x, so the difference is exact up to rounding of L
+ * (~1e-16 * |L| / h ~ 1e-12 for h = 1e-3): tolerance 1e-9 + 1e-9 |fd|. */
 START_TEST(reference_gradient_fd) {
     const resize_case cases[] = {{1, 2, 3, 4, 5, 7}, {1, 1, 5, 5, 3, 4}, {1, 1, 1, 1, 3, 3}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         const resize_case *r = &cases[k];
-        const size_t nx = (size_t)r->n * r->c * r->h * r->w, ny = (size_t)r->n * r->c * r->ho * r->wo;
-        float xf[64], dyf[128];
-        ck_assert(nx <= 64 && ny <= 128);
-        harness_fill_uniform(xf, nx, -1.0f, 1.0f, 51);
-        harness_fill_uniform(dyf, ny, -1.0f, 1.0f, 52);
-        double *x = harness_to_double(xf, nx), *dy = harness_to_double(dyf, ny);
-        double dx[64], y[128];
+        const size_t nx = x_count(r), ny = y_count(r);
+        harness_arena A = {0};
+        double *x = ha_widen(&A, ha_uniform(&A, nx, -1.0f, 1.0f, 51), nx);
+        double *dy = ha_widen(&A, ha_uniform(&A, ny, -1.0f, 1.0f, 52), ny);
+        double *dx = ha_doubles(&A, nx);
         ref_backward(r, dy, dx, NULL);
-        const double h = 1e-3;
         double total = 0;
-        for (size_t i = 0; i < nx; i++) {
-            double saved = x[i], lp = 0, lm = 0;
-            x[i] = saved + h;
-            ref_forward(r, x, y);
-            for (size_t j = 0; j < ny; j++) lp += dy[j] * y[j];
-            x[i] = saved - h;
-            ref_forward(r, x, y);
-            for (size_t j = 0; j < ny; j++) lm += dy[j] * y[j];
-            x[i] = saved;
-            double fd = (lp - lm) / (2 * h);
-            ck_assert_msg(fabs(fd - dx[i]) <= 1e-9 + 1e-9 * fabs(fd),
-                          "case %zu: reference dx[%zu] = %.12g, finite difference %.12g", k, i,
-                          dx[i], fd);
-            total += fabs(dx[i]);
-        }
+        for (size_t i = 0; i < nx; i++) total += fabs(dx[i]);
         ck_assert(total > 0); /* not vacuous */
-        free(x);
-        free(dy);
+        fd_state f = {r, x, dy, ha_doubles(&A, ny)};
+        const harness_fd_arg args[] = {{"dx", x, dx, nx}};
+        char what[64];
+        snprintf(what, sizeof what, "upsample reference, case %zu", k);
+        harness_check_fd(what, fd_loss, &f, args, 1, 1e-3, 1e-9, 1e-9);
+        ha_free(&A);
     }
 }
 END_TEST
 
 START_TEST(shape_errors) {
     oclseg_ctx *ctx = harness_ctx(0);
-    hbuf b = hb_create(ctx, 1024);
-    oclseg_tensor x = oclseg_tensor_view(b.buf, b.lead, 2, 3, 4, 4);
-    oclseg_tensor y_bad_n = oclseg_tensor_view(b.buf, b.lead, 1, 3, 8, 8);
-    oclseg_tensor y_bad_c = oclseg_tensor_view(b.buf, b.lead, 2, 2, 8, 8);
-    ck_assert_int_eq(op_upsample_bilinear_forward(ctx, &x, &y_bad_n), OCLSEG_ERR_INVALID_ARG);
-    ck_assert_int_eq(op_upsample_bilinear_backward(ctx, &y_bad_c, &x), OCLSEG_ERR_INVALID_ARG);
-    hb_free(&b);
+    harness_arena A = {0};
+    hbuf *b = ha_buf(&A, ctx, 1024);
+    oclseg_tensor x = oclseg_tensor_view(b->buf, b->lead, 2, 3, 4, 4);
+    oclseg_tensor y_bad_n = oclseg_tensor_view(b->buf, b->lead, 1, 3, 8, 8);
+    oclseg_tensor y_bad_c = oclseg_tensor_view(b->buf, b->lead, 2, 2, 8, 8);
+    HARNESS_REJECTS(op_upsample_bilinear_forward(ctx, &x, &y_bad_n));
+    HARNESS_REJECTS(op_upsample_bilinear_backward(ctx, &y_bad_c, &x));
+    ha_free(&A);
 }
 END_TEST
 
