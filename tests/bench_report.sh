@@ -27,6 +27,16 @@ grep -q '| PoCL CPU (AMD EPYC) |.*| frozen |' "$work/a/report.md"
 [ "$(grep -c '| fine-tune |\|| frozen |' "$work/b/report.md")" = 2 ] ||
     { echo "FAIL: measured report lacks one of the modes"; exit 1; }
 [ -s "$work/b/images_per_s.png" ] && [ -s "$work/b/bench.json" ]
+# every field of a measurement (src/app/bench.c) reaches the JSON (src/cli/cmd_bench.c)
+for k in device vendor platform driver clblast build batch size frozen_encoder steps step_ms \
+         step_sync_ms forward_ms backward_ms optimizer_ms images_per_s gflop_per_step gflops \
+         sgemm_1024_gflops peak_device_bytes kernels gemm_tuned gemm_tuning gemm_own_kernels \
+         gemm_tuning_shapes_own gemm_tuning_shapes_clblast kernel_launches_per_step \
+         clblast_calls_per_step enqueue_ms_per_step clblast_enqueue_ms_per_step \
+         clblast_blocking_calls_per_step; do
+    [ "$(grep -c "\"$k\":" "$work/b/bench.json")" = 2 ] ||
+        { echo "FAIL: bench.json lacks '$k' in one of the modes"; exit 1; }
+done
 # bad input
 echo '{"device": "x"}' > "$work/bad.json"
 if "$bin" bench --report "$work/c" "$work/bad.json" 2> "$work/err.txt"; then

@@ -52,6 +52,9 @@ typedef struct oclseg_weights_meta {
     int tta_flips, largest_component, fill_holes;
 } oclseg_weights_meta;
 
+/* The model's fields are the library's own (OCLSEG_INTERNALS: src/ and tests/, meson.build):
+ * the command line sees an opaque type and uses the functions below. */
+#ifdef OCLSEG_INTERNALS
 typedef struct oclseg_model {
     oclseg_ctx *ctx;
     oclseg_model_config cfg;
@@ -87,6 +90,9 @@ typedef struct oclseg_model {
     int sync_bn;               /* BatchNorm batch statistics over all ranks (--sync-bn) */
     const int *rank_counts;    /* during a data-parallel step: images per rank (else NULL) */
 } oclseg_model;
+#else
+typedef struct oclseg_model oclseg_model;
+#endif
 
 /* Builds the layer list and allocates what inference needs (parameters, running statistics,
  * activations); training needs oclseg_model_enable_training as well. */

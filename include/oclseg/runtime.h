@@ -63,6 +63,8 @@ typedef struct oclseg_enqueue_stats {
     double clblast_s;   /* the part of it spent inside CLBlast */
 } oclseg_enqueue_stats;
 
+/* Opaque outside the library, like oclseg_model (OCLSEG_INTERNALS, oclseg/model.h). */
+#ifdef OCLSEG_INTERNALS
 typedef struct oclseg_ctx {
     oclseg_device_info info;
     cl_context context;
@@ -100,6 +102,9 @@ typedef struct oclseg_ctx {
      * yet, 1 yes, -1 no (Mesa's llvmpipe ends them after 65535 iterations in all) */
     int long_loops;
 } oclseg_ctx;
+#else
+typedef struct oclseg_ctx oclseg_ctx;
+#endif
 
 enum { OCLSEG_ROWS_AUTO = 0, OCLSEG_ROWS_ON = 1, OCLSEG_ROWS_OFF = 2 };
 

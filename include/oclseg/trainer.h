@@ -26,6 +26,8 @@ typedef struct oclseg_trainer_config {
 
 #define OCLSEG_LOSS_RING 256
 
+/* Opaque outside the library, like oclseg_model (OCLSEG_INTERNALS, oclseg/model.h). */
+#ifdef OCLSEG_INTERNALS
 typedef struct oclseg_trainer {
     oclseg_model *model;
     oclseg_ctx *ctx;
@@ -52,6 +54,9 @@ typedef struct oclseg_trainer {
     size_t image_floats, mask_floats; /* per max batch */
     int eval_only;             /* created without a config: oclseg_trainer_step refuses */
 } oclseg_trainer;
+#else
+typedef struct oclseg_trainer oclseg_trainer;
+#endif
 
 /* cfg NULL: an evaluation-only trainer (oclseg_trainer_eval_batch; no optimizer config). */
 int oclseg_trainer_create(oclseg_model *model, const oclseg_trainer_config *cfg,

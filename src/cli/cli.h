@@ -57,9 +57,7 @@ int cmd_predict(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_export(int argc, char **argv);
-/* `oclseg bench` under mpirun (src/cli/cmd_bench_dist.c), and cmd_bench.c's helper it shares:
- * a monotonic clock in ms (medians: oclseg_median in oclseg/bench.h). */
-double bench_now_ms(void);
+/* `oclseg bench` under mpirun (src/cli/cmd_bench_dist.c; the measurement: oclseg_bench_dist). */
 int bench_dist(const char *device, int batch, int size, int steps, int frozen);
 
 /* Validated option values: 0, or -1 after printing "oclseg CMD: NAME must be ... (got 'V')". */
