@@ -327,7 +327,7 @@ int fit_dist_check_params(oclseg_trainer *t, int64_t step) {
     if (st == OCLSEG_OK) st = oclseg_dist_allgather(h, sizeof h, all);
     int bad = 0;
     for (int r = 1; st == OCLSEG_OK && r < size; r++) /* running statistics agree with --sync-bn */
-        bad |= all[2 * r] != all[0] || (m->sync_bn && all[2 * r + 1] != all[1]);
+        bad |= all[2 * r] != all[0] || (t->cfg.sync_bn && all[2 * r + 1] != all[1]);
     if (st == OCLSEG_OK && !bad && oclseg_dist_rank() == 0)
         fprintf(stderr, "dist-check step %lld: parameters %016llx on all %d ranks, running "
                         "statistics %016llx (rank 0)\n", (long long)step,
