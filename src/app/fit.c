@@ -267,9 +267,9 @@ static int train_step(fit_run *r, int epoch, int s) {
     int64_t step = r->trainer->step;
     TRY(oclseg_trainer_step_shard(r->trainer, r->images, r->masks, mine, r->rank_counts));
     if (o->balance && !r->balanced) {
-        TRY(fit_dist_measure_speed(r->steps_here++, mine, r->trainer->last_compute_seconds,
-                                   &r->speed_images, &r->speed_seconds, r->rank_speed,
-                                   &r->balanced));
+        TRY(fit_dist_measure_speed(r->ctx, r->steps_here++, mine,
+                                   r->trainer->last_compute_seconds, &r->speed_images,
+                                   &r->speed_seconds, r->rank_speed, &r->balanced));
         if (r->balanced && !o->quiet) {
             fit_dist_split_weighted(o->batch, size, r->rank_speed, r->rank_counts, r->rank_starts);
             printf("--balance: from step %lld on, a batch of %d splits as", (long long)step + 1,

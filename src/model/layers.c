@@ -5,7 +5,6 @@
 #include <assert.h>
 
 #include "model/model_internal.h"
-#include "oclseg/env.h"
 
 #define BN_EPS 1e-5f      /* PyTorch's defaults (src/export/onnx.c folds with the same eps) */
 #define BN_MOMENTUM 0.1f
@@ -16,7 +15,7 @@
  * passes. OCLSEG_NO_FUSION=1 (benchmarks' A/B) runs them as separate layers. */
 static int fused_with_next(const oclseg_model *m, int i, oclseg_layer_kind kind) {
     const oclseg_layer *l = &m->layers[i], *next = i + 1 < m->layer_count ? l + 1 : NULL;
-    return !oclseg_env_get()->no_fusion && next && next->kind == kind && next->in == l->out &&
+    return !m->ctx->env.no_fusion && next && next->kind == kind && next->in == l->out &&
            next->out == l->out;
 }
 

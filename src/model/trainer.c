@@ -1,5 +1,4 @@
 /* The training step (upload, forward, loss, backward, optimizer) and evaluation batches. */
-#include "oclseg/env.h"
 #include "oclseg/trainer.h"
 
 #include <math.h>
@@ -106,7 +105,7 @@ static int upload_batch(oclseg_trainer *t, const float *images, const float *mas
 /* Test hook: OCLSEG_FAULT_NAN=param:NAME:STEP writes a NaN into parameter NAME before step
  * STEP's forward; grad:NAME:STEP into its gradient after the backward (the loss stays finite). */
 static int inject_nan(oclseg_trainer *t, int into_grad) {
-    const char *spec = oclseg_env_get()->fault_nan;
+    const char *spec = t->ctx->env.fault_nan;
     const char *kind = into_grad ? "grad:" : "param:";
     if (!spec || strncmp(spec, kind, strlen(kind)) != 0) return OCLSEG_OK;
     char name[128];
