@@ -65,13 +65,15 @@ START_TEST(forward_backward_finite) {
         oclseg_tensor in = oclseg_model_input(m, 2);
         ck_assert_int_eq(oclseg_tensor_write(ctx, &in, x), OCLSEG_OK);
         for (int frozen = 0; frozen < 2; frozen++) {
-            ck_assert_int_eq(oclseg_model_forward(m, 2, 1, frozen, 3, 0), OCLSEG_OK);
+            const oclseg_pass pass = {.n = 2, .train = 1, .frozen_encoder = frozen,
+                                      .dropout_seed = 3};
+            ck_assert_int_eq(oclseg_model_forward(m, &pass), OCLSEG_OK);
             oclseg_tensor logits = oclseg_model_logits(m, 2), g = oclseg_model_logits_grad(m, 2);
             ck_assert_int_eq(oclseg_tensor_read(ctx, &logits, y), OCLSEG_OK);
             for (size_t i = 0; i < out_count; i++) ck_assert(isfinite(y[i]));
             for (size_t i = 0; i < out_count; i++) y[i] = 1e-3f * (float)((i % 7) - 3);
             ck_assert_int_eq(oclseg_tensor_write(ctx, &g, y), OCLSEG_OK);
-            ck_assert_int_eq(oclseg_model_backward(m, 2, frozen, 3, 0), OCLSEG_OK);
+            ck_assert_int_eq(oclseg_model_backward(m, &pass), OCLSEG_OK);
             int idx = oclseg_model_find_param(m, "decoder.0.weight");
             size_t count = oclseg_param_numel(&m->params[idx]);
             float *gw = malloc(count * sizeof *gw);
@@ -156,9 +158,11 @@ START_TEST(only_training_allocates_gradients) {
     ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &m), OCLSEG_OK);
     ck_assert_int_eq(oclseg_model_init_random(m, 1), OCLSEG_OK);
     const int bias = oclseg_model_find_param(m, "decoder.7.bias"); /* one float, trained */
-    ck_assert_int_eq(oclseg_model_forward(m, 2, 0, 0, 3, 0), OCLSEG_OK);
-    ck_assert_int_eq(oclseg_model_forward(m, 2, 1, 0, 3, 0), OCLSEG_ERR_INVALID_ARG);
-    ck_assert_int_eq(oclseg_model_backward(m, 2, 0, 3, 0), OCLSEG_ERR_INVALID_ARG);
+    const oclseg_pass eval = {.n = 2, .dropout_seed = 3};
+    const oclseg_pass train = {.n = 2, .train = 1, .dropout_seed = 3};
+    ck_assert_int_eq(oclseg_model_forward(m, &eval), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_forward(m, &train), OCLSEG_ERR_INVALID_ARG);
+    ck_assert_int_eq(oclseg_model_backward(m, &train), OCLSEG_ERR_INVALID_ARG);
     float one;
     ck_assert_int_eq(oclseg_model_read_grad(m, bias, &one), OCLSEG_ERR_INVALID_ARG);
     ck_assert_int_eq(oclseg_model_enable_training(m), OCLSEG_OK);
@@ -167,8 +171,56 @@ START_TEST(only_training_allocates_gradients) {
     ck_assert(grads && m->grads_buf == grads);
     ck_assert_int_eq(oclseg_model_read_grad(m, bias, &one), OCLSEG_OK);
     ck_assert(one == 0.0f);
-    ck_assert_int_eq(oclseg_model_forward(m, 2, 1, 0, 3, 0), OCLSEG_OK);
-    ck_assert_int_eq(oclseg_model_backward(m, 2, 0, 3, 0), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_forward(m, &train), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_backward(m, &train), OCLSEG_OK);
+    oclseg_model_free(m);
+}
+END_TEST
+
+/* A pass is checked where it enters the model, and a backward runs only on the activations of
+ * a training forward of the same pass (the old loose arguments let a backward of another batch
+ * size, step or mode read the last forward's activations: a silent wrong gradient). */
+START_TEST(backward_needs_its_forward_pass) {
+    oclseg_ctx *ctx = harness_ctx(0);
+    oclseg_model_config cfg = {0.25f, 32, {16, 8, 8}, 32, 2, 0.5f};
+    oclseg_model *m;
+    ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &m), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_init_random(m, 1), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_enable_training(m), OCLSEG_OK);
+    const oclseg_pass train = {.n = 2, .train = 1, .dropout_seed = 3, .step = 5};
+    ck_assert_int_eq(oclseg_model_backward(m, &train), OCLSEG_ERR_INVALID_ARG); /* no forward */
+    ck_assert_int_eq(oclseg_model_forward(m, &train), OCLSEG_OK);
+    oclseg_pass other = train;
+    other.n = 1;
+    ck_assert_int_eq(oclseg_model_backward(m, &other), OCLSEG_ERR_INVALID_ARG);
+    other = train;
+    other.step = 6;
+    ck_assert_int_eq(oclseg_model_backward(m, &other), OCLSEG_ERR_INVALID_ARG);
+    other = train;
+    other.image_offset = 1;
+    ck_assert_int_eq(oclseg_model_backward(m, &other), OCLSEG_ERR_INVALID_ARG);
+    ck_assert_int_eq(oclseg_model_backward(m, &train), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_backward(m, &train), OCLSEG_OK); /* the activations stay */
+    /* an evaluation forward replaces the activations */
+    const oclseg_pass eval = oclseg_pass_eval(2);
+    ck_assert_int_eq(oclseg_model_forward(m, &eval), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_backward(m, &train), OCLSEG_ERR_INVALID_ARG);
+    ck_assert_int_eq(oclseg_model_backward(m, &eval), OCLSEG_ERR_INVALID_ARG);
+    /* passes that do not fit: the model's batch, a negative offset, counts that give this rank
+     * (rank 0 of a group of one) another batch; a forward refused for its pass changes nothing */
+    other = train;
+    other.n = 3;
+    ck_assert_int_eq(oclseg_model_forward(m, &other), OCLSEG_ERR_INVALID_ARG);
+    other = train;
+    other.image_offset = -1;
+    ck_assert_int_eq(oclseg_model_forward(m, &other), OCLSEG_ERR_INVALID_ARG);
+    const int counts[1] = {1};
+    other = train;
+    other.rank_counts = counts;
+    ck_assert_int_eq(oclseg_model_forward(m, &other), OCLSEG_ERR_INVALID_ARG);
+    ck_assert_int_eq(oclseg_model_forward(m, &train), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_forward(m, &other), OCLSEG_ERR_INVALID_ARG);
+    ck_assert_int_eq(oclseg_model_backward(m, &train), OCLSEG_OK); /* refused before any work */
     oclseg_model_free(m);
 }
 END_TEST
@@ -181,6 +233,7 @@ int main(void) {
     tcase_add_test(tc, forward_backward_finite);
     tcase_add_test(tc, layer_table_complete);
     tcase_add_test(tc, only_training_allocates_gradients);
+    tcase_add_test(tc, backward_needs_its_forward_pass);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

@@ -145,17 +145,26 @@ START_TEST(launch_rounds_global_size) {
 }
 END_TEST
 
+/* The switch is read into a context when it is created: a context made before it keeps
+ * allocating, one made after it fails its first allocation. */
 START_TEST(allocation_fault_is_reported) {
     oclseg_ctx *ctx = harness_ctx(0);
     size_t live = ctx->live_buffers;
     setenv("OCLSEG_FAULT_ALLOC", "1", 1); /* counter is process-wide: next allocation fails */
     oclseg_env_reload(); /* the switches are read once */
-    cl_mem m = NULL;
-    int st = oclseg_buffer_create(ctx, 1024, "a test buffer", &m);
+    oclseg_ctx *armed = NULL;
+    ck_assert_int_eq(oclseg_ctx_create_for(&armed, &ctx->info, 0), OCLSEG_OK);
     unsetenv("OCLSEG_FAULT_ALLOC");
     oclseg_env_reload(); /* the switches are read once */
+    cl_mem m = NULL;
+    ck_assert_int_eq(oclseg_buffer_create(ctx, 1024, "an earlier context's buffer", &m), OCLSEG_OK);
+    oclseg_buffer_free(ctx, m);
+    m = NULL;
+    int st = oclseg_buffer_create(armed, 1024, "a test buffer", &m);
     ck_assert_int_eq(st, CL_MEM_OBJECT_ALLOCATION_FAILURE);
     ck_assert_ptr_null(m);
+    ck_assert_uint_eq(armed->live_buffers, 0);
+    oclseg_ctx_free(armed);
     ck_assert_uint_eq(ctx->live_buffers, live);
     /* larger than the device allows in one allocation */
     st = oclseg_buffer_create(ctx, (size_t)ctx->info.max_alloc + 4096, "a huge buffer", &m);

@@ -411,9 +411,15 @@ START_TEST(dispatch_follows_the_file) {
     ctx->gemm_backend = OCLSEG_GEMM_AUTO;
     setenv("OCLSEG_GEMM", "own", 1);
     oclseg_env_reload();
+    /* a context keeps the switches it was created with; the next one reads the new value */
+    ck_assert_int_eq(clblast_calls_for(ctx, &to_cl), 1);
+    oclseg_ctx_free(ctx);
+    ctx = make_ctx();
     ck_assert_int_eq(clblast_calls_for(ctx, &to_cl), 0);
+    oclseg_ctx_free(ctx);
     setenv("OCLSEG_GEMM", "clblast", 1);
     oclseg_env_reload();
+    ctx = make_ctx();
     ck_assert_int_eq(clblast_calls_for(ctx, &to_own), 1);
     unsetenv("OCLSEG_GEMM");
     oclseg_env_reload();

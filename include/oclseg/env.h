@@ -46,9 +46,12 @@ typedef struct oclseg_env {
                                  * trial gets recorded shape N (from 0) wrong */
 } oclseg_env;
 
-/* The switches, read from the environment at the first call. */
+/* The switches, read from the environment at the first call. A context copies them when it is
+ * created (oclseg_ctx.env) and code holding a context reads them there; this reader is for code
+ * with none (device choice, MPI start-up, messages, file helpers: docs/architecture.md). */
 const oclseg_env *oclseg_env_get(void);
-/* Reads the environment again (after setenv/unsetenv: tests, and tune before its children). */
+/* Reads the environment again (after setenv/unsetenv: tests, and tune before its children);
+ * contexts created earlier keep their copy. */
 void oclseg_env_reload(void);
 
 #endif

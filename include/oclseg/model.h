@@ -52,6 +52,26 @@ typedef struct oclseg_weights_meta {
     int tta_flips, largest_component, fill_holes;
 } oclseg_weights_meta;
 
+/* Everything one forward or backward reads besides the model's own state (its layers, parameters
+ * and activations): the caller builds one per pass; the model keeps no per-step input. */
+typedef struct oclseg_pass {
+    int n;                   /* images in the batch (1..cfg.max_batch), in oclseg_model_input */
+    int train;               /* BatchNorm batch statistics (running stats updated) and dropout on */
+    int frozen_encoder;      /* the encoder runs in eval mode (running stats, never updated) even
+                                when train; the backward does no encoder work */
+    uint64_t dropout_seed;   /* dropout's counter-based RNG: (dropout_seed, step) select the mask */
+    uint64_t step;
+    int image_offset;        /* the batch's first image in the global batch: a data-parallel rank
+                                draws the dropout mask those images have there (0: one process) */
+    const int *rank_counts;  /* data parallel: images on each rank of oclseg_dist (oclseg_dist_size
+                                entries; this rank's must be n); NULL: this process's batch alone */
+    int sync_bn;             /* with rank_counts on several ranks: BatchNorm batch statistics over
+                                the global batch (collectives: every rank runs the same passes) */
+} oclseg_pass;
+
+/* An evaluation-mode pass over n images (inference, evaluation). */
+oclseg_pass oclseg_pass_eval(int n);
+
 /* The model's fields are the library's own (OCLSEG_INTERNALS: src/ and tests/, meson.build):
  * the command line sees an opaque type and uses the functions below. */
 #ifdef OCLSEG_INTERNALS
@@ -85,10 +105,10 @@ typedef struct oclseg_model {
     size_t grad_tmp_floats;
     unsigned char *grad_ready; /* per activation, during backward */
     cl_mem check_buf;          /* (2 * layer_count + 2) finiteness flags (--check-numerics) */
-    /* data parallel (set by the training run; 0 otherwise) */
-    int dropout_image_offset;  /* this batch's first image in the global batch (dropout masks) */
-    int sync_bn;               /* BatchNorm batch statistics over all ranks (--sync-bn) */
-    const int *rank_counts;    /* during a data-parallel step: images per rank (else NULL) */
+    /* the last forward's pass (written by oclseg_model_forward only): a backward must repeat a
+     * training forward's pass, as it reads that forward's activations */
+    oclseg_pass forward_pass;
+    int forward_ran;
 } oclseg_model;
 #else
 typedef struct oclseg_model oclseg_model;
@@ -119,16 +139,14 @@ oclseg_tensor oclseg_model_logits_grad(const oclseg_model *m, int n);
  * inference model, which has no gradients, has it too. */
 oclseg_tensor oclseg_model_probs(const oclseg_model *m, int n);
 
-/* Forward over a batch of n images already written to oclseg_model_input.
- * train: BatchNorm batch statistics (running stats updated) and dropout on;
- * frozen_encoder: the encoder runs in eval mode (running stats, never updated) even when train.
- * dropout_seed/step select the dropout mask. */
-int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
-                         uint64_t dropout_seed, uint64_t step);
+/* Forward over the pass's batch, already written to oclseg_model_input (see oclseg_pass).
+ * OCLSEG_ERR_INVALID_ARG for a batch that does not fit, a negative image_offset, rank_counts
+ * that do not give this rank n images, or a training pass without the training arenas. */
+int oclseg_model_forward(oclseg_model *m, const oclseg_pass *pass);
 /* Backward from the logits gradient: writes every parameter gradient (decoder only when
- * frozen_encoder: no encoder work at all). Must follow a forward with the same arguments. */
-int oclseg_model_backward(oclseg_model *m, int n, int frozen_encoder, uint64_t dropout_seed,
-                          uint64_t step);
+ * frozen_encoder: no encoder work at all). The last forward must have been a training forward
+ * with the same pass (else OCLSEG_ERR_INVALID_ARG: its activations are not this pass's). */
+int oclseg_model_backward(oclseg_model *m, const oclseg_pass *pass);
 
 /* First trained float of the parameter arena: the decoder's first parameter when the encoder
  * is frozen, else 0 (the trained range is [offset, param_floats)). */
@@ -143,11 +161,11 @@ size_t oclseg_param_numel(const oclseg_param *p);
 size_t oclseg_model_max_param_numel(const oclseg_model *m);
 
 /* Debug aid (--check-numerics; blocking): after a forward (backward = 0) or a backward
- * (backward = 1) on n images, finds the first place in execution order holding a NaN/Inf: a
+ * (backward = 1) of `pass`, finds the first place in execution order holding a NaN/Inf: a
  * layer's parameters or output in the forward, a layer's parameter or input gradients in the
  * backward. Returns 1 and describes it in `where` ("layer 12 (conv encoder.2.conv.0.0) output"),
  * 0 when all is finite, or a negative status. */
-int oclseg_model_locate_nonfinite(oclseg_model *m, int n, int backward, int frozen_encoder,
+int oclseg_model_locate_nonfinite(oclseg_model *m, const oclseg_pass *pass, int backward,
                                   char *where, size_t size);
 
 /* Multiply-add FLOPs (2 per MAC) of convolutions for a batch of n: forward, and backward (input

@@ -11,6 +11,7 @@
 #endif
 #include <CL/cl.h>
 
+#include "oclseg/env.h"
 #include "oclseg/status.h"
 
 /* One OpenCL device as enumerated (index P:D = platform_index:device_index). */
@@ -67,6 +68,9 @@ typedef struct oclseg_enqueue_stats {
 #ifdef OCLSEG_INTERNALS
 typedef struct oclseg_ctx {
     oclseg_device_info info;
+    /* the environment's switches when the context was created (oclseg_env_get): code holding a
+     * context reads them here, so a context keeps the switches it was made with */
+    oclseg_env env;
     cl_context context;
     cl_command_queue queue;
     int profiling;                 /* queue created with CL_QUEUE_PROFILING_ENABLE */
@@ -101,6 +105,11 @@ typedef struct oclseg_ctx {
     /* whether a work-item's loops run to the end (oclseg_device_runs_long_loops): 0 not probed
      * yet, 1 yes, -1 no (Mesa's llvmpipe ends them after 65535 iterations in all) */
     int long_loops;
+    /* `oclseg tune`'s record of this context's GEMM calls (oclseg_gemm_record_begin/_end in
+     * oclseg/tuning.h; src/ops/gemm.c): off, or on with the distinct shapes seen so far */
+    int gemm_rec_on;
+    struct oclseg_gemm_shape *gemm_rec;
+    int gemm_rec_count, gemm_rec_cap;
 } oclseg_ctx;
 #else
 typedef struct oclseg_ctx oclseg_ctx;

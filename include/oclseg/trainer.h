@@ -20,6 +20,8 @@ typedef struct oclseg_trainer_config {
     float clip_norm;           /* > 0: clip gradients to this global L2 norm before each step */
     int frozen_encoder; /* model 1: encoder (and its BatchNorm statistics) frozen */
     uint64_t seed;      /* dropout masks derive from (seed, step) */
+    int sync_bn;        /* data-parallel steps: BatchNorm batch statistics over the global batch
+                           (--sync-bn; oclseg_trainer_step_shard) */
     int check_numerics; /* debug: after every forward/backward, look for NaN/Inf (blocking) and
                            stop at the first layer holding one, before the weights change */
 } oclseg_trainer_config;
@@ -68,7 +70,8 @@ void oclseg_trainer_free(oclseg_trainer *t);
 int oclseg_trainer_step(oclseg_trainer *t, const float *images, const float *masks, int n);
 
 /* Data-parallel step (oclseg/dist.h): this rank's n images of a global batch split as
- * rank_counts[0..size-1] over the ranks. The gradients and the loss are averaged over the whole
+ * rank_counts[0..size-1] over the ranks in rank order (this rank's images follow the lower
+ * ranks': their dropout masks are the ones they have in the global batch). The gradients and the loss are averaged over the whole
  * global batch (a deterministic sum over ranks weighted by rank_counts[r] / total, see
  * oclseg_dist_sum) before the optimizer, so every rank applies the same update to the same
  * parameters: N ranks with B/N images each compute one rank's step on B images. n may be 0

@@ -39,11 +39,12 @@ int oclseg_gemm_shape_same(const oclseg_gemm_shape *a, const oclseg_gemm_shape *
 /* "nn b16 32x4096x27 beta 0" ("sum16" for a batch sum, "single" for one matrix): for messages. */
 void oclseg_gemm_shape_name(const oclseg_gemm_shape *s, char *out, size_t n);
 
-/* Starts recording every GEMM oclseg issues (process-wide; forgets earlier records). */
-void oclseg_gemm_record_begin(void);
-/* Stops recording; *shapes (malloc'd, *count entries) holds the unique shapes with call counts
- * in first-seen order. */
-int oclseg_gemm_record_end(oclseg_gemm_shape **shapes, int *count);
+/* Starts recording every GEMM issued on ctx (forgets its earlier records; other contexts are
+ * not recorded). */
+void oclseg_gemm_record_begin(oclseg_ctx *ctx);
+/* Stops recording on ctx; *shapes (malloc'd, *count entries) holds the unique shapes with call
+ * counts in first-seen order. */
+int oclseg_gemm_record_end(oclseg_ctx *ctx, oclseg_gemm_shape **shapes, int *count);
 
 /* The CLBlast kernels a tuning file may set: "Xgemm", "XgemmDirect", "GemmRoutine". */
 #define OCLSEG_TUNING_KERNELS 3

@@ -92,11 +92,13 @@ static int time_waited_and_parts(bench_run *b, oclseg_bench_result *r) {
     }
     r->step_sync_ms = oclseg_median(b->samples, o->steps);
     double *part_ms[3] = {&r->forward_ms, &r->backward_ms, &r->optim_ms};
+    const oclseg_pass pass = {.n = o->batch, .train = 1, .frozen_encoder = o->frozen,
+                              .dropout_seed = 1, .step = 99};
     for (int part = 0; part < 3; part++) {
         for (int i = 0; i < o->steps; i++) {
             double t0 = now_ms();
-            if (part == 0) TRY(oclseg_model_forward(m, o->batch, 1, o->frozen, 1, 99));
-            else if (part == 1) TRY(oclseg_model_backward(m, o->batch, o->frozen, 1, 99));
+            if (part == 0) TRY(oclseg_model_forward(m, &pass));
+            else if (part == 1) TRY(oclseg_model_backward(m, &pass));
             else TRY(oclseg_trainer_optimizer_step_detached(t));
             TRY(oclseg_finish(ctx));
             b->samples[i] = now_ms() - t0;

@@ -63,7 +63,7 @@ static int drain_losses(fit_run *r, int epoch) {
 static void trainer_config(const fit_run *r, oclseg_trainer_config *tc) {
     const oclseg_fit_options *o = r->o;
     *tc = (oclseg_trainer_config){.frozen_encoder = o->frozen_encoder, .seed = o->seed,
-                                  .check_numerics = o->check_numerics};
+                                  .sync_bn = o->sync_bn, .check_numerics = o->check_numerics};
     if (oclseg_env_get()->check_numerics) tc->check_numerics = 1;
     oclseg_optim_config_default(&tc->optim, o->optimizer);
     tc->optim.lr = o->lr;
@@ -110,7 +110,6 @@ static int create_session(fit_run *r) {
     r->ctx = r->session->ctx;
     r->model = r->session->model;
     r->trainer = r->session->trainer;
-    r->model->sync_bn = o->sync_bn;
     /* what the saved weights say about themselves: the recipe's inference options (the input
      * size is the model's; the threshold is added to best.safetensors once it is chosen) */
     r->model->meta.has_options = 1;
@@ -264,14 +263,13 @@ static int train_step(fit_run *r, int epoch, int s) {
                                : (oclseg_augment){0};
     }
     if (mine > 0) TRY(oclseg_dataset_batch(train, r->batch_idx, mine, r->aug, r->images, r->masks));
-    r->model->dropout_image_offset = first;
     if (size == 1) return oclseg_trainer_step(r->trainer, r->images, r->masks, n);
     int64_t step = r->trainer->step;
     TRY(oclseg_trainer_step_shard(r->trainer, r->images, r->masks, mine, r->rank_counts));
     if (o->balance && !r->balanced) {
-        TRY(fit_dist_measure_speed(r->steps_here++, mine, r->trainer->last_compute_seconds,
-                                   &r->speed_images, &r->speed_seconds, r->rank_speed,
-                                   &r->balanced));
+        TRY(fit_dist_measure_speed(r->ctx, r->steps_here++, mine,
+                                   r->trainer->last_compute_seconds, &r->speed_images,
+                                   &r->speed_seconds, r->rank_speed, &r->balanced));
         if (r->balanced && !o->quiet) {
             fit_dist_split_weighted(o->batch, size, r->rank_speed, r->rank_counts, r->rank_starts);
             printf("--balance: from step %lld on, a batch of %d splits as", (long long)step + 1,

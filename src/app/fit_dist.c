@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "oclseg/env.h"
 #include "oclseg/dist.h"
 
 void fit_dist_split(int n, int size, int *counts, int *starts) {
@@ -49,8 +48,8 @@ void fit_dist_split_weighted(int n, int size, const double *speed, int *counts, 
     free(frac);
 }
 
-int fit_dist_measure_speed(int64_t step, int images, double seconds, double *sum_images,
-                           double *sum_seconds, double *speed, int *ready) {
+int fit_dist_measure_speed(const oclseg_ctx *ctx, int64_t step, int images, double seconds,
+                           double *sum_images, double *sum_seconds, double *speed, int *ready) {
     const int size = oclseg_dist_size();
     *ready = 0;
     if (step >= 1 && step <= 3) {
@@ -60,8 +59,7 @@ int fit_dist_measure_speed(int64_t step, int images, double seconds, double *sum
     if (step != 3) return OCLSEG_OK;
     double mine = *sum_seconds > 0 ? *sum_images / *sum_seconds : 1.0;
     TRY(oclseg_dist_allgather(&mine, sizeof mine, speed));
-    const oclseg_env *env = oclseg_env_get();
-    const char *fake = env->has_balance_speeds ? env->balance_speeds : NULL;
+    const char *fake = ctx->env.has_balance_speeds ? ctx->env.balance_speeds : NULL;
     for (int r = 0; fake && r < size; r++) {
         speed[r] = atof(fake);
         fake = strchr(fake, ',');
@@ -309,11 +307,9 @@ int fit_dist_agree_stop(int *sig) {
     return st;
 }
 
-static int check_env(void) { return oclseg_env_get()->dist_check; }
-
 int fit_dist_check_params(oclseg_trainer *t, int64_t step) {
     const int size = oclseg_dist_size();
-    if (size == 1 || !check_env()) return OCLSEG_OK;
+    if (size == 1 || !t->ctx->env.dist_check) return OCLSEG_OK;
     oclseg_model *m = t->model;
     size_t n = m->param_floats > m->buffer_floats ? m->param_floats : m->buffer_floats;
     float *tmp = malloc(n * sizeof *tmp);
@@ -327,7 +323,7 @@ int fit_dist_check_params(oclseg_trainer *t, int64_t step) {
     if (st == OCLSEG_OK) st = oclseg_dist_allgather(h, sizeof h, all);
     int bad = 0;
     for (int r = 1; st == OCLSEG_OK && r < size; r++) /* running statistics agree with --sync-bn */
-        bad |= all[2 * r] != all[0] || (m->sync_bn && all[2 * r + 1] != all[1]);
+        bad |= all[2 * r] != all[0] || (t->cfg.sync_bn && all[2 * r + 1] != all[1]);
     if (st == OCLSEG_OK && !bad && oclseg_dist_rank() == 0)
         fprintf(stderr, "dist-check step %lld: parameters %016llx on all %d ranks, running "
                         "statistics %016llx (rank 0)\n", (long long)step,

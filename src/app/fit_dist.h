@@ -18,10 +18,10 @@ void fit_dist_split(int n, int size, int *counts, int *starts);
 void fit_dist_split_weighted(int n, int size, const double *speed, int *counts, int *starts);
 /* --balance: call after every data-parallel step (step: counted from 0 in this process) with
  * this rank's images and compute time; after steps 1-3 (step 0 compiles kernels) it gathers each rank's images per second into
- * speed (size entries) and returns 1 (0 before). OCLSEG_BALANCE_SPEEDS=a,b,... (tests)
- * replaces the measurement. */
-int fit_dist_measure_speed(int64_t step, int images, double seconds, double *sum_images,
-                           double *sum_seconds, double *speed, int *ready);
+ * speed (size entries) and returns 1 (0 before). OCLSEG_BALANCE_SPEEDS=a,b,... (tests; the
+ * context's switches) replaces the measurement. */
+int fit_dist_measure_speed(const oclseg_ctx *ctx, int64_t step, int images, double seconds,
+                           double *sum_images, double *sum_seconds, double *speed, int *ready);
 /* This rank's slice [*lo, *hi) of fit_dist_split(n, size). */
 void fit_dist_my_slice(int n, int *lo, int *hi);
 

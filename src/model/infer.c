@@ -70,7 +70,8 @@ int oclseg_infer_batch(oclseg_infer *inf, const float *images, int n, float *pro
     oclseg_model *m = inf->model;
     oclseg_tensor in = oclseg_model_input(m, n);
     TRY(oclseg_tensor_write(inf->ctx, &in, images));
-    TRY(oclseg_model_forward(m, n, 0, 1, 0, 0));
+    const oclseg_pass pass = oclseg_pass_eval(n);
+    TRY(oclseg_model_forward(m, &pass));
     oclseg_tensor logits = oclseg_model_logits(m, n);
     oclseg_tensor p = oclseg_model_probs(m, n);
     TRY(op_sigmoid(inf->ctx, &logits, &p));

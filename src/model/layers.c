@@ -5,8 +5,6 @@
 #include <assert.h>
 
 #include "model/model_internal.h"
-#include "oclseg/dist.h"
-#include "oclseg/env.h"
 
 #define BN_EPS 1e-5f      /* PyTorch's defaults (src/export/onnx.c folds with the same eps) */
 #define BN_MOMENTUM 0.1f
@@ -17,7 +15,7 @@
  * passes. OCLSEG_NO_FUSION=1 (benchmarks' A/B) runs them as separate layers. */
 static int fused_with_next(const oclseg_model *m, int i, oclseg_layer_kind kind) {
     const oclseg_layer *l = &m->layers[i], *next = i + 1 < m->layer_count ? l + 1 : NULL;
-    return !oclseg_env_get()->no_fusion && next && next->kind == kind && next->in == l->out &&
+    return !m->ctx->env.no_fusion && next && next->kind == kind && next->in == l->out &&
            next->out == l->out;
 }
 
@@ -27,15 +25,10 @@ static int bn_relu6_fused(const oclseg_model *m, int i) {
     return m->layers[i].kind == LAYER_BATCHNORM && fused_with_next(m, i, LAYER_RELU6);
 }
 
-/* --sync-bn during a data-parallel training step. */
-static int bn_sync(const oclseg_model *m) {
-    return m->sync_bn && m->rank_counts && oclseg_dist_size() > 1;
-}
-
 /* First element of this batch's dropout mask: a data-parallel rank whose images start at image
- * dropout_image_offset of the global batch draws the mask they have there. */
-static size_t dropout_first(const oclseg_model *m, const oclseg_tensor *x) {
-    return (size_t)m->dropout_image_offset * (size_t)x->c * (size_t)x->h * (size_t)x->w;
+ * image_offset of the global batch draws the mask they have there. */
+static size_t dropout_first(const layer_pass *p, const oclseg_tensor *x) {
+    return (size_t)p->image_offset * (size_t)x->c * (size_t)x->h * (size_t)x->w;
 }
 
 static oclseg_tensor param(const oclseg_model *m, int id) {
@@ -129,10 +122,10 @@ static int batchnorm_forward(const layer_pass *p, int i, int *layers) {
     if (p->train && !(p->frozen_encoder && l->in_encoder)) { /* batch statistics */
         oclseg_tensor sm, si;
         bn_saved(m, l, g.n, &sm, &si);
-        op_bn_sync sync = {m->rank_counts};
+        op_bn_sync sync = {p->bn_sync_counts};
         TRY(op_batchnorm_forward_train_sync(m->ctx, &x, &g, &b, &rm, &rv, &y, &sm, &si,
                                             BN_MOMENTUM, BN_EPS, relu6,
-                                            bn_sync(m) ? &sync : NULL));
+                                            p->bn_sync_counts ? &sync : NULL));
         m->bn_batches[l->bn_index]++;
         return OCLSEG_OK;
     }
@@ -147,9 +140,9 @@ static int batchnorm_backward(const layer_pass *p, int i, oclseg_tensor *dx) {
     oclseg_tensor dg = grad(m, l->param), db = grad(m, l->param2);
     oclseg_tensor sm, si;
     bn_saved(m, l, g.n, &sm, &si);
-    op_bn_sync sync = {m->rank_counts};
+    op_bn_sync sync = {p->bn_sync_counts};
     return op_batchnorm_backward_train_sync(m->ctx, &x, &dy, &g, &b, &sm, &si, dx, &dg, &db,
-                                            bn_relu6_fused(m, i), bn_sync(m) ? &sync : NULL);
+                                            bn_relu6_fused(m, i), p->bn_sync_counts ? &sync : NULL);
 }
 
 /* ---- in-place activations ------------------------------------------------------------------- */
@@ -229,14 +222,14 @@ static int dropout_forward(const layer_pass *p, int i, int *layers) {
     oclseg_tensor x = in_act(p, i), y = out_act(p, i);
     *layers = 1;
     return op_dropout_forward_at(m->ctx, &x, &y, p->train ? m->cfg.dropout : 0.0f,
-                                 p->dropout_seed, p->step, dropout_first(m, &x));
+                                 p->dropout_seed, p->step, dropout_first(p, &x));
 }
 
 static int dropout_backward(const layer_pass *p, int i, oclseg_tensor *dx) {
     const oclseg_model *m = p->m;
     oclseg_tensor dy = out_grad(p, i);
     return op_dropout_backward_at(m->ctx, &dy, dx, m->cfg.dropout, p->dropout_seed, p->step,
-                                  dropout_first(m, &dy));
+                                  dropout_first(p, &dy));
 }
 
 /* ---- bilinear upsampling to the input size -------------------------------------------------- */

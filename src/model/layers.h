@@ -34,14 +34,20 @@ struct oclseg_layer {
     size_t save_off;           /* BN: offset of save_mean, save_invstd (C each) in model->bn_save */
 };
 
-/* What one forward or backward over a batch reads besides the layer. */
+/* What one forward or backward over a batch reads besides the layer: the caller's oclseg_pass
+ * (checked, resolved once per pass by oclseg_model_forward/backward) and the model. */
 typedef struct layer_pass {
     oclseg_model *m;
     int n;                     /* images in the batch */
     int train;                 /* forward: batch statistics (outside a frozen encoder), dropout */
     int frozen_encoder;
     uint64_t dropout_seed, step;
+    int image_offset;          /* the batch's first image in the global batch (dropout masks) */
+    const int *bn_sync_counts; /* --sync-bn on several ranks: images per rank; NULL: local BN */
 } layer_pass;
+
+/* The layers' view of `pass` on model m (model_forward.c). */
+layer_pass layer_pass_of(oclseg_model *m, const oclseg_pass *pass);
 
 struct onnx_export; /* src/export/onnx.c: the graph being built */
 

@@ -24,10 +24,24 @@ int model_accumulate_grad(oclseg_model *m, int id, int n, const oclseg_tensor *w
     return OCLSEG_OK;
 }
 
-int oclseg_model_backward(oclseg_model *m, int n, int frozen_encoder, uint64_t dropout_seed,
-                          uint64_t step) {
+/* Whether two passes are the same (every field). */
+static int same_pass(const oclseg_pass *a, const oclseg_pass *b) {
+    return a->n == b->n && a->train == b->train && a->frozen_encoder == b->frozen_encoder &&
+           a->dropout_seed == b->dropout_seed && a->step == b->step &&
+           a->image_offset == b->image_offset && a->rank_counts == b->rank_counts &&
+           a->sync_bn == b->sync_bn;
+}
+
+int oclseg_model_backward(oclseg_model *m, const oclseg_pass *p) {
     TRY(model_require_training(m, "backward"));
-    const layer_pass pass = {m, n, 1, frozen_encoder, dropout_seed, step};
+    if (!p->train || !m->forward_ran || !m->forward_pass.train || !same_pass(p, &m->forward_pass)) {
+        OCLSEG_ERROR("a backward must follow a training forward of the same pass (the last "
+                     "forward was %s)", !m->forward_ran ? "none or failed"
+                     : !m->forward_pass.train ? "in eval mode" : "a different pass");
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    const layer_pass pass = layer_pass_of(m, p);
+    const int n = p->n, frozen_encoder = p->frozen_encoder;
     memset(m->grad_ready, 0, (size_t)m->act_count);
     m->grad_ready[m->logits_act] = 1;
     int first = frozen_encoder ? m->encoder_layer_count : 0;

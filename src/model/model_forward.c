@@ -6,23 +6,54 @@
 #include <string.h>
 
 #include "model/model_internal.h"
+#include "oclseg/dist.h"
 #include "oclseg/model.h"
 
 /* ---- forward --------------------------------------------------------------------------------- */
 
-int oclseg_model_forward(oclseg_model *m, int n, int train, int frozen_encoder,
-                         uint64_t dropout_seed, uint64_t step) {
-    if (n <= 0 || n > m->cfg.max_batch) {
-        OCLSEG_ERROR("batch of %d images does not fit the model's batch %d", n, m->cfg.max_batch);
+oclseg_pass oclseg_pass_eval(int n) {
+    return (oclseg_pass){.n = n, .train = 0, .frozen_encoder = 1};
+}
+
+layer_pass layer_pass_of(oclseg_model *m, const oclseg_pass *pass) {
+    const int several = pass->rank_counts && oclseg_dist_size() > 1;
+    return (layer_pass){m, pass->n, pass->train, pass->frozen_encoder, pass->dropout_seed,
+                        pass->step, pass->image_offset,
+                        several && pass->sync_bn ? pass->rank_counts : NULL};
+}
+
+/* OCLSEG_OK when the pass fits the model and the process group (see oclseg_pass). */
+static int check_pass(const oclseg_model *m, const oclseg_pass *pass) {
+    if (pass->n <= 0 || pass->n > m->cfg.max_batch) {
+        OCLSEG_ERROR("batch of %d images does not fit the model's batch %d", pass->n,
+                     m->cfg.max_batch);
         return OCLSEG_ERR_INVALID_ARG;
     }
-    if (train) TRY(model_require_training(m, "a training forward"));
-    const layer_pass pass = {m, n, train, frozen_encoder, dropout_seed, step};
+    if (pass->image_offset < 0) {
+        OCLSEG_ERROR("a pass's image offset in the global batch is %d (negative)",
+                     pass->image_offset);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    if (pass->rank_counts && pass->rank_counts[oclseg_dist_rank()] != pass->n) {
+        OCLSEG_ERROR("a data-parallel pass gives rank %d %d images but its batch has %d",
+                     oclseg_dist_rank(), pass->rank_counts[oclseg_dist_rank()], pass->n);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    return OCLSEG_OK;
+}
+
+int oclseg_model_forward(oclseg_model *m, const oclseg_pass *pass) {
+    TRY(check_pass(m, pass));
+    if (pass->train) TRY(model_require_training(m, "a training forward"));
+    const layer_pass p = layer_pass_of(m, pass);
+    m->forward_ran = 0; /* the activations change from here on */
     for (int i = 0; i < m->layer_count;) {
         int layers = 1;
-        TRY(layer_kinds[m->layers[i].kind].forward(&pass, i, &layers));
+        TRY(layer_kinds[m->layers[i].kind].forward(&p, i, &layers));
         i += layers;
     }
+    m->forward_pass = *pass;
+    m->forward_ran = 1;
     return OCLSEG_OK;
 }
 
@@ -48,9 +79,11 @@ static int check_range(oclseg_model *m, cl_mem buf, size_t off, size_t count, in
     return op_check_finite(m->ctx, buf, off, count, m->check_buf, (size_t)slot);
 }
 
-int oclseg_model_locate_nonfinite(oclseg_model *m, int n, int backward, int frozen_encoder,
+int oclseg_model_locate_nonfinite(oclseg_model *m, const oclseg_pass *pass, int backward,
                                   char *where, size_t size) {
     if (backward) TRY(model_require_training(m, "the backward's numerics check"));
+    TRY(check_pass(m, pass));
+    const int n = pass->n, frozen_encoder = pass->frozen_encoder;
     const size_t slots = 2 * (size_t)m->layer_count + 2;
     if (!m->check_buf)
         TRY(oclseg_buffer_create(m->ctx, slots * sizeof(float), "numerics check flags",

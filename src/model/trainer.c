@@ -1,5 +1,4 @@
 /* The training step (upload, forward, loss, backward, optimizer) and evaluation batches. */
-#include "oclseg/env.h"
 #include "oclseg/trainer.h"
 
 #include <math.h>
@@ -106,7 +105,7 @@ static int upload_batch(oclseg_trainer *t, const float *images, const float *mas
 /* Test hook: OCLSEG_FAULT_NAN=param:NAME:STEP writes a NaN into parameter NAME before step
  * STEP's forward; grad:NAME:STEP into its gradient after the backward (the loss stays finite). */
 static int inject_nan(oclseg_trainer *t, int into_grad) {
-    const char *spec = oclseg_env_get()->fault_nan;
+    const char *spec = t->ctx->env.fault_nan;
     const char *kind = into_grad ? "grad:" : "param:";
     if (!spec || strncmp(spec, kind, strlen(kind)) != 0) return OCLSEG_OK;
     char name[128];
@@ -128,10 +127,9 @@ static int inject_nan(oclseg_trainer *t, int into_grad) {
 
 /* --check-numerics: stops at the first non-finite value of this step's forward (phase 0) or
  * backward (phase 1), naming the layer; the optimizer has not run yet, so weights are intact. */
-static int check_numerics(oclseg_trainer *t, int n, int backward) {
+static int check_numerics(oclseg_trainer *t, const oclseg_pass *pass, int backward) {
     char where[256];
-    int found = oclseg_model_locate_nonfinite(t->model, n, backward, t->cfg.frozen_encoder,
-                                              where, sizeof where);
+    int found = oclseg_model_locate_nonfinite(t->model, pass, backward, where, sizeof where);
     if (found < 0) return found;
     if (found) {
         OCLSEG_ERROR("step %lld: the first NaN/Inf of the %s pass is in %s; stopping before the "
@@ -142,7 +140,8 @@ static int check_numerics(oclseg_trainer *t, int n, int backward) {
     return OCLSEG_OK;
 }
 
-static int local_pass(oclseg_trainer *t, const float *images, const float *masks, int n);
+static int local_pass(oclseg_trainer *t, const float *images, const float *masks,
+                      const oclseg_pass *pass);
 
 /* Data parallel: reads this rank's gradients (from element off) and loss to the host, replaces
  * them by the global-batch average over all ranks, writes them back. Every rank ends up with the
@@ -196,6 +195,19 @@ static int params_from_rank0(oclseg_trainer *t, size_t off) {
     return OCLSEG_OK;
 }
 
+/* This step's pass over this rank's n images. Data parallel (rank_counts): the global batch is
+ * split over the ranks in rank order, so this rank's images start after the lower ranks'. */
+static oclseg_pass training_pass(const oclseg_trainer *t, int n, const int *rank_counts) {
+    oclseg_pass pass = {.n = n, .train = 1, .frozen_encoder = t->cfg.frozen_encoder,
+                        .dropout_seed = t->cfg.seed, .step = (uint64_t)t->step};
+    if (rank_counts) {
+        pass.rank_counts = rank_counts;
+        pass.sync_bn = t->cfg.sync_bn;
+        for (int r = 0; r < oclseg_dist_rank(); r++) pass.image_offset += rank_counts[r];
+    }
+    return pass;
+}
+
 int oclseg_trainer_step(oclseg_trainer *t, const float *images, const float *masks, int n) {
     return oclseg_trainer_step_shard(t, images, masks, n, NULL);
 }
@@ -215,10 +227,10 @@ int oclseg_trainer_step_shard(oclseg_trainer *t, const float *images, const floa
     }
     int dist = rank_counts && oclseg_dist_size() > 1;
     size_t off = oclseg_model_trained_offset(m, t->cfg.frozen_encoder);
-    m->rank_counts = dist ? rank_counts : NULL; /* for --sync-bn */
-    int pass = n > 0 || !dist ? local_pass(t, images, masks, n) : OCLSEG_OK;
-    m->rank_counts = NULL;
-    TRY(pass);
+    if (n > 0 || !dist) {
+        const oclseg_pass pass = training_pass(t, n, dist ? rank_counts : NULL);
+        TRY(local_pass(t, images, masks, &pass));
+    }
     if (dist) TRY(reduce_over_ranks(t, rank_counts, off, step_start));
     /* every step: one flag for all trained gradients, read back with the losses */
     TRY(op_check_finite(t->ctx, m->grads_buf, off, m->param_floats - off, t->finite_ring_buf,
@@ -236,14 +248,15 @@ int oclseg_trainer_step_shard(oclseg_trainer *t, const float *images, const floa
     return OCLSEG_OK;
 }
 
-/* Upload, forward, loss and backward of this rank's n images (no host synchronisation). */
-static int local_pass(oclseg_trainer *t, const float *images, const float *masks, int n) {
+/* Upload, forward, loss and backward of this rank's images (no host synchronisation). */
+static int local_pass(oclseg_trainer *t, const float *images, const float *masks,
+                      const oclseg_pass *pass) {
     oclseg_model *m = t->model;
-    int frozen = t->cfg.frozen_encoder;
+    const int n = pass->n;
     TRY(upload_batch(t, images, masks, n));
     TRY(inject_nan(t, 0));
-    TRY(oclseg_model_forward(m, n, 1, frozen, t->cfg.seed, (uint64_t)t->step));
-    if (t->cfg.check_numerics) TRY(check_numerics(t, n, 0));
+    TRY(oclseg_model_forward(m, pass));
+    if (t->cfg.check_numerics) TRY(check_numerics(t, pass, 0));
     oclseg_tensor logits = oclseg_model_logits(m, n), dlogits = oclseg_model_logits_grad(m, n);
     oclseg_tensor target = oclseg_tensor_view(t->targets_buf, 0, n, 1, m->cfg.size, m->cfg.size);
     oclseg_tensor loss = oclseg_tensor_view(t->loss_ring_buf, (size_t)(t->step % OCLSEG_LOSS_RING),
@@ -253,9 +266,9 @@ static int local_pass(oclseg_trainer *t, const float *images, const float *masks
     if (t->cfg.loss != OCLSEG_LOSS_BCE)
         TRY(op_soft_dice(t->ctx, &logits, &target, &loss, &dlogits,
                          t->cfg.loss == OCLSEG_LOSS_BCE_DICE));
-    TRY(oclseg_model_backward(m, n, frozen, t->cfg.seed, (uint64_t)t->step));
+    TRY(oclseg_model_backward(m, pass));
     TRY(inject_nan(t, 1));
-    if (t->cfg.check_numerics) TRY(check_numerics(t, n, 1));
+    if (t->cfg.check_numerics) TRY(check_numerics(t, pass, 1));
     return OCLSEG_OK;
 }
 
@@ -301,7 +314,8 @@ int oclseg_trainer_eval_batch(oclseg_trainer *t, const float *images, const floa
     TRY(oclseg_write(t->ctx, in.buf, in.off * sizeof(float), (size_t)n * 3 * s2 * sizeof(float),
                      images));
     TRY(oclseg_write(t->ctx, t->targets_buf, 0, (size_t)n * s2 * sizeof(float), masks));
-    TRY(oclseg_model_forward(m, n, 0, 1, 0, 0));
+    const oclseg_pass pass = oclseg_pass_eval(n);
+    TRY(oclseg_model_forward(m, &pass));
     oclseg_tensor logits = oclseg_model_logits(m, n);
     oclseg_tensor target = oclseg_tensor_view(t->targets_buf, 0, n, 1, m->cfg.size, m->cfg.size);
     oclseg_tensor loss_t = oclseg_tensor_view(t->eval_loss_buf, 0, 1, 1, 1, 1);

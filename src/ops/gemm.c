@@ -10,52 +10,48 @@
 
 #include <clblast_c.h>
 
-#include "oclseg/env.h"
 #include "oclseg/tuning.h"
 #include "oclseg/util.h"
 #include "runtime/kargs.h"
 #include "runtime/tune_clblast.h"
 
-/* Shape recording for `oclseg tune` (process-wide, off unless oclseg_gemm_record_begin ran). */
-static int rec_on;
-static oclseg_gemm_shape *rec;
-static int rec_count, rec_cap;
-
-static void record(const oclseg_gemm_shape *shape) {
-    if (!rec_on) return;
-    for (int i = 0; i < rec_count; i++)
-        if (oclseg_gemm_shape_same(&rec[i], shape)) {
-            rec[i].calls++;
+/* Shape recording for `oclseg tune`: the context's record (off unless
+ * oclseg_gemm_record_begin ran on it). */
+static void record(oclseg_ctx *ctx, const oclseg_gemm_shape *shape) {
+    if (!ctx->gemm_rec_on) return;
+    for (int i = 0; i < ctx->gemm_rec_count; i++)
+        if (oclseg_gemm_shape_same(&ctx->gemm_rec[i], shape)) {
+            ctx->gemm_rec[i].calls++;
             return;
         }
-    if (rec_count == rec_cap) {
-        int cap = rec_cap ? 2 * rec_cap : 64;
-        oclseg_gemm_shape *p = realloc(rec, (size_t)cap * sizeof *p);
+    if (ctx->gemm_rec_count == ctx->gemm_rec_cap) {
+        int cap = ctx->gemm_rec_cap ? 2 * ctx->gemm_rec_cap : 64;
+        oclseg_gemm_shape *p = realloc(ctx->gemm_rec, (size_t)cap * sizeof *p);
         if (!p) return; /* recording is best effort */
-        rec = p;
-        rec_cap = cap;
+        ctx->gemm_rec = p;
+        ctx->gemm_rec_cap = cap;
     }
-    rec[rec_count] = *shape;
-    rec[rec_count++].calls = 1;
+    ctx->gemm_rec[ctx->gemm_rec_count] = *shape;
+    ctx->gemm_rec[ctx->gemm_rec_count++].calls = 1;
 }
 
-void oclseg_gemm_record_begin(void) {
-    rec_count = 0;
-    rec_on = 1;
+void oclseg_gemm_record_begin(oclseg_ctx *ctx) {
+    ctx->gemm_rec_count = 0;
+    ctx->gemm_rec_on = 1;
 }
 
-int oclseg_gemm_record_end(oclseg_gemm_shape **shapes, int *count) {
-    rec_on = 0;
+int oclseg_gemm_record_end(oclseg_ctx *ctx, oclseg_gemm_shape **shapes, int *count) {
+    ctx->gemm_rec_on = 0;
     *shapes = NULL;
     *count = 0;
-    if (rec_count == 0) return OCLSEG_OK;
-    *shapes = malloc((size_t)rec_count * sizeof **shapes);
+    if (ctx->gemm_rec_count == 0) return OCLSEG_OK;
+    *shapes = malloc((size_t)ctx->gemm_rec_count * sizeof **shapes);
     if (!*shapes) return OCLSEG_ERR_OUT_OF_MEMORY;
-    for (int i = 0; i < rec_count; i++) (*shapes)[i] = rec[i];
-    *count = rec_count;
-    free(rec);
-    rec = NULL;
-    rec_count = rec_cap = 0;
+    for (int i = 0; i < ctx->gemm_rec_count; i++) (*shapes)[i] = ctx->gemm_rec[i];
+    *count = ctx->gemm_rec_count;
+    free(ctx->gemm_rec);
+    ctx->gemm_rec = NULL;
+    ctx->gemm_rec_count = ctx->gemm_rec_cap = 0;
     return OCLSEG_OK;
 }
 
@@ -92,7 +88,7 @@ int oclseg_gemm_device_default_own(oclseg_ctx *ctx) {
 /* ctx->gemm_backend, else OCLSEG_GEMM=clblast|own (explicit choices: tests and A/B runs). */
 static int forced_backend(const oclseg_ctx *ctx) {
     if (ctx->gemm_backend != OCLSEG_GEMM_AUTO) return ctx->gemm_backend;
-    return oclseg_env_get()->gemm_backend;
+    return ctx->env.gemm_backend;
 }
 
 int oclseg_gemm_own_kernels(oclseg_ctx *ctx) {
@@ -110,7 +106,7 @@ int oclseg_gemm_own_for(oclseg_ctx *ctx, const oclseg_gemm_shape *shape) {
 
 /* Records the call for the tuner and says whether the own kernels run it. */
 static int dispatch_own(oclseg_ctx *ctx, const oclseg_gemm_shape *shape) {
-    record(shape);
+    record(ctx, shape);
     return oclseg_gemm_own_for(ctx, shape);
 }
 

@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "oclseg/env.h"
 #include "oclseg/runtime.h"
 
 static long alloc_counter;
@@ -11,7 +10,7 @@ static long alloc_counter;
 int oclseg_buffer_create(oclseg_ctx *ctx, size_t bytes, const char *what, cl_mem *out) {
     *out = NULL;
     if (bytes == 0) bytes = 4;
-    const long fault_at = oclseg_env_get()->fault_alloc;
+    const long fault_at = ctx->env.fault_alloc;
     cl_int err = CL_SUCCESS;
     if (fault_at > 0 && ++alloc_counter == fault_at) {
         err = CL_MEM_OBJECT_ALLOCATION_FAILURE; /* injected (tests) */

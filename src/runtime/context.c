@@ -39,6 +39,7 @@ int oclseg_ctx_create_for(oclseg_ctx **out, const oclseg_device_info *dev, int p
     oclseg_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return OCLSEG_ERR_OUT_OF_MEMORY;
     ctx->info = *dev;
+    ctx->env = *oclseg_env_get();
     ctx->profiling = profiling;
     cl_int err;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)dev->platform, 0};
@@ -73,6 +74,7 @@ void oclseg_ctx_free(oclseg_ctx *ctx) {
     oclseg_prof_reset(ctx);
     free(ctx->prof);
     free(ctx->gemm_choices);
+    free(ctx->gemm_rec);
     oclseg_programs_release(ctx);
     if (ctx->scratch) oclseg_buffer_free(ctx, ctx->scratch);
     if (ctx->gemm_pack) oclseg_buffer_free(ctx, ctx->gemm_pack);
@@ -156,7 +158,7 @@ int oclseg_prof_collect(oclseg_ctx *ctx, char (**names)[48], double **ms, int *c
 
 int oclseg_use_row_kernels(oclseg_ctx *ctx) {
     if (ctx->row_kernels != OCLSEG_ROWS_AUTO) return ctx->row_kernels == OCLSEG_ROWS_ON;
-    const int forced = oclseg_env_get()->row_kernels;
+    const int forced = ctx->env.row_kernels;
     if (forced != OCLSEG_ROWS_AUTO) return forced == OCLSEG_ROWS_ON;
     return (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0 && oclseg_device_runs_long_loops(ctx);
 }

@@ -77,9 +77,8 @@ static const char *embedded_source(const char *name) {
 /* Returns a malloc'd copy of cl/<file> (name + suffix): from OCLSEG_KERNEL_DIR if set, else
  * embedded. The shared header falls back to its embedded copy when the folder lacks it. `where`
  * gets the file actually read: its full path, or "cl/<file> (embedded)". */
-static int load_file(const char *name, const char *suffix, int embedded_fallback, char **out,
-                     char *where, size_t where_size) {
-    const char *dir = oclseg_env_get()->kernel_dir;
+static int load_file(const char *dir, const char *name, const char *suffix,
+                     int embedded_fallback, char **out, char *where, size_t where_size) {
     if (*dir) {
         char path[OCLSEG_ENV_PATH + 64];
         snprintf(path, sizeof path, "%s/%s%s", dir, name, suffix);
@@ -126,10 +125,12 @@ static void line_directive(const char *where, char *out, size_t size) {
 /* A program's source: cl/common.clh, then cl/<name>.cl (from line 1 again, under its file name,
  * for the build log), as one malloc'd string: the binary cache's key covers both. `where` gets
  * the .cl file actually read (see load_file). */
-static int load_source(const char *name, char **out, char *where, size_t where_size) {
+static int load_source(const oclseg_ctx *ctx, const char *name, char **out, char *where,
+                       size_t where_size) {
+    const char *dir = ctx->env.kernel_dir;
     char *header = NULL, *body = NULL, header_where[OCLSEG_ENV_PATH + 64];
-    TRY(load_file("common.clh", "", 1, &header, header_where, sizeof header_where));
-    int st = load_file(name, ".cl", 0, &body, where, where_size);
+    TRY(load_file(dir, "common.clh", "", 1, &header, header_where, sizeof header_where));
+    int st = load_file(dir, name, ".cl", 0, &body, where, where_size);
     if (st == OCLSEG_OK) {
         char header_line[OCLSEG_ENV_PATH + 96], body_line[OCLSEG_ENV_PATH + 96];
         line_directive(header_where, header_line, sizeof header_line);
@@ -157,8 +158,8 @@ uint64_t oclseg_fnv1a64(uint64_t h, const void *data, size_t len) {
 /* Set when the cache folder turned out not to be writable (oclseg_cache_prepare). */
 static int cache_unwritable;
 
-void oclseg_cache_dir(char *out, size_t size) {
-    const oclseg_env *env = oclseg_env_get();
+/* The kernel cache folder under the switches `env` ("" when off or not writable). */
+static void cache_dir_for(const oclseg_env *env, char *out, size_t size) {
     if (env->cache_off || cache_unwritable) {
         out[0] = '\0';
         return;
@@ -167,6 +168,8 @@ void oclseg_cache_dir(char *out, size_t size) {
     else if (*env->home) snprintf(out, size, "%s/.cache/oclseg", env->home);
     else out[0] = '\0';
 }
+
+void oclseg_cache_dir(char *out, size_t size) { cache_dir_for(oclseg_env_get(), out, size); }
 
 /* Removes a folder tree without following links (the private PoCL cache at exit). */
 static void remove_tree(const char *path) {
@@ -226,6 +229,7 @@ void oclseg_cache_prepare(void) {
 
 typedef struct cache_key {
     uint64_t h1, h2; /* two independent hashes of the full key text */
+    char dir[OCLSEG_ENV_PATH + 16]; /* the context's cache folder ("": no cache) */
     char path[4200];
 } cache_key;
 
@@ -242,9 +246,9 @@ static void make_cache_key(const oclseg_ctx *ctx, const char *source, const char
         key->h1 = oclseg_fnv1a64(key->h1, parts[i], len + 1);
         key->h2 = oclseg_fnv1a64(key->h2 ^ (uint64_t)len, parts[i], len + 1);
     }
-    char dir[4096];
-    oclseg_cache_dir(dir, sizeof dir);
-    if (dir[0]) snprintf(key->path, sizeof key->path, "%s/%016llx.bin", dir, (unsigned long long)key->h1);
+    cache_dir_for(&ctx->env, key->dir, sizeof key->dir);
+    if (key->dir[0])
+        snprintf(key->path, sizeof key->path, "%s/%016llx.bin", key->dir, (unsigned long long)key->h1);
     else key->path[0] = '\0';
 }
 
@@ -274,9 +278,8 @@ static unsigned char *cache_read(const cache_key *key, size_t *size) {
 
 static void cache_write(const cache_key *key, const unsigned char *bin, size_t size) {
     if (!key->path[0]) return;
-    char dir[4096], tmp[4300];
-    oclseg_cache_dir(dir, sizeof dir);
-    (void)oclseg_mkdir_p(dir); /* best effort: a cache that cannot be written is skipped */
+    char tmp[4300];
+    (void)oclseg_mkdir_p(key->dir); /* best effort: a cache that cannot be written is skipped */
     char prefix[4300];
     snprintf(prefix, sizeof prefix, "%s.tmp.%ld.", key->path, (long)getpid());
     int fd = oclseg_temp_create(tmp, sizeof tmp, prefix); /* O_EXCL: never through a link */
@@ -332,7 +335,7 @@ static int get_binary(cl_program prog, unsigned char **bin, size_t *size) {
 static int build_program(oclseg_ctx *ctx, const char *name, const char *extra_defines,
                          cl_program *out) {
     char *source = NULL, where[OCLSEG_ENV_PATH + 64];
-    TRY(load_source(name, &source, where, sizeof where));
+    TRY(load_source(ctx, name, &source, where, sizeof where));
     char options[2048];
     snprintf(options, sizeof options, "%s %s %s", ctx->cl_std,
              oclseg_device_defines(&ctx->info, name), extra_defines ? extra_defines : "");
@@ -563,7 +566,7 @@ int oclseg_launch(oclseg_ctx *ctx, cl_kernel kernel, cl_uint dims, const size_t 
     /* Test hook: OCLSEG_FAULT_LAUNCH=N makes the N-th launch of the process fail as a device
      * out of resources would. */
     static long launch_counter;
-    const long fault_at = oclseg_env_get()->fault_launch;
+    const long fault_at = ctx->env.fault_launch;
     cl_int err;
     if (fault_at > 0 && ++launch_counter == fault_at)
         err = CL_OUT_OF_RESOURCES;

@@ -348,7 +348,7 @@ static void keep_backends(oclseg_ctx *ctx, const oclseg_tuning *t) {
 
 void oclseg_tuning_apply(oclseg_ctx *ctx) {
     ctx->tuning_applied = 0;
-    if (oclseg_env_get()->no_tuning) {
+    if (ctx->env.no_tuning) {
         snprintf(ctx->tuning_desc, sizeof ctx->tuning_desc,
                  "CLBlast defaults (OCLSEG_NO_TUNING=1)");
         return;

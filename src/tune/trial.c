@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "oclseg/env.h"
 #include "oclseg/ops.h"
 #include "oclseg/session.h"
 #include "oclseg/tune.h"
@@ -49,10 +48,10 @@ int oclseg_tune_child_record(const char *device, int batch, int size, const char
     /* the second step is recorded: the first may differ (scratch growth, first-use paths) */
     TRY_GOTO(oclseg_trainer_step(t, images, masks, batch), st, done);
     TRY_GOTO(oclseg_trainer_drain_losses(t, losses, &first, &nl), st, done);
-    oclseg_gemm_record_begin();
+    oclseg_gemm_record_begin(ses->ctx);
     st = oclseg_trainer_step(t, images, masks, batch);
     if (st == OCLSEG_OK) st = oclseg_trainer_drain_losses(t, losses, &first, &nl);
-    int st2 = oclseg_gemm_record_end(&shapes, &count);
+    int st2 = oclseg_gemm_record_end(ses->ctx, &shapes, &count);
     if (st == OCLSEG_OK) st = st2;
     if (st == OCLSEG_OK)
         st = tune_shapes_save(shapes, count, oclseg_gemm_device_default_own(ses->ctx), shapes_path);
@@ -282,8 +281,8 @@ static int apply_candidate(oclseg_ctx *ctx, const oclseg_tuning *cand, char *why
     /* test hooks (tests/test_tune.c): a candidate that crashes the driver, one that
      * computes a wrong element; both only for non-empty candidates (not the baseline) */
     int nonempty = cand->has[0] || cand->has[1] || cand->has[2];
-    if (nonempty && oclseg_env_get()->tune_trial_abort) abort();
-    corrupt = nonempty && oclseg_env_get()->tune_trial_corrupt;
+    if (nonempty && ctx->env.tune_trial_abort) abort();
+    corrupt = nonempty && ctx->env.tune_trial_corrupt;
     return st;
 }
 
@@ -372,12 +371,11 @@ int oclseg_tune_child_own(const char *device, const char *shapes_path, const cha
     if (st == OCLSEG_OK) st = oclseg_ctx_create(&ctx, &co);
     if (st == OCLSEG_OK) ctx->gemm_backend = OCLSEG_GEMM_CLBLAST; /* the references */
     if (st == OCLSEG_OK) st = reference_hashes(ctx, shapes, n, ref, why, sizeof why);
-    const oclseg_env *env = oclseg_env_get();
-    if (st == OCLSEG_OK && env->tune_own_abort) abort(); /* test hook (tests/test_tune.c) */
+    if (st == OCLSEG_OK && ctx->env.tune_own_abort) abort(); /* test hook (tests/test_tune.c) */
     json_t *per = json_array(), *reasons = json_array();
     for (int i = 0; st == OCLSEG_OK && i < n; i++) {
         ctx->gemm_backend = OCLSEG_GEMM_OWN;
-        corrupt = env->tune_own_corrupt_shape == i + 1; /* test hook: shape i goes wrong */
+        corrupt = ctx->env.tune_own_corrupt_shape == i + 1; /* test hook: shape i goes wrong */
         shape_time sec = {0, 0};
         if (validate_shape(ctx, &shapes[i], i, ref[i], repeats, &sec, why, sizeof why) ==
             OCLSEG_OK) {
