@@ -135,8 +135,8 @@ START_TEST(only_training_allocates_gradients) {
         ck_assert_int_eq(oclseg_session_create(&so, &ses), OCLSEG_OK);
         const oclseg_model *m = ses->model;
         const int training = modes[i] == OCLSEG_SESSION_TRAIN;
-        const cl_mem arenas[6] = {m->grads_buf, m->state1_buf, m->state2_buf, m->bn_save_buf,
-                                  m->grads_act_buf, m->grad_tmp_buf};
+        const cl_mem arenas[6] = {m->grads_buf, m->state_bufs[0], m->state_bufs[1],
+                                  m->bn_save_buf, m->grads_act_buf, m->grad_tmp_buf};
         for (int a = 0; a < 6; a++)
             ck_assert_msg((arenas[a] != NULL) == training, "mode %d: training arena %d %s", i, a,
                           training ? "missing" : "allocated");

@@ -122,8 +122,9 @@ START_TEST(matches_pytorch_golden) {
             char what[128];
             for (int s = 0; s < OPTIM_GOLDEN_STEPS; s++) {
                 hb_upload(&bg, optim_golden_grad[s]);
-                ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, bp.buf, bg.buf, b1.buf,
-                                                   sgd ? NULL : b2.buf, bp.lead, n),
+                const cl_mem states[2] = {b1.buf, sgd ? NULL : b2.buf};
+                ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, bp.buf, bg.buf, states,
+                                                   bp.lead, n),
                                  OCLSEG_OK);
                 snprintf(what, sizeof what, "%s on %s, step %d", gc->name, harness_device_name(d), s + 1);
                 hb_download(&bp, got, what);
@@ -186,8 +187,9 @@ static void check_against_reference(const char *name, const oclseg_optim_config 
             harness_fill_uniform(g, total, -1.0f, 1.0f, 30 + (uint64_t)s);
             for (size_t i = 0; i < count; i++) rg[i] = g[off + i];
             hb_upload(&bg, g);
-            ck_assert_int_eq(op_optimizer_step(ctx, cfg, &st, bp.buf, bg.buf, b1.buf,
-                                               sgd ? NULL : b2.buf, bp.lead + off, count),
+            const cl_mem states[2] = {b1.buf, sgd ? NULL : b2.buf};
+            ck_assert_int_eq(op_optimizer_step(ctx, cfg, &st, bp.buf, bg.buf, states,
+                                               bp.lead + off, count),
                              OCLSEG_OK);
             ref_step(cfg, &rst, rp, rg, rs1, rs2, count);
             snprintf(what, sizeof what, "%s on %s, step %d: param", name, harness_device_name(d), s + 1);
@@ -288,7 +290,8 @@ START_TEST(adamw_onecycle_matches_pytorch) {
                           adamw_golden_rates[s]);
             step_cfg.lr = (float)lr;
             hb_upload(&bg, optim_golden_grad[s]);
-            ck_assert_int_eq(op_optimizer_step(ctx, &step_cfg, &st, bp.buf, bg.buf, b1.buf, b2.buf,
+            const cl_mem states[2] = {b1.buf, b2.buf};
+            ck_assert_int_eq(op_optimizer_step(ctx, &step_cfg, &st, bp.buf, bg.buf, states,
                                                bp.lead, n), OCLSEG_OK);
             snprintf(what, sizeof what, "AdamW one-cycle on %s, step %d", harness_device_name(d), s + 1);
             hb_download(&bp, got, what);
@@ -378,6 +381,32 @@ START_TEST(sgd_vs_reference) {
 }
 END_TEST
 
+/* Every row of the optimizer table is usable: its name finds it, its defaults are its own kind
+ * and pass the checks, its states fit and have distinct checkpoint keys. */
+START_TEST(optimizer_table_complete) {
+    for (int k = 0; k < OCLSEG_OPT_COUNT; k++) {
+        const oclseg_optimizer_desc *d = oclseg_optimizer_get(k);
+        ck_assert_msg(d && d->name && d->title && d->step, "optimizer %d: incomplete row", k);
+        ck_assert_int_eq(oclseg_optimizer_find(d->name), k);
+        ck_assert_int_eq((int)d->defaults.kind, k);
+        ck_assert_msg(d->defaults.lr > 0.0f, "%s: no default learning rate", d->name);
+        ck_assert_int_eq(oclseg_optim_config_check(&d->defaults), OCLSEG_OK);
+        ck_assert(d->state_count >= 0 && d->state_count <= OCLSEG_OPTIM_MAX_STATES);
+        ck_assert(oclseg_optim_state_count(&d->defaults) <= d->state_count);
+        for (int s = 0; s < d->state_count; s++) {
+            ck_assert_msg(d->state_keys[s] && d->state_keys[s][0], "%s: state %d unnamed", d->name, s);
+            for (int r = 0; r < s; r++) ck_assert_str_ne(d->state_keys[r], d->state_keys[s]);
+        }
+    }
+    ck_assert(oclseg_optimizer_get(OCLSEG_OPT_COUNT) == NULL && oclseg_optimizer_get(-1) == NULL);
+    ck_assert_int_eq(oclseg_optimizer_find("adagrad"), -1);
+    ck_assert_int_eq(oclseg_optimizer_find(NULL), -1);
+    /* the checkpoint keys of existing checkpoints */
+    ck_assert_str_eq(oclseg_optimizer_get(OCLSEG_OPT_NADAM)->state_keys[1], "exp_avg_sq");
+    ck_assert_str_eq(oclseg_optimizer_get(OCLSEG_OPT_SGD)->state_keys[0], "exp_avg");
+}
+END_TEST
+
 START_TEST(defaults_and_host_state) {
     oclseg_optim_config c;
     oclseg_optim_config_default(&c, OCLSEG_OPT_NADAM);
@@ -389,6 +418,12 @@ START_TEST(defaults_and_host_state) {
     oclseg_optim_config_default(&c, OCLSEG_OPT_SGD);
     ck_assert(c.kind == OCLSEG_OPT_SGD && c.lr == 1e-2f && c.momentum == 0.9f &&
               c.dampening == 0.0f && !c.nesterov && c.weight_decay == 0.0f);
+    ck_assert_int_eq(oclseg_optim_state_count(&c), 1);
+    c.momentum = 0.0f; /* plain SGD keeps no state */
+    ck_assert_int_eq(oclseg_optim_state_count(&c), 0);
+    oclseg_optim_config_default(&c, OCLSEG_OPT_ADAMW); /* torch.optim.AdamW's defaults */
+    ck_assert(c.kind == OCLSEG_OPT_ADAMW && c.lr == 1e-3f && c.beta1 == 0.9f &&
+              c.beta2 == 0.999f && c.eps == 1e-8f && c.weight_decay == 1e-2f && c.decoupled_wd);
     oclseg_optim_host_state st = {42, 0.5};
     oclseg_optim_host_state_init(&st);
     ck_assert(st.step == 0 && st.mu_product == 1.0);
@@ -400,30 +435,40 @@ START_TEST(invalid_arguments) {
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
         hbuf b = hb_from(ctx, v, 4);
+        const cl_mem one[2] = {b.buf, NULL}, none[2] = {NULL, NULL}, both[2] = {b.buf, b.buf};
         oclseg_optim_config cfg;
         oclseg_optim_host_state st;
         oclseg_optim_host_state_init(&st);
         oclseg_optim_config_default(&cfg, OCLSEG_OPT_ADAM);
-        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, b.buf, NULL, b.lead, 4),
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, one, b.lead, 4),
+                         OCLSEG_ERR_INVALID_ARG);
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, NULL, b.lead, 4),
                          OCLSEG_ERR_INVALID_ARG);
         oclseg_optim_config_default(&cfg, OCLSEG_OPT_SGD);
-        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, NULL, NULL, b.lead, 4),
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, none, b.lead, 4),
                          OCLSEG_ERR_INVALID_ARG);
+        cfg.decoupled_wd = 1; /* SGD's weight decay is coupled: refused, not ignored */
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, one, b.lead, 4),
+                         OCLSEG_ERR_INVALID_ARG);
+        cfg.decoupled_wd = 0;
         cfg.nesterov = 1;
         cfg.dampening = 0.1f;
-        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, b.buf, NULL, b.lead, 4),
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, one, b.lead, 4),
                          OCLSEG_ERR_INVALID_ARG);
         oclseg_optim_config_default(&cfg, OCLSEG_OPT_NADAM);
         cfg.beta2 = 1.0f;
-        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, b.buf, b.buf, b.lead, 4),
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, both, b.lead, 4),
                          OCLSEG_ERR_INVALID_ARG);
         cfg.beta2 = 0.999f;
         cfg.lr = NAN;
-        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, b.buf, b.buf, b.lead, 4),
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, both, b.lead, 4),
                          OCLSEG_ERR_INVALID_ARG);
         cfg.lr = 1e-3f;
-        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, b.buf, b.buf,
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, both,
                                            (size_t)UINT32_MAX, 4),
+                         OCLSEG_ERR_INVALID_ARG);
+        cfg.kind = OCLSEG_OPT_COUNT; /* not an optimizer */
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, both, b.lead, 4),
                          OCLSEG_ERR_INVALID_ARG);
         ck_assert_int_eq(st.step, 0); /* failed calls do not advance the step */
         hb_free(&b);
@@ -440,6 +485,7 @@ int main(void) {
     tcase_add_test(tc, adam_vs_reference);
     tcase_add_test(tc, sgd_vs_reference);
     tcase_add_test(tc, defaults_and_host_state);
+    tcase_add_test(tc, optimizer_table_complete);
     tcase_add_test(tc, invalid_arguments);
     tcase_add_test(tc, decoupled_vs_reference);
     tcase_add_test(tc, adamw_onecycle_matches_pytorch);
