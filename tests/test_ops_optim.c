@@ -42,7 +42,9 @@ static void ref_step(const oclseg_optim_config *cfg, ref_state *st, double *p, c
         mu_next = b1 * (1.0 - 0.5 * pow(0.96, (double)(t + 1) * cfg->momentum_decay));
         st->mu_product *= mu;
     }
-    const int decoupled = cfg->decoupled_wd && cfg->kind != OCLSEG_OPT_SGD;
+    /* AdamW decouples by definition (torch.optim.AdamW), whatever the flag says */
+    const int adamw = cfg->kind == OCLSEG_OPT_ADAMW;
+    const int decoupled = adamw || (cfg->decoupled_wd && cfg->kind != OCLSEG_OPT_SGD);
     for (size_t i = 0; i < n; i++) {
         double g = grad[i];
         if (decoupled) p[i] *= 1.0 - lr * wd; /* AdamW: decay first, no decay in g */
@@ -58,7 +60,7 @@ static void ref_step(const oclseg_optim_config *cfg, ref_state *st, double *p, c
         s1[i] = b1 * s1[i] + (1.0 - b1) * g;
         s2[i] = b2 * s2[i] + (1.0 - b2) * g * g;
         const double bc2 = 1.0 - pow(b2, (double)t);
-        if (cfg->kind == OCLSEG_OPT_ADAM) {
+        if (cfg->kind == OCLSEG_OPT_ADAM || adamw) {
             const double bc1 = 1.0 - pow(b1, (double)t);
             p[i] -= lr / bc1 * s1[i] / (sqrt(s2[i]) / sqrt(bc2) + eps);
         } else {
@@ -367,6 +369,18 @@ START_TEST(adam_vs_reference) {
 }
 END_TEST
 
+/* AdamW: torch.optim.AdamW's decoupled decay p *= 1 - lr * wd, then Adam's step; its default
+ * weight decay (1e-2) and a larger one, with decoupled_wd cleared (AdamW decouples by its kind). */
+START_TEST(adamw_vs_reference) {
+    oclseg_optim_config cfg;
+    oclseg_optim_config_default(&cfg, OCLSEG_OPT_ADAMW);
+    check_against_reference("adamw default", &cfg);
+    cfg = make_config(OCLSEG_OPT_ADAMW, 3e-3f, 5e-2f, 0.85f, 0.995f, 1e-6f, 0, 0, 0, 0);
+    cfg.decoupled_wd = 0;
+    check_against_reference("adamw weight decay", &cfg);
+}
+END_TEST
+
 START_TEST(sgd_vs_reference) {
     oclseg_optim_config cfg;
     oclseg_optim_config_default(&cfg, OCLSEG_OPT_SGD);
@@ -484,6 +498,7 @@ int main(void) {
     tcase_add_test(tc, nadam_vs_reference);
     tcase_add_test(tc, adam_vs_reference);
     tcase_add_test(tc, sgd_vs_reference);
+    tcase_add_test(tc, adamw_vs_reference);
     tcase_add_test(tc, defaults_and_host_state);
     tcase_add_test(tc, optimizer_table_complete);
     tcase_add_test(tc, invalid_arguments);
