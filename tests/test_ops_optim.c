@@ -31,11 +31,24 @@ typedef struct ref_state {
 
 /* One step over n elements, the formulas of PyTorch 1.13's single-tensor optimizers with the
  * hyperparameters as the float values of cfg. */
+/* The smallest nonzero |c| Lion's reference met (its sign decides the update). */
+static double ref_lion_min_abs_c = INFINITY;
+
 static void ref_step(const oclseg_optim_config *cfg, ref_state *st, double *p, const double *grad,
                      double *s1, double *s2, size_t n) {
     const int64_t t = ++st->step;
     const double lr = cfg->lr, wd = cfg->weight_decay, b1 = cfg->beta1, b2 = cfg->beta2;
     const double eps = cfg->eps;
+    if (cfg->kind == OCLSEG_OPT_LION) { /* Chen et al. 2023, Algorithm 2; sign(0) = 0 */
+        for (size_t i = 0; i < n; i++) {
+            const double c = b1 * s1[i] + (1.0 - b1) * grad[i];
+            const double sign = c > 0.0 ? 1.0 : c < 0.0 ? -1.0 : 0.0;
+            if (c != 0.0) ref_lion_min_abs_c = fmin(ref_lion_min_abs_c, fabs(c));
+            p[i] -= lr * (sign + wd * p[i]);
+            s1[i] = b2 * s1[i] + (1.0 - b2) * grad[i];
+        }
+        return;
+    }
     double mu = 0, mu_next = 0;
     if (cfg->kind == OCLSEG_OPT_NADAM) {
         mu = b1 * (1.0 - 0.5 * pow(0.96, (double)t * cfg->momentum_decay));
@@ -166,12 +179,16 @@ static void check_against_reference(const char *name, const oclseg_optim_config 
     harness_fill_uniform(p0, total, -1.0f, 1.0f, 21);
     harness_fill_uniform(s10, total, -0.5f, 0.5f, 22);
     harness_fill_uniform(s20, total, 0.0f, 0.5f, 23); /* exp_avg_sq >= 0 */
-    const int sgd = cfg->kind == OCLSEG_OPT_SGD;
+    const int sgd = cfg->kind == OCLSEG_OPT_SGD, lion = cfg->kind == OCLSEG_OPT_LION;
+    const int nstates = oclseg_optim_state_count(cfg);
     /* Adam/NAdam start from zero moments inside the range, as PyTorch (random moments with a
      * step-1 bias correction would shrink the updates to nothing); outside the range the states
-     * are random so that any write there shows. SGD's buffer stays random: step 1 must ignore it. */
-    if (!sgd)
+     * are random so that any write there shows. SGD's buffer stays random: step 1 must ignore it.
+     * Lion's momentum stays random too, but for the range's first two elements, whose gradient
+     * is always 0 and -0: their c is zero at every step (sign(0) = 0: they only decay). */
+    if (!sgd && !lion)
         for (size_t i = off; i < off + count; i++) s10[i] = s20[i] = 0.0f;
+    if (lion) s10[off] = s10[off + 1] = 0.0f;
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
         hbuf bp = hb_from(ctx, p0, total), b1 = hb_from(ctx, s10, total);
@@ -187,9 +204,10 @@ static void check_against_reference(const char *name, const oclseg_optim_config 
         char what[160];
         for (int s = 0; s < STEPS; s++) {
             harness_fill_uniform(g, total, -1.0f, 1.0f, 30 + (uint64_t)s);
+            if (lion) g[off] = 0.0f, g[off + 1] = -0.0f;
             for (size_t i = 0; i < count; i++) rg[i] = g[off + i];
             hb_upload(&bg, g);
-            const cl_mem states[2] = {b1.buf, sgd ? NULL : b2.buf};
+            const cl_mem states[2] = {b1.buf, nstates >= 2 ? b2.buf : NULL};
             ck_assert_int_eq(op_optimizer_step(ctx, cfg, &st, bp.buf, bg.buf, states,
                                                bp.lead + off, count),
                              OCLSEG_OK);
@@ -207,7 +225,7 @@ static void check_against_reference(const char *name, const oclseg_optim_config 
             ck_assert_msg(fabs(st.mu_product - rst.mu_product) <= 1e-15, "mu_product %.17g vs %.17g",
                           st.mu_product, rst.mu_product);
         /* states: in range as the reference, outside untouched (SGD without momentum: all) */
-        const int has_s1 = !sgd || cfg->momentum != 0.0f;
+        const int has_s1 = nstates >= 1;
         snprintf(what, sizeof what, "%s on %s: state1", name, harness_device_name(d));
         hb_download(&b1, got, what);
         if (has_s1) harness_compare(what, got + off, rs1, count, step_atol(STEPS, max_abs(rs1, count)), 0.0);
@@ -218,11 +236,11 @@ static void check_against_reference(const char *name, const oclseg_optim_config 
                       "%s: untouched elements changed", what);
         snprintf(what, sizeof what, "%s on %s: state2", name, harness_device_name(d));
         hb_download(&b2, got, what);
-        if (!sgd) harness_compare(what, got + off, rs2, count, step_atol(STEPS, max_abs(rs2, count)), 0.0);
+        if (nstates >= 2) harness_compare(what, got + off, rs2, count, step_atol(STEPS, max_abs(rs2, count)), 0.0);
         ck_assert_msg(memcmp(got, s20, off * sizeof(float)) == 0 &&
                           memcmp(got + off + count, s20 + off + count,
                                  (total - off - count) * sizeof(float)) == 0 &&
-                          (!sgd || memcmp(got, s20, total * sizeof(float)) == 0),
+                          (nstates >= 2 || memcmp(got, s20, total * sizeof(float)) == 0),
                       "%s: untouched elements changed", what);
         hb_free(&bp);
         hb_free(&b1);
@@ -381,6 +399,58 @@ START_TEST(adamw_vs_reference) {
 }
 END_TEST
 
+/* Lion against the paper's rule in double (ref_step) on an odd sub-range: random starting
+ * momentum, several steps, with and without weight decay; two elements have a zero gradient (0,
+ * -0) and zero momentum, so c = 0 there at every step and sign(0) = 0 leaves them only decayed
+ * (a sign(0) of +-1 would move them by lr per step: 40x step_atol at the default lr). Tolerance:
+ * step_atol as above (each step rounds p * decay and p - lr * s once, the float decay and lr are
+ * within 1/2 ulp of the double ones: ~1 ulp per step). The sign itself must agree: the kernel's
+ * float c is within ~1e-6 of the double c (|m|, |g| <= 1, a few roundings per step), so the test
+ * asserts that no nonzero |c| of its data is below 1e-5, where the two signs could differ. */
+START_TEST(lion_vs_reference) {
+    oclseg_optim_config cfg;
+    ref_lion_min_abs_c = INFINITY;
+    oclseg_optim_config_default(&cfg, OCLSEG_OPT_LION);
+    check_against_reference("lion default", &cfg);
+    cfg = make_config(OCLSEG_OPT_LION, 1e-3f, 0.1f, 0.8f, 0.95f, 0, 0, 0, 0, 0);
+    check_against_reference("lion weight decay", &cfg);
+    ck_assert_msg(ref_lion_min_abs_c > 1e-5, "test data too close to a sign change: |c| = %g",
+                  ref_lion_min_abs_c);
+}
+END_TEST
+
+/* Lion's sign(0) = 0, exactly: one step on four elements, g = {0, -0, 0, 1}, m = {0, 0, 1e-3, 0}:
+ * c = {0, -0, 9e-4, 0.1}, so p = {p*decay, p*decay, p*decay - lr, p*decay - lr} with decay
+ * = 1 - lr*wd, and m = {0, 0, 9.9e-4, 0.01}. A rounding or two each: 1e-7 absolute on p
+ * (ulp(0.5) = 6e-8), 1e-9 on m (ulp(0.01) = 9.3e-10). */
+START_TEST(lion_sign_of_zero) {
+    const float p0[4] = {0.5f, -0.5f, 0.25f, 0.125f}, g[4] = {0.0f, -0.0f, 0.0f, 1.0f};
+    const float m0[4] = {0.0f, 0.0f, 1e-3f, 0.0f};
+    /* the float hyperparameters' exact values */
+    const double lr = (double)1e-2f, decay = 1.0 - lr * 0.5, b2 = (double)0.99f;
+    const double want_p[4] = {0.5 * decay, -0.5 * decay, 0.25 * decay - lr, 0.125 * decay - lr};
+    const double want_m[4] = {0.0, 0.0, b2 * (double)1e-3f, 1.0 - b2};
+    oclseg_optim_config cfg = make_config(OCLSEG_OPT_LION, 1e-2f, 0.5f, 0.9f, 0.99f, 0, 0, 0, 0, 0);
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        hbuf bp = hb_from(ctx, p0, 4), bg = hb_from(ctx, g, 4), bm = hb_from(ctx, m0, 4);
+        oclseg_optim_host_state st;
+        oclseg_optim_host_state_init(&st);
+        const cl_mem states[2] = {bm.buf, NULL};
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, bp.buf, bg.buf, states, bp.lead, 4),
+                         OCLSEG_OK);
+        float got[4];
+        hb_download(&bp, got, "lion sign(0): parameters");
+        harness_compare("lion sign(0): parameters", got, want_p, 4, 1e-7, 0.0);
+        hb_download(&bm, got, "lion sign(0): momentum");
+        harness_compare("lion sign(0): momentum", got, want_m, 4, 1e-9, 0.0);
+        hb_free(&bp);
+        hb_free(&bg);
+        hb_free(&bm);
+    }
+}
+END_TEST
+
 START_TEST(sgd_vs_reference) {
     oclseg_optim_config cfg;
     oclseg_optim_config_default(&cfg, OCLSEG_OPT_SGD);
@@ -499,6 +569,8 @@ int main(void) {
     tcase_add_test(tc, adam_vs_reference);
     tcase_add_test(tc, sgd_vs_reference);
     tcase_add_test(tc, adamw_vs_reference);
+    tcase_add_test(tc, lion_vs_reference);
+    tcase_add_test(tc, lion_sign_of_zero);
     tcase_add_test(tc, defaults_and_host_state);
     tcase_add_test(tc, optimizer_table_complete);
     tcase_add_test(tc, invalid_arguments);

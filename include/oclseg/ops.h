@@ -195,6 +195,7 @@ typedef enum oclseg_optimizer_kind {
     OCLSEG_OPT_ADAM = 1,
     OCLSEG_OPT_SGD = 2,
     OCLSEG_OPT_ADAMW = 3,
+    OCLSEG_OPT_LION = 4,
     OCLSEG_OPT_COUNT
 } oclseg_optimizer_kind;
 
@@ -259,7 +260,7 @@ int op_clip_grad_norm(oclseg_ctx *ctx, cl_mem grad, size_t off, size_t count, fl
 void oclseg_optim_config_default(oclseg_optim_config *cfg, oclseg_optimizer_kind kind);
 void oclseg_optim_host_state_init(oclseg_optim_host_state *st);
 /* One step of the optimizer cfg->kind (NAdam, Adam, SGD: torch.optim's PyTorch 1.13 formulas,
- * single-tensor path; AdamW: torch.optim.AdamW) over `count` floats from element `off` of
+ * single-tensor path; AdamW: torch.optim.AdamW; Lion: Chen et al. 2023) over `count` floats from element `off` of
  * param/grad and of each of the oclseg_optim_state_count(cfg) state buffers `states` (same
  * layout; the order of the table's state_keys: exp_avg, exp_avg_sq; SGD's momentum buffer).
  * Checks the configuration and the buffers first. Advances st->step (and mu_product). Scalars

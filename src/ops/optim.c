@@ -1,4 +1,4 @@
-/* The optimizers (NAdam, Adam, SGD as PyTorch 1.13; AdamW): their one table (name, states and
+/* The optimizers (NAdam, Adam, SGD as PyTorch 1.13; AdamW; Lion): their one table (name, states and
  * checkpoint keys, defaults, checks, step), host scalar state, and the host side of
  * cl/optim.cl. */
 #include <assert.h>
@@ -160,6 +160,29 @@ static int sgd_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg, oclseg_opti
     return oclseg_launch(ctx, k, 1, &global, NULL);
 }
 
+/* Lion (Chen et al. 2023): sign of the interpolated momentum, decoupled weight decay. */
+static int lion_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg, oclseg_optim_host_state *st,
+                     cl_mem param, cl_mem grad, const cl_mem *states, size_t off, size_t count) {
+    (void)st; /* no step-dependent scalars */
+    cl_kernel k;
+    TRY(oclseg_kernel_get(ctx, "optim", NULL, "lion_step", &k));
+    kargs a = karg_begin(k);
+    karg_mem(&a, param);
+    karg_mem(&a, grad);
+    karg_mem(&a, states[0]);
+    karg_u32(&a, off);
+    karg_u32(&a, count);
+    karg_f32(&a, cfg->beta1);
+    karg_f32(&a, (float)(1.0 - (double)cfg->beta1));
+    karg_f32(&a, cfg->beta2);
+    karg_f32(&a, (float)(1.0 - (double)cfg->beta2));
+    karg_f32(&a, -cfg->lr);
+    karg_f32(&a, (float)(1.0 - (double)cfg->lr * (double)cfg->weight_decay));
+    TRY(karg_end(&a));
+    size_t global = count;
+    return oclseg_launch(ctx, k, 1, &global, NULL);
+}
+
 /* ---- the table --------------------------------------------------------------------------- */
 /* Moment estimates of the Adam family: PyTorch's state names, which checkpoints keep. */
 #define ADAM_STATES {"exp_avg", "exp_avg_sq"}
@@ -183,6 +206,12 @@ static const oclseg_optimizer_desc oclseg_optimizers[OCLSEG_OPT_COUNT] = {
                           {.kind = OCLSEG_OPT_ADAMW, .lr = 1e-3f, .weight_decay = 1e-2f,
                            ADAM_BETAS, .decoupled_wd = 1},
                           check_betas, NULL, adam_like_step},
+    /* Lion (Chen et al. 2023): the paper's defaults (lr 1e-4, betas 0.9/0.99, no decay);
+     * exp_avg as lion-pytorch names its one state */
+    [OCLSEG_OPT_LION] = {"lion", "Lion", 1, {"exp_avg"},
+                         {.kind = OCLSEG_OPT_LION, .lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.99f,
+                          .decoupled_wd = 1},
+                         check_betas, NULL, lion_step},
 };
 static_assert(sizeof oclseg_optimizers / sizeof oclseg_optimizers[0] == OCLSEG_OPT_COUNT,
               "oclseg_optimizers[] needs one row per oclseg_optimizer_kind");
