@@ -102,7 +102,7 @@ int oclseg_model_create(oclseg_ctx *ctx, const oclseg_model_config *cfg, oclseg_
 int oclseg_model_enable_training(oclseg_model *m);
 /* Allocates (once; zeroed) the optimizer's state arenas: oclseg_optim_state_count(cfg) of them,
  * each param_floats (exactly as many as that optimizer needs; none for SGD without momentum).
- * A second call with another count is an error. */
+ * Arenas once allocated stay: a later call with another count is an error. */
 int oclseg_model_enable_optimizer(oclseg_model *m, const oclseg_optim_config *cfg);
 void oclseg_model_free(oclseg_model *m);
 
