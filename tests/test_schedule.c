@@ -1,11 +1,10 @@
 /* Tests the learning-rate schedules (src/model/schedule.c): one-cycle against PyTorch's
  * OneCycleLR (tools/make_schedule_golden.py), cosine with warm-up against its closed form, and
  * the constant schedule. Host arithmetic only: no device. */
-#include <check.h>
 #include <math.h>
-#include <stdlib.h>
 
 #include "data/schedule_golden.h"
+#include "data_test_util.h"
 #include "oclseg/schedule.h"
 
 START_TEST(onecycle_matches_pytorch) {
@@ -52,9 +51,5 @@ int main(void) {
     tcase_add_test(tc, onecycle_matches_pytorch);
     tcase_add_test(tc, cosine_and_constant_schedule);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    const int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(s);
 }
