@@ -76,3 +76,23 @@ __kernel void sgd_step(__global float *param, __global const float *grad,
     param[e] = p + neg_lr * d;
 }
 
+
+// Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms", Algorithm 2), one
+// state m (exp_avg):
+//   c = beta1*m + (1-beta1)*g;  p = p*decay - lr*sign(c);  m = beta2*m + (1-beta2)*g
+// with decay = 1 - lr*weight_decay (the paper's decoupled decay: p -= lr*(sign(c) + wd*p)).
+// sign(0) = 0: a parameter whose interpolation c is exactly zero only decays (s = c keeps +-0,
+// and keeps a NaN a NaN instead of hiding it).
+__kernel void lion_step(__global float *param, __global const float *grad, __global float *exp_avg,
+                        const uint off, const uint count, const float beta1,
+                        const float one_minus_beta1, const float beta2, const float one_minus_beta2,
+                        const float neg_lr, const float decay) {
+    const uint i = get_global_id(0);
+    if (i >= count) return;
+    const uint e = off + i;
+    const float g = grad[e], m = exp_avg[e];
+    const float c = beta1 * m + one_minus_beta1 * g;
+    const float s = c > 0.0f ? 1.0f : (c < 0.0f ? -1.0f : c);
+    param[e] = param[e] * decay + neg_lr * s;
+    exp_avg[e] = beta2 * m + one_minus_beta2 * g;
+}

@@ -12,6 +12,7 @@
 
 #include "harness.h"
 #include "oclseg/data.h"
+#include "oclseg/fit.h"
 #include "oclseg/safetensors.h"
 
 static char root[64];
@@ -248,6 +249,41 @@ START_TEST(bad_input_is_a_clear_error) {
 }
 END_TEST
 
+/* Without --lr / --weight-decay a run takes its optimizer's own defaults (the optimizer table)
+ * and records them in config.json: SGD's 1e-2 (a fixed 1e-3 reached every optimizer before),
+ * AdamW's weight decay 1e-2; given values win. SGD with --decoupled-wd is refused before anything
+ * is written (it was silently coupled). One step each. */
+START_TEST(optimizer_defaults_reach_the_run) {
+    setup_once();
+    const struct { const char *args; oclseg_optimizer_kind kind; float lr, wd; } cases[] = {
+        {"--optimizer sgd", OCLSEG_OPT_SGD, 1e-2f, 0.0f},
+        {"--optimizer adamw", OCLSEG_OPT_ADAMW, 1e-3f, 1e-2f},
+        {"--optimizer adamw --lr 2e-3 --weight-decay 0", OCLSEG_OPT_ADAMW, 2e-3f, 0.0f},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_assert_int_eq(harness_sh("%s train --data %s/data --out %s/opt%zu --size 32 --batch 2 "
+                                    "--max-steps 1 --val-fraction 0 --quiet %s > /dev/null", bin,
+                                    root, root, i, cases[i].args), 0);
+        char path[128];
+        snprintf(path, sizeof path, "%s/opt%zu/config.json", root, i);
+        oclseg_fit_options o;
+        oclseg_fit_options_default(&o);
+        oclseg_fit_record *rec;
+        ck_assert_int_eq(oclseg_fit_options_read_config(path, &o, &rec), OCLSEG_OK);
+        ck_assert_msg(o.optimizer == cases[i].kind && o.lr == cases[i].lr &&
+                          o.weight_decay == cases[i].wd,
+                      "%s: recorded optimizer %d, lr %g, weight decay %g", cases[i].args,
+                      (int)o.optimizer, (double)o.lr, (double)o.weight_decay);
+        oclseg_fit_record_free(rec);
+    }
+    ck_assert_int_ne(harness_sh("%s train --data %s/data --out %s/optx --size 32 --max-steps 1 "
+                                "--optimizer sgd --decoupled-wd --quiet 2> %s/err.txt", bin, root,
+                                root, root), 0);
+    ck_assert_int_eq(harness_sh("grep -q 'decoupled-wd' %s/err.txt && test ! -e %s/optx", root,
+                                root), 0);
+}
+END_TEST
+
 /* A bad option value is a usage error (exit 2) whose message names the option, in every
  * subcommand that takes numbers; nothing is run. */
 START_TEST(bad_option_values_exit_2) {
@@ -402,6 +438,7 @@ int main(void) {
     tcase_add_test(tc, predict_masks_at_original_resolution);
     tcase_add_test(tc, bad_input_is_a_clear_error);
     tcase_add_test(tc, bad_option_values_exit_2);
+    tcase_add_test(tc, optimizer_defaults_reach_the_run);
     tcase_add_test(tc, mask_encodings_and_data_health);
     tcase_add_test(tc, training_that_trains_nothing_is_refused);
     tcase_add_test(tc, ctrl_c_writes_checkpoint_and_resumes);

@@ -137,8 +137,8 @@ START_TEST(only_training_allocates_gradients) {
         ck_assert_int_eq(oclseg_session_create(&so, &ses), OCLSEG_OK);
         const oclseg_model *m = ses->model;
         const int training = modes[i] == OCLSEG_SESSION_TRAIN;
-        const cl_mem arenas[6] = {m->grads_buf, m->state1_buf, m->state2_buf, m->bn_save_buf,
-                                  m->grads_act_buf, m->grad_tmp_buf};
+        const cl_mem arenas[6] = {m->grads_buf, m->state_bufs[0], m->state_bufs[1],
+                                  m->bn_save_buf, m->grads_act_buf, m->grad_tmp_buf};
         for (int a = 0; a < 6; a++)
             ck_assert_msg((arenas[a] != NULL) == training, "mode %d: training arena %d %s", i, a,
                           training ? "missing" : "allocated");
@@ -225,6 +225,49 @@ START_TEST(backward_needs_its_forward_pass) {
 }
 END_TEST
 
+/* A training session allocates exactly the state arenas its optimizer's table row names (NAdam,
+ * Adam, AdamW 2, SGD 1, SGD without momentum 0, Lion 1), and its device peak shrinks by a whole
+ * parameter arena per state fewer; an invalid optimizer configuration fails the session. */
+START_TEST(optimizer_state_by_need) {
+    oclseg_ctx *ctx = harness_ctx(0);
+    size_t nadam_peak = 0;
+    for (int k = 0; k <= OCLSEG_OPT_COUNT; k++) { /* OCLSEG_OPT_COUNT: SGD without momentum */
+        oclseg_session_options so;
+        oclseg_session_options_synthetic_training(&so, 32, 2, 0);
+        so.dev = &ctx->info;
+        oclseg_optim_config_default(&so.train.optim, k < OCLSEG_OPT_COUNT ? k : OCLSEG_OPT_SGD);
+        if (k == OCLSEG_OPT_COUNT) so.train.optim.momentum = 0.0f;
+        const int want = k == OCLSEG_OPT_COUNT ? 0 : oclseg_optimizer_get(k)->state_count;
+        oclseg_session *ses;
+        ck_assert_int_eq(oclseg_session_create(&so, &ses), OCLSEG_OK);
+        const oclseg_model *m = ses->model;
+        ck_assert_int_eq(m->state_count, want);
+        for (int s = 0; s < OCLSEG_OPTIM_MAX_STATES; s++)
+            ck_assert_msg((m->state_bufs[s] != NULL) == (s < want), "optimizer %d: state %d", k, s);
+        const size_t peak = ses->ctx->peak_bytes, arena = m->param_floats * sizeof(float);
+        if (k == OCLSEG_OPT_NADAM) nadam_peak = peak;
+        else
+            ck_assert_msg(peak + (size_t)(2 - want) * arena <= nadam_peak, "optimizer %d: peak %zu "
+                          "bytes, NAdam's %zu, arena %zu", k, peak, nadam_peak, arena);
+        /* arenas once allocated stay: another optimizer's count is refused */
+        oclseg_optim_config other;
+        oclseg_optim_config_default(&other, want == 2 ? OCLSEG_OPT_SGD : OCLSEG_OPT_ADAM);
+        if (want > 0)
+            ck_assert_int_eq(oclseg_model_enable_optimizer(ses->model, &other),
+                             OCLSEG_ERR_INVALID_ARG);
+        oclseg_session_free(ses);
+    }
+    oclseg_session_options so;
+    oclseg_session_options_synthetic_training(&so, 32, 2, 0);
+    so.dev = &ctx->info;
+    oclseg_optim_config_default(&so.train.optim, OCLSEG_OPT_SGD);
+    so.train.optim.decoupled_wd = 1;
+    oclseg_session *ses = NULL;
+    ck_assert_int_eq(oclseg_session_create(&so, &ses), OCLSEG_ERR_INVALID_ARG);
+    ck_assert_ptr_null(ses);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("model");
@@ -234,6 +277,7 @@ int main(void) {
     tcase_add_test(tc, layer_table_complete);
     tcase_add_test(tc, only_training_allocates_gradients);
     tcase_add_test(tc, backward_needs_its_forward_pass);
+    tcase_add_test(tc, optimizer_state_by_need);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

@@ -18,6 +18,7 @@
 #include "data/optim_golden.h"
 #include "data/schedule_golden.h"
 #include "harness.h"
+#include "oclseg/schedule.h"
 
 #define STEPS 5
 static const double ULPS_PER_STEP = 4.0;
@@ -30,18 +31,33 @@ typedef struct ref_state {
 
 /* One step over n elements, the formulas of PyTorch 1.13's single-tensor optimizers with the
  * hyperparameters as the float values of cfg. */
+/* The smallest nonzero |c| Lion's reference met (its sign decides the update). */
+static double ref_lion_min_abs_c = INFINITY;
+
 static void ref_step(const oclseg_optim_config *cfg, ref_state *st, double *p, const double *grad,
                      double *s1, double *s2, size_t n) {
     const int64_t t = ++st->step;
     const double lr = cfg->lr, wd = cfg->weight_decay, b1 = cfg->beta1, b2 = cfg->beta2;
     const double eps = cfg->eps;
+    if (cfg->kind == OCLSEG_OPT_LION) { /* Chen et al. 2023, Algorithm 2; sign(0) = 0 */
+        for (size_t i = 0; i < n; i++) {
+            const double c = b1 * s1[i] + (1.0 - b1) * grad[i];
+            const double sign = c > 0.0 ? 1.0 : c < 0.0 ? -1.0 : 0.0;
+            if (c != 0.0) ref_lion_min_abs_c = fmin(ref_lion_min_abs_c, fabs(c));
+            p[i] -= lr * (sign + wd * p[i]);
+            s1[i] = b2 * s1[i] + (1.0 - b2) * grad[i];
+        }
+        return;
+    }
     double mu = 0, mu_next = 0;
     if (cfg->kind == OCLSEG_OPT_NADAM) {
         mu = b1 * (1.0 - 0.5 * pow(0.96, (double)t * cfg->momentum_decay));
         mu_next = b1 * (1.0 - 0.5 * pow(0.96, (double)(t + 1) * cfg->momentum_decay));
         st->mu_product *= mu;
     }
-    const int decoupled = cfg->decoupled_wd && cfg->kind != OCLSEG_OPT_SGD;
+    /* AdamW decouples by definition (torch.optim.AdamW), whatever the flag says */
+    const int adamw = cfg->kind == OCLSEG_OPT_ADAMW;
+    const int decoupled = adamw || (cfg->decoupled_wd && cfg->kind != OCLSEG_OPT_SGD);
     for (size_t i = 0; i < n; i++) {
         double g = grad[i];
         if (decoupled) p[i] *= 1.0 - lr * wd; /* AdamW: decay first, no decay in g */
@@ -57,7 +73,7 @@ static void ref_step(const oclseg_optim_config *cfg, ref_state *st, double *p, c
         s1[i] = b1 * s1[i] + (1.0 - b1) * g;
         s2[i] = b2 * s2[i] + (1.0 - b2) * g * g;
         const double bc2 = 1.0 - pow(b2, (double)t);
-        if (cfg->kind == OCLSEG_OPT_ADAM) {
+        if (cfg->kind == OCLSEG_OPT_ADAM || adamw) {
             const double bc1 = 1.0 - pow(b1, (double)t);
             p[i] -= lr / bc1 * s1[i] / (sqrt(s2[i]) / sqrt(bc2) + eps);
         } else {
@@ -121,8 +137,9 @@ START_TEST(matches_pytorch_golden) {
             char what[128];
             for (int s = 0; s < OPTIM_GOLDEN_STEPS; s++) {
                 hb_upload(&bg, optim_golden_grad[s]);
-                ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, bp.buf, bg.buf, b1.buf,
-                                                   sgd ? NULL : b2.buf, bp.lead, n),
+                const cl_mem states[2] = {b1.buf, sgd ? NULL : b2.buf};
+                ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, bp.buf, bg.buf, states,
+                                                   bp.lead, n),
                                  OCLSEG_OK);
                 snprintf(what, sizeof what, "%s on %s, step %d", gc->name, harness_device_name(d), s + 1);
                 hb_download(&bp, got, what);
@@ -162,12 +179,16 @@ static void check_against_reference(const char *name, const oclseg_optim_config 
     harness_fill_uniform(p0, total, -1.0f, 1.0f, 21);
     harness_fill_uniform(s10, total, -0.5f, 0.5f, 22);
     harness_fill_uniform(s20, total, 0.0f, 0.5f, 23); /* exp_avg_sq >= 0 */
-    const int sgd = cfg->kind == OCLSEG_OPT_SGD;
+    const int sgd = cfg->kind == OCLSEG_OPT_SGD, lion = cfg->kind == OCLSEG_OPT_LION;
+    const int nstates = oclseg_optim_state_count(cfg);
     /* Adam/NAdam start from zero moments inside the range, as PyTorch (random moments with a
      * step-1 bias correction would shrink the updates to nothing); outside the range the states
-     * are random so that any write there shows. SGD's buffer stays random: step 1 must ignore it. */
-    if (!sgd)
+     * are random so that any write there shows. SGD's buffer stays random: step 1 must ignore it.
+     * Lion's momentum stays random too, but for the range's first two elements, whose gradient
+     * is always 0 and -0: their c is zero at every step (sign(0) = 0: they only decay). */
+    if (!sgd && !lion)
         for (size_t i = off; i < off + count; i++) s10[i] = s20[i] = 0.0f;
+    if (lion) s10[off] = s10[off + 1] = 0.0f;
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
         hbuf bp = hb_from(ctx, p0, total), b1 = hb_from(ctx, s10, total);
@@ -183,10 +204,12 @@ static void check_against_reference(const char *name, const oclseg_optim_config 
         char what[160];
         for (int s = 0; s < STEPS; s++) {
             harness_fill_uniform(g, total, -1.0f, 1.0f, 30 + (uint64_t)s);
+            if (lion) g[off] = 0.0f, g[off + 1] = -0.0f;
             for (size_t i = 0; i < count; i++) rg[i] = g[off + i];
             hb_upload(&bg, g);
-            ck_assert_int_eq(op_optimizer_step(ctx, cfg, &st, bp.buf, bg.buf, b1.buf,
-                                               sgd ? NULL : b2.buf, bp.lead + off, count),
+            const cl_mem states[2] = {b1.buf, nstates >= 2 ? b2.buf : NULL};
+            ck_assert_int_eq(op_optimizer_step(ctx, cfg, &st, bp.buf, bg.buf, states,
+                                               bp.lead + off, count),
                              OCLSEG_OK);
             ref_step(cfg, &rst, rp, rg, rs1, rs2, count);
             snprintf(what, sizeof what, "%s on %s, step %d: param", name, harness_device_name(d), s + 1);
@@ -202,7 +225,7 @@ static void check_against_reference(const char *name, const oclseg_optim_config 
             ck_assert_msg(fabs(st.mu_product - rst.mu_product) <= 1e-15, "mu_product %.17g vs %.17g",
                           st.mu_product, rst.mu_product);
         /* states: in range as the reference, outside untouched (SGD without momentum: all) */
-        const int has_s1 = !sgd || cfg->momentum != 0.0f;
+        const int has_s1 = nstates >= 1;
         snprintf(what, sizeof what, "%s on %s: state1", name, harness_device_name(d));
         hb_download(&b1, got, what);
         if (has_s1) harness_compare(what, got + off, rs1, count, step_atol(STEPS, max_abs(rs1, count)), 0.0);
@@ -213,11 +236,11 @@ static void check_against_reference(const char *name, const oclseg_optim_config 
                       "%s: untouched elements changed", what);
         snprintf(what, sizeof what, "%s on %s: state2", name, harness_device_name(d));
         hb_download(&b2, got, what);
-        if (!sgd) harness_compare(what, got + off, rs2, count, step_atol(STEPS, max_abs(rs2, count)), 0.0);
+        if (nstates >= 2) harness_compare(what, got + off, rs2, count, step_atol(STEPS, max_abs(rs2, count)), 0.0);
         ck_assert_msg(memcmp(got, s20, off * sizeof(float)) == 0 &&
                           memcmp(got + off + count, s20 + off + count,
                                  (total - off - count) * sizeof(float)) == 0 &&
-                          (!sgd || memcmp(got, s20, total * sizeof(float)) == 0),
+                          (nstates >= 2 || memcmp(got, s20, total * sizeof(float)) == 0),
                       "%s: untouched elements changed", what);
         hb_free(&bp);
         hb_free(&b1);
@@ -258,48 +281,17 @@ START_TEST(decoupled_vs_reference) {
     cfg = make_config(OCLSEG_OPT_ADAM, 3e-3f, 5e-2f, 0.85f, 0.995f, 1e-6f, 0, 0, 0, 0);
     cfg.decoupled_wd = 1;
     check_against_reference("adam decoupled weight decay", &cfg);
+    /* AdamW (torch.optim.AdamW: p *= 1 - lr * wd, then Adam's step) decouples by its kind: its
+     * defaults (wd 1e-2), and the Adam case above with decoupled_wd cleared */
+    oclseg_optim_config_default(&cfg, OCLSEG_OPT_ADAMW);
+    check_against_reference("adamw default", &cfg);
+    cfg = make_config(OCLSEG_OPT_ADAMW, 3e-3f, 5e-2f, 0.85f, 0.995f, 1e-6f, 0, 0, 0, 0);
+    cfg.decoupled_wd = 0;
+    check_against_reference("adamw weight decay", &cfg);
 }
 END_TEST
 
-/* ---- schedules and AdamW against PyTorch (tools/make_schedule_golden.py) ------------------ */
-START_TEST(onecycle_matches_pytorch) {
-    oclseg_schedule s;
-    oclseg_schedule_default(&s, OCLSEG_SCHED_ONECYCLE, ONECYCLE_GOLDEN_TOTAL);
-    for (int k = 0; k < ONECYCLE_GOLDEN_TOTAL; k++) {
-        const double lr = oclseg_schedule_lr(&s, onecycle_golden_max_lr, k);
-        /* the same double formula as PyTorch's: agreement to rounding */
-        ck_assert_msg(fabs(lr - onecycle_golden_rates[k]) <= 1e-12 * onecycle_golden_max_lr,
-                      "one-cycle step %d: %.17g vs PyTorch %.17g", k, lr, onecycle_golden_rates[k]);
-    }
-    /* past the end: the last rate */
-    ck_assert(oclseg_schedule_lr(&s, onecycle_golden_max_lr, 1000) ==
-              oclseg_schedule_lr(&s, onecycle_golden_max_lr, ONECYCLE_GOLDEN_TOTAL - 1));
-}
-END_TEST
-
-START_TEST(cosine_and_constant_schedule) {
-    oclseg_schedule s;
-    oclseg_schedule_default(&s, OCLSEG_SCHED_COSINE, 20);
-    s.warmup_steps = 4;
-    const double expect[][2] = {{0, 0.25}, {1, 0.5}, {3, 1.0}, {4, 1.0}, {12, 0.5},
-                                {8, 0.5 * (1 + cos(M_PI / 4))}, {19, 0.5 * (1 + cos(M_PI * 15 / 16))}};
-    for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
-        const double lr = oclseg_schedule_lr(&s, 2.0, (int64_t)expect[i][0]);
-        ck_assert_msg(fabs(lr - 2.0 * expect[i][1]) < 1e-12, "cosine step %g: %.17g vs %.17g",
-                      expect[i][0], lr, 2.0 * expect[i][1]);
-    }
-    /* monotonic: up during the warm-up, down after */
-    for (int k = 1; k < 20; k++) {
-        const double a = oclseg_schedule_lr(&s, 1.0, k - 1), b = oclseg_schedule_lr(&s, 1.0, k);
-        ck_assert(k < 4 ? b > a : b <= a);
-    }
-    oclseg_schedule_default(&s, OCLSEG_SCHED_CONSTANT, 20);
-    ck_assert(oclseg_schedule_lr(&s, 1e-3, 7) == 1e-3);
-    oclseg_schedule zero = {0}; /* a zeroed schedule is constant */
-    ck_assert(oclseg_schedule_lr(&zero, 1e-3, 7) == 1e-3);
-}
-END_TEST
-
+/* ---- AdamW under the one-cycle schedule against PyTorch (tools/make_schedule_golden.py) ---- */
 START_TEST(adamw_onecycle_matches_pytorch) {
     const size_t n = OPTIM_GOLDEN_N;
     const float zeros[OPTIM_GOLDEN_N] = {0};
@@ -325,7 +317,8 @@ START_TEST(adamw_onecycle_matches_pytorch) {
                           adamw_golden_rates[s]);
             step_cfg.lr = (float)lr;
             hb_upload(&bg, optim_golden_grad[s]);
-            ck_assert_int_eq(op_optimizer_step(ctx, &step_cfg, &st, bp.buf, bg.buf, b1.buf, b2.buf,
+            const cl_mem states[2] = {b1.buf, b2.buf};
+            ck_assert_int_eq(op_optimizer_step(ctx, &step_cfg, &st, bp.buf, bg.buf, states,
                                                bp.lead, n), OCLSEG_OK);
             snprintf(what, sizeof what, "AdamW one-cycle on %s, step %d", harness_device_name(d), s + 1);
             hb_download(&bp, got, what);
@@ -401,6 +394,58 @@ START_TEST(adam_vs_reference) {
 }
 END_TEST
 
+/* Lion against the paper's rule in double (ref_step) on an odd sub-range: random starting
+ * momentum, several steps, with and without weight decay; two elements have a zero gradient (0,
+ * -0) and zero momentum, so c = 0 there at every step and sign(0) = 0 leaves them only decayed
+ * (a sign(0) of +-1 would move them by lr per step: 40x step_atol at the default lr). Tolerance:
+ * step_atol as above (each step rounds p * decay and p - lr * s once, the float decay and lr are
+ * within 1/2 ulp of the double ones: ~1 ulp per step). The sign itself must agree: the kernel's
+ * float c is within ~1e-6 of the double c (|m|, |g| <= 1, a few roundings per step), so the test
+ * asserts that no nonzero |c| of its data is below 1e-5, where the two signs could differ. */
+START_TEST(lion_vs_reference) {
+    oclseg_optim_config cfg;
+    ref_lion_min_abs_c = INFINITY;
+    oclseg_optim_config_default(&cfg, OCLSEG_OPT_LION);
+    check_against_reference("lion default", &cfg);
+    cfg = make_config(OCLSEG_OPT_LION, 1e-3f, 0.1f, 0.8f, 0.95f, 0, 0, 0, 0, 0);
+    check_against_reference("lion weight decay", &cfg);
+    ck_assert_msg(ref_lion_min_abs_c > 1e-5, "test data too close to a sign change: |c| = %g",
+                  ref_lion_min_abs_c);
+}
+END_TEST
+
+/* Lion's sign(0) = 0, exactly: one step on four elements, g = {0, -0, 0, 1}, m = {0, 0, 1e-3, 0}:
+ * c = {0, -0, 9e-4, 0.1}, so p = {p*decay, p*decay, p*decay - lr, p*decay - lr} with decay
+ * = 1 - lr*wd, and m = {0, 0, 9.9e-4, 0.01}. A rounding or two each: 1e-7 absolute on p
+ * (ulp(0.5) = 6e-8), 1e-9 on m (ulp(0.01) = 9.3e-10). */
+START_TEST(lion_sign_of_zero) {
+    const float p0[4] = {0.5f, -0.5f, 0.25f, 0.125f}, g[4] = {0.0f, -0.0f, 0.0f, 1.0f};
+    const float m0[4] = {0.0f, 0.0f, 1e-3f, 0.0f};
+    /* the float hyperparameters' exact values */
+    const double lr = (double)1e-2f, decay = 1.0 - lr * 0.5, b2 = (double)0.99f;
+    const double want_p[4] = {0.5 * decay, -0.5 * decay, 0.25 * decay - lr, 0.125 * decay - lr};
+    const double want_m[4] = {0.0, 0.0, b2 * (double)1e-3f, 1.0 - b2};
+    oclseg_optim_config cfg = make_config(OCLSEG_OPT_LION, 1e-2f, 0.5f, 0.9f, 0.99f, 0, 0, 0, 0, 0);
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        hbuf bp = hb_from(ctx, p0, 4), bg = hb_from(ctx, g, 4), bm = hb_from(ctx, m0, 4);
+        oclseg_optim_host_state st;
+        oclseg_optim_host_state_init(&st);
+        const cl_mem states[2] = {bm.buf, NULL};
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, bp.buf, bg.buf, states, bp.lead, 4),
+                         OCLSEG_OK);
+        float got[4];
+        hb_download(&bp, got, "lion sign(0): parameters");
+        harness_compare("lion sign(0): parameters", got, want_p, 4, 1e-7, 0.0);
+        hb_download(&bm, got, "lion sign(0): momentum");
+        harness_compare("lion sign(0): momentum", got, want_m, 4, 1e-9, 0.0);
+        hb_free(&bp);
+        hb_free(&bg);
+        hb_free(&bm);
+    }
+}
+END_TEST
+
 START_TEST(sgd_vs_reference) {
     oclseg_optim_config cfg;
     oclseg_optim_config_default(&cfg, OCLSEG_OPT_SGD);
@@ -415,6 +460,32 @@ START_TEST(sgd_vs_reference) {
 }
 END_TEST
 
+/* Every row of the optimizer table is usable: its name finds it, its defaults are its own kind
+ * and pass the checks, its states fit and have distinct checkpoint keys. */
+START_TEST(optimizer_table_complete) {
+    for (int k = 0; k < OCLSEG_OPT_COUNT; k++) {
+        const oclseg_optimizer_desc *d = oclseg_optimizer_get(k);
+        ck_assert_msg(d && d->name && d->title && d->step, "optimizer %d: incomplete row", k);
+        ck_assert_int_eq(oclseg_optimizer_find(d->name), k);
+        ck_assert_int_eq((int)d->defaults.kind, k);
+        ck_assert_msg(d->defaults.lr > 0.0f, "%s: no default learning rate", d->name);
+        ck_assert_int_eq(oclseg_optim_config_check(&d->defaults), OCLSEG_OK);
+        ck_assert(d->state_count >= 0 && d->state_count <= OCLSEG_OPTIM_MAX_STATES);
+        ck_assert(oclseg_optim_state_count(&d->defaults) <= d->state_count);
+        for (int s = 0; s < d->state_count; s++) {
+            ck_assert_msg(d->state_keys[s] && d->state_keys[s][0], "%s: state %d unnamed", d->name, s);
+            for (int r = 0; r < s; r++) ck_assert_str_ne(d->state_keys[r], d->state_keys[s]);
+        }
+    }
+    ck_assert(oclseg_optimizer_get(OCLSEG_OPT_COUNT) == NULL && oclseg_optimizer_get(-1) == NULL);
+    ck_assert_int_eq(oclseg_optimizer_find("adagrad"), -1);
+    ck_assert_int_eq(oclseg_optimizer_find(NULL), -1);
+    /* the checkpoint keys of existing checkpoints */
+    ck_assert_str_eq(oclseg_optimizer_get(OCLSEG_OPT_NADAM)->state_keys[1], "exp_avg_sq");
+    ck_assert_str_eq(oclseg_optimizer_get(OCLSEG_OPT_SGD)->state_keys[0], "exp_avg");
+}
+END_TEST
+
 START_TEST(defaults_and_host_state) {
     oclseg_optim_config c;
     oclseg_optim_config_default(&c, OCLSEG_OPT_NADAM);
@@ -426,6 +497,12 @@ START_TEST(defaults_and_host_state) {
     oclseg_optim_config_default(&c, OCLSEG_OPT_SGD);
     ck_assert(c.kind == OCLSEG_OPT_SGD && c.lr == 1e-2f && c.momentum == 0.9f &&
               c.dampening == 0.0f && !c.nesterov && c.weight_decay == 0.0f);
+    ck_assert_int_eq(oclseg_optim_state_count(&c), 1);
+    c.momentum = 0.0f; /* plain SGD keeps no state */
+    ck_assert_int_eq(oclseg_optim_state_count(&c), 0);
+    oclseg_optim_config_default(&c, OCLSEG_OPT_ADAMW); /* torch.optim.AdamW's defaults */
+    ck_assert(c.kind == OCLSEG_OPT_ADAMW && c.lr == 1e-3f && c.beta1 == 0.9f &&
+              c.beta2 == 0.999f && c.eps == 1e-8f && c.weight_decay == 1e-2f && c.decoupled_wd);
     oclseg_optim_host_state st = {42, 0.5};
     oclseg_optim_host_state_init(&st);
     ck_assert(st.step == 0 && st.mu_product == 1.0);
@@ -437,30 +514,40 @@ START_TEST(invalid_arguments) {
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
         hbuf b = hb_from(ctx, v, 4);
+        const cl_mem one[2] = {b.buf, NULL}, none[2] = {NULL, NULL}, both[2] = {b.buf, b.buf};
         oclseg_optim_config cfg;
         oclseg_optim_host_state st;
         oclseg_optim_host_state_init(&st);
         oclseg_optim_config_default(&cfg, OCLSEG_OPT_ADAM);
-        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, b.buf, NULL, b.lead, 4),
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, one, b.lead, 4),
+                         OCLSEG_ERR_INVALID_ARG);
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, NULL, b.lead, 4),
                          OCLSEG_ERR_INVALID_ARG);
         oclseg_optim_config_default(&cfg, OCLSEG_OPT_SGD);
-        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, NULL, NULL, b.lead, 4),
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, none, b.lead, 4),
                          OCLSEG_ERR_INVALID_ARG);
+        cfg.decoupled_wd = 1; /* SGD's weight decay is coupled: refused, not ignored */
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, one, b.lead, 4),
+                         OCLSEG_ERR_INVALID_ARG);
+        cfg.decoupled_wd = 0;
         cfg.nesterov = 1;
         cfg.dampening = 0.1f;
-        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, b.buf, NULL, b.lead, 4),
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, one, b.lead, 4),
                          OCLSEG_ERR_INVALID_ARG);
         oclseg_optim_config_default(&cfg, OCLSEG_OPT_NADAM);
         cfg.beta2 = 1.0f;
-        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, b.buf, b.buf, b.lead, 4),
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, both, b.lead, 4),
                          OCLSEG_ERR_INVALID_ARG);
         cfg.beta2 = 0.999f;
         cfg.lr = NAN;
-        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, b.buf, b.buf, b.lead, 4),
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, both, b.lead, 4),
                          OCLSEG_ERR_INVALID_ARG);
         cfg.lr = 1e-3f;
-        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, b.buf, b.buf,
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, both,
                                            (size_t)UINT32_MAX, 4),
+                         OCLSEG_ERR_INVALID_ARG);
+        cfg.kind = OCLSEG_OPT_COUNT; /* not an optimizer */
+        ck_assert_int_eq(op_optimizer_step(ctx, &cfg, &st, b.buf, b.buf, both, b.lead, 4),
                          OCLSEG_ERR_INVALID_ARG);
         ck_assert_int_eq(st.step, 0); /* failed calls do not advance the step */
         hb_free(&b);
@@ -476,11 +563,12 @@ int main(void) {
     tcase_add_test(tc, nadam_vs_reference);
     tcase_add_test(tc, adam_vs_reference);
     tcase_add_test(tc, sgd_vs_reference);
+    tcase_add_test(tc, lion_vs_reference);
+    tcase_add_test(tc, lion_sign_of_zero);
     tcase_add_test(tc, defaults_and_host_state);
+    tcase_add_test(tc, optimizer_table_complete);
     tcase_add_test(tc, invalid_arguments);
     tcase_add_test(tc, decoupled_vs_reference);
-    tcase_add_test(tc, onecycle_matches_pytorch);
-    tcase_add_test(tc, cosine_and_constant_schedule);
     tcase_add_test(tc, adamw_onecycle_matches_pytorch);
     tcase_add_test(tc, clip_grad_norm_vs_reference);
     tcase_add_unchecked_fixture(tc, NULL, harness_release_scratch);

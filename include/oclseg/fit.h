@@ -14,8 +14,8 @@ typedef struct oclseg_fit_options {
     int overwrite;              /* --overwrite: replace the run out_dir holds (else refused) */
     const char *device;
     int epochs, batch, size, eval_every, max_steps;
-    float lr, dropout;
-    oclseg_optimizer_kind optimizer;
+    float lr, dropout;          /* lr: OCLSEG_FIT_OPTIMIZER_DEFAULT (the optimizer's) */
+    oclseg_optimizer_kind optimizer; /* --optimizer (nadam) */
     int frozen_encoder;
     const char *pretrained, *init, *resume;
     uint64_t seed;
@@ -29,7 +29,7 @@ typedef struct oclseg_fit_options {
     oclseg_loss_kind loss;      /* --loss bce (default), dice, bce+dice */
     oclseg_schedule_kind schedule; /* --schedule constant (default), cosine, onecycle */
     float warmup;               /* cosine: warm-up share of all steps (0.05) */
-    float weight_decay;         /* --weight-decay (0) */
+    float weight_decay;         /* --weight-decay (OCLSEG_FIT_OPTIMIZER_DEFAULT: the optimizer's) */
     int decoupled_wd;           /* --decoupled-wd: AdamW-style for adam/nadam */
     float clip_norm;            /* --clip-norm (0: off) */
     double val_fraction;        /* share of the training set held out for selection (0.1) */
@@ -39,7 +39,20 @@ typedef struct oclseg_fit_options {
                                        (its threshold is chosen on validation) */
 } oclseg_fit_options;
 
+/* lr and weight_decay holding this stand for the optimizer's own default (its row of the
+ * optimizer table, oclseg/ops.h); oclseg_fit resolves them before it records the options. */
+#define OCLSEG_FIT_OPTIMIZER_DEFAULT (-1.0f)
+
 void oclseg_fit_options_default(oclseg_fit_options *o);
+/* Replaces OCLSEG_FIT_OPTIMIZER_DEFAULT in lr and weight_decay by o->optimizer's defaults and
+ * checks the optimizer configuration the options make (an error names the option). */
+int oclseg_fit_options_resolve(oclseg_fit_options *o);
+/* The optimizer that --optimizer / config.json "optimizer" names, or -1. */
+int oclseg_fit_optimizer_find(const char *name);
+/* For usage texts and messages: the optimizer names joined by `sep` ("nadam, adam, ..."), or
+ * with rows = 1 one line per optimizer with its default lr and weight decay, each line
+ * starting with `sep`. */
+void oclseg_fit_optimizer_list(char *out, size_t size, const char *sep, int rows);
 /* Runs training (data-parallel over the ranks of oclseg/dist.h when started by mpirun: --batch
  * is the global batch, rank 0 alone writes the run directory); returns OCLSEG_OK,
  * OCLSEG_ERR_INTERRUPTED after SIGINT or SIGTERM (checkpoint written; oclseg_stop_signal() says

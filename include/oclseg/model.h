@@ -92,9 +92,13 @@ typedef struct oclseg_model {
     oclseg_activation *acts;   /* acts[0] = input (N, 3, S, S) */
     int act_count;
     int logits_act;            /* (N, 1, S, S) */
-    /* grads_buf, state1/2_buf, bn_save_buf, grads_act_buf, grad_tmp_buf and grad_ready are
-     * NULL until oclseg_model_enable_training (a training session's trainer calls it) */
-    cl_mem params_buf, grads_buf, state1_buf, state2_buf; /* (param_floats) each */
+    /* grads_buf, bn_save_buf, grads_act_buf, grad_tmp_buf and grad_ready are NULL until
+     * oclseg_model_enable_training (a training session's trainer calls it), state_bufs until
+     * oclseg_model_enable_optimizer */
+    cl_mem params_buf, grads_buf;              /* (param_floats) each */
+    cl_mem state_bufs[OCLSEG_OPTIM_MAX_STATES]; /* (param_floats) each: the optimizer's state
+                                                  arenas, state_count of them (the rest NULL) */
+    int state_count;
     cl_mem buffers_buf;        /* (buffer_floats): BN running stats */
     cl_mem bn_save_buf;        /* save_mean/save_invstd for every BN */
     size_t bn_save_floats;
@@ -117,11 +121,15 @@ typedef struct oclseg_model oclseg_model;
 /* Builds the layer list and allocates what inference needs (parameters, running statistics,
  * activations); training needs oclseg_model_enable_training as well. */
 int oclseg_model_create(oclseg_ctx *ctx, const oclseg_model_config *cfg, oclseg_model **out);
-/* Allocates (once; zeroed) what training adds: parameter gradients, optimizer state, BatchNorm
- * saved statistics, activation gradients. oclseg_trainer_create does it for a training trainer;
+/* Allocates (once; zeroed) what training adds: parameter gradients, BatchNorm saved statistics,
+ * activation gradients (the optimizer state: oclseg_model_enable_optimizer). oclseg_trainer_create does it for a training trainer;
  * a training forward, a backward and oclseg_model_read_grad fail with OCLSEG_ERR_INVALID_ARG
  * without it. */
 int oclseg_model_enable_training(oclseg_model *m);
+/* Allocates (once; zeroed) the optimizer's state arenas: oclseg_optim_state_count(cfg) of them,
+ * each param_floats (exactly as many as that optimizer needs; none for SGD without momentum).
+ * Arenas once allocated stay: a later call with another count is an error. */
+int oclseg_model_enable_optimizer(oclseg_model *m, const oclseg_optim_config *cfg);
 void oclseg_model_free(oclseg_model *m);
 
 /* Index of a state-dict key, or -1. */

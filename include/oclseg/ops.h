@@ -185,10 +185,18 @@ int op_upsample_bilinear_forward(oclseg_ctx *ctx, const oclseg_tensor *x, oclseg
 int op_upsample_bilinear_backward(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *dx);
 
 /* ---- optimizers, one flat pass over a parameter range: cl/optim.cl, src/ops/optim.c ------ */
+/* Everything that differs between optimizers is in one table, oclseg_optimizers[] in
+ * src/ops/optim.c (name, states and their checkpoint keys, defaults, checks, step). The values
+ * are recorded in checkpoints ("optimizer" metadata): never renumber them. Adding one: a name
+ * here, its table entry (the static_assert there fails otherwise), its kernel in cl/optim.cl and
+ * its test in tests/test_ops_optim.c. */
 typedef enum oclseg_optimizer_kind {
     OCLSEG_OPT_NADAM = 0,
     OCLSEG_OPT_ADAM = 1,
     OCLSEG_OPT_SGD = 2,
+    OCLSEG_OPT_ADAMW = 3,
+    OCLSEG_OPT_LION = 4,
+    OCLSEG_OPT_COUNT
 } oclseg_optimizer_kind;
 
 typedef struct oclseg_optim_config {
@@ -198,32 +206,47 @@ typedef struct oclseg_optim_config {
     float momentum, dampening;               /* SGD */
     int nesterov;                            /* SGD */
     int decoupled_wd; /* Adam/NAdam: weight decay as p *= 1 - lr * weight_decay before the step
-                         (torch.optim.AdamW; NAdam as PyTorch 2's decoupled_weight_decay) */
+                         (torch.optim.AdamW; NAdam as PyTorch 2's decoupled_weight_decay);
+                         AdamW: always (the flag changes nothing); SGD: refused */
 } oclseg_optim_config;
 
-/* Learning-rate schedules over a run of total_steps optimizer steps, as a function of the
- * 0-based step (max_lr = the --lr value):
- *   constant: max_lr.
- *   cosine:   linear warm-up max_lr * (step + 1) / warmup_steps for step < warmup_steps, then
- *             max_lr * (1 + cos(pi * (step - warmup) / (total - warmup))) / 2.
- *   onecycle: torch.optim.lr_scheduler.OneCycleLR(max_lr, total_steps, pct_start, 'cos',
- *             cycle_momentum=False, div_factor, final_div_factor, three_phase=False). */
-typedef enum oclseg_schedule_kind {
-    OCLSEG_SCHED_CONSTANT = 0,
-    OCLSEG_SCHED_COSINE = 1,
-    OCLSEG_SCHED_ONECYCLE = 2
-} oclseg_schedule_kind;
+/* At most this many state arenas per optimizer (each param_floats, the parameters' layout). */
+#define OCLSEG_OPTIM_MAX_STATES 2
 
-typedef struct oclseg_schedule {
-    oclseg_schedule_kind kind;
-    int64_t total_steps, warmup_steps;
-    double pct_start, div_factor, final_div_factor;
-} oclseg_schedule;
+/* Host-side scalar state shared by all parameters (they always step together). */
+typedef struct oclseg_optim_host_state {
+    int64_t step;      /* number of steps taken so far */
+    double mu_product; /* NAdam's running product of mu_t (starts at 1) */
+} oclseg_optim_host_state;
 
-/* warmup 5% of the steps; one-cycle pct_start 0.3, div_factor 25, final_div_factor 1e4. */
-void oclseg_schedule_default(oclseg_schedule *s, oclseg_schedule_kind kind, int64_t total_steps);
-/* Steps past the end keep the last step's rate. */
-double oclseg_schedule_lr(const oclseg_schedule *s, double max_lr, int64_t step);
+/* One optimizer: the row of oclseg_optimizers[] for its kind. */
+typedef struct oclseg_optimizer_desc {
+    const char *name;  /* --optimizer and config.json value: "nadam" */
+    const char *title; /* in messages: "NAdam" */
+    int state_count;   /* state arenas it needs at most (see oclseg_optim_state_count) */
+    /* checkpoint key of each state: optimizer.<key>.<parameter name> */
+    const char *state_keys[OCLSEG_OPTIM_MAX_STATES];
+    oclseg_optim_config defaults; /* lr, weight decay, betas, ...: the one place they live */
+    /* the kind's own checks after the common ones (every value finite and >= 0); NULL: none */
+    int (*check)(const oclseg_optim_config *cfg);
+    /* the state arenas this configuration uses, when fewer than state_count (SGD without
+     * momentum: 0); NULL: state_count */
+    int (*states_used)(const oclseg_optim_config *cfg);
+    /* step st->step + 1 over [off, off + count) (arguments checked by op_optimizer_step,
+     * which then advances st->step); changes the rest of *st (mu_product) only on success */
+    int (*step)(oclseg_ctx *ctx, const oclseg_optim_config *cfg, oclseg_optim_host_state *st,
+                cl_mem param, cl_mem grad, const cl_mem *states, size_t off, size_t count);
+} oclseg_optimizer_desc;
+
+/* The row of `kind`; NULL when kind is out of range. */
+const oclseg_optimizer_desc *oclseg_optimizer_get(int kind);
+/* The kind named `name` (oclseg_optimizer_desc.name), or -1. */
+int oclseg_optimizer_find(const char *name);
+/* The configured number of state arenas (0 .. OCLSEG_OPTIM_MAX_STATES; 0 for a bad kind). */
+int oclseg_optim_state_count(const oclseg_optim_config *cfg);
+/* Every hyperparameter of cfg valid for its kind: OCLSEG_OK, or OCLSEG_ERR_INVALID_ARG with a
+ * message naming the optimizer and the value. */
+int oclseg_optim_config_check(const oclseg_optim_config *cfg);
 
 /* Gradient clipping by global norm (torch.nn.utils.clip_grad_norm_(max_norm), L2; kernels in
  * cl/numerics.cl): over grad
@@ -233,21 +256,18 @@ double oclseg_schedule_lr(const oclseg_schedule *s, double max_lr, int64_t step)
 int op_clip_grad_norm(oclseg_ctx *ctx, cl_mem grad, size_t off, size_t count, float max_norm,
                       cl_mem out);
 
-/* Host-side scalar state shared by all parameters (they always step together). */
-typedef struct oclseg_optim_host_state {
-    int64_t step;      /* number of steps taken so far */
-    double mu_product; /* NAdam's running product of mu_t (starts at 1) */
-} oclseg_optim_host_state;
-
+/* The kind's defaults (its table row's `defaults`). */
 void oclseg_optim_config_default(oclseg_optim_config *cfg, oclseg_optimizer_kind kind);
 void oclseg_optim_host_state_init(oclseg_optim_host_state *st);
-/* One step of torch.optim.{NAdam,Adam,SGD} (PyTorch 1.13 formulas, single-tensor path) over
- * `count` floats from element `off` of param/grad/state1/state2 (same layout). state1 = exp_avg
- * or SGD momentum buffer, state2 = exp_avg_sq (unused by SGD). Advances st->step (and
- * mu_product). Scalars are computed in double on the host, then passed as float. */
+/* One step of the optimizer cfg->kind (NAdam, Adam, SGD: torch.optim's PyTorch 1.13 formulas,
+ * single-tensor path; AdamW: torch.optim.AdamW; Lion: Chen et al. 2023) over `count` floats from element `off` of
+ * param/grad and of each of the oclseg_optim_state_count(cfg) state buffers `states` (same
+ * layout; the order of the table's state_keys: exp_avg, exp_avg_sq; SGD's momentum buffer).
+ * Checks the configuration and the buffers first. Advances st->step (and mu_product). Scalars
+ * are computed in double on the host, then passed as float. */
 int op_optimizer_step(oclseg_ctx *ctx, const oclseg_optim_config *cfg,
-                      oclseg_optim_host_state *st, cl_mem param, cl_mem grad, cl_mem state1,
-                      cl_mem state2, size_t off, size_t count);
+                      oclseg_optim_host_state *st, cl_mem param, cl_mem grad,
+                      const cl_mem *states, size_t off, size_t count);
 
 /* 1 when the device's GEMMs default to oclseg's own register-tiled kernels (cl/gemm.cl gemm_nn
  * / gemm_nt): CPU devices that run long loops to the end (oclseg_device_runs_long_loops: not

@@ -4,6 +4,7 @@
 #define OCLSEG_TRAINER_H
 
 #include "oclseg/model.h"
+#include "oclseg/schedule.h"
 
 /* Training loss: BCE with logits (mean), soft Dice (1 - mean per-image Dice of the
  * probabilities), or their sum. */

@@ -39,9 +39,10 @@ typedef struct oclseg_run_position {
     int64_t epoch_loss_count;   /* their mean, so a resumed epoch reports the whole epoch's) */
 } oclseg_run_position;
 
-/* Checkpoint = state dict + optimizer state (exp_avg/exp_avg_sq per parameter, step,
- * mu_product) + trainer step + run position + config (JSON text), one safetensors file written
- * atomically (temp file, fsync, rename): an interruption never damages the previous one. */
+/* Checkpoint = state dict + optimizer state (per parameter, each state arena of the optimizer
+ * under optimizer.<its state key>.<parameter>, e.g. optimizer.exp_avg_sq.x; step, mu_product)
+ * + trainer step + run position + config (JSON text), one safetensors file written atomically
+ * (temp file, fsync, rename): an interruption never damages the previous one. */
 int oclseg_checkpoint_save(oclseg_trainer *t, const oclseg_run_position *pos,
                            const char *config_json, const char *path);
 /* The run state in a checkpoint's __metadata__ (what a resumed run reads besides tensors). */

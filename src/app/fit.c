@@ -27,9 +27,10 @@ void oclseg_fit_options_default(oclseg_fit_options *o) {
     o->batch = 16;
     o->size = 128;
     o->eval_every = 1;
-    o->lr = 1e-3f;
+    o->lr = OCLSEG_FIT_OPTIMIZER_DEFAULT;
     o->dropout = 0.5f;
     o->optimizer = OCLSEG_OPT_NADAM;
+    o->weight_decay = OCLSEG_FIT_OPTIMIZER_DEFAULT;
     o->seed = 1;
     o->shuffle = 1;
     o->augment = 1;
@@ -65,10 +66,7 @@ static void trainer_config(const fit_run *r, oclseg_trainer_config *tc) {
     *tc = (oclseg_trainer_config){.frozen_encoder = o->frozen_encoder, .seed = o->seed,
                                   .sync_bn = o->sync_bn, .check_numerics = o->check_numerics};
     if (oclseg_env_get()->check_numerics) tc->check_numerics = 1;
-    oclseg_optim_config_default(&tc->optim, o->optimizer);
-    tc->optim.lr = o->lr;
-    tc->optim.weight_decay = o->weight_decay;
-    tc->optim.decoupled_wd = o->decoupled_wd;
+    fit_optim_config(o, &tc->optim);
     tc->loss = o->loss;
     tc->clip_norm = o->clip_norm;
     const int64_t steps_per_epoch = (r->data.train->count + o->batch - 1) / o->batch;
@@ -482,7 +480,7 @@ static void announce(const fit_run *r) {
            r->data.test ? r->data.test->count : 0,
            o->size, o->size, o->batch, o->frozen_encoder ? "frozen encoder (model 1)"
                                                          : "fine-tuned encoder (model 2)",
-           (const char *[]){"NAdam", "Adam", "SGD"}[o->optimizer], r->dir);
+           oclseg_optimizer_get(o->optimizer)->title, r->dir);
     if (oclseg_dist_size() > 1)
         printf("data parallel: %d ranks, global batch %d, %s BatchNorm statistics\n",
                oclseg_dist_size(), o->batch, o->sync_bn ? "synchronised (global batch)" : "per-rank");
@@ -512,13 +510,15 @@ static int final_report(fit_run *r, int halted, int best_epoch) {
     return OCLSEG_OK;
 }
 
-int oclseg_fit(const oclseg_fit_options *o) {
+int oclseg_fit(const oclseg_fit_options *given) {
+    oclseg_fit_options resolved = *given; /* the optimizer's defaults filled in */
+    const oclseg_fit_options *o = &resolved;
     fit_run run = {.o = o, .lock_fd = -1};
     fit_run *r = &run;
     oclseg_run_position pos = {.best_jaccard = -1.0};
     int halted = 0;
-    int st = OCLSEG_OK;
-    if (o->resume) { /* the run it continues: nothing is read or written before these checks */
+    int st = oclseg_fit_options_resolve(&resolved);
+    if (st == OCLSEG_OK && o->resume) { /* the run it continues: nothing is read or written before these checks */
         oclseg_fit_options recorded;
         oclseg_fit_options_default(&recorded);
         st = oclseg_fit_options_read_checkpoint(o->resume, &recorded, &r->record);

@@ -27,6 +27,7 @@ typedef enum key_kind {
     K_OPT_DOUBLE, /* double in [lo, hi], 0 (unset) recorded as null */
     K_SEED,       /* uint64_t */
     K_ENUM,       /* an enum (int) recorded by name */
+    K_OPTIMIZER,  /* oclseg_optimizer_kind recorded by its name in the optimizer table */
 } key_kind;
 
 typedef struct option_key {
@@ -40,7 +41,6 @@ typedef struct option_key {
     int changeable;      /* may differ when a run is resumed */
 } option_key;
 
-static const char *const optimizer_names[] = {"nadam", "adam", "sgd", NULL};
 static const char *const loss_names[] = {"bce", "dice", "bce+dice", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", "onecycle", NULL};
 
@@ -61,7 +61,7 @@ static const option_key option_keys[] = {
     {NULL, "max_steps", "--max-steps", K_INT, OFF(max_steps), 0, BIG, NULL, 1},
     {NULL, "lr", "--lr", K_FLOAT, OFF(lr), 0, 10, NULL, 0},
     {NULL, "dropout", "--dropout", K_FLOAT, OFF(dropout), 0, 0.99, NULL, 0},
-    {NULL, "optimizer", "--optimizer", K_ENUM, OFF(optimizer), 0, 0, optimizer_names, 0},
+    {NULL, "optimizer", "--optimizer", K_OPTIMIZER, OFF(optimizer), 0, 0, NULL, 0},
     {NULL, "freeze_encoder", "--freeze-encoder", K_BOOL, OFF(frozen_encoder), 0, 0, NULL, 0},
     {NULL, "pretrained", "--pretrained", K_PATH, OFF(pretrained), 0, 0, NULL, 0},
     {NULL, "init", "--init", K_PATH, OFF(init), 0, 0, NULL, 0},
@@ -143,6 +143,10 @@ static json_t *key_value(const oclseg_fit_options *o, const option_key *k) {
     case K_OPT_DOUBLE: return *(const double *)p > 0 ? json_real(*(const double *)p) : json_null();
     case K_SEED: return json_integer((json_int_t)*(const uint64_t *)p);
     case K_ENUM: return json_string(k->names[*(const int *)p]);
+    case K_OPTIMIZER: {
+        const oclseg_optimizer_desc *d = oclseg_optimizer_get(*(const int *)p);
+        return d ? json_string(d->name) : json_null();
+    }
     }
     return json_null();
 }
@@ -205,6 +209,16 @@ static int read_key(const option_key *k, json_t *v, const char *source, oclseg_f
                 return OCLSEG_OK;
             }
         KEY_ERROR("%s: key '%s' must be one of the names %s accepts", source, name, k->option);
+    case K_OPTIMIZER: {
+        const int kind = oclseg_optimizer_find(json_string_value(v));
+        if (kind < 0) {
+            char names[256];
+            oclseg_fit_optimizer_list(names, sizeof names, ", ", 0);
+            KEY_ERROR("%s: key '%s' must be one of %s", source, name, names);
+        }
+        *(int *)p = kind;
+        return OCLSEG_OK;
+    }
     case K_SEED:
         if (!json_is_integer(v) || json_integer_value(v) < 0)
             KEY_ERROR("%s: key '%s' must be an integer >= 0", source, name);
@@ -471,4 +485,42 @@ int fit_check_resume_dir(const oclseg_fit_options *o) {
     OCLSEG_ERROR("--out: the run of %s is in %s, given %s (a resumed run continues in its own "
                  "directory; leave --out out)", o->resume, dir, o->out_dir);
     return OCLSEG_ERR_INVALID_ARG;
+}
+
+/* ---- the optimizer options ---------------------------------------------------------------- */
+int oclseg_fit_optimizer_find(const char *name) { return oclseg_optimizer_find(name); }
+
+void oclseg_fit_optimizer_list(char *out, size_t size, const char *sep, int rows) {
+    size_t used = 0;
+    out[0] = '\0';
+    for (int k = 0; k < OCLSEG_OPT_COUNT && used < size; k++) {
+        const oclseg_optimizer_desc *d = oclseg_optimizer_get(k);
+        int n = rows ? snprintf(out + used, size - used, "%s%-6s %-6s lr %g, weight decay %g%s",
+                                sep, d->name, d->title, (double)d->defaults.lr,
+                                (double)d->defaults.weight_decay,
+                                d->defaults.decoupled_wd ? " (decoupled)" : "")
+                     : snprintf(out + used, size - used, "%s%s", k ? sep : "", d->name);
+        if (n < 0) break;
+        used += (size_t)n;
+    }
+}
+
+int oclseg_fit_options_resolve(oclseg_fit_options *o) {
+    const oclseg_optimizer_desc *d = oclseg_optimizer_get(o->optimizer);
+    if (!d) {
+        OCLSEG_ERROR("--optimizer: unknown optimizer kind %d", (int)o->optimizer);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    if (o->lr == OCLSEG_FIT_OPTIMIZER_DEFAULT) o->lr = d->defaults.lr;
+    if (o->weight_decay == OCLSEG_FIT_OPTIMIZER_DEFAULT) o->weight_decay = d->defaults.weight_decay;
+    oclseg_optim_config c;
+    fit_optim_config(o, &c);
+    return oclseg_optim_config_check(&c);
+}
+
+void fit_optim_config(const oclseg_fit_options *o, oclseg_optim_config *c) {
+    oclseg_optim_config_default(c, o->optimizer);
+    c->lr = o->lr;
+    c->weight_decay = o->weight_decay;
+    c->decoupled_wd |= o->decoupled_wd; /* AdamW's stays on */
 }

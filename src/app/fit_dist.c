@@ -178,9 +178,9 @@ int fit_dist_sync_state(oclseg_trainer *t, oclseg_run_position *pos) {
     float *tmp = malloc(m->param_floats * sizeof *tmp);
     if (!tmp) return OCLSEG_ERR_OUT_OF_MEMORY;
     int st = OCLSEG_OK;
-    cl_mem bufs[3] = {m->params_buf, m->state1_buf, m->state2_buf};
-    for (int i = 0; i < 3 && st == OCLSEG_OK; i++)
-        st = bcast_buffer(t->ctx, bufs[i], m->param_floats, tmp);
+    st = bcast_buffer(t->ctx, m->params_buf, m->param_floats, tmp);
+    for (int i = 0; i < m->state_count && st == OCLSEG_OK; i++)
+        st = bcast_buffer(t->ctx, m->state_bufs[i], m->param_floats, tmp);
     free(tmp);
     if (st == OCLSEG_OK) st = fit_dist_sync_buffers(m);
     struct { int64_t step, opt_step; double mu; oclseg_run_position pos; } s = {

@@ -73,6 +73,9 @@ int fit_write_predictions(fit_run *r, int count);
 /* ---- the recorded configuration (fit_config.c) ---- */
 /* Every option of o as config.json records it (a new JSON object). */
 json_t *fit_options_json(const oclseg_fit_options *o);
+/* The optimizer configuration of the (resolved) options: the kind's defaults with --lr,
+ * --weight-decay and --decoupled-wd. */
+void fit_optim_config(const oclseg_fit_options *o, oclseg_optim_config *c);
 /* The loaded data has the image counts the record names (else an error naming its checkpoint). */
 int fit_record_check_data(const oclseg_fit_record *rec, const fit_data *d);
 /* --out with --resume names the checkpoint's own directory (else an error naming both). */

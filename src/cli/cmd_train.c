@@ -15,10 +15,12 @@
     "--largest-component --fill-holes"
 
 static void usage(FILE *out) {
+    char optimizers[1024];
+    oclseg_fit_optimizer_list(optimizers, sizeof optimizers, "\n                       ", 1);
     fprintf(out,
 "usage: oclseg train [--data DIR | --images DIR --masks DIR [--mask-suffix S]] [--out RUN]\n"
-"                    [--overwrite] [--device D] [--epochs 25] [--batch 16] [--lr 1e-3]\n"
-"                    [--optimizer nadam|adam|sgd] [--freeze-encoder] [--pretrained F]\n"
+"                    [--overwrite] [--device D] [--epochs 25] [--batch 16] [--lr LR]\n"
+"                    [--optimizer nadam] [--freeze-encoder] [--pretrained F]\n"
 "                    [--init F] [--dropout 0.5] [--size 128] [--seed 1] [--no-shuffle]\n"
 "                    [--no-augment] [--max-steps N] [--resume CKPT] [--eval-every 1]\n"
 "                    [--skip-bad] [--mask-threshold T] [--threads N] [--check-numerics]\n"
@@ -26,7 +28,7 @@ static void usage(FILE *out) {
 "                    [--val-fraction 0.1] [--patience 0] [--tta flips]\n"
 "                    [--largest-component] [--fill-holes] [--loss bce|dice|bce+dice]\n"
 "                    [--schedule constant|cosine|onecycle] [--warmup 0.05]\n"
-"                    [--weight-decay 0] [--decoupled-wd] [--clip-norm 0]\n"
+"                    [--weight-decay W] [--decoupled-wd] [--clip-norm 0]\n"
 "                    [--aug-dihedral] [--aug-affine DEG,SCALE,SHIFT]\n"
 "                    [--aug-color B,C,S,H] [--aug-crop MIN_AREA] [--recipe seed|best]\n"
 "                    [--config RUN/config.json]\n\n"
@@ -34,6 +36,9 @@ static void usage(FILE *out) {
 "  --data DIR         ISIC 2016 Part 1 layout (*Training_Data, *Training_GroundTruth,\n"
 "                     *Test_Data, *Test_GroundTruth); default: the synthetic set in\n"
 "                     " OCLSEG_SYNTH_DIR " (generated on first use)\n"
+"  --optimizer O      nadam (default), or another of the table below (torch.optim's formulas)\n"
+"  --lr LR            learning rate (the schedule's maximum), --weight-decay W: when not\n"
+"                     given, the optimizer's own defaults:%s\n"
 "  --freeze-encoder   model 1: encoder weights and BatchNorm statistics frozen (eval-mode BN),\n"
 "                     only the decoder trains; default is model 2 (everything fine-tuned)\n"
 "  --pretrained F     torchvision mobilenet_v2 state dict (safetensors) for the encoder\n"
@@ -66,7 +71,7 @@ static void usage(FILE *out) {
 "                     over --warmup of the steps, then cosine to 0); onecycle (PyTorch's\n"
 "                     OneCycleLR, max --lr, 30%% up from lr/25, then down to lr/25e4)\n"
 "  --weight-decay W   L2 weight decay (coupled as in torch.optim unless --decoupled-wd:\n"
-"                     AdamW-style p *= 1 - lr*W for adam/nadam)\n"
+"                     AdamW-style p *= 1 - lr*W for adam/nadam; adamw: always decoupled)\n"
 "  --clip-norm N      clip the gradients to global L2 norm N before each step (0: off)\n"
 "  --aug-dihedral     also transposes: with the flips, all 8 rotations/reflections by 90 deg\n"
 "  --aug-affine R,Z,T rotation in +-R degrees, zoom in [1-Z, 1+Z], shift in +-T of the\n"
@@ -91,7 +96,7 @@ static void usage(FILE *out) {
 "weights.safetensors, best.safetensors, checkpoint.safetensors, final.csv, curves.png.\n"
 "Ctrl-C (SIGINT) or SIGTERM (kill, systemd, Slurm's --signal=TERM@60) finishes the current\n"
 "step, writes the checkpoint, prints how to resume and exits with 130 / 143; under mpirun the\n"
-"ranks stop at the same step (a signal on any rank).\n");
+"ranks stop at the same step (a signal on any rank).\n", optimizers);
 }
 
 /* Parses "a,b,c" into n floats, each in [0, max]. */
@@ -252,11 +257,13 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
         case O_BATCH: bad |= parse_int("--batch", optarg, 1, &o.batch); break;
         case O_LR: bad |= parse_float("--lr", optarg, 0, 10, &o.lr); break;
         case O_OPT:
-            if (strcmp(optarg, "nadam") == 0) o.optimizer = OCLSEG_OPT_NADAM;
-            else if (strcmp(optarg, "adam") == 0) o.optimizer = OCLSEG_OPT_ADAM;
-            else if (strcmp(optarg, "sgd") == 0) o.optimizer = OCLSEG_OPT_SGD;
-            else {
-                fprintf(stderr, "oclseg train: --optimizer must be nadam, adam or sgd\n");
+            if (oclseg_fit_optimizer_find(optarg) >= 0) {
+                o.optimizer = (oclseg_optimizer_kind)oclseg_fit_optimizer_find(optarg);
+            } else {
+                char names[256];
+                oclseg_fit_optimizer_list(names, sizeof names, ", ", 0);
+                fprintf(stderr, "oclseg train: --optimizer must be one of %s (got '%s')\n", names,
+                        optarg);
                 bad = 1;
             }
             break;

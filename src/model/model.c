@@ -3,6 +3,7 @@
 #include "oclseg/model.h"
 #include "model/model_internal.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,14 +229,16 @@ static void build_decoder(builder *b, int *act) {
 
 /* What oclseg_model_enable_training allocated (NULLs afterwards). */
 static void free_training(oclseg_model *m) {
-    cl_mem *bufs[] = {&m->grads_buf, &m->state1_buf, &m->state2_buf, &m->bn_save_buf,
+    cl_mem *bufs[] = {&m->grads_buf, &m->state_bufs[0], &m->state_bufs[1], &m->bn_save_buf,
                       &m->grads_act_buf, &m->grad_tmp_buf};
+    static_assert(OCLSEG_OPTIM_MAX_STATES == 2, "free every state arena");
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         oclseg_buffer_free(m->ctx, *bufs[i]);
         *bufs[i] = NULL;
     }
     free(m->grad_ready);
     m->grad_ready = NULL;
+    m->state_count = 0;
 }
 
 /* Lays out parameters (encoder then decoder; the builder adds them in that order), buffers,
@@ -301,9 +304,6 @@ int oclseg_model_enable_training(oclseg_model *m) {
     size_t pb = m->param_floats * sizeof(float);
     int st = OCLSEG_OK;
     TRY_GOTO(oclseg_buffer_create(ctx, pb, "parameter gradients", &m->grads_buf), st, fail);
-    TRY_GOTO(oclseg_buffer_create(ctx, pb, "optimizer state (exp_avg)", &m->state1_buf), st, fail);
-    TRY_GOTO(oclseg_buffer_create(ctx, pb, "optimizer state (exp_avg_sq)", &m->state2_buf), st,
-             fail);
     TRY_GOTO(oclseg_buffer_create(ctx, m->bn_save_floats * sizeof(float),
                                   "BatchNorm saved statistics", &m->bn_save_buf), st, fail);
     TRY_GOTO(oclseg_buffer_create(ctx, m->grads_act_floats * sizeof(float),
@@ -311,12 +311,43 @@ int oclseg_model_enable_training(oclseg_model *m) {
     TRY_GOTO(oclseg_buffer_create(ctx, m->grad_tmp_floats * sizeof(float),
                                   "gradient accumulation temporary", &m->grad_tmp_buf), st, fail);
     TRY_GOTO(oclseg_fill_f32(ctx, m->grads_buf, 0, m->param_floats, 0.0f), st, fail);
-    TRY_GOTO(oclseg_fill_f32(ctx, m->state1_buf, 0, m->param_floats, 0.0f), st, fail);
-    TRY_GOTO(oclseg_fill_f32(ctx, m->state2_buf, 0, m->param_floats, 0.0f), st, fail);
     return OCLSEG_OK;
 fail:
     free_training(m);
     return st;
+}
+
+int oclseg_model_enable_optimizer(oclseg_model *m, const oclseg_optim_config *cfg) {
+    const oclseg_optimizer_desc *d = oclseg_optimizer_get(cfg->kind);
+    const int n = oclseg_optim_state_count(cfg);
+    TRY(model_require_training(m, "the optimizer state"));
+    if (!d) {
+        OCLSEG_ERROR("optimizer state: unknown optimizer kind %d", (int)cfg->kind);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    if (m->state_count == n && (n == 0 || m->state_bufs[0])) return OCLSEG_OK;
+    if (m->state_bufs[0]) {
+        OCLSEG_ERROR("optimizer state: the model holds %d state arenas, %s needs %d",
+                     m->state_count, d->name, n);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    const size_t pb = m->param_floats * sizeof(float);
+    int st = OCLSEG_OK;
+    for (int s = 0; s < n && st == OCLSEG_OK; s++) {
+        char what[64];
+        snprintf(what, sizeof what, "optimizer state (%s)", d->state_keys[s]);
+        st = oclseg_buffer_create(m->ctx, pb, what, &m->state_bufs[s]);
+        if (st == OCLSEG_OK) st = oclseg_fill_f32(m->ctx, m->state_bufs[s], 0, m->param_floats, 0.0f);
+    }
+    if (st != OCLSEG_OK) {
+        for (int s = 0; s < n; s++) {
+            oclseg_buffer_free(m->ctx, m->state_bufs[s]);
+            m->state_bufs[s] = NULL;
+        }
+        return st;
+    }
+    m->state_count = n;
+    return OCLSEG_OK;
 }
 
 int model_require_training(const oclseg_model *m, const char *what) {

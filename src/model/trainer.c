@@ -17,7 +17,9 @@ int oclseg_trainer_create(oclseg_model *model, const oclseg_trainer_config *cfg,
     t->ctx = model->ctx;
     if (cfg) {
         t->cfg = *cfg;
-        int st = oclseg_model_enable_training(model);
+        int st = oclseg_optim_config_check(&cfg->optim);
+        if (st == OCLSEG_OK) st = oclseg_model_enable_training(model);
+        if (st == OCLSEG_OK) st = oclseg_model_enable_optimizer(model, &cfg->optim);
         if (st != OCLSEG_OK) {
             free(t);
             return st;
@@ -240,8 +242,8 @@ int oclseg_trainer_step_shard(oclseg_trainer *t, const float *images, const floa
                               t->clip_buf));
     oclseg_optim_config optim = t->cfg.optim;
     optim.lr = (float)oclseg_schedule_lr(&t->cfg.schedule, t->cfg.optim.lr, t->step);
-    TRY(op_optimizer_step(t->ctx, &optim, &t->opt, m->params_buf, m->grads_buf, m->state1_buf,
-                          m->state2_buf, off, m->param_floats - off));
+    TRY(op_optimizer_step(t->ctx, &optim, &t->opt, m->params_buf, m->grads_buf, m->state_bufs,
+                          off, m->param_floats - off));
     if (dist && t->broadcast_params) TRY(params_from_rank0(t, off));
     CL_CHECK(clFlush(t->ctx->queue));
     t->step++;
@@ -336,5 +338,5 @@ int oclseg_trainer_optimizer_step_detached(oclseg_trainer *t) {
     size_t off = oclseg_model_trained_offset(m, t->cfg.frozen_encoder);
     oclseg_optim_host_state host = t->opt; /* a copy: the trainer's own state stays as it was */
     return op_optimizer_step(t->ctx, &t->cfg.optim, &host, m->params_buf, m->grads_buf,
-                             m->state1_buf, m->state2_buf, off, m->param_floats - off);
+                             m->state_bufs, off, m->param_floats - off);
 }

@@ -155,8 +155,14 @@ int oclseg_weights_load(oclseg_model *m, const char *path, oclseg_weights_source
     return st;
 }
 
-/* Adds the state dict (and optionally the optimizer state) to a writer. */
-static int add_state(oclseg_model *m, oclseg_st_writer *w, int with_optimizer) {
+/* Checkpoint key of the optimizer's state s for parameter p: optimizer.<state key>.<name>. */
+static void state_key(const oclseg_optimizer_desc *opt, int s, const oclseg_param *p, char *key,
+                      size_t size) {
+    snprintf(key, size, "optimizer.%s.%s", opt->state_keys[s], p->name);
+}
+
+/* Adds the state dict (and the state arenas of optimizer `opt` unless NULL) to a writer. */
+static int add_state(oclseg_model *m, oclseg_st_writer *w, const oclseg_optimizer_desc *opt) {
     size_t maxp = oclseg_model_max_param_numel(m);
     float *buf = malloc(maxp * sizeof *buf);
     if (!buf) return OCLSEG_ERR_OUT_OF_MEMORY;
@@ -166,13 +172,11 @@ static int add_state(oclseg_model *m, oclseg_st_writer *w, int with_optimizer) {
         int64_t shape[4] = {p->n, p->c, p->h, p->w};
         st = oclseg_model_read_param(m, i, buf);
         if (st == OCLSEG_OK) st = oclseg_st_writer_add(w, p->name, OCLSEG_ST_F32, p->ndim, shape, buf);
-        if (!with_optimizer || p->is_buffer) continue;
-        cl_mem states[2] = {m->state1_buf, m->state2_buf};
-        const char *names[2] = {"optimizer.exp_avg.", "optimizer.exp_avg_sq."};
-        for (int s = 0; s < 2 && st == OCLSEG_OK; s++) {
+        if (!opt || p->is_buffer) continue;
+        for (int s = 0; s < m->state_count && st == OCLSEG_OK; s++) {
             char key[160];
-            snprintf(key, sizeof key, "%s%s", names[s], p->name);
-            oclseg_tensor t = oclseg_tensor_view(states[s], p->off, p->n, p->c, p->h, p->w);
+            state_key(opt, s, p, key, sizeof key);
+            oclseg_tensor t = oclseg_tensor_view(m->state_bufs[s], p->off, p->n, p->c, p->h, p->w);
             st = oclseg_tensor_read(m->ctx, &t, buf);
             if (st == OCLSEG_OK) st = oclseg_st_writer_add(w, key, OCLSEG_ST_F32, p->ndim, shape, buf);
         }
@@ -289,7 +293,7 @@ int oclseg_weights_save(oclseg_model *m, const char *path) {
     int st = oclseg_st_writer_meta(w, "format", "oclseg-weights");
     if (st == OCLSEG_OK) st = oclseg_st_writer_meta(w, "architecture", cfg);
     if (st == OCLSEG_OK) st = add_weights_meta(w, &m->meta, m->cfg.size);
-    if (st == OCLSEG_OK) st = add_state(m, w, 0);
+    if (st == OCLSEG_OK) st = add_state(m, w, NULL);
     if (st == OCLSEG_OK) st = oclseg_st_writer_write(w, path);
     oclseg_st_writer_free(w);
     return st;
@@ -322,7 +326,7 @@ int oclseg_checkpoint_save(oclseg_trainer *t, const oclseg_run_position *pos,
 #undef META
     if (st == OCLSEG_OK && config_json) st = oclseg_st_writer_meta(w, "config", config_json);
     if (st == OCLSEG_OK) st = add_weights_meta(w, &m->meta, m->cfg.size);
-    if (st == OCLSEG_OK) st = add_state(m, w, 1);
+    if (st == OCLSEG_OK) st = add_state(m, w, oclseg_optimizer_get(t->cfg.optim.kind));
     if (st == OCLSEG_OK) st = oclseg_st_writer_write(w, path);
     oclseg_st_writer_free(w);
     return st;
@@ -390,6 +394,7 @@ int oclseg_checkpoint_meta_parse(const oclseg_st_file *f, oclseg_checkpoint_meta
 int oclseg_checkpoint_load(oclseg_trainer *t, const char *path, oclseg_run_position *pos,
                            char **config_json) {
     oclseg_model *m = t->model;
+    const oclseg_optimizer_desc *opt = oclseg_optimizer_get(t->cfg.optim.kind);
     if (config_json) *config_json = NULL;
     oclseg_st_file *f;
     TRY(oclseg_st_load(path, &f));
@@ -397,20 +402,22 @@ int oclseg_checkpoint_load(oclseg_trainer *t, const char *path, oclseg_run_posit
     int st = oclseg_checkpoint_meta_parse(f, &meta);
     if (st == OCLSEG_OK && (meta.frozen_encoder != t->cfg.frozen_encoder ||
                             meta.optimizer != (int)t->cfg.optim.kind)) {
-        OCLSEG_ERROR("%s was written by a %s run with another optimizer setting: resume with the "
-                     "same --freeze-encoder/--optimizer options", path,
-                     meta.frozen_encoder ? "frozen-encoder" : "fine-tune");
+        const oclseg_optimizer_desc *was = oclseg_optimizer_get(meta.optimizer);
+        OCLSEG_ERROR("%s was written by a %s run with optimizer %s (this run: %s): resume with "
+                     "the same --freeze-encoder/--optimizer options", path,
+                     meta.frozen_encoder ? "frozen-encoder" : "fine-tune",
+                     was ? was->name : "unknown to this oclseg", opt->name);
         st = OCLSEG_ERR_INVALID_ARG;
     }
     /* optimizer state: validate every entry before touching the device */
     for (int i = 0; i < m->param_count && st == OCLSEG_OK; i++) {
         const oclseg_param *p = &m->params[i];
         if (p->is_buffer) continue;
-        char key[160];
-        snprintf(key, sizeof key, "optimizer.exp_avg.%s", p->name);
-        st = check_param(f, p, key);
-        snprintf(key, sizeof key, "optimizer.exp_avg_sq.%s", p->name);
-        if (st == OCLSEG_OK) st = check_param(f, p, key);
+        for (int s = 0; s < m->state_count && st == OCLSEG_OK; s++) {
+            char key[160];
+            state_key(opt, s, p, key, sizeof key);
+            st = check_param(f, p, key);
+        }
     }
     oclseg_st_free(f);
     if (st == OCLSEG_OK) st = oclseg_weights_load(m, path, OCLSEG_WEIGHTS_FULL, NULL) == OCLSEG_OK
@@ -423,12 +430,10 @@ int oclseg_checkpoint_load(oclseg_trainer *t, const char *path, oclseg_run_posit
     for (int i = 0; i < m->param_count && st == OCLSEG_OK; i++) {
         const oclseg_param *p = &m->params[i];
         if (p->is_buffer) continue;
-        cl_mem states[2] = {m->state1_buf, m->state2_buf};
-        const char *names[2] = {"optimizer.exp_avg.", "optimizer.exp_avg_sq."};
-        for (int s = 0; s < 2 && st == OCLSEG_OK; s++) {
+        for (int s = 0; s < m->state_count && st == OCLSEG_OK; s++) {
             char key[160];
-            snprintf(key, sizeof key, "%s%s", names[s], p->name);
-            oclseg_tensor tv = oclseg_tensor_view(states[s], p->off, p->n, p->c, p->h, p->w);
+            state_key(opt, s, p, key, sizeof key);
+            oclseg_tensor tv = oclseg_tensor_view(m->state_bufs[s], p->off, p->n, p->c, p->h, p->w);
             st = oclseg_st_read_f32(f, key, buf, oclseg_param_numel(p));
             if (st == OCLSEG_OK) st = oclseg_tensor_write(m->ctx, &tv, buf);
         }

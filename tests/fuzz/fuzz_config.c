@@ -51,8 +51,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             REQUIRE(rec != NULL);
             REQUIRE(o.size >= 32 && o.size % 32 == 0 && o.batch >= 1 && o.epochs >= 1);
             REQUIRE(o.eval_every >= 1 && o.max_steps >= 0 && o.threads >= 0 && o.patience >= 0);
-            REQUIRE(o.lr >= 0 && o.lr <= 10 && o.dropout >= 0 && o.dropout < 1);
-            REQUIRE((int)o.optimizer >= 0 && (int)o.optimizer <= 2 && (int)o.loss >= 0 &&
+            /* lr absent from the text: still the optimizer's default (resolved by oclseg_fit) */
+            REQUIRE(((o.lr >= 0 && o.lr <= 10) || o.lr == OCLSEG_FIT_OPTIMIZER_DEFAULT) &&
+                    o.dropout >= 0 && o.dropout < 1);
+            REQUIRE((int)o.optimizer >= 0 && (int)o.optimizer < OCLSEG_OPT_COUNT && (int)o.loss >= 0 &&
                     (int)o.loss <= 2 && (int)o.schedule >= 0 && (int)o.schedule <= 2);
             REQUIRE(o.val_fraction >= 0 && o.val_fraction <= 0.9 && o.aug.hue <= 0.5f);
             REQUIRE(o.resume == NULL && o.out_dir == NULL);
