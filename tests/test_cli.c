@@ -58,7 +58,7 @@ static int read_val_ja(const char *dir, double *ja, int max) {
     ck_assert_ptr_nonnull(f);
     ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
     ck_assert_str_eq(line, "epoch,train_loss,val_loss,val_AC,val_DI,val_JA,val_SE,val_SP,"
-                           "val_pooled_dice,val_pooled_iou,seconds\n");
+                           "val_pooled_dice,val_pooled_iou,seconds,data_wait_s\n");
     int n = 0;
     while (n < max && fgets(line, sizeof line, f)) {
         int epoch;

@@ -57,7 +57,7 @@ static int open_logs(fit_run *r, const oclseg_run_position *pos) {
     if (o->resume) return fit_csv_truncate(r->metrics_path, pos->epoch + 1);
     return fit_write_text_file(r->dir, "metrics.csv",
                                "epoch,train_loss,val_loss,val_AC,val_DI,val_JA,val_SE,val_SP,"
-                               "val_pooled_dice,val_pooled_iou,seconds\n");
+                               "val_pooled_dice,val_pooled_iou,seconds,data_wait_s\n");
 }
 
 /* Rank 0 alone writes; every rank loads the same state: rank 0 reads the checkpoint and sends
