@@ -140,6 +140,18 @@ static int apply_recipe_best(oclseg_fit_options *o) {
     return parse_args(argc, argv, o, &done);
 }
 
+int cli_recipe_augment(const char *recipe, struct oclseg_augment_config *aug) {
+    oclseg_fit_options o;
+    oclseg_fit_options_default(&o);
+    if (strcmp(recipe, "best") == 0) {
+        if (apply_recipe_best(&o) != 0) return -1;
+    } else if (strcmp(recipe, "seed") != 0) {
+        return -1;
+    }
+    *aug = o.aug;
+    return 0;
+}
+
 /* --config FILE of the command line (parse_args stores it). */
 static const char *config_file;
 
