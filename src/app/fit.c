@@ -388,13 +388,14 @@ static int append_metrics(const fit_run *r, int epoch, double train_loss,
     FILE *mf = fopen(r->metrics_path, "a");
     int ok = mf != NULL;
     if (ok && met)
-        ok = fprintf(mf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f,%.3f\n", epoch + 1,
+        ok = fprintf(mf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f", epoch + 1,
                      train_loss, val_loss, met->mean.accuracy, met->mean.dice, met->mean.jaccard,
                      met->mean.sensitivity, met->mean.specificity, met->pooled_dice,
-                     met->pooled_iou, seconds, r->epoch_wait_s) > 0;
+                     met->pooled_iou, seconds) > 0;
     else if (ok)
-        ok = fprintf(mf, "%d,%.6f,,,,,,,,,%.2f,%.3f\n", epoch + 1, train_loss, seconds,
-                     r->epoch_wait_s) > 0;
+        ok = fprintf(mf, "%d,%.6f,,,,,,,,,%.2f", epoch + 1, train_loss, seconds) > 0;
+    if (ok && !r->metrics_no_wait) ok = fprintf(mf, ",%.3f", r->epoch_wait_s) > 0;
+    if (ok) ok = fputc('\n', mf) != EOF;
     if (mf && fclose(mf) != 0) ok = 0;
     if (!ok) {
         OCLSEG_ERROR("cannot append to %s: %s", r->metrics_path, strerror(errno));

@@ -345,6 +345,11 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "oclseg bench: --recipe must be seed or best, not '%s'\n", o.recipe);
         bad = 1;
     }
+    if (!o.loader && (o.loader_threads >= 0 || strcmp(o.recipe, "seed") != 0)) {
+        fprintf(stderr, "oclseg bench: --loader-threads and --recipe measure the loader: add "
+                        "--loader\n");
+        bad = 1;
+    }
     if (bad) return 2;
     if (o.batch <= 0 || o.steps <= 0 || o.size <= 0 || o.size % 32) {
         fprintf(stderr, "oclseg bench: --batch and --steps must be positive, --size a multiple of 32\n");
