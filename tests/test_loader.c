@@ -12,7 +12,7 @@
 #include "oclseg/data.h"
 #include "oclseg/loader.h"
 
-enum { N = 10, S = 32, B = 4, STEPS = 7 };
+enum { N = 10, S = 48, B = 4, STEPS = 24 };
 
 /* A data set of N random S x S images (bytes from a fixed seed) and 0/1 masks. */
 static oclseg_dataset *random_dataset(void) {
