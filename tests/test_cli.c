@@ -58,7 +58,7 @@ static int read_val_ja(const char *dir, double *ja, int max) {
     ck_assert_ptr_nonnull(f);
     ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
     ck_assert_str_eq(line, "epoch,train_loss,val_loss,val_AC,val_DI,val_JA,val_SE,val_SP,"
-                           "val_pooled_dice,val_pooled_iou,seconds\n");
+                           "val_pooled_dice,val_pooled_iou,seconds,data_wait_s\n");
     int n = 0;
     while (n < max && fgets(line, sizeof line, f)) {
         int epoch;
@@ -392,8 +392,9 @@ static int count_lines(const char *path) {
     return n;
 }
 
-/* Ctrl-C during training: the current step finishes, the checkpoint is written, the exit status
- * is 130, and --resume continues from there. */
+/* Ctrl-C during training (3 loader threads with 4 batches queued ahead): the current step
+ * finishes, the batches in flight are dropped, the checkpoint is written, the exit status is 130,
+ * and --resume continues from there. */
 START_TEST(ctrl_c_writes_checkpoint_and_resumes) {
     setup_once();
     char out[128], steps[160], ckpt[160];
@@ -407,7 +408,8 @@ START_TEST(ctrl_c_writes_checkpoint_and_resumes) {
     if (pid == 0) {
         freopen("/dev/null", "w", stdout);
         execl(bin, bin, "train", "--data", data, "--out", out, "--epochs", "1000", "--batch", "2",
-              "--size", "32", "--eval-every", "1000", (char *)NULL);
+              "--size", "32", "--eval-every", "1000", "--loader-threads", "3", "--prefetch", "4",
+              (char *)NULL);
         _exit(127);
     }
     /* wait until training really runs (losses are drained every epoch of 3 steps here) */

@@ -240,6 +240,38 @@ START_TEST(config_reruns_the_recorded_run) {
 }
 END_TEST
 
+/* The loader's threads change nothing: --recipe best (augmentation on) with 1, 2 and 4 loader
+ * threads and deeper prefetch gives byte-identical steps.csv and weights; a run stopped by
+ * --max-steps with batches in flight (4 threads, prefetch 3) and resumed without loader threads
+ * (a changeable option) is the uninterrupted run. Its metrics.csv made as by an oclseg before the
+ * data_wait_s column, the resumed epochs keep that file's 11 columns (a 12th field under an
+ * 11-column header would shift every column for CSV readers). */
+START_TEST(loader_threads_give_the_same_run) {
+    setup_once();
+    const char *best = "--recipe best --epochs 2";
+    ck_assert_int_eq(train("%s %s --out lt1 --loader-threads 1", base, best), 0);
+    ck_assert_int_eq(train("%s %s --out lt2 --loader-threads 2", base, best), 0);
+    ck_assert_int_eq(train("%s %s --out lt4 --loader-threads 4 --prefetch 5", base, best), 0);
+    ck_assert_int_eq(train("%s %s --out ltstop --loader-threads 4 --prefetch 3 --max-steps 2",
+                           base, best), 0);
+    ck_assert_int_eq(harness_sh("cd %s && sed -i 's/,data_wait_s$//' ltstop/metrics.csv", root), 0);
+    ck_assert_int_eq(train("--resume ltstop/checkpoint.safetensors --loader-threads 0"), 0);
+    ck_assert_int_eq(harness_sh("cd %s && test $(wc -l < ltstop/metrics.csv) = 3 && "
+                                "awk -F, 'NF != 11 { exit 1 }' ltstop/metrics.csv", root), 0);
+    ck_assert_int_eq(harness_sh("cd %s && head -1 lt1/metrics.csv | grep -q ',seconds,data_wait_s$' "
+                                "&& awk -F, 'NF != 12 { exit 1 }' lt1/metrics.csv", root), 0);
+    static const char *const runs[] = {"lt2", "lt4", "ltstop"};
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(harness_sh("cd %s && cmp -s lt1/steps.csv %s/steps.csv", root, runs[i]) == 0,
+                      "steps.csv of lt1 and %s differ", runs[i]);
+        ck_assert_msg(harness_sh("cd %s && cmp -s lt1/weights.safetensors %s/weights.safetensors",
+                                 root, runs[i]) == 0, "weights of lt1 and %s differ", runs[i]);
+    }
+    ck_assert_int_eq(harness_sh("grep -q '\"loader_threads\": 4' %s/lt4/config.json", root), 0);
+    harness_sh("cd %s && rm -rf lt1 lt2 lt4 ltstop", root); /* ~150 MB each */
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("runs");
     TCase *tc = tcase_create("runs");
@@ -249,6 +281,7 @@ int main(void) {
     tcase_add_test(tc, resume_that_is_another_run_is_an_error);
     tcase_add_test(tc, checkpoint_past_its_data_is_an_error);
     tcase_add_test(tc, config_reruns_the_recorded_run);
+    tcase_add_test(tc, loader_threads_give_the_same_run);
     suite_add_tcase(s, tc);
     int rc = harness_run(s);
     if (root[0] && rc == 0) harness_sh("rm -rf %s", root);

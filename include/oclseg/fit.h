@@ -20,6 +20,9 @@ typedef struct oclseg_fit_options {
     const char *pretrained, *init, *resume;
     uint64_t seed;
     int shuffle, augment, quiet, skip_bad, threads; /* augment 0: --no-augment (none at all) */
+    int loader_threads;         /* --loader-threads: batch assembly threads (-1: automatic,
+                                   oclseg_loader_default_threads; 0: in the training thread) */
+    int prefetch;               /* --prefetch: batches assembled ahead of the step (2) */
     oclseg_augment_config aug;  /* with augment: flips (default) and the --aug-* options */
     int check_numerics;         /* --check-numerics (also env OCLSEG_CHECK_NUMERICS=1) */
     int sync_bn;                /* --sync-bn: BatchNorm statistics over the global batch (MPI) */

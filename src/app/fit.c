@@ -16,6 +16,7 @@
 #include "oclseg/data.h"
 #include "oclseg/dist.h"
 #include "oclseg/infer.h"
+#include "oclseg/loader.h"
 #include "oclseg/safetensors.h"
 #include "oclseg/metrics.h"
 #include "oclseg/stop.h"
@@ -34,6 +35,8 @@ void oclseg_fit_options_default(oclseg_fit_options *o) {
     o->seed = 1;
     o->shuffle = 1;
     o->augment = 1;
+    o->loader_threads = -1;
+    o->prefetch = 2;
     o->aug.flips = 1;
     o->val_fraction = 0.1;
     o->warmup = 0.05f;
@@ -114,15 +117,16 @@ static int create_session(fit_run *r) {
     r->model->meta.tta_flips = o->predict.tta_flips;
     r->model->meta.largest_component = o->predict.largest_component;
     r->model->meta.fill_holes = o->predict.fill_holes;
-    size_t s2 = (size_t)o->size * o->size;
-    r->images = malloc((size_t)o->batch * 3 * s2 * sizeof(float));
-    r->masks = malloc((size_t)o->batch * s2 * sizeof(float));
+    oclseg_loader_options lo = {.threads = o->loader_threads, .prefetch = o->prefetch,
+                                .max_batch = o->batch};
+    if (lo.threads < 0) lo.threads = oclseg_loader_default_threads();
+    TRY(oclseg_loader_create(r->data.train, &lo, &r->loader));
     r->perm = malloc((size_t)r->data.train->count * sizeof(int));
     r->batch_idx = malloc((size_t)o->batch * sizeof(int));
     r->aug = malloc((size_t)o->batch * sizeof *r->aug);
     r->rank_counts = malloc(2 * (size_t)oclseg_dist_size() * sizeof(int));
     r->rank_speed = malloc((size_t)oclseg_dist_size() * sizeof(double));
-    if (!r->images || !r->masks || !r->perm || !r->batch_idx || !r->aug || !r->rank_counts ||
+    if (!r->perm || !r->batch_idx || !r->aug || !r->rank_counts ||
         !r->rank_speed)
         return OCLSEG_ERR_OUT_OF_MEMORY;
     r->rank_starts = r->rank_counts + oclseg_dist_size();
@@ -132,8 +136,7 @@ static int create_session(fit_run *r) {
 static void teardown(fit_run *r) {
     if (r->steps_csv) fclose(r->steps_csv);
     free(r->config_json);
-    free(r->images);
-    free(r->masks);
+    oclseg_loader_free(r->loader); /* its threads joined, batches in flight dropped */
     free(r->perm);
     free(r->batch_idx);
     free(r->aug);
@@ -243,27 +246,68 @@ int fit_check_position(const fit_run *r, const oclseg_run_position *pos) {
     return OCLSEG_OK;
 }
 
-/* Step s of an epoch: the global batch perm[s*B ...], this rank's slice of it (all of it with
- * one rank), flips from (seed, epoch, sample). */
-static int train_step(fit_run *r, int epoch, int s) {
+/* Splits step s's global batch of *n images over the ranks (r->rank_counts, r->rank_starts);
+ * 1 when the step is skipped (step_skipped). */
+static int split_step(fit_run *r, int s, int *n) {
     const oclseg_fit_options *o = r->o;
-    const oclseg_dataset *train = r->data.train;
-    int b0 = s * o->batch, n = train->count - b0 < o->batch ? train->count - b0 : o->batch;
-    const int size = oclseg_dist_size(), rank = oclseg_dist_rank();
-    if (r->balanced) fit_dist_split_weighted(n, size, r->rank_speed, r->rank_counts, r->rank_starts);
-    else fit_dist_split(n, size, r->rank_counts, r->rank_starts);
-    int first = r->rank_starts[rank], mine = r->rank_counts[rank];
-    if (step_skipped(o, n, r->rank_counts, size)) return OCLSEG_OK;
+    const int b0 = s * o->batch, count = r->data.train->count, size = oclseg_dist_size();
+    *n = count - b0 < o->batch ? count - b0 : o->batch;
+    if (r->balanced) fit_dist_split_weighted(*n, size, r->rank_speed, r->rank_counts, r->rank_starts);
+    else fit_dist_split(*n, size, r->rank_counts, r->rank_starts);
+    return step_skipped(o, *n, r->rank_counts, size);
+}
+
+/* Queues the batch of step s on the loader: this rank's slice of the global batch perm[s*B ...]
+ * (all of it with one rank), flips and augmentation from (seed, epoch, sample); an empty batch
+ * for a skipped step. */
+static int submit_step(fit_run *r, int epoch, int s) {
+    const oclseg_fit_options *o = r->o;
+    int n;
+    if (split_step(r, s, &n)) return oclseg_loader_submit(r->loader, NULL, 0, NULL);
+    const int first = r->rank_starts[oclseg_dist_rank()], mine = r->rank_counts[oclseg_dist_rank()];
     for (int i = 0; i < mine; i++) {
-        r->batch_idx[i] = r->perm[b0 + first + i];
+        r->batch_idx[i] = r->perm[s * o->batch + first + i];
         r->aug[i] = o->augment ? oclseg_augment_draw_config(&o->aug, o->seed, epoch,
                                                             r->batch_idx[i])
                                : (oclseg_augment){0};
     }
-    if (mine > 0) TRY(oclseg_dataset_batch(train, r->batch_idx, mine, r->aug, r->images, r->masks));
-    if (size == 1) return oclseg_trainer_step(r->trainer, r->images, r->masks, n);
+    return oclseg_loader_submit(r->loader, r->batch_idx, mine, r->aug);
+}
+
+/* Queues the batches of the steps from r->next_submit on, up to step `last` of the epoch, as
+ * far as the loader takes them (--prefetch). While --balance still measures the ranks' speed
+ * the split of a step depends on the steps before it: nothing beyond step `now` is queued. */
+static int feed_loader(fit_run *r, int epoch, int now, int last) {
+    if (r->o->balance && !r->balanced && last > now) last = now;
+    while (r->next_submit <= last && oclseg_loader_room(r->loader) > 0)
+        TRY(submit_step(r, epoch, r->next_submit++));
+    return OCLSEG_OK;
+}
+
+/* Step s of an epoch: its batch from the loader (the next ones queued before the step runs),
+ * this rank's slice of it. */
+static int train_step(fit_run *r, int epoch, int s) {
+    const oclseg_fit_options *o = r->o;
+    const int last = steps_per_epoch(r) - 1;
+    TRY(feed_loader(r, epoch, s, last));
+    const float *images, *masks;
+    int count;
+    double waited;
+    const int taken = oclseg_loader_take(r->loader, &images, &masks, &count, &waited);
+    r->epoch_wait_s += waited;
+    TRY(taken);
+    TRY(feed_loader(r, epoch, s, last));
+    int n;
+    if (split_step(r, s, &n)) return OCLSEG_OK;
+    const int size = oclseg_dist_size(), rank = oclseg_dist_rank();
+    const int mine = r->rank_counts[rank];
+    if (count != mine) {
+        OCLSEG_ERROR("step %d: the loader's batch holds %d images, the step %d", s, count, mine);
+        return OCLSEG_ERR_INTERNAL;
+    }
+    if (size == 1) return oclseg_trainer_step(r->trainer, images, masks, n);
     int64_t step = r->trainer->step;
-    TRY(oclseg_trainer_step_shard(r->trainer, r->images, r->masks, mine, r->rank_counts));
+    TRY(oclseg_trainer_step_shard(r->trainer, images, masks, mine, r->rank_counts));
     if (o->balance && !r->balanced) {
         TRY(fit_dist_measure_speed(r->ctx, r->steps_here++, mine,
                                    r->trainer->last_compute_seconds, &r->speed_images,
@@ -340,12 +384,14 @@ static int append_metrics(const fit_run *r, int epoch, double train_loss,
     FILE *mf = fopen(r->metrics_path, "a");
     int ok = mf != NULL;
     if (ok && met)
-        ok = fprintf(mf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f\n", epoch + 1,
+        ok = fprintf(mf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f", epoch + 1,
                      train_loss, val_loss, met->mean.accuracy, met->mean.dice, met->mean.jaccard,
                      met->mean.sensitivity, met->mean.specificity, met->pooled_dice,
                      met->pooled_iou, seconds) > 0;
     else if (ok)
-        ok = fprintf(mf, "%d,%.6f,,,,,,,,,%.2f\n", epoch + 1, train_loss, seconds) > 0;
+        ok = fprintf(mf, "%d,%.6f,,,,,,,,,%.2f", epoch + 1, train_loss, seconds) > 0;
+    if (ok && !r->metrics_no_wait) ok = fprintf(mf, ",%.3f", r->epoch_wait_s) > 0;
+    if (ok) ok = fputc('\n', mf) != EOF;
     if (mf && fclose(mf) != 0) ok = 0;
     if (!ok) {
         OCLSEG_ERROR("cannot append to %s: %s", r->metrics_path, strerror(errno));
@@ -380,7 +426,7 @@ static int end_epoch(fit_run *r, oclseg_run_position *pos, int epoch, double t_s
         if (evaluated)
             printf("  val loss %.4f  AC %.4f  DI %.4f  JA %.4f  SE %.4f  SP %.4f", val_loss,
                    met.mean.accuracy, met.mean.dice, met.mean.jaccard, met.mean.sensitivity, met.mean.specificity);
-        printf("  (%.1f s)\n", seconds);
+        printf("  (%.1f s, data wait %.2f s)\n", seconds, r->epoch_wait_s);
         fflush(stdout);
     }
     if (writer) TRY(append_metrics(r, epoch, train_loss, evaluated ? &met : NULL, val_loss,
@@ -430,6 +476,8 @@ static int train_loop(fit_run *r, oclseg_run_position *pos, int *halted) {
         double t_start = oclseg_now_s();
         r->epoch_loss_sum = first_step ? pos->epoch_loss_sum : 0;
         r->epoch_loss_count = first_step ? pos->epoch_loss_count : 0;
+        r->epoch_wait_s = 0;
+        r->next_submit = first_step;
         if (o->shuffle) {
             TRY(oclseg_shuffle(r->perm, train->count, o->seed, epoch));
         } else {

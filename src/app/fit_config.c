@@ -71,6 +71,8 @@ static const option_key option_keys[] = {
     {NULL, "skip_bad", "--skip-bad", K_BOOL, OFF(skip_bad), 0, 0, NULL, 0},
     {NULL, "allow_overlap", "--allow-overlap", K_BOOL, OFF(allow_overlap), 0, 0, NULL, 0},
     {NULL, "threads", "--threads", K_INT, OFF(threads), 0, BIG, NULL, 1},
+    {NULL, "loader_threads", "--loader-threads", K_INT, OFF(loader_threads), -1, 256, NULL, 1},
+    {NULL, "prefetch", "--prefetch", K_INT, OFF(prefetch), 1, 64, NULL, 1},
     {NULL, "check_numerics", "--check-numerics", K_BOOL, OFF(check_numerics), 0, 0, NULL, 1},
     {NULL, "sync_bn", "--sync-bn", K_BOOL, OFF(sync_bn), 0, 0, NULL, 0},
     {NULL, "balance", "--balance", K_BOOL, OFF(balance), 0, 0, NULL, 0},
@@ -111,7 +113,8 @@ static const struct { const char *key; json_type type; } info_keys[] = {
 };
 
 const char oclseg_fit_resume_changeable[] =
-    "--epochs, --max-steps, --eval-every, --device, --threads, --quiet, --check-numerics";
+    "--epochs, --max-steps, --eval-every, --device, --threads, --loader-threads, --prefetch, "
+    "--quiet, --check-numerics";
 
 struct oclseg_fit_record {
     json_t *root;                    /* holds the strings the options point to */

@@ -42,6 +42,11 @@ typedef struct fit_run {
     double speed_images, speed_seconds;
     int local_batch;
     oclseg_augment *aug;
+    struct oclseg_loader *loader;   /* assembles the batches of the next steps */
+    int next_submit;                /* the epoch's next step whose batch is to be queued */
+    double epoch_wait_s;            /* this epoch's wait for batches (in the loader's take) */
+    int metrics_no_wait;            /* metrics.csv of a run begun before its data_wait_s column:
+                                       rows keep that file's 11 columns */
     double epoch_loss_sum;
     int64_t epoch_loss_count;
 } fit_run;

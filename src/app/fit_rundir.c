@@ -54,10 +54,19 @@ static int open_logs(fit_run *r, const oclseg_run_position *pos) {
         OCLSEG_ERROR("cannot write %s: %s", path, strerror(errno));
         return OCLSEG_ERR_IO;
     }
-    if (o->resume) return fit_csv_truncate(r->metrics_path, pos->epoch + 1);
+    if (o->resume) {
+        TRY(fit_csv_truncate(r->metrics_path, pos->epoch + 1));
+        /* a run begun by an oclseg without the data_wait_s column goes on with its columns */
+        FILE *f = fopen(r->metrics_path, "r");
+        char head[512] = "";
+        if (f && fgets(head, sizeof head, f) && !strstr(head, ",data_wait_s"))
+            r->metrics_no_wait = 1;
+        if (f) fclose(f);
+        return OCLSEG_OK;
+    }
     return fit_write_text_file(r->dir, "metrics.csv",
                                "epoch,train_loss,val_loss,val_AC,val_DI,val_JA,val_SE,val_SP,"
-                               "val_pooled_dice,val_pooled_iou,seconds\n");
+                               "val_pooled_dice,val_pooled_iou,seconds,data_wait_s\n");
 }
 
 /* Rank 0 alone writes; every rank loads the same state: rank 0 reads the checkpoint and sends

@@ -10,6 +10,8 @@
 #include "cli/bench_report.h"
 #include "cli/cli.h"
 #include "oclseg/bench.h"
+#include "oclseg/bench_loader.h"
+#include "oclseg/loader.h"
 #include "oclseg/dist.h"
 
 typedef struct bench_options {
@@ -17,12 +19,15 @@ typedef struct bench_options {
     int batch, size, steps, frozen, all;
     const char *json_path;
     const char *report_dir; /* --report DIR */
+    int loader, loader_threads; /* --loader, --loader-threads N */
+    const char *recipe;         /* --recipe (with --loader) */
 } bench_options;
 
 static void usage(FILE *out) {
     fprintf(out,
             "usage: oclseg bench [--device D|all] [--batch 16] [--size 128] [--steps 20]\n"
-            "                    [--freeze-encoder] [--json FILE] [--report DIR [RESULT.json...]]\n\n"
+            "                    [--freeze-encoder] [--json FILE] [--report DIR [RESULT.json...]]\n"
+            "                    [--loader [--recipe seed|best] [--loader-threads N]]\n\n"
             "Times a full training step (forward + BCE loss + backward + NAdam) on random data\n"
             "after two warm-up steps: the median per-step time of steps enqueued back to back as\n"
             "training runs them (windows of 5 steps when --steps >= 10), the median of steps\n"
@@ -38,7 +43,11 @@ static void usage(FILE *out) {
 
             "Under mpirun/srun: each rank's step on its share of the global --batch with the\n"
             "gradient sum, per-rank and aggregate images/s, the time in the sum, the all-reduce\n"
-            "bandwidth and the scaling efficiency against one rank training the batch alone.\n");
+            "bandwidth and the scaling efficiency against one rank training the batch alone.\n"
+            "--loader: then batch assembly alone (the training loader: augmentation and\n"
+            "normalisation) in images/s with 0 (the step's thread), 1, 2, 4 ... N loader threads\n"
+            "(default min(CPUs, 4)), augmentation off and that of --recipe (default seed: the\n"
+            "flips), next to the step's images/s: which of the two bounds training.\n");
 }
 
 static void print_result(const oclseg_bench_result *r, const bench_options *o) {
@@ -127,12 +136,13 @@ static void print_table(const oclseg_bench_result *results, int n, int modes, in
 
 /* ~85 lines: option parsing, then the devices x modes loop with its JSON and report outputs. */
 int cmd_bench(int argc, char **argv) {
-    bench_options o = {NULL, 16, 128, 20, 0, 0, NULL, NULL};
+    bench_options o = {NULL, 16, 128, 20, 0, 0, NULL, NULL, 0, -1, "seed"};
     static const struct option opts[] = {
         {"device", required_argument, 0, 'd'}, {"batch", required_argument, 0, 'b'},
         {"size", required_argument, 0, 's'},   {"steps", required_argument, 0, 'n'},
         {"freeze-encoder", no_argument, 0, 'f'}, {"json", required_argument, 0, 'j'},
-        {"report", required_argument, 0, 'r'},
+        {"report", required_argument, 0, 'r'}, {"loader", no_argument, 0, 'L'},
+        {"loader-threads", required_argument, 0, 'T'}, {"recipe", required_argument, 0, 'R'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     int c, bad = 0;
     optind = 1;
@@ -145,9 +155,22 @@ int cmd_bench(int argc, char **argv) {
         case 'f': o.frozen = 1; break;
         case 'j': o.json_path = optarg; break;
         case 'r': o.report_dir = optarg; break;
+        case 'L': o.loader = 1; break;
+        case 'T': bad |= cli_parse_int("bench", "--loader-threads", optarg, 0, 256, &o.loader_threads); break;
+        case 'R': o.recipe = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
+    }
+    oclseg_bench_loader_options lo = {.size = o.size, .batch = o.batch, .recipe = o.recipe};
+    if (!bad && cli_recipe_augment(o.recipe, &lo.aug) != 0) {
+        fprintf(stderr, "oclseg bench: --recipe must be seed or best, not '%s'\n", o.recipe);
+        bad = 1;
+    }
+    if (!o.loader && (o.loader_threads >= 0 || strcmp(o.recipe, "seed") != 0)) {
+        fprintf(stderr, "oclseg bench: --loader-threads and --recipe measure the loader: add "
+                        "--loader\n");
+        bad = 1;
     }
     if (bad) return 2;
     if (o.batch <= 0 || o.steps <= 0 || o.size <= 0 || o.size % 32) {
@@ -194,6 +217,9 @@ int cmd_bench(int argc, char **argv) {
         else failures++;
     }
     json_decref(all);
+    lo.max_threads = o.loader_threads >= 0 ? o.loader_threads : oclseg_loader_default_threads();
+    lo.step_images_per_s = failures ? 0 : results[0].images_per_s;
+    if (o.loader && oclseg_bench_loader(&lo) != OCLSEG_OK) failures++;
     for (int i = 0; i < count * modes; i++) oclseg_bench_result_release(&results[i]);
     free(results);
     free(devs);

@@ -24,6 +24,7 @@ static void usage(FILE *out) {
 "                    [--init F] [--dropout 0.5] [--size 128] [--seed 1] [--no-shuffle]\n"
 "                    [--no-augment] [--max-steps N] [--resume CKPT] [--eval-every 1]\n"
 "                    [--skip-bad] [--mask-threshold T] [--threads N] [--check-numerics]\n"
+"                    [--loader-threads N] [--prefetch P]\n"
 "                    [--sync-bn] [--balance] [--quiet] [--allow-overlap]\n"
 "                    [--val-fraction 0.1] [--patience 0] [--tta flips]\n"
 "                    [--largest-component] [--fill-holes] [--loss bce|dice|bce+dice]\n"
@@ -46,7 +47,8 @@ static void usage(FILE *out) {
 "  --resume CKPT      continue a run from its checkpoint.safetensors (bit-identical losses):\n"
 "                     the checkpoint's recorded options are the run's (data, size, batch,\n"
 "                     recipe, seed, ...); only --epochs (constant schedule), --max-steps,\n"
-"                     --eval-every, --device, --threads, --quiet, --check-numerics may change;\n"
+"                     --eval-every, --device, --threads, --loader-threads, --prefetch, --quiet,\n"
+"                     --check-numerics may change;\n"
 "                     another option with another value is an error (--init/--pretrained too)\n"
 "  --config F         start a new run with the options recorded in a run's config.json\n"
 "                     (later options override them and are recorded)\n"
@@ -80,6 +82,10 @@ static void usage(FILE *out) {
 "  --aug-crop A       random resized crop of area share in [A, 1], aspect 3/4..4/3\n"
 "  --recipe R         seed (the defaults) or best: " RECIPE_BEST "\n"
 "                     (applied first: later options override it)\n"
+"  --loader-threads N threads that augment and normalise the next batches while the device\n"
+"                     runs a step (default: min(CPUs, 4); 0: in the training thread, no\n"
+"                     prefetch); the batches are the same bytes whatever N\n"
+"  --prefetch P       batches assembled ahead of the step (default 2)\n"
 "  --patience N       early stop after N epochs without a better validation Jaccard (0: off)\n"
 "  --tta flips        final report: probabilities averaged over the 4 flips\n"
 "  --largest-component, --fill-holes  final report: post-process the masks\n"
@@ -137,6 +143,18 @@ static int apply_recipe_best(oclseg_fit_options *o) {
     for (char *tok = strtok(text, " "); tok && argc < 63; tok = strtok(NULL, " ")) argv[argc++] = tok;
     int done = 0;
     return parse_args(argc, argv, o, &done);
+}
+
+int cli_recipe_augment(const char *recipe, struct oclseg_augment_config *aug) {
+    oclseg_fit_options o;
+    oclseg_fit_options_default(&o);
+    if (strcmp(recipe, "best") == 0) {
+        if (apply_recipe_best(&o) != 0) return -1;
+    } else if (strcmp(recipe, "seed") != 0) {
+        return -1;
+    }
+    *aug = o.aug;
+    return 0;
 }
 
 /* --config FILE of the command line (parse_args stores it). */
@@ -207,7 +225,7 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
     oclseg_fit_options o = *out;
     enum { O_DATA = 256, O_IMAGES, O_MASKS, O_SUFFIX, O_OUT, O_DEVICE, O_EPOCHS, O_BATCH, O_LR,
            O_OPT, O_FREEZE, O_PRETRAINED, O_INIT, O_DROPOUT, O_SIZE, O_SEED, O_NOSHUF, O_NOAUG,
-           O_MAXSTEPS, O_RESUME, O_EVAL, O_QUIET, O_SKIPBAD, O_THREADS, O_CHECKNUM, O_MASKTHR,
+           O_MAXSTEPS, O_RESUME, O_EVAL, O_QUIET, O_SKIPBAD, O_THREADS, O_LTHREADS, O_PREFETCH, O_CHECKNUM, O_MASKTHR,
            O_SYNCBN, O_BALANCE, O_VALFRAC, O_PATIENCE, O_TTA, O_LARGEST, O_FILL, O_LOSS, O_SCHED,
            O_WARMUP, O_WD, O_DECOUPLED, O_CLIP, O_AUGD, O_AUGA, O_AUGC, O_AUGCROP, O_RECIPE,
            O_OVERWRITE, O_CONFIG, O_OVERLAP };
@@ -228,6 +246,8 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
         {"balance", no_argument, 0, O_BALANCE}, {"allow-overlap", no_argument, 0, O_OVERLAP},
         {"mask-threshold", required_argument, 0, O_MASKTHR},
         {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, 'h'},
+        {"loader-threads", required_argument, 0, O_LTHREADS},
+        {"prefetch", required_argument, 0, O_PREFETCH},
         {"val-fraction", required_argument, 0, O_VALFRAC},
         {"patience", required_argument, 0, O_PATIENCE}, {"tta", required_argument, 0, O_TTA},
         {"largest-component", no_argument, 0, O_LARGEST},
@@ -291,6 +311,8 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
             o.mask_threshold = mask_threshold;
             break;
         case O_THREADS: bad |= parse_int("--threads", optarg, 0, &o.threads); break;
+        case O_LTHREADS: bad |= cli_parse_int("train", "--loader-threads", optarg, 0, 256, &o.loader_threads); break;
+        case O_PREFETCH: bad |= cli_parse_int("train", "--prefetch", optarg, 1, 64, &o.prefetch); break;
         case O_VALFRAC: {
             float f = 0.0f;
             bad |= parse_float("--val-fraction", optarg, 0, 0.9, &f);

@@ -2,6 +2,7 @@
  * rotations/transposes, random affine (rotation, scale, translation), random resized crop
  * (one inverse mapping, images bilinear and masks nearest), and colour jitter. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "oclseg/data.h"
@@ -63,78 +64,104 @@ oclseg_augment oclseg_augment_draw_config(const oclseg_augment_config *c, uint64
     return a;
 }
 
-/* Rotates an RGB colour (0..255 floats) around the gray axis by `turn` of a full turn (a hue
- * shift; the luma-preserving YIQ rotation). */
-static void hue_rotate(float *rgb, double turn) {
+/* Rotates an RGB colour (0..255 floats) around the gray axis by the angle whose cosine and
+ * sine are c and s (a hue shift; the luma-preserving YIQ rotation). */
+static inline void hue_rotate(float *rgb, double c, double s) {
     const double y = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2];
     const double i = 0.596 * rgb[0] - 0.274 * rgb[1] - 0.322 * rgb[2];
     const double q = 0.211 * rgb[0] - 0.523 * rgb[1] + 0.312 * rgb[2];
-    const double c = cos(2 * PI * turn), s = sin(2 * PI * turn);
     const double i2 = i * c - q * s, q2 = i * s + q * c;
     rgb[0] = (float)(y + 0.956 * i2 + 0.621 * q2);
     rgb[1] = (float)(y - 0.272 * i2 - 0.647 * q2);
     rgb[2] = (float)(y - 1.106 * i2 + 1.703 * q2);
 }
 
+/* floor(v + 0.5) clamped to 0..255 without a libm call: clamping first, then truncating, gives
+ * the same byte (below 0 and from 255 up both ends agree; in between truncation is floor). */
+static inline uint8_t round_clamp_f(float v) {
+    float t = v + 0.5f;
+    t = t < 0.0f ? 0.0f : t;
+    t = t > 255.0f ? 255.0f : t;
+    return (uint8_t)(int)t;
+}
+
 /* Colour jitter in place on S*S RGB pixels: brightness (scale), contrast (around the image's
- * mean luma), saturation (around each pixel's luma), hue rotation; rounded and clamped. */
+ * mean luma), saturation (around each pixel's luma), hue rotation; rounded and clamped. The
+ * hue's cosine and sine are taken once per image (the same values the per-pixel form took). */
 static void colour_jitter(uint8_t *rgb, size_t pixels, const oclseg_augment *a) {
     if (!a->colour) return;
     double mean = 0.0;
     for (size_t i = 0; i < pixels; i++)
         mean += 0.299 * rgb[3 * i] + 0.587 * rgb[3 * i + 1] + 0.114 * rgb[3 * i + 2];
     mean = mean / (double)pixels * a->brightness;
+    const double turn = a->hue, hc = cos(2 * PI * turn), hs = sin(2 * PI * turn);
+    const int hue = a->hue != 0.0f;
+    const float brightness = a->brightness, saturation = a->saturation;
+    const double contrast = a->contrast;
     for (size_t i = 0; i < pixels; i++) {
         float v[3];
-        for (int c = 0; c < 3; c++) v[c] = rgb[3 * i + c] * a->brightness;
-        for (int c = 0; c < 3; c++) v[c] = (float)(mean + (v[c] - mean) * a->contrast);
+        for (int c = 0; c < 3; c++) v[c] = rgb[3 * i + c] * brightness;
+        for (int c = 0; c < 3; c++) v[c] = (float)(mean + (v[c] - mean) * contrast);
         const float luma = 0.299f * v[0] + 0.587f * v[1] + 0.114f * v[2];
-        for (int c = 0; c < 3; c++) v[c] = luma + (v[c] - luma) * a->saturation;
-        if (a->hue != 0.0f) hue_rotate(v, a->hue);
-        for (int c = 0; c < 3; c++) {
-            const float r = floorf(v[c] + 0.5f);
-            rgb[3 * i + c] = (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
-        }
+        for (int c = 0; c < 3; c++) v[c] = luma + (v[c] - luma) * saturation;
+        if (hue) hue_rotate(v, hc, hs);
+        for (int c = 0; c < 3; c++) rgb[3 * i + c] = round_clamp_f(v[c]);
     }
 }
 
+/* The largest S the row tables of oclseg_augment_apply hold on the stack. */
+enum { ROW_MAX = OCLSEG_MAX_IMAGE_SIZE };
+
+/* Long (~60 lines): the row tables, then one branch-free loop over the row's pixels. Every value
+ * is computed by the same double expressions as the per-pixel form it replaced (the same bytes;
+ * the build has no FP contraction), with the flips and transpose resolved per row. */
 void oclseg_augment_apply(const uint8_t *rgb, const uint8_t *mask, int size,
                           const oclseg_augment *a, uint8_t *out_rgb, uint8_t *out_mask) {
     const int S = size;
+    static _Thread_local double centre[ROW_MAX], us[ROW_MAX], vs[ROW_MAX];
+    /* output pixel centres in [-1, 1] */
+    for (int x = 0; x < S; x++) centre[x] = (x + 0.5) * 2.0 / S - 1.0;
+    const double m0 = a->m[0], m1 = a->m[1], m2 = a->m[2], m3 = a->m[3], m4 = a->m[4],
+                 m5 = a->m[5];
+    const double hi = S - 1;
     for (int y = 0; y < S; y++) {
+        /* the dihedral part (flips, transpose) of this row: u and v of each pixel */
         for (int x = 0; x < S; x++) {
-            /* output pixel centre in [-1, 1], then the dihedral part (flips, transpose) */
-            double u = (x + 0.5) * 2.0 / S - 1.0, v = (y + 0.5) * 2.0 / S - 1.0;
-            if (a->flip_h) u = -u;
-            if (a->flip_v) v = -v;
-            if (a->transpose) {
-                const double t = u;
-                u = v;
-                v = t;
+            const double u = a->flip_h ? -centre[x] : centre[x];
+            const double v = a->flip_v ? -centre[y] : centre[y];
+            us[x] = a->transpose ? v : u;
+            vs[x] = a->transpose ? u : v;
+        }
+        if (a->warp)
+            for (int x = 0; x < S; x++) {
+                const double u = us[x], v = vs[x];
+                us[x] = m0 * u + m1 * v + m2;
+                vs[x] = m3 * u + m4 * v + m5;
             }
-            double su = u, sv = v;
-            if (a->warp) {
-                su = a->m[0] * u + a->m[1] * v + a->m[2];
-                sv = a->m[3] * u + a->m[4] * v + a->m[5];
-            }
+        uint8_t *orow = out_rgb + (size_t)y * S * 3;
+        uint8_t *mrow = out_mask ? out_mask + (size_t)y * S : NULL;
+        for (int x = 0; x < S; x++) {
             /* source pixel coordinates, clamped to the image (edge replication) */
-            double fx = (su + 1.0) * S / 2.0 - 0.5, fy = (sv + 1.0) * S / 2.0 - 0.5;
-            fx = fx < 0 ? 0 : fx > S - 1 ? S - 1 : fx;
-            fy = fy < 0 ? 0 : fy > S - 1 ? S - 1 : fy;
+            double fx = (us[x] + 1.0) * S / 2.0 - 0.5, fy = (vs[x] + 1.0) * S / 2.0 - 0.5;
+            fx = fx < 0 ? 0 : fx;
+            fx = fx > hi ? hi : fx;
+            fy = fy < 0 ? 0 : fy;
+            fy = fy > hi ? hi : fy;
             const int x0 = (int)fx, y0 = (int)fy;
-            const int x1 = x0 + 1 < S ? x0 + 1 : x0, y1 = y0 + 1 < S ? y0 + 1 : y0;
+            const int dx = x0 + 1 < S, dy = y0 + 1 < S; /* 0 at the last column/row */
             const double wx = fx - x0, wy = fy - y0;
-            const size_t o = (size_t)y * S + x;
+            const uint8_t *p00 = rgb + ((size_t)y0 * S + x0) * 3;
+            const uint8_t *p01 = p00 + 3 * dx, *p10 = p00 + (size_t)3 * S * dy;
+            const uint8_t *p11 = p10 + 3 * dx;
             for (int c = 0; c < 3; c++) {
-                const double top = rgb[((size_t)y0 * S + x0) * 3 + c] * (1 - wx) +
-                                   rgb[((size_t)y0 * S + x1) * 3 + c] * wx;
-                const double bot = rgb[((size_t)y1 * S + x0) * 3 + c] * (1 - wx) +
-                                   rgb[((size_t)y1 * S + x1) * 3 + c] * wx;
-                out_rgb[o * 3 + c] = (uint8_t)floor(top * (1 - wy) + bot * wy + 0.5);
+                const double top = p00[c] * (1 - wx) + p01[c] * wx;
+                const double bot = p10[c] * (1 - wx) + p11[c] * wx;
+                /* >= 0, so truncation is the floor */
+                orow[3 * x + c] = (uint8_t)(int)(top * (1 - wy) + bot * wy + 0.5);
             }
-            if (mask && out_mask) {
-                const int nx = (int)floor(fx + 0.5), ny = (int)floor(fy + 0.5);
-                out_mask[o] = mask[(size_t)ny * S + nx];
+            if (mask && mrow) {
+                const int nx = (int)(fx + 0.5), ny = (int)(fy + 0.5);
+                mrow[x] = mask[(size_t)ny * S + nx];
             }
         }
     }

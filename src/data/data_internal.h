@@ -55,4 +55,16 @@ int image_decode_png(const uint8_t *data, size_t size, const char *name, struct 
 int image_decode_jpeg(const uint8_t *data, size_t size, const char *name,
                       struct oclseg_image *out);
 
+/* ---- batch assembly (dataset.c; used by the loader) ---- */
+struct oclseg_dataset;
+struct oclseg_augment;
+/* lut[c][v] = (v / 255 - mean[c]) / std[c] (the ImageNet normalisation of a byte). */
+void data_normalize_lut(float lut[3][256]);
+/* One sample of a batch, as oclseg_dataset_batch assembles it: sample `index` of ds (checked),
+ * augmented by a (may be NULL), normalised with lut into out_img (3, S, S) and out_msk (S, S,
+ * may be NULL). scratch: S*S*4 bytes (used when a does more than flips). */
+int data_sample_assemble(const struct oclseg_dataset *ds, int index,
+                         const struct oclseg_augment *a, const float lut[3][256],
+                         uint8_t *scratch, float *out_img, float *out_msk);
+
 #endif

@@ -234,7 +234,7 @@ int oclseg_shuffle(int *perm, int n, uint64_t seed, int epoch) {
 /* ---- batches ----------------------------------------------------------------------------------- */
 
 /* lut[c][v] = (v / 255 - mean[c]) / std[c], computed once per call (768 floats). */
-static void normalize_lut(float lut[3][256]) {
+void data_normalize_lut(float lut[3][256]) {
     for (int c = 0; c < 3; c++)
         for (int v = 0; v < 256; v++)
             lut[c][v] = ((float)v / 255.0f - oclseg_imagenet_mean[c]) / oclseg_imagenet_std[c];
@@ -242,7 +242,7 @@ static void normalize_lut(float lut[3][256]) {
 
 void oclseg_image_normalize(const uint8_t *rgb_hwc, int width, int height, float *chw) {
     float lut[3][256];
-    normalize_lut(lut);
+    data_normalize_lut(lut);
     const size_t plane = (size_t)width * height;
     for (size_t i = 0; i < plane; i++)
         for (int c = 0; c < 3; c++) chw[c * plane + i] = lut[c][rgb_hwc[3 * i + c]];
@@ -251,6 +251,50 @@ void oclseg_image_normalize(const uint8_t *rgb_hwc, int width, int height, float
 /* Anything oclseg_augment_apply must do (the flips alone stay on the exact integer path). */
 static int more_than_flips(const oclseg_augment *a) {
     return a->transpose || a->warp || a->colour;
+}
+
+int data_sample_assemble(const oclseg_dataset *ds, int index, const oclseg_augment *a,
+                         const float lut[3][256], uint8_t *scratch, float *out_img,
+                         float *out_msk) {
+    if (index < 0 || index >= ds->count) {
+        OCLSEG_ERROR("batch assembly: sample index %d outside 0..%d", index, ds->count - 1);
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    const int S = ds->size;
+    const size_t plane = (size_t)S * S;
+    const uint8_t *img = ds->images + (size_t)index * plane * 3;
+    const uint8_t *msk = ds->masks + (size_t)index * plane;
+    int fh = a ? a->flip_h : 0, fv = a ? a->flip_v : 0;
+    if (a && more_than_flips(a)) {
+        oclseg_augment_apply(img, msk, S, a, scratch, scratch + plane * 3);
+        img = scratch;
+        msk = scratch + plane * 3;
+        fh = fv = 0;
+    }
+    for (int y = 0; y < S; y++) {
+        const int sy = fv ? S - 1 - y : y;
+        const uint8_t *irow = img + (size_t)sy * S * 3, *mrow = msk + (size_t)sy * S;
+        float *o0 = out_img + (size_t)y * S, *o1 = o0 + plane, *o2 = o1 + plane;
+        if (fh) {
+            for (int x = 0; x < S; x++) {
+                const int sx = S - 1 - x;
+                o0[x] = lut[0][irow[3 * sx]];
+                o1[x] = lut[1][irow[3 * sx + 1]];
+                o2[x] = lut[2][irow[3 * sx + 2]];
+            }
+            if (out_msk)
+                for (int x = 0; x < S; x++) out_msk[(size_t)y * S + x] = (float)mrow[S - 1 - x];
+        } else {
+            for (int x = 0; x < S; x++) {
+                o0[x] = lut[0][irow[3 * x]];
+                o1[x] = lut[1][irow[3 * x + 1]];
+                o2[x] = lut[2][irow[3 * x + 2]];
+            }
+            if (out_msk)
+                for (int x = 0; x < S; x++) out_msk[(size_t)y * S + x] = (float)mrow[x];
+        }
+    }
+    return OCLSEG_OK;
 }
 
 int oclseg_dataset_batch(const oclseg_dataset *ds, const int *indices, int count,
@@ -266,33 +310,17 @@ int oclseg_dataset_batch(const oclseg_dataset *ds, const int *indices, int count
             return OCLSEG_ERR_INVALID_ARG;
         }
     float lut[3][256];
-    normalize_lut(lut);
-    const int S = ds->size;
-    const size_t plane = (size_t)S * S;
-    uint8_t *warped = NULL; /* S x S x 4: RGB + mask of a sample with more than flips */
-    for (int b = 0; b < count; b++) {
-        const uint8_t *img = ds->images + (size_t)indices[b] * plane * 3;
-        const uint8_t *msk = ds->masks + (size_t)indices[b] * plane;
-        int fh = aug ? aug[b].flip_h : 0, fv = aug ? aug[b].flip_v : 0;
-        float *out_img = images + (size_t)b * 3 * plane;
-        float *out_msk = masks ? masks + (size_t)b * plane : NULL;
-        if (aug && more_than_flips(&aug[b])) {
-            if (!warped && !(warped = malloc(plane * 4))) return OCLSEG_ERR_OUT_OF_MEMORY;
-            oclseg_augment_apply(img, msk, S, &aug[b], warped, warped + plane * 3);
-            img = warped;
-            msk = warped + plane * 3;
-            fh = fv = 0;
-        }
-        for (int y = 0; y < S; y++) {
-            const int sy = fv ? S - 1 - y : y;
-            for (int x = 0; x < S; x++) {
-                const int sx = fh ? S - 1 - x : x;
-                const size_t src = (size_t)sy * S + sx, dst = (size_t)y * S + x;
-                for (int c = 0; c < 3; c++) out_img[c * plane + dst] = lut[c][img[3 * src + c]];
-                if (out_msk) out_msk[dst] = (float)msk[src];
-            }
-        }
+    data_normalize_lut(lut);
+    const size_t plane = (size_t)ds->size * ds->size;
+    uint8_t *scratch = NULL; /* S x S x 4: RGB + mask of a sample with more than flips */
+    int st = OCLSEG_OK;
+    for (int b = 0; b < count && st == OCLSEG_OK; b++) {
+        if (aug && more_than_flips(&aug[b]) && !scratch && !(scratch = malloc(plane * 4)))
+            return OCLSEG_ERR_OUT_OF_MEMORY;
+        st = data_sample_assemble(ds, indices[b], aug ? &aug[b] : NULL, lut, scratch,
+                                  images + (size_t)b * 3 * plane,
+                                  masks ? masks + (size_t)b * plane : NULL);
     }
-    free(warped);
-    return OCLSEG_OK;
+    free(scratch);
+    return st;
 }
