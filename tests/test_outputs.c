@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "oclseg/data.h"
 
 static char root[64];
 static const char *bin;
@@ -134,6 +135,34 @@ START_TEST(predict_outputs_do_not_depend_on_threads) {
     /* --threads takes a count (0: one per CPU) */
     ck_assert_int_eq(predict("--threads -1 --out thr_bad data/" TEST_DIR), 2);
     ck_assert(grep_file("err.txt", "--threads"));
+}
+END_TEST
+
+/* One worker predicting a tall image and then a wider one with fewer pixels: its row buffers
+ * follow the widest row, not only the largest image (a heap overflow before). */
+START_TEST(predict_worker_buffers_follow_the_widest_row) {
+    setup_once();
+    static const int sizes[][2] = {{60, 200}, {150, 40}, {33, 33}};
+    ck_assert_int_eq(harness_sh("mkdir -p %s/shapes", root), 0);
+    for (int i = 0; i < 3; i++) {
+        oclseg_image img;
+        ck_assert_int_eq(oclseg_image_create(&img, sizes[i][0], sizes[i][1], 3), OCLSEG_OK);
+        for (size_t k = 0; k < (size_t)sizes[i][0] * sizes[i][1] * 3; k++)
+            img.pixels[k] = (uint8_t)(k * 7 % 251);
+        char path[128];
+        snprintf(path, sizeof path, "%s/shapes/%c.png", root, 'a' + i);
+        ck_assert_int_eq(oclseg_image_save_png(path, &img), OCLSEG_OK);
+        oclseg_image_free(&img);
+    }
+    ck_assert_int_eq(predict("--threads 1 --probs --out shapes_out shapes"), 0);
+    for (int i = 0; i < 3; i++) {
+        char path[128];
+        oclseg_image mask;
+        snprintf(path, sizeof path, "%s/shapes_out/%c_overlay.png", root, 'a' + i);
+        ck_assert_int_eq(oclseg_image_load(path, 3, &mask), OCLSEG_OK);
+        ck_assert(mask.width == sizes[i][0] && mask.height == sizes[i][1]);
+        oclseg_image_free(&mask);
+    }
 }
 END_TEST
 
@@ -368,6 +397,7 @@ int main(void) {
     tcase_add_test(tc, predict_skips_its_own_outputs);
     tcase_add_test(tc, predict_goes_on_past_unreadable_images);
     tcase_add_test(tc, predict_outputs_do_not_depend_on_threads);
+    tcase_add_test(tc, predict_worker_buffers_follow_the_widest_row);
     tcase_add_test(tc, predict_no_overlay_writes_masks_only);
     tcase_add_test(tc, predict_workers_go_on_past_unreadable_images);
     tcase_add_test(tc, predict_outputs_are_atomic);

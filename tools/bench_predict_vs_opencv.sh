@@ -7,7 +7,7 @@
 # WEIGHTS (default: 1 epoch of `oclseg train --size 128` on synthetic data), exported with
 # `oclseg export --relu6 relu --sigmoid` for OpenCV.
 # Usage: tools/bench_predict_vs_opencv.sh [ROUNDS=3] [N=20] [extra oclseg predict args...]
-# Environment: WEIGHTS=F, SIZE=WxH, OUT_DIR=D (outputs; default a temporary folder, /dev/shm
+# Environment: OCLSEG_BIN=B (default build/oclseg), SHARED_DATA=D (default ../shared/data), WEIGHTS=F, SIZE=WxH, OUT_DIR=D (outputs; default a temporary folder, /dev/shm
 # when it exists: the benchmark measures the programs, not the disk), BASELINE_BIN=B (also
 # times another oclseg binary, e.g. a build of the previous commit, wall time only).
 set -euo pipefail
@@ -17,16 +17,22 @@ count=${2:-20}
 shift $(( $# > 2 ? 2 : $# )) || true
 py=/usr/bin/python3
 "$py" -c 'import cv2, numpy' 2>/dev/null || { echo "SKIP: $py lacks cv2/numpy"; exit 77; }
-[ -x build/oclseg ] || { meson setup build >/dev/null && meson compile -C build >/dev/null; }
-bin=$PWD/build/oclseg
+if [ -z "${OCLSEG_BIN:-}" ]; then
+    [ -x build/oclseg ] || { meson setup build >/dev/null && meson compile -C build >/dev/null; }
+fi
+bin=$(realpath "${OCLSEG_BIN:-build/oclseg}")
 base=/tmp
 [ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm
 work=$(mktemp -d "${OUT_DIR:-$base}/oclseg-bench-predict-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 size=${SIZE:-3000x2000}
-real=../shared/data/isic-real-256/ISBI2016_ISIC_Part1_Test_Data
+# the shared data beside the checkout (../shared), or beside its main checkout (a git worktree)
+real=${SHARED_DATA:-../shared/data}/isic-real-256/ISBI2016_ISIC_Part1_Test_Data
+main_dir=$(dirname "$(git rev-parse --path-format=absolute --git-common-dir 2>/dev/null || echo .)")
+[ -d "$real" ] || real=$main_dir/../shared/data/isic-real-256/ISBI2016_ISIC_Part1_Test_Data
 src=$real
 if [ ! -d "$real" ]; then
+    echo "note: no ../shared/data/isic-real-256: synthetic images upscaled instead"
     "$bin" synth --out "$work/synth_src" --train 1 --test "$count" --seed 7 >/dev/null
     src="$work/synth_src/ISBI2016_ISIC_Part1_Test_Data"
 fi

@@ -172,7 +172,8 @@ typedef struct predict_job {
 
 /* A worker's buffers for the full-resolution stages, kept from image to image. */
 typedef struct finish_scratch {
-    size_t pixels;
+    size_t pixels; /* what the buffers hold: pixels, and columns of a row */
+    int columns;
     uint8_t *mask, *overlay, *rows;
     int *column;
     float *prob_full;
@@ -188,8 +189,10 @@ static void scratch_free(finish_scratch *s) {
 }
 
 static int scratch_reserve(finish_scratch *s, int width, int height, int probs) {
-    const size_t n = (size_t)width * height;
-    if (n > s->pixels || (probs && !s->prob_full)) {
+    size_t n = (size_t)width * height;
+    if (n > s->pixels || width > s->columns || (probs && !s->prob_full)) {
+        if (n < s->pixels) n = s->pixels; /* the largest image and the widest row so far */
+        if (width < s->columns) width = s->columns;
         scratch_free(s);
         s->mask = malloc(n);
         s->overlay = malloc(3 * n);
@@ -201,8 +204,8 @@ static int scratch_reserve(finish_scratch *s, int width, int height, int probs) 
             return OCLSEG_ERR_OUT_OF_MEMORY;
         }
         s->pixels = n;
+        s->columns = width;
     }
-    if (s->column && (size_t)width > s->pixels) return OCLSEG_ERR_INTERNAL;
     return OCLSEG_OK;
 }
 

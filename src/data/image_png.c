@@ -225,7 +225,11 @@ int oclseg_png_encode_fast(const oclseg_image *img, uint8_t **data, size_t *size
         png_destroy_write_struct(&png, NULL);
         return OCLSEG_ERR_OUT_OF_MEMORY;
     }
+    /* room for a photograph's compressed size at once (untouched pages cost nothing): the
+     * buffer is not grown and copied while zlib writes */
     png_buffer buf = {0};
+    buf.cap = (size_t)img->width * img->height * img->channels / 2 + 65536;
+    if (!(buf.data = malloc(buf.cap))) buf.cap = 0;
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_write_struct(&png, &info);
         free(buf.data);
