@@ -57,9 +57,11 @@ fi
 ms() { "$py" -c "import sys; print(f'{(float(sys.argv[2]) - float(sys.argv[1])) * 1e3:.0f}')" "$@"; }
 for r in $(seq "$rounds"); do
     t0=$(date +%s.%N)
-    "$bin" predict --weights "$weights" --out "$work/o$r" --timing "$@" "$work/in" > "$work/ocl$r.txt"
+    /usr/bin/time -f "%U %S" -o "$work/oclcpu$r.txt" \
+        "$bin" predict --weights "$weights" --out "$work/o$r" --timing "$@" "$work/in" > "$work/ocl$r.txt"
     t1=$(date +%s.%N)
-    "$py" tools/predict_opencv.py --onnx "$work/model.onnx" --out "$work/c$r" --timing \
+    /usr/bin/time -f "%U %S" -o "$work/cvcpu$r.txt" \
+        "$py" tools/predict_opencv.py --onnx "$work/model.onnx" --out "$work/c$r" --timing \
         "$work/in" > "$work/cv$r.txt"
     t2=$(date +%s.%N)
     echo "$(ms "$t0" "$t1") $(ms "$t1" "$t2")" > "$work/wall$r.txt"
@@ -103,6 +105,10 @@ for k in ocl[0]:
 wo = med(float(w[0]) for w in walls) / count
 wc = med(float(w[1]) for w in walls) / count
 print(f"  {'whole process':<20} {wo:9.1f} {wc:9.1f}   ratio oclseg/OpenCV {wo / wc:.2f}")
+cpu = lambda name, r: sum(float(v) for v in open(f"{work}/{name}{r}.txt").read().split()[-2:])
+co = med(cpu("oclcpu", r) for r in range(1, rounds + 1)) * 1e3 / count
+cc = med(cpu("cvcpu", r) for r in range(1, rounds + 1)) * 1e3 / count
+print(f"  {'CPU (user+sys)':<20} {co:9.1f} {cc:9.1f}   ratio oclseg/OpenCV {co / cc:.2f}")
 if os.path.exists(f"{work}/base1.txt"):
     wb = med(float(open(f"{work}/base{r}.txt").read()) for r in range(1, rounds + 1)) / count
     print(f"  baseline binary      {wb:9.1f}             ratio oclseg/baseline {wo / wb:.2f}")

@@ -42,9 +42,10 @@ static void overlay_into(const oclseg_image *rgb, const uint8_t *mask, uint8_t *
         const uint8_t *m = mask + (size_t)y * w;
         const uint8_t *src = rgb->pixels + (size_t)y * w * 3;
         uint8_t *dst = out + (size_t)y * w * 3;
+        memcpy(dst, src, (size_t)w * 3); /* background as it is; the lesion redrawn below */
         for (int x = 0; x < w; x++, src += 3, dst += 3) {
             if (!m[x]) {
-                memcpy(dst, src, 3);
+                continue;
             } else if (column[x] != side) { /* bright green contour */
                 dst[0] = 0;
                 dst[1] = 255;
