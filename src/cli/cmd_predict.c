@@ -195,10 +195,10 @@ int cmd_predict(int argc, char **argv) {
         case 'p': probs = 1; break;
         case 'b': skip_bad = 1; break;
         case O_THREADS:
-            if (cli_parse_int("predict", "--threads", optarg, 0, 256, &ro.threads) != 0) return 2;
+            if (cli_parse_int("predict", "--threads", optarg, 0, 64, &ro.threads) != 0) return 2;
             break;
         case O_BATCH:
-            if (cli_parse_int("predict", "--batch", optarg, 1, 4096, &ro.batch) != 0) return 2;
+            if (cli_parse_int("predict", "--batch", optarg, 1, 256, &ro.batch) != 0) return 2;
             break;
         case O_NO_OVERLAY: ro.overlay = 0; break;
         case O_TIMING: timing = 1; break;
@@ -219,9 +219,10 @@ int cmd_predict(int argc, char **argv) {
                    "status is then 1 (0 with --skip-bad, if any image was predicted).\n"
                    "  --skip-bad         skip unreadable images (named) without failing the run\n"
                    "  --threads N        worker threads that decode, resize, threshold and write\n"
-                   "                     PNGs while the device runs (0, default: one per CPU, at\n"
-                   "                     most 16); the outputs are the same bytes for any N\n"
-                   "  --batch B          images per device batch (default 1; larger helps GPUs)\n"
+                   "                     PNGs while the device runs (1..64; default 0: one per\n"
+                   "                     CPU, up to 16); the outputs are the same bytes for any N\n"
+                   "  --batch B          images per device batch (default 1, at most 256; larger\n"
+                   "                     helps GPUs; about 2B+2N images wait decoded in memory)\n"
                    "  --no-overlay       write no <id>_overlay.png (masks only: faster)\n"
                    "  --timing           print the time per image of each stage\n"
                    CLI_PREDICT_USAGE);
