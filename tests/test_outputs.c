@@ -1,13 +1,16 @@
 /* Tests that outputs never collide and inputs never leak into each other (OCLSEG_BIN, set by
  * meson): predict refuses inputs with one output name, skips its own outputs in a folder, goes on
- * past unreadable images; synth refuses a non-empty folder; train and eval refuse an image in both
- * splits; eval's per-image CSV is RFC 4180 quoted and never left partial. */
+ * past unreadable images (with worker threads too), writes the same bytes whatever its thread
+ * count, no overlay with --no-overlay, and its files atomically; synth refuses a non-empty
+ * folder; train and eval refuse an image in both splits; eval's per-image CSV is RFC 4180 quoted
+ * and never left partial. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "oclseg/data.h"
 
 static char root[64];
 static const char *bin;
@@ -118,6 +121,93 @@ static int count_files(const char *rel) {
     pclose(p);
     return n;
 }
+
+/* The pipeline's outputs are the same bytes whatever the worker threads and device batch:
+ * masks, overlays and probabilities of 1 thread, batch 1 and of 3 threads, batch 3. */
+START_TEST(predict_outputs_do_not_depend_on_threads) {
+    setup_once();
+    ck_assert_int_eq(predict("--probs --threads 1 --batch 1 --out thr1 data/" TEST_DIR), 0);
+    ck_assert_int_eq(predict("--probs --threads 3 --batch 3 --out thr3 data/" TEST_DIR), 0);
+    ck_assert(grep_file("out.txt", "^4 images predicted into thr3, 0 failed"));
+    ck_assert_int_eq(count_files("thr1"), 12);
+    ck_assert_int_eq(harness_sh("cd %s && for f in thr1/*; do cmp -s \"$f\" thr3/${f#thr1/} || "
+                                "{ echo \"$f differs\"; exit 1; }; done", root), 0);
+    /* --threads takes a count (0: one per CPU) */
+    ck_assert_int_eq(predict("--threads -1 --out thr_bad data/" TEST_DIR), 2);
+    ck_assert(grep_file("err.txt", "--threads"));
+}
+END_TEST
+
+/* One worker predicting a tall image and then a wider one with fewer pixels: its row buffers
+ * follow the widest row, not only the largest image (a heap overflow before). */
+START_TEST(predict_worker_buffers_follow_the_widest_row) {
+    setup_once();
+    static const int sizes[][2] = {{60, 200}, {150, 40}, {33, 33}};
+    ck_assert_int_eq(harness_sh("mkdir -p %s/shapes", root), 0);
+    for (int i = 0; i < 3; i++) {
+        oclseg_image img;
+        ck_assert_int_eq(oclseg_image_create(&img, sizes[i][0], sizes[i][1], 3), OCLSEG_OK);
+        for (size_t k = 0; k < (size_t)sizes[i][0] * sizes[i][1] * 3; k++)
+            img.pixels[k] = (uint8_t)(k * 7 % 251);
+        char path[128];
+        snprintf(path, sizeof path, "%s/shapes/%c.png", root, 'a' + i);
+        ck_assert_int_eq(oclseg_image_save_png(path, &img), OCLSEG_OK);
+        oclseg_image_free(&img);
+    }
+    ck_assert_int_eq(predict("--threads 1 --probs --out shapes_out shapes"), 0);
+    for (int i = 0; i < 3; i++) {
+        char path[128];
+        oclseg_image mask;
+        snprintf(path, sizeof path, "%s/shapes_out/%c_overlay.png", root, 'a' + i);
+        ck_assert_int_eq(oclseg_image_load(path, 3, &mask), OCLSEG_OK);
+        ck_assert(mask.width == sizes[i][0] && mask.height == sizes[i][1]);
+        oclseg_image_free(&mask);
+    }
+}
+END_TEST
+
+/* --no-overlay writes the masks only. */
+START_TEST(predict_no_overlay_writes_masks_only) {
+    setup_once();
+    ck_assert_int_eq(predict("--no-overlay --out no_over data/" TEST_DIR), 0);
+    ck_assert_int_eq(count_files("no_over"), 4);
+    ck_assert_int_eq(harness_sh("ls %s/no_over | grep -c '_mask.png$' | grep -qx 4", root), 0);
+}
+END_TEST
+
+/* Unreadable images among many, with workers and batches: every readable one predicted, the
+ * summary counts, exit status 1, the messages in input order, no hang (timeout). */
+START_TEST(predict_workers_go_on_past_unreadable_images) {
+    setup_once();
+    ck_assert_int_eq(harness_sh("cd %s && mkdir -p many && cp data/" TEST_DIR "/*.jpg many/ && "
+                                "for b in 0_bad ISIC_0000006z_bad ISIC_0000008z_bad zz_bad; do "
+                                "head -c 300 many/ISIC_0000006.jpg > many/$b.jpg; done", root), 0);
+    ck_assert_int_eq(harness_sh("cd %s && timeout 300 %s predict --weights run/weights.safetensors "
+                                "--size 32 --threads 3 --batch 2 --out many_out many missing.jpg "
+                                "> out.txt 2> err.txt", root, bin), 1);
+    ck_assert(grep_file("out.txt", "^4 images predicted into many_out, 5 failed"));
+    ck_assert_int_eq(count_files("many_out"), 8);
+    ck_assert_int_eq(harness_sh("cd %s && grep '^oclseg: error: ' err.txt | grep -o "
+                                "'many/[A-Za-z0-9_]*_bad\\|missing' | tr '\\n' ' ' | grep -qx "
+                                "'many/0_bad many/ISIC_0000006z_bad many/ISIC_0000008z_bad "
+                                "many/zz_bad missing '", root), 0);
+}
+END_TEST
+
+/* predict's files are written whole or not at all: a write that fails halfway
+ * (OCLSEG_FAULT_WRITE) leaves the previous mask as it was and no temporary behind. */
+START_TEST(predict_outputs_are_atomic) {
+    setup_once();
+    ck_assert_int_eq(predict("--out atomic data/" TEST_DIR), 0);
+    ck_assert_int_eq(harness_sh("cd %s && cp -r atomic atomic_before", root), 0);
+    ck_assert_int_eq(harness_sh("cd %s && OCLSEG_FAULT_WRITE=1 %s predict --weights "
+                                "run/weights.safetensors --size 32 --threshold 0.01 --out atomic "
+                                "data/" TEST_DIR " > out.txt 2> err.txt", root, bin), 1);
+    ck_assert(grep_file("err.txt", "the previous file, if any, is unchanged"));
+    ck_assert(grep_file("err.txt", "stopped after"));
+    ck_assert_int_eq(harness_sh("cd %s && diff -r atomic atomic_before", root), 0);
+}
+END_TEST
 
 /* synth into a non-empty folder would mix two sets (ids in both splits): refused; --force
  * replaces a set synth wrote, whole, and refuses a folder holding anything else. */
@@ -306,6 +396,11 @@ int main(void) {
     tcase_add_test(tc, predict_refuses_inputs_with_one_output_name);
     tcase_add_test(tc, predict_skips_its_own_outputs);
     tcase_add_test(tc, predict_goes_on_past_unreadable_images);
+    tcase_add_test(tc, predict_outputs_do_not_depend_on_threads);
+    tcase_add_test(tc, predict_worker_buffers_follow_the_widest_row);
+    tcase_add_test(tc, predict_no_overlay_writes_masks_only);
+    tcase_add_test(tc, predict_workers_go_on_past_unreadable_images);
+    tcase_add_test(tc, predict_outputs_are_atomic);
     tcase_add_test(tc, synth_refuses_a_non_empty_folder);
     tcase_add_test(tc, train_and_eval_refuse_an_id_in_both_splits);
     tcase_add_test(tc, eval_csv_quotes_file_names);

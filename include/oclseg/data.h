@@ -40,6 +40,10 @@ int oclseg_image_decode(const void *data, size_t size, const char *name, int cha
                         oclseg_image *out);
 /* Writes an 8-bit gray or RGB PNG. */
 int oclseg_image_save_png(const char *path, const oclseg_image *img);
+/* Encodes an 8-bit gray or RGB PNG into a malloc'ed buffer (*data, *size), for speed: zlib level
+ * 1 with run-length matching, gray unfiltered, RGB with the Sub filter (OpenCV's imwrite
+ * defaults). The same pixels give the same bytes. */
+int oclseg_png_encode_fast(const oclseg_image *img, uint8_t **data, size_t *size);
 /* Writes a baseline JPEG (quality 1..100, 4:2:0 for RGB). Output bytes are deterministic. */
 int oclseg_image_save_jpeg(const char *path, const oclseg_image *img, int quality);
 

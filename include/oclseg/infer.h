@@ -46,8 +46,8 @@ int oclseg_probs_to_mask(const float *prob, int width, int height,
                          const oclseg_predict_options *o, uint8_t *mask);
 
 /* The one way probabilities at the model size (s x s) become a mask at an image's resolution,
- * shared by eval's scoring and predict: upsampled into prob_full (width*height floats,
- * align_corners=False), then oclseg_probs_to_mask. */
+ * shared by eval's scoring and predict: upsampled (align_corners=False) into prob_full
+ * (width*height floats; NULL: not kept), then as oclseg_probs_to_mask. */
 int oclseg_probs_to_mask_at(const float *probs, int s, int width, int height,
                             const oclseg_predict_options *o, float *prob_full, uint8_t *mask);
 /* The probabilities at the model size (S x S, in inf->probs) of one image: resized to S
@@ -64,10 +64,52 @@ int oclseg_infer_image(oclseg_infer *inf, const oclseg_image *rgb, int tta_flips
 int oclseg_overlay(const oclseg_image *rgb, const oclseg_image *mask, oclseg_image *out);
 /* A (height, width) float32 array as a NumPy .npy file (format 1.0, little-endian), atomically. */
 int oclseg_write_npy_f32(const char *path, const float *data, int height, int width);
+/* Writes size bytes to path atomically: a new temporary file beside it, renamed over it (a
+ * reader never sees a partial file; an interrupted write leaves the previous file). A symbolic
+ * link or a special file at path is refused (message naming it). Not fsync'ed: predictions can
+ * be made again (checkpoints use oclseg_file_write_atomic, which is). */
+int oclseg_write_output_atomic(const char *path, const void *data, size_t size);
+/* An image as PNG (oclseg_png_encode_fast), written with oclseg_write_output_atomic. */
+int oclseg_write_png_atomic(const char *path, const oclseg_image *img);
 /* Writes <out_dir>/<id>_mask.png and <out_dir>/<id>_overlay.png for one image file (and
  * <out_dir>/<id>_prob.npy, the probabilities at the original resolution, when write_probs); o
  * (NULL: defaults) gives the TTA, threshold and post-processing. */
 int oclseg_predict_file(oclseg_infer *inf, const char *image_path, const char *out_dir,
                         const oclseg_predict_options *o);
+
+
+/* Where predict's time goes: seconds summed over the images (threads' time for the host
+ * stages: decoding the file, resizing to S and normalising, upsampling and thresholding into
+ * the mask, composing the overlay, PNG encoding and writing; the main thread's for the device). */
+#define OCLSEG_PREDICT_STAGES 6
+extern const char *const oclseg_predict_stage_names[OCLSEG_PREDICT_STAGES];
+typedef struct oclseg_predict_stats {
+    double seconds[OCLSEG_PREDICT_STAGES]; /* decode, resize, infer, mask, overlay, encode */
+    double wall_s;
+    int images, threads, batch; /* images predicted */
+} oclseg_predict_stats;
+
+/* How oclseg_predict_files runs. */
+typedef struct oclseg_predict_run_options {
+    const char *out_dir;
+    oclseg_predict_options predict;
+    int threads; /* worker threads (decode, resize, masks, overlays, PNG); 0: online CPUs (<= 16) */
+    int batch;   /* images per device batch (at most the model's max_batch) */
+    int overlay; /* also <id>_overlay.png (default 1) */
+    /* Called on the calling thread for each image in input order once it is written or failed
+     * (its error messages already printed); a non-OK return stops the run: no image is started
+     * after it, those in the workers' hands are finished and reported, the rest dropped. NULL:
+     * the first failure stops. */
+    int (*on_image)(void *user, int index, int status);
+    void *user;
+} oclseg_predict_run_options;
+void oclseg_predict_run_options_default(oclseg_predict_run_options *o);
+
+/* Predicts paths[0..count-1] as oclseg_predict_file does, in a pipeline: worker threads decode,
+ * resize, threshold, compose and encode while the calling thread runs the device in batches of
+ * consecutive images. Outputs are the same bytes whatever the thread count or timing; messages
+ * are printed in input order. Returns OCLSEG_OK or the status that stopped the run. */
+int oclseg_predict_files(oclseg_infer *inf, const char *const *paths, int count,
+                         const oclseg_predict_run_options *o, oclseg_predict_stats *stats);
 
 #endif

@@ -74,5 +74,9 @@ int oclseg_confusion_count_masks(const uint8_t *pred, const uint8_t *mask, size_
  * at the last pixel above. Used to bring predictions back to the original image size. */
 int oclseg_upsample_bilinear_f32(const float *src, int src_w, int src_h, float *dst, int dst_w,
                                  int dst_h);
+/* The same upsampling thresholded: mask[i] = (upsampled value > threshold) (0/1), the values
+ * also into dst unless dst is NULL (then no full-size float map is held). */
+int oclseg_upsample_threshold_f32(const float *src, int src_w, int src_h, int dst_w, int dst_h,
+                                  float threshold, float *dst, uint8_t *mask);
 
 #endif

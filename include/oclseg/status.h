@@ -38,6 +38,11 @@ int oclseg_debug(void);
 void oclseg_log_error(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* While buf is set (size > 0), this thread's messages are appended to buf (NUL-terminated; a
+ * message that does not fit is dropped) instead of being printed: a worker's messages can then
+ * be printed in the order of the work. buf NULL: printed again. */
+void oclseg_log_capture(char *buf, size_t size);
+
 #define OCLSEG_ERROR(...) oclseg_log_error(__FILE__, __LINE__, __VA_ARGS__)
 
 /* Checks an OpenCL call: on failure logs file:line, the call text and the code, then returns it.

@@ -20,11 +20,9 @@ static int score_original(const oclseg_sample *s, const float *probs, int size,
     oclseg_mask_info info;
     TRY(oclseg_mask_load(s->mask_path, mask_threshold, &mask, &info));
     const size_t n = (size_t)mask.width * mask.height;
-    float *full = malloc(n * sizeof *full);
     uint8_t *pred = malloc(n);
-    int st = full && pred ? oclseg_probs_to_mask_at(probs, size, mask.width, mask.height, po,
-                                                     full, pred)
-                          : OCLSEG_ERR_OUT_OF_MEMORY;
+    int st = pred ? oclseg_probs_to_mask_at(probs, size, mask.width, mask.height, po, NULL, pred)
+                  : OCLSEG_ERR_OUT_OF_MEMORY;
     if (st == OCLSEG_OK) st = oclseg_confusion_count_masks(pred, mask.pixels, n, c);
     if (st == OCLSEG_OK && save_dir) { /* what predict writes: <id>_mask.png, 0/255 */
         oclseg_image out = {.width = mask.width, .height = mask.height, .channels = 1,
@@ -32,9 +30,8 @@ static int score_original(const oclseg_sample *s, const float *probs, int size,
         char path[4400];
         snprintf(path, sizeof path, "%s/%s_mask.png", save_dir, s->id);
         for (size_t i = 0; i < n; i++) pred[i] = pred[i] ? 255 : 0;
-        st = oclseg_image_save_png(path, &out);
+        st = oclseg_write_png_atomic(path, &out); /* the bytes predict writes */
     }
-    free(full);
     free(pred);
     oclseg_image_free(&mask);
     return st;

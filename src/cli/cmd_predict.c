@@ -34,32 +34,36 @@ static int is_unreadable_image(int status, const char *path) {
 }
 
 typedef struct predict_tally {
+    const predict_inputs *in;
     int done, failed;
     char names[512]; /* the first unreadable images, for the summary */
 } predict_tally;
 
-/* Predicts every input, counting the unreadable ones; returns the status that stopped it. */
-static int predict_all(oclseg_infer *inf, const predict_inputs *in, const char *out,
-                       const oclseg_predict_options *po, predict_tally *t) {
-    for (int i = 0; i < in->count; i++) {
-        struct stat sb;
-        int st = OCLSEG_ERR_IO; /* a fifo or device is not opened: reading it could block */
-        if (stat(in->paths[i], &sb) == 0 && !S_ISREG(sb.st_mode))
-            fprintf(stderr, "oclseg: error: %s: not a regular file\n", in->paths[i]);
-        else
-            st = oclseg_predict_file(inf, in->paths[i], out, po);
-        if (st == OCLSEG_OK) {
-            t->done++;
-        } else if (is_unreadable_image(st, in->paths[i])) {
-            size_t used = strlen(t->names);
-            if (t->failed++ < 5)
-                snprintf(t->names + used, sizeof t->names - used, "%s%s", used ? ", " : "",
-                         in->paths[i]);
-        } else {
-            return st;
-        }
+/* Counts image i (in input order): an unreadable one is named and the run goes on; any other
+ * failure stops it. */
+static int tally_image(void *user, int i, int st) {
+    predict_tally *t = user;
+    if (st == OCLSEG_OK) {
+        t->done++;
+    } else if (is_unreadable_image(st, t->in->paths[i])) {
+        size_t used = strlen(t->names);
+        if (t->failed++ < 5)
+            snprintf(t->names + used, sizeof t->names - used, "%s%s", used ? ", " : "",
+                     t->in->paths[i]);
+    } else {
+        return st;
     }
     return OCLSEG_OK;
+}
+
+/* --timing: where the time went, per image. */
+static void print_timing(const oclseg_predict_stats *s, int total) {
+    const int n = total > 0 ? total : 1;
+    printf("timing: %d images, %d worker thread%s, device batch %d: %.1f ms per image (wall)\n",
+           total, s->threads, s->threads == 1 ? "" : "s", s->batch, 1e3 * s->wall_s / n);
+    for (int k = 0; k < OCLSEG_PREDICT_STAGES; k++)
+        printf("  %-18s %8.1f ms per image%s\n", oclseg_predict_stage_names[k],
+               1e3 * s->seconds[k] / n, k == 2 ? " (device, main thread)" : " (thread time)");
 }
 
 /* The summary line and the exit status: non-zero when an image failed (unless --skip-bad, and
@@ -153,13 +157,20 @@ int cli_predict_resolve(const char *cmd, const char *weights, cli_infer_options 
 
 int cmd_predict(int argc, char **argv) {
     const char *weights = NULL, *out = "predictions", *device = NULL;
-    int probs = 0, skip_bad = 0;
+    int probs = 0, skip_bad = 0, timing = 0;
+    oclseg_predict_run_options ro;
+    oclseg_predict_run_options_default(&ro);
+    enum { O_THREADS = 300, O_BATCH, O_NO_OVERLAY, O_TIMING };
     static const struct option opts[] = {{"weights", required_argument, 0, 'w'},
                                          {"out", required_argument, 0, 'o'},
                                          {"size", required_argument, 0, 's'},
                                          {"device", required_argument, 0, 'd'},
                                          {"probs", no_argument, 0, 'p'},
                                          {"skip-bad", no_argument, 0, 'b'},
+                                         {"threads", required_argument, 0, O_THREADS},
+                                         {"batch", required_argument, 0, O_BATCH},
+                                         {"no-overlay", no_argument, 0, O_NO_OVERLAY},
+                                         {"timing", no_argument, 0, O_TIMING},
                                          {"help", no_argument, 0, 'h'},
                                          CLI_PREDICT_OPTIONS,
                                          {0, 0, 0, 0}};
@@ -183,9 +194,18 @@ int cmd_predict(int argc, char **argv) {
         case 'd': device = optarg; break;
         case 'p': probs = 1; break;
         case 'b': skip_bad = 1; break;
+        case O_THREADS:
+            if (cli_parse_int("predict", "--threads", optarg, 0, 64, &ro.threads) != 0) return 2;
+            break;
+        case O_BATCH:
+            if (cli_parse_int("predict", "--batch", optarg, 1, 256, &ro.batch) != 0) return 2;
+            break;
+        case O_NO_OVERLAY: ro.overlay = 0; break;
+        case O_TIMING: timing = 1; break;
         case 'h':
             printf("usage: oclseg predict --weights F [--out DIR] [--size 128] [--device D] [--probs]\n"
-                   "                      [--skip-bad] [--tta flips] [--threshold 0.5]\n"
+                   "                      [--skip-bad] [--threads N] [--batch 1] [--no-overlay]\n"
+                   "                      [--timing] [--tta flips] [--threshold 0.5]\n"
                    "                      [--largest-component] [--fill-holes] IMAGE|DIR...\n\nFor each image (or each .jpg/.jpeg/.png in a directory) "
                    "writes DIR/<id>_mask.png (0/255 at the\nimage's original resolution: the "
                    "probabilities are upsampled before thresholding)\nand "
@@ -198,6 +218,13 @@ int cmd_predict(int argc, char **argv) {
                    "any work. An unreadable image is named and the others are predicted; the exit\n"
                    "status is then 1 (0 with --skip-bad, if any image was predicted).\n"
                    "  --skip-bad         skip unreadable images (named) without failing the run\n"
+                   "  --threads N        worker threads that decode, resize, threshold and write\n"
+                   "                     PNGs while the device runs (1..64; default 0: one per\n"
+                   "                     CPU, up to 16); the outputs are the same bytes for any N\n"
+                   "  --batch B          images per device batch (default 1, at most 256; larger\n"
+                   "                     helps GPUs; about 2B+2N images wait decoded in memory)\n"
+                   "  --no-overlay       write no <id>_overlay.png (masks only: faster)\n"
+                   "  --timing           print the time per image of each stage\n"
                    CLI_PREDICT_USAGE);
             return 0;
         default: return 2;
@@ -222,15 +249,21 @@ int cmd_predict(int argc, char **argv) {
         fprintf(stderr, "oclseg predict: cannot create %s: %s\n", out, strerror(errno));
         st = OCLSEG_ERR_IO;
     }
-    if (st == OCLSEG_OK) st = oclseg_infer_create(weights, device, size, 1, &inf);
+    if (st == OCLSEG_OK) st = oclseg_infer_create(weights, device, size, ro.batch, &inf);
     if (st != OCLSEG_OK) {
         predict_inputs_free(&in);
         return 1;
     }
     inf->write_probs = probs;
-    predict_tally tally = {0};
-    st = predict_all(inf, &in, out, &po, &tally);
+    predict_tally tally = {.in = &in};
+    ro.out_dir = out;
+    ro.predict = po;
+    ro.on_image = tally_image;
+    ro.user = &tally;
+    oclseg_predict_stats stats;
+    st = oclseg_predict_files(inf, (const char *const *)in.paths, in.count, &ro, &stats);
     oclseg_infer_free(inf);
+    if (timing) print_timing(&stats, in.count);
     const int code = report(&tally, in.count, out, st, skip_bad);
     predict_inputs_free(&in);
     return code;

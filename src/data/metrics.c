@@ -82,28 +82,60 @@ static void axis_weights(int in, int out, int d, int *i0, int *i1, float *w1) {
     *w1 = (float)(pos - lo);
 }
 
-int oclseg_upsample_bilinear_f32(const float *src, int src_w, int src_h, float *dst, int dst_w,
-                                 int dst_h) {
-    if (!src || !dst || src_w <= 0 || src_h <= 0 || dst_w <= 0 || dst_h <= 0) {
+/* Upsamples src row by row; each output row goes to dst (if not NULL) and, thresholded, to mask
+ * (if not NULL). Each source row is interpolated along x once (every output row between two
+ * source rows reuses it): the same float operations, in the same order, as a per-pixel
+ * evaluation of top + (bottom - top) * wy with top and bottom interpolated along x. */
+static int upsample_rows(const float *src, int src_w, int src_h, int dst_w, int dst_h,
+                         float *dst, uint8_t *mask, float threshold) {
+    if (!src || src_w <= 0 || src_h <= 0 || dst_w <= 0 || dst_h <= 0) {
         OCLSEG_ERROR("oclseg_upsample_bilinear_f32: invalid sizes %dx%d -> %dx%d", src_w, src_h,
                      dst_w, dst_h);
         return OCLSEG_ERR_INVALID_ARG;
     }
-    for (int y = 0; y < dst_h; y++) {
-        int y0, y1;
-        float wy;
-        axis_weights(src_h, dst_h, y, &y0, &y1, &wy);
-        const float *r0 = src + (size_t)y0 * src_w, *r1 = src + (size_t)y1 * src_w;
-        for (int x = 0; x < dst_w; x++) {
-            int x0, x1;
-            float wx;
-            axis_weights(src_w, dst_w, x, &x0, &x1, &wx);
-            float top = r0[x0] + (r0[x1] - r0[x0]) * wx;
-            float bottom = r1[x0] + (r1[x1] - r1[x0]) * wx;
-            dst[(size_t)y * dst_w + x] = top + (bottom - top) * wy;
+    int *x0 = malloc((size_t)dst_w * 2 * sizeof *x0);
+    float *wx = malloc((size_t)dst_w * sizeof *wx);
+    float *rows = malloc((size_t)dst_w * (src_h + 1) * sizeof *rows); /* + one output row */
+    int st = x0 && wx && rows ? OCLSEG_OK : OCLSEG_ERR_OUT_OF_MEMORY;
+    if (st == OCLSEG_OK) {
+        int *x1 = x0 + dst_w;
+        for (int x = 0; x < dst_w; x++) axis_weights(src_w, dst_w, x, &x0[x], &x1[x], &wx[x]);
+        for (int r = 0; r < src_h; r++) {
+            const float *in = src + (size_t)r * src_w;
+            float *h = rows + (size_t)r * dst_w;
+            for (int x = 0; x < dst_w; x++) h[x] = in[x0[x]] + (in[x1[x]] - in[x0[x]]) * wx[x];
+        }
+        float *line = rows + (size_t)src_h * dst_w;
+        for (int y = 0; y < dst_h; y++) {
+            int y0, y1;
+            float wy;
+            axis_weights(src_h, dst_h, y, &y0, &y1, &wy);
+            const float *top = rows + (size_t)y0 * dst_w, *bottom = rows + (size_t)y1 * dst_w;
+            float *out = dst ? dst + (size_t)y * dst_w : line;
+            for (int x = 0; x < dst_w; x++) out[x] = top[x] + (bottom[x] - top[x]) * wy;
+            if (mask)
+                for (int x = 0; x < dst_w; x++)
+                    mask[(size_t)y * dst_w + x] = out[x] > threshold;
         }
     }
-    return OCLSEG_OK;
+    free(x0);
+    free(wx);
+    free(rows);
+    return st;
+}
+
+int oclseg_upsample_bilinear_f32(const float *src, int src_w, int src_h, float *dst, int dst_w,
+                                 int dst_h) {
+    if (!dst) {
+        OCLSEG_ERROR("oclseg_upsample_bilinear_f32: no destination");
+        return OCLSEG_ERR_INVALID_ARG;
+    }
+    return upsample_rows(src, src_w, src_h, dst_w, dst_h, dst, NULL, 0.0f);
+}
+
+int oclseg_upsample_threshold_f32(const float *src, int src_w, int src_h, int dst_w, int dst_h,
+                                  float threshold, float *dst, uint8_t *mask) {
+    return upsample_rows(src, src_w, src_h, dst_w, dst_h, dst, mask, threshold);
 }
 
 static int cmp_double(const void *a, const void *b) {

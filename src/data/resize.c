@@ -75,9 +75,37 @@ static inline uint8_t clip8(int64_t acc) {
     return (uint8_t)(acc >> PRECISION_BITS);
 }
 
+/* The horizontal pass of an RGB image with 32-bit sums, as PIL: the weights are non-negative
+ * and sum to 2^22 (each rounded: at most ksize/2 more), so a sum stays below
+ * 2^21 + 255 * (2^22 + ksize) < 2^31 and equals the 64-bit one. */
+static void resample_horizontal_rgb(const oclseg_image *src, oclseg_image *dst,
+                                    const filter_taps *t) {
+    for (int y = 0; y < dst->height; y++) {
+        const uint8_t *in = src->pixels + (size_t)y * src->width * 3;
+        uint8_t *out = dst->pixels + (size_t)y * dst->width * 3;
+        for (int x = 0; x < dst->width; x++) {
+            const int32_t *w = t->weights + (size_t)x * t->ksize;
+            const uint8_t *p = in + (size_t)t->first[x] * 3;
+            int32_t r = 1 << (PRECISION_BITS - 1), g = r, b = r;
+            for (int k = 0; k < t->count[x]; k++, p += 3) {
+                r += p[0] * w[k];
+                g += p[1] * w[k];
+                b += p[2] * w[k];
+            }
+            out[3 * x] = clip8(r);
+            out[3 * x + 1] = clip8(g);
+            out[3 * x + 2] = clip8(b);
+        }
+    }
+}
+
 /* One separable pass along x (horizontal) or y. */
 static void resample_horizontal(const oclseg_image *src, oclseg_image *dst, const filter_taps *t) {
     const int c = src->channels;
+    if (c == 3 && t->ksize <= 4096) {
+        resample_horizontal_rgb(src, dst, t);
+        return;
+    }
     for (int y = 0; y < dst->height; y++) {
         const uint8_t *in = src->pixels + (size_t)y * src->width * c;
         uint8_t *out = dst->pixels + (size_t)y * dst->width * c;

@@ -96,8 +96,10 @@ int oclseg_infer_image(oclseg_infer *inf, const oclseg_image *rgb, int tta_flips
 
 int oclseg_probs_to_mask_at(const float *probs, int s, int width, int height,
                             const oclseg_predict_options *o, float *prob_full, uint8_t *mask) {
-    TRY(oclseg_upsample_bilinear_f32(probs, s, s, prob_full, width, height));
-    return oclseg_probs_to_mask(prob_full, width, height, o, mask);
+    TRY(oclseg_upsample_threshold_f32(probs, s, s, width, height, o->threshold, prob_full,
+                                      mask));
+    if (!o->largest_component && !o->fill_holes) return OCLSEG_OK;
+    return oclseg_mask_postprocess(mask, width, height, o->largest_component, o->fill_holes);
 }
 
 void oclseg_predict_options_default(oclseg_predict_options *o) {

@@ -71,6 +71,16 @@ const char *oclseg_status_message(int status, char *buf, size_t size) {
 
 int oclseg_debug(void) { return oclseg_env_get()->debug; }
 
+/* This thread's capture buffer (oclseg_log_capture): NULL while messages go to stderr. */
+static _Thread_local char *capture_buf;
+static _Thread_local size_t capture_size;
+
+void oclseg_log_capture(char *buf, size_t size) {
+    capture_buf = size ? buf : NULL;
+    capture_size = size;
+    if (capture_buf) capture_buf[0] = '\0';
+}
+
 void oclseg_log_error(const char *file, int line, const char *fmt, ...) {
     /* stderr is unbuffered: a line printed in pieces could interleave with another thread's,
      * so the whole line is formatted first and written by one call under the stream's lock */
@@ -84,6 +94,14 @@ void oclseg_log_error(const char *file, int line, const char *fmt, ...) {
     size_t len = strlen(msg);
     if (len == sizeof msg - 1) len--; /* cut: keep room for the newline */
     msg[len] = '\n';
+    if (capture_buf) { /* appended whole, or not at all when it does not fit */
+        size_t used = strlen(capture_buf);
+        if (used + len + 1 < capture_size) {
+            memcpy(capture_buf + used, msg, len + 1);
+            capture_buf[used + len + 1] = '\0';
+        }
+        return;
+    }
     flockfile(stderr);
     fwrite(msg, 1, len + 1, stderr);
     funlockfile(stderr);
