@@ -135,6 +135,9 @@ int fit_dist_check_same(const oclseg_fit_options *o, const oclseg_dataset *train
                 bad = 1;
             }
     free(all);
+    /* Rank 0 has printed what differs before any rank returns: a rank that exited first would
+     * make the launcher kill rank 0 before its lines reach stderr. */
+    if (st == OCLSEG_OK && bad) st = oclseg_dist_barrier();
     if (st == OCLSEG_OK && bad) {
         OCLSEG_ERROR("the ranks of this job disagree (see above): every rank must run the same "
                      "oclseg build with the same options on the same data; refusing to train");
