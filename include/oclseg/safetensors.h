@@ -70,5 +70,9 @@ void oclseg_st_writer_free(oclseg_st_writer *w);
  * temporary is removed and an existing `path` is untouched. Env OCLSEG_FAULT_WRITE=1 makes the
  * write fail halfway (tests). */
 int oclseg_file_write_atomic(const char *path, const void *data, size_t size);
+/* The same without the fsyncs and without clearing dead writers' temporaries first: a reader
+ * still never sees a partial file, but a crash of the machine may lose the new file (for outputs
+ * that can be made again, written by the thousand: predict's masks and overlays). */
+int oclseg_file_write_replace(const char *path, const void *data, size_t size);
 
 #endif

@@ -10,6 +10,7 @@
 #include "oclseg/infer.h"
 #include "oclseg/env.h"
 #include "oclseg/metrics.h"
+#include "oclseg/safetensors.h"
 #include "oclseg/util.h"
 
 /* The overlay of rgb and mask into out (same size, RGB); `rows` (width * height bytes) and
@@ -105,34 +106,7 @@ int oclseg_write_npy_f32(const char *path, const float *data, int height, int wi
 }
 
 int oclseg_write_output_atomic(const char *path, const void *data, size_t size) {
-    /* a link or a device at the destination is refused (rename would replace it) */
-    if (oclseg_output_check(path) != OCLSEG_OK) return OCLSEG_ERR_IO;
-    char tmp[OCLSEG_PATH_MAX + 64], prefix[OCLSEG_PATH_MAX + 32];
-    snprintf(prefix, sizeof prefix, "%s.tmp.%ld.", path, (long)getpid());
-    int fd = oclseg_temp_create(tmp, sizeof tmp, prefix);
-    if (fd < 0) {
-        OCLSEG_ERROR("cannot write %s: %s", path, strerror(errno));
-        return OCLSEG_ERR_IO;
-    }
-    const size_t limit = oclseg_env_get()->fault_write ? size / 2 : size;
-    const unsigned char *p = data;
-    size_t done = 0;
-    while (done < limit) {
-        ssize_t n = write(fd, p + done, limit - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        done += (size_t)n;
-    }
-    int err = done != size ? (done < limit ? errno : ENOSPC) : 0;
-    if (close(fd) != 0 && !err) err = errno;
-    if (!err && rename(tmp, path) != 0) err = errno;
-    if (err) {
-        unlink(tmp);
-        OCLSEG_ERROR("writing %s failed: %s (the previous file, if any, is unchanged)", path,
-                     strerror(err));
-        return OCLSEG_ERR_IO;
-    }
-    return OCLSEG_OK;
+    return oclseg_file_write_replace(path, data, size);
 }
 
 int oclseg_write_png_atomic(const char *path, const oclseg_image *img) {

@@ -455,7 +455,10 @@ static void remove_stale_temporaries(const char *dir, const char *name) {
     closedir(d);
 }
 
-int oclseg_file_write_atomic(const char *path, const void *data, size_t size) {
+/* The atomic write: durable = fsync the file and its folder and clear stale temporaries of dead
+ * writers first (checkpoints, tuning files); 0 = temporary + rename only (prediction outputs,
+ * thousands per run, that can be made again). */
+static int write_atomic(const char *path, const void *data, size_t size, int durable) {
     char tmp[4200], dir[4200], prefix[4200];
     /* a link or a device at the destination is refused: rename would replace a device node
      * with a regular file, and the caller meant the file the link points to */
@@ -465,7 +468,7 @@ int oclseg_file_write_atomic(const char *path, const void *data, size_t size) {
     char *slash = strrchr(dir, '/');
     if (slash) *slash = '\0';
     else snprintf(dir, sizeof dir, ".");
-    remove_stale_temporaries(dir, slash ? path + (slash - dir) + 1 : path);
+    if (durable) remove_stale_temporaries(dir, slash ? path + (slash - dir) + 1 : path);
     /* a new file (O_EXCL, O_NOFOLLOW) with a name nobody can predict: a link planted at a
      * temporary's name is never written through */
     int fd = oclseg_temp_create(tmp, sizeof tmp, prefix);
@@ -483,7 +486,7 @@ int oclseg_file_write_atomic(const char *path, const void *data, size_t size) {
         done += (size_t)n;
     }
     int err = done != size ? (done < limit ? errno : ENOSPC) : 0;
-    if (!err && fsync(fd) != 0) err = errno;
+    if (durable && !err && fsync(fd) != 0) err = errno;
     if (close(fd) != 0 && !err) err = errno;
     if (!err && rename(tmp, path) != 0) err = errno;
     if (err) {
@@ -492,10 +495,19 @@ int oclseg_file_write_atomic(const char *path, const void *data, size_t size) {
                      strerror(err ? err : EIO));
         return OCLSEG_ERR_IO;
     }
+    if (!durable) return OCLSEG_OK;
     int dfd = open(dir, O_RDONLY | O_DIRECTORY);
     if (dfd >= 0) {
         fsync(dfd);
         close(dfd);
     }
     return OCLSEG_OK;
+}
+
+int oclseg_file_write_atomic(const char *path, const void *data, size_t size) {
+    return write_atomic(path, data, size, 1);
+}
+
+int oclseg_file_write_replace(const char *path, const void *data, size_t size) {
+    return write_atomic(path, data, size, 0);
 }
