@@ -193,7 +193,8 @@ static void check_against_reference(const char *name, const oclseg_optim_config 
     const size_t total = harness_small() ? 13 : 1001;
     const size_t off = harness_small() ? 3 : 100, count = harness_small() ? 7 : 777;
     harness_arena A = {0};
-    float *p0 = ha_uniform(&A, total, -1.0f, 1.0f, 21), *s10 = ha_uniform(&A, total, -0.5f, 0.5f, 22);
+    float *p0 = ha_uniform(&A, total, -1.0f, 1.0f, 21);
+    float *s10 = ha_uniform(&A, total, -0.5f, 0.5f, 22);
     float *s20 = ha_uniform(&A, total, 0.0f, 0.5f, 23); /* exp_avg_sq >= 0 */
     float *g = ha_floats(&A, total), *got = ha_floats(&A, total);
     double *rp = ha_doubles(&A, count), *rs1 = ha_doubles(&A, count);
@@ -338,8 +339,8 @@ START_TEST(clip_grad_norm_vs_reference) {
             cl_mem o2; /* {norm, coefficient} */
             ck_assert_int_eq(oclseg_buffer_create(ctx, 2 * sizeof(float), "clip out", &o2), OCLSEG_OK);
             HARNESS_REJECTS(op_clip_grad_norm(ctx, bg->buf, bg->lead + off, count, 0.0f, o2));
-            ck_assert_int_eq(op_clip_grad_norm(ctx, bg->buf, bg->lead + off, count, max_norms[k], o2),
-                             OCLSEG_OK);
+            ck_assert_int_eq(
+                op_clip_grad_norm(ctx, bg->buf, bg->lead + off, count, max_norms[k], o2), OCLSEG_OK);
             float res[2];
             ck_assert_int_eq(oclseg_read(ctx, o2, 0, sizeof res, res), OCLSEG_OK);
             oclseg_buffer_free(ctx, o2);
