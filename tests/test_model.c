@@ -12,16 +12,20 @@
 #include "oclseg/model.h"
 #include "oclseg/session.h"
 
-/* The default architecture at 32x32 for one image, on the first device (no weights). */
-static oclseg_model *default_model_32(void) {
+/* The default architecture at 32x32 for one image, on the first device (no weights), with the
+ * seed or the skip decoder. */
+static oclseg_model *default_model_32_with(oclseg_decoder_kind decoder) {
     oclseg_model_config cfg;
     oclseg_model_config_default(&cfg);
     cfg.max_batch = 1;
     cfg.size = 32;
+    cfg.decoder_kind = decoder;
     oclseg_model *m;
     ck_assert_int_eq(oclseg_model_create(harness_ctx(0), &cfg, &m), OCLSEG_OK);
     return m;
 }
+
+static oclseg_model *default_model_32(void) { return default_model_32_with(OCLSEG_DECODER_SEED); }
 
 /* From PyTorch: LesionSegNet().state_dict() has 320 keys (52 of them num_batches_tracked),
  * 8,123,585 parameter floats and 34,112 running-statistic floats. */
@@ -54,7 +58,7 @@ END_TEST
 START_TEST(forward_backward_finite) {
     for (int d = 0; d < harness_device_count(); d++) {
         oclseg_ctx *ctx = harness_ctx(d);
-        oclseg_model_config cfg = {0.25f, 32, {16, 8, 8}, 32, 2, 0.5f};
+        oclseg_model_config cfg = {0.25f, 32, {16, 8, 8}, 32, 2, 0.5f, OCLSEG_DECODER_SEED};
         oclseg_model *m;
         ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &m), OCLSEG_OK);
         ck_assert_int_eq(oclseg_model_init_random(m, 1), OCLSEG_OK);
@@ -104,17 +108,19 @@ START_TEST(layer_table_complete) {
             ck_assert_msg(strcmp(kind->name, layer_kinds[j].name) != 0, "two kinds named %s",
                           kind->name);
     }
-    oclseg_model *m = default_model_32();
     int used[LAYER_COUNT] = {0};
-    for (int i = 0; i < m->layer_count; i++) {
-        const oclseg_layer *l = &m->layers[i];
-        ck_assert(l->kind >= 0 && l->kind < LAYER_COUNT);
-        used[l->kind]++;
-        ck_assert_int_eq(layer_kinds[l->kind].in_place, l->in == l->out);
+    for (int d = OCLSEG_DECODER_SEED; d <= OCLSEG_DECODER_SKIP; d++) {
+        oclseg_model *m = default_model_32_with((oclseg_decoder_kind)d);
+        for (int i = 0; i < m->layer_count; i++) {
+            const oclseg_layer *l = &m->layers[i];
+            ck_assert(l->kind >= 0 && l->kind < LAYER_COUNT);
+            used[l->kind]++;
+            ck_assert_int_eq(layer_kinds[l->kind].in_place, l->in == l->out);
+        }
+        oclseg_model_free(m);
     }
     for (int k = 0; k < LAYER_COUNT; k++)
-        ck_assert_msg(used[k] > 0, "the model never uses layer kind %s", layer_kinds[k].name);
-    oclseg_model_free(m);
+        ck_assert_msg(used[k] > 0, "neither decoder uses layer kind %s", layer_kinds[k].name);
 }
 END_TEST
 
@@ -151,7 +157,7 @@ START_TEST(only_training_allocates_gradients) {
                       "training %zu", i, peak[i], peak[2]);
     printf("device bytes at peak: model session %zu, eval %zu, training %zu\n", peak[0], peak[1],
            peak[2]);
-    oclseg_model_config cfg = {0.25f, 32, {16, 8, 8}, 32, 2, 0.5f};
+    oclseg_model_config cfg = {0.25f, 32, {16, 8, 8}, 32, 2, 0.5f, OCLSEG_DECODER_SEED};
     oclseg_model *m;
     ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &m), OCLSEG_OK);
     ck_assert_int_eq(oclseg_model_init_random(m, 1), OCLSEG_OK);
