@@ -23,8 +23,8 @@ void oclseg_session_options_synthetic_training(oclseg_session_options *o, int si
     oclseg_optim_config_default(&o->train.optim, OCLSEG_OPT_NADAM);
 }
 
-/* The decoder a whole-model weights file was trained with (its metadata "decoder"): evaluation
- * and inference build that network; a training run must have asked for it (--decoder). */
+/* The decoder a whole-model weights file was trained with (its metadata "decoder_kind"):
+ * evaluation and inference build that network; a training run must have asked for it. */
 static int weights_decoder(const oclseg_session_options *o, oclseg_model_config *cfg) {
     if (!o->weights || o->weights_source != OCLSEG_WEIGHTS_FULL) return OCLSEG_OK;
     oclseg_weights_meta meta;
@@ -35,8 +35,8 @@ static int weights_decoder(const oclseg_session_options *o, oclseg_model_config 
     }
     if (meta.decoder_kind == cfg->decoder_kind) return OCLSEG_OK;
     static const char *const names[] = {"seed", "skip"};
-    OCLSEG_ERROR("%s holds a model with the %s decoder (its metadata 'decoder'), this run builds "
-                 "the %s decoder: add --decoder %s", o->weights, names[meta.decoder_kind],
+    OCLSEG_ERROR("%s holds a model with the %s decoder (its metadata 'decoder_kind'), this run "
+                 "builds the %s decoder: add --decoder %s", o->weights, names[meta.decoder_kind],
                  names[cfg->decoder_kind], names[meta.decoder_kind]);
     return OCLSEG_ERR_INVALID_ARG;
 }

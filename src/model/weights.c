@@ -195,7 +195,7 @@ static int add_weights_meta(oclseg_st_writer *w, const oclseg_weights_meta *meta
     snprintf(v, sizeof v, "%d", size);
     int st = oclseg_st_writer_meta(w, "input_size", v);
     if (st == OCLSEG_OK && decoder == OCLSEG_DECODER_SKIP)
-        st = oclseg_st_writer_meta(w, "decoder", "skip");
+        st = oclseg_st_writer_meta(w, "decoder_kind", "skip");
     if (st == OCLSEG_OK && meta->threshold > 0) {
         for (int digits = 1; digits <= 9; digits++) { /* the shortest text of the same float */
             snprintf(v, sizeof v, "%.*g", digits, (double)meta->threshold);
@@ -236,9 +236,9 @@ int oclseg_weights_meta_parse(const oclseg_st_file *f, oclseg_weights_meta *out)
             return meta_error(f, "input_size", v, "a multiple of 32 in [32, 8192]");
         out->input_size = (int)size;
     }
-    if ((v = oclseg_st_metadata(f, "decoder")) != NULL) {
+    if ((v = oclseg_st_metadata(f, "decoder_kind")) != NULL) {
         if (strcmp(v, "seed") != 0 && strcmp(v, "skip") != 0)
-            return meta_error(f, "decoder", v, "seed or skip");
+            return meta_error(f, "decoder_kind", v, "seed or skip");
         out->decoder_kind = strcmp(v, "skip") == 0 ? OCLSEG_DECODER_SKIP : OCLSEG_DECODER_SEED;
     }
     if ((v = oclseg_st_metadata(f, "threshold")) != NULL) {
