@@ -262,13 +262,15 @@ static void expect_refused(const char *says, const char *args) {
  * other decoder is refused with the option to add. */
 START_TEST(skip_decoder_end_to_end) {
     setup_once();
-    ck_assert_int_eq(harness_sh("%s train --data %s/data --out %s/skip --epochs 1 --batch 4 --size 32 "
-                                "--decoder skip --max-steps 1 --quiet", bin, root, root), 0);
+    ck_assert_int_eq(harness_sh("%s train --data %s/data --out %s/skip --epochs 1 --batch 4 "
+                                "--size 32 --decoder skip --max-steps 1 --quiet", bin, root, root),
+                     0);
     ck_assert_int_eq(harness_sh("grep -q '\"decoder\": \"skip\"' %s/skip/config.json", root), 0);
     ck_assert_int_eq(harness_sh("head -c 300 %s/skip/weights.safetensors | "
                                 "grep -q '\"decoder_kind\":\"skip\"'", root), 0);
-    ck_assert_int_eq(harness_sh("%s eval --data %s/data --weights %s/skip/weights.safetensors --size 32 "
-                                "--out %s/skip-eval.csv > /dev/null", bin, root, root, root), 0);
+    ck_assert_int_eq(harness_sh("%s eval --data %s/data --weights %s/skip/weights.safetensors "
+                                "--size 32 --out %s/skip-eval.csv > /dev/null", bin, root, root,
+                                root), 0);
     ck_assert_int_eq(harness_sh("test $(wc -l < %s/skip-eval.csv) -eq 5", root), 0);
     ck_assert_int_eq(harness_sh("%s predict --weights %s/skip/weights.safetensors --out %s/skip-pred "
                                 "%s/data/ISBI2016_ISIC_Part1_Test_Data > /dev/null", bin, root, root,

@@ -58,7 +58,8 @@ typedef struct oclseg_weights_meta {
     float threshold;   /* "threshold": in (0, 1) */
     int has_options;   /* any of "tta" (flips|none), "largest_component", "fill_holes" (0|1) */
     int tta_flips, largest_component, fill_holes;
-    oclseg_decoder_kind decoder_kind; /* "decoder_kind": "skip" (written only for it; absent: seed) */
+    oclseg_decoder_kind decoder_kind; /* "decoder_kind": "skip" (written for it alone; absent:
+                                         the seed decoder) */
 } oclseg_weights_meta;
 
 typedef struct oclseg_model {

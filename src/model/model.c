@@ -1,5 +1,5 @@
-/* Builds the MobileNetV2 + decoder (seed or skip) layer list, allocates the arenas, initialises and reads the
- * parameters, counts FLOPs (forward: model_forward.c, backward: model_backward.c). */
+/* Builds the MobileNetV2 + decoder (seed or skip) layer list, allocates the arenas, initialises
+ * and reads the parameters, counts FLOPs (forward: model_forward.c, backward: model_backward.c). */
 #include "oclseg/model.h"
 #include "model/model_internal.h"
 
@@ -297,8 +297,7 @@ static void build_skip_decoder(builder *b, int *act) {
         l->in2 = skip;
         *act = joined;
     }
-    snprintf(name, sizeof name, "decoder.5.weight");
-    int wid = add_param(b, name, 4, 1, channels[4], 1, 1, 0);
+    int wid = add_param(b, "decoder.5.weight", 4, 1, channels[4], 1, 1, 0);
     int bid = add_param(b, "decoder.5.bias", 1, 1, 1, 1, 1, 0);
     int logits = add_act(b, 1, m->cfg.size, m->cfg.size);
     oclseg_layer *l = add_layer(b, LAYER_CONV, *act, logits);
