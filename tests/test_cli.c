@@ -284,12 +284,55 @@ START_TEST(optimizer_defaults_reach_the_run) {
 }
 END_TEST
 
+/* `oclseg <args> --quiet` must fail with a message containing `says`. */
+static void expect_refused(const char *says, const char *args) {
+    ck_assert_msg(harness_sh("%s %s --quiet 2> %s/err.txt", bin, args, root) != 0,
+                  "'%s' succeeded", args);
+    ck_assert_msg(harness_sh("grep -q -- '%s' %s/err.txt", says, root) == 0,
+                  "'%s': the message does not say '%s'", args, says);
+}
+
+/* --decoder skip: recorded in config.json and in the weights' metadata, from which eval and
+ * predict build the same network; a resume cannot change it, and --init with weights of the
+ * other decoder is refused with the option to add. */
+START_TEST(skip_decoder_end_to_end) {
+    setup_once();
+    ck_assert_int_eq(harness_sh("%s train --data %s/data --out %s/skip --epochs 1 --batch 4 "
+                                "--size 32 --decoder skip --max-steps 1 --quiet", bin, root, root),
+                     0);
+    ck_assert_int_eq(harness_sh("grep -q '\"decoder\": \"skip\"' %s/skip/config.json", root), 0);
+    ck_assert_int_eq(harness_sh("head -c 300 %s/skip/weights.safetensors | "
+                                "grep -q '\"decoder_kind\":\"skip\"'", root), 0);
+    ck_assert_int_eq(harness_sh("%s eval --data %s/data --weights %s/skip/weights.safetensors "
+                                "--size 32 --out %s/skip-eval.csv > /dev/null", bin, root, root,
+                                root), 0);
+    ck_assert_int_eq(harness_sh("test $(wc -l < %s/skip-eval.csv) -eq 5", root), 0);
+    ck_assert_int_eq(harness_sh("%s predict --weights %s/skip/weights.safetensors --out %s/skip-pred "
+                                "%s/data/ISBI2016_ISIC_Part1_Test_Data > /dev/null", bin, root, root,
+                                root), 0);
+    ck_assert_int_eq(harness_sh("test $(ls %s/skip-pred/*_mask.png | wc -l) -eq 4", root), 0);
+    char args[512];
+    /* a resume that changes the decoder */
+    snprintf(args, sizeof args, "train --resume %s/skip/checkpoint.safetensors --epochs 2 "
+             "--decoder seed", root);
+    expect_refused("--decoder", args);
+    /* --init with the skip decoder's weights into a seed-decoder run, and the other way round */
+    snprintf(args, sizeof args, "train --data %s/data --out %s/skip-init --epochs 1 --batch 4 "
+             "--size 32 --init %s/skip/weights.safetensors", root, root, root);
+    expect_refused("add --decoder skip", args);
+    snprintf(args, sizeof args, "train --data %s/data --out %s/seed-init --epochs 1 --batch 4 "
+             "--size 32 --init %s/run/weights.safetensors --decoder skip", root, root, root);
+    expect_refused("add --decoder seed", args);
+}
+END_TEST
+
 /* A bad option value is a usage error (exit 2) whose message names the option, in every
  * subcommand that takes numbers; nothing is run. */
 START_TEST(bad_option_values_exit_2) {
     static const char *cases[][2] = {
         {"train --epochs abc", "--epochs"},   {"train --batch 0", "--batch"},
         {"train --lr x", "--lr"},             {"eval --size 12x --weights w --data d", "--size"},
+        {"train --decoder unet", "--decoder"},
         {"eval --batch -1 --weights w --data d", "--batch"},
         {"predict --size abc --weights w x.png", "--size"},
         {"bench --steps 2x", "--steps"},      {"bench --batch abc", "--batch"},
@@ -439,6 +482,7 @@ int main(void) {
     tcase_add_test(tc, early_stop_on_validation);
     tcase_add_test(tc, predict_masks_at_original_resolution);
     tcase_add_test(tc, bad_input_is_a_clear_error);
+    tcase_add_test(tc, skip_decoder_end_to_end);
     tcase_add_test(tc, bad_option_values_exit_2);
     tcase_add_test(tc, optimizer_defaults_reach_the_run);
     tcase_add_test(tc, mask_encodings_and_data_health);

@@ -165,6 +165,71 @@ START_TEST(export_writes_the_inference_graph) {
 }
 END_TEST
 
+/* The skip decoder (weights whose metadata says "decoder": "skip"; export builds that network
+ * from it): five ConvTranspose with their BatchNorm folded in (against a double reference),
+ * four Concat joining the encoder's maps, five Relu, the 1x1 head Conv with its own bias
+ * writing "logits", no Resize. */
+START_TEST(skip_decoder_graph) {
+    oclseg_model_config cfg;
+    oclseg_model_config_default(&cfg);
+    cfg.size = 32;
+    cfg.max_batch = 1;
+    cfg.decoder_kind = OCLSEG_DECODER_SKIP;
+    oclseg_model *m;
+    ck_assert_int_eq(oclseg_model_create(harness_ctx(0), &cfg, &m), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_init_random(m, 9), OCLSEG_OK);
+    float *buf = malloc(oclseg_model_max_param_numel(m) * sizeof *buf);
+    const char *bn[4] = {"decoder.1.1.weight", "decoder.1.1.bias", "decoder.1.1.running_mean",
+                         "decoder.1.1.running_var"};
+    double v[4];
+    for (int k = 0; k < 4; k++) { /* gamma, beta, mean in [-1, 1), var in [0.5, 2) */
+        const int id = oclseg_model_find_param(m, bn[k]);
+        ck_assert_int_ge(id, 0);
+        harness_fill_uniform(buf, oclseg_param_numel(&m->params[id]), k == 3 ? 0.5f : -1.0f,
+                             k == 3 ? 2.0f : 1.0f, 200 + (uint64_t)k);
+        ck_assert_int_eq(oclseg_model_write_param(m, id, buf), OCLSEG_OK);
+        v[k] = buf[0];
+    }
+    ck_assert_int_eq(oclseg_model_read_param(m, oclseg_model_find_param(m, "decoder.1.0.weight"),
+                                             buf), OCLSEG_OK);
+    const double scale = v[0] / sqrt(v[3] + (double)1e-5f);
+    const float ref_w0 = (float)(buf[0] * scale); /* [cin 0, cout 0, 0, 0] */
+    ck_assert_int_eq(oclseg_model_read_param(m, oclseg_model_find_param(m, "decoder.1.0.bias"),
+                                             buf), OCLSEG_OK);
+    const float ref_b0 = (float)((buf[0] - v[2]) * scale + v[1]);
+    free(buf);
+    char skip_weights[160], path[160];
+    snprintf(skip_weights, sizeof skip_weights, "%s/skip.safetensors", root);
+    ck_assert_int_eq(oclseg_weights_save(m, skip_weights), OCLSEG_OK);
+    oclseg_model_free(m);
+    snprintf(path, sizeof path, "%s/skip.onnx", root);
+    oclseg_onnx_options o = {0};
+    ck_assert_int_eq(oclseg_export_onnx(skip_weights, path, 32, NULL, &o), OCLSEG_OK);
+    Onnx__ModelProto *mp = load_onnx(path);
+    const Onnx__GraphProto *g = mp->graph;
+    ck_assert_int_eq(count_op(g, "Conv"), 52 + 1);
+    ck_assert_int_eq(count_op(g, "Clip"), 35);
+    ck_assert_int_eq(count_op(g, "Add"), 10);
+    ck_assert_int_eq(count_op(g, "ConvTranspose"), 5);
+    ck_assert_int_eq(count_op(g, "Relu"), 5);
+    ck_assert_int_eq(count_op(g, "Concat"), 4);
+    ck_assert_int_eq(count_op(g, "Resize"), 0);
+    ck_assert_uint_eq(g->n_node, 52 + 35 + 10 + 5 + 5 + 4 + 1);
+    ck_assert_uint_eq(g->n_initializer, 2 * 53 + 2 * 5 + 2);
+    check_topology(g);
+    ck_assert_str_eq(g->output[0]->name, "logits");
+    ck_assert_str_eq(g->node[g->n_node - 1]->op_type, "Conv");
+    const Onnx__TensorProto *w = initializer(g, "decoder.1.0.weight");
+    const Onnx__TensorProto *b = initializer(g, "decoder.1.0.bias");
+    ck_assert_ptr_nonnull(w);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_float_eq_tol(w->float_data[0], ref_w0, 2.4e-7 * fabsf(ref_w0));
+    ck_assert_float_eq_tol(b->float_data[0], ref_b0, 4.8e-7 * fabsf(ref_b0) + 1e-7);
+    ck_assert_ptr_nonnull(strstr(meta(mp, "oclseg.architecture"), "(skip)"));
+    onnx__model_proto__free_unpacked(mp, NULL);
+}
+END_TEST
+
 START_TEST(dynamic_batch_sigmoid_and_relu_form) {
     char path[160];
     snprintf(path, sizeof path, "%s/d.onnx", root);
@@ -266,6 +331,7 @@ int main(void) {
     TCase *tc = tcase_create("export");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, export_writes_the_inference_graph);
+    tcase_add_test(tc, skip_decoder_graph);
     tcase_add_test(tc, dynamic_batch_sigmoid_and_relu_form);
     tcase_add_test(tc, bad_inputs_leave_no_file);
     suite_add_tcase(s, tc);

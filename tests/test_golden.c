@@ -1,6 +1,7 @@
 /* Compares the whole model with PyTorch: logits, loss, every gradient and every state-dict entry
  * after 3 NAdam steps, in fine-tune and frozen-encoder modes, against float64 PyTorch values in
- * tests/data/golden_small.safetensors (written by tools/make_golden.py).
+ * tests/data/golden_small.safetensors and, for the skip decoder (--decoder skip),
+ * tests/data/golden_skip_small.safetensors (both written by tools/make_golden.py).
  *
  * Tolerance policy (see the README's "Numerics"): in training mode batch-statistics BatchNorm
  * amplifies float32 rounding block by block, so float32 PyTorch itself is off its float64 result
@@ -8,7 +9,8 @@
  * lands near 1x e32 (different but equally valid summation orders); a real bug lands at 20x-3000x.
  * We require err <= RATIO * e32 + floor, with RATIO = 8 and floor = 2e-6 * max|ref| (the error of
  * a handful of float32 roundings, for tensors where e32 happens to be tiny). Paths without
- * batch statistics (the frozen encoder) must also match to 2e-5 * max|ref| absolutely. */
+ * batch statistics (the frozen encoder; the frozen seed model's logits and losses, whose decoder
+ * has no BatchNorm) must also match to 2e-5 * max|ref| absolutely. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@
 /* OCLSEG_GOLDEN_FILE=path compares against another file, e.g. the full-size model written by
  * tools/make_golden.py --full (not committed: too large). */
 #define GOLDEN (getenv("OCLSEG_GOLDEN_FILE") ? getenv("OCLSEG_GOLDEN_FILE") : GOLDEN_DEFAULT)
+#define GOLDEN_SKIP "tests/data/golden_skip_small.safetensors"
 static const double RATIO = 8.0, FLOOR_REL = 2e-6;
 
 typedef struct golden_cfg {
@@ -30,18 +33,23 @@ typedef struct golden_cfg {
     int batch;
 } golden_cfg;
 
-static oclseg_st_file *open_golden(golden_cfg *g) {
+static oclseg_st_file *open_golden(const char *path, golden_cfg *g) {
     oclseg_st_file *f = NULL;
-    ck_assert_msg(oclseg_st_load(GOLDEN, &f) == OCLSEG_OK, "cannot read %s", GOLDEN);
+    ck_assert_msg(oclseg_st_load(path, &f) == OCLSEG_OK, "cannot read %s", path);
     const char *format = oclseg_st_metadata(f, "format"), *version = oclseg_st_metadata(f, "version");
-    ck_assert_msg(format && strcmp(format, "oclseg-golden") == 0, "%s: unknown format", GOLDEN);
-    ck_assert_msg(version && strcmp(version, "1") == 0, "%s: unknown version %s", GOLDEN,
+    ck_assert_msg(format && strcmp(format, "oclseg-golden") == 0, "%s: unknown format", path);
+    ck_assert_msg(version && strcmp(version, "1") == 0, "%s: unknown version %s", path,
                   version ? version : "(none)");
     oclseg_model_config_default(&g->model);
     g->model.width_mult = (float)atof(oclseg_st_metadata(f, "width_mult"));
     g->model.last_channel = atoi(oclseg_st_metadata(f, "last_channel"));
     ck_assert_int_eq(sscanf(oclseg_st_metadata(f, "decoder"), "%d,%d,%d", &g->model.decoder[0],
                             &g->model.decoder[1], &g->model.decoder[2]), 3);
+    const char *kind = oclseg_st_metadata(f, "decoder_kind"); /* absent: the seed decoder */
+    ck_assert_msg(!kind || strcmp(kind, "seed") == 0 || strcmp(kind, "skip") == 0,
+                  "%s: unknown decoder_kind %s", path, kind);
+    g->model.decoder_kind = kind && strcmp(kind, "skip") == 0 ? OCLSEG_DECODER_SKIP
+                                                              : OCLSEG_DECODER_SEED;
     g->model.size = atoi(oclseg_st_metadata(f, "size"));
     g->batch = atoi(oclseg_st_metadata(f, "batch"));
     g->model.max_batch = g->batch;
@@ -87,14 +95,17 @@ static double compare(oclseg_st_file *f, const char *mode, const char *name, con
     return e32 > 0 ? err / e32 : 0;
 }
 
-static void run_mode(int device, int frozen) {
+static void run_mode(const char *path, int device, int frozen) {
     const char *mode = frozen ? "frozen" : "finetune";
     golden_cfg g;
-    oclseg_st_file *f = open_golden(&g);
+    oclseg_st_file *f = open_golden(path, &g);
+    /* the logits and losses have no batch statistics on their path only with a frozen encoder
+     * and a decoder without BatchNorm (the seed's) */
+    const int strict_out = frozen && g.model.decoder_kind == OCLSEG_DECODER_SEED;
     oclseg_ctx *ctx = harness_ctx(device);
     oclseg_model *m;
     ck_assert_int_eq(oclseg_model_create(ctx, &g.model, &m), OCLSEG_OK);
-    ck_assert_int_eq(oclseg_weights_load(m, GOLDEN, OCLSEG_WEIGHTS_FULL, "init."), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_weights_load(m, path, OCLSEG_WEIGHTS_FULL, "init."), OCLSEG_OK);
     oclseg_trainer_config tc = {.frozen_encoder = frozen, .seed = 1};
     oclseg_optim_config_default(&tc.optim, OCLSEG_OPT_NADAM);
     tc.optim.lr = 1e-3f;
@@ -112,7 +123,7 @@ static void run_mode(int device, int frozen) {
     oclseg_tensor lt = oclseg_model_logits(m, g.batch);
     ck_assert_int_eq(oclseg_tensor_read(ctx, &lt, logits), OCLSEG_OK);
     snprintf(name, sizeof name, "%s.logits", mode);
-    worst_ratio = fmax(worst_ratio, compare(f, mode, name, logits, (size_t)g.batch * s2, frozen));
+    worst_ratio = fmax(worst_ratio, compare(f, mode, name, logits, (size_t)g.batch * s2, strict_out));
     size_t maxp = oclseg_model_max_param_numel(m);
     float *buf = malloc(maxp * sizeof *buf);
     for (int i = 0; i < m->param_count; i++) {
@@ -131,7 +142,7 @@ static void run_mode(int device, int frozen) {
     ck_assert_int_eq(oclseg_trainer_drain_losses(t, losses, &first, &count), OCLSEG_OK);
     ck_assert_int_eq(count, 3);
     snprintf(name, sizeof name, "%s.losses", mode);
-    worst_ratio = fmax(worst_ratio, compare(f, mode, name, losses, 3, frozen));
+    worst_ratio = fmax(worst_ratio, compare(f, mode, name, losses, 3, strict_out));
     for (int i = 0; i < m->param_count; i++) {
         const oclseg_param *p = &m->params[i];
         ck_assert_int_eq(oclseg_model_read_param(m, i, buf), OCLSEG_OK);
@@ -151,7 +162,7 @@ static void run_mode(int device, int frozen) {
         ck_assert_msg(m->bn_batches[l->bn_index] == want, "%s: %lld, PyTorch %lld", name,
                       (long long)m->bn_batches[l->bn_index], (long long)want);
     }
-    printf("golden %s on %s: worst error / float32-PyTorch error = %.2f\n", mode,
+    printf("golden %s (%s) on %s: worst error / float32-PyTorch error = %.2f\n", mode, path,
            harness_device_name(device), worst_ratio);
     free(buf);
     free(logits);
@@ -163,12 +174,22 @@ static void run_mode(int device, int frozen) {
 }
 
 START_TEST(golden_finetune) {
-    for (int d = 0; d < harness_device_count(); d++) run_mode(d, 0);
+    for (int d = 0; d < harness_device_count(); d++) run_mode(GOLDEN, d, 0);
 }
 END_TEST
 
 START_TEST(golden_frozen) {
-    for (int d = 0; d < harness_device_count(); d++) run_mode(d, 1);
+    for (int d = 0; d < harness_device_count(); d++) run_mode(GOLDEN, d, 1);
+}
+END_TEST
+
+START_TEST(golden_skip_finetune) {
+    for (int d = 0; d < harness_device_count(); d++) run_mode(GOLDEN_SKIP, d, 0);
+}
+END_TEST
+
+START_TEST(golden_skip_frozen) {
+    for (int d = 0; d < harness_device_count(); d++) run_mode(GOLDEN_SKIP, d, 1);
 }
 END_TEST
 
@@ -178,6 +199,8 @@ int main(void) {
     tcase_set_timeout(tc, 1200);
     tcase_add_test(tc, golden_finetune);
     tcase_add_test(tc, golden_frozen);
+    tcase_add_test(tc, golden_skip_finetune);
+    tcase_add_test(tc, golden_skip_frozen);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

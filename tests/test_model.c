@@ -12,16 +12,20 @@
 #include "oclseg/model.h"
 #include "oclseg/session.h"
 
-/* The default architecture at 32x32 for one image, on the first device (no weights). */
-static oclseg_model *default_model_32(void) {
+/* The default architecture at 32x32 for one image, on the first device (no weights), with the
+ * seed or the skip decoder. */
+static oclseg_model *default_model_32_with(oclseg_decoder_kind decoder) {
     oclseg_model_config cfg;
     oclseg_model_config_default(&cfg);
     cfg.max_batch = 1;
     cfg.size = 32;
+    cfg.decoder_kind = decoder;
     oclseg_model *m;
     ck_assert_int_eq(oclseg_model_create(harness_ctx(0), &cfg, &m), OCLSEG_OK);
     return m;
 }
+
+static oclseg_model *default_model_32(void) { return default_model_32_with(OCLSEG_DECODER_SEED); }
 
 /* From PyTorch: LesionSegNet().state_dict() has 320 keys (52 of them num_batches_tracked),
  * 8,123,585 parameter floats and 34,112 running-statistic floats. */
@@ -50,11 +54,54 @@ START_TEST(structure_matches_pytorch) {
 }
 END_TEST
 
-/* A reduced model runs forward + backward in both modes with finite logits and gradients. */
+/* The skip decoder, from PyTorch (tools/make_golden.py's LesionSegNet(decoder_kind="skip")):
+ * 349 keys (57 num_batches_tracked), 8,410,337 parameter floats (6,186,465 in the decoder) and
+ * 35,104 running-statistic floats; stage s joins the encoder's map at stride 16 >> s. */
+START_TEST(skip_structure_matches_pytorch) {
+    oclseg_model *m = default_model_32_with(OCLSEG_DECODER_SKIP);
+    ck_assert_int_eq(m->param_count + m->bn_count, 349);
+    ck_assert_int_eq(m->bn_count, 57);
+    ck_assert_uint_eq(m->param_floats, 8410337);
+    ck_assert_uint_eq(m->buffer_floats, 35104);
+    ck_assert_uint_eq(m->decoder_param_off, 8410337 - 6186465);
+    static const struct { const char *key; int n, c, h, w; } shapes[] = {
+        {"decoder.0.0.weight", 1280, 256, 4, 4}, {"decoder.0.1.running_var", 256, 1, 1, 1},
+        {"decoder.1.0.weight", 256 + 96, 128, 4, 4}, {"decoder.2.0.weight", 128 + 32, 64, 4, 4},
+        {"decoder.3.0.weight", 64 + 24, 32, 4, 4}, {"decoder.4.0.weight", 32 + 16, 16, 4, 4},
+        {"decoder.4.1.bias", 16, 1, 1, 1}, {"decoder.5.weight", 1, 16, 1, 1},
+        {"decoder.5.bias", 1, 1, 1, 1}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int id = oclseg_model_find_param(m, shapes[i].key);
+        ck_assert_msg(id >= 0, "missing key %s", shapes[i].key);
+        const oclseg_param *p = &m->params[id];
+        ck_assert_msg(p->n == shapes[i].n && p->c == shapes[i].c && p->h == shapes[i].h &&
+                      p->w == shapes[i].w, "%s: (%d,%d,%d,%d)", shapes[i].key, p->n, p->c, p->h,
+                      p->w);
+    }
+    /* the joins: four concats, each of a decoder map and an encoder map of the same size */
+    int joins = 0;
+    for (int i = 0; i < m->layer_count; i++) {
+        const oclseg_layer *l = &m->layers[i];
+        if (l->kind != LAYER_CONCAT) continue;
+        const oclseg_activation *a = &m->acts[l->in], *e = &m->acts[l->in2];
+        ck_assert_int_eq(e->h, 32 >> (4 - joins));
+        ck_assert(a->h == e->h && a->w == e->w && m->acts[l->out].c == a->c + e->c);
+        ck_assert(l->in2 <= m->layers[m->encoder_layer_count].in); /* an encoder map */
+        joins++;
+    }
+    ck_assert_int_eq(joins, 4);
+    const oclseg_activation *logits = &m->acts[m->logits_act];
+    ck_assert(logits->c == 1 && logits->h == 32 && logits->w == 32);
+    oclseg_model_free(m);
+}
+END_TEST
+
+/* A reduced model (either decoder) runs forward + backward in both modes with finite logits and
+ * gradients. */
 START_TEST(forward_backward_finite) {
-    for (int d = 0; d < harness_device_count(); d++) {
-        oclseg_ctx *ctx = harness_ctx(d);
-        oclseg_model_config cfg = {0.25f, 32, {16, 8, 8}, 32, 2, 0.5f};
+    for (int d = 0; d < 2 * harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d / 2);
+        oclseg_model_config cfg = {0.25f, 32, {16, 8, 8}, 32, 2, 0.5f, (oclseg_decoder_kind)(d % 2)};
         oclseg_model *m;
         ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &m), OCLSEG_OK);
         ck_assert_int_eq(oclseg_model_init_random(m, 1), OCLSEG_OK);
@@ -74,7 +121,7 @@ START_TEST(forward_backward_finite) {
             for (size_t i = 0; i < out_count; i++) y[i] = 1e-3f * (float)((i % 7) - 3);
             ck_assert_int_eq(oclseg_tensor_write(ctx, &g, y), OCLSEG_OK);
             ck_assert_int_eq(oclseg_model_backward(m, &pass), OCLSEG_OK);
-            int idx = oclseg_model_find_param(m, "decoder.0.weight");
+            int idx = oclseg_model_find_param(m, d % 2 ? "decoder.0.0.weight" : "decoder.0.weight");
             size_t count = oclseg_param_numel(&m->params[idx]);
             float *gw = malloc(count * sizeof *gw);
             ck_assert_int_eq(oclseg_model_read_grad(m, idx, gw), OCLSEG_OK);
@@ -106,17 +153,19 @@ START_TEST(layer_table_complete) {
             ck_assert_msg(strcmp(kind->name, layer_kinds[j].name) != 0, "two kinds named %s",
                           kind->name);
     }
-    oclseg_model *m = default_model_32();
     int used[LAYER_COUNT] = {0};
-    for (int i = 0; i < m->layer_count; i++) {
-        const oclseg_layer *l = &m->layers[i];
-        ck_assert(l->kind >= 0 && l->kind < LAYER_COUNT);
-        used[l->kind]++;
-        ck_assert_int_eq(layer_kinds[l->kind].in_place, l->in == l->out);
+    for (int d = OCLSEG_DECODER_SEED; d <= OCLSEG_DECODER_SKIP; d++) {
+        oclseg_model *m = default_model_32_with((oclseg_decoder_kind)d);
+        for (int i = 0; i < m->layer_count; i++) {
+            const oclseg_layer *l = &m->layers[i];
+            ck_assert(l->kind >= 0 && l->kind < LAYER_COUNT);
+            used[l->kind]++;
+            ck_assert_int_eq(layer_kinds[l->kind].in_place, l->in == l->out);
+        }
+        oclseg_model_free(m);
     }
     for (int k = 0; k < LAYER_COUNT; k++)
-        ck_assert_msg(used[k] > 0, "the model never uses layer kind %s", layer_kinds[k].name);
-    oclseg_model_free(m);
+        ck_assert_msg(used[k] > 0, "neither decoder uses layer kind %s", layer_kinds[k].name);
 }
 END_TEST
 
@@ -153,7 +202,7 @@ START_TEST(only_training_allocates_gradients) {
                       "training %zu", i, peak[i], peak[2]);
     printf("device bytes at peak: model session %zu, eval %zu, training %zu\n", peak[0], peak[1],
            peak[2]);
-    oclseg_model_config cfg = {0.25f, 32, {16, 8, 8}, 32, 2, 0.5f};
+    oclseg_model_config cfg = {0.25f, 32, {16, 8, 8}, 32, 2, 0.5f, OCLSEG_DECODER_SEED};
     oclseg_model *m;
     ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &m), OCLSEG_OK);
     ck_assert_int_eq(oclseg_model_init_random(m, 1), OCLSEG_OK);
@@ -182,7 +231,7 @@ END_TEST
  * size, step or mode read the last forward's activations: a silent wrong gradient). */
 START_TEST(backward_needs_its_forward_pass) {
     oclseg_ctx *ctx = harness_ctx(0);
-    oclseg_model_config cfg = {0.25f, 32, {16, 8, 8}, 32, 2, 0.5f};
+    oclseg_model_config cfg = {0.25f, 32, {16, 8, 8}, 32, 2, 0.5f, OCLSEG_DECODER_SEED};
     oclseg_model *m;
     ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &m), OCLSEG_OK);
     ck_assert_int_eq(oclseg_model_init_random(m, 1), OCLSEG_OK);
@@ -273,6 +322,7 @@ int main(void) {
     TCase *tc = tcase_create("model");
     tcase_set_timeout(tc, 1200);
     tcase_add_test(tc, structure_matches_pytorch);
+    tcase_add_test(tc, skip_structure_matches_pytorch);
     tcase_add_test(tc, forward_backward_finite);
     tcase_add_test(tc, layer_table_complete);
     tcase_add_test(tc, only_training_allocates_gradients);

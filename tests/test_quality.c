@@ -322,7 +322,7 @@ static void flip_plane(const float *src, float *dst, int s, int fh, int fv) {
 
 START_TEST(tta_flips_average) {
     enum { S = 32, N = 2 };
-    oclseg_model_config cfg = {0.25f, 32, {16, 8, 8}, S, N, 0.5f};
+    oclseg_model_config cfg = {0.25f, 32, {16, 8, 8}, S, N, 0.5f, OCLSEG_DECODER_SEED};
     oclseg_model *m;
     ck_assert_int_eq(oclseg_model_create(harness_ctx(0), &cfg, &m), OCLSEG_OK);
     ck_assert_int_eq(oclseg_model_init_random(m, 3), OCLSEG_OK);

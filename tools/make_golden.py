@@ -11,9 +11,11 @@ values per channel and the network is chaotic at the rounding level (measured: a
 further from the float64 reference than float32 PyTorch was). At 96x96 batch 4 (36 values per
 channel) a correct float32 implementation lands at 1-2x float32 PyTorch's own error.
     /usr/bin/python3 tools/make_golden.py --full --out /tmp/golden_full.safetensors
+The skip decoder (--decoder skip; README "The skip decoder"), the same small configuration:
+    /usr/bin/python3 tools/make_golden.py --decoder-kind skip --out tests/data/golden_skip_small.safetensors
 
 File layout (safetensors; __metadata__ format "oclseg-golden", version "1", plus width_mult,
-last_channel, decoder "a,b,c", size, batch, torch version):
+last_channel, decoder "a,b,c", decoder_kind "seed"|"skip", size, batch, torch version):
   init.<key>                 the initial state dict (F32; num_batches_tracked I64), LesionSegNet keys
   input (N,3,S,S), target (N,1,S,S)     F32 (the float64 run uses exactly these values)
   <mode>.logits (N,1,S,S)    forward output of step 1
@@ -47,9 +49,24 @@ import safetensors_io  # noqa: E402  (tools/safetensors_io.py)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def skip_widths(decoder):
+    """The skip decoder's five stage widths: decoder[0..2], then decoder[2] / 2 and / 4."""
+    d0, d1, d2 = decoder
+    return [d0, d1, d2, max(d2 // 2, 1), max(d2 // 4, 1)]
+
+
 class LesionSegNet(nn.Module):
-    def __init__(self, width_mult=1.0, last_channel=1280, decoder=(256, 128, 64), dropout=0.5):
+    """decoder_kind "seed": decoder.{0,3,5,7} ConvTranspose2d k4 s2 p1 (ReLU between, Dropout after
+    the first), then a bilinear resize to the input size. decoder_kind "skip": decoder.s for
+    s = 0..4 is Sequential(ConvTranspose2d k4 s2 p1, BatchNorm2d, ReLU[, Dropout for s = 0]);
+    after stages 0..3 the output is concatenated (dim 1, decoder first) with the encoder's map at
+    stride 16, 8, 4, 2 (the last encoder block at that resolution: features 13, 6, 3, 1 at width
+    1); decoder.5 is a 1x1 Conv2d head with bias, at full resolution."""
+
+    def __init__(self, width_mult=1.0, last_channel=1280, decoder=(256, 128, 64), dropout=0.5,
+                 decoder_kind="seed"):
         super().__init__()
+        self.decoder_kind = decoder_kind
         self.encoder = torchvision.models.mobilenet_v2(width_mult=width_mult).features
         if self.encoder[18][0].out_channels != last_channel:
             cin = self.encoder[18][0].in_channels
@@ -57,6 +74,9 @@ class LesionSegNet(nn.Module):
                                                     norm_layer=nn.BatchNorm2d,
                                                     activation_layer=nn.ReLU6)
             nn.init.kaiming_normal_(self.encoder[18][0].weight, mode="fan_out")
+        if decoder_kind == "skip":
+            self.decoder = self.make_skip_decoder(last_channel, decoder, dropout)
+            return
         d0, d1, d2 = decoder
         self.decoder = nn.Sequential(
             nn.ConvTranspose2d(last_channel, d0, 4, stride=2, padding=1), nn.ReLU(), nn.Dropout(dropout),
@@ -64,7 +84,36 @@ class LesionSegNet(nn.Module):
             nn.ConvTranspose2d(d1, d2, 4, stride=2, padding=1), nn.ReLU(),
             nn.ConvTranspose2d(d2, 1, 4, stride=2, padding=1))
 
+    def skip_maps(self, x):
+        """The encoder's output and its last map at each stride 2, 4, 8, 16."""
+        size, maps = x.shape[-1], {}
+        for layer in self.encoder:
+            x = layer(x)
+            maps[size // x.shape[-1]] = x  # a later block at the same stride replaces it
+        return x, maps
+
+    def make_skip_decoder(self, last_channel, decoder, dropout):
+        self.encoder.eval()  # the channel counts only: no BatchNorm statistics updated
+        with torch.no_grad():
+            _, maps = self.skip_maps(torch.zeros(1, 3, 64, 64))
+        self.encoder.train()
+        widths, stages, cin = skip_widths(decoder), [], last_channel
+        for s, c in enumerate(widths):
+            layers = [nn.ConvTranspose2d(cin, c, 4, stride=2, padding=1), nn.BatchNorm2d(c), nn.ReLU()]
+            if s == 0:
+                layers.append(nn.Dropout(dropout))
+            stages.append(nn.Sequential(*layers))
+            cin = c + (maps[16 >> s].shape[1] if s < 4 else 0)
+        return nn.ModuleList(stages + [nn.Conv2d(widths[4], 1, 1)])
+
     def forward(self, x):
+        if self.decoder_kind == "skip":
+            y, maps = self.skip_maps(x)
+            for s in range(5):
+                y = self.decoder[s](y)
+                if s < 4:
+                    y = torch.cat([y, maps[16 >> s]], dim=1)
+            return self.decoder[5](y)
         return F.interpolate(self.decoder(self.encoder(x)), size=x.shape[-2:], mode="bilinear",
                              align_corners=False)
 
@@ -112,6 +161,7 @@ def main():
     ap.add_argument("--width-mult", type=float, default=0.25)
     ap.add_argument("--last-channel", type=int, default=64)
     ap.add_argument("--decoder", default="32,16,8")
+    ap.add_argument("--decoder-kind", choices=("seed", "skip"), default="seed")
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--full", action="store_true", help="the default model: width 1, 1280, "
@@ -125,7 +175,8 @@ def main():
     decoder = tuple(int(v) for v in args.decoder.split(","))
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
-    model = LesionSegNet(args.width_mult, args.last_channel, decoder, dropout=0.0)
+    model = LesionSegNet(args.width_mult, args.last_channel, decoder, dropout=0.0,
+                         decoder_kind=args.decoder_kind)
     perturb_batchnorm(model, gen)
     n, s = args.batch, args.size
     x = torch.randn(n, 3, s, s, generator=gen)
@@ -175,6 +226,7 @@ def main():
                 print(f"{name:58s} {r.abs().max().item():10.3g} {err:10.3g}")
     meta = {"format": "oclseg-golden", "version": "1", "width_mult": args.width_mult,
             "last_channel": args.last_channel, "decoder": ",".join(map(str, decoder)),
+            "decoder_kind": args.decoder_kind,
             "size": s, "batch": n, "torch": torch.__version__, "dropout": 0,
             "reference": "float64 PyTorch rounded to F32; f32err.* = max |float32 PyTorch - reference|"}
     safetensors_io.save(args.out, tensors, meta)

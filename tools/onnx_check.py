@@ -67,7 +67,7 @@ def check_same_graph(clip, relu):
 def run_numpy(model, x):
     """A float64 NumPy evaluator for the ops oclseg exports (an outside reference for the default
     Clip form, which OpenCV 4.6 cannot load): Conv, ConvTranspose, Clip, Relu, Add, Sub, Resize
-    (linear, half_pixel), Sigmoid."""
+    (linear, half_pixel), Concat (the skip decoder's), Sigmoid."""
     env = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer}
     env[model.graph.input[0].name] = x.astype(np.float64)
 
@@ -137,6 +137,8 @@ def run_numpy(model, x):
             y = a[0] - a[1]
         elif op == "Resize":
             y = resize(node, a[0], a[2])
+        elif op == "Concat":
+            y = np.concatenate(a, axis=attr(node, "axis"))
         elif op == "Sigmoid":
             y = 1 / (1 + np.exp(-a[0]))
         else:

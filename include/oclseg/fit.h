@@ -17,6 +17,7 @@ typedef struct oclseg_fit_options {
     float lr, dropout;          /* lr: OCLSEG_FIT_OPTIMIZER_DEFAULT (the optimizer's) */
     oclseg_optimizer_kind optimizer; /* --optimizer (nadam) */
     int frozen_encoder;
+    oclseg_decoder_kind decoder; /* --decoder seed (default) | skip */
     const char *pretrained, *init, *resume;
     uint64_t seed;
     int shuffle, augment, quiet, skip_bad, threads; /* augment 0: --no-augment (none at all) */

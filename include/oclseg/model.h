@@ -8,6 +8,13 @@
 
 #include "oclseg/ops.h"
 
+/* The decoder after the MobileNetV2 encoder (--decoder). */
+typedef enum oclseg_decoder_kind {
+    OCLSEG_DECODER_SEED = 0, /* four transposed convs from the stride-32 map + bilinear resize */
+    OCLSEG_DECODER_SKIP = 1, /* five transposed conv + BN + ReLU stages, each joined with the
+                                encoder's map of the same stride (16, 8, 4, 2), a 1x1 head */
+} oclseg_decoder_kind;
+
 typedef struct oclseg_model_config {
     float width_mult;  /* encoder width multiplier (1.0: torchvision's mobilenet_v2) */
     int last_channel;  /* channels of the encoder's last 1x1 conv (1280 at width 1.0) */
@@ -15,6 +22,7 @@ typedef struct oclseg_model_config {
     int size;          /* input height = width, a multiple of 32 (128) */
     int max_batch;     /* activations are allocated for this many images (16) */
     float dropout;     /* dropout after the first decoder ReLU (0.5) */
+    oclseg_decoder_kind decoder_kind; /* OCLSEG_DECODER_SEED */
 } oclseg_model_config;
 
 void oclseg_model_config_default(oclseg_model_config *cfg);
@@ -50,6 +58,8 @@ typedef struct oclseg_weights_meta {
     float threshold;   /* "threshold": in (0, 1) */
     int has_options;   /* any of "tta" (flips|none), "largest_component", "fill_holes" (0|1) */
     int tta_flips, largest_component, fill_holes;
+    oclseg_decoder_kind decoder_kind; /* "decoder_kind": "skip" (written for it alone; absent:
+                                         the seed decoder) */
 } oclseg_weights_meta;
 
 /* Everything one forward or backward reads besides the model's own state (its layers, parameters

@@ -184,6 +184,14 @@ int op_upsample_bilinear_forward(oclseg_ctx *ctx, const oclseg_tensor *x, oclseg
 /* Deterministic (gather form, no atomics). */
 int op_upsample_bilinear_backward(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *dx);
 
+/* ---- channel concatenation, torch.cat((a, b), dim=1): cl/concat.cl, src/ops/concat.c -------
+ * a (N, Ca, H, W), b (N, Cb, H, W), y (N, Ca + Cb, H, W); exact copies. The backward splits dy
+ * into da (its first Ca channels) and db (the rest); either may be NULL (not wanted). */
+int op_concat_forward(oclseg_ctx *ctx, const oclseg_tensor *a, const oclseg_tensor *b,
+                      oclseg_tensor *y);
+int op_concat_backward(oclseg_ctx *ctx, const oclseg_tensor *dy, oclseg_tensor *da,
+                       oclseg_tensor *db);
+
 /* ---- optimizers, one flat pass over a parameter range: cl/optim.cl, src/ops/optim.c ------ */
 /* Everything that differs between optimizers is in one table, oclseg_optimizers[] in
  * src/ops/optim.c (name, states and their checkpoint keys, defaults, checks, step). The values

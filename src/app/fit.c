@@ -90,6 +90,7 @@ static int create_session(fit_run *r) {
     if (o->balance) r->local_batch = o->batch; /* a fast rank may take most of the batch */
     so.model.max_batch = r->local_batch;
     so.model.dropout = o->dropout;
+    so.model.decoder_kind = o->decoder;
     so.random_init = 1;
     so.seed = o->seed;
     if (oclseg_dist_rank() != 0 || o->resume) {

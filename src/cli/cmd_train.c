@@ -32,7 +32,7 @@ static void usage(FILE *out) {
 "                    [--weight-decay W] [--decoupled-wd] [--clip-norm 0]\n"
 "                    [--aug-dihedral] [--aug-affine DEG,SCALE,SHIFT]\n"
 "                    [--aug-color B,C,S,H] [--aug-crop MIN_AREA] [--recipe seed|best]\n"
-"                    [--config RUN/config.json]\n\n"
+"                    [--config RUN/config.json] [--decoder seed|skip]\n\n"
 "Trains the MobileNetV2-encoder segmentation network with BCEWithLogits loss.\n"
 "  --data DIR         ISIC 2016 Part 1 layout (*Training_Data, *Training_GroundTruth,\n"
 "                     *Test_Data, *Test_GroundTruth); default: the synthetic set in\n"
@@ -75,6 +75,11 @@ static void usage(FILE *out) {
 "  --weight-decay W   L2 weight decay (coupled as in torch.optim unless --decoupled-wd:\n"
 "                     AdamW-style p *= 1 - lr*W for adam/nadam; adamw: always decoupled)\n"
 "  --clip-norm N      clip the gradients to global L2 norm N before each step (0: off)\n"
+"  --decoder D        seed (default: four transposed convs from the encoder's last map, then a\n"
+"                     bilinear resize) or skip (U-Net style: each transposed conv + BN + ReLU\n"
+"                     stage joined with the encoder's map at strides 16, 8, 4, 2, a 1x1 head\n"
+"                     at full resolution; README \"The skip decoder\"). Recorded in the weights:\n"
+"                     eval, predict and export build the same network\n"
 "  --aug-dihedral     also transposes: with the flips, all 8 rotations/reflections by 90 deg\n"
 "  --aug-affine R,Z,T rotation in +-R degrees, zoom in [1-Z, 1+Z], shift in +-T of the\n"
 "                     half-side (images bilinear, masks nearest, edges replicated)\n"
@@ -228,7 +233,7 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
            O_MAXSTEPS, O_RESUME, O_EVAL, O_QUIET, O_SKIPBAD, O_THREADS, O_LTHREADS, O_PREFETCH, O_CHECKNUM, O_MASKTHR,
            O_SYNCBN, O_BALANCE, O_VALFRAC, O_PATIENCE, O_TTA, O_LARGEST, O_FILL, O_LOSS, O_SCHED,
            O_WARMUP, O_WD, O_DECOUPLED, O_CLIP, O_AUGD, O_AUGA, O_AUGC, O_AUGCROP, O_RECIPE,
-           O_OVERWRITE, O_CONFIG, O_OVERLAP };
+           O_OVERWRITE, O_CONFIG, O_OVERLAP, O_DECODER };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"images", required_argument, 0, O_IMAGES},
         {"masks", required_argument, 0, O_MASKS}, {"mask-suffix", required_argument, 0, O_SUFFIX},
@@ -260,6 +265,7 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
         {"aug-color", required_argument, 0, O_AUGC}, {"aug-crop", required_argument, 0, O_AUGCROP},
         {"recipe", required_argument, 0, O_RECIPE}, {"config", required_argument, 0, O_CONFIG},
         {"overwrite", no_argument, 0, O_OVERWRITE},
+        {"decoder", required_argument, 0, O_DECODER},
         {0, 0, 0, 0}};
     int c, seed = 1, bad = 0;
     float mask_threshold = 0;
@@ -336,6 +342,14 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
             else if (strcmp(optarg, "bce+dice") == 0) o.loss = OCLSEG_LOSS_BCE_DICE;
             else {
                 fprintf(stderr, "oclseg train: --loss must be bce, dice or bce+dice\n");
+                bad = 1;
+            }
+            break;
+        case O_DECODER:
+            if (strcmp(optarg, "seed") == 0) o.decoder = OCLSEG_DECODER_SEED;
+            else if (strcmp(optarg, "skip") == 0) o.decoder = OCLSEG_DECODER_SKIP;
+            else {
+                fprintf(stderr, "oclseg train: --decoder must be seed or skip\n");
                 bad = 1;
             }
             break;

@@ -1,5 +1,6 @@
 /* ONNX export: walks the model's layer list as the eval-mode forward runs it and emits the same
- * graph (Conv with BatchNorm folded in, Clip for ReLU6, Add, ConvTranspose, Relu, Resize) through
+ * graph (Conv with BatchNorm folded in, Clip for ReLU6, Add, ConvTranspose (the skip decoder's
+ * with its BatchNorm folded in), Relu, Resize, Concat) through
  * each kind's emitter (the table in src/model/layers.c names them), metadata for preprocessing,
  * and writes the packed ModelProto atomically. */
 #include "oclseg/export.h"
@@ -74,11 +75,49 @@ static int emit_conv_bn(export_state *s, const oclseg_layer *l, const oclseg_lay
     return OCLSEG_OK;
 }
 
-/* Conv and depthwise layers: with the BatchNorm that follows them folded in. */
+/* The graph's output name when act is the logits ("logits", unless a Sigmoid follows), else
+ * NULL (a fresh name). */
+static const char *output_name(const export_state *s, int act) {
+    return act == s->m->logits_act && !s->o->sigmoid ? "logits" : NULL;
+}
+
+/* Whether layer i + 1 is a BatchNorm of layer i's output (folded into layer i). */
+static int batchnorm_follows(const oclseg_model *m, int i) {
+    return i + 1 < m->layer_count && m->layers[i + 1].kind == LAYER_BATCHNORM &&
+           m->layers[i + 1].in == m->layers[i].out;
+}
+
+/* A conv with its own bias and no BatchNorm (the skip decoder's 1x1 head). */
+static int emit_conv_bias(export_state *s, const oclseg_layer *l) {
+    oclseg_model *m = s->m;
+    const oclseg_param *wp = &m->params[l->param], *bp = &m->params[l->param2];
+    TRY(oclseg_model_read_param(m, l->param, s->w));
+    TRY(oclseg_model_read_param(m, l->param2, s->vec[0]));
+    const int64_t wdims[4] = {wp->n, wp->c, wp->h, wp->w}, bdims[1] = {bp->n};
+    TRY(onnx_add_initializer(&s->b, wp->name, wdims, 4, s->w));
+    TRY(onnx_add_initializer(&s->b, bp->name, bdims, 1, s->vec[0]));
+    const char *in[3] = {s->names[l->in], wp->name, bp->name};
+    Onnx__NodeProto *n = onnx_add_node(&s->b, "Conv", in, 3, output_name(s, l->out));
+    if (!n) return OCLSEG_ERR_OUT_OF_MEMORY;
+    const int k = wp->h;
+    const int64_t kk[2] = {k, k}, st[2] = {l->stride, l->stride};
+    const int64_t pads[4] = {k / 2, k / 2, k / 2, k / 2};
+    TRY(onnx_attr_ints(&s->b, n, "kernel_shape", kk, 2));
+    TRY(onnx_attr_ints(&s->b, n, "strides", st, 2));
+    TRY(onnx_attr_ints(&s->b, n, "pads", pads, 4));
+    snprintf(s->names[l->out], sizeof s->names[0], "%s", n->output[0]);
+    return OCLSEG_OK;
+}
+
+/* Conv and depthwise layers: with the BatchNorm that follows them folded in (a conv with a bias
+ * of its own has none). */
 int onnx_emit_conv_bn(export_state *s, int i, int *layers) {
     const oclseg_model *m = s->m;
-    if (i + 1 >= m->layer_count || m->layers[i + 1].kind != LAYER_BATCHNORM ||
-        m->layers[i + 1].in != m->layers[i].out) {
+    if (m->layers[i].kind == LAYER_CONV && m->layers[i].param2 >= 0 && !batchnorm_follows(m, i)) {
+        *layers = 1;
+        return emit_conv_bias(s, &m->layers[i]);
+    }
+    if (!batchnorm_follows(m, i)) {
         OCLSEG_ERROR("onnx export: layer %d (%s) is not followed by its BatchNorm", i,
                      layer_kinds[m->layers[i].kind].name);
         return OCLSEG_ERR_UNSUPPORTED;
@@ -95,14 +134,41 @@ int onnx_emit_unfolded_batchnorm(export_state *s, int i, int *layers) {
     return OCLSEG_ERR_UNSUPPORTED;
 }
 
-/* ConvTranspose2d k4 s2 p1 with bias: the PyTorch weight layout (Cin, Cout, 4, 4) is ONNX's. */
+/* The BatchNorm `bn` after transposed conv `l` folded into its weight (Cin, Cout, k, k) and bias
+ * (s->vec[0]): W' = W * scale[o], B' = (B - mean) * scale + beta, scale = gamma / sqrt(var + eps),
+ * in double. */
+static int fold_convt_bn(export_state *s, const oclseg_layer *l, const oclseg_layer *bn) {
+    oclseg_model *m = s->m;
+    const oclseg_param *wp = &m->params[l->param];
+    const int ids[3] = {bn->param, bn->buf_mean, bn->buf_var}; /* gamma, mean, var */
+    for (int k = 0; k < 3; k++) TRY(oclseg_model_read_param(m, ids[k], s->vec[1 + k]));
+    float *gamma = s->vec[1], *mean = s->vec[2], *var = s->vec[3];
+    const size_t plane = (size_t)wp->h * wp->w;
+    for (int o = 0; o < wp->c; o++) {
+        const double scale = (double)gamma[o] / sqrt((double)var[o] + (double)BN_EPS);
+        for (int ci = 0; ci < wp->n; ci++)
+            for (size_t j = 0; j < plane; j++) {
+                float *w = &s->w[((size_t)ci * wp->c + o) * plane + j];
+                *w = (float)(*w * scale);
+            }
+        s->vec[0][o] = (float)(((double)s->vec[0][o] - mean[o]) * scale);
+    }
+    TRY(oclseg_model_read_param(m, bn->param2, s->vec[1])); /* beta */
+    for (int o = 0; o < wp->c; o++) s->vec[0][o] = (float)((double)s->vec[0][o] + s->vec[1][o]);
+    return OCLSEG_OK;
+}
+
+/* ConvTranspose2d k4 s2 p1 with bias: the PyTorch weight layout (Cin, Cout, 4, 4) is ONNX's. A
+ * BatchNorm after it (the skip decoder's) is folded in. */
 int onnx_emit_convt(export_state *s, int i, int *layers) {
     oclseg_model *m = s->m;
     const oclseg_layer *l = &m->layers[i];
-    *layers = 1;
+    const int fold = batchnorm_follows(m, i);
+    *layers = fold ? 2 : 1;
     const oclseg_param *wp = &m->params[l->param], *bp = &m->params[l->param2];
     TRY(oclseg_model_read_param(m, l->param, s->w));
     TRY(oclseg_model_read_param(m, l->param2, s->vec[0]));
+    if (fold) TRY(fold_convt_bn(s, l, l + 1));
     const int64_t wdims[4] = {wp->n, wp->c, wp->h, wp->w}, bdims[1] = {bp->n};
     TRY(onnx_add_initializer(&s->b, wp->name, wdims, 4, s->w));
     TRY(onnx_add_initializer(&s->b, bp->name, bdims, 1, s->vec[0]));
@@ -113,7 +179,19 @@ int onnx_emit_convt(export_state *s, int i, int *layers) {
     TRY(onnx_attr_ints(&s->b, n, "kernel_shape", kk, 2));
     TRY(onnx_attr_ints(&s->b, n, "strides", st, 2));
     TRY(onnx_attr_ints(&s->b, n, "pads", pads, 4));
+    snprintf(s->names[fold ? l[1].out : l->out], sizeof s->names[0], "%s", n->output[0]);
+    return OCLSEG_OK;
+}
+
+/* Channel concatenation, in then in2 (torch.cat dim=1). */
+int onnx_emit_concat(export_state *s, int i, int *layers) {
+    const oclseg_layer *l = &s->m->layers[i];
+    const char *in[2] = {s->names[l->in], s->names[l->in2]};
+    Onnx__NodeProto *n = onnx_add_node(&s->b, "Concat", in, 2, NULL);
+    if (!n) return OCLSEG_ERR_OUT_OF_MEMORY;
+    TRY(onnx_attr_int(&s->b, n, "axis", 1));
     snprintf(s->names[l->out], sizeof s->names[0], "%s", n->output[0]);
+    *layers = 1;
     return OCLSEG_OK;
 }
 
@@ -123,7 +201,7 @@ int onnx_emit_convt(export_state *s, int i, int *layers) {
 int onnx_emit_upsample(export_state *s, int i, int *layers) {
     const oclseg_layer *l = &s->m->layers[i];
     /* the last layer's output is the graph's "logits" (or the Sigmoid's input, a fresh name) */
-    const char *out = l->out == s->m->logits_act && !s->o->sigmoid ? "logits" : NULL;
+    const char *out = output_name(s, l->out);
     *layers = 1;
     const oclseg_activation *a = &s->m->acts[l->in], *y = &s->m->acts[l->out];
     const float scales[4] = {1.0f, 1.0f, (float)y->h / (float)a->h, (float)y->w / (float)a->w};
@@ -201,7 +279,7 @@ static int emit_layers(export_state *s, const oclseg_onnx_options *o) {
         i += layers;
     }
     if (strcmp(s->names[m->logits_act], "logits") != 0 && !o->sigmoid) {
-        OCLSEG_ERROR("onnx export: the model does not end in its upsampling layer");
+        OCLSEG_ERROR("onnx export: the model does not end in its upsampling layer or head");
         return OCLSEG_ERR_UNSUPPORTED;
     }
     if (o->sigmoid) {
@@ -278,9 +356,10 @@ static int add_metadata(onnx_pool *p, Onnx__ModelProto *mp, const oclseg_model *
         snprintf(v, sizeof v, "unknown");
     }
     TRY(add_meta(p, mp, "oclseg.training_config_fnv1a64", v));
-    snprintf(v, sizeof v, "MobileNetV2 width %g, last %d, decoder %d,%d,%d; BatchNorm folded",
+    snprintf(v, sizeof v, "MobileNetV2 width %g, last %d, decoder %d,%d,%d%s; BatchNorm folded",
              (double)m->cfg.width_mult, m->cfg.last_channel, m->cfg.decoder[0],
-             m->cfg.decoder[1], m->cfg.decoder[2]);
+             m->cfg.decoder[1], m->cfg.decoder[2],
+             m->cfg.decoder_kind == OCLSEG_DECODER_SKIP ? " (skip)" : "");
     TRY(add_meta(p, mp, "oclseg.architecture", v));
     TRY(add_meta(p, mp, "oclseg.relu6", o->relu6_as_relu ? "Relu(x) - Relu(x - 6)" : "Clip"));
     if (o->source) TRY(add_meta(p, mp, "oclseg.weights", o->source));

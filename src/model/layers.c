@@ -58,7 +58,7 @@ static int copy_tensor(oclseg_ctx *ctx, const oclseg_tensor *src, oclseg_tensor 
     return OCLSEG_OK;
 }
 
-/* ---- convolution (groups 1), no bias -------------------------------------------------------- */
+/* ---- convolution (groups 1), no bias (or a bias: the skip decoder's head) -------------------- */
 static oclseg_conv_params conv_geometry(const oclseg_model *m, const oclseg_layer *l) {
     int pad = m->params[l->param].h / 2;
     return (oclseg_conv_params){l->stride, l->stride, pad, pad};
@@ -67,15 +67,19 @@ static oclseg_conv_params conv_geometry(const oclseg_model *m, const oclseg_laye
 static int conv_forward(const layer_pass *p, int i, int *layers) {
     const oclseg_layer *l = &p->m->layers[i];
     oclseg_tensor x = in_act(p, i), y = out_act(p, i), w = param(p->m, l->param);
+    oclseg_tensor b = l->param2 >= 0 ? param(p->m, l->param2) : w;
     *layers = 1;
-    return op_conv2d_forward(p->m->ctx, &x, &w, NULL, &y, conv_geometry(p->m, l));
+    return op_conv2d_forward(p->m->ctx, &x, &w, l->param2 >= 0 ? &b : NULL, &y,
+                             conv_geometry(p->m, l));
 }
 
 static int conv_backward(const layer_pass *p, int i, oclseg_tensor *dx) {
     const oclseg_layer *l = &p->m->layers[i];
     oclseg_tensor x = in_act(p, i), dy = out_grad(p, i);
     oclseg_tensor w = param(p->m, l->param), dw = grad(p->m, l->param);
-    return op_conv2d_backward(p->m->ctx, &x, &w, &dy, dx, &dw, NULL, conv_geometry(p->m, l));
+    oclseg_tensor db = l->param2 >= 0 ? grad(p->m, l->param2) : dw;
+    return op_conv2d_backward(p->m->ctx, &x, &w, &dy, dx, &dw, l->param2 >= 0 ? &db : NULL,
+                              conv_geometry(p->m, l));
 }
 
 static double conv_flops(const oclseg_model *m, const oclseg_layer *l, int n) {
@@ -244,6 +248,33 @@ static int upsample_backward(const layer_pass *p, int i, oclseg_tensor *dx) {
     return op_upsample_bilinear_backward(p->m->ctx, &dy, dx);
 }
 
+/* ---- channel concatenation: out = cat(in, in2) -------------------------------------------- */
+static int concat_forward(const layer_pass *p, int i, int *layers) {
+    oclseg_tensor x = in_act(p, i), y = out_act(p, i);
+    oclseg_tensor x2 = model_act_view(p->m, p->m->layers[i].in2, p->n);
+    *layers = 1;
+    return op_concat_forward(p->m->ctx, &x, &x2, &y);
+}
+
+/* dy's first channels are in's gradient, the rest in2's. in2 is an encoder map that also feeds
+ * the next encoder layer: its share is accumulated (model_accumulate_grad), and first, so that
+ * the scratch temporary is free again when the caller accumulates dx. A frozen encoder's map
+ * gets none. */
+static int concat_backward(const layer_pass *p, int i, oclseg_tensor *dx) {
+    oclseg_model *m = p->m;
+    const int in2 = m->layers[i].in2;
+    const int encoder_map = in2 <= m->layers[m->encoder_layer_count].in;
+    oclseg_tensor dy = out_grad(p, i);
+    if (m->acts[in2].has_grad && !(p->frozen_encoder && encoder_map)) {
+        oclseg_tensor dx2;
+        int needs_add2;
+        TRY(model_grad_target(m, in2, p->n, &dx2, &needs_add2));
+        TRY(op_concat_backward(m->ctx, &dy, NULL, &dx2));
+        TRY(model_accumulate_grad(m, in2, p->n, &dx2, needs_add2));
+    }
+    return dx ? op_concat_backward(m->ctx, &dy, dx, NULL) : OCLSEG_OK;
+}
+
 /* Elementwise and resampling kinds are memory-bound: their FLOPs are not counted. */
 static double no_flops(const oclseg_model *m, const oclseg_layer *l, int n) {
     (void)m, (void)l, (void)n;
@@ -276,6 +307,9 @@ const layer_kind_ops layer_kinds[] = {
     [LAYER_UPSAMPLE] = {.name = "upsample", .in_place = 0, .forward = upsample_forward,
                         .backward = upsample_backward, .flops = no_flops,
                         .emit_onnx = onnx_emit_upsample},
+    [LAYER_CONCAT] = {.name = "concat", .in_place = 0, .forward = concat_forward,
+                      .backward = concat_backward, .flops = no_flops,
+                      .emit_onnx = onnx_emit_concat},
 };
 static_assert(sizeof layer_kinds / sizeof layer_kinds[0] == LAYER_COUNT,
               "layer_kinds needs one entry per oclseg_layer_kind");

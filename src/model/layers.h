@@ -11,7 +11,8 @@
  * test_model's layer_table_complete fail otherwise), its ONNX emitter in src/export/onnx.c, and
  * its use in model.c's builder. */
 typedef enum oclseg_layer_kind {
-    LAYER_CONV,      /* conv2d, groups 1 (stem 3x3 s2, pointwise 1x1), no bias */
+    LAYER_CONV,      /* conv2d, groups 1 (stem 3x3 s2, pointwise 1x1), no bias (param2 -1) or
+                        with bias param2 (the skip decoder's 1x1 head) */
     LAYER_DEPTHWISE, /* 3x3 depthwise, pad 1, stride 1/2 */
     LAYER_BATCHNORM,
     LAYER_RELU6,     /* in place */
@@ -20,12 +21,13 @@ typedef enum oclseg_layer_kind {
     LAYER_CONVT,     /* conv_transpose2d k4 s2 p1 + bias */
     LAYER_DROPOUT,
     LAYER_UPSAMPLE,  /* bilinear to the input size */
+    LAYER_CONCAT,    /* channels: out = cat(in, in2) (the skip decoder's joins) */
     LAYER_COUNT
 } oclseg_layer_kind;
 
 struct oclseg_layer {
     oclseg_layer_kind kind;
-    int in, in2, out;          /* activation ids (in2: second ADD input) */
+    int in, in2, out;          /* activation ids (in2: second ADD / CONCAT input) */
     int param, param2;         /* weight / bias (BN: gamma / beta) ids into model->params, or -1 */
     int buf_mean, buf_var;     /* BN running stats ids into model->params, or -1 */
     int bn_index;              /* BN: index into model->bn_batches (num_batches_tracked) */
@@ -78,5 +80,6 @@ int onnx_emit_add(struct onnx_export *s, int i, int *layers);
 int onnx_emit_convt(struct onnx_export *s, int i, int *layers);
 int onnx_emit_dropout(struct onnx_export *s, int i, int *layers);
 int onnx_emit_upsample(struct onnx_export *s, int i, int *layers);
+int onnx_emit_concat(struct onnx_export *s, int i, int *layers);
 
 #endif

@@ -1,5 +1,5 @@
-/* Builds the MobileNetV2 + decoder layer list, allocates the arenas, initialises and reads the
- * parameters, counts FLOPs (forward: model_forward.c, backward: model_backward.c). */
+/* Builds the MobileNetV2 + decoder (seed or skip) layer list, allocates the arenas, initialises
+ * and reads the parameters, counts FLOPs (forward: model_forward.c, backward: model_backward.c). */
 #include "oclseg/model.h"
 #include "model/model_internal.h"
 
@@ -18,6 +18,7 @@ void oclseg_model_config_default(oclseg_model_config *cfg) {
     cfg->size = 128;
     cfg->max_batch = 16;
     cfg->dropout = 0.5f;
+    cfg->decoder_kind = OCLSEG_DECODER_SEED;
 }
 
 size_t oclseg_param_numel(const oclseg_param *p) {
@@ -49,6 +50,7 @@ typedef struct builder {
     int cap_layers, cap_params, cap_acts;
     int in_encoder;
     int failed; /* 0, or the status that stopped the build */
+    int skip[5]; /* the encoder's last map at stride 2^k (k = 1..4), for the skip decoder */
 } builder;
 
 static int add_act(builder *b, int c, int h, int w) {
@@ -152,12 +154,20 @@ static int conv_bn(builder *b, const char *prefix_conv, const char *prefix_bn, i
     return bn_out;
 }
 
+/* Records act as the encoder's map at its stride (a later one of the same stride replaces it). */
+static void note_skip(builder *b, int act) {
+    const int h = b->m->acts[act].h;
+    for (int k = 1; k <= 4; k++)
+        if (h << k == b->m->cfg.size) b->skip[k] = act;
+}
+
 static void build_encoder(builder *b, int *act) {
     const oclseg_model_config *cfg = &b->m->cfg;
     static const int settings[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2},
                                        {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
     int input_channel = make_divisible(32 * cfg->width_mult, 8);
     *act = conv_bn(b, "encoder.0.0", "encoder.0.1", *act, input_channel, 3, 2, 0, 1);
+    note_skip(b, *act);
     int index = 1;
     char pc[96], pb[96];
     for (int s = 0; s < 7; s++) {
@@ -187,6 +197,7 @@ static void build_encoder(builder *b, int *act) {
                 x = sum;
             }
             *act = x;
+            note_skip(b, x);
             input_channel = out_c;
         }
     }
@@ -225,6 +236,75 @@ static void build_decoder(builder *b, int *act) {
     int up = add_act(b, 1, b->m->cfg.size, b->m->cfg.size);
     add_layer(b, LAYER_UPSAMPLE, *act, up);
     *act = up;
+}
+
+/* A BatchNorm2d named `prefix` over act `in`; returns its output act. */
+static int add_batchnorm(builder *b, const char *prefix, int in) {
+    oclseg_model *m = b->m;
+    const int c = m->acts[in].c, out = add_act(b, c, m->acts[in].h, m->acts[in].w);
+    const char *suffix[4] = {"weight", "bias", "running_mean", "running_var"};
+    int ids[4];
+    for (int k = 0; k < 4; k++) {
+        char name[96];
+        snprintf(name, sizeof name, "%.60s.%s", prefix, suffix[k]);
+        ids[k] = add_param(b, name, 1, c, 1, 1, 1, k >= 2);
+    }
+    oclseg_layer *l = add_layer(b, LAYER_BATCHNORM, in, out);
+    l->param = ids[0];
+    l->param2 = ids[1];
+    l->buf_mean = ids[2];
+    l->buf_var = ids[3];
+    l->bn_index = m->bn_count++;
+    return out;
+}
+
+/* The skip decoder (README "The skip decoder"): stage s = 0..4 is decoder.s = ConvTranspose2d
+ * k4 s2 p1 (bias) -> BatchNorm2d -> ReLU [-> Dropout, stage 0] at stride 2^(4-s), joined
+ * (s < 4) by cat((stage output, encoder map at that stride), dim=1); decoder.5 is the 1x1 Conv2d
+ * head (bias) at full resolution. Stage widths: decoder[0..2], then decoder[2]/2, decoder[2]/4. */
+static void build_skip_decoder(builder *b, int *act) {
+    oclseg_model *m = b->m;
+    const int d2 = m->cfg.decoder[2];
+    const int channels[5] = {m->cfg.decoder[0], m->cfg.decoder[1], d2, d2 / 2 > 0 ? d2 / 2 : 1,
+                             d2 / 4 > 0 ? d2 / 4 : 1};
+    b->in_encoder = 0;
+    m->encoder_layer_count = m->layer_count;
+    char name[96];
+    for (int s = 0; s < 5; s++) {
+        const oclseg_activation *a = &m->acts[*act];
+        const int cin = a->c, h = a->h * 2, w = a->w * 2;
+        snprintf(name, sizeof name, "decoder.%d.0.weight", s);
+        int wid = add_param(b, name, 4, cin, channels[s], 4, 4, 0);
+        snprintf(name, sizeof name, "decoder.%d.0.bias", s);
+        int bid = add_param(b, name, 1, channels[s], 1, 1, 1, 0);
+        int up = add_act(b, channels[s], h, w);
+        oclseg_layer *l = add_layer(b, LAYER_CONVT, *act, up);
+        l->param = wid;
+        l->param2 = bid;
+        l->stride = 2;
+        snprintf(name, sizeof name, "decoder.%d.1", s);
+        *act = add_batchnorm(b, name, up);
+        add_layer(b, LAYER_RELU, *act, *act);
+        if (s == 0) {
+            int dropped = add_act(b, channels[s], h, w);
+            add_layer(b, LAYER_DROPOUT, *act, dropped);
+            *act = dropped;
+        }
+        if (s == 4) break;
+        const int skip = b->skip[4 - s];
+        const oclseg_activation *e = &m->acts[skip];
+        int joined = add_act(b, channels[s] + e->c, h, w);
+        l = add_layer(b, LAYER_CONCAT, *act, joined);
+        l->in2 = skip;
+        *act = joined;
+    }
+    int wid = add_param(b, "decoder.5.weight", 4, 1, channels[4], 1, 1, 0);
+    int bid = add_param(b, "decoder.5.bias", 1, 1, 1, 1, 1, 0);
+    int logits = add_act(b, 1, m->cfg.size, m->cfg.size);
+    oclseg_layer *l = add_layer(b, LAYER_CONV, *act, logits);
+    l->param = wid;
+    l->param2 = bid;
+    *act = logits;
 }
 
 /* What oclseg_model_enable_training allocated (NULLs afterwards). */
@@ -361,20 +441,22 @@ int oclseg_model_create(oclseg_ctx *ctx, const oclseg_model_config *cfg, oclseg_
     *out = NULL;
     if (cfg->size <= 0 || cfg->size % 32 != 0 || cfg->max_batch <= 0 || cfg->width_mult <= 0 ||
         cfg->last_channel <= 0 || cfg->decoder[0] <= 0 || cfg->decoder[1] <= 0 ||
-        cfg->decoder[2] <= 0 || cfg->dropout < 0 || cfg->dropout >= 1) {
+        cfg->decoder[2] <= 0 || cfg->dropout < 0 || cfg->dropout >= 1 ||
+        (cfg->decoder_kind != OCLSEG_DECODER_SEED && cfg->decoder_kind != OCLSEG_DECODER_SKIP)) {
         OCLSEG_ERROR("invalid model configuration: size %d must be a positive multiple of 32, "
-                     "batch %d > 0, dropout %g in [0, 1)", cfg->size, cfg->max_batch,
-                     (double)cfg->dropout);
+                     "batch %d > 0, dropout %g in [0, 1), decoder kind %d seed (0) or skip (1)",
+                     cfg->size, cfg->max_batch, (double)cfg->dropout, (int)cfg->decoder_kind);
         return OCLSEG_ERR_INVALID_ARG;
     }
     oclseg_model *m = calloc(1, sizeof *m);
     if (!m) return OCLSEG_ERR_OUT_OF_MEMORY;
     m->ctx = ctx;
     m->cfg = *cfg;
-    builder b = {m, 0, 0, 0, 1, 0};
+    builder b = {m, 0, 0, 0, 1, 0, {0}};
     int act = add_act(&b, 3, cfg->size, cfg->size);
     build_encoder(&b, &act);
-    build_decoder(&b, &act);
+    if (cfg->decoder_kind == OCLSEG_DECODER_SKIP) build_skip_decoder(&b, &act);
+    else build_decoder(&b, &act);
     m->logits_act = act;
     int st = b.failed ? b.failed : allocate(m);
     if (st != OCLSEG_OK) {
@@ -458,14 +540,18 @@ int oclseg_model_init_random(oclseg_model *m, uint64_t seed) {
         const oclseg_param *p = &m->params[i];
         size_t count = oclseg_param_numel(p);
         const char *suffix = strrchr(p->name, '.');
-        int is_convt = strncmp(p->name, "decoder.", 8) == 0;
+        /* the decoder's (transposed) convolutions and their biases keep PyTorch's default; its
+         * BatchNorms (the skip decoder's) are 1/0 like the encoder's */
+        int is_convt = strncmp(p->name, "decoder.", 8) == 0 &&
+                       (p->ndim == 4 || (i > 0 && m->params[i - 1].ndim == 4));
         if (p->ndim == 4 && !is_convt) {
             /* kaiming_normal_(mode="fan_out"): fan_out = size(0) * kh * kw */
             double std = sqrt(2.0 / ((double)p->n * p->h * p->w));
             for (size_t k = 0; k < count; k++) host[k] = (float)(std * normal(&rng));
         } else if (is_convt) {
             /* ConvTranspose2d default: kaiming_uniform_(a=sqrt(5)) and bias U(-b, b), both with
-             * b = 1/sqrt(fan_in), fan_in = weight.size(1) * kh * kw = Cout * 16. */
+             * b = 1/sqrt(fan_in), fan_in = weight.size(1) * kh * kw = Cout * 16 (the skip
+             * decoder's 1x1 Conv2d head likewise: fan_in = Cin). */
             int wid = p->ndim == 4 ? i : i - 1; /* the bias follows its weight */
             const oclseg_param *w = &m->params[wid];
             double bound = 1.0 / sqrt((double)w->c * w->h * w->w);

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "oclseg/weights.h"
+
 void oclseg_session_options_default(oclseg_session_options *o) {
     memset(o, 0, sizeof *o);
     oclseg_model_config_default(&o->model);
@@ -21,6 +23,24 @@ void oclseg_session_options_synthetic_training(oclseg_session_options *o, int si
     oclseg_optim_config_default(&o->train.optim, OCLSEG_OPT_NADAM);
 }
 
+/* The decoder a whole-model weights file was trained with (its metadata "decoder_kind"):
+ * evaluation and inference build that network; a training run must have asked for it. */
+static int weights_decoder(const oclseg_session_options *o, oclseg_model_config *cfg) {
+    if (!o->weights || o->weights_source != OCLSEG_WEIGHTS_FULL) return OCLSEG_OK;
+    oclseg_weights_meta meta;
+    TRY(oclseg_weights_meta_read(o->weights, &meta));
+    if (o->mode != OCLSEG_SESSION_TRAIN) {
+        cfg->decoder_kind = meta.decoder_kind;
+        return OCLSEG_OK;
+    }
+    if (meta.decoder_kind == cfg->decoder_kind) return OCLSEG_OK;
+    static const char *const names[] = {"seed", "skip"};
+    OCLSEG_ERROR("%s holds a model with the %s decoder (its metadata 'decoder_kind'), this run "
+                 "builds the %s decoder: add --decoder %s", o->weights, names[meta.decoder_kind],
+                 names[cfg->decoder_kind], names[meta.decoder_kind]);
+    return OCLSEG_ERR_INVALID_ARG;
+}
+
 static int session_build(const oclseg_session_options *o, oclseg_session *s) {
     if (o->dev) {
         TRY(oclseg_ctx_create_for(&s->ctx, o->dev, o->profiling));
@@ -28,7 +48,9 @@ static int session_build(const oclseg_session_options *o, oclseg_session *s) {
         oclseg_ctx_options copts = {o->device, o->profiling, 0};
         TRY(oclseg_ctx_create(&s->ctx, &copts));
     }
-    TRY(oclseg_model_create(s->ctx, &o->model, &s->model));
+    oclseg_model_config cfg = o->model;
+    TRY(weights_decoder(o, &cfg));
+    TRY(oclseg_model_create(s->ctx, &cfg, &s->model));
     if (o->random_init) TRY(oclseg_model_init_random(s->model, o->seed));
     if (o->weights) TRY(oclseg_weights_load(s->model, o->weights, o->weights_source, NULL));
     if (o->mode == OCLSEG_SESSION_TRAIN) return oclseg_trainer_create(s->model, &o->train, &s->trainer);

@@ -191,11 +191,15 @@ static int add_state(oclseg_model *m, oclseg_st_writer *w, const oclseg_optimize
     return st;
 }
 
-/* Writes meta's recorded fields (the input size always: m's) as __metadata__ strings. */
-static int add_weights_meta(oclseg_st_writer *w, const oclseg_weights_meta *meta, int size) {
+/* Writes meta's recorded fields (the input size always: m's; the decoder when it is not the
+ * seed's, so that a seed model's files stay as they were) as __metadata__ strings. */
+static int add_weights_meta(oclseg_st_writer *w, const oclseg_weights_meta *meta, int size,
+                            oclseg_decoder_kind decoder) {
     char v[64];
     snprintf(v, sizeof v, "%d", size);
     int st = oclseg_st_writer_meta(w, "input_size", v);
+    if (st == OCLSEG_OK && decoder == OCLSEG_DECODER_SKIP)
+        st = oclseg_st_writer_meta(w, "decoder_kind", "skip");
     if (st == OCLSEG_OK && meta->threshold > 0) {
         for (int digits = 1; digits <= 9; digits++) { /* the shortest text of the same float */
             snprintf(v, sizeof v, "%.*g", digits, (double)meta->threshold);
@@ -236,6 +240,11 @@ int oclseg_weights_meta_parse(const oclseg_st_file *f, oclseg_weights_meta *out)
             return meta_error(f, "input_size", v, "a multiple of 32 in [32, 8192]");
         out->input_size = (int)size;
     }
+    if ((v = oclseg_st_metadata(f, "decoder_kind")) != NULL) {
+        if (strcmp(v, "seed") != 0 && strcmp(v, "skip") != 0)
+            return meta_error(f, "decoder_kind", v, "seed or skip");
+        out->decoder_kind = strcmp(v, "skip") == 0 ? OCLSEG_DECODER_SKIP : OCLSEG_DECODER_SEED;
+    }
     if ((v = oclseg_st_metadata(f, "threshold")) != NULL) {
         double t = strtod(v, &end);
         if (end == v || *end != '\0' || !(t > 0.0 && t < 1.0))
@@ -275,8 +284,9 @@ int oclseg_weights_meta_rewrite(const char *path, const oclseg_weights_meta *met
     if (st == OCLSEG_OK) {
         oclseg_weights_meta old;
         st = oclseg_weights_meta_parse(f, &old);
-        if (st == OCLSEG_OK) st = add_weights_meta(w, meta, meta->input_size ? meta->input_size
-                                                                             : old.input_size);
+        if (st == OCLSEG_OK)
+            st = add_weights_meta(w, meta, meta->input_size ? meta->input_size : old.input_size,
+                                  old.decoder_kind);
     }
     if (st == OCLSEG_OK) st = oclseg_st_writer_write(w, path);
     oclseg_st_writer_free(w);
@@ -292,7 +302,7 @@ int oclseg_weights_save(oclseg_model *m, const char *path) {
              m->cfg.decoder[0], m->cfg.decoder[1], m->cfg.decoder[2]);
     int st = oclseg_st_writer_meta(w, "format", "oclseg-weights");
     if (st == OCLSEG_OK) st = oclseg_st_writer_meta(w, "architecture", cfg);
-    if (st == OCLSEG_OK) st = add_weights_meta(w, &m->meta, m->cfg.size);
+    if (st == OCLSEG_OK) st = add_weights_meta(w, &m->meta, m->cfg.size, m->cfg.decoder_kind);
     if (st == OCLSEG_OK) st = add_state(m, w, NULL);
     if (st == OCLSEG_OK) st = oclseg_st_writer_write(w, path);
     oclseg_st_writer_free(w);
@@ -325,7 +335,7 @@ int oclseg_checkpoint_save(oclseg_trainer *t, const oclseg_run_position *pos,
     META("optimizer", "%d", (int)t->cfg.optim.kind);
 #undef META
     if (st == OCLSEG_OK && config_json) st = oclseg_st_writer_meta(w, "config", config_json);
-    if (st == OCLSEG_OK) st = add_weights_meta(w, &m->meta, m->cfg.size);
+    if (st == OCLSEG_OK) st = add_weights_meta(w, &m->meta, m->cfg.size, m->cfg.decoder_kind);
     if (st == OCLSEG_OK) st = add_state(m, w, oclseg_optimizer_get(t->cfg.optim.kind));
     if (st == OCLSEG_OK) st = oclseg_st_writer_write(w, path);
     oclseg_st_writer_free(w);
