@@ -175,6 +175,32 @@ END_TEST
 /* Every create is counted and every release uncounted: a fresh context with a program, a
  * kernel and buffers brings the live counts up by exactly those, and freeing it (and the
  * buffers) brings them back to where they were. */
+/* The trainer's upload staging: mapped CL_MEM_ALLOC_HOST_PTR memory written by the host is what a
+ * non-blocking upload from it delivers (the buffer stays mapped while the device reads from the
+ * pointer), and its free releases what its create counted. */
+START_TEST(host_buffer_uploads_what_was_written) {
+    for (int d = 0; d < harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d);
+        const size_t live = ctx->live_buffers, n = 1037;
+        cl_mem host_buf, dev_buf;
+        void *host;
+        ck_assert_int_eq(oclseg_host_buffer_create(ctx, n * sizeof(float), &host_buf, &host),
+                         OCLSEG_OK);
+        ck_assert_ptr_nonnull(host);
+        float *h = host, back[1037];
+        for (size_t i = 0; i < n; i++) h[i] = (float)i * 0.5f - 100.0f;
+        ck_assert_int_eq(oclseg_buffer_create(ctx, n * sizeof(float), "test", &dev_buf), OCLSEG_OK);
+        ck_assert_int_eq(clEnqueueWriteBuffer(ctx->queue, dev_buf, CL_FALSE, 0, n * sizeof(float),
+                                              h, 0, NULL, NULL), CL_SUCCESS);
+        ck_assert_int_eq(oclseg_read(ctx, dev_buf, 0, sizeof back, back), OCLSEG_OK);
+        for (size_t i = 0; i < n; i++) ck_assert_float_eq(back[i], (float)i * 0.5f - 100.0f);
+        oclseg_buffer_free(ctx, dev_buf);
+        oclseg_host_buffer_free(ctx, host_buf, host);
+        ck_assert_uint_eq(ctx->live_buffers, live);
+    }
+}
+END_TEST
+
 START_TEST(live_objects_are_counted_and_released) {
     oclseg_device_info *devs;
     int count;
@@ -217,6 +243,7 @@ int main(void) {
     tcase_add_test(tc, binary_cache_roundtrip_and_corruption);
     tcase_add_test(tc, allocation_fault_is_reported);
     tcase_add_test(tc, live_objects_are_counted_and_released);
+    tcase_add_test(tc, host_buffer_uploads_what_was_written);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

@@ -174,6 +174,16 @@ int oclseg_buffer_grow(oclseg_ctx *ctx, cl_mem *buf, size_t *have, size_t bytes,
 /* Releases a buffer from oclseg_buffer_create (NULL: nothing); its size comes from the buffer. */
 void oclseg_buffer_free(oclseg_ctx *ctx, cl_mem buf);
 
+/* Host memory the device reads without an extra copy where the platform allows: a buffer
+ * created with CL_MEM_ALLOC_HOST_PTR (pinned memory on discrete GPUs: uploads from it are direct
+ * DMA transfers) mapped for writing once, for as long as it lives; *host is the mapped pointer,
+ * a source for non-blocking clEnqueueWriteBuffer. Where the buffer cannot be created or mapped,
+ * *buf is NULL and *host plain malloc'ed memory (same use, one more copy inside the driver).
+ * NULL *host: out of memory. Host memory: not counted in the context's device bytes. */
+int oclseg_host_buffer_create(oclseg_ctx *ctx, size_t bytes, cl_mem *buf, void **host);
+/* Unmaps and releases (or frees) what oclseg_host_buffer_create made; waits for the queue. */
+void oclseg_host_buffer_free(oclseg_ctx *ctx, cl_mem buf, void *host);
+
 /* Returns the shared scratch buffer with at least `bytes` bytes (grows it if needed; after the
  * first training step it never grows again). Valid until the next call that grows it. */
 int oclseg_scratch(oclseg_ctx *ctx, size_t bytes, cl_mem *out);

@@ -52,7 +52,9 @@ typedef struct oclseg_trainer {
                                   step rank 0's parameters (and running statistics) are copied to
                                   all, as their optimizer arithmetic may round differently */
     cl_mem clip_buf;           /* (2) last gradient norm and clip coefficient */
-    float *staging[2];         /* host copies of images+masks for non-blocking uploads */
+    float *staging[2];         /* host copies of images+masks for non-blocking uploads: mapped
+                                  CL_MEM_ALLOC_HOST_PTR memory (staging_buf) where possible */
+    cl_mem staging_buf[2];
     cl_event upload_done[2];
     size_t image_floats, mask_floats; /* per max batch */
     int eval_only;             /* created without a config: oclseg_trainer_step refuses */

@@ -46,11 +46,11 @@ int oclseg_trainer_create(oclseg_model *model, const oclseg_trainer_config *cfg,
     TRY_GOTO(oclseg_buffer_create(t->ctx, 2 * sizeof(float), "gradient norm", &t->clip_buf), st,
              fail);
     for (int i = 0; i < 2; i++) {
-        t->staging[i] = malloc((t->image_floats + t->mask_floats) * sizeof(float));
-        if (!t->staging[i]) {
-            st = OCLSEG_ERR_OUT_OF_MEMORY;
-            goto fail;
-        }
+        void *host;
+        TRY_GOTO(oclseg_host_buffer_create(t->ctx, (t->image_floats + t->mask_floats) *
+                                                       sizeof(float), &t->staging_buf[i], &host),
+                 st, fail);
+        t->staging[i] = host;
     }
     *out = t;
     return OCLSEG_OK;
@@ -67,7 +67,7 @@ void oclseg_trainer_free(oclseg_trainer *t) {
             clReleaseEvent(t->upload_done[i]);
             oclseg_cl_released(OCLSEG_CL_EVENT);
         }
-        free(t->staging[i]);
+        if (t->staging[i]) oclseg_host_buffer_free(t->ctx, t->staging_buf[i], t->staging[i]);
     }
     free(t->reduce_host);
     oclseg_buffer_free(t->ctx, t->targets_buf);

@@ -48,6 +48,41 @@ void oclseg_buffer_free(oclseg_ctx *ctx, cl_mem buf) {
     ctx->live_bytes -= bytes;
 }
 
+int oclseg_host_buffer_create(oclseg_ctx *ctx, size_t bytes, cl_mem *buf, void **host) {
+    *buf = NULL;
+    *host = NULL;
+    if (bytes == 0) bytes = 4;
+    cl_int err = CL_SUCCESS;
+    cl_mem b = clCreateBuffer(ctx->context, CL_MEM_READ_ONLY | CL_MEM_ALLOC_HOST_PTR, bytes, NULL,
+                              &err);
+    if (err == CL_SUCCESS) {
+        void *p = clEnqueueMapBuffer(ctx->queue, b, CL_TRUE, CL_MAP_WRITE, 0, bytes, 0, NULL, NULL,
+                                     &err);
+        if (err == CL_SUCCESS && p) {
+            oclseg_cl_created(OCLSEG_CL_MEM);
+            ctx->live_buffers++;
+            *buf = b;
+            *host = p;
+            return OCLSEG_OK;
+        }
+        clReleaseMemObject(b);
+    }
+    *host = malloc(bytes); /* the platform cannot: ordinary memory, the same bytes */
+    return *host ? OCLSEG_OK : OCLSEG_ERR_OUT_OF_MEMORY;
+}
+
+void oclseg_host_buffer_free(oclseg_ctx *ctx, cl_mem buf, void *host) {
+    if (!buf) {
+        free(host);
+        return;
+    }
+    if (clEnqueueUnmapMemObject(ctx->queue, buf, host, 0, NULL, NULL) == CL_SUCCESS)
+        clFinish(ctx->queue);
+    clReleaseMemObject(buf);
+    oclseg_cl_released(OCLSEG_CL_MEM);
+    ctx->live_buffers--;
+}
+
 int oclseg_buffer_grow(oclseg_ctx *ctx, cl_mem *buf, size_t *have, size_t bytes,
                        const char *what) {
     if (bytes > *have) {
