@@ -410,22 +410,52 @@ static void expected_row(const char *id, char *row, size_t size) {
     oclseg_image_free(&truth);
 }
 
+static int compare_floats(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of the probabilities in the .npy file rel (as predict --probs writes it): a
+ * threshold that splits a briefly trained model's nearly uniform output into two halves. */
+static double npy_median(const char *rel) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    unsigned char head[10];
+    ck_assert_int_eq(fread(head, 1, 10, f), 10);
+    fseek(f, 0, SEEK_END);
+    const long data = 10 + head[8] + 256L * head[9], n = (ftell(f) - data) / 4;
+    ck_assert_int_gt(n, 0);
+    float *v = malloc((size_t)n * sizeof *v);
+    fseek(f, data, SEEK_SET);
+    ck_assert_int_eq(fread(v, sizeof *v, (size_t)n, f), (size_t)n);
+    fclose(f);
+    qsort(v, (size_t)n, sizeof *v, compare_floats);
+    const double median = v[n / 2];
+    free(v);
+    return median;
+}
+
 /* eval's scoring on worker threads, pipelined with the device batches: --threads 1 and
  * --threads 3 write the same CSV bytes and masks, and each is the image's own: its saved mask is
  * what predict writes for that image, its CSV row that mask scored against its ground truth. */
 START_TEST(eval_results_do_not_depend_on_threads) {
     setup_once();
     write_sized_pairs();
+    /* a threshold at which the masks are neither empty nor full */
+    ck_assert_int_eq(predict("--probs --no-overlay --out evprobs np/images/p0.png"), 0);
+    char threshold[64];
+    snprintf(threshold, sizeof threshold, "--threshold %.9g", npy_median("evprobs/p0_prob.npy"));
     for (int threads = 1; threads <= 3; threads += 2)
         ck_assert_int_eq(harness_sh("cd %s && %s eval --images np/images --masks np/masks "
-                                    "--weights run/weights.safetensors --size 32 --batch 3 "
+                                    "--weights run/weights.safetensors --size 32 --batch 3 %s "
                                     "--threads %d --save-masks ev%d --out ev%d.csv > out.txt",
-                                    root, bin, threads, threads, threads), 0);
-    ck_assert_int_eq(harness_sh("cd %s && cmp ev1.csv ev3.csv && for f in ev1/*; do cmp -s "
-                                "\"$f\" ev3/${f#ev1/} || { echo \"$f differs\"; exit 1; }; done",
-                                root), 0);
+                                    root, bin, threshold, threads, threads, threads), 0);
     ck_assert_int_eq(count_files("ev3"), 10);
-    ck_assert_int_eq(predict("--no-overlay --threads 2 --out evp np/images"), 0);
+    char args[256];
+    snprintf(args, sizeof args, "--no-overlay --threads 2 %s --out evp np/images", threshold);
+    ck_assert_int_eq(predict(args), 0);
     ck_assert_int_eq(harness_sh("cd %s && for f in evp/*; do cmp \"$f\" ev3/${f#evp/} || exit 1; "
                                 "done", root), 0);
     char *text = slurp("ev3.csv");
@@ -440,6 +470,9 @@ START_TEST(eval_results_do_not_depend_on_threads) {
     }
     ck_assert_str_eq(p, "");
     free(text);
+    ck_assert_int_eq(harness_sh("cd %s && cmp ev1.csv ev3.csv && for f in ev1/*; do cmp -s "
+                                "\"$f\" ev3/${f#ev1/} || { echo \"$f differs\"; exit 1; }; done",
+                                root), 0);
     /* --threads takes a count (0: one per CPU) */
     ck_assert_int_ne(harness_sh("cd %s && %s eval --images np/images --masks np/masks --weights "
                                 "run/weights.safetensors --threads x 2> err.txt", root, bin), 0);
