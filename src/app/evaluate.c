@@ -1,5 +1,6 @@
 /* The evaluation loop shared by training (validation, final report) and `oclseg eval`. */
 #include "oclseg/evaluate.h"
+#include "oclseg/env.h"
 #include "oclseg/ordered_pool.h"
 
 #include <stdio.h>
@@ -120,6 +121,7 @@ int oclseg_evaluate(oclseg_trainer *t, const oclseg_dataset *ds, const oclseg_ev
         OCLSEG_ERROR("oclseg_evaluate: flip TTA needs an oclseg_infer over the model");
         st = OCLSEG_ERR_INVALID_ARG;
     }
+    (void)oclseg_env_get(); /* read once, before the threads (the workers' writes consult it) */
     if (st == OCLSEG_OK)
         st = oclseg_ordered_pool_create(threads, r.depth * batch, score_task, &r, &pool);
     for (int b0 = o->first; st == OCLSEG_OK && b0 < end; b0 += batch) {
