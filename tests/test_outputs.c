@@ -3,7 +3,7 @@
  * past unreadable images (with worker threads too), writes the same bytes whatever its thread
  * count, no overlay with --no-overlay, and its files atomically; synth refuses a non-empty
  * folder; train and eval refuse an image in both splits; eval's per-image CSV is RFC 4180 quoted
- * and never left partial. */
+ * and never left partial; eval's results do not depend on its thread count. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +11,7 @@
 
 #include "harness.h"
 #include "oclseg/data.h"
+#include "oclseg/metrics.h"
 
 static char root[64];
 static const char *bin;
@@ -358,6 +359,127 @@ START_TEST(eval_csv_quotes_file_names) {
 }
 END_TEST
 
+/* Ten image/mask pairs of distinct non-square sizes in root/np/{images,masks}: the synthetic
+ * training and test images resized. */
+static void write_sized_pairs(void) {
+    static const int sizes[][2] = {{70, 45}, {45, 70}, {96, 33}, {33, 96}, {64, 50},
+                                   {81, 57}, {40, 41}, {120, 75}, {52, 88}, {77, 31}};
+    ck_assert_int_eq(harness_sh("mkdir -p %s/np/images %s/np/masks", root, root), 0);
+    for (int i = 0; i < 10; i++) {
+        const int test = i >= 6, n = test ? i : i + 1; /* ISIC_0000001..6, then ..6..9 */
+        char path[512];
+        oclseg_image img, mask, out;
+        snprintf(path, sizeof path, "%s/data/ISBI2016_ISIC_Part1_%s_Data/ISIC_000000%d.jpg", root,
+                 test ? "Test" : "Training", test ? n : n - 1);
+        ck_assert_int_eq(oclseg_image_load(path, 3, &img), OCLSEG_OK);
+        snprintf(path, sizeof path, "%s/data/ISBI2016_ISIC_Part1_%s_GroundTruth/"
+                 "ISIC_000000%d_Segmentation.png", root, test ? "Test" : "Training",
+                 test ? n : n - 1);
+        ck_assert_int_eq(oclseg_image_load(path, 1, &mask), OCLSEG_OK);
+        ck_assert_int_eq(oclseg_resize_bilinear(&img, sizes[i][0], sizes[i][1], &out), OCLSEG_OK);
+        snprintf(path, sizeof path, "%s/np/images/p%d.png", root, i);
+        ck_assert_int_eq(oclseg_image_save_png(path, &out), OCLSEG_OK);
+        oclseg_image_free(&out);
+        ck_assert_int_eq(oclseg_resize_nearest(&mask, sizes[i][0], sizes[i][1], &out), OCLSEG_OK);
+        snprintf(path, sizeof path, "%s/np/masks/p%d_segmentation.png", root, i);
+        ck_assert_int_eq(oclseg_image_save_png(path, &out), OCLSEG_OK);
+        oclseg_image_free(&out);
+        oclseg_image_free(&img);
+        oclseg_image_free(&mask);
+    }
+}
+
+/* The CSV row eval should write for id: its saved mask (ev3/<id>_mask.png) scored against its
+ * ground truth, in eval's format. */
+static void expected_row(const char *id, char *row, size_t size) {
+    char path[512];
+    oclseg_image pred, truth;
+    snprintf(path, sizeof path, "%s/ev3/%s_mask.png", root, id);
+    ck_assert_int_eq(oclseg_image_load(path, 1, &pred), OCLSEG_OK);
+    snprintf(path, sizeof path, "%s/np/masks/%s_segmentation.png", root, id);
+    ck_assert_int_eq(oclseg_image_load(path, 1, &truth), OCLSEG_OK);
+    ck_assert(pred.width == truth.width && pred.height == truth.height);
+    oclseg_confusion c;
+    ck_assert_int_eq(oclseg_confusion_count_masks(pred.pixels, truth.pixels,
+                                                  (size_t)pred.width * pred.height, &c),
+                     OCLSEG_OK);
+    oclseg_scores sc = oclseg_scores_from_confusion(&c);
+    snprintf(row, size, "%s,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f", id, pred.width, pred.height,
+             sc.accuracy, sc.dice, sc.jaccard, sc.sensitivity, sc.specificity);
+    oclseg_image_free(&pred);
+    oclseg_image_free(&truth);
+}
+
+static int compare_floats(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of the probabilities in the .npy file rel (as predict --probs writes it): a
+ * threshold that splits a briefly trained model's nearly uniform output into two halves. */
+static double npy_median(const char *rel) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    unsigned char head[10];
+    ck_assert_int_eq(fread(head, 1, 10, f), 10);
+    fseek(f, 0, SEEK_END);
+    const long data = 10 + head[8] + 256L * head[9], n = (ftell(f) - data) / 4;
+    ck_assert_int_gt(n, 0);
+    float *v = malloc((size_t)n * sizeof *v);
+    fseek(f, data, SEEK_SET);
+    ck_assert_int_eq(fread(v, sizeof *v, (size_t)n, f), (size_t)n);
+    fclose(f);
+    qsort(v, (size_t)n, sizeof *v, compare_floats);
+    const double median = v[n / 2];
+    free(v);
+    return median;
+}
+
+/* eval's scoring on worker threads, pipelined with the device batches: --threads 1 and
+ * --threads 3 write the same CSV bytes and masks, and each is the image's own: its saved mask is
+ * what predict writes for that image, its CSV row that mask scored against its ground truth. */
+START_TEST(eval_results_do_not_depend_on_threads) {
+    setup_once();
+    write_sized_pairs();
+    /* a threshold at which the masks are neither empty nor full */
+    ck_assert_int_eq(predict("--probs --no-overlay --out evprobs np/images/p0.png"), 0);
+    char threshold[64];
+    snprintf(threshold, sizeof threshold, "--threshold %.9g", npy_median("evprobs/p0_prob.npy"));
+    for (int threads = 1; threads <= 3; threads += 2)
+        ck_assert_int_eq(harness_sh("cd %s && %s eval --images np/images --masks np/masks "
+                                    "--weights run/weights.safetensors --size 32 --batch 3 %s "
+                                    "--threads %d --save-masks ev%d --out ev%d.csv > out.txt",
+                                    root, bin, threshold, threads, threads, threads), 0);
+    ck_assert_int_eq(count_files("ev3"), 10);
+    char args[256];
+    snprintf(args, sizeof args, "--no-overlay --threads 2 %s --out evp np/images", threshold);
+    ck_assert_int_eq(predict(args), 0);
+    ck_assert_int_eq(harness_sh("cd %s && for f in evp/*; do cmp \"$f\" ev3/${f#evp/} || exit 1; "
+                                "done", root), 0);
+    char *text = slurp("ev3.csv");
+    const char *p = strchr(text, '\n') + 1;
+    for (int i = 0; i < 10; i++) {
+        char id[8], row[256];
+        snprintf(id, sizeof id, "p%d", i);
+        expected_row(id, row, sizeof row);
+        ck_assert_msg(strncmp(p, row, strlen(row)) == 0 && p[strlen(row)] == '\n',
+                      "row %d of ev3.csv is not %s's own: %.80s", i, row, p);
+        p += strlen(row) + 1;
+    }
+    ck_assert_str_eq(p, "");
+    free(text);
+    ck_assert_int_eq(harness_sh("cd %s && cmp ev1.csv ev3.csv && for f in ev1/*; do cmp -s "
+                                "\"$f\" ev3/${f#ev1/} || { echo \"$f differs\"; exit 1; }; done",
+                                root), 0);
+    /* --threads takes a count (0: one per CPU) */
+    ck_assert_int_ne(harness_sh("cd %s && %s eval --images np/images --masks np/masks --weights "
+                                "run/weights.safetensors --threads x 2> err.txt", root, bin), 0);
+    ck_assert(grep_file("err.txt", "--threads"));
+}
+END_TEST
+
 /* A CSV that cannot be written (a full disk): the failure is the last word of eval, its exit
  * status 1, and no file (not even an empty one) is left. */
 START_TEST(eval_csv_write_failure_is_the_last_word) {
@@ -404,6 +526,7 @@ int main(void) {
     tcase_add_test(tc, synth_refuses_a_non_empty_folder);
     tcase_add_test(tc, train_and_eval_refuse_an_id_in_both_splits);
     tcase_add_test(tc, eval_csv_quotes_file_names);
+    tcase_add_test(tc, eval_results_do_not_depend_on_threads);
     tcase_add_test(tc, eval_csv_write_failure_is_the_last_word);
     suite_add_tcase(s, tc);
     return harness_run(s);

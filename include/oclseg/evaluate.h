@@ -20,6 +20,9 @@ typedef enum oclseg_score_at {
 
 typedef struct oclseg_eval_options {
     int batch;                      /* images per forward (<= the model's max_batch) */
+    int threads;                    /* host scoring on this many worker threads, pipelined with
+                                       the device batches (the same results); 0: each batch
+                                       scored in the calling thread before the next runs */
     int first, end;                 /* images [first, end) of the set; end 0: to the last */
     oclseg_score_at score_at;
     oclseg_predict_options predict; /* host scoring: threshold, TTA, post-processing */
@@ -29,7 +32,8 @@ typedef struct oclseg_eval_options {
                                        model size, image i at probs_all + i * S * S */
     const char *save_masks;         /* SCORE_ORIGINAL: if not NULL, each scored mask is written
                                        as <dir>/<id>_mask.png (0/255), as predict writes it */
-    /* if not NULL: called after each image is scored, in order; a non-OK status stops */
+    /* if not NULL: called on the calling thread after each image is scored, in order; a non-OK
+     * status stops */
     int (*on_image)(void *user, int index, const oclseg_confusion *c);
     void *user;
 } oclseg_eval_options;

@@ -1,5 +1,7 @@
 /* The evaluation loop shared by training (validation, final report) and `oclseg eval`. */
 #include "oclseg/evaluate.h"
+#include "oclseg/env.h"
+#include "oclseg/ordered_pool.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,44 +60,93 @@ static int score_image(const oclseg_dataset *ds, const oclseg_eval_options *o, i
     return oclseg_confusion_count_masks(pred, ds->masks + (size_t)i * s2, s2, c);
 }
 
+/* Batches in flight: the device runs batch b while the workers score batch b - 1; batch b's
+ * probabilities and counts live in slot b % EVAL_DEPTH until its images are taken. */
+enum { EVAL_DEPTH = 2 };
+
+/* What the scoring tasks share: task j scores image first + j of batch j / batch. */
+typedef struct eval_run {
+    const oclseg_dataset *ds;
+    const oclseg_eval_options *o;
+    int first, batch, depth;
+    float *probs;     /* depth slots of batch * S * S */
+    uint32_t *counts; /* depth slots of batch * 4 */
+    oclseg_confusion *conf;
+} eval_run;
+
+static int score_task(void *ctx, int j) {
+    const eval_run *r = ctx;
+    const size_t s2 = (size_t)r->ds->size * r->ds->size;
+    const int slot = j / r->batch % r->depth, k = j % r->batch;
+    const size_t row = (size_t)slot * r->batch + (size_t)k;
+    uint8_t *pred = NULL; /* the model-size mask: a task's own */
+    if (r->o->score_at == OCLSEG_SCORE_MODEL_SIZE && !(pred = malloc(s2)))
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    int st = score_image(r->ds, r->o, r->first + j, r->probs ? r->probs + row * s2 : NULL,
+                         r->counts + (size_t)slot * r->batch * 4, k, pred,
+                         &r->conf[r->first + j]);
+    free(pred);
+    return st;
+}
+
+/* Takes the scored images below `end` (tasks) in order, calling on_image for each. */
+static int take_scored(oclseg_ordered_pool *pool, const eval_run *r, int end) {
+    while (oclseg_ordered_pool_taken(pool) < end) {
+        int j;
+        TRY(oclseg_ordered_pool_take(pool, &j));
+        if (r->o->on_image) TRY(r->o->on_image(r->o->user, r->first + j, &r->conf[r->first + j]));
+    }
+    return OCLSEG_OK;
+}
+
 int oclseg_evaluate(oclseg_trainer *t, const oclseg_dataset *ds, const oclseg_eval_options *o,
                     double *loss_sum, oclseg_confusion *conf) {
     const int batch = o->batch, end = o->end > 0 ? o->end : ds->count;
     const int host = o->score_at != OCLSEG_SCORE_DEVICE;
+    const int threads = o->threads > 0 ? o->threads : 0;
+    /* without workers, each batch is scored before the next runs (one slot) */
+    eval_run r = {.ds = ds, .o = o, .first = o->first, .batch = batch, .conf = conf,
+                  .depth = threads ? EVAL_DEPTH : 1};
     const size_t s2 = (size_t)ds->size * ds->size;
     float *images = malloc((size_t)batch * 3 * s2 * sizeof *images);
     float *masks = malloc((size_t)batch * s2 * sizeof *masks);
-    float *probs = host ? malloc((size_t)batch * s2 * sizeof *probs) : NULL;
-    uint8_t *pred = host ? malloc(s2) : NULL;
+    r.probs = host ? malloc((size_t)r.depth * batch * s2 * sizeof *r.probs) : NULL;
+    r.counts = malloc((size_t)r.depth * batch * 4 * sizeof *r.counts);
     int *idx = malloc((size_t)batch * sizeof *idx);
-    uint32_t *counts = malloc((size_t)batch * 4 * sizeof *counts);
+    oclseg_ordered_pool *pool = NULL;
     int st = OCLSEG_OK;
-    if (!images || !masks || !idx || !counts || (host && (!probs || !pred)))
+    if (!images || !masks || !idx || !r.counts || (host && !r.probs))
         st = OCLSEG_ERR_OUT_OF_MEMORY;
     if (st == OCLSEG_OK && host && o->predict.tta_flips && !o->inf) {
         OCLSEG_ERROR("oclseg_evaluate: flip TTA needs an oclseg_infer over the model");
         st = OCLSEG_ERR_INVALID_ARG;
     }
+    (void)oclseg_env_get(); /* read once, before the threads (the workers' writes consult it) */
+    if (st == OCLSEG_OK)
+        st = oclseg_ordered_pool_create(threads, r.depth * batch, score_task, &r, &pool);
     for (int b0 = o->first; st == OCLSEG_OK && b0 < end; b0 += batch) {
         const int n = end - b0 < batch ? end - b0 : batch;
+        const int slot = (b0 - o->first) / batch % r.depth;
+        float *probs = host ? r.probs + (size_t)slot * batch * s2 : NULL;
+        /* the images that used this slot are taken first */
+        st = take_scored(pool, &r, b0 - o->first - (r.depth - 1) * batch);
         for (int i = 0; i < n; i++) idx[i] = b0 + i;
         float loss = 0.0f;
-        st = oclseg_dataset_batch(ds, idx, n, NULL, images, masks);
-        if (st == OCLSEG_OK) st = oclseg_trainer_eval_batch(t, images, masks, n, &loss, counts, probs);
+        if (st == OCLSEG_OK) st = oclseg_dataset_batch(ds, idx, n, NULL, images, masks);
+        if (st == OCLSEG_OK)
+            st = oclseg_trainer_eval_batch(t, images, masks, n, &loss,
+                                           r.counts + (size_t)slot * batch * 4, probs);
         if (st == OCLSEG_OK && host && o->predict.tta_flips)
             st = oclseg_infer_batch_tta(o->inf, images, n, 1, probs);
         if (st == OCLSEG_OK) *loss_sum += (double)loss * n;
-        for (int i = 0; st == OCLSEG_OK && i < n; i++) {
-            st = score_image(ds, o, b0 + i, host ? probs + (size_t)i * s2 : NULL, counts, i, pred,
-                             &conf[b0 + i]);
-            if (st == OCLSEG_OK && o->on_image) st = o->on_image(o->user, b0 + i, &conf[b0 + i]);
-        }
+        if (st == OCLSEG_OK) st = oclseg_ordered_pool_release(pool, b0 - o->first + n);
     }
+    if (st == OCLSEG_OK) st = take_scored(pool, &r, end - o->first);
+    oclseg_ordered_pool_free(pool);
     free(images);
     free(masks);
-    free(probs);
-    free(pred);
+    free(r.probs);
+    free(r.counts);
     free(idx);
-    free(counts);
     return st;
 }

@@ -10,6 +10,7 @@
 #include "oclseg/infer.h"
 #include "oclseg/env.h"
 #include "oclseg/metrics.h"
+#include "oclseg/ordered_pool.h"
 #include "oclseg/safetensors.h"
 #include "oclseg/util.h"
 
@@ -373,11 +374,6 @@ void oclseg_predict_run_options_default(oclseg_predict_run_options *o) {
     o->overlay = 1;
 }
 
-static int default_threads(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > 16 ? 16 : (int)n;
-}
-
 /* Runs one batch on the device (main thread, lock not held) and hands its jobs to the workers. */
 static int run_batch(oclseg_infer *inf, pipeline *p, const int *idx, int n, int tta,
                      float *images, oclseg_predict_stats *stats) {
@@ -425,7 +421,7 @@ int oclseg_predict_files(oclseg_infer *inf, const char *const *paths, int count,
     const int size = inf->model->cfg.size, tta = o->predict.tta_flips;
     const int batch = o->batch < 1 ? 1 : o->batch > inf->model->cfg.max_batch
                                              ? inf->model->cfg.max_batch : o->batch;
-    int threads = o->threads > 0 ? o->threads : default_threads();
+    int threads = o->threads > 0 ? o->threads : oclseg_default_threads();
     if (threads > count) threads = count < 1 ? 1 : count;
     const int window = 2 * batch + 2 * threads; /* images in memory at once */
     (void)oclseg_env_get(); /* read once, before the threads */

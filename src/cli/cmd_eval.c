@@ -11,12 +11,13 @@
 #include "oclseg/evaluate.h"
 #include "oclseg/infer.h"
 #include "oclseg/metrics.h"
+#include "oclseg/ordered_pool.h"
 #include "oclseg/safetensors.h"
 #include "oclseg/session.h"
 
 typedef struct eval_options {
     const char *data, *images, *masks, *suffix, *weights, *device, *out, *save_masks;
-    int test_split, size, batch, skip_bad, force_size, allow_overlap;
+    int test_split, size, batch, skip_bad, force_size, allow_overlap, threads;
     double mask_threshold;
     oclseg_predict_options predict;
 } eval_options;
@@ -27,7 +28,7 @@ static void usage(FILE *f) {
                "                   [--device D] [--out CSV] [--skip-bad] [--mask-threshold T]\n"
                "                   [--tta flips] [--threshold 0.5] [--largest-component]\n"
                "                   [--fill-holes] [--force-size] [--save-masks DIR]\n"
-               "                   [--allow-overlap]\n\n"
+               "                   [--allow-overlap] [--threads N]\n\n"
                "Prints AC, DI, JA, SE, SP (mean over images) and pooled Dice/IoU, computed at each\n"
                "mask's original resolution (probabilities upsampled, then thresholded and\n"
                "post-processed), ISIC 2018's thresholded Jaccard (per-image JA < 0.65 counts as 0)\n"
@@ -39,6 +40,9 @@ static void usage(FILE *f) {
                "other split is an error naming it (a warning with --allow-overlap).\n"
                "  --save-masks DIR   also write each scored mask as DIR/<id>_mask.png (0/255 at the\n"
                "                     mask's resolution): what predict writes for the image\n"
+               "  --threads N        worker threads that read the masks, upsample, threshold,\n"
+               "                     score and write masks while the device runs (1..64;\n"
+               "                     default 0: one per CPU, up to 16); the same results for any N\n"
                CLI_PREDICT_USAGE);
 }
 
@@ -193,6 +197,7 @@ static int run_eval(const eval_options *o) {
     oclseg_eval_options eo;
     oclseg_eval_options_default(&eo);
     eo.batch = o->batch;
+    eo.threads = o->threads > 0 ? o->threads : oclseg_default_threads();
     eo.score_at = OCLSEG_SCORE_ORIGINAL;
     eo.predict = o->predict;
     eo.inf = inf;
@@ -224,7 +229,7 @@ int cmd_eval(int argc, char **argv) {
     oclseg_predict_options_default(&o.predict);
     cli_predict_unset(&o.predict);
     enum { O_DATA = 256, O_IMAGES, O_MASKS, O_SUFFIX, O_WEIGHTS, O_SPLIT, O_SIZE, O_BATCH,
-           O_DEVICE, O_OUT, O_SKIP, O_MASKTHR, O_SAVE_MASKS, O_OVERLAP };
+           O_DEVICE, O_OUT, O_SKIP, O_MASKTHR, O_SAVE_MASKS, O_OVERLAP, O_THREADS };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"images", required_argument, 0, O_IMAGES},
         {"masks", required_argument, 0, O_MASKS}, {"mask-suffix", required_argument, 0, O_SUFFIX},
@@ -233,7 +238,8 @@ int cmd_eval(int argc, char **argv) {
         {"device", required_argument, 0, O_DEVICE}, {"out", required_argument, 0, O_OUT},
         {"skip-bad", no_argument, 0, O_SKIP}, {"mask-threshold", required_argument, 0, O_MASKTHR},
         {"save-masks", required_argument, 0, O_SAVE_MASKS},
-        {"allow-overlap", no_argument, 0, O_OVERLAP}, {"help", no_argument, 0, 'h'},
+        {"allow-overlap", no_argument, 0, O_OVERLAP}, {"threads", required_argument, 0, O_THREADS},
+        {"help", no_argument, 0, 'h'},
         CLI_PREDICT_OPTIONS, {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -266,6 +272,9 @@ int cmd_eval(int argc, char **argv) {
         case O_SAVE_MASKS: o.save_masks = optarg; break;
         case CLI_PREDICT_OPT + 6: o.force_size = 1; break;
         case O_OVERLAP: o.allow_overlap = 1; break;
+        case O_THREADS:
+            if (cli_parse_int("eval", "--threads", optarg, 0, 64, &o.threads) != 0) return 2;
+            break;
         case O_MASKTHR:
             if (cli_parse_double("eval", "--mask-threshold", optarg, 1e-6, 65535,
                                  &o.mask_threshold) != 0)
