@@ -16,7 +16,7 @@ static int load_pairs(const oclseg_fit_options *o, const oclseg_pair_list *pairs
                       oclseg_dataset **out) {
     oclseg_dataset_options dopts = {.size = o->size, .threads = o->threads,
                                     .skip_bad = o->skip_bad, .mask_threshold = o->mask_threshold};
-    return oclseg_dataset_load(pairs, &dopts, out);
+    return oclseg_dataset_load_shared(pairs, &dopts, out);
 }
 
 /* Both ISIC splits, scanned and checked for shared ids before any image is decoded. */
