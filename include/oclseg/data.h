@@ -193,6 +193,10 @@ int oclseg_dataset_load(const oclseg_pair_list *pairs, const oclseg_dataset_opti
  * oclseg_dataset_load. Byte-identical data whatever the path. */
 int oclseg_dataset_load_shared(const oclseg_pair_list *pairs, const oclseg_dataset_options *opts,
                                oclseg_dataset **out);
+/* Under mpirun: moves ds's pixels (identical on every rank, e.g. a validation split's parts)
+ * into one file per host that every rank maps read-only: rank 0 writes it, the others keep
+ * their own copy unless it is byte-equal. Collective; a no-op in a group of one. */
+int oclseg_dataset_share(oclseg_dataset *ds);
 void oclseg_dataset_free(oclseg_dataset *ds);
 
 /* Data health of one split, from the masks at their original resolution. */

@@ -66,7 +66,8 @@ static int split_val(const oclseg_fit_options *o, fit_data *d) {
     }
     oclseg_dataset_free(all);
     d->train = train;
-    return OCLSEG_OK;
+    TRY(oclseg_dataset_share(d->train)); /* the split made private copies: one per host again */
+    return oclseg_dataset_share(d->val);
 }
 
 static int load_data_all(const oclseg_fit_options *o, fit_data *d) {

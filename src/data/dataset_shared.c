@@ -267,3 +267,35 @@ int oclseg_dataset_load_shared(const oclseg_pair_list *pairs, const oclseg_datas
     *out = ds;
     return OCLSEG_OK;
 }
+
+int oclseg_dataset_share(oclseg_dataset *ds) {
+    if (oclseg_dist_size() == 1 || oclseg_env_get()->shared_data_off) return OCLSEG_OK;
+    const int n = ds->count, S = ds->size;
+    const shared_layout l = layout_of(n, S);
+    const size_t px = (size_t)n * S * S;
+    shared_note *note = calloc(1, sizeof *note);
+    if (!note) oclseg_dist_abort(1, "out of memory before sharing the data set");
+    if (oclseg_dist_rank() == 0) create_file(n, S, note);
+    int st = oclseg_dist_bcast(note, sizeof *note, 0);
+    uint8_t *map = st == OCLSEG_OK ? map_file(note, note->pairs_hash, n, S, l.bytes) : NULL;
+    if (map && oclseg_dist_rank() == 0) {
+        memcpy(map + l.images, ds->images, px * 3);
+        memcpy(map + l.masks, ds->masks, px);
+    }
+    if (st == OCLSEG_OK) st = oclseg_dist_barrier(); /* rank 0's copy written */
+    if (oclseg_dist_rank() == 0 && note->path[0]) unlink(note->path); /* mapped by all */
+    free(note);
+    /* a rank whose own copy differs (other data: the start-up check names it) keeps its own */
+    if (map && st == OCLSEG_OK && !ds->mapping && memcmp(map + l.images, ds->images, px * 3) == 0 &&
+        memcmp(map + l.masks, ds->masks, px) == 0 && mprotect(map, l.bytes, PROT_READ) == 0) {
+        free(ds->images);
+        free(ds->masks);
+        ds->mapping = map;
+        ds->mapping_bytes = l.bytes;
+        ds->images = map + l.images;
+        ds->masks = map + l.masks;
+    } else if (map) {
+        munmap(map, l.bytes);
+    }
+    return st;
+}
