@@ -402,6 +402,52 @@ START_TEST(training_that_trains_nothing_is_refused) {
 }
 END_TEST
 
+/* The ranks share the decoding (each a contiguous range, into one temporary file in $TMPDIR
+ * that both map): the run equals the one where every rank decodes everything
+ * (OCLSEG_SHARED_DATA=0) and the one where rank 1 takes the file for another host's and decodes
+ * alone; the file is gone afterwards. */
+START_TEST(shared_decoding_gives_the_same_run) {
+    if (skip("shared_decoding_gives_the_same_run")) return;
+    const char *opts = "--epochs 1 --batch 4 --size 32 --max-steps 2 --quiet";
+    ck_assert_int_eq(harness_sh("mkdir -p %s/tmp && %s -np 2 -x TMPDIR=%s/tmp %s train --data %s "
+                                "--out %s/shared %s", root, mpirun, root, bin, data, root, opts), 0);
+    ck_assert_int_eq(harness_sh("%s -np 2 -x OCLSEG_SHARED_DATA=0 %s train --data %s --out "
+                                "%s/alone %s", mpirun, bin, data, root, opts), 0);
+    ck_assert_int_eq(harness_sh("%s -np 1 -x TMPDIR=%s/tmp %s train --data %s --out %s/foreign %s "
+                                ": -np 1 -x TMPDIR=%s/tmp env OCLSEG_FAULT_FOREIGN_DATA=1 %s train "
+                                "--data %s --out %s/foreign %s", mpirun, root, bin, data, root,
+                                opts, root, bin, data, root, opts), 0);
+    static const char *same[] = {"steps.csv", "checkpoint.safetensors", "weights.safetensors"};
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(harness_sh("cmp -s %s/shared/%s %s/alone/%s", root, same[i], root,
+                                 same[i]) == 0, "%s differs with the shared decoding", same[i]);
+        ck_assert_msg(harness_sh("cmp -s %s/foreign/%s %s/alone/%s", root, same[i], root,
+                                 same[i]) == 0, "%s differs with a rank decoding alone", same[i]);
+    }
+    ck_assert_int_eq(harness_sh("test -z \"$(ls -A %s/tmp)\"", root), 0);
+}
+END_TEST
+
+/* A corrupt image in rank 1's share (the 10th of 12; rank 0 decodes 0..5): rank 1 names the
+ * decoder's error, rank 0 names the same file as failed on another rank, and the job ends with
+ * an error (no hang, no leftover file). */
+START_TEST(corrupt_image_in_a_share_fails_every_rank) {
+    if (skip("corrupt_image_in_a_share_fails_every_rank")) return;
+    ck_assert_int_eq(harness_sh("rm -rf %s/bad && cp -r %s %s/bad && mkdir -p %s/tmpbad && "
+                                "printf garbage > %s/bad/ISBI2016_ISIC_Part1_Training_Data/"
+                                "ISIC_0000009.jpg", root, data, root, root, root), 0);
+    double t0 = now_s();
+    ck_assert_int_ne(harness_sh("%s -np 2 -x TMPDIR=%s/tmpbad %s train --data %s/bad --out "
+                                "%s/badrun %s 2> %s/bad.err", mpirun, root, bin, root, root, tiny,
+                                root), 0);
+    ck_assert_double_lt(now_s() - t0, 120.0);
+    ck_assert_int_eq(harness_sh("grep -q 'ISIC_0000009.jpg: not a PNG or JPEG file' %s/bad.err && "
+                                "grep -q 'image .*ISIC_0000009.jpg / mask .* could not be loaded "
+                                "(decoded by another rank' %s/bad.err", root, root), 0);
+    ck_assert_int_eq(harness_sh("test -z \"$(ls -A %s/tmpbad)\"", root), 0);
+}
+END_TEST
+
 START_TEST(devices_lists_every_rank) {
     if (skip("devices_lists_every_rank")) return;
     ck_assert_int_eq(harness_sh("%s -np 2 %s devices > %s/dev.txt", mpirun, bin, root), 0);
@@ -427,6 +473,8 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, resumed_run_equals_uninterrupted);
     tcase_add_test(tc, hung_rank_times_out);
     tcase_add_test(tc, failing_rank_stops_every_rank);
+    tcase_add_test(tc, shared_decoding_gives_the_same_run);
+    tcase_add_test(tc, corrupt_image_in_a_share_fails_every_rank);
     suite_add_tcase(s, tc);
     int rc = harness_run(s);
     if (root[0] && rc == 0) harness_sh("rm -rf %s", root);

@@ -162,6 +162,9 @@ typedef struct oclseg_dataset {
     uint8_t *masks;      /* count x S x S, values 0/1 */
     oclseg_sample *samples;
     int skipped;         /* pairs dropped as bad (skip_bad) */
+    void *mapping;       /* non-NULL: images and masks lie in this read-only shared file
+                          * mapping (oclseg_dataset_load_shared), unmapped by _free */
+    size_t mapping_bytes;
 } oclseg_dataset;
 
 #define OCLSEG_DEFAULT_IMAGE_SIZE 128
@@ -181,6 +184,19 @@ typedef struct oclseg_dataset_options {
  * naming both files. opts may be NULL (defaults). */
 int oclseg_dataset_load(const oclseg_pair_list *pairs, const oclseg_dataset_options *opts,
                         oclseg_dataset **out);
+/* The same under mpirun: the ranks on one host decode a share each (contiguous ranges) into one
+ * temporary file (in $TMPDIR, else /tmp; removed once every rank mapped it) that each maps
+ * read-only as its images and masks, so the host's page cache holds one copy. A rank that cannot
+ * see the file (another host: checked by a random token in its header) decodes every pair itself.
+ * A pair that fails on any rank fails every rank (each names the file). Collective: every rank
+ * calls it with the same pairs and options. A group of one (or OCLSEG_SHARED_DATA=0): exactly
+ * oclseg_dataset_load. Byte-identical data whatever the path. */
+int oclseg_dataset_load_shared(const oclseg_pair_list *pairs, const oclseg_dataset_options *opts,
+                               oclseg_dataset **out);
+/* Under mpirun: moves ds's pixels (identical on every rank, e.g. a validation split's parts)
+ * into one file per host that every rank maps read-only: rank 0 writes it, the others keep
+ * their own copy unless it is byte-equal. Collective; a no-op in a group of one. */
+int oclseg_dataset_share(oclseg_dataset *ds);
 void oclseg_dataset_free(oclseg_dataset *ds);
 
 /* Data health of one split, from the masks at their original resolution. */

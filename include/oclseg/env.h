@@ -31,6 +31,7 @@ typedef struct oclseg_env {
     int mpi_launched;      /* OMPI_COMM_WORLD_SIZE, PMIX_RANK or PMI_RANK set: a launcher ran us */
     double dist_timeout_s; /* OCLSEG_DIST_TIMEOUT: seconds a collective waits (0: the default) */
     int dist_check;        /* OCLSEG_DIST_CHECK=1: compare parameter hashes after every step */
+    int shared_data_off;   /* OCLSEG_SHARED_DATA=0: every rank decodes the whole data set */
     int has_balance_speeds;    /* OCLSEG_BALANCE_SPEEDS is set */
     char balance_speeds[1024]; /* OCLSEG_BALANCE_SPEEDS: fixed rank speeds (tests, --balance) */
     /* test hooks (fault injection) */
@@ -39,6 +40,8 @@ typedef struct oclseg_env {
     int has_fault_nan;         /* OCLSEG_FAULT_NAN is set */
     char fault_nan[256];       /* OCLSEG_FAULT_NAN=param:NAME:STEP | grad:NAME:STEP */
     int fault_write;           /* OCLSEG_FAULT_WRITE=1: atomic file writes stop halfway */
+    int fault_foreign_data;    /* OCLSEG_FAULT_FOREIGN_DATA=1: this rank takes the shared decoded
+                                * data file for another host's (a wrong token) */
     int tune_trial_abort;      /* OCLSEG_TUNE_TRIAL_ABORT=1: tune's CLBlast candidate trials crash */
     int tune_trial_corrupt;    /* OCLSEG_TUNE_TRIAL_CORRUPT=1: ... compute a wrong element */
     int tune_own_abort;        /* OCLSEG_TUNE_TRIAL_ABORT=own: tune's own-kernel trial crashes */

@@ -16,7 +16,7 @@ static int load_pairs(const oclseg_fit_options *o, const oclseg_pair_list *pairs
                       oclseg_dataset **out) {
     oclseg_dataset_options dopts = {.size = o->size, .threads = o->threads,
                                     .skip_bad = o->skip_bad, .mask_threshold = o->mask_threshold};
-    return oclseg_dataset_load(pairs, &dopts, out);
+    return oclseg_dataset_load_shared(pairs, &dopts, out);
 }
 
 /* Both ISIC splits, scanned and checked for shared ids before any image is decoded. */
@@ -66,7 +66,8 @@ static int split_val(const oclseg_fit_options *o, fit_data *d) {
     }
     oclseg_dataset_free(all);
     d->train = train;
-    return OCLSEG_OK;
+    TRY(oclseg_dataset_share(d->train)); /* the split made private copies: one per host again */
+    return oclseg_dataset_share(d->val);
 }
 
 static int load_data_all(const oclseg_fit_options *o, fit_data *d) {

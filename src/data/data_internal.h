@@ -55,8 +55,26 @@ int image_decode_png(const uint8_t *data, size_t size, const char *name, struct 
 int image_decode_jpeg(const uint8_t *data, size_t size, const char *name,
                       struct oclseg_image *out);
 
-/* ---- batch assembly (dataset.c; used by the loader) ---- */
+/* ---- decoding a data set (dataset.c; used by dataset_shared.c) ---- */
 struct oclseg_dataset;
+struct oclseg_pair_list;
+struct oclseg_dataset_options;
+/* The checks and defaults of oclseg_dataset_load (size, threads at most the pair count). */
+int dataset_resolve_options(const struct oclseg_pair_list *pairs,
+                            const struct oclseg_dataset_options *opts,
+                            struct oclseg_dataset_options *o);
+/* Decodes pairs lo..hi-1 into their slots of ds (images, masks, samples' size and mask info,
+ * allocated for every pair) on o->threads threads; sample_status[i] gets OCLSEG_OK or the error
+ * (already printed, naming the file), OCLSEG_ERR_INTERRUPTED for pairs left after an error. */
+void dataset_decode_range(const struct oclseg_pair_list *pairs,
+                          const struct oclseg_dataset_options *o, struct oclseg_dataset *ds,
+                          int lo, int hi, int *sample_status);
+/* Keeps the good samples in pair order (moving pixels: ds must be writable when any failed),
+ * names them, and returns the first error (skip_bad 0) or warns about the skipped ones. */
+int dataset_finish(struct oclseg_dataset *ds, const struct oclseg_pair_list *pairs, int skip_bad,
+                   const int *sample_status);
+
+/* ---- batch assembly (dataset.c; used by the loader) ---- */
 struct oclseg_augment;
 /* lut[c][v] = (v / 255 - mean[c]) / std[c] (the ImageNet normalisation of a byte). */
 void data_normalize_lut(float lut[3][256]);

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "data/data_internal.h"
@@ -20,6 +21,7 @@ typedef struct load_job {
     double mask_threshold;
     int *sample_status; /* per pair: OCLSEG_OK or the error */
     pthread_mutex_t lock;
+    int end;   /* pairs next .. end-1 are this job's */
     int next;  /* next pair to take (under lock) */
     int stop;  /* set on the first error when not skipping (under lock) */
 } load_job;
@@ -61,9 +63,9 @@ static void *load_worker(void *arg) {
     load_job *job = arg;
     for (;;) {
         pthread_mutex_lock(&job->lock);
-        int i = job->stop ? job->pairs->count : job->next++;
+        int i = job->stop ? job->end : job->next++;
         pthread_mutex_unlock(&job->lock);
-        if (i >= job->pairs->count) break;
+        if (i >= job->end) break;
         int status = load_one(job, i);
         job->sample_status[i] = status;
         if (status != OCLSEG_OK && !job->skip_bad) {
@@ -81,61 +83,51 @@ static int default_threads(void) {
     return n > 16 ? 16 : (int)n;
 }
 
-/* Long (~90 lines): argument checks, allocation, the threaded decode and the skip_bad compaction
- * share one cleanup path. */
-int oclseg_dataset_load(const oclseg_pair_list *pairs, const oclseg_dataset_options *opts,
-                        oclseg_dataset **out) {
-    if (!pairs || !out || pairs->count <= 0) {
+int dataset_resolve_options(const oclseg_pair_list *pairs, const oclseg_dataset_options *opts,
+                            oclseg_dataset_options *o) {
+    if (!pairs || pairs->count <= 0) {
         OCLSEG_ERROR("oclseg_dataset_load: no pairs to load");
         return OCLSEG_ERR_INVALID_ARG;
     }
-    *out = NULL;
-    oclseg_dataset_options o = {0};
-    if (opts) o = *opts;
-    if (o.size == 0) o.size = OCLSEG_DEFAULT_IMAGE_SIZE;
-    if (o.size < 1 || o.size > OCLSEG_MAX_IMAGE_SIZE || o.threads < 0) {
-        OCLSEG_ERROR("oclseg_dataset_load: invalid size %d or thread count %d", o.size, o.threads);
+    memset(o, 0, sizeof *o);
+    if (opts) *o = *opts;
+    if (o->size == 0) o->size = OCLSEG_DEFAULT_IMAGE_SIZE;
+    if (o->size < 1 || o->size > OCLSEG_MAX_IMAGE_SIZE || o->threads < 0) {
+        OCLSEG_ERROR("oclseg_dataset_load: invalid size %d or thread count %d", o->size, o->threads);
         return OCLSEG_ERR_INVALID_ARG;
     }
-    if (o.threads == 0) o.threads = default_threads();
-    if (o.threads > pairs->count) o.threads = pairs->count;
+    if (o->threads == 0) o->threads = default_threads();
+    if (o->threads > pairs->count) o->threads = pairs->count;
+    return OCLSEG_OK;
+}
 
-    const int n = pairs->count, S = o.size;
-    oclseg_dataset *ds = calloc(1, sizeof *ds);
-    int *sample_status = calloc((size_t)n, sizeof(int));
-    pthread_t *threads = calloc((size_t)o.threads, sizeof(pthread_t));
-    if (ds) {
-        ds->size = S;
-        ds->images = malloc((size_t)n * S * S * 3);
-        ds->masks = malloc((size_t)n * S * S);
-        ds->samples = calloc((size_t)n, sizeof(oclseg_sample));
-    }
-    if (!ds || !sample_status || !threads || !ds->images || !ds->masks || !ds->samples) {
-        OCLSEG_ERROR("out of memory for a dataset of %d images at %dx%d", n, S, S);
-        free(sample_status);
-        free(threads);
-        oclseg_dataset_free(ds);
-        return OCLSEG_ERR_OUT_OF_MEMORY;
-    }
-    for (int i = 0; i < n; i++) sample_status[i] = OCLSEG_ERR_INTERRUPTED; /* not reached */
-
-    load_job job = {.pairs = pairs, .ds = ds, .skip_bad = o.skip_bad,
-                    .mask_threshold = o.mask_threshold,
-                    .sample_status = sample_status, .next = 0, .stop = 0};
+void dataset_decode_range(const oclseg_pair_list *pairs, const oclseg_dataset_options *o,
+                          oclseg_dataset *ds, int lo, int hi, int *sample_status) {
+    for (int i = lo; i < hi; i++) sample_status[i] = OCLSEG_ERR_INTERRUPTED; /* not reached */
+    int threads_wanted = o->threads < hi - lo ? o->threads : hi - lo;
+    if (threads_wanted < 1) return;
+    pthread_t *threads = calloc((size_t)threads_wanted, sizeof(pthread_t));
+    load_job job = {.pairs = pairs, .ds = ds, .skip_bad = o->skip_bad,
+                    .mask_threshold = o->mask_threshold,
+                    .sample_status = sample_status, .end = hi, .next = lo, .stop = 0};
     pthread_mutex_init(&job.lock, NULL);
     int started = 0;
-    for (; started < o.threads; started++)
+    for (; threads && started < threads_wanted; started++)
         if (pthread_create(&threads[started], NULL, load_worker, &job) != 0) break;
     if (started == 0) load_worker(&job); /* no thread could start: do it here */
     for (int t = 0; t < started; t++) pthread_join(threads[t], NULL);
     pthread_mutex_destroy(&job.lock);
     free(threads);
+}
 
+int dataset_finish(oclseg_dataset *ds, const oclseg_pair_list *pairs, int skip_bad,
+                   const int *sample_status) {
     /* Keep the good samples in pair order (deterministic whatever the thread timing). */
+    const int n = pairs->count, S = ds->size;
     int status = OCLSEG_OK, kept = 0;
     for (int i = 0; i < n; i++) {
         if (sample_status[i] != OCLSEG_OK) {
-            if (!o.skip_bad) {
+            if (!skip_bad) {
                 if (status == OCLSEG_OK && sample_status[i] != OCLSEG_ERR_INTERRUPTED)
                     status = sample_status[i];
                 continue;
@@ -158,13 +150,39 @@ int oclseg_dataset_load(const oclseg_pair_list *pairs, const oclseg_dataset_opti
         ds->count = ++kept;
         if (!s->id || !s->image_path || !s->mask_path) status = OCLSEG_ERR_OUT_OF_MEMORY;
     }
-    free(sample_status);
     if (status == OCLSEG_OK && ds->skipped)
         data_warn("skipped %d of %d image/mask pairs that could not be loaded", ds->skipped, n);
     if (status == OCLSEG_OK && ds->count == 0) {
         OCLSEG_ERROR("none of the %d image/mask pairs could be loaded", n);
         status = OCLSEG_ERR_FORMAT;
     }
+    return status;
+}
+
+int oclseg_dataset_load(const oclseg_pair_list *pairs, const oclseg_dataset_options *opts,
+                        oclseg_dataset **out) {
+    if (!out) return OCLSEG_ERR_INVALID_ARG;
+    *out = NULL;
+    oclseg_dataset_options o;
+    TRY(dataset_resolve_options(pairs, opts, &o));
+    const int n = pairs->count, S = o.size;
+    oclseg_dataset *ds = calloc(1, sizeof *ds);
+    int *sample_status = calloc((size_t)n, sizeof(int));
+    if (ds) {
+        ds->size = S;
+        ds->images = malloc((size_t)n * S * S * 3);
+        ds->masks = malloc((size_t)n * S * S);
+        ds->samples = calloc((size_t)n, sizeof(oclseg_sample));
+    }
+    if (!ds || !sample_status || !ds->images || !ds->masks || !ds->samples) {
+        OCLSEG_ERROR("out of memory for a dataset of %d images at %dx%d", n, S, S);
+        free(sample_status);
+        oclseg_dataset_free(ds);
+        return OCLSEG_ERR_OUT_OF_MEMORY;
+    }
+    dataset_decode_range(pairs, &o, ds, 0, n, sample_status);
+    int status = dataset_finish(ds, pairs, o.skip_bad, sample_status);
+    free(sample_status);
     if (status != OCLSEG_OK) {
         oclseg_dataset_free(ds);
         return status;
@@ -183,8 +201,12 @@ void oclseg_dataset_free(oclseg_dataset *ds) {
         }
     }
     free(ds->samples);
-    free(ds->images);
-    free(ds->masks);
+    if (ds->mapping) {
+        munmap(ds->mapping, ds->mapping_bytes); /* images and masks lie in the shared file */
+    } else {
+        free(ds->images);
+        free(ds->masks);
+    }
     free(ds);
 }
 

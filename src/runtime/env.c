@@ -46,6 +46,8 @@ void oclseg_env_reload(void) {
     const char *timeout = getenv("OCLSEG_DIST_TIMEOUT");
     e.dist_timeout_s = timeout && atof(timeout) > 0 ? atof(timeout) : 0.0;
     e.dist_check = is_one(getenv("OCLSEG_DIST_CHECK"));
+    const char *shared_data = getenv("OCLSEG_SHARED_DATA");
+    e.shared_data_off = shared_data && strcmp(shared_data, "0") == 0;
     e.has_balance_speeds =
         copy_var(getenv("OCLSEG_BALANCE_SPEEDS"), e.balance_speeds, sizeof e.balance_speeds);
     const char *alloc = getenv("OCLSEG_FAULT_ALLOC"), *launch = getenv("OCLSEG_FAULT_LAUNCH");
@@ -53,6 +55,7 @@ void oclseg_env_reload(void) {
     e.fault_launch = launch ? atol(launch) : 0;
     e.has_fault_nan = copy_var(getenv("OCLSEG_FAULT_NAN"), e.fault_nan, sizeof e.fault_nan);
     e.fault_write = is_one(getenv("OCLSEG_FAULT_WRITE"));
+    e.fault_foreign_data = is_one(getenv("OCLSEG_FAULT_FOREIGN_DATA"));
     const char *abort_hook = getenv("OCLSEG_TUNE_TRIAL_ABORT");
     const char *corrupt_hook = getenv("OCLSEG_TUNE_TRIAL_CORRUPT");
     e.tune_trial_abort = is_one(abort_hook);
