@@ -4,6 +4,7 @@
  * destination that is a device or fifo is refused, not replaced by a regular file. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,32 @@ END_TEST
 
 /* Temporaries of killed writers (dead pids), in the new and the old name pattern, go with the
  * next write; a live writer's (this process's parent) stays. */
+/* The plot script and data gnuplot reads are unlinked the moment they exist: oclseg killed with
+ * SIGKILL while gnuplot draws (a killed rank, an OOM kill) leaves nothing in $TMPDIR (before, the
+ * script stayed there: check.sh found one left by a test that killed a run). A fake gnuplot on
+ * PATH marks that it runs and waits; oclseg is killed then. */
+START_TEST(killed_while_plotting_leaves_no_temporary) {
+    setup_once();
+    char fake[160], tmp[160], marker[192];
+    snprintf(fake, sizeof fake, "%s/fakebin", root);
+    snprintf(tmp, sizeof tmp, "%s/plot-tmp", root);
+    snprintf(marker, sizeof marker, "%s/gnuplot-runs", root);
+    ck_assert_int_eq(harness_sh("mkdir -p %s %s && printf '#!/bin/sh\\ntouch %s\\nsleep 30\\n' > "
+                                "%s/gnuplot && chmod +x %s/gnuplot", fake, tmp, marker, fake, fake),
+                     0);
+    pid_t pid = harness_spawn("env PATH=%s:$PATH TMPDIR=%s %s train --data %s --out %s/killed "
+                              "--size 32 --batch 2 --epochs 1 --quiet", fake, tmp, bin, data, root);
+    ck_assert_int_gt(pid, 0);
+    for (int i = 0; i < 1200 && access(marker, F_OK) != 0; i++) usleep(100000);
+    ck_assert_msg(access(marker, F_OK) == 0, "the fake gnuplot never ran");
+    kill(pid, SIGKILL);
+    ck_assert_int_eq(harness_wait(pid, 30), 256 + SIGKILL);
+    harness_sh("pkill -f '%s/gnuplot' 2> /dev/null", fake);
+    ck_assert_msg(harness_sh("test -z \"$(ls -A %s)\"", tmp) == 0,
+                  "files left in TMPDIR after SIGKILL while plotting");
+}
+END_TEST
+
 START_TEST(stale_temporaries_are_removed) {
     setup_once();
     pid_t child = fork();
@@ -226,6 +253,7 @@ int main(void) {
     tcase_add_test(tc, planted_temporary_links_are_not_followed);
     tcase_add_test(tc, atomic_writer_refuses_special_files);
     tcase_add_test(tc, stale_temporaries_are_removed);
+    tcase_add_test(tc, killed_while_plotting_leaves_no_temporary);
     tcase_add_test(tc, predict_does_not_write_through_mask_symlink);
     suite_add_tcase(s, tc);
     int failed = harness_run(s);

@@ -102,13 +102,16 @@ void oclseg_plot_text(char *dst, size_t size, const char *src) {
     if (size) dst[n] = '\0';
 }
 
-/* Writes text to a new temporary file under $TMPDIR (or /tmp); its path into path. */
-static int write_temp(char *path, size_t size, const char *what, const char *text) {
+/* Writes text to a new temporary file under $TMPDIR (or /tmp) that is unlinked as soon as it
+ * exists: the returned descriptor (close-on-exec, at offset 0) is its only name, so a process
+ * killed at any moment (SIGKILL included) leaves nothing behind. -1 on failure. */
+static int write_temp(const char *what, const char *text) {
     const char *tmpdir = oclseg_env_get()->tmpdir;
-    char prefix[OCLSEG_ENV_PATH + 32];
+    char prefix[OCLSEG_ENV_PATH + 32], path[OCLSEG_PATH_MAX];
     snprintf(prefix, sizeof prefix, "%s/oclseg-%s-", tmpdir && *tmpdir ? tmpdir : "/tmp", what);
-    int fd = oclseg_temp_create(path, size, prefix);
+    int fd = oclseg_temp_create(path, sizeof path, prefix);
     if (fd < 0) return -1;
+    unlink(path);
     size_t len = strlen(text), done = 0;
     while (done < len) {
         ssize_t n = write(fd, text + done, len - done);
@@ -116,22 +119,30 @@ static int write_temp(char *path, size_t size, const char *what, const char *tex
         if (n <= 0) break;
         done += (size_t)n;
     }
-    if (close(fd) != 0 || done != len) {
-        unlink(path);
+    if (done != len || lseek(fd, 0, SEEK_SET) != 0) {
+        close(fd);
         return -1;
     }
-    return 0;
+    return fd;
 }
+
+/* The descriptors gnuplot gets its script and data on (/dev/fd/N opens the unlinked file anew,
+ * from its start, each time gnuplot reads it). */
+enum { GNUPLOT_SCRIPT_FD = 3, GNUPLOT_DATA_FD = 4 };
 
 int oclseg_gnuplot(const char *script, const char *data, int argc, const char *const *args,
                    int quiet) {
-    char script_path[OCLSEG_PATH_MAX], data_path[OCLSEG_PATH_MAX] = "";
-    if (argc < 0 || argc > 8 || write_temp(script_path, sizeof script_path, "plot", script) != 0)
-        return -1;
-    if (data && write_temp(data_path, sizeof data_path, "plotdata", data) != 0) {
-        unlink(script_path);
+    if (argc < 0 || argc > 8) return -1;
+    const int script_fd = write_temp("plot", script);
+    if (script_fd < 0) return -1;
+    const int data_fd = data ? write_temp("plotdata", data) : -1;
+    if (data && data_fd < 0) {
+        close(script_fd);
         return -1;
     }
+    char script_path[32], data_path[32] = "";
+    snprintf(script_path, sizeof script_path, "/dev/fd/%d", GNUPLOT_SCRIPT_FD);
+    if (data) snprintf(data_path, sizeof data_path, "/dev/fd/%d", GNUPLOT_DATA_FD);
     /* gnuplot -c SCRIPT ARG1..: ARG1 the data file, ARG2.. the caller's strings; no shell. */
     const char *argv[12] = {"gnuplot", "-c", script_path, data_path};
     for (int i = 0; i < argc; i++) argv[4 + i] = args[i];
@@ -147,6 +158,9 @@ int oclseg_gnuplot(const char *script, const char *data, int argc, const char *c
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     if (quiet) posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    /* dup2 clears close-on-exec on the child's copy; the originals stay closed in the child */
+    posix_spawn_file_actions_adddup2(&fa, script_fd, GNUPLOT_SCRIPT_FD);
+    if (data) posix_spawn_file_actions_adddup2(&fa, data_fd, GNUPLOT_DATA_FD);
     pid_t pid;
     int err = posix_spawnp(&pid, "gnuplot", &fa, NULL, (char *const *)argv, environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -154,7 +168,7 @@ int oclseg_gnuplot(const char *script, const char *data, int argc, const char *c
     if (err == 0)
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
-    unlink(script_path);
-    if (data) unlink(data_path);
+    close(script_fd);
+    if (data) close(data_fd);
     return err == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
