@@ -206,6 +206,22 @@ static void build_encoder(builder *b, int *act) {
     *act = conv_bn(b, pc, pb, *act, cfg->last_channel, 1, 1, 0, 1);
 }
 
+/* A stride-2 transposed convolution (k4, with bias) named PREFIX.weight / PREFIX.bias from
+ * activation `in` (cin channels) to a new (cout, h, w) activation, returned. */
+static int add_convt_x2(builder *b, const char *prefix, int in, int cin, int cout, int h, int w) {
+    char name[96];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    int wid = add_param(b, name, 4, cin, cout, 4, 4, 0);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    int bid = add_param(b, name, 1, cout, 1, 1, 1, 0);
+    int out = add_act(b, cout, h, w);
+    oclseg_layer *l = add_layer(b, LAYER_CONVT, in, out);
+    l->param = wid;
+    l->param2 = bid;
+    l->stride = 2;
+    return out;
+}
+
 static void build_decoder(builder *b, int *act) {
     const oclseg_model_config *cfg = &b->m->cfg;
     const int channels[4] = {cfg->decoder[0], cfg->decoder[1], cfg->decoder[2], 1};
@@ -216,15 +232,8 @@ static void build_decoder(builder *b, int *act) {
         const oclseg_activation *a = &b->m->acts[*act];
         int cin = a->c, h = a->h * 2, w = a->w * 2;
         char name[64];
-        snprintf(name, sizeof name, "decoder.%d.weight", keys[i]);
-        int wid = add_param(b, name, 4, cin, channels[i], 4, 4, 0);
-        snprintf(name, sizeof name, "decoder.%d.bias", keys[i]);
-        int bid = add_param(b, name, 1, channels[i], 1, 1, 1, 0);
-        int out = add_act(b, channels[i], h, w);
-        oclseg_layer *l = add_layer(b, LAYER_CONVT, *act, out);
-        l->param = wid;
-        l->param2 = bid;
-        l->stride = 2;
+        snprintf(name, sizeof name, "decoder.%d", keys[i]);
+        int out = add_convt_x2(b, name, *act, cin, channels[i], h, w);
         *act = out;
         if (i < 3) add_layer(b, LAYER_RELU, out, out);
         if (i == 0) {
@@ -273,15 +282,8 @@ static void build_skip_decoder(builder *b, int *act) {
     for (int s = 0; s < 5; s++) {
         const oclseg_activation *a = &m->acts[*act];
         const int cin = a->c, h = a->h * 2, w = a->w * 2;
-        snprintf(name, sizeof name, "decoder.%d.0.weight", s);
-        int wid = add_param(b, name, 4, cin, channels[s], 4, 4, 0);
-        snprintf(name, sizeof name, "decoder.%d.0.bias", s);
-        int bid = add_param(b, name, 1, channels[s], 1, 1, 1, 0);
-        int up = add_act(b, channels[s], h, w);
-        oclseg_layer *l = add_layer(b, LAYER_CONVT, *act, up);
-        l->param = wid;
-        l->param2 = bid;
-        l->stride = 2;
+        snprintf(name, sizeof name, "decoder.%d.0", s);
+        int up = add_convt_x2(b, name, *act, cin, channels[s], h, w);
         snprintf(name, sizeof name, "decoder.%d.1", s);
         *act = add_batchnorm(b, name, up);
         add_layer(b, LAYER_RELU, *act, *act);
@@ -294,7 +296,7 @@ static void build_skip_decoder(builder *b, int *act) {
         const int skip = b->skip[4 - s];
         const oclseg_activation *e = &m->acts[skip];
         int joined = add_act(b, channels[s] + e->c, h, w);
-        l = add_layer(b, LAYER_CONCAT, *act, joined);
+        oclseg_layer *l = add_layer(b, LAYER_CONCAT, *act, joined);
         l->in2 = skip;
         *act = joined;
     }
