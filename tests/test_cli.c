@@ -326,6 +326,31 @@ START_TEST(skip_decoder_end_to_end) {
 }
 END_TEST
 
+/* --decoder skip-bilinear: recorded under its own name in config.json and the weights, so eval
+ * and export build it; the skip decoder's weights (same keys, other shapes) are refused by name,
+ * not loaded. */
+START_TEST(skip_bilinear_decoder_end_to_end) {
+    setup_once();
+    ck_assert_int_eq(harness_sh("%s train --data %s/data --out %s/skipbil --epochs 1 --batch 4 "
+                                "--size 32 --decoder skip-bilinear --max-steps 1 --quiet", bin,
+                                root, root), 0);
+    ck_assert_int_eq(harness_sh("grep -q '\"decoder\": \"skip-bilinear\"' %s/skipbil/config.json",
+                                root), 0);
+    ck_assert_int_eq(harness_sh("head -c 300 %s/skipbil/weights.safetensors | "
+                                "grep -q '\"decoder_kind\":\"skip-bilinear\"'", root), 0);
+    ck_assert_int_eq(harness_sh("%s eval --data %s/data --weights %s/skipbil/weights.safetensors "
+                                "--size 32 --out %s/skipbil-eval.csv > /dev/null", bin, root, root,
+                                root), 0);
+    ck_assert_int_eq(harness_sh("test $(wc -l < %s/skipbil-eval.csv) -eq 5", root), 0);
+    ck_assert_int_eq(harness_sh("%s export --weights %s/skipbil/weights.safetensors --size 32 "
+                                "--onnx %s/skipbil.onnx > /dev/null", bin, root, root), 0);
+    char args[512];
+    snprintf(args, sizeof args, "train --data %s/data --out %s/skipbil-init --epochs 1 --batch 4 "
+             "--size 32 --init %s/skipbil/weights.safetensors --decoder skip", root, root, root);
+    expect_refused("add --decoder skip-bilinear", args);
+}
+END_TEST
+
 /* A bad option value is a usage error (exit 2) whose message names the option, in every
  * subcommand that takes numbers; nothing is run. */
 START_TEST(bad_option_values_exit_2) {
@@ -483,6 +508,7 @@ int main(void) {
     tcase_add_test(tc, predict_masks_at_original_resolution);
     tcase_add_test(tc, bad_input_is_a_clear_error);
     tcase_add_test(tc, skip_decoder_end_to_end);
+    tcase_add_test(tc, skip_bilinear_decoder_end_to_end);
     tcase_add_test(tc, bad_option_values_exit_2);
     tcase_add_test(tc, optimizer_defaults_reach_the_run);
     tcase_add_test(tc, mask_encodings_and_data_health);

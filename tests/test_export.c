@@ -230,6 +230,49 @@ START_TEST(skip_decoder_graph) {
 }
 END_TEST
 
+/* The skip-bilinear decoder: each stage a Resize (its own scales initializer, x2) and a 3x3 Conv
+ * with its BatchNorm folded in (the Conv had no bias: the folded one is new), the four Concat,
+ * five Relu and the 1x1 head writing "logits"; no ConvTranspose. */
+START_TEST(skip_bilinear_decoder_graph) {
+    oclseg_model_config cfg;
+    oclseg_model_config_default(&cfg);
+    cfg.size = 32;
+    cfg.max_batch = 1;
+    cfg.decoder_kind = OCLSEG_DECODER_SKIP_BILINEAR;
+    oclseg_model *m;
+    ck_assert_int_eq(oclseg_model_create(harness_ctx(0), &cfg, &m), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_init_random(m, 9), OCLSEG_OK);
+    char bil_weights[160], path[160];
+    snprintf(bil_weights, sizeof bil_weights, "%s/skip_bilinear.safetensors", root);
+    ck_assert_int_eq(oclseg_weights_save(m, bil_weights), OCLSEG_OK);
+    oclseg_model_free(m);
+    snprintf(path, sizeof path, "%s/skip_bilinear.onnx", root);
+    oclseg_onnx_options o = {0};
+    ck_assert_int_eq(oclseg_export_onnx(bil_weights, path, 32, NULL, &o), OCLSEG_OK);
+    Onnx__ModelProto *mp = load_onnx(path);
+    const Onnx__GraphProto *g = mp->graph;
+    ck_assert_int_eq(count_op(g, "Conv"), 52 + 5 + 1);
+    ck_assert_int_eq(count_op(g, "ConvTranspose"), 0);
+    ck_assert_int_eq(count_op(g, "Resize"), 5);
+    ck_assert_int_eq(count_op(g, "Relu"), 5);
+    ck_assert_int_eq(count_op(g, "Concat"), 4);
+    ck_assert_uint_eq(g->n_node, 52 + 35 + 10 + 5 + 5 + 5 + 4 + 1);
+    ck_assert_uint_eq(g->n_initializer, 2 * 58 + 5 + 2);
+    ck_assert_ptr_nonnull(initializer(g, "decoder.3.0.bias")); /* the folded BatchNorm's */
+    for (size_t i = 0; i < g->n_node; i++) {
+        const Onnx__NodeProto *n = g->node[i];
+        if (strcmp(n->op_type, "Resize") != 0) continue;
+        const Onnx__TensorProto *sc = initializer(g, n->input[2]);
+        ck_assert_ptr_nonnull(sc);
+        ck_assert(sc->n_float_data == 4 && sc->float_data[2] == 2.0f && sc->float_data[3] == 2.0f);
+    }
+    check_topology(g);
+    ck_assert_str_eq(g->output[0]->name, "logits");
+    ck_assert_ptr_nonnull(strstr(meta(mp, "oclseg.architecture"), "(skip-bilinear)"));
+    onnx__model_proto__free_unpacked(mp, NULL);
+}
+END_TEST
+
 START_TEST(dynamic_batch_sigmoid_and_relu_form) {
     char path[160];
     snprintf(path, sizeof path, "%s/d.onnx", root);
@@ -332,6 +375,7 @@ int main(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, export_writes_the_inference_graph);
     tcase_add_test(tc, skip_decoder_graph);
+    tcase_add_test(tc, skip_bilinear_decoder_graph);
     tcase_add_test(tc, dynamic_batch_sigmoid_and_relu_form);
     tcase_add_test(tc, bad_inputs_leave_no_file);
     suite_add_tcase(s, tc);

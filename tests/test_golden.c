@@ -1,7 +1,8 @@
 /* Compares the whole model with PyTorch: logits, loss, every gradient and every state-dict entry
  * after 3 NAdam steps, in fine-tune and frozen-encoder modes, against float64 PyTorch values in
- * tests/data/golden_small.safetensors and, for the skip decoder (--decoder skip),
- * tests/data/golden_skip_small.safetensors (both written by tools/make_golden.py).
+ * tests/data/golden_small.safetensors and, for the skip decoders (--decoder skip, skip-bilinear),
+ * tests/data/golden_skip_small.safetensors and golden_skip_bilinear_small.safetensors (all
+ * written by tools/make_golden.py).
  *
  * Tolerance policy (see the README's "Numerics"): in training mode batch-statistics BatchNorm
  * amplifies float32 rounding block by block, so float32 PyTorch itself is off its float64 result
@@ -26,6 +27,7 @@
  * tools/make_golden.py --full (not committed: too large). */
 #define GOLDEN (getenv("OCLSEG_GOLDEN_FILE") ? getenv("OCLSEG_GOLDEN_FILE") : GOLDEN_DEFAULT)
 #define GOLDEN_SKIP "tests/data/golden_skip_small.safetensors"
+#define GOLDEN_SKIP_BILINEAR "tests/data/golden_skip_bilinear_small.safetensors"
 static const double RATIO = 8.0, FLOOR_REL = 2e-6;
 
 typedef struct golden_cfg {
@@ -46,10 +48,8 @@ static oclseg_st_file *open_golden(const char *path, golden_cfg *g) {
     ck_assert_int_eq(sscanf(oclseg_st_metadata(f, "decoder"), "%d,%d,%d", &g->model.decoder[0],
                             &g->model.decoder[1], &g->model.decoder[2]), 3);
     const char *kind = oclseg_st_metadata(f, "decoder_kind"); /* absent: the seed decoder */
-    ck_assert_msg(!kind || strcmp(kind, "seed") == 0 || strcmp(kind, "skip") == 0,
+    ck_assert_msg(!kind || oclseg_decoder_parse(kind, &g->model.decoder_kind) == OCLSEG_OK,
                   "%s: unknown decoder_kind %s", path, kind);
-    g->model.decoder_kind = kind && strcmp(kind, "skip") == 0 ? OCLSEG_DECODER_SKIP
-                                                              : OCLSEG_DECODER_SEED;
     g->model.size = atoi(oclseg_st_metadata(f, "size"));
     g->batch = atoi(oclseg_st_metadata(f, "batch"));
     g->model.max_batch = g->batch;
@@ -193,6 +193,16 @@ START_TEST(golden_skip_frozen) {
 }
 END_TEST
 
+START_TEST(golden_skip_bilinear_finetune) {
+    for (int d = 0; d < harness_device_count(); d++) run_mode(GOLDEN_SKIP_BILINEAR, d, 0);
+}
+END_TEST
+
+START_TEST(golden_skip_bilinear_frozen) {
+    for (int d = 0; d < harness_device_count(); d++) run_mode(GOLDEN_SKIP_BILINEAR, d, 1);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("golden");
     TCase *tc = tcase_create("golden");
@@ -201,6 +211,8 @@ int main(void) {
     tcase_add_test(tc, golden_frozen);
     tcase_add_test(tc, golden_skip_finetune);
     tcase_add_test(tc, golden_skip_frozen);
+    tcase_add_test(tc, golden_skip_bilinear_finetune);
+    tcase_add_test(tc, golden_skip_bilinear_frozen);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

@@ -96,12 +96,53 @@ START_TEST(skip_structure_matches_pytorch) {
 }
 END_TEST
 
-/* A reduced model (either decoder) runs forward + backward in both modes with finite logits and
+/* The skip-bilinear decoder, from PyTorch (make_golden.py's decoder_kind="skip-bilinear"): 344
+ * keys (the five transposed convolutions' biases are gone), 5,703,921 parameter floats
+ * (3,480,049 in the decoder); each stage is a bilinear x2 upsampling of the stage's input, then a
+ * 3x3 convolution (pad 1, no bias) of it. */
+START_TEST(skip_bilinear_structure_matches_pytorch) {
+    oclseg_model *m = default_model_32_with(OCLSEG_DECODER_SKIP_BILINEAR);
+    ck_assert_int_eq(m->param_count + m->bn_count, 344);
+    ck_assert_int_eq(m->bn_count, 57);
+    ck_assert_uint_eq(m->param_floats, 5703921);
+    ck_assert_uint_eq(m->buffer_floats, 35104);
+    ck_assert_uint_eq(m->decoder_param_off, 5703921 - 3480049);
+    static const struct { const char *key; int n, c; } shapes[] = {
+        {"decoder.0.0.weight", 256, 1280}, {"decoder.1.0.weight", 128, 256 + 96},
+        {"decoder.2.0.weight", 64, 128 + 32}, {"decoder.3.0.weight", 32, 64 + 24},
+        {"decoder.4.0.weight", 16, 32 + 16}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int id = oclseg_model_find_param(m, shapes[i].key);
+        ck_assert_msg(id >= 0, "missing key %s", shapes[i].key);
+        const oclseg_param *p = &m->params[id];
+        ck_assert_msg(p->n == shapes[i].n && p->c == shapes[i].c && p->h == 3 && p->w == 3,
+                      "%s: (%d,%d,%d,%d)", shapes[i].key, p->n, p->c, p->h, p->w);
+    }
+    ck_assert_int_lt(oclseg_model_find_param(m, "decoder.0.0.bias"), 0);
+    int stages = 0;
+    for (int i = m->encoder_layer_count; i < m->layer_count; i++) {
+        const oclseg_layer *l = &m->layers[i];
+        if (l->kind != LAYER_UPSAMPLE) continue;
+        const oclseg_activation *a = &m->acts[l->in], *y = &m->acts[l->out];
+        ck_assert(y->c == a->c && y->h == 2 * a->h && y->w == 2 * a->w);
+        const oclseg_layer *conv = &m->layers[i + 1];
+        ck_assert(conv->kind == LAYER_CONV && conv->in == l->out && conv->stride == 1 &&
+                  conv->param2 < 0 && m->params[conv->param].h == 3);
+        stages++;
+    }
+    ck_assert_int_eq(stages, 5);
+    oclseg_model_free(m);
+}
+END_TEST
+
+/* A reduced model (any decoder) runs forward + backward in both modes with finite logits and
  * gradients. */
 START_TEST(forward_backward_finite) {
-    for (int d = 0; d < 2 * harness_device_count(); d++) {
-        oclseg_ctx *ctx = harness_ctx(d / 2);
-        oclseg_model_config cfg = {0.25f, 32, {16, 8, 8}, 32, 2, 0.5f, (oclseg_decoder_kind)(d % 2)};
+    enum { KINDS = OCLSEG_DECODER_COUNT };
+    for (int d = 0; d < KINDS * harness_device_count(); d++) {
+        oclseg_ctx *ctx = harness_ctx(d / KINDS);
+        oclseg_model_config cfg = {0.25f, 32, {16, 8, 8}, 32, 2, 0.5f,
+                                   (oclseg_decoder_kind)(d % KINDS)};
         oclseg_model *m;
         ck_assert_int_eq(oclseg_model_create(ctx, &cfg, &m), OCLSEG_OK);
         ck_assert_int_eq(oclseg_model_init_random(m, 1), OCLSEG_OK);
@@ -121,7 +162,7 @@ START_TEST(forward_backward_finite) {
             for (size_t i = 0; i < out_count; i++) y[i] = 1e-3f * (float)((i % 7) - 3);
             ck_assert_int_eq(oclseg_tensor_write(ctx, &g, y), OCLSEG_OK);
             ck_assert_int_eq(oclseg_model_backward(m, &pass), OCLSEG_OK);
-            int idx = oclseg_model_find_param(m, d % 2 ? "decoder.0.0.weight" : "decoder.0.weight");
+            int idx = oclseg_model_find_param(m, d % KINDS ? "decoder.0.0.weight" : "decoder.0.weight");
             size_t count = oclseg_param_numel(&m->params[idx]);
             float *gw = malloc(count * sizeof *gw);
             ck_assert_int_eq(oclseg_model_read_grad(m, idx, gw), OCLSEG_OK);
@@ -154,7 +195,7 @@ START_TEST(layer_table_complete) {
                           kind->name);
     }
     int used[LAYER_COUNT] = {0};
-    for (int d = OCLSEG_DECODER_SEED; d <= OCLSEG_DECODER_SKIP; d++) {
+    for (int d = 0; d < OCLSEG_DECODER_COUNT; d++) {
         oclseg_model *m = default_model_32_with((oclseg_decoder_kind)d);
         for (int i = 0; i < m->layer_count; i++) {
             const oclseg_layer *l = &m->layers[i];
@@ -165,7 +206,7 @@ START_TEST(layer_table_complete) {
         oclseg_model_free(m);
     }
     for (int k = 0; k < LAYER_COUNT; k++)
-        ck_assert_msg(used[k] > 0, "neither decoder uses layer kind %s", layer_kinds[k].name);
+        ck_assert_msg(used[k] > 0, "no decoder uses layer kind %s", layer_kinds[k].name);
 }
 END_TEST
 
@@ -323,6 +364,7 @@ int main(void) {
     tcase_set_timeout(tc, 1200);
     tcase_add_test(tc, structure_matches_pytorch);
     tcase_add_test(tc, skip_structure_matches_pytorch);
+    tcase_add_test(tc, skip_bilinear_structure_matches_pytorch);
     tcase_add_test(tc, forward_backward_finite);
     tcase_add_test(tc, layer_table_complete);
     tcase_add_test(tc, only_training_allocates_gradients);

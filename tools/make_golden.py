@@ -13,9 +13,10 @@ channel) a correct float32 implementation lands at 1-2x float32 PyTorch's own er
     /usr/bin/python3 tools/make_golden.py --full --out /tmp/golden_full.safetensors
 The skip decoder (--decoder skip; README "The skip decoder"), the same small configuration:
     /usr/bin/python3 tools/make_golden.py --decoder-kind skip --out tests/data/golden_skip_small.safetensors
+    /usr/bin/python3 tools/make_golden.py --decoder-kind skip-bilinear --out tests/data/golden_skip_bilinear_small.safetensors
 
 File layout (safetensors; __metadata__ format "oclseg-golden", version "1", plus width_mult,
-last_channel, decoder "a,b,c", decoder_kind "seed"|"skip", size, batch, torch version):
+last_channel, decoder "a,b,c", decoder_kind "seed"|"skip"|"skip-bilinear", size, batch, torch version):
   init.<key>                 the initial state dict (F32; num_batches_tracked I64), LesionSegNet keys
   input (N,3,S,S), target (N,1,S,S)     F32 (the float64 run uses exactly these values)
   <mode>.logits (N,1,S,S)    forward output of step 1
@@ -55,13 +56,27 @@ def skip_widths(decoder):
     return [d0, d1, d2, max(d2 // 2, 1), max(d2 // 4, 1)]
 
 
+class BilinearConv(nn.Conv2d):
+    """Bilinear x2 upsampling, then a 3x3 convolution (padding 1, no bias): one module, so that its
+    weight is decoder.s.0.weight like the transposed convolution it replaces."""
+
+    def __init__(self, cin, cout):
+        super().__init__(cin, cout, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        return super().forward(F.interpolate(x, scale_factor=2, mode="bilinear",
+                                             align_corners=False))
+
+
 class LesionSegNet(nn.Module):
     """decoder_kind "seed": decoder.{0,3,5,7} ConvTranspose2d k4 s2 p1 (ReLU between, Dropout after
     the first), then a bilinear resize to the input size. decoder_kind "skip": decoder.s for
     s = 0..4 is Sequential(ConvTranspose2d k4 s2 p1, BatchNorm2d, ReLU[, Dropout for s = 0]);
     after stages 0..3 the output is concatenated (dim 1, decoder first) with the encoder's map at
     stride 16, 8, 4, 2 (the last encoder block at that resolution: features 13, 6, 3, 1 at width
-    1); decoder.5 is a 1x1 Conv2d head with bias, at full resolution."""
+    1); decoder.5 is a 1x1 Conv2d head with bias, at full resolution. decoder_kind
+    "skip-bilinear": the same, with each decoder.s.0 a bilinear x2 upsampling (align_corners
+    False) followed by a 3x3 Conv2d (padding 1, no bias) instead of the transposed convolution."""
 
     def __init__(self, width_mult=1.0, last_channel=1280, decoder=(256, 128, 64), dropout=0.5,
                  decoder_kind="seed"):
@@ -74,7 +89,7 @@ class LesionSegNet(nn.Module):
                                                     norm_layer=nn.BatchNorm2d,
                                                     activation_layer=nn.ReLU6)
             nn.init.kaiming_normal_(self.encoder[18][0].weight, mode="fan_out")
-        if decoder_kind == "skip":
+        if decoder_kind in ("skip", "skip-bilinear"):
             self.decoder = self.make_skip_decoder(last_channel, decoder, dropout)
             return
         d0, d1, d2 = decoder
@@ -99,7 +114,9 @@ class LesionSegNet(nn.Module):
         self.encoder.train()
         widths, stages, cin = skip_widths(decoder), [], last_channel
         for s, c in enumerate(widths):
-            layers = [nn.ConvTranspose2d(cin, c, 4, stride=2, padding=1), nn.BatchNorm2d(c), nn.ReLU()]
+            up = (BilinearConv(cin, c) if self.decoder_kind == "skip-bilinear"
+                  else nn.ConvTranspose2d(cin, c, 4, stride=2, padding=1))
+            layers = [up, nn.BatchNorm2d(c), nn.ReLU()]
             if s == 0:
                 layers.append(nn.Dropout(dropout))
             stages.append(nn.Sequential(*layers))
@@ -107,7 +124,7 @@ class LesionSegNet(nn.Module):
         return nn.ModuleList(stages + [nn.Conv2d(widths[4], 1, 1)])
 
     def forward(self, x):
-        if self.decoder_kind == "skip":
+        if self.decoder_kind != "seed":
             y, maps = self.skip_maps(x)
             for s in range(5):
                 y = self.decoder[s](y)
@@ -161,7 +178,8 @@ def main():
     ap.add_argument("--width-mult", type=float, default=0.25)
     ap.add_argument("--last-channel", type=int, default=64)
     ap.add_argument("--decoder", default="32,16,8")
-    ap.add_argument("--decoder-kind", choices=("seed", "skip"), default="seed")
+    ap.add_argument("--decoder-kind", choices=("seed", "skip", "skip-bilinear"),
+                    default="seed")
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--full", action="store_true", help="the default model: width 1, 1280, "

@@ -13,7 +13,17 @@ typedef enum oclseg_decoder_kind {
     OCLSEG_DECODER_SEED = 0, /* four transposed convs from the stride-32 map + bilinear resize */
     OCLSEG_DECODER_SKIP = 1, /* five transposed conv + BN + ReLU stages, each joined with the
                                 encoder's map of the same stride (16, 8, 4, 2), a 1x1 head */
+    OCLSEG_DECODER_SKIP_BILINEAR = 2, /* the same, each stage bilinear x2 + 3x3 conv (no bias)
+                                         instead of the transposed conv */
+    OCLSEG_DECODER_COUNT
 } oclseg_decoder_kind;
+
+/* The decoders' names as --decoder, config.json and the weights' metadata spell them, indexed by
+ * oclseg_decoder_kind, NULL-terminated ("seed", "skip", "skip-bilinear"). */
+extern const char *const oclseg_decoder_names[OCLSEG_DECODER_COUNT + 1];
+
+/* The kind called `name`: OCLSEG_OK, or OCLSEG_ERR_INVALID_ARG (nothing printed) when none is. */
+int oclseg_decoder_parse(const char *name, oclseg_decoder_kind *out);
 
 typedef struct oclseg_model_config {
     float width_mult;  /* encoder width multiplier (1.0: torchvision's mobilenet_v2) */

@@ -43,7 +43,6 @@ typedef struct option_key {
 
 static const char *const loss_names[] = {"bce", "dice", "bce+dice", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", "onecycle", NULL};
-static const char *const decoder_names[] = {"seed", "skip", NULL}; /* oclseg_decoder_kind */
 
 #define OFF(field) offsetof(oclseg_fit_options, field)
 #define BIG 1e9
@@ -64,7 +63,7 @@ static const option_key option_keys[] = {
     {NULL, "dropout", "--dropout", K_FLOAT, OFF(dropout), 0, 0.99, NULL, 0},
     {NULL, "optimizer", "--optimizer", K_OPTIMIZER, OFF(optimizer), 0, 0, NULL, 0},
     {NULL, "freeze_encoder", "--freeze-encoder", K_BOOL, OFF(frozen_encoder), 0, 0, NULL, 0},
-    {NULL, "decoder", "--decoder", K_ENUM, OFF(decoder), 0, 0, decoder_names, 0},
+    {NULL, "decoder", "--decoder", K_ENUM, OFF(decoder), 0, 0, oclseg_decoder_names, 0},
     {NULL, "pretrained", "--pretrained", K_PATH, OFF(pretrained), 0, 0, NULL, 0},
     {NULL, "init", "--init", K_PATH, OFF(init), 0, 0, NULL, 0},
     {NULL, "seed", "--seed", K_SEED, OFF(seed), 0, 0, NULL, 0},

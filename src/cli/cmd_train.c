@@ -32,7 +32,7 @@ static void usage(FILE *out) {
 "                    [--weight-decay W] [--decoupled-wd] [--clip-norm 0]\n"
 "                    [--aug-dihedral] [--aug-affine DEG,SCALE,SHIFT]\n"
 "                    [--aug-color B,C,S,H] [--aug-crop MIN_AREA] [--recipe seed|best]\n"
-"                    [--config RUN/config.json] [--decoder seed|skip]\n\n"
+"                    [--config RUN/config.json] [--decoder seed|skip|skip-bilinear]\n\n"
 "Trains the MobileNetV2-encoder segmentation network with BCEWithLogits loss.\n"
 "  --data DIR         ISIC 2016 Part 1 layout (*Training_Data, *Training_GroundTruth,\n"
 "                     *Test_Data, *Test_GroundTruth); default: the synthetic set in\n"
@@ -78,8 +78,10 @@ static void usage(FILE *out) {
 "  --decoder D        seed (default: four transposed convs from the encoder's last map, then a\n"
 "                     bilinear resize) or skip (U-Net style: each transposed conv + BN + ReLU\n"
 "                     stage joined with the encoder's map at strides 16, 8, 4, 2, a 1x1 head\n"
-"                     at full resolution; README \"The skip decoder\"). Recorded in the weights:\n"
-"                     eval, predict and export build the same network\n"
+"                     at full resolution; README \"The skip decoder\") or skip-bilinear (the\n"
+"                     same, each stage's transposed conv replaced by bilinear x2 + 3x3 conv).\n"
+"                     Recorded in the weights: eval, predict and export build the same\n"
+"                     network\n"
 "  --aug-dihedral     also transposes: with the flips, all 8 rotations/reflections by 90 deg\n"
 "  --aug-affine R,Z,T rotation in +-R degrees, zoom in [1-Z, 1+Z], shift in +-T of the\n"
 "                     half-side (images bilinear, masks nearest, edges replicated)\n"
@@ -346,10 +348,8 @@ static int parse_args(int argc, char **argv, oclseg_fit_options *out, int *done)
             }
             break;
         case O_DECODER:
-            if (strcmp(optarg, "seed") == 0) o.decoder = OCLSEG_DECODER_SEED;
-            else if (strcmp(optarg, "skip") == 0) o.decoder = OCLSEG_DECODER_SKIP;
-            else {
-                fprintf(stderr, "oclseg train: --decoder must be seed or skip\n");
+            if (oclseg_decoder_parse(optarg, &o.decoder) != OCLSEG_OK) {
+                fprintf(stderr, "oclseg train: --decoder must be seed, skip or skip-bilinear\n");
                 bad = 1;
             }
             break;

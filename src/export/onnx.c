@@ -206,8 +206,11 @@ int onnx_emit_upsample(export_state *s, int i, int *layers) {
     const oclseg_activation *a = &s->m->acts[l->in], *y = &s->m->acts[l->out];
     const float scales[4] = {1.0f, 1.0f, (float)y->h / (float)a->h, (float)y->w / (float)a->w};
     const int64_t dims[1] = {4};
-    TRY(onnx_add_initializer(&s->b, "upsample.scales", dims, 1, scales));
-    const char *in[3] = {s->names[l->in], "", "upsample.scales"};
+    /* one initializer per Resize: the skip-bilinear decoder has several */
+    char scales_name[48];
+    snprintf(scales_name, sizeof scales_name, "upsample.%d.scales", i);
+    TRY(onnx_add_initializer(&s->b, scales_name, dims, 1, scales));
+    const char *in[3] = {s->names[l->in], "", scales_name};
     Onnx__NodeProto *n = onnx_add_node(&s->b, "Resize", in, 3, out);
     if (!n) return OCLSEG_ERR_OUT_OF_MEMORY;
     TRY(onnx_attr_string(&s->b, n, "mode", "linear"));
@@ -356,10 +359,12 @@ static int add_metadata(onnx_pool *p, Onnx__ModelProto *mp, const oclseg_model *
         snprintf(v, sizeof v, "unknown");
     }
     TRY(add_meta(p, mp, "oclseg.training_config_fnv1a64", v));
+    char kind[32] = "";
+    if (m->cfg.decoder_kind != OCLSEG_DECODER_SEED)
+        snprintf(kind, sizeof kind, " (%s)", oclseg_decoder_names[m->cfg.decoder_kind]);
     snprintf(v, sizeof v, "MobileNetV2 width %g, last %d, decoder %d,%d,%d%s; BatchNorm folded",
              (double)m->cfg.width_mult, m->cfg.last_channel, m->cfg.decoder[0],
-             m->cfg.decoder[1], m->cfg.decoder[2],
-             m->cfg.decoder_kind == OCLSEG_DECODER_SKIP ? " (skip)" : "");
+             m->cfg.decoder[1], m->cfg.decoder[2], kind);
     TRY(add_meta(p, mp, "oclseg.architecture", v));
     TRY(add_meta(p, mp, "oclseg.relu6", o->relu6_as_relu ? "Relu(x) - Relu(x - 6)" : "Clip"));
     if (o->source) TRY(add_meta(p, mp, "oclseg.weights", o->source));

@@ -20,7 +20,7 @@ typedef enum oclseg_layer_kind {
     LAYER_ADD,       /* residual: out = in + in2 */
     LAYER_CONVT,     /* conv_transpose2d k4 s2 p1 + bias */
     LAYER_DROPOUT,
-    LAYER_UPSAMPLE,  /* bilinear to the input size */
+    LAYER_UPSAMPLE,  /* bilinear to the output's size (the input size; skip-bilinear: x2) */
     LAYER_CONCAT,    /* channels: out = cat(in, in2) (the skip decoder's joins) */
     LAYER_COUNT
 } oclseg_layer_kind;

@@ -1,4 +1,4 @@
-/* Builds the MobileNetV2 + decoder (seed or skip) layer list, allocates the arenas, initialises
+/* Builds the MobileNetV2 + decoder (seed, skip or skip-bilinear) layer list, allocates the arenas, initialises
  * and reads the parameters, counts FLOPs (forward: model_forward.c, backward: model_backward.c). */
 #include "oclseg/model.h"
 #include "model/model_internal.h"
@@ -8,6 +8,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+const char *const oclseg_decoder_names[OCLSEG_DECODER_COUNT + 1] = {
+    [OCLSEG_DECODER_SEED] = "seed",
+    [OCLSEG_DECODER_SKIP] = "skip",
+    [OCLSEG_DECODER_SKIP_BILINEAR] = "skip-bilinear",
+    [OCLSEG_DECODER_COUNT] = NULL,
+};
+static_assert(OCLSEG_DECODER_COUNT == 3, "a new decoder kind needs its name above and its builder");
+
+int oclseg_decoder_parse(const char *name, oclseg_decoder_kind *out) {
+    for (int k = 0; k < OCLSEG_DECODER_COUNT; k++)
+        if (name && strcmp(name, oclseg_decoder_names[k]) == 0) {
+            *out = (oclseg_decoder_kind)k;
+            return OCLSEG_OK;
+        }
+    return OCLSEG_ERR_INVALID_ARG;
+}
 
 void oclseg_model_config_default(oclseg_model_config *cfg) {
     cfg->width_mult = 1.0f;
@@ -267,10 +284,29 @@ static int add_batchnorm(builder *b, const char *prefix, int in) {
     return out;
 }
 
-/* The skip decoder (README "The skip decoder"): stage s = 0..4 is decoder.s = ConvTranspose2d
+/* A stride-1 3x3 convolution (pad 1, no bias: a BatchNorm follows) named PREFIX.weight, shape
+ * (cout, cin, 3, 3), from a bilinear x2 upsampling of activation `in` (cin channels) to (h, w);
+ * returns the convolution's output (cout, h, w). */
+static int add_bilinear_conv_x2(builder *b, const char *prefix, int in, int cin, int cout, int h,
+                                int w) {
+    char name[96];
+    snprintf(name, sizeof name, "%.80s.weight", prefix);
+    int wid = add_param(b, name, 4, cout, cin, 3, 3, 0);
+    int up = add_act(b, cin, h, w);
+    add_layer(b, LAYER_UPSAMPLE, in, up);
+    int out = add_act(b, cout, h, w);
+    oclseg_layer *l = add_layer(b, LAYER_CONV, up, out);
+    l->param = wid;
+    l->stride = 1;
+    return out;
+}
+
+/* The skip decoders (README "The skip decoder"): stage s = 0..4 is decoder.s = ConvTranspose2d
  * k4 s2 p1 (bias) -> BatchNorm2d -> ReLU [-> Dropout, stage 0] at stride 2^(4-s), joined
  * (s < 4) by cat((stage output, encoder map at that stride), dim=1); decoder.5 is the 1x1 Conv2d
- * head (bias) at full resolution. Stage widths: decoder[0..2], then decoder[2]/2, decoder[2]/4. */
+ * head (bias) at full resolution. Stage widths: decoder[0..2], then decoder[2]/2, decoder[2]/4.
+ * skip-bilinear: each stage's decoder.s.0 is a bilinear x2 upsampling (align_corners False)
+ * followed by a 3x3 Conv2d (pad 1, no bias) instead of the transposed convolution. */
 static void build_skip_decoder(builder *b, int *act) {
     oclseg_model *m = b->m;
     const int d2 = m->cfg.decoder[2];
@@ -283,7 +319,9 @@ static void build_skip_decoder(builder *b, int *act) {
         const oclseg_activation *a = &m->acts[*act];
         const int cin = a->c, h = a->h * 2, w = a->w * 2;
         snprintf(name, sizeof name, "decoder.%d.0", s);
-        int up = add_convt_x2(b, name, *act, cin, channels[s], h, w);
+        int up = m->cfg.decoder_kind == OCLSEG_DECODER_SKIP_BILINEAR
+                     ? add_bilinear_conv_x2(b, name, *act, cin, channels[s], h, w)
+                     : add_convt_x2(b, name, *act, cin, channels[s], h, w);
         snprintf(name, sizeof name, "decoder.%d.1", s);
         *act = add_batchnorm(b, name, up);
         add_layer(b, LAYER_RELU, *act, *act);
@@ -444,10 +482,11 @@ int oclseg_model_create(oclseg_ctx *ctx, const oclseg_model_config *cfg, oclseg_
     if (cfg->size <= 0 || cfg->size % 32 != 0 || cfg->max_batch <= 0 || cfg->width_mult <= 0 ||
         cfg->last_channel <= 0 || cfg->decoder[0] <= 0 || cfg->decoder[1] <= 0 ||
         cfg->decoder[2] <= 0 || cfg->dropout < 0 || cfg->dropout >= 1 ||
-        (cfg->decoder_kind != OCLSEG_DECODER_SEED && cfg->decoder_kind != OCLSEG_DECODER_SKIP)) {
+        (int)cfg->decoder_kind < 0 || cfg->decoder_kind >= OCLSEG_DECODER_COUNT) {
         OCLSEG_ERROR("invalid model configuration: size %d must be a positive multiple of 32, "
-                     "batch %d > 0, dropout %g in [0, 1), decoder kind %d seed (0) or skip (1)",
-                     cfg->size, cfg->max_batch, (double)cfg->dropout, (int)cfg->decoder_kind);
+                     "batch %d > 0, dropout %g in [0, 1), decoder kind %d in [0, %d)",
+                     cfg->size, cfg->max_batch, (double)cfg->dropout, (int)cfg->decoder_kind,
+                     (int)OCLSEG_DECODER_COUNT);
         return OCLSEG_ERR_INVALID_ARG;
     }
     oclseg_model *m = calloc(1, sizeof *m);
@@ -457,8 +496,8 @@ int oclseg_model_create(oclseg_ctx *ctx, const oclseg_model_config *cfg, oclseg_
     builder b = {m, 0, 0, 0, 1, 0, {0}};
     int act = add_act(&b, 3, cfg->size, cfg->size);
     build_encoder(&b, &act);
-    if (cfg->decoder_kind == OCLSEG_DECODER_SKIP) build_skip_decoder(&b, &act);
-    else build_decoder(&b, &act);
+    if (cfg->decoder_kind == OCLSEG_DECODER_SEED) build_decoder(&b, &act);
+    else build_skip_decoder(&b, &act);
     m->logits_act = act;
     int st = b.failed ? b.failed : allocate(m);
     if (st != OCLSEG_OK) {

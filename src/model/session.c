@@ -34,7 +34,7 @@ static int weights_decoder(const oclseg_session_options *o, oclseg_model_config 
         return OCLSEG_OK;
     }
     if (meta.decoder_kind == cfg->decoder_kind) return OCLSEG_OK;
-    static const char *const names[] = {"seed", "skip"};
+    const char *const *names = oclseg_decoder_names;
     OCLSEG_ERROR("%s holds a model with the %s decoder (its metadata 'decoder_kind'), this run "
                  "builds the %s decoder: add --decoder %s", o->weights, names[meta.decoder_kind],
                  names[cfg->decoder_kind], names[meta.decoder_kind]);

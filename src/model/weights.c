@@ -198,8 +198,8 @@ static int add_weights_meta(oclseg_st_writer *w, const oclseg_weights_meta *meta
     char v[64];
     snprintf(v, sizeof v, "%d", size);
     int st = oclseg_st_writer_meta(w, "input_size", v);
-    if (st == OCLSEG_OK && decoder == OCLSEG_DECODER_SKIP)
-        st = oclseg_st_writer_meta(w, "decoder_kind", "skip");
+    if (st == OCLSEG_OK && decoder != OCLSEG_DECODER_SEED)
+        st = oclseg_st_writer_meta(w, "decoder_kind", oclseg_decoder_names[decoder]);
     if (st == OCLSEG_OK && meta->threshold > 0) {
         for (int digits = 1; digits <= 9; digits++) { /* the shortest text of the same float */
             snprintf(v, sizeof v, "%.*g", digits, (double)meta->threshold);
@@ -241,9 +241,8 @@ int oclseg_weights_meta_parse(const oclseg_st_file *f, oclseg_weights_meta *out)
         out->input_size = (int)size;
     }
     if ((v = oclseg_st_metadata(f, "decoder_kind")) != NULL) {
-        if (strcmp(v, "seed") != 0 && strcmp(v, "skip") != 0)
-            return meta_error(f, "decoder_kind", v, "seed or skip");
-        out->decoder_kind = strcmp(v, "skip") == 0 ? OCLSEG_DECODER_SKIP : OCLSEG_DECODER_SEED;
+        if (oclseg_decoder_parse(v, &out->decoder_kind) != OCLSEG_OK)
+            return meta_error(f, "decoder_kind", v, "seed, skip or skip-bilinear");
     }
     if ((v = oclseg_st_metadata(f, "threshold")) != NULL) {
         double t = strtod(v, &end);
