@@ -88,11 +88,21 @@ __kernel void bias_grad(__global const float *dy, const uint dy_off, __global fl
                         __local float *partial) {
     const uint c = get_group_id(0);
     const uint lane = get_local_id(0), lanes = get_local_size(0);
-    float sum = 0.0f;
+    /* Each lane sums n * plane / lanes terms of mixed sign (the head's sigmoid - target): a plain
+     * running sum loses ~sqrt(terms) ulps of the partial sums, which on a device with few lanes
+     * (rusticl) was 50x float32 PyTorch's error for the skip head's bias. Kahan-compensated, the
+     * lane's sum is within a couple of ulps whatever the lane count (no reassociation: we never
+     * build with fast-math). */
+    float sum = 0.0f, carry = 0.0f;
     if (c < cout) {
         for (uint img = 0; img < n; img++) {
             const uint base = dy_off + (img * cout + c) * plane;
-            for (uint p = lane; p < plane; p += lanes) sum += dy[base + p];
+            for (uint p = lane; p < plane; p += lanes) {
+                const float term = dy[base + p] - carry;
+                const float next = sum + term;
+                carry = (next - sum) - term;
+                sum = next;
+            }
         }
     }
     partial[lane] = sum;

@@ -37,6 +37,15 @@ for k in device vendor platform driver clblast build batch size frozen_encoder s
     [ "$(grep -c "\"$k\":" "$work/b/bench.json")" = 2 ] ||
         { echo "FAIL: bench.json lacks '$k' in one of the modes"; exit 1; }
 done
+# --decoder: the skip model's step is measured (more FLOPs than the seed model's) and named
+"$bin" bench --device 0:0 --size 32 --batch 2 --steps 1 --json "$work/seed.json" >/dev/null
+"$bin" bench --device 0:0 --size 32 --batch 2 --steps 1 --decoder skip --json "$work/skip.json" \
+    >/dev/null
+grep -q '"decoder": "seed"' "$work/seed.json" && grep -q '"decoder": "skip"' "$work/skip.json" ||
+    { echo "FAIL: bench --json does not name the decoder"; exit 1; }
+flops() { sed -n 's/.*"gflop_per_step": \([0-9.e+-]*\).*/\1/p' "$1" | head -1; }
+awk -v a="$(flops "$work/seed.json")" -v b="$(flops "$work/skip.json")" 'BEGIN { exit !(b > a * 1.2) }' ||
+    { echo "FAIL: bench --decoder skip measured $(flops "$work/skip.json") GFLOP/step, the seed model $(flops "$work/seed.json")"; exit 1; }
 # bad input
 echo '{"device": "x"}' > "$work/bad.json"
 if "$bin" bench --report "$work/c" "$work/bad.json" 2> "$work/err.txt"; then

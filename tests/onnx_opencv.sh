@@ -29,9 +29,9 @@ fi
 # (CLBlast/im2col vs OpenCV's convolutions) and OpenCV runs the BatchNorm-folded weights; the
 # measured difference is ~1e-7 (docs/deployment.md). A half-pixel error in the Resize alone
 # gives 0.1, an unfolded BatchNorm bias 0.4.
-# Both decoders: the skip decoder's graph adds Concat and ConvTranspose with BatchNorm folded in
+# Every decoder: the skip decoders add Concat, ConvTranspose or Resize + Conv with BatchNorm folded in
 # (predict builds it from the weights' metadata "decoder").
-for decoder in seed skip; do
+for decoder in seed skip skip-bilinear; do
     "$bin" train --data "$work/data" --out "$work/run-$decoder" --size 64 --batch 8 --epochs 100 \
         --max-steps 24 --lr 3e-3 --eval-every 100 --quiet --decoder "$decoder" >/dev/null
     echo "decoder $decoder:"

@@ -361,6 +361,7 @@ START_TEST(bad_option_values_exit_2) {
         {"eval --batch -1 --weights w --data d", "--batch"},
         {"predict --size abc --weights w x.png", "--size"},
         {"bench --steps 2x", "--steps"},      {"bench --batch abc", "--batch"},
+        {"bench --decoder unet", "--decoder"},
         {"synth --train 1e3 --out /nonexistent", "--train"},
         {"synth --seed -5 --out /nonexistent", "--seed"},
         {"export --size big --weights w --out o", "--size"},

@@ -4,12 +4,15 @@
 #ifndef OCLSEG_BENCH_H
 #define OCLSEG_BENCH_H
 
+#include "oclseg/model.h" /* oclseg_decoder_kind */
 #include "oclseg/runtime.h"
 
 /* What one measurement trains: a random batch of `batch` images of size x size, NAdam, the
- * encoder frozen or not; `steps` timed steps (after two warm-up steps). */
+ * encoder frozen or not, the model with `decoder` (0: the seed decoder); `steps` timed steps
+ * (after two warm-up steps). */
 typedef struct oclseg_bench_options {
     int batch, size, steps, frozen;
+    oclseg_decoder_kind decoder;
 } oclseg_bench_options;
 
 /* One device's measurement. Medians in ms of `steps` samples. */

@@ -20,10 +20,12 @@ typedef struct bench_run {
 
 static double now_ms(void) { return oclseg_now_s() * 1e3; }
 
-/* The session of a bench run: random init (seed 1), NAdam, the mode's frozen encoder. */
+/* The session of a bench run: random init (seed 1), NAdam, the mode's frozen encoder, the
+ * options' decoder. */
 static void session_options(const oclseg_device_info *dev, const oclseg_bench_options *o,
                             oclseg_session_options *so) {
     oclseg_session_options_synthetic_training(so, o->size, o->batch, o->frozen);
+    so->model.decoder_kind = o->decoder;
     so->dev = dev;
 }
 

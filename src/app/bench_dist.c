@@ -44,6 +44,7 @@ static int measure(const char *device, const oclseg_bench_options *o,
     for (int r = 0; st == OCLSEG_OK && r < ranks; r++) counts[r] = batch / ranks + (r < batch % ranks);
     oclseg_session_options so;
     oclseg_session_options_synthetic_training(&so, size, batch, o->frozen);
+    so.model.decoder_kind = o->decoder;
     so.device = device;
     if (st == OCLSEG_OK) st = oclseg_session_create(&so, &ses);
     oclseg_ctx *ctx = ses ? ses->ctx : NULL;

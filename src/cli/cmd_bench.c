@@ -17,6 +17,7 @@
 typedef struct bench_options {
     const char *device;
     int batch, size, steps, frozen, all;
+    oclseg_decoder_kind decoder; /* --decoder */
     const char *json_path;
     const char *report_dir; /* --report DIR */
     int loader, loader_threads; /* --loader, --loader-threads N */
@@ -26,7 +27,8 @@ typedef struct bench_options {
 static void usage(FILE *out) {
     fprintf(out,
             "usage: oclseg bench [--device D|all] [--batch 16] [--size 128] [--steps 20]\n"
-            "                    [--freeze-encoder] [--json FILE] [--report DIR [RESULT.json...]]\n"
+            "                    [--freeze-encoder] [--decoder seed|skip|skip-bilinear]\n"
+            "                    [--json FILE] [--report DIR [RESULT.json...]]\n"
             "                    [--loader [--recipe seed|best] [--loader-threads N]]\n\n"
             "Times a full training step (forward + BCE loss + backward + NAdam) on random data\n"
             "after two warm-up steps: the median per-step time of steps enqueued back to back as\n"
@@ -35,7 +37,7 @@ static void usage(FILE *out) {
             "images/s, achieved GFLOP/s (convolution FLOPs counted analytically), kernel launches\n"
             "and host enqueue time per step, peak device memory, and the 15 most expensive\n"
             "kernels of one profiled step (--json lists every kernel). --device all measures\n"
-            "every device.\n"
+            "every device. --decoder measures the model with that decoder (train --decoder).\n"
             "--report DIR measures each device in both modes (fine-tune, then frozen encoder) and\n"
             "writes DIR/report.md with PNG charts (gnuplot) and DIR/bench.json; given RESULT.json\n"
             "files (bench --json output from any machines, tools/bench_pytorch.py peers) it\n"
@@ -53,8 +55,9 @@ static void usage(FILE *out) {
 static void print_result(const oclseg_bench_result *r, const bench_options *o) {
     printf("device %s (%s, driver %s)\n", r->info.name, r->info.platform_name,
            r->info.driver_version);
-    printf("  batch %d, %dx%d, %s, NAdam: median of %d steps\n", o->batch, o->size, o->size,
-           o->frozen ? "frozen encoder" : "fine-tune", o->steps);
+    printf("  batch %d, %dx%d, %s, %s decoder, NAdam: median of %d steps\n", o->batch, o->size,
+           o->size, o->frozen ? "frozen encoder" : "fine-tune", oclseg_decoder_names[o->decoder],
+           o->steps);
     printf("  step %.1f ms pipelined (%.1f ms waited for alone; forward %.1f, backward %.1f, "
            "optimizer %.1f)  %.1f images/s\n",
            r->step_ms, r->step_sync_ms, r->forward_ms, r->backward_ms, r->optim_ms, r->images_per_s);
@@ -100,6 +103,7 @@ static json_t *result_json(const oclseg_bench_result *r, const bench_options *o)
         "sgemm_1024_gflops", r->sgemm_gflops,
         "peak_device_bytes", (json_int_t)r->peak_bytes, "kernels", kernels, "gemm_tuned",
         r->gemm_tuned, "gemm_tuning", r->gemm_tuning);
+    json_object_set_new(j, "decoder", json_string(oclseg_decoder_names[o->decoder]));
     json_object_set_new(j, "gemm_own_kernels", json_boolean(r->gemm_own));
     json_object_set_new(j, "gemm_tuning_shapes_own", json_integer(r->gemm_file_own));
     json_object_set_new(j, "gemm_tuning_shapes_clblast", json_integer(r->gemm_file_clblast));
@@ -136,14 +140,15 @@ static void print_table(const oclseg_bench_result *results, int n, int modes, in
 
 /* ~85 lines: option parsing, then the devices x modes loop with its JSON and report outputs. */
 int cmd_bench(int argc, char **argv) {
-    bench_options o = {NULL, 16, 128, 20, 0, 0, NULL, NULL, 0, -1, "seed"};
+    bench_options o = {NULL, 16, 128, 20, 0, 0, OCLSEG_DECODER_SEED, NULL, NULL, 0, -1, "seed"};
     static const struct option opts[] = {
         {"device", required_argument, 0, 'd'}, {"batch", required_argument, 0, 'b'},
         {"size", required_argument, 0, 's'},   {"steps", required_argument, 0, 'n'},
         {"freeze-encoder", no_argument, 0, 'f'}, {"json", required_argument, 0, 'j'},
         {"report", required_argument, 0, 'r'}, {"loader", no_argument, 0, 'L'},
         {"loader-threads", required_argument, 0, 'T'}, {"recipe", required_argument, 0, 'R'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+        {"decoder", required_argument, 0, 'D'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     int c, bad = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -158,6 +163,12 @@ int cmd_bench(int argc, char **argv) {
         case 'L': o.loader = 1; break;
         case 'T': bad |= cli_parse_int("bench", "--loader-threads", optarg, 0, 256, &o.loader_threads); break;
         case 'R': o.recipe = optarg; break;
+        case 'D':
+            if (oclseg_decoder_parse(optarg, &o.decoder) != OCLSEG_OK) {
+                fprintf(stderr, "oclseg bench: --decoder must be seed, skip or skip-bilinear\n");
+                bad = 1;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -183,7 +194,7 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "oclseg bench: result files are only read with --report DIR\n");
         return 2;
     }
-    if (oclseg_dist_size() > 1) return bench_dist(o.device, o.batch, o.size, o.steps, o.frozen);
+    if (oclseg_dist_size() > 1) return bench_dist(o.device, o.batch, o.size, o.steps, o.frozen, o.decoder);
     oclseg_device_info *devs = NULL;
     int count = 0;
     if (oclseg_bench_devices(o.device, &devs, &count) != OCLSEG_OK) return 1;
@@ -194,7 +205,7 @@ int cmd_bench(int argc, char **argv) {
     int failures = 0;
     for (int i = 0; i < count * modes; i++) {
         o.frozen = modes == 2 ? i % 2 : first_mode;
-        const oclseg_bench_options run = {o.batch, o.size, o.steps, o.frozen};
+        const oclseg_bench_options run = {o.batch, o.size, o.steps, o.frozen, o.decoder};
         if (oclseg_bench_device(&devs[i / modes], &run, &results[i]) != OCLSEG_OK) {
             fprintf(stderr, "oclseg bench: failed on %s\n", devs[i / modes].name);
             failures++;
