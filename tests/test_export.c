@@ -165,19 +165,25 @@ START_TEST(export_writes_the_inference_graph) {
 }
 END_TEST
 
+/* A default-width model at 32x32 (batch 1) with `decoder`, randomly initialised (seed 9). */
+static oclseg_model *random_model_32(oclseg_decoder_kind decoder) {
+    oclseg_model_config cfg;
+    oclseg_model_config_default(&cfg);
+    cfg.size = 32;
+    cfg.max_batch = 1;
+    cfg.decoder_kind = decoder;
+    oclseg_model *m;
+    ck_assert_int_eq(oclseg_model_create(harness_ctx(0), &cfg, &m), OCLSEG_OK);
+    ck_assert_int_eq(oclseg_model_init_random(m, 9), OCLSEG_OK);
+    return m;
+}
+
 /* The skip decoder (weights whose metadata says "decoder": "skip"; export builds that network
  * from it): five ConvTranspose with their BatchNorm folded in (against a double reference),
  * four Concat joining the encoder's maps, five Relu, the 1x1 head Conv with its own bias
  * writing "logits", no Resize. */
 START_TEST(skip_decoder_graph) {
-    oclseg_model_config cfg;
-    oclseg_model_config_default(&cfg);
-    cfg.size = 32;
-    cfg.max_batch = 1;
-    cfg.decoder_kind = OCLSEG_DECODER_SKIP;
-    oclseg_model *m;
-    ck_assert_int_eq(oclseg_model_create(harness_ctx(0), &cfg, &m), OCLSEG_OK);
-    ck_assert_int_eq(oclseg_model_init_random(m, 9), OCLSEG_OK);
+    oclseg_model *m = random_model_32(OCLSEG_DECODER_SKIP);
     float *buf = malloc(oclseg_model_max_param_numel(m) * sizeof *buf);
     const char *bn[4] = {"decoder.1.1.weight", "decoder.1.1.bias", "decoder.1.1.running_mean",
                          "decoder.1.1.running_var"};
@@ -234,14 +240,7 @@ END_TEST
  * with its BatchNorm folded in (the Conv had no bias: the folded one is new), the four Concat,
  * five Relu and the 1x1 head writing "logits"; no ConvTranspose. */
 START_TEST(skip_bilinear_decoder_graph) {
-    oclseg_model_config cfg;
-    oclseg_model_config_default(&cfg);
-    cfg.size = 32;
-    cfg.max_batch = 1;
-    cfg.decoder_kind = OCLSEG_DECODER_SKIP_BILINEAR;
-    oclseg_model *m;
-    ck_assert_int_eq(oclseg_model_create(harness_ctx(0), &cfg, &m), OCLSEG_OK);
-    ck_assert_int_eq(oclseg_model_init_random(m, 9), OCLSEG_OK);
+    oclseg_model *m = random_model_32(OCLSEG_DECODER_SKIP_BILINEAR);
     char bil_weights[160], path[160];
     snprintf(bil_weights, sizeof bil_weights, "%s/skip_bilinear.safetensors", root);
     ck_assert_int_eq(oclseg_weights_save(m, bil_weights), OCLSEG_OK);
