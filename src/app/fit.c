@@ -382,18 +382,19 @@ static int stopped(const fit_run *r, int sig) {
 /* One line of metrics.csv (met NULL: not evaluated this epoch, empty validation columns). */
 static int append_metrics(const fit_run *r, int epoch, double train_loss,
                           const oclseg_metrics *met, double val_loss, double seconds) {
-    FILE *mf = fopen(r->metrics_path, "a");
-    int ok = mf != NULL;
-    if (ok && met)
+    FILE *mf = oclseg_output_fappend(r->metrics_path); /* refuses a link (message) */
+    if (!mf) return OCLSEG_ERR_IO;
+    int ok;
+    if (met)
         ok = fprintf(mf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f", epoch + 1,
                      train_loss, val_loss, met->mean.accuracy, met->mean.dice, met->mean.jaccard,
                      met->mean.sensitivity, met->mean.specificity, met->pooled_dice,
                      met->pooled_iou, seconds) > 0;
-    else if (ok)
+    else
         ok = fprintf(mf, "%d,%.6f,,,,,,,,,%.2f", epoch + 1, train_loss, seconds) > 0;
     if (ok && !r->metrics_no_wait) ok = fprintf(mf, ",%.3f", r->epoch_wait_s) > 0;
     if (ok) ok = fputc('\n', mf) != EOF;
-    if (mf && fclose(mf) != 0) ok = 0;
+    if (fclose(mf) != 0) ok = 0;
     if (!ok) {
         OCLSEG_ERROR("cannot append to %s: %s", r->metrics_path, strerror(errno));
         return OCLSEG_ERR_IO;

@@ -45,11 +45,9 @@ static int open_logs(fit_run *r, const oclseg_run_position *pos) {
     char path[OCLSEG_PATH_MAX + 16];
     fit_path(r, "steps.csv", path, sizeof path);
     if (o->resume) TRY(fit_csv_truncate(path, r->trainer->step));
-    r->steps_csv = fopen(path, o->resume ? "a" : "w");
-    if (!r->steps_csv) {
-        OCLSEG_ERROR("cannot write %s: %s", path, strerror(errno));
-        return OCLSEG_ERR_IO;
-    }
+    /* never through a link planted at the name (a message names it) */
+    r->steps_csv = o->resume ? oclseg_output_fappend(path) : oclseg_output_fopen(path);
+    if (!r->steps_csv) return OCLSEG_ERR_IO;
     if (!o->resume && fprintf(r->steps_csv, "step,epoch,loss\n") < 0) {
         OCLSEG_ERROR("cannot write %s: %s", path, strerror(errno));
         return OCLSEG_ERR_IO;
