@@ -163,15 +163,15 @@ static void progress(const fit_run *r, int epoch, int step, int steps, double t_
     fflush(stderr);
 }
 
-/* The selected model (best.safetensors) is loaded, its threshold chosen on validation, and the
- * test set scored once (final.csv). */
-static int select_and_report(fit_run *r, int best_epoch) {
+/* The selected model (best.safetensors) is loaded, its threshold chosen on validation (into
+ * *threshold), and the test set scored once (final.csv). */
+static int select_and_report(fit_run *r, int best_epoch, float *threshold) {
     char path[4200];
     fit_path(r, "best.safetensors", path, sizeof path);
     if (r->data.val) TRY(oclseg_weights_load(r->model, path, OCLSEG_WEIGHTS_FULL, NULL));
     /* batches of this rank's model size (under mpirun it holds ceil(B / ranks) images) */
     return fit_final_report(r->trainer, r->data.val, r->data.test, r->local_batch,
-                            &r->o->predict, best_epoch, r->dir, r->o->quiet);
+                            &r->o->predict, best_epoch, r->dir, r->o->quiet, threshold);
 }
 
 /* At --size 32 the deepest maps are 1x1: a training-mode BatchNorm over one image has one
@@ -548,11 +548,13 @@ static int epoch_loop(fit_run *r, oclseg_run_position *pos, int *halted) {
 }
 
 /* Phase 5 (rank 0): the selected model scored once on the test set (final.csv), prediction
- * overlays; the time in gradient sums under mpirun. */
+ * overlays of the masks it scores (its model, threshold and options); the time in gradient sums
+ * under mpirun. */
 static int final_report(fit_run *r, int halted, int best_epoch) {
     const oclseg_fit_options *o = r->o;
-    if (!halted && oclseg_dist_rank() == 0) TRY(select_and_report(r, best_epoch));
-    if (oclseg_dist_rank() == 0) TRY(fit_write_predictions(r, 8));
+    float threshold = o->predict.threshold; /* a halted run chose none */
+    if (!halted && oclseg_dist_rank() == 0) TRY(select_and_report(r, best_epoch, &threshold));
+    if (oclseg_dist_rank() == 0) TRY(fit_write_predictions(r, 8, threshold));
     if (oclseg_dist_size() > 1 && !o->quiet && r->trainer->reduce_steps > 0)
         printf("gradient sums: %.1f ms per step (%.1f ms of it in MPI + host sum)\n",
                1e3 * r->trainer->reduce_seconds / r->trainer->reduce_steps,

@@ -21,7 +21,7 @@ int fit_save_checkpoint(fit_run *r, const oclseg_run_position *pos) {
     return oclseg_checkpoint_save(r->trainer, pos, r->config_json, path);
 }
 
-int fit_write_predictions(fit_run *r, int count) {
+int fit_write_predictions(fit_run *r, int count, float threshold) {
     const oclseg_dataset *ds = r->data.test ? r->data.test : r->data.train;
     char dir[OCLSEG_PATH_MAX + 32];
     fit_path(r, "predictions", dir, sizeof dir);
@@ -31,9 +31,11 @@ int fit_write_predictions(fit_run *r, int count) {
     }
     oclseg_infer *inf;
     TRY(oclseg_infer_wrap(r->model, &inf));
+    oclseg_predict_options po = r->o->predict; /* the recipe's TTA and post-processing */
+    po.threshold = threshold;
     int st = OCLSEG_OK;
     for (int i = 0; i < ds->count && i < count && st == OCLSEG_OK; i++)
-        st = oclseg_predict_file(inf, ds->samples[i].image_path, dir, &r->o->predict);
+        st = oclseg_predict_file(inf, ds->samples[i].image_path, dir, &po);
     oclseg_infer_free(inf);
     return st;
 }
