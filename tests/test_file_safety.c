@@ -1,7 +1,8 @@
 /* File safety (issue 21): names never become gnuplot code (a run directory with a quote, a
  * newline and a system() call draws curves.png and runs nothing), outputs are never written
- * through symbolic links (the destination, a planted temporary name, predict's _mask.png) and a
- * destination that is a device or fifo is refused, not replaced by a regular file. */
+ * through symbolic links (the destination, a planted temporary name, predict's _mask.png, a run's
+ * steps.csv and metrics.csv) and a destination that is a device or fifo is refused, not replaced
+ * by a regular file. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>

@@ -3,7 +3,8 @@
  * past unreadable images (with worker threads too), writes the same bytes whatever its thread
  * count, no overlay with --no-overlay, and its files atomically; synth refuses a non-empty
  * folder; train and eval refuse an image in both splits; eval's per-image CSV is RFC 4180 quoted
- * and never left partial; eval's results do not depend on its thread count. */
+ * and never left partial; eval's results do not depend on its thread count; a run's
+ * predictions/ are the masks its final.csv scores. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
