@@ -1,11 +1,14 @@
 /* Data-parallel training under mpirun (2 ranks, OCLSEG_BIN set by meson): sync-BN equivalence
  * with one process, PoCL + rusticl ranks, bit-identical reruns, a killed and a hung rank, a
- * stopped and resumed run equal to the uninterrupted one, and ranks that disagree. Skipped with a message when built without MPI or mpirun is absent. */
+ * stopped and resumed run equal to the uninterrupted one, ranks that disagree, and the shared
+ * data file of a killed rank 0 removed by the next run. Skipped with a message when built without MPI or mpirun is absent. */
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -448,6 +451,51 @@ START_TEST(corrupt_image_in_a_share_fails_every_rank) {
 }
 END_TEST
 
+/* Rank 0 killed (SIGKILL: OCLSEG_FAULT_SHARED_KILL=1) between creating the shared decoded data
+ * file and the barrier after which it unlinks it leaves that file in $TMPDIR; the next run there
+ * removes it (nobody holds its lock) and nothing else: not a file of that name whose creator
+ * still runs (its lock held by flock(1); the pid in its name is dead), not a link of that name
+ * nor what it points to, not names that only resemble it (before: the file stayed forever). */
+START_TEST(killed_creator_leaves_no_shared_file) {
+    if (skip("killed_creator_leaves_no_shared_file")) return;
+    const char *opts = "--epochs 1 --batch 4 --size 32 --max-steps 1 --quiet";
+    static const char held[] = "oclseg-data-999999999-00000000000000aa.bin";
+    static const char kept[] = "oclseg-data-3-00bb.bin oclseg-data-4-00000000000000cc.bin.old";
+    char tmp[160];
+    snprintf(tmp, sizeof tmp, "%s/tmpkill", root);
+    ck_assert_int_eq(harness_sh("mkdir -p %s && echo precious > %s/victim", tmp, root), 0);
+    ck_assert_int_ne(harness_sh("%s -np 2 -x TMPDIR=%s -x OCLSEG_FAULT_SHARED_KILL=1 %s train "
+                                "--data %s --out %s/killed0 %s > %s/killed0.log 2>&1", mpirun, tmp,
+                                bin, data, root, opts, root), 0);
+    ck_assert_msg(harness_sh("ls %s/oclseg-data-*.bin > /dev/null 2>&1", tmp) == 0,
+                  "the killed rank 0 left no file: this test cannot tell");
+    ck_assert_int_eq(harness_sh("cd %s && ln -s %s/victim oclseg-data-2-00000000000000bb.bin && "
+                                "touch %s", tmp, root, kept), 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", tmp, held);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    pid_t holder = fork(); /* a live creator: holds the lock until killed */
+    ck_assert_int_ge(holder, 0);
+    if (holder == 0) {
+        if (flock(fd, LOCK_EX) != 0) _exit(1);
+        for (;;) pause();
+    }
+    close(fd);
+    for (int i = 0; i < 100 && harness_sh("flock -n %s true", path) == 0; i++) usleep(100000);
+    ck_assert_int_ne(harness_sh("flock -n %s true", path), 0);
+    const int rc = harness_sh("%s -np 2 -x TMPDIR=%s %s train --data %s --out %s/after %s", mpirun,
+                              tmp, bin, data, root, opts);
+    kill(holder, SIGKILL);
+    waitpid(holder, NULL, 0);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(harness_sh("test \"$(LC_ALL=C ls %s | tr '\\n' ' ')\" = "
+                             "'oclseg-data-2-00000000000000bb.bin %s %s '", tmp, kept, held) == 0,
+                  "not the expected files left in %s", tmp);
+    ck_assert_int_eq(harness_sh("grep -qx precious %s/victim", root), 0);
+}
+END_TEST
+
 START_TEST(devices_lists_every_rank) {
     if (skip("devices_lists_every_rank")) return;
     ck_assert_int_eq(harness_sh("%s -np 2 %s devices > %s/dev.txt", mpirun, bin, root), 0);
@@ -475,6 +523,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, failing_rank_stops_every_rank);
     tcase_add_test(tc, shared_decoding_gives_the_same_run);
     tcase_add_test(tc, corrupt_image_in_a_share_fails_every_rank);
+    tcase_add_test(tc, killed_creator_leaves_no_shared_file);
     suite_add_tcase(s, tc);
     int rc = harness_run(s);
     if (root[0] && rc == 0) harness_sh("rm -rf %s", root);

@@ -1,7 +1,8 @@
 /* File safety (issue 21): names never become gnuplot code (a run directory with a quote, a
  * newline and a system() call draws curves.png and runs nothing), outputs are never written
- * through symbolic links (the destination, a planted temporary name, predict's _mask.png) and a
- * destination that is a device or fifo is refused, not replaced by a regular file. */
+ * through symbolic links (the destination, a planted temporary name, predict's _mask.png, a run's
+ * steps.csv and metrics.csv) and a destination that is a device or fifo is refused, not replaced
+ * by a regular file. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -247,6 +248,42 @@ START_TEST(predict_does_not_write_through_mask_symlink) {
 }
 END_TEST
 
+/* steps.csv and metrics.csv, which a run appends to, are never written through a link planted
+ * in its directory: a resumed run with a link at either (dangling: the file it names would be
+ * created; live: appended to) and a new run into a directory holding a dangling steps.csv stop
+ * with a message naming the file, and nothing outside the run directory is created or changed
+ * (before: both logs were opened with fopen and the dangling links written through). */
+START_TEST(run_logs_are_not_written_through_links) {
+    setup_once();
+    static const char *logs[] = {"steps.csv", "metrics.csv"};
+    char victim[128], absent[160], copy[128];
+    make_victim(victim, sizeof victim, "victim4.txt");
+    snprintf(copy, sizeof copy, "%s/linked", root);
+    struct stat st;
+    for (int i = 0; i < 4; i++) {
+        const char *log = logs[i % 2];
+        snprintf(absent, sizeof absent, "%s/absent-%s", root, log);
+        ck_assert_int_eq(harness_sh("rm -rf %s && cp -r \"%s\" %s && rm %s/%s && ln -s %s %s/%s",
+                                    copy, run, copy, copy, log, i < 2 ? absent : victim, copy,
+                                    log), 0);
+        ck_assert_int_ne(harness_sh("%s train --resume %s/checkpoint.safetensors --epochs 2 "
+                                    "--quiet > /dev/null 2> %s/logs.err", bin, copy, root), 0);
+        ck_assert_msg(harness_sh("grep -q '%s/%s is a symbolic link: refusing to write through "
+                                 "it' %s/logs.err", copy, log, root) == 0,
+                      "resuming with a link at %s: not refused naming it", log);
+        ck_assert_msg(lstat(absent, &st) != 0, "%s was created through a link", absent);
+        assert_victim_intact(victim);
+    }
+    ck_assert_int_eq(harness_sh("rm -rf %s && mkdir %s && ln -s %s/absent-new %s/steps.csv", copy,
+                                copy, root, copy), 0);
+    ck_assert_int_ne(harness_sh("%s train --data %s --out %s --size 32 --batch 2 --epochs 1 "
+                                "--quiet > /dev/null 2> %s/logs.err", bin, data, copy, root), 0);
+    ck_assert_int_eq(harness_sh("grep -q '%s/steps.csv is a symbolic link' %s/logs.err", copy,
+                                root), 0);
+    ck_assert_int_ne(harness_sh("test -e %s/absent-new", root), 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("file_safety");
     TCase *tc = tcase_create("file_safety");
@@ -261,6 +298,7 @@ int main(void) {
     tcase_add_test(tc, stale_temporaries_are_removed);
     tcase_add_test(tc, killed_while_plotting_leaves_no_temporary);
     tcase_add_test(tc, predict_does_not_write_through_mask_symlink);
+    tcase_add_test(tc, run_logs_are_not_written_through_links);
     suite_add_tcase(s, tc);
     int failed = harness_run(s);
     if (!failed) harness_sh("rm -rf %s", root); /* kept for a look when a test failed */

@@ -3,7 +3,8 @@
  * past unreadable images (with worker threads too), writes the same bytes whatever its thread
  * count, no overlay with --no-overlay, and its files atomically; synth refuses a non-empty
  * folder; train and eval refuse an image in both splits; eval's per-image CSV is RFC 4180 quoted
- * and never left partial; eval's results do not depend on its thread count. */
+ * and never left partial; eval's results do not depend on its thread count; a run's
+ * predictions/ are the masks its final.csv scores. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -511,6 +512,23 @@ START_TEST(eval_csv_write_failure_is_the_last_word) {
 }
 END_TEST
 
+/* The overlays a run leaves in predictions/ show the masks final.csv scores: the selected model
+ * at the threshold chosen on validation with the recipe's options, i.e. what `predict --weights
+ * best.safetensors` (its metadata: that threshold and those options) writes, byte for byte
+ * (before: they were drawn at 0.5 whatever final.csv reported). This run's chosen threshold is
+ * not 0.5 (asserted: otherwise the comparison could not tell). */
+START_TEST(run_predictions_show_the_scored_masks) {
+    setup_once();
+    ck_assert_msg(harness_sh("awk -F, '$1 == \"test\" && $3 != \"0.50\"' %s/run/final.csv | "
+                             "grep -q .", root) == 0,
+                  "the run chose the threshold 0.5: this test cannot tell the thresholds apart");
+    ck_assert_int_eq(harness_sh("cd %s && %s predict --weights run/best.safetensors --out "
+                                "best_pred data/" TEST_DIR " > out.txt 2> err.txt", root, bin), 0);
+    ck_assert_msg(harness_sh("diff -r %s/run/predictions %s/best_pred > /dev/null", root, root) == 0,
+                  "run/predictions differ from predict with best.safetensors");
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("outputs");
     TCase *tc = tcase_create("outputs");
@@ -528,6 +546,7 @@ int main(void) {
     tcase_add_test(tc, eval_csv_quotes_file_names);
     tcase_add_test(tc, eval_results_do_not_depend_on_threads);
     tcase_add_test(tc, eval_csv_write_failure_is_the_last_word);
+    tcase_add_test(tc, run_predictions_show_the_scored_masks);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

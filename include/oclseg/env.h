@@ -42,6 +42,8 @@ typedef struct oclseg_env {
     int fault_write;           /* OCLSEG_FAULT_WRITE=1: atomic file writes stop halfway */
     int fault_foreign_data;    /* OCLSEG_FAULT_FOREIGN_DATA=1: this rank takes the shared decoded
                                 * data file for another host's (a wrong token) */
+    int fault_shared_kill;     /* OCLSEG_FAULT_SHARED_KILL=1: rank 0 kills itself (SIGKILL) once it
+                                * has created the shared decoded data file */
     int tune_trial_abort;      /* OCLSEG_TUNE_TRIAL_ABORT=1: tune's CLBlast candidate trials crash */
     int tune_trial_corrupt;    /* OCLSEG_TUNE_TRIAL_CORRUPT=1: ... compute a wrong element */
     int tune_own_abort;        /* OCLSEG_TUNE_TRIAL_ABORT=own: tune's own-kernel trial crashes */

@@ -32,6 +32,9 @@ int oclseg_output_check(const char *path);
 int oclseg_output_open(const char *path);
 /* oclseg_output_open as a FILE ("wb"), or NULL with a message. */
 FILE *oclseg_output_fopen(const char *path);
+/* As oclseg_output_fopen ("ab"), but an existing file is kept and written at its end: the logs a
+ * run appends to (steps.csv, metrics.csv). NULL with a message naming the file. */
+FILE *oclseg_output_fappend(const char *path);
 /* Creates a new file named prefix + 6 random characters with O_CREAT|O_EXCL|O_NOFOLLOW (mode
  * 0644 less the umask); its name into tmp. The fd, or -1 with errno set; no message. */
 int oclseg_temp_create(char *tmp, size_t size, const char *prefix);

@@ -163,15 +163,15 @@ static void progress(const fit_run *r, int epoch, int step, int steps, double t_
     fflush(stderr);
 }
 
-/* The selected model (best.safetensors) is loaded, its threshold chosen on validation, and the
- * test set scored once (final.csv). */
-static int select_and_report(fit_run *r, int best_epoch) {
+/* The selected model (best.safetensors) is loaded, its threshold chosen on validation (into
+ * *threshold), and the test set scored once (final.csv). */
+static int select_and_report(fit_run *r, int best_epoch, float *threshold) {
     char path[4200];
     fit_path(r, "best.safetensors", path, sizeof path);
     if (r->data.val) TRY(oclseg_weights_load(r->model, path, OCLSEG_WEIGHTS_FULL, NULL));
     /* batches of this rank's model size (under mpirun it holds ceil(B / ranks) images) */
     return fit_final_report(r->trainer, r->data.val, r->data.test, r->local_batch,
-                            &r->o->predict, best_epoch, r->dir, r->o->quiet);
+                            &r->o->predict, best_epoch, r->dir, r->o->quiet, threshold);
 }
 
 /* At --size 32 the deepest maps are 1x1: a training-mode BatchNorm over one image has one
@@ -382,18 +382,19 @@ static int stopped(const fit_run *r, int sig) {
 /* One line of metrics.csv (met NULL: not evaluated this epoch, empty validation columns). */
 static int append_metrics(const fit_run *r, int epoch, double train_loss,
                           const oclseg_metrics *met, double val_loss, double seconds) {
-    FILE *mf = fopen(r->metrics_path, "a");
-    int ok = mf != NULL;
-    if (ok && met)
+    FILE *mf = oclseg_output_fappend(r->metrics_path); /* refuses a link (message) */
+    if (!mf) return OCLSEG_ERR_IO;
+    int ok;
+    if (met)
         ok = fprintf(mf, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f", epoch + 1,
                      train_loss, val_loss, met->mean.accuracy, met->mean.dice, met->mean.jaccard,
                      met->mean.sensitivity, met->mean.specificity, met->pooled_dice,
                      met->pooled_iou, seconds) > 0;
-    else if (ok)
+    else
         ok = fprintf(mf, "%d,%.6f,,,,,,,,,%.2f", epoch + 1, train_loss, seconds) > 0;
     if (ok && !r->metrics_no_wait) ok = fprintf(mf, ",%.3f", r->epoch_wait_s) > 0;
     if (ok) ok = fputc('\n', mf) != EOF;
-    if (mf && fclose(mf) != 0) ok = 0;
+    if (fclose(mf) != 0) ok = 0;
     if (!ok) {
         OCLSEG_ERROR("cannot append to %s: %s", r->metrics_path, strerror(errno));
         return OCLSEG_ERR_IO;
@@ -547,11 +548,13 @@ static int epoch_loop(fit_run *r, oclseg_run_position *pos, int *halted) {
 }
 
 /* Phase 5 (rank 0): the selected model scored once on the test set (final.csv), prediction
- * overlays; the time in gradient sums under mpirun. */
+ * overlays of the masks it scores (its model, threshold and options); the time in gradient sums
+ * under mpirun. */
 static int final_report(fit_run *r, int halted, int best_epoch) {
     const oclseg_fit_options *o = r->o;
-    if (!halted && oclseg_dist_rank() == 0) TRY(select_and_report(r, best_epoch));
-    if (oclseg_dist_rank() == 0) TRY(fit_write_predictions(r, 8));
+    float threshold = o->predict.threshold; /* a halted run chose none */
+    if (!halted && oclseg_dist_rank() == 0) TRY(select_and_report(r, best_epoch, &threshold));
+    if (oclseg_dist_rank() == 0) TRY(fit_write_predictions(r, 8, threshold));
     if (oclseg_dist_size() > 1 && !o->quiet && r->trainer->reduce_steps > 0)
         printf("gradient sums: %.1f ms per step (%.1f ms of it in MPI + host sum)\n",
                1e3 * r->trainer->reduce_seconds / r->trainer->reduce_steps,

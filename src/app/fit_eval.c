@@ -74,9 +74,10 @@ static int choose_threshold(oclseg_trainer *t, const oclseg_dataset *val, int ba
 
 int fit_final_report(oclseg_trainer *t, const oclseg_dataset *val, const oclseg_dataset *test,
                      int batch, const oclseg_predict_options *po, int best_epoch,
-                     const char *dir, int quiet) {
+                     const char *dir, int quiet, float *threshold) {
     oclseg_predict_options o = *po;
     TRY(choose_threshold(t, val, batch, &o.threshold));
+    *threshold = o.threshold;
     oclseg_infer *inf = NULL;
     TRY(oclseg_infer_wrap(t->model, &inf));
     char text[2048] = "split,epoch,threshold,loss,AC,DI,JA,SE,SP,pooled_dice,pooled_iou,"

@@ -61,6 +61,8 @@ int fit_write_text_file(const char *dir, const char *name, const char *text) {
 
 /* Keeps the lines of a CSV whose first field is < limit (drops what a resumed run redoes). */
 int fit_csv_truncate(const char *path, long long limit) {
+    /* a link (live or dangling) is refused before it is read; the rewrite refuses it too */
+    if (oclseg_output_check(path) != OCLSEG_OK) return OCLSEG_ERR_IO;
     FILE *f = fopen(path, "r");
     if (!f) {
         if (errno == ENOENT) return OCLSEG_OK; /* nothing written yet */

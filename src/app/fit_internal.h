@@ -72,8 +72,10 @@ void fit_path(const fit_run *r, const char *name, char *out, size_t size);
 int fit_open_run_dir(fit_run *r, oclseg_run_position *pos);
 /* checkpoint.safetensors (rank 0 writes). */
 int fit_save_checkpoint(fit_run *r, const oclseg_run_position *pos);
-/* Overlays (and masks) of the first `count` test images in RUN/predictions/. */
-int fit_write_predictions(fit_run *r, int count);
+/* Overlays (and masks) of the first `count` test images in RUN/predictions/, by the model as it
+ * is at `threshold` with the recipe's TTA and post-processing (at the end of a run: the selected
+ * model and the threshold final.csv reports, so that they show the masks it scores). */
+int fit_write_predictions(fit_run *r, int count, float threshold);
 
 /* ---- the recorded configuration (fit_config.c) ---- */
 /* Every option of o as config.json records it (a new JSON object). */
@@ -109,12 +111,12 @@ typedef struct fit_split_report {
 } fit_split_report;
 
 /* Selection and the single test evaluation at the end of a run: the decision threshold is chosen
- * on val (if any) with the model as it is (the caller loads best.safetensors first), then val and
- * test (each if present) are scored with that threshold and po's TTA/post-processing and written
- * to dir/final.csv (split,epoch,threshold,loss,AC,DI,JA,SE,SP,pooled_dice,pooled_iou,
- * thresholded_JA,JA_p10,JA_median,JA_p90). */
+ * on val (if any) with the model as it is (the caller loads best.safetensors first) into
+ * *threshold, then val and test (each if present) are scored with that threshold and po's
+ * TTA/post-processing and written to dir/final.csv (split,epoch,threshold,loss,AC,DI,JA,SE,SP,
+ * pooled_dice,pooled_iou,thresholded_JA,JA_p10,JA_median,JA_p90). */
 int fit_final_report(oclseg_trainer *t, const oclseg_dataset *val, const oclseg_dataset *test,
                      int batch, const oclseg_predict_options *po, int best_epoch,
-                     const char *dir, int quiet);
+                     const char *dir, int quiet, float *threshold);
 
 #endif

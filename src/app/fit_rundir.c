@@ -21,7 +21,7 @@ int fit_save_checkpoint(fit_run *r, const oclseg_run_position *pos) {
     return oclseg_checkpoint_save(r->trainer, pos, r->config_json, path);
 }
 
-int fit_write_predictions(fit_run *r, int count) {
+int fit_write_predictions(fit_run *r, int count, float threshold) {
     const oclseg_dataset *ds = r->data.test ? r->data.test : r->data.train;
     char dir[OCLSEG_PATH_MAX + 32];
     fit_path(r, "predictions", dir, sizeof dir);
@@ -31,9 +31,11 @@ int fit_write_predictions(fit_run *r, int count) {
     }
     oclseg_infer *inf;
     TRY(oclseg_infer_wrap(r->model, &inf));
+    oclseg_predict_options po = r->o->predict; /* the recipe's TTA and post-processing */
+    po.threshold = threshold;
     int st = OCLSEG_OK;
     for (int i = 0; i < ds->count && i < count && st == OCLSEG_OK; i++)
-        st = oclseg_predict_file(inf, ds->samples[i].image_path, dir, &r->o->predict);
+        st = oclseg_predict_file(inf, ds->samples[i].image_path, dir, &po);
     oclseg_infer_free(inf);
     return st;
 }
@@ -45,11 +47,9 @@ static int open_logs(fit_run *r, const oclseg_run_position *pos) {
     char path[OCLSEG_PATH_MAX + 16];
     fit_path(r, "steps.csv", path, sizeof path);
     if (o->resume) TRY(fit_csv_truncate(path, r->trainer->step));
-    r->steps_csv = fopen(path, o->resume ? "a" : "w");
-    if (!r->steps_csv) {
-        OCLSEG_ERROR("cannot write %s: %s", path, strerror(errno));
-        return OCLSEG_ERR_IO;
-    }
+    /* never through a link planted at the name (a message names it) */
+    r->steps_csv = o->resume ? oclseg_output_fappend(path) : oclseg_output_fopen(path);
+    if (!r->steps_csv) return OCLSEG_ERR_IO;
     if (!o->resume && fprintf(r->steps_csv, "step,epoch,loss\n") < 0) {
         OCLSEG_ERROR("cannot write %s: %s", path, strerror(errno));
         return OCLSEG_ERR_IO;

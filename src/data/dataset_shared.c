@@ -1,11 +1,16 @@
 /* The data set under mpirun: the ranks on one host decode a share each into one temporary file
- * that every rank maps read-only as its images and masks (one copy per host in the page cache). */
+ * that every rank maps read-only as its images and masks (one copy per host in the page cache).
+ * Its creator holds a lock on it while it has a name: the files of killed creators are removed
+ * by the next run's creator. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -85,28 +90,82 @@ static void random_token(uint64_t token[2]) {
     token[1] = oclseg_mix64(token[0] ^ (uint64_t)ts.tv_sec);
 }
 
-/* Rank 0: creates the file, reserves its space (a full disk fails here, not as SIGBUS later)
- * and writes the header. On failure note->path is empty (the ranks decode alone) and a warning
- * says why. */
-static void create_file(int n, int S, shared_note *note) {
+#define SHARED_PREFIX "oclseg-data-"
+
+/* 1 when name is exactly what create_file names a file: oclseg-data-<pid>-<16 hex digits>.bin. */
+static int is_shared_name(const char *name) {
+    if (strncmp(name, SHARED_PREFIX, strlen(SHARED_PREFIX)) != 0) return 0;
+    const char *p = name + strlen(SHARED_PREFIX), *digits = p;
+    while (*p >= '0' && *p <= '9') p++;
+    if (p == digits || p - digits > 10 || *p++ != '-') return 0;
+    for (int i = 0; i < 16; i++, p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
+    return strcmp(p, ".bin") == 0;
+}
+
+/* Removes the files in dir that a killed creator left (rank 0 SIGKILLed, or stopped by mpirun,
+ * between creating its file and the barrier after which it unlinks it): a creator holds an
+ * exclusive flock on its file while it has a name and the kernel drops the lock however the
+ * process ends, so a file of ours (exact name, regular, not a link, our uid) whose lock can be
+ * taken has no creator left. A lock is all that is asked: no pid or host to misread (pid reuse,
+ * pid namespaces, a $TMPDIR shared by hosts). */
+static void remove_stale_files(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        struct stat named, opened;
+        if (!is_shared_name(e->d_name) ||
+            fstatat(dirfd(d), e->d_name, &named, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(named.st_mode) || named.st_uid != geteuid())
+            continue;
+        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) continue;
+        /* the name still names the file checked, and nobody holds its lock */
+        if (fstat(fd, &opened) == 0 && opened.st_dev == named.st_dev &&
+            opened.st_ino == named.st_ino && flock(fd, LOCK_EX | LOCK_NB) == 0)
+            unlinkat(dirfd(d), e->d_name, 0);
+        close(fd);
+    }
+    closedir(d);
+}
+
+/* Rank 0: removes the files killed creators left, creates the file with its lock held (the
+ * returned descriptor: remove_file releases it), reserves its space (a full disk fails here, not
+ * as SIGBUS later) and writes the header. On failure note->path is empty (the ranks decode
+ * alone), a warning says why and -1 is returned. */
+static int create_file(int n, int S, shared_note *note) {
     const char *dir = oclseg_env_get()->tmpdir[0] ? oclseg_env_get()->tmpdir : "/tmp";
+    remove_stale_files(dir);
     random_token(note->token);
-    int len = snprintf(note->path, sizeof note->path, "%s/oclseg-data-%d-%016llx.bin", dir,
+    int len = snprintf(note->path, sizeof note->path, "%s/" SHARED_PREFIX "%d-%016llx.bin", dir,
                        (int)getpid(), (unsigned long long)note->token[0]);
     const shared_layout l = layout_of(n, S);
     int fd = len < 0 || (size_t)len >= sizeof note->path
                  ? (errno = ENAMETOOLONG, -1)
                  : open(note->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    int err = fd < 0 ? errno : posix_fallocate(fd, 0, (off_t)l.bytes);
+    int err = fd < 0 ? errno : flock(fd, LOCK_EX | LOCK_NB) != 0 ? errno : 0;
+    if (err == 0) err = posix_fallocate(fd, 0, (off_t)l.bytes);
     shared_header h = {.magic = SHARED_MAGIC, .token = {note->token[0], note->token[1]},
                        .count = n, .size = S};
     if (err == 0 && pwrite(fd, &h, sizeof h, 0) != (ssize_t)sizeof h) err = errno ? errno : EIO;
-    if (fd >= 0) close(fd);
-    if (err == 0) return;
+    if (err == 0 && oclseg_env_get()->fault_shared_kill) raise(SIGKILL); /* test hook */
+    if (err == 0) return fd;
     data_warn("cannot create the shared decoded data file %s (%s, %zu bytes): every rank decodes "
               "the whole data set", note->path, strerror(err), l.bytes);
-    if (fd >= 0) unlink(note->path);
+    if (fd >= 0) {
+        unlink(note->path);
+        close(fd);
+    }
     note->path[0] = '\0';
+    return -1;
+}
+
+/* Rank 0, once every rank has mapped the file: its name goes (a run that stops later leaves
+ * nothing behind), then its lock. */
+static void remove_file(const shared_note *note, int held) {
+    if (note->path[0]) unlink(note->path);
+    if (held >= 0) close(held);
 }
 
 /* Maps the announced file read-write when its header carries the token (the same host) and
@@ -219,7 +278,7 @@ int oclseg_dataset_load_shared(const oclseg_pair_list *pairs, const oclseg_datas
     int local = sample_status && ds ? OCLSEG_OK : OCLSEG_ERR_OUT_OF_MEMORY;
     const uint64_t pairs_hash = hash_pairs(pairs, &o);
     note->pairs_hash = pairs_hash;
-    if (oclseg_dist_rank() == 0) create_file(n, S, note);
+    const int held = oclseg_dist_rank() == 0 ? create_file(n, S, note) : -1;
     int st = oclseg_dist_bcast(note, sizeof *note, 0);
     int share = 0;
     if (st == OCLSEG_OK && local == OCLSEG_OK) {
@@ -245,7 +304,7 @@ int oclseg_dataset_load_shared(const oclseg_pair_list *pairs, const oclseg_datas
         if (share) write_records(ds, lo, hi, sample_status);
     }
     if (st == OCLSEG_OK) st = oclseg_dist_barrier(); /* every share written */
-    if (oclseg_dist_rank() == 0 && note->path[0]) unlink(note->path); /* mapped by all */
+    if (oclseg_dist_rank() == 0) remove_file(note, held); /* mapped by all */
     int any_failed = 0;
     if (st == OCLSEG_OK) st = oclseg_dist_any(local != OCLSEG_OK, &any_failed);
     if (st == OCLSEG_OK && any_failed) {
@@ -275,7 +334,7 @@ int oclseg_dataset_share(oclseg_dataset *ds) {
     const size_t px = (size_t)n * S * S;
     shared_note *note = calloc(1, sizeof *note);
     if (!note) oclseg_dist_abort(1, "out of memory before sharing the data set");
-    if (oclseg_dist_rank() == 0) create_file(n, S, note);
+    const int held = oclseg_dist_rank() == 0 ? create_file(n, S, note) : -1;
     int st = oclseg_dist_bcast(note, sizeof *note, 0);
     uint8_t *map = st == OCLSEG_OK ? map_file(note, note->pairs_hash, n, S, l.bytes) : NULL;
     if (map && oclseg_dist_rank() == 0) {
@@ -283,7 +342,7 @@ int oclseg_dataset_share(oclseg_dataset *ds) {
         memcpy(map + l.masks, ds->masks, px);
     }
     if (st == OCLSEG_OK) st = oclseg_dist_barrier(); /* rank 0's copy written */
-    if (oclseg_dist_rank() == 0 && note->path[0]) unlink(note->path); /* mapped by all */
+    if (oclseg_dist_rank() == 0) remove_file(note, held); /* mapped by all */
     free(note);
     /* a rank whose own copy differs (other data: the start-up check names it) keeps its own */
     if (map && st == OCLSEG_OK && !ds->mapping && memcmp(map + l.images, ds->images, px * 3) == 0 &&

@@ -56,6 +56,7 @@ void oclseg_env_reload(void) {
     e.has_fault_nan = copy_var(getenv("OCLSEG_FAULT_NAN"), e.fault_nan, sizeof e.fault_nan);
     e.fault_write = is_one(getenv("OCLSEG_FAULT_WRITE"));
     e.fault_foreign_data = is_one(getenv("OCLSEG_FAULT_FOREIGN_DATA"));
+    e.fault_shared_kill = is_one(getenv("OCLSEG_FAULT_SHARED_KILL"));
     const char *abort_hook = getenv("OCLSEG_TUNE_TRIAL_ABORT");
     const char *corrupt_hook = getenv("OCLSEG_TUNE_TRIAL_CORRUPT");
     e.tune_trial_abort = is_one(abort_hook);

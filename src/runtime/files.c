@@ -39,11 +39,13 @@ int oclseg_output_check(const char *path) {
     return OCLSEG_OK;
 }
 
-int oclseg_output_open(const char *path) {
+/* oclseg_output_open, or with append the file kept and written at its end (O_APPEND). */
+static int output_open(const char *path, int append) {
     if (oclseg_output_check(path) != OCLSEG_OK) return -1;
     /* O_NOFOLLOW: a link planted after the check is not followed; O_NONBLOCK: nor does a fifo
      * planted there block the open (it is refused below). */
-    int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+                            (append ? O_APPEND : 0), 0644);
     if (fd < 0) {
         if (errno == ELOOP) (void)oclseg_output_check(path);
         else OCLSEG_ERROR("cannot write %s: %s", path, strerror(errno));
@@ -55,7 +57,7 @@ int oclseg_output_open(const char *path) {
         OCLSEG_ERROR("%s is not a regular file: refusing to write it", path);
         return -1;
     }
-    if (ftruncate(fd, 0) != 0 || fcntl(fd, F_SETFL, 0) != 0) {
+    if ((!append && ftruncate(fd, 0) != 0) || fcntl(fd, F_SETFL, append ? O_APPEND : 0) != 0) {
         OCLSEG_ERROR("cannot write %s: %s", path, strerror(errno));
         close(fd);
         return -1;
@@ -63,16 +65,22 @@ int oclseg_output_open(const char *path) {
     return fd;
 }
 
-FILE *oclseg_output_fopen(const char *path) {
-    int fd = oclseg_output_open(path);
+int oclseg_output_open(const char *path) { return output_open(path, 0); }
+
+static FILE *output_fopen(const char *path, int append) {
+    int fd = output_open(path, append);
     if (fd < 0) return NULL;
-    FILE *f = fdopen(fd, "wb");
+    FILE *f = fdopen(fd, append ? "ab" : "wb");
     if (!f) {
         OCLSEG_ERROR("cannot write %s: %s", path, strerror(errno));
         close(fd);
     }
     return f;
 }
+
+FILE *oclseg_output_fopen(const char *path) { return output_fopen(path, 0); }
+
+FILE *oclseg_output_fappend(const char *path) { return output_fopen(path, 1); }
 
 int oclseg_temp_create(char *tmp, size_t size, const char *prefix) {
     static _Thread_local unsigned long counter; /* O_EXCL settles any collision */
