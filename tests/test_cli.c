@@ -73,7 +73,7 @@ static int read_val_ja(const char *dir, double *ja, int max) {
 
 /* The best epoch is chosen on the validation split (not the test set), and the test set is
  * scored once, for that epoch, in final.csv; --recipe best runs end to end (augmentation,
- * bce+dice, one-cycle, decoupled weight decay, TTA, post-processing). */
+ * bce+dice, one-cycle, decoupled weight decay, TTA, post-processing, the skip decoder). */
 /* Whether two weights files in dir hold the same tensors, byte for byte. */
 static int same_tensors(const char *dir, const char *a, const char *b) {
     char pa[256], pb[256];
@@ -133,6 +133,11 @@ START_TEST(train_selects_on_validation_and_reports_test_once) {
     ck_assert_int_eq(same, best == 2);
     ck_assert_int_eq(harness_sh("grep -q '\"val_images\": 2' %s/config.json", dir), 0);
     ck_assert_int_eq(harness_sh("grep -q '\"loss\": \"bce+dice\"' %s/config.json", dir), 0);
+    /* the recipe trains the skip decoder (docs/quality.md), unless --decoder says otherwise */
+    ck_assert_int_eq(harness_sh("grep -q '\"decoder\": \"skip\"' %s/config.json", dir), 0);
+    ck_assert_int_eq(harness_sh("%s train --data %s/data --out %s-seed --epochs 1 --max-steps 1 "
+                                "--batch 4 --size 32 --recipe best --decoder seed --quiet && grep -q "
+                                "'\"decoder\": \"seed\"' %s-seed/config.json", bin, root, dir, dir), 0);
     /* eval and predict with TTA and post-processing */
     ck_assert_int_eq(harness_sh("%s eval --data %s/data --weights %s/best.safetensors --size 32 "
                                 "--tta flips --largest-component --fill-holes --threshold 0.45 "

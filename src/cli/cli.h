@@ -51,9 +51,11 @@ void cli_predict_unset(struct oclseg_predict_options *o);
  * naming both unless --force-size. Prints the settings taken from the file. 0 or an exit code. */
 int cli_predict_resolve(const char *cmd, const char *weights, cli_infer_options *io);
 
-/* The augmentation of `oclseg train --recipe NAME` (seed or best); -1 for another name. */
+/* The augmentation and the decoder of `oclseg train --recipe NAME` (seed or best); -1 for another
+ * name. */
 struct oclseg_augment_config;
-int cli_recipe_augment(const char *recipe, struct oclseg_augment_config *aug);
+int cli_recipe_options(const char *recipe, struct oclseg_augment_config *aug,
+                       oclseg_decoder_kind *decoder);
 
 int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -49,7 +49,8 @@ static void usage(FILE *out) {
             "--loader: then batch assembly alone (the training loader: augmentation and\n"
             "normalisation) in images/s with 0 (the step's thread), 1, 2, 4 ... N loader threads\n"
             "(default min(CPUs, 4)), augmentation off and that of --recipe (default seed: the\n"
-            "flips), next to the step's images/s: which of the two bounds training.\n");
+            "flips), next to the step's images/s (of the recipe's model: best has the skip\n"
+            "decoder, unless --decoder says otherwise): which of the two bounds training.\n");
 }
 
 static void print_result(const oclseg_bench_result *r, const bench_options *o) {
@@ -149,7 +150,7 @@ int cmd_bench(int argc, char **argv) {
         {"loader-threads", required_argument, 0, 'T'}, {"recipe", required_argument, 0, 'R'},
         {"decoder", required_argument, 0, 'D'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    int c, bad = 0;
+    int c, bad = 0, decoder_given = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -164,6 +165,7 @@ int cmd_bench(int argc, char **argv) {
         case 'T': bad |= cli_parse_int("bench", "--loader-threads", optarg, 0, 256, &o.loader_threads); break;
         case 'R': o.recipe = optarg; break;
         case 'D':
+            decoder_given = 1;
             if (oclseg_decoder_parse(optarg, &o.decoder) != OCLSEG_OK) {
                 fprintf(stderr, "oclseg bench: --decoder must be seed, skip or skip-bilinear\n");
                 bad = 1;
@@ -174,7 +176,8 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     oclseg_bench_loader_options lo = {.size = o.size, .batch = o.batch, .recipe = o.recipe};
-    if (!bad && cli_recipe_augment(o.recipe, &lo.aug) != 0) {
+    oclseg_decoder_kind recipe_decoder = OCLSEG_DECODER_SEED;
+    if (!bad && cli_recipe_options(o.recipe, &lo.aug, &recipe_decoder) != 0) {
         fprintf(stderr, "oclseg bench: --recipe must be seed or best, not '%s'\n", o.recipe);
         bad = 1;
     }
@@ -184,6 +187,8 @@ int cmd_bench(int argc, char **argv) {
         bad = 1;
     }
     if (bad) return 2;
+    /* --loader --recipe best: the step it is compared with is the recipe's model's */
+    if (!decoder_given) o.decoder = recipe_decoder;
     if (o.batch <= 0 || o.steps <= 0 || o.size <= 0 || o.size % 32) {
         fprintf(stderr, "oclseg bench: --batch and --steps must be positive, --size a multiple of 32\n");
         return 2;

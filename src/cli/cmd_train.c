@@ -12,7 +12,7 @@
 #define RECIPE_BEST                                                                          \
     "--aug-dihedral --aug-affine 20,0.1,0.05 --aug-color 0.15,0.15,0.15,0.02 --loss bce+dice "  \
     "--schedule onecycle --lr 2e-3 --weight-decay 1e-4 --decoupled-wd --tta flips "           \
-    "--largest-component --fill-holes"
+    "--largest-component --fill-holes --decoder skip"
 
 static void usage(FILE *out) {
     char optimizers[1024];
@@ -152,7 +152,8 @@ static int apply_recipe_best(oclseg_fit_options *o) {
     return parse_args(argc, argv, o, &done);
 }
 
-int cli_recipe_augment(const char *recipe, struct oclseg_augment_config *aug) {
+int cli_recipe_options(const char *recipe, struct oclseg_augment_config *aug,
+                       oclseg_decoder_kind *decoder) {
     oclseg_fit_options o;
     oclseg_fit_options_default(&o);
     if (strcmp(recipe, "best") == 0) {
@@ -161,6 +162,7 @@ int cli_recipe_augment(const char *recipe, struct oclseg_augment_config *aug) {
         return -1;
     }
     *aug = o.aug;
+    *decoder = o.decoder;
     return 0;
 }
 
