@@ -8,13 +8,14 @@ set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 OUT.png LABEL=RUN[,RUN...]..." >&2; exit 2; }
 out=$1; shift
 field() { # field FILE SPLIT COLUMN-NAME: that split's value in final.csv
-    awk -F, -v split="$2" -v col="$3" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
-        $1 == split { print $c }' "$1"
+    awk -F, -v want="$2" -v col="$3" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
+        $1 == want { print $c }' "$1"
 }
 echo "| configuration | val JA (per run) | test JA (per run) | **test JA mean ± half-range** | test ISIC 2018 thr. JA mean | median s/epoch (per run) |"
 echo "|---|---|---|---|---|---|"
-plots=()
+plots=() g=0
 for group in "$@"; do
+    g=$((g + 1)) k=0
     label=${group%%=*}
     IFS=, read -r -a runs <<< "${group#*=}"
     val=() test=() thr=() secs=()
@@ -26,7 +27,8 @@ for group in "$@"; do
         secs+=("$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "seconds") c = i; next }
                      { print $c }' "$r/metrics.csv" | sort -g | awk '{ a[NR] = $1 }
                      END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }')")
-        plots+=("'$r/metrics.csv' using 1:6 with linespoints title '$label $(basename "$r")'")
+        k=$((k + 1))
+        plots+=("'$r/metrics.csv' using 1:6 with linespoints lc $g pt $k title '$label $(basename "$r")'")
     done
     stats=$(printf '%s\n' "${test[@]}" | awk '{ s += $1; if (NR == 1 || $1 < lo) lo = $1; if (NR == 1 || $1 > hi) hi = $1 }
         END { printf "%.3f ± %.3f", s / NR, (hi - lo) / 2 }')
@@ -37,7 +39,7 @@ done
 command -v gnuplot >/dev/null || { echo "gnuplot missing: no $out" >&2; exit 0; }
 plot=$(IFS=,; echo "${plots[*]}")
 gnuplot <<GP
-set terminal pngcairo size 900,520
+set terminal pngcairo noenhanced size 900,520
 set output '$out'
 set datafile separator ','
 set key bottom right
