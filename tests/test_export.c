@@ -178,6 +178,19 @@ static oclseg_model *random_model_32(oclseg_decoder_kind decoder) {
     return m;
 }
 
+/* Saves m (then frees it) as ROOT/NAME.safetensors, exports that to ROOT/NAME.onnx at 32x32 with
+ * the default options (export builds the network the weights' metadata names) and parses it. */
+static Onnx__ModelProto *export_model(oclseg_model *m, const char *name) {
+    char weights_path[160], path[160];
+    snprintf(weights_path, sizeof weights_path, "%s/%s.safetensors", root, name);
+    ck_assert_int_eq(oclseg_weights_save(m, weights_path), OCLSEG_OK);
+    oclseg_model_free(m);
+    snprintf(path, sizeof path, "%s/%s.onnx", root, name);
+    oclseg_onnx_options o = {0};
+    ck_assert_int_eq(oclseg_export_onnx(weights_path, path, 32, NULL, &o), OCLSEG_OK);
+    return load_onnx(path);
+}
+
 /* The skip decoder (weights whose metadata says "decoder": "skip"; export builds that network
  * from it): five ConvTranspose with their BatchNorm folded in (against a double reference),
  * four Concat joining the encoder's maps, five Relu, the 1x1 head Conv with its own bias
@@ -204,14 +217,7 @@ START_TEST(skip_decoder_graph) {
                                              buf), OCLSEG_OK);
     const float ref_b0 = (float)((buf[0] - v[2]) * scale + v[1]);
     free(buf);
-    char skip_weights[160], path[160];
-    snprintf(skip_weights, sizeof skip_weights, "%s/skip.safetensors", root);
-    ck_assert_int_eq(oclseg_weights_save(m, skip_weights), OCLSEG_OK);
-    oclseg_model_free(m);
-    snprintf(path, sizeof path, "%s/skip.onnx", root);
-    oclseg_onnx_options o = {0};
-    ck_assert_int_eq(oclseg_export_onnx(skip_weights, path, 32, NULL, &o), OCLSEG_OK);
-    Onnx__ModelProto *mp = load_onnx(path);
+    Onnx__ModelProto *mp = export_model(m, "skip");
     const Onnx__GraphProto *g = mp->graph;
     ck_assert_int_eq(count_op(g, "Conv"), 52 + 1);
     ck_assert_int_eq(count_op(g, "Clip"), 35);
@@ -241,14 +247,7 @@ END_TEST
  * five Relu and the 1x1 head writing "logits"; no ConvTranspose. */
 START_TEST(skip_bilinear_decoder_graph) {
     oclseg_model *m = random_model_32(OCLSEG_DECODER_SKIP_BILINEAR);
-    char bil_weights[160], path[160];
-    snprintf(bil_weights, sizeof bil_weights, "%s/skip_bilinear.safetensors", root);
-    ck_assert_int_eq(oclseg_weights_save(m, bil_weights), OCLSEG_OK);
-    oclseg_model_free(m);
-    snprintf(path, sizeof path, "%s/skip_bilinear.onnx", root);
-    oclseg_onnx_options o = {0};
-    ck_assert_int_eq(oclseg_export_onnx(bil_weights, path, 32, NULL, &o), OCLSEG_OK);
-    Onnx__ModelProto *mp = load_onnx(path);
+    Onnx__ModelProto *mp = export_model(m, "skip_bilinear");
     const Onnx__GraphProto *g = mp->graph;
     ck_assert_int_eq(count_op(g, "Conv"), 52 + 5 + 1);
     ck_assert_int_eq(count_op(g, "ConvTranspose"), 0);

@@ -66,8 +66,8 @@ int cmd_synth(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 /* `oclseg bench` under mpirun (src/cli/cmd_bench_dist.c; the measurement: oclseg_bench_dist). */
-int bench_dist(const char *device, int batch, int size, int steps, int frozen,
-               oclseg_decoder_kind decoder);
+struct oclseg_bench_options;
+int bench_dist(const char *device, const struct oclseg_bench_options *run);
 
 /* Validated option values: 0, or -1 after printing "oclseg CMD: NAME must be ... (got 'V')". */
 int cli_parse_int(const char *cmd, const char *name, const char *value, long min, long max,

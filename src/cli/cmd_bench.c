@@ -199,7 +199,10 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "oclseg bench: result files are only read with --report DIR\n");
         return 2;
     }
-    if (oclseg_dist_size() > 1) return bench_dist(o.device, o.batch, o.size, o.steps, o.frozen, o.decoder);
+    if (oclseg_dist_size() > 1) {
+        const oclseg_bench_options run = {o.batch, o.size, o.steps, o.frozen, o.decoder};
+        return bench_dist(o.device, &run);
+    }
     oclseg_device_info *devs = NULL;
     int count = 0;
     if (oclseg_bench_devices(o.device, &devs, &count) != OCLSEG_OK) return 1;

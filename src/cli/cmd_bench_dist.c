@@ -8,16 +8,14 @@
 #include "oclseg/bench.h"
 #include "oclseg/dist.h"
 
-int bench_dist(const char *device, int batch, int size, int steps, int frozen,
-               oclseg_decoder_kind decoder) {
-    const int ranks = oclseg_dist_size();
+int bench_dist(const char *device, const oclseg_bench_options *run) {
+    const int ranks = oclseg_dist_size(), batch = run->batch, size = run->size, steps = run->steps;
     if (batch < ranks) {
         fprintf(stderr, "oclseg bench: --batch %d is smaller than the %d ranks\n", batch, ranks);
         return 2;
     }
-    const oclseg_bench_options o = {batch, size, steps, frozen, decoder};
     oclseg_bench_rank_result *all = calloc((size_t)ranks, sizeof *all);
-    if (!all || oclseg_bench_dist(device, &o, all) != OCLSEG_OK) {
+    if (!all || oclseg_bench_dist(device, run, all) != OCLSEG_OK) {
         free(all);
         return 1;
     }

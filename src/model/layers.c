@@ -244,8 +244,6 @@ static int upsample_forward(const layer_pass *p, int i, int *layers) {
 }
 
 static int upsample_backward(const layer_pass *p, int i, oclseg_tensor *dx) {
-    if (!dx) return OCLSEG_OK; /* no parameters: only dx to compute (skip-bilinear's first stage
-                                  reads the frozen encoder's output, which needs none) */
     oclseg_tensor dy = out_grad(p, i);
     return op_upsample_bilinear_backward(p->m->ctx, &dy, dx);
 }

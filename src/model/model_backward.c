@@ -54,6 +54,9 @@ int oclseg_model_backward(oclseg_model *m, const oclseg_pass *p) {
         }
         /* the first layer of a frozen decoder's input (encoder output) needs no dx */
         int want_dx = m->acts[l->in].has_grad && !(frozen_encoder && i == first);
+        /* without parameters and without dx there is nothing to compute (skip-bilinear's first
+         * stage upsamples the frozen encoder's output) */
+        if (!want_dx && l->param < 0) continue;
         oclseg_tensor dx_store, *dx = NULL;
         int needs_add = 0;
         if (want_dx) {
